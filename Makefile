@@ -1,0 +1,104 @@
+# lop — build, test, bench, install.  Everything is discovered, nothing is listed twice:
+#   libcommon/*.c            -> build/libcommon.a   (static, linked into every tool)
+#   cmd/common/*.c           -> build/libcli.a      (the tool layer: options, errors, progress)
+#   cmd/<tool>/*.c           -> bin/<tool>          (a folder with a main.c is a tool)
+#   tests/unit/test_*.c      -> build/test_*        (C unit tests, run by tests/unit.bats)
+#   tests/*.bats             -> the bats suite
+# Variants: `make SAN=1` builds into build-san/ and bin-san/ with ASan+UBSan.
+
+SHELL    := /bin/bash
+PREFIX   ?= /usr/local
+CC       ?= gcc
+SAN      ?= 0
+DEB_PKGS := build-essential pkg-config libcjson-dev libopenblas-dev libzstd-dev libpcre2-dev \
+            libutf8proc-dev bats bats-assert bats-support zstd python3
+BENCH_PKGS := python3-torch python3-numpy hyperfine
+
+ifeq ($(SAN),1)
+  B := build-san
+  BIN := bin-san
+  OPT := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
+else
+  B := build
+  BIN := bin
+  OPT := -O3 -march=native -g
+endif
+
+CFLAGS  ?=
+CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -fopenmp $(OPT) \
+           -Ilibcommon -I/usr/include/x86_64-linux-gnu/openblas-pthread
+LDLIBS  := -lcjson -lopenblas -lzstd -lpcre2-8 -lutf8proc -lm -lpthread
+LDFLAGS += -fopenmp $(filter -fsanitize=%,$(OPT))
+
+LIB_SRC   := $(wildcard libcommon/*.c)
+LIB_OBJ   := $(patsubst libcommon/%.c,$(B)/libcommon/%.o,$(LIB_SRC))
+CLI_SRC   := $(wildcard cmd/common/*.c)
+CLI_OBJ   := $(patsubst cmd/common/%.c,$(B)/cli/%.o,$(CLI_SRC))
+TOOLS     := $(notdir $(patsubst %/,%,$(dir $(wildcard cmd/*/main.c))))
+TOOL_BINS := $(addprefix $(BIN)/,$(TOOLS))
+UNIT_SRC  := $(wildcard tests/unit/test_*.c)
+UNIT_BINS := $(patsubst tests/unit/%.c,$(B)/%,$(UNIT_SRC))
+
+.SECONDEXPANSION:
+.PHONY: all deps test test-fast test-san unit demo demo-stories bench install clean fuzz check-deps
+all: $(TOOL_BINS) $(UNIT_BINS)
+
+$(B)/libcommon/%.o: libcommon/%.c $(wildcard libcommon/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c $< -o $@
+
+$(B)/cli/%.o: cmd/common/%.c $(wildcard cmd/common/*.h libcommon/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Icmd/common -c $< -o $@
+
+$(B)/libcli.a: $(CLI_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(B)/libcommon.a: $(LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BIN)/%: $$(wildcard cmd/$$*/*.c cmd/$$*/*.h) $(B)/libcli.a $(B)/libcommon.a $(wildcard libcommon/*.h cmd/common/*.h)
+	@mkdir -p $(BIN)
+	$(CC) $(CFLAGS) -Icmd/common -Icmd/$* $(wildcard cmd/$*/*.c) -o $@ $(LDFLAGS) $(B)/libcli.a $(B)/libcommon.a $(LDLIBS)
+
+$(B)/test_%: tests/unit/test_%.c $(B)/libcommon.a $(wildcard libcommon/*.h)
+	@mkdir -p $(B)
+	$(CC) $(CFLAGS) $< -o $@ $(LDFLAGS) $(B)/libcommon.a $(LDLIBS)
+
+# deps: install each missing Debian package (root), else print the exact command and fail.
+deps:
+	@bash tools/deps.sh $(DEB_PKGS)
+
+# The README's test command.  Dependencies, optimized build, sanitizer build, whole suite.
+test: deps
+	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory SAN=1 all
+	@bash tests/run.sh
+
+test-fast: all
+	@LOP_NO_SAN=1 bash tests/run.sh
+
+demo: deps
+	@$(MAKE) --no-print-directory all
+	@bash tools/demo.sh
+
+demo-stories: all
+	@bash tools/demo-stories.sh
+
+bench: deps
+	@bash tools/deps.sh $(BENCH_PKGS)
+	@$(MAKE) --no-print-directory all
+	@bash bench/run.sh
+
+fuzz:
+	@bash tools/fuzz.sh $(FUZZ_SECONDS)
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1
+	install -m 755 $(TOOL_BINS) $(DESTDIR)$(PREFIX)/bin/
+	install -m 644 $(wildcard man/*.1) $(DESTDIR)$(PREFIX)/share/man/man1/
+
+clean:
+	rm -rf build build-san bin bin-san

@@ -1,0 +1,165 @@
+/* tool.c — the tool layer: messages, exits, common options, threads, progress, JSON lines. */
+#include "tool.h"
+#include "parse.h"
+#include <cblas.h>
+#include <omp.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
+
+tool_opts g_opt;
+const char *g_tool = "lop";
+
+void tool_init(const char *name, int argc, char **argv) {
+    (void)argc; (void)argv;
+    g_tool = name;
+    memset(&g_opt, 0, sizeof g_opt);
+    /* A closed stdout pipe (| head) must end us quietly, like cat, not with a signal trace. */
+}
+
+_Noreturn static void vdie(int code, const char *fmt, va_list ap) {
+    fflush(stdout);
+    fprintf(stderr, "%s: ", g_tool);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    exit(code);
+}
+
+_Noreturn void die(int code, const char *fmt, ...) {
+    va_list ap; va_start(ap, fmt); vdie(code, fmt, ap);
+}
+
+_Noreturn void die_usage(const char *fmt, ...) {
+    va_list ap; va_start(ap, fmt);
+    fflush(stdout);
+    fprintf(stderr, "%s: ", g_tool);
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, " (see %s --help)\n", g_tool);
+    va_end(ap);
+    exit(2);
+}
+
+_Noreturn void die_err(const lop_err *e) {
+    die(e->code == LOP_EUSAGE ? 2 : 1, "%s", e->msg[0] ? e->msg : "unknown error");
+}
+
+void note(const char *fmt, ...) {
+    if (g_opt.quiet) return;
+    va_list ap; va_start(ap, fmt);
+    fprintf(stderr, "%s: ", g_tool);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+}
+
+void warn(const char *fmt, ...) {
+    va_list ap; va_start(ap, fmt);
+    fprintf(stderr, "%s: warning: ", g_tool);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+}
+
+long long opt_int(const char *opt, const char *arg, long long lo, long long hi) {
+    lop_err e; long long v;
+    if (parse_int(arg, lo, hi, &v, &e)) die_usage("%s: %s", opt, e.msg);
+    return v;
+}
+
+double opt_double(const char *opt, const char *arg, double lo, double hi) {
+    lop_err e; double v;
+    if (parse_double(arg, &v, &e)) die_usage("%s: %s", opt, e.msg);
+    if (v < lo || v > hi) die_usage("%s: %g out of range [%g, %g]", opt, v, lo, hi);
+    return v;
+}
+
+uint64_t opt_size(const char *opt, const char *arg) {
+    lop_err e; uint64_t v;
+    if (parse_size(arg, &v, &e)) die_usage("%s: %s", opt, e.msg);
+    return v;
+}
+
+int tool_common_opt(int c, const char *arg, void (*usage)(FILE *)) {
+    switch (c) {
+    case 'h': usage(stdout); exit(0);
+    case TOOL_OPT_VERSION: printf("%s (lop) %s\n", g_tool, LOP_VERSION); exit(0);
+    case 't': g_opt.threads = (int)opt_int("--threads", arg, 0, 4096); return 1;
+    case TOOL_OPT_SEED: g_opt.seed = (uint64_t)opt_int("--seed", arg, 0, INT64_MAX); return 1;
+    case 'q': g_opt.quiet = 1; return 1;
+    case TOOL_OPT_PROGRESS: g_opt.progress = 1; return 1;
+    case '?': fprintf(stderr, "%s: see %s --help\n", g_tool, g_tool); exit(2);
+    default: return 0;
+    }
+}
+
+void tool_apply_threads(void) {
+    int n = g_opt.threads > 0 ? g_opt.threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
+    if (n < 1) n = 1;
+    g_opt.threads = n;
+    omp_set_num_threads(n);
+    openblas_set_num_threads(n);
+}
+
+void emit(cJSON *obj) {
+    char *s = cJSON_PrintUnformatted(obj);
+    cJSON_Delete(obj);
+    if (!s) die(1, "out of memory");
+    int bad = fputs(s, stdout) < 0 || fputc('\n', stdout) < 0 || fflush(stdout) != 0;
+    free(s);
+    if (bad) die(1, "writing to stdout failed");
+}
+
+double now_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+uint64_t peak_rss_bytes(void) {
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (uint64_t)ru.ru_maxrss * 1024;
+}
+
+static void fmt_eta(char *buf, size_t n, double s) {
+    if (s < 0 || s > 1e7) { snprintf(buf, n, "--:--"); return; }
+    int h = (int)(s / 3600), m = (int)(s / 60) % 60, sec = (int)s % 60;
+    if (h) snprintf(buf, n, "%d:%02d:%02d", h, m, sec);
+    else snprintf(buf, n, "%02d:%02d", m, sec);
+}
+
+static void draw(progress *p, int final) {
+    double t = now_seconds(), el = t - p->t0;
+    double rate = el > 0 ? p->done / el : 0;
+    char eta[32];
+    fmt_eta(eta, sizeof eta, rate > 0 ? (p->total - p->done) / rate : -1);
+    int w = 24, fill = p->total > 0 ? (int)(w * p->done / p->total) : 0;
+    if (fill > w) fill = w;
+    char bar[32];
+    for (int i = 0; i < w; i++) bar[i] = i < fill ? '#' : '.';
+    bar[w] = 0;
+    fprintf(stderr, "\r%s: %s [%s] %.0f/%.0f %s  %.1f %s/s  ETA %s%s", g_tool, p->what, bar,
+            p->done, p->total, p->unit, rate, p->unit, eta, final ? "\n" : "\033[K");
+    fflush(stderr);
+    p->last = t;
+}
+
+void progress_start(progress *p, const char *what, double total, const char *unit) {
+    memset(p, 0, sizeof *p);
+    p->what = what; p->unit = unit; p->total = total;
+    p->t0 = p->last = now_seconds();
+    p->on = !g_opt.quiet && (g_opt.progress || isatty(2));
+}
+
+void progress_update(progress *p, double done) {
+    p->done = done;
+    if (p->on && now_seconds() - p->last >= 0.1) draw(p, 0);
+}
+
+void progress_end(progress *p) {
+    if (p->on) draw(p, 1);
+    p->on = 0;
+}
