@@ -133,6 +133,8 @@ int arch_read(mc_arch *a, const char *path, lop_err *e) {
     a->zeros = -1;
     snprintf(a->path, sizeof a->path, "%s", path);
     char cp[2048];
+    struct stat st;
+    if (stat(path, &st) != 0) return lop_fail(e, "%s: no such model folder or config.json", path);
     if (is_dir(path)) snprintf(cp, sizeof cp, "%s/config.json", path);
     else snprintf(cp, sizeof cp, "%s", path);
     char *txt = slurp(cp, 64u << 20, NULL, e);

@@ -74,10 +74,10 @@ static void facts_get(facts *F, const mc_logs *L, const mc_card_opts *o) {
     memset(F, 0, sizeof *F);
     F->ndropped = L->ndropped;
     F->dropped = malloc(sizeof(int) * (L->ndropped ? L->ndropped : 1));
-    if (F->dropped) {
+    if (F->dropped && L->ndropped) {
         memcpy(F->dropped, L->dropped, sizeof(int) * L->ndropped);
         qsort(F->dropped, L->ndropped, sizeof(int), cmp_int);
-    } else F->ndropped = 0;
+    } else if (!F->dropped) F->ndropped = 0;
     for (int i = 0; i < L->nmerges; i++) {
         if (L->merges[i].accepted) { F->merges_accepted++; F->layers_merged_away += L->merges[i].b - L->merges[i].a; }
         else F->merges_rejected++;

@@ -115,7 +115,10 @@ static int range_of(const cJSON *v, int *a, int *b) {
 static int is_merge_line(const cJSON *o) {
     const char *act = str(o, "action");
     if (act && strstr(act, "merge")) return 1;
-    return get(o, "merge") || get(o, "merged") || (get(o, "accepted") && get(o, "similarity"));
+    if (get(o, "merge") || get(o, "merged") || (get(o, "accepted") && get(o, "similarity"))) return 1;
+    const cJSON *f; /* layer-merge's statistics: merges_accepted, merges_rejected, ... */
+    cJSON_ArrayForEach(f, o) if (!strncmp(f->string, "merges_", 7)) return 1;
+    return 0;
 }
 
 static int take_merge(mc_logs *L, const cJSON *o) {
