@@ -79,7 +79,7 @@ static void facts_get(facts *F, const mc_logs *L, const mc_card_opts *o) {
         qsort(F->dropped, L->ndropped, sizeof(int), cmp_int);
     } else if (!F->dropped) F->ndropped = 0;
     for (int i = 0; i < L->nmerges; i++) {
-        if (L->merges[i].accepted) { F->merges_accepted++; F->layers_merged_away += L->merges[i].b - L->merges[i].a; }
+        if (L->merges[i].accepted) { F->merges_accepted++; F->layers_merged_away += L->merges[i].gone; }
         else F->merges_rejected++;
     }
     F->p_before = o->base->params >= 0 ? o->base->params : L->params_before;

@@ -54,6 +54,15 @@ static const char *str(const cJSON *o, const char *k) {
     return cJSON_IsString(v) ? v->valuestring : NULL;
 }
 
+/* keys whose values change from run to run (timings, memory) or only name things (action,
+ * output path): left out of the card, which must be the same for the same experiment */
+static int volatile_key(const char *k) {
+    static const char *const sub[] = {"seconds", "rss", "time", "elapsed", "per_s", "tok_s", "eta", NULL};
+    if (!strcmp(k, "action") || !strcmp(k, "output") || !strcmp(k, "tool")) return 1;
+    for (int i = 0; sub[i]; i++) if (strstr(k, sub[i])) return 1;
+    return 0;
+}
+
 /* copy the scalar (number, string, bool) fields of src into *dst (created on demand), later lines
  * overriding earlier ones key by key */
 static void merge_scalars(cJSON **dst, const cJSON *src, const char *const *skip) {
@@ -61,7 +70,7 @@ static void merge_scalars(cJSON **dst, const cJSON *src, const char *const *skip
     if (!*dst) return;
     const cJSON *f;
     cJSON_ArrayForEach(f, src) {
-        int s = 0;
+        int s = volatile_key(f->string);
         for (int i = 0; skip && skip[i]; i++) if (!strcmp(skip[i], f->string)) s = 1;
         if (s || !(cJSON_IsNumber(f) || cJSON_IsString(f) || cJSON_IsBool(f))) continue;
         cJSON *c = cJSON_Duplicate(f, 0);
@@ -123,7 +132,8 @@ static int is_merge_line(const cJSON *o) {
 
 static int take_merge(mc_logs *L, const cJSON *o) {
     int a, b;
-    const cJSON *r = get(o, "layers");
+    const cJSON *r = get(o, "source_layers"); /* LaCo: the base model's numbering */
+    if (!r) r = get(o, "layers");
     if (!r) r = get(o, "merge");
     if (!r) r = get(o, "merged");
     int ok = r && range_of(r, &a, &b) == 0;
@@ -137,6 +147,8 @@ static int take_merge(mc_logs *L, const cJSON *o) {
     if (grow((void **)&L->merges, L->nmerges, sizeof *L->merges)) return -1;
     mc_merge *m = &L->merges[L->nmerges++];
     m->a = a; m->b = b;
+    int ca, cb; /* layers removed by this merge: its span in the numbering it was applied to */
+    m->gone = get(o, "layers") && range_of(get(o, "layers"), &ca, &cb) == 0 ? cb - ca : b - a;
     m->has_sim = has_num(o, "similarity");
     m->sim = num(o, "similarity", 0);
     const cJSON *acc = get(o, "accepted");

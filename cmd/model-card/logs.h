@@ -54,7 +54,12 @@ typedef struct mc_stage {
 } mc_stage;
 
 typedef struct mc_score { int layer, n; double score; } mc_score;
-typedef struct mc_merge { int a, b; double sim; int accepted; int has_sim; } mc_merge;
+typedef struct mc_merge {
+    int a, b;            /* the base model's layers a..b folded into one */
+    int gone;            /* layers it removed */
+    double sim;
+    int accepted, has_sim;
+} mc_merge;
 typedef struct mc_wtensor { char name[192]; double sparsity; } mc_wtensor;
 
 typedef struct mc_logs {

@@ -37,8 +37,9 @@ def lines(name, objs):
 
 lines("score.jsonl", [{"layer": l, "metric": "bi", "score": s}
                       for l, s in enumerate([0.9, 0.2, 0.15, 0.4, 0.3, 0.8])])
-lines("drop.jsonl", [{"action": "drop", "layer": 1}, {"action": "drop", "layer": 2},
-                     {"params_before": 1000, "params_after": 700}])
+lines("drop.jsonl", [{"action": "drop", "layer": 1, "params": 150}, {"action": "drop", "layer": 2, "params": 150},
+                     {"layers_before": 6, "layers_after": 4, "params_before": 1000, "params_after": 700,
+                      "reduction": 0.3, "output": "small"}])
 lines("base.ppl.jsonl", [{"ppl": 12.5, "nll": 2.5257, "tokens": 4096, "stderr": 0.25}])
 lines("pruned.ppl.jsonl", [{"ppl": 31.25, "nll": 3.44, "tokens": 4096, "stderr": 0.5}])
 lines("heal.jsonl", [{"seq_len": 128, "batch": 4, "schedule": "cosine"}] +
@@ -53,9 +54,12 @@ json.dump({"results": {"arc_easy": {"alias": "arc_easy", "acc,none": 0.45, "acc_
                        "lambada_openai": {"perplexity,none": 40.0, "perplexity_stderr,none": 2.0}},
            "n-samples": {"arc_easy": {"original": 2376, "effective": 500}},
            "config": {"model": "lop"}}, open(os.path.join(d, "healed.results.json"), "w"))
-lines("merge.jsonl", [{"layers": [3, 5], "similarity": 0.91, "accepted": True},
-                      {"layers": [1, 3], "similarity": 0.62, "accepted": False},
-                      {"merges_accepted": 1, "merges_rejected": 1, "final_compression": 0.333}])
-lines("wmask.jsonl", [{"tensor": "model.layers.0.self_attn.q_proj.weight", "sparsity": 0.5, "threshold": 0.01, "method": "wanda"},
-                      {"tensor": "model.layers.0.mlp.up_proj.weight", "sparsity": 0.5, "threshold": 0.02},
-                      {"zeros": 96, "overall_sparsity": 0.5, "model_sparsity": 0.4}])
+lines("merge.jsonl", [{"action": "try", "iteration": 1, "layers": [3, 5], "source_layers": [3, 5], "similarity": 0.91, "accepted": True, "layers_now": 4},
+                      {"action": "try", "iteration": 2, "layers": [1, 3], "source_layers": [1, 5], "similarity": 0.62, "accepted": False, "layers_now": 4},
+                      {"action": "laco", "rule": "laco", "iterations": 2, "merges_accepted": 1, "merges_rejected": 1,
+                       "layers_removed": 2, "compression": 0.333, "seconds": 1.25}])
+lines("wmask.jsonl", [{"action": "prune", "tensor": "model.layers.0.self_attn.q_proj.weight", "shape": [8, 8], "params": 64, "zeros": 32, "sparsity": 0.5, "threshold": 0.01},
+                      {"action": "prune", "tensor": "model.layers.0.mlp.up_proj.weight", "shape": [16, 8], "params": 128, "zeros": 64, "sparsity": 0.5, "threshold": 0.02},
+                      {"action": "summary", "method": "wanda", "scope": "row", "target_sparsity": 0.5, "tensors": 2, "params": 192, "zeros": 96,
+                       "sparsity": 0.5, "model_params": 240, "model_zeros": 96, "model_sparsity": 0.4, "seconds": float(os.environ.get("SECS", "0.5")),
+                       "peak_rss_mb": 12.5}])
