@@ -10,7 +10,7 @@ setup() {
   ST=$MODELS/stories260K
   T=$(scratch)
 }
-teardown() { [ -n "${T:-}" ] && rm -rf "$T"; }
+teardown() { if [ -n "${T:-}" ]; then rm -rf "$T"; fi; }
 
 # run wmask into $T/out.safetensors with the report in $T/rep.jsonl, then check it
 prune_check() { # model, then wmask options
@@ -87,7 +87,7 @@ prune_check() { # model, then wmask options
 }
 
 @test "wmask: N:M 2:4 and 1:4 — every group checked" {
-  for nm in 2:4 1:4 4:8; do
+  for nm in 2:4 1:4 3:4; do
     prune_check "$ST" --nm $nm
     run $REF check "$ST" "$T/out.safetensors" "$T/rep.jsonl" --nm $nm
     echo "$nm $output"; [ "$status" -eq 0 ]
@@ -104,7 +104,7 @@ prune_check() { # model, then wmask options
   run $REF check "$ST" "$T/out.safetensors" "$T/rep.jsonl" --sparsity 0.5 \
       --targets '^(?!.*layers\.[0-2]\.).*(embed_tokens|mlp\.down_proj)'
   echo "$output"; [ "$status" -eq 0 ]
-  run pyjson "import json;print(sorted(json.loads(l)['tensor'] for l in open('$T/rep.jsonl') if 'tensor' in l))"
+  run pyjson "import json;print(sorted(json.loads(l)['tensor'] for l in open('$T/rep.jsonl') if '"prune"' in l))"
   [ "$output" = "['model.embed_tokens.weight', 'model.layers.3.mlp.down_proj.weight', 'model.layers.4.mlp.down_proj.weight']" ]
   # nothing selected is an error
   run wmask -q -m "$ST" -o "$T/none.safetensors" --include 'no_such_tensor'

@@ -128,7 +128,7 @@ int wm_run_magnitude(const wm_job *j, const wm_targets *tg, wm_totals *tot, lop_
             else if (wm_prune_matrix(j, t->name, wf, rows, cols, NULL, &st, e)) goto out;
             memcpy(raw, data, t->nbytes);
             wm_raw_apply(raw, wf, t->dtype, numel);
-            wm_report_tensor(t, &st, tot);
+            wm_report_tensor(j->output, t, &st, tot);
             outp = raw;
         }
         tot->model_zeros += wm_raw_zeros(outp, t->dtype, numel);

@@ -129,7 +129,7 @@ static int prune_proj(wanda *wd, int l, lop_proj p, lop_err *e) {
     wd->tot->t_select += now_seconds() - t0;
     if (rc) return -1;
     int ti = st_find(wd->m->st, w->name);
-    wm_report_tensor(&wd->m->st->info[ti], &st, wd->tot);
+    wm_report_tensor(wd->j->output, &wd->m->st->info[ti], &st, wd->tot);
     return 0;
 }
 
@@ -166,7 +166,7 @@ static int prune_global(wanda *wd, lop_err *e) {
                     wm_raw_apply(raw, wf, w->dtype, n);
                     wd->masked[k] = raw;
                     w->data = raw;
-                    wm_report_tensor(&wd->m->st->info[st_find(wd->m->st, w->name)], &st, wd->tot);
+                    wm_report_tensor(wd->j->output, &wd->m->st->info[st_find(wd->m->st, w->name)], &st, wd->tot);
                 }
             }
             free(norm);
