@@ -3,6 +3,10 @@
 #include <math.h>
 #include <stdlib.h>
 
+/* Below this many weights a parallel region costs more than it saves (and on a loaded machine
+ * spinning OpenMP threads cost far more). */
+#define PAR_MIN (1 << 16)
+
 int64_t prune_count(double sparsity, int64_t n) {
     if (!(sparsity > 0) || n <= 0) return 0;
     if (sparsity >= 1) return n;
@@ -88,7 +92,7 @@ int prune_rows(float *w, int64_t rows, int64_t cols, const float *norm, double s
     int fail = 0;
     if (k > 0 && cols > 0xffffffffLL) return -1; /* the column must fit the key's low half */
     if (k > 0) {
-#pragma omp parallel reduction(max : maxkey) reduction(| : fail)
+#pragma omp parallel reduction(max : maxkey) reduction(| : fail) if (rows * cols >= PAR_MIN)
         {
             uint64_t *tmp = malloc((size_t)cols * sizeof *tmp);
             if (!tmp) fail = 1;
@@ -115,7 +119,7 @@ int prune_nm(float *w, int64_t rows, int64_t cols, const float *norm, int n, int
     int64_t before = count_zeros(w, rows * cols);
     uint32_t maxkey = 0;
     if (n > 0) {
-#pragma omp parallel for schedule(static) reduction(max : maxkey)
+#pragma omp parallel for schedule(static) reduction(max : maxkey) if (rows * cols >= PAR_MIN)
         for (int64_t r = 0; r < rows; r++) {
             uint64_t t[256];
             for (int64_t g = 0; g < cols; g += m) {
@@ -185,7 +189,7 @@ void prune_sel_apply(const prune_sel *s, int64_t *ties, float *w, int64_t rows, 
     if (s->k > 0) {
         uint32_t T = s->T;
         /* below the threshold: order-free, in parallel */
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n >= PAR_MIN)
         for (int64_t i = 0; i < n; i++)
             if (prune_key(w[i], norm_at(norm, i % cols)) < T) w[i] = 0.0f;
         /* at the threshold: the first *ties in stream order */

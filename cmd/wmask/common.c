@@ -91,7 +91,7 @@ int64_t wm_raw_zeros(const void *p, st_dtype t, uint64_t n) {
     size_t sz = st_dtype_size(t);
     const uint8_t *b = p;
     int64_t z = 0;
-#pragma omp parallel for reduction(+ : z) schedule(static)
+#pragma omp parallel for reduction(+ : z) schedule(static) if (n >= (1u << 16))
     for (uint64_t i = 0; i < n; i++) z += is_zero(b + i * sz, sz);
     return z;
 }
@@ -99,7 +99,7 @@ int64_t wm_raw_zeros(const void *p, st_dtype t, uint64_t n) {
 void wm_raw_apply(void *raw, const float *w, st_dtype t, uint64_t n) {
     size_t sz = st_dtype_size(t);
     uint8_t *b = raw;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n >= (1u << 16))
     for (uint64_t i = 0; i < n; i++)
         if (w[i] == 0.0f && !is_zero(b + i * sz, sz)) memset(b + i * sz, 0, sz);
 }

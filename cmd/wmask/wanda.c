@@ -68,7 +68,7 @@ static int hook_linear(void *user, int layer, lop_proj p, const char *name, cons
     if (!wd->target[k]) return 0;
     double *ss = wd->ss[k];
     /* columns split among threads: each thread owns its ss[j], rows run in order (deterministic) */
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((int64_t)rows * in >= (1 << 16))
     for (int jc = 0; jc < in; jc++) {
         double acc = 0;
         for (int i = 0; i < rows; i++) { double v = X[(int64_t)i * in + jc]; acc += v * v; }
