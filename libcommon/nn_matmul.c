@@ -33,9 +33,12 @@ void nn_to_f32(float *dst, const void *src, st_dtype dt, size_t n) {
     }
 }
 
+#ifndef CHUNK_KB
+#define CHUNK_KB 1024u
+#endif
 /* Rows of W per conversion chunk: about 256 KB of float32 (fits L2 beside OpenBLAS's panels). */
 static int chunk_rows(int IC) {
-    int r = (int)((256u << 10) / sizeof(float) / (unsigned)IC);
+    int r = (int)((CHUNK_KB << 10) / sizeof(float) / (unsigned)IC);
     r = r < 16 ? 16 : r;
     return (r + 15) & ~15;
 }

@@ -1,0 +1,406 @@
+/* ppl — perplexity of a model on a text: HF strided windows (default), llama.cpp's chunks
+ * (--llama-cpp) or one sequence per line (--lines). Saves top-k log-probs (--save-logits) and
+ * compares with a saved base run (--kl-base): KL divergence, top-1 agreement, ppl ratio. */
+#include <getopt.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "blas_tune.h"
+#include "model.h"
+#include "plan.h"
+#include "tokenizer.h"
+#include "tool.h"
+#include "topk_file.h"
+
+static void usage(FILE *f) {
+    fprintf(f,
+        "usage: ppl -m MODEL [options] [FILE|-]\n"
+        "Perplexity of MODEL on the text in FILE (default: stdin).\n\n"
+        "  -m, --model PATH      HF model folder, .safetensors file, or - (stream)\n"
+        "  -c, --ctx N           window length in tokens (default: the model's context, at most 4096)\n"
+        "  -s, --stride N        window step (default: ctx); each window scores only tokens no\n"
+        "                        earlier window scored (Hugging Face's strided perplexity)\n"
+        "      --llama-cpp       llama.cpp's rule: chunks of ctx tokens, BOS at each chunk's start,\n"
+        "                        only each chunk's second half scored\n"
+        "      --lines           each line is its own sequence (BOS + line; windows if longer than ctx)\n"
+        "      --per-token       also print {\"pos\",\"id\",\"nll\"} for every scored token\n"
+        "      --save-logits FILE  store the top-k log-probs of every scored token (zstd)\n"
+        "      --kl-base FILE    compare with a base run saved by --save-logits on the same tokens\n"
+        "      --topk K          k for --save-logits (default 64)\n"
+        "      --batch-tokens N  tokens per forward pass (default: max(ctx, 2048))\n"
+        "      --max-tokens N    stop after scoring about N tokens (0: all)\n"
+        TOOL_COMMON_HELP);
+}
+
+enum { O_LLAMA = 0x100, O_LINES, O_PER_TOKEN, O_SAVE, O_KL, O_TOPK, O_BATCH, O_MAXTOK };
+
+typedef struct stats { double sum, sum2; int64_t n; } stats;
+static void stat_add(stats *s, double x) { s->sum += x; s->sum2 += x * x; s->n++; }
+static double stat_mean(const stats *s) { return s->n ? s->sum / s->n : 0; }
+static double stat_se(const stats *s) {
+    if (s->n < 2) return 0;
+    double m = stat_mean(s), v = (s->sum2 / s->n - m * m) * s->n / (s->n - 1);
+    return v > 0 ? sqrt(v / s->n) : 0;
+}
+
+static char *read_all(const char *path, size_t *len) {
+    FILE *f = strcmp(path, "-") ? fopen(path, "rb") : stdin;
+    if (!f) die(1, "%s: cannot open", path);
+    size_t cap = 1 << 16, n = 0;
+    char *b = malloc(cap);
+    for (;;) {
+        if (!b) die(1, "out of memory");
+        size_t got = fread(b + n, 1, cap - n - 1, f);
+        n += got;
+        if (got == 0) break;
+        if (n + 1 == cap) b = realloc(b, cap *= 2);
+    }
+    if (ferror(f)) die(1, "%s: read error", path);
+    if (f != stdin) fclose(f);
+    b[n] = 0;
+    *len = n;
+    return b;
+}
+
+/* the KL comparison: base records for the rows of one forward, and the current model's
+ * log-probs at the base's top-k ids (gathered by the head's block callback) */
+typedef struct klctx {
+    int k;
+    int *rec_of_row;      /* [N] record slot of a packed row, -1 */
+    int32_t *sid;         /* [slots, k] base ids sorted ascending */
+    int *sperm;           /* [slots, k] their index in the base record */
+    float *blp;           /* [slots, k] base log-probs (record order) */
+    int32_t *btarget;     /* [slots] */
+    float *btlp;          /* [slots] */
+    int32_t *btop1;       /* [slots] */
+    float *cur;           /* [slots, k] current logits at the base ids (record order) */
+    int cap;
+} klctx;
+
+static int kl_block(void *u, int v0, int nv, const float *lg, int rows, const int *row) {
+    klctx *c = u;
+    for (int r = 0; r < rows; r++) {
+        int s = c->rec_of_row[row[r]];
+        if (s < 0) continue;
+        const int32_t *ids = c->sid + (size_t)s * c->k;
+        int lo = 0, hi = c->k; /* first id >= v0 */
+        while (lo < hi) { int mid = (lo + hi) / 2; if (ids[mid] < v0) lo = mid + 1; else hi = mid; }
+        for (int j = lo; j < c->k && ids[j] < v0 + nv; j++)
+            c->cur[(size_t)s * c->k + c->sperm[(size_t)s * c->k + j]] = lg[(size_t)r * nv + ids[j] - v0];
+    }
+    return 0;
+}
+
+static int cmp_f(const void *a, const void *b) {
+    float x = *(const float *)a, y = *(const float *)b;
+    return (x > y) - (x < y);
+}
+
+int main(int argc, char **argv) {
+    tool_blas_reexec(argv);
+    tool_init("ppl", argc, argv);
+    const char *model = NULL, *save = NULL, *klbase = NULL;
+    int ctx = 0, stride = 0, llama = 0, lines = 0, per_token = 0, topk = 64;
+    long long batch_tokens = 0, max_tokens = 0;
+    static struct option lo[] = {
+        {"model", required_argument, 0, 'm'}, {"ctx", required_argument, 0, 'c'},
+        {"stride", required_argument, 0, 's'}, {"llama-cpp", no_argument, 0, O_LLAMA},
+        {"lines", no_argument, 0, O_LINES}, {"per-token", no_argument, 0, O_PER_TOKEN},
+        {"save-logits", required_argument, 0, O_SAVE}, {"kl-base", required_argument, 0, O_KL},
+        {"topk", required_argument, 0, O_TOPK}, {"batch-tokens", required_argument, 0, O_BATCH},
+        {"max-tokens", required_argument, 0, O_MAXTOK},
+        TOOL_COMMON_LONGOPTS, {0, 0, 0, 0}};
+    int c;
+    while ((c = getopt_long(argc, argv, "m:c:s:" TOOL_COMMON_SHORTOPTS, lo, NULL)) != -1) {
+        if (tool_common_opt(c, optarg, usage)) continue;
+        switch (c) {
+        case 'm': model = optarg; break;
+        case 'c': ctx = (int)opt_int("--ctx", optarg, 2, 1 << 20); break;
+        case 's': stride = (int)opt_int("--stride", optarg, 1, 1 << 20); break;
+        case O_LLAMA: llama = 1; break;
+        case O_LINES: lines = 1; break;
+        case O_PER_TOKEN: per_token = 1; break;
+        case O_SAVE: save = optarg; break;
+        case O_KL: klbase = optarg; break;
+        case O_TOPK: topk = (int)opt_int("--topk", optarg, 1, 4096); break;
+        case O_BATCH: batch_tokens = opt_int("--batch-tokens", optarg, 1, 1 << 24); break;
+        case O_MAXTOK: max_tokens = opt_int("--max-tokens", optarg, 0, INT64_MAX); break;
+        default: die_usage("unknown option");
+        }
+    }
+    if (!model) die_usage("-m/--model is required");
+    if (optind + 1 < argc) die_usage("one input file at most");
+    if (llama && lines) die_usage("--llama-cpp and --lines exclude each other");
+    if (llama && stride) die_usage("--llama-cpp has no --stride");
+    const char *input = optind < argc ? argv[optind] : "-";
+    tool_apply_threads();
+
+    lop_err e = {0};
+    lop_model *m;
+    if (lop_model_open(&m, model, &e)) die_err(&e);
+    const char *tokdir = m->st->source_dir ? m->st->source_dir : model;
+    lop_tokenizer *tk;
+    if (tok_load(&tk, tokdir, &e)) die_err(&e);
+    if (!ctx) ctx = m->cfg.max_pos > 0 && m->cfg.max_pos < 4096 ? m->cfg.max_pos : 4096;
+    if (!stride) stride = ctx;
+    if (stride > ctx) die_usage("--stride %d is larger than --ctx %d", stride, ctx);
+    if (!batch_tokens) batch_tokens = ctx > 2048 ? ctx : 2048;
+    if (batch_tokens < ctx) batch_tokens = ctx;
+
+    /* tokens and the plan */
+    size_t len;
+    char *text = read_all(input, &len);
+    plan pl = {0};
+    int32_t **line_ids = NULL;
+    int32_t *ids = NULL;
+    size_t nids = 0;
+    int nlines = 0;
+    if (lines) {
+        char **ls = NULL;
+        size_t *ll = NULL;
+        int cap = 0;
+        for (char *p = text, *end = text + len; p < end;) {
+            char *nl = memchr(p, '\n', end - p);
+            size_t n = nl ? (size_t)(nl - p) : (size_t)(end - p);
+            size_t n2 = n;
+            if (n2 && p[n2 - 1] == '\r') n2--;
+            if (n2) {
+                if (nlines == cap) {
+                    cap = cap ? cap * 2 : 1024;
+                    ls = realloc(ls, sizeof *ls * cap);
+                    ll = realloc(ll, sizeof *ll * cap);
+                    if (!ls || !ll) die(1, "out of memory");
+                }
+                ls[nlines] = p;
+                ll[nlines++] = n2;
+            }
+            p += n + 1;
+        }
+        line_ids = calloc(nlines ? nlines : 1, sizeof *line_ids);
+        size_t *ln = calloc(nlines ? nlines : 1, sizeof *ln);
+        int bad = -1;
+        lop_err le = {0};
+        #pragma omp parallel for schedule(dynamic, 16)
+        for (int i = 0; i < nlines; i++) {
+            lop_err e2;
+            if (bad >= 0) continue;
+            if (tok_encode(tk, ls[i], ll[i], 1, &line_ids[i], &ln[i], &e2)) {
+                #pragma omp critical
+                if (bad < 0) { bad = i; le = e2; }
+            }
+        }
+        if (bad >= 0) die(1, "line %d: %s", bad + 1, le.msg);
+        for (int i = 0; i < nlines; i++)
+            if (plan_windows(&pl, line_ids[i], (int64_t)ln[i], ctx, stride, i + 1)) die(1, "out of memory");
+        free(ls); free(ll); free(ln);
+    } else {
+        if (tok_encode(tk, text, len, 1, &ids, &nids, &e)) die_err(&e);
+        if (llama) {
+            if ((int64_t)nids < 2 * (int64_t)ctx)
+                die(1, "%s: %zu tokens; --llama-cpp needs at least 2 * ctx = %d", input, nids, 2 * ctx);
+            if (plan_llama_cpp(&pl, ids, (int64_t)nids, ctx, tok_adds_bos(tk) ? tok_bos(tk) : -1)) die(1, "out of memory");
+        } else if (plan_windows(&pl, ids, (int64_t)nids, ctx, stride, 0)) {
+            die(1, "out of memory");
+        }
+    }
+    free(text);
+    int64_t total = 0;
+    for (int i = 0; i < pl.n; i++) total += pl.s[i].n - pl.s[i].first;
+    if (total == 0) die(1, "%s: no token to score (the text has fewer than 2 tokens)", input);
+    if (max_tokens > 0 && total > max_tokens) total = max_tokens;
+
+    /* outputs */
+    topk_writer *tw = NULL;
+    topk_reader *tr = NULL;
+    int kb = 0;
+    if (save && topk_writer_open(&tw, save, topk, m->cfg.vocab, &e)) die_err(&e);
+    if (klbase) {
+        int vb;
+        if (topk_reader_open(&tr, klbase, &kb, &vb, &e)) die_err(&e);
+        if (vb != m->cfg.vocab) die(1, "%s: saved with a vocabulary of %d, this model has %d", klbase, vb, m->cfg.vocab);
+    }
+    int K = tw ? topk : 0;
+    stats st = {0}, kls = {0}, base = {0};
+    int64_t top1_same = 0;
+    float *klv = NULL;
+    int64_t klv_n = 0, klv_cap = 0;
+
+    int N = (int)batch_tokens;
+    int32_t *bids = malloc(sizeof(int32_t) * N), *tg = malloc(sizeof(int32_t) * N), *am = malloc(sizeof(int32_t) * N);
+    float *lp = malloc(sizeof(float) * N), *lse = malloc(sizeof(float) * N);
+    uint8_t *sel = malloc(N);
+    int *blen = malloc(sizeof(int) * N);
+    int32_t *kid = K ? malloc(sizeof(int32_t) * (size_t)N * K) : NULL;
+    float *klg = K ? malloc(sizeof(float) * (size_t)N * K) : NULL;
+    klctx kc = {0};
+    if (tr) {
+        kc.k = kb;
+        kc.rec_of_row = malloc(sizeof(int) * N);
+        kc.sid = malloc(sizeof(int32_t) * (size_t)N * kb);
+        kc.sperm = malloc(sizeof(int) * (size_t)N * kb);
+        kc.blp = malloc(sizeof(float) * (size_t)N * kb);
+        kc.cur = malloc(sizeof(float) * (size_t)N * kb);
+        kc.btarget = malloc(sizeof(int32_t) * N);
+        kc.btlp = malloc(sizeof(float) * N);
+        kc.btop1 = malloc(sizeof(int32_t) * N);
+        if (!kc.rec_of_row || !kc.sid || !kc.sperm || !kc.blp || !kc.cur || !kc.btarget || !kc.btlp || !kc.btop1)
+            die(1, "out of memory");
+    }
+    if (!bids || !tg || !am || !lp || !lse || !sel || !blen || (K && (!kid || !klg))) die(1, "out of memory");
+
+    progress pr;
+    progress_start(&pr, "ppl", (double)total, "tok");
+    double t0 = now_seconds();
+    int64_t done = 0;
+    for (int s0 = 0; s0 < pl.n && done < total;) {
+        /* pack segments into one batch */
+        int B = 0, rows = 0, s1 = s0;
+        while (s1 < pl.n && (B == 0 || rows + pl.s[s1].n <= N)) {
+            const seg *s = &pl.s[s1];
+            for (int t = 0; t < s->n; t++) {
+                int r = rows + t;
+                bids[r] = t == 0 && s->bos >= 0 ? s->bos : s->ids[t];
+                int scored = t + 1 < s->n && t + 1 >= s->first;
+                tg[r] = scored ? s->ids[t + 1] : -1;
+                sel[r] = (uint8_t)scored;
+            }
+            blen[B++] = s->n;
+            rows += s->n;
+            s1++;
+        }
+        int slots = 0;
+        if (tr) { /* the base records for this batch's scored rows, in order */
+            for (int r = 0; r < rows; r++) {
+                kc.rec_of_row[r] = -1;
+                if (!sel[r]) continue;
+                topk_rec rec;
+                int got = topk_reader_next(tr, &rec, &e);
+                if (got < 0) die_err(&e);
+                if (got == 0) die(1, "%s: fewer saved tokens than this run scores", klbase);
+                if (rec.target != tg[r]) die(1, "%s: saved token %lld is id %d, this run's is %d (not the same text/tokenizer/options?)",
+                                             klbase, (long long)(done + slots), rec.target, tg[r]);
+                int sl = slots++;
+                kc.rec_of_row[r] = sl;
+                kc.btarget[sl] = rec.target;
+                kc.btlp[sl] = rec.target_lp;
+                kc.btop1[sl] = rec.id[0];
+                int32_t *sid = kc.sid + (size_t)sl * kb;
+                int *pm = kc.sperm + (size_t)sl * kb;
+                memcpy(kc.blp + (size_t)sl * kb, rec.lp, sizeof(float) * kb);
+                for (int j = 0; j < kb; j++) { /* insertion sort by id, k is small */
+                    int i = j;
+                    while (i > 0 && sid[i - 1] > rec.id[j]) { sid[i] = sid[i - 1]; pm[i] = pm[i - 1]; i--; }
+                    sid[i] = rec.id[j];
+                    pm[i] = j;
+                }
+                for (int j = 0; j < kb; j++) kc.cur[(size_t)sl * kb + j] = NAN;
+            }
+        }
+        lop_batch b = {.B = B, .len = blen, .ids = bids};
+        lop_head_req h = {.select = sel, .target = tg, .target_logprob = lp, .lse = lse,
+                          .argmax = am, .topk = K, .topk_id = kid, .topk_logit = klg};
+        if (tr) { h.block = kl_block; h.user = &kc; }
+        if (lop_forward(m, &b, NULL, &h, &e)) die_err(&e);
+        /* collect, in order */
+        int r = 0;
+        for (int si = s0; si < s1; si++) {
+            const seg *s = &pl.s[si];
+            for (int t = 0; t < s->n; t++, r++) {
+                if (!sel[r] || done >= total) continue;
+                double nll = -lp[r];
+                stat_add(&st, nll);
+                done++;
+                if (per_token) {
+                    cJSON *o = cJSON_CreateObject();
+                    if (s->line) cJSON_AddNumberToObject(o, "line", s->line);
+                    cJSON_AddNumberToObject(o, "pos", (double)(s->pos0 + t + 1));
+                    cJSON_AddNumberToObject(o, "id", tg[r]);
+                    cJSON_AddNumberToObject(o, "nll", nll);
+                    emit(o);
+                }
+                if (tw) {
+                    for (int j = 0; j < K; j++) klg[(size_t)r * K + j] -= lse[r];
+                    topk_rec rec = {tg[r], lp[r], kid + (size_t)r * K, klg + (size_t)r * K};
+                    if (topk_writer_put(tw, &rec, &e)) die_err(&e);
+                }
+                if (tr) {
+                    int sl = kc.rec_of_row[r];
+                    const float *bl = kc.blp + (size_t)sl * kb, *cl = kc.cur + (size_t)sl * kb;
+                    double kl = 0, pb = 0, qb = 0;
+                    for (int j = 0; j < kb; j++) {
+                        double p = exp((double)bl[j]), lq = cl[j] - lse[r];
+                        kl += p * (bl[j] - lq);
+                        pb += p;
+                        qb += exp(lq);
+                    }
+                    double pr_ = 1 - pb, qr = 1 - qb;
+                    if (pr_ > 1e-12) kl += pr_ * (log(pr_) - log(qr > 1e-12 ? qr : 1e-12));
+                    if (kl < 0) kl = 0;
+                    stat_add(&kls, kl);
+                    stat_add(&base, -kc.btlp[sl]);
+                    top1_same += am[r] == kc.btop1[sl];
+                    if (klv_n == klv_cap) {
+                        klv_cap = klv_cap ? klv_cap * 2 : 4096;
+                        klv = realloc(klv, sizeof(float) * klv_cap);
+                        if (!klv) die(1, "out of memory");
+                    }
+                    klv[klv_n++] = (float)kl;
+                }
+            }
+        }
+        progress_update(&pr, (double)done);
+        s0 = s1;
+    }
+    progress_end(&pr);
+    double secs = now_seconds() - t0;
+    if (tr) {
+        topk_rec rec;
+        int more = done >= total && max_tokens == 0 ? topk_reader_next(tr, &rec, &e) : 0;
+        if (more < 0) die_err(&e);
+        if (more > 0) die(1, "%s: more saved tokens than this run scores", klbase);
+    }
+    if (tw && topk_writer_finish(tw, &e)) die_err(&e);
+    double mean = stat_mean(&st), se = stat_se(&st);
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddNumberToObject(o, "ppl", exp(mean));
+    cJSON_AddNumberToObject(o, "nll", mean);
+    cJSON_AddNumberToObject(o, "tokens", (double)st.n);
+    cJSON_AddNumberToObject(o, "stderr", se);
+    cJSON_AddNumberToObject(o, "ppl_stderr", exp(mean) * se);
+    cJSON_AddStringToObject(o, "mode", lines ? "lines" : llama ? "llama-cpp" : "windows");
+    cJSON_AddNumberToObject(o, "ctx", ctx);
+    if (!llama) cJSON_AddNumberToObject(o, "stride", stride);
+    if (lines) cJSON_AddNumberToObject(o, "lines", nlines);
+    cJSON_AddNumberToObject(o, "seconds", secs);
+    cJSON_AddNumberToObject(o, "tokens_per_s", secs > 0 ? st.n / secs : 0);
+    cJSON_AddNumberToObject(o, "peak_rss_mb", (double)(peak_rss_bytes() >> 20));
+    if (tr && kls.n) {
+        qsort(klv, klv_n, sizeof *klv, cmp_f);
+        cJSON *k = cJSON_AddObjectToObject(o, "kl");
+        cJSON_AddNumberToObject(k, "mean", stat_mean(&kls));
+        cJSON_AddNumberToObject(k, "stderr", stat_se(&kls));
+#define PCT(name, q) cJSON_AddNumberToObject(k, name, klv[(int64_t)((q) * (klv_n - 1) + 0.5)])
+        PCT("median", 0.5); PCT("p90", 0.9); PCT("p95", 0.95); PCT("p99", 0.99); PCT("p999", 0.999);
+        PCT("max", 1.0);
+#undef PCT
+        cJSON_AddNumberToObject(o, "top1_agree", (double)top1_same / kls.n);
+        cJSON_AddNumberToObject(o, "base_ppl", exp(stat_mean(&base)));
+        cJSON_AddNumberToObject(o, "ppl_ratio", exp(mean - stat_mean(&base)));
+        cJSON_AddNumberToObject(o, "base_topk", kb);
+    }
+    emit(o);
+    if (!g_opt.quiet)
+        fprintf(stderr, "ppl: %.4f ± %.4f over %lld tokens, %.1f tokens/s\n", exp(mean), exp(mean) * se,
+                (long long)st.n, secs > 0 ? st.n / secs : 0);
+    if (tr) topk_reader_close(tr);
+    free(klv); free(bids); free(tg); free(am); free(lp); free(lse); free(sel); free(blen); free(kid); free(klg);
+    free(kc.rec_of_row); free(kc.sid); free(kc.sperm); free(kc.blp); free(kc.cur); free(kc.btarget); free(kc.btlp); free(kc.btop1);
+    if (line_ids) for (int i = 0; i < nlines; i++) free(line_ids[i]);
+    free(line_ids);
+    free(ids);
+    plan_free(&pl);
+    tok_free(tk);
+    lop_model_free(m);
+    return 0;
+}
