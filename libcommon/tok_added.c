@@ -59,7 +59,8 @@ int trie_build(ttrie *tr, const tadded *ad, int nad, int want_normalized, const 
             cap_nodes = cap_edges = nc;
             pairmap_free(&kids);                    /* re-index the edges in a bigger map */
             if (pairmap_init(&kids, (uint32_t)nc)) { free(edges); free(term); tbuf_free(&nb); return lop_fail(e, "out of memory"); }
-            for (uint32_t k = 0; k < nedges; k++) pairmap_put(&kids, edges[k].from, edges[k].b, 0, (int32_t)edges[k].to);
+            for (uint32_t k = 0; k < nedges; k++)
+                if (pairmap_put(&kids, edges[k].from, edges[k].b, 0, (int32_t)edges[k].to)) { free(edges); free(term); tbuf_free(&nb); pairmap_free(&kids); return lop_fail(e, "out of memory"); }
         }
         uint32_t node = 0;
         for (size_t j = 0; j < n; j++) {
@@ -70,7 +71,7 @@ int trie_build(ttrie *tr, const tadded *ad, int nad, int want_normalized, const 
                 nx = nnodes++;
                 term[nx] = -1;
                 edges[nedges++] = (tedge){node, b, nx};
-                pairmap_put(&kids, node, b, 0, (int32_t)nx);
+                if (pairmap_put(&kids, node, b, 0, (int32_t)nx)) { free(edges); free(term); tbuf_free(&nb); pairmap_free(&kids); return lop_fail(e, "out of memory"); }
             }
             node = nx;
         }

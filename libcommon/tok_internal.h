@@ -12,6 +12,10 @@
 #include "err.h"
 #include "tokenizer.h"
 
+/* Large allocations (>= 4 MB) on transparent huge pages: loading Gemma's tokenizer touches
+ * ~80 MB, and 4 KB page faults cost more than the parsing. Free with free(). */
+void *tok_big_alloc(size_t n);
+
 /* ---- growable byte buffer and piece lists (per call scratch) ---- */
 typedef struct tbuf { char *p; size_t len, cap; } tbuf;
 int tbuf_reserve(tbuf *b, size_t extra);            /* 0 ok, -1 out of memory */
@@ -29,30 +33,30 @@ typedef struct ivec { int32_t *v; size_t n, cap; } ivec;
 int ivec_push(ivec *iv, int32_t x);
 
 /* ---- hash maps ---- */
-typedef struct strmap {          /* bytes -> int32, open addressing */
-    uint32_t *slot;              /* entry index + 1, 0 = empty */
-    uint32_t *slot_hash;
-    uint32_t mask;
-    const char **key; uint32_t *klen; int32_t *val;
-    uint32_t n, cap;
+typedef struct smslot { uint32_t idx1, hash; } smslot;      /* entry index + 1 (0 = empty) */
+typedef struct sment { const char *key; uint32_t klen; int32_t val; } sment;
+typedef struct strmap {          /* bytes -> int32, open addressing, keys not copied */
+    smslot *slot; uint32_t mask;
+    sment *ent; uint32_t n, cap;
 } strmap;
 int strmap_init(strmap *m, uint32_t expect);
 int strmap_put(strmap *m, const char *k, uint32_t klen, int32_t v); /* overwrite: last wins */
 int32_t strmap_get(const strmap *m, const char *k, size_t klen);    /* -1 if absent */
 void strmap_free(strmap *m);
 
+typedef struct pment { uint64_t key, val; } pment;   /* key UINT64_MAX = empty */
 typedef struct pairmap {         /* (a,b) token ids -> (rank, new id) */
-    uint64_t *key; uint64_t *val; uint32_t mask, n;
+    pment *e; uint32_t mask, n;
 } pairmap;
 int pairmap_init(pairmap *m, uint32_t expect);
-void pairmap_put(pairmap *m, uint32_t a, uint32_t b, uint32_t rank, int32_t new_id);
+int pairmap_put(pairmap *m, uint32_t a, uint32_t b, uint32_t rank, int32_t new_id); /* grows */
 /* 1 and (*rank,*new_id) if present */
 static inline int pairmap_get(const pairmap *m, uint32_t a, uint32_t b, uint32_t *rank, int32_t *nid) {
     uint64_t k = ((uint64_t)a << 32) | b;
     uint32_t i = (uint32_t)((k * 0x9E3779B97F4A7C15ull) >> 32) & m->mask;
     for (;;) {
-        uint64_t kk = m->key[i];
-        if (kk == k) { uint64_t v = m->val[i]; *rank = (uint32_t)(v >> 32); *nid = (int32_t)(uint32_t)v; return 1; }
+        uint64_t kk = m->e[i].key;
+        if (kk == k) { uint64_t v = m->e[i].val; *rank = (uint32_t)(v >> 32); *nid = (int32_t)(uint32_t)v; return 1; }
         if (kk == UINT64_MAX) return 0;
         i = (i + 1) & m->mask;
     }

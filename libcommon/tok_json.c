@@ -12,6 +12,7 @@ typedef struct parser {
     tj *stack; size_t sn, scap;   /* children being collected, reused by every level */
     lop_err *e;
     int depth;
+    const char *const *raw_keys;
 } parser;
 
 static void *arena_alloc(parser *ps, size_t n) {
@@ -99,6 +100,44 @@ static int str(parser *ps, const char **out, uint32_t *len) {
 
 static int value(parser *ps, tj *v);
 
+static int is_raw_key(const parser *ps, const char *k, uint32_t kl) {
+    if (!ps->raw_keys) return 0;
+    for (const char *const *r = ps->raw_keys; *r; r++)
+        if (strlen(*r) == kl && !memcmp(*r, k, kl)) return 1;
+    return 0;
+}
+
+/* Skip one value, keeping its text: brackets are matched, strings stepped over (escapes too). */
+static int skip_raw(parser *ps, tj *v) {
+    ws(ps);
+    char *st = ps->p;
+    int depth = 0;
+    while (ps->p < ps->end) {
+        char c = *ps->p;
+        if (c == '"') {
+            ps->p++;
+            for (;;) {
+                char *q = memchr(ps->p, '"', (size_t)(ps->end - ps->p));
+                if (!q) return fail(ps, "unterminated string");
+                size_t bs = 0;
+                for (char *b = q - 1; b >= ps->p && *b == '\\'; b--) bs++;
+                ps->p = q + 1;
+                if (!(bs & 1)) break;
+            }
+            if (!depth) break;
+            continue;
+        }
+        if (c == '[' || c == '{') depth++;
+        else if (c == ']' || c == '}') { if (--depth <= 0) { ps->p++; break; } }
+        else if (!depth && (c == ',' || c == '}' || c == ']')) break;
+        else if (!depth && (c == ' ' || c == '\n' || c == '\r' || c == '\t')) break;
+        ps->p++;
+    }
+    if (depth > 0) return fail(ps, "unexpected end");
+    v->type = TJ_RAW; v->s = st; v->n = (uint32_t)(ps->p - st);
+    return 0;
+}
+
 static int push(parser *ps, tj *v) {
     if (ps->sn == ps->scap) {
         size_t nc = ps->scap ? ps->scap * 2 : 1024;
@@ -141,7 +180,8 @@ static int container(parser *ps, tj *v, int obj) {
             ps->p++;
         }
         const char *k = kid.key; uint32_t kl = kid.keylen;
-        if (value(ps, &kid)) return -1;
+        if (obj && is_raw_key(ps, k, kl)) { if (skip_raw(ps, &kid)) return -1; }
+        else if (value(ps, &kid)) return -1;
         kid.key = k; kid.keylen = kl;
         if (push(ps, &kid)) return -1;
         ws(ps);
@@ -187,8 +227,10 @@ static int value(parser *ps, tj *v) {
     }
 }
 
-int tj_parse(tj_doc *doc, char *buf, size_t len, lop_err *e) {
-    parser ps = {.p = buf, .end = buf + len, .base = buf, .e = e};
+int tj_parse(tj_doc *doc, char *buf, size_t len, lop_err *e) { return tj_parse_ex(doc, buf, len, NULL, e); }
+
+int tj_parse_ex(tj_doc *doc, char *buf, size_t len, const char *const *raw_keys, lop_err *e) {
+    parser ps = {.p = buf, .end = buf + len, .base = buf, .e = e, .raw_keys = raw_keys};
     doc->root = NULL; doc->blocks = NULL;
     tj *root = arena_alloc(&ps, sizeof *root);
     if (!root) return lop_fail(e, "out of memory");
@@ -229,4 +271,75 @@ int tj_bool(const tj *obj, const char *key, int dflt) {
     if (v->type == TJ_TRUE) return 1;
     if (v->type == TJ_FALSE) return 0;
     return dflt;
+}
+
+/* An element of a raw container: scalars and arrays of scalars need no arena (kids are read
+ * into the stack and handed over from there); anything deeper is parsed normally. */
+static int raw_walk(const tj *raw, int obj, int (*mcb)(void *, const tj *),
+                    int (*ecb)(void *, uint32_t, const tj *), void *ctx, lop_err *e) {
+    if (raw->type != TJ_RAW) return lop_fail(e, "JSON: internal: not a raw value");
+    char *p = (char *)raw->s;
+    parser ps = {.p = p, .end = p + raw->n, .base = p, .e = e};
+    int r = 0;
+    ws(&ps);
+    if (ps.p >= ps.end || *ps.p != (obj ? '{' : '[')) return fail(&ps, obj ? "expected an object" : "expected a list");
+    ps.p++;
+    ws(&ps);
+    char close = obj ? '}' : ']';
+    if (ps.p < ps.end && *ps.p == close) goto done;
+    for (uint32_t i = 0;; i++) {
+        tj kid; memset(&kid, 0, sizeof kid);
+        const char *k = NULL; uint32_t kl = 0;
+        if (obj) {
+            ws(&ps);
+            if (ps.p >= ps.end || *ps.p != '"') { r = fail(&ps, "expected a member name"); goto done; }
+            if ((r = str(&ps, &k, &kl))) goto done;
+            ws(&ps);
+            if (ps.p >= ps.end || *ps.p != ':') { r = fail(&ps, "expected ':'"); goto done; }
+            ps.p++;
+        }
+        ws(&ps);
+        size_t base = ps.sn;
+        if (ps.p < ps.end && *ps.p == '[') {
+            /* a small list of scalars (a merge pair) */
+            ps.p++;
+            ws(&ps);
+            kid.type = TJ_ARR;
+            if (ps.p < ps.end && *ps.p == ']') ps.p++;
+            else for (;;) {
+                tj el; memset(&el, 0, sizeof el);
+                ws(&ps);
+                if (ps.p < ps.end && (*ps.p == '[' || *ps.p == '{')) { r = fail(&ps, "nested value in a list of scalars"); goto done; }
+                if ((r = value(&ps, &el)) || (r = push(&ps, &el))) goto done;
+                ws(&ps);
+                if (ps.p < ps.end && *ps.p == ',') { ps.p++; continue; }
+                if (ps.p < ps.end && *ps.p == ']') { ps.p++; break; }
+                r = fail(&ps, "expected ',' or ']'"); goto done;
+            }
+            kid.n = (uint32_t)(ps.sn - base);
+            kid.kids = ps.stack + base;
+        } else if ((r = value(&ps, &kid))) goto done;
+        kid.key = k; kid.keylen = kl;
+        r = obj ? mcb(ctx, &kid) : ecb(ctx, i, &kid);
+        ps.sn = base;
+        if (r) goto done;
+        ws(&ps);
+        if (ps.p >= ps.end) { r = fail(&ps, "unexpected end"); goto done; }
+        if (*ps.p == ',') { ps.p++; continue; }
+        if (*ps.p == close) break;
+        r = fail(&ps, obj ? "expected ',' or '}'" : "expected ',' or ']'");
+        goto done;
+    }
+done:
+    free(ps.stack);
+    block *b = ps.blocks;
+    while (b) { block *nb = b->next; free(b); b = nb; }
+    return r;
+}
+
+int tj_raw_members(const tj *raw, int (*cb)(void *ctx, const tj *member), void *ctx, lop_err *e) {
+    return raw_walk(raw, 1, cb, NULL, ctx, e);
+}
+int tj_raw_elements(const tj *raw, int (*cb)(void *ctx, uint32_t i, const tj *el), void *ctx, lop_err *e) {
+    return raw_walk(raw, 0, NULL, cb, ctx, e);
 }

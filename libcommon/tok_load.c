@@ -12,6 +12,7 @@
  *    the decoder Replace/ByteFallback/Fuse/Strip. We do the same (TOK_LOAD_JSON_ONLY: don't). */
 #include "tok_internal.h"
 #include "tok_json.h"
+#include "utf8.h"
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,7 +27,7 @@ static int read_all(const char *path, char **buf, size_t *len, lop_err *e) {
     struct stat st;
     if (fstat(fileno(f), &st) || !S_ISREG(st.st_mode)) { fclose(f); return lop_fail(e, "%s: not a regular file", path); }
     size_t n = (size_t)st.st_size;
-    char *b = malloc(n + 1);
+    char *b = tok_big_alloc(n + 1);
     if (!b) { fclose(f); return lop_fail(e, "%s: out of memory", path); }
     if (fread(b, 1, n, f) != n) { free(b); fclose(f); return lop_fail(e, "%s: read error", path); }
     fclose(f);
@@ -307,7 +308,44 @@ static int parse_post(lop_tokenizer *t, const tj *o, tpost *pp, lop_err *e) {
     return lop_fail(e, "unsupported post_processor '%s'", ty);
 }
 
-/* vocab and merges */
+/* vocab and merges: kept raw by the JSON reader and walked here, one entry at a time */
+typedef struct mctx { lop_tokenizer *t; int32_t maxid; tbuf cat; lop_err *e; } mctx;
+
+static int vocab_cb(void *ctx, const tj *v) {
+    mctx *c = ctx;
+    if (v->type != TJ_NUM || v->num < 0 || v->num > 1e8 || v->num != (double)(int32_t)v->num)
+        return lop_fail(c->e, "model.vocab: bad id for '%s'", v->key);
+    int32_t id = (int32_t)v->num;
+    if (id > c->maxid) c->maxid = id;
+    return strmap_put(&c->t->vocab, v->key, v->keylen, id) ? lop_fail(c->e, "out of memory") : 0;
+}
+
+/* rank = position; the merged token is a + b without b's continuing-subword prefix */
+static int merge_cb(void *ctx, uint32_t r, const tj *mg) {
+    mctx *c = ctx;
+    lop_tokenizer *t = c->t;
+    const char *a, *b; size_t al, bl;
+    if (mg->type == TJ_STR) {
+        const char *sp = memchr(mg->s, ' ', mg->n);
+        if (!sp || memchr(sp + 1, ' ', mg->n - (size_t)(sp + 1 - mg->s)))
+            return lop_fail(c->e, "model.merges[%u]: '%s' is not two tokens separated by one space", r, mg->s);
+        a = mg->s; al = (size_t)(sp - mg->s); b = sp + 1; bl = mg->n - al - 1;
+    } else if (mg->type == TJ_ARR && mg->n == 2 && mg->kids[0].type == TJ_STR && mg->kids[1].type == TJ_STR) {
+        a = mg->kids[0].s; al = mg->kids[0].n; b = mg->kids[1].s; bl = mg->kids[1].n;
+    } else return lop_fail(c->e, "model.merges[%u]: bad merge", r);
+    int32_t ia = strmap_get(&t->vocab, a, al), ib = strmap_get(&t->vocab, b, bl);
+    if (ia < 0 || ib < 0)
+        return lop_fail(c->e, "model.merges[%u]: token '%.*s' not in the vocabulary", r,
+                        (int)(ia < 0 ? al : bl), ia < 0 ? a : b);
+    size_t skip = t->cont_prefix_len < bl ? t->cont_prefix_len : bl;
+    c->cat.len = 0;
+    if (tbuf_put(&c->cat, a, al) || tbuf_put(&c->cat, b + skip, bl - skip)) return lop_fail(c->e, "out of memory");
+    int32_t nid = strmap_get(&t->vocab, c->cat.p, c->cat.len);
+    if (nid < 0)
+        return lop_fail(c->e, "model.merges[%u]: merged token '%.*s' not in the vocabulary", r, (int)c->cat.len, c->cat.p);
+    return pairmap_put(&t->merges, (uint32_t)ia, (uint32_t)ib, r, nid) ? lop_fail(c->e, "out of memory") : 0;
+}
+
 static int parse_model(lop_tokenizer *t, const tj *m, const tj *added, lop_err *e) {
     const char *ty = type_of(m);
     if (tj_get(m, "type") && strcmp(ty, "BPE")) return lop_fail(e, "unsupported model '%s' (lop supports BPE)", ty);
@@ -315,87 +353,54 @@ static int parse_model(lop_tokenizer *t, const tj *m, const tj *added, lop_err *
     const tj *dr = tj_get(m, "dropout");
     if (dr && dr->type == TJ_NUM && dr->num != 0) return lop_fail(e, "unsupported BPE dropout %g (lop is deterministic)", dr->num);
     const tj *vocab = tj_get(m, "vocab"), *merges = tj_get(m, "merges");
-    if (!vocab || vocab->type != TJ_OBJ) return lop_fail(e, "model.vocab missing or not an object");
-    if (!merges || merges->type != TJ_ARR) return lop_fail(e, "model.merges missing or not a list");
+    if (!vocab || vocab->type != TJ_RAW || vocab->s[0] != '{') return lop_fail(e, "model.vocab missing or not an object");
+    if (!merges || merges->type != TJ_RAW || merges->s[0] != '[') return lop_fail(e, "model.merges missing or not a list");
+    uint32_t n;
+    const char *s;
+    if ((s = tj_str(m, "continuing_subword_prefix", &n)) && n) { t->cont_prefix = dupn(s, n); t->cont_prefix_len = n; }
+    if ((s = tj_str(m, "end_of_word_suffix", &n)) && n) { t->eow_suffix = dupn(s, n); t->eow_suffix_len = n; }
+    mctx c = {.t = t, .maxid = -1, .e = e};
+    if (strmap_init(&t->vocab, vocab->n / 12 + 16)) return lop_fail(e, "out of memory");
+    if (tj_raw_members(vocab, vocab_cb, &c, e)) return -1;
     /* ids span vocab and added tokens */
-    int32_t maxid = -1;
-    for (uint32_t i = 0; i < vocab->n; i++) {
-        const tj *v = &vocab->kids[i];
-        if (v->type != TJ_NUM || v->num < 0 || v->num > 1e8) return lop_fail(e, "model.vocab: bad id for '%s'", v->key);
-        if ((int32_t)v->num > maxid) maxid = (int32_t)v->num;
-    }
     if (added && added->type == TJ_ARR)
         for (uint32_t i = 0; i < added->n; i++) {
             const tj *id = tj_get(&added->kids[i], "id");
             if (!id || id->type != TJ_NUM || id->num < 0 || id->num > 1e8) return lop_fail(e, "added_tokens[%u]: bad id", i);
-            if ((int32_t)id->num > maxid) maxid = (int32_t)id->num;
+            if ((int32_t)id->num > c.maxid) c.maxid = (int32_t)id->num;
         }
-    t->nvocab = maxid + 1;
+    t->nvocab = c.maxid + 1;
     t->id_str = calloc((size_t)t->nvocab + 1, sizeof *t->id_str);
     t->id_len = calloc((size_t)t->nvocab + 1, sizeof *t->id_len);
     t->special = calloc((size_t)t->nvocab + 1, 1);
     t->is_added = calloc((size_t)t->nvocab + 1, 1);
     t->cp_id = malloc(CP_TABLE * sizeof *t->cp_id);
-    if (!t->id_str || !t->id_len || !t->special || !t->is_added || !t->cp_id || strmap_init(&t->vocab, vocab->n))
-        return lop_fail(e, "out of memory");
+    if (!t->id_str || !t->id_len || !t->special || !t->is_added || !t->cp_id) return lop_fail(e, "out of memory");
     memset(t->cp_id, 0xFF, CP_TABLE * sizeof *t->cp_id);
-    for (uint32_t i = 0; i < vocab->n; i++) {
-        const tj *v = &vocab->kids[i];
-        int32_t id = (int32_t)v->num;
-        if (strmap_put(&t->vocab, v->key, v->keylen, id)) return lop_fail(e, "out of memory");
-        t->id_str[id] = v->key; t->id_len[id] = v->keylen;
+    for (uint32_t i = 0; i < t->vocab.n; i++) {
+        const sment *en = &t->vocab.ent[i];
+        t->id_str[en->val] = en->key; t->id_len[en->val] = en->klen;
         uint32_t cp;
-        if (v->keylen && (uint32_t)u8_len((unsigned char)v->key[0]) == v->keylen) {
-            u8_dec((const unsigned char *)v->key, &cp);
-            if (cp < CP_TABLE) t->cp_id[cp] = id;
+        if (en->klen && (uint32_t)u8_len((unsigned char)en->key[0]) == en->klen) {
+            u8_dec((const unsigned char *)en->key, &cp);
+            if (cp < CP_TABLE && strmap_get(&t->vocab, en->key, en->klen) == en->val) t->cp_id[cp] = en->val;
         }
     }
     /* options */
-    uint32_t n;
-    const char *s;
     t->unk_id = -1;
     if ((s = tj_str(m, "unk_token", &n))) t->unk_id = strmap_get(&t->vocab, s, n);
     t->fuse_unk = tj_bool(m, "fuse_unk", 0);
     t->byte_fallback = tj_bool(m, "byte_fallback", 0);
     t->ignore_merges = tj_bool(m, "ignore_merges", 0);
-    if ((s = tj_str(m, "continuing_subword_prefix", &n)) && n) { t->cont_prefix = dupn(s, n); t->cont_prefix_len = n; }
-    if ((s = tj_str(m, "end_of_word_suffix", &n)) && n) { t->eow_suffix = dupn(s, n); t->eow_suffix_len = n; }
     for (int b = 0; b < 256; b++) {
         char nm[8];
         snprintf(nm, sizeof nm, "<0x%02X>", b);
         t->byte_id[b] = t->byte_fallback ? strmap_get(&t->vocab, nm, 6) : -1;
     }
-    /* merges: rank = position; the merged token is a + b without b's subword prefix */
-    if (pairmap_init(&t->merges, merges->n)) return lop_fail(e, "out of memory");
-    tbuf cat = {0};
-    for (uint32_t r = 0; r < merges->n; r++) {
-        const tj *mg = &merges->kids[r];
-        const char *a, *b; size_t al, bl;
-        if (mg->type == TJ_STR) {
-            const char *sp = memchr(mg->s, ' ', mg->n);
-            if (!sp || memchr(sp + 1, ' ', mg->n - (size_t)(sp + 1 - mg->s))) {
-                tbuf_free(&cat);
-                return lop_fail(e, "model.merges[%u]: '%s' is not two tokens separated by one space", r, mg->s);
-            }
-            a = mg->s; al = (size_t)(sp - mg->s); b = sp + 1; bl = mg->n - al - 1;
-        } else if (mg->type == TJ_ARR && mg->n == 2 && mg->kids[0].type == TJ_STR && mg->kids[1].type == TJ_STR) {
-            a = mg->kids[0].s; al = mg->kids[0].n; b = mg->kids[1].s; bl = mg->kids[1].n;
-        } else { tbuf_free(&cat); return lop_fail(e, "model.merges[%u]: bad merge", r); }
-        int32_t ia = strmap_get(&t->vocab, a, al), ib = strmap_get(&t->vocab, b, bl);
-        if (ia < 0 || ib < 0) {
-            tbuf_free(&cat);
-            return lop_fail(e, "model.merges[%u]: token '%.*s' not in the vocabulary", r,
-                            (int)(ia < 0 ? al : bl), ia < 0 ? a : b);
-        }
-        size_t skip = t->cont_prefix_len < bl ? t->cont_prefix_len : bl;
-        cat.len = 0;
-        if (tbuf_put(&cat, a, al) || tbuf_put(&cat, b + skip, bl - skip)) { tbuf_free(&cat); return lop_fail(e, "out of memory"); }
-        int32_t nid = strmap_get(&t->vocab, cat.p, cat.len);
-        if (nid < 0) { tbuf_free(&cat); return lop_fail(e, "model.merges[%u]: merged token '%.*s' not in the vocabulary", r, (int)cat.len, cat.p); }
-        pairmap_put(&t->merges, (uint32_t)ia, (uint32_t)ib, r, nid);
-    }
-    tbuf_free(&cat);
-    return 0;
+    if (pairmap_init(&t->merges, merges->n / 12 + 16)) return lop_fail(e, "out of memory");
+    int r = tj_raw_elements(merges, merge_cb, &c, e);
+    tbuf_free(&c.cat);
+    return r;
 }
 
 static int parse_added(lop_tokenizer *t, const tj *added, lop_err *e) {
@@ -493,7 +498,12 @@ int tok_load_ex(lop_tokenizer **out, const char *path, unsigned flags, lop_err *
     char *cbuf = NULL; size_t clen;
     const tj *cfg = NULL;
     if (read_all(jpath, &t->arena, &t->arena_len, e)) goto fail;
-    if (tj_parse(&doc, t->arena, t->arena_len, e)) { lop_wrap(e, "%s", jpath); goto fail; }
+    static const char *const raw[] = {"vocab", "merges", NULL};
+    if (utf8_valid_prefix(t->arena, t->arena_len) != t->arena_len) {
+        lop_fail(e, "%s: invalid UTF-8 at byte offset %zu", jpath, utf8_valid_prefix(t->arena, t->arena_len));
+        goto fail;
+    }
+    if (tj_parse_ex(&doc, t->arena, t->arena_len, raw, e)) { lop_wrap(e, "%s", jpath); goto fail; }
     if (!(flags & TOK_LOAD_JSON_ONLY) && stat(cpath, &st) == 0) {
         if (read_all(cpath, &cbuf, &clen, e)) goto fail;
         if (tj_parse(&cdoc, cbuf, clen, e)) { lop_wrap(e, "%s", cpath); goto fail; }

@@ -3,6 +3,7 @@
 #include "tok_internal.h"
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 int tbuf_reserve(tbuf *b, size_t extra) {
     if (b->len + extra <= b->cap) return 0;
@@ -60,99 +61,116 @@ static uint64_t hash_bytes(const char *s, size_t n) {
 int strmap_init(strmap *m, uint32_t expect) {
     memset(m, 0, sizeof *m);
     uint32_t sz = 16;
-    while (sz < expect * 2u + 16) sz *= 2;
+    while (sz < expect + expect / 2 + 16) sz *= 2;
     m->mask = sz - 1;
-    m->slot = calloc(sz, sizeof *m->slot);
-    m->slot_hash = malloc(sz * sizeof *m->slot_hash);
+    m->slot = tok_big_alloc(sz * sizeof *m->slot);
+    if (m->slot) memset(m->slot, 0, sz * sizeof *m->slot);
     m->cap = expect + 16;
-    m->key = malloc(m->cap * sizeof *m->key);
-    m->klen = malloc(m->cap * sizeof *m->klen);
-    m->val = malloc(m->cap * sizeof *m->val);
-    if (!m->slot || !m->slot_hash || !m->key || !m->klen || !m->val) { strmap_free(m); return -1; }
+    m->ent = malloc(m->cap * sizeof *m->ent);
+    if (!m->slot || !m->ent) { strmap_free(m); return -1; }
     return 0;
 }
 
 static int strmap_grow(strmap *m) {
     uint32_t sz = (m->mask + 1) * 2;
-    uint32_t *ns = calloc(sz, sizeof *ns), *nh = malloc(sz * sizeof *nh);
-    if (!ns || !nh) { free(ns); free(nh); return -1; }
+    smslot *ns = tok_big_alloc(sz * sizeof *ns);
+    if (!ns) return -1;
+    memset(ns, 0, sz * sizeof *ns);
     for (uint32_t i = 0; i <= m->mask; i++) {
-        if (!m->slot[i]) continue;
-        uint32_t h = m->slot_hash[i], j = h & (sz - 1);
-        while (ns[j]) j = (j + 1) & (sz - 1);
-        ns[j] = m->slot[i]; nh[j] = h;
+        if (!m->slot[i].idx1) continue;
+        uint32_t j = m->slot[i].hash & (sz - 1);
+        while (ns[j].idx1) j = (j + 1) & (sz - 1);
+        ns[j] = m->slot[i];
     }
-    free(m->slot); free(m->slot_hash);
-    m->slot = ns; m->slot_hash = nh; m->mask = sz - 1;
+    free(m->slot);
+    m->slot = ns; m->mask = sz - 1;
     return 0;
 }
 
 int strmap_put(strmap *m, const char *k, uint32_t klen, int32_t v) {
     uint32_t h = (uint32_t)hash_bytes(k, klen), i = h & m->mask;
-    while (m->slot[i]) {
-        uint32_t ei = m->slot[i] - 1;
-        if (m->slot_hash[i] == h && m->klen[ei] == klen && !memcmp(m->key[ei], k, klen)) {
-            m->val[ei] = v;
-            return 0;
-        }
+    while (m->slot[i].idx1) {
+        sment *en = &m->ent[m->slot[i].idx1 - 1];
+        if (m->slot[i].hash == h && en->klen == klen && !memcmp(en->key, k, klen)) { en->val = v; return 0; }
         i = (i + 1) & m->mask;
     }
     if (m->n == m->cap) {
         uint32_t nc = m->cap * 2;
-        const char **nk = realloc(m->key, nc * sizeof *nk);
-        if (!nk) return -1;
-        m->key = nk;
-        uint32_t *nl = realloc(m->klen, nc * sizeof *nl);
-        if (!nl) return -1;
-        m->klen = nl;
-        int32_t *nv = realloc(m->val, nc * sizeof *nv);
-        if (!nv) return -1;
-        m->val = nv;
-        m->cap = nc;
+        sment *ne = realloc(m->ent, nc * sizeof *ne);
+        if (!ne) return -1;
+        m->ent = ne; m->cap = nc;
     }
-    uint32_t ei = m->n++;
-    m->key[ei] = k; m->klen[ei] = klen; m->val[ei] = v;
-    m->slot[i] = ei + 1; m->slot_hash[i] = h;
-    if (m->n * 2 > m->mask) return strmap_grow(m);
+    m->ent[m->n] = (sment){k, klen, v};
+    m->slot[i] = (smslot){++m->n, h};
+    if ((uint64_t)m->n * 4 > (uint64_t)(m->mask + 1) * 3) return strmap_grow(m);
     return 0;
 }
 
 int32_t strmap_get(const strmap *m, const char *k, size_t klen) {
     uint32_t h = (uint32_t)hash_bytes(k, klen), i = h & m->mask;
-    while (m->slot[i]) {
-        uint32_t ei = m->slot[i] - 1;
-        if (m->slot_hash[i] == h && m->klen[ei] == klen && !memcmp(m->key[ei], k, klen))
-            return m->val[ei];
+    while (m->slot[i].idx1) {
+        if (m->slot[i].hash == h) {
+            const sment *en = &m->ent[m->slot[i].idx1 - 1];
+            if (en->klen == klen && !memcmp(en->key, k, klen)) return en->val;
+        }
         i = (i + 1) & m->mask;
     }
     return -1;
 }
 
 void strmap_free(strmap *m) {
-    free(m->slot); free(m->slot_hash); free(m->key); free(m->klen); free(m->val);
+    free(m->slot); free(m->ent);
     memset(m, 0, sizeof *m);
 }
 
 int pairmap_init(pairmap *m, uint32_t expect) {
     uint32_t sz = 16;
-    while (sz < expect * 2u + 16) sz *= 2;
+    while (sz < expect + expect / 2 + 16) sz *= 2;
     m->mask = sz - 1; m->n = 0;
-    m->key = malloc(sz * sizeof *m->key);
-    m->val = malloc(sz * sizeof *m->val);
-    if (!m->key || !m->val) { pairmap_free(m); return -1; }
-    memset(m->key, 0xFF, sz * sizeof *m->key);
+    m->e = tok_big_alloc(sz * sizeof *m->e);
+    if (!m->e) return -1;
+    memset(m->e, 0xFF, sz * sizeof *m->e);
     return 0;
 }
 
-/* The table is sized for every merge up front, so put never grows. A repeated pair keeps the
- * later rank, as HF's HashMap collect does. */
-void pairmap_put(pairmap *m, uint32_t a, uint32_t b, uint32_t rank, int32_t new_id) {
-    uint64_t k = ((uint64_t)a << 32) | b;
-    uint32_t i = (uint32_t)((k * 0x9E3779B97F4A7C15ull) >> 32) & m->mask;
-    while (m->key[i] != UINT64_MAX && m->key[i] != k) i = (i + 1) & m->mask;
-    if (m->key[i] == UINT64_MAX) m->n++;
-    m->key[i] = k;
-    m->val[i] = ((uint64_t)rank << 32) | (uint32_t)new_id;
+static inline uint32_t pair_slot(uint64_t k, uint32_t mask) {
+    return (uint32_t)((k * 0x9E3779B97F4A7C15ull) >> 32) & mask;
 }
 
-void pairmap_free(pairmap *m) { free(m->key); free(m->val); m->key = NULL; m->val = NULL; }
+static int pairmap_grow(pairmap *m) {
+    uint32_t sz = (m->mask + 1) * 2;
+    pment *ne = tok_big_alloc(sz * sizeof *ne);
+    if (!ne) return -1;
+    memset(ne, 0xFF, sz * sizeof *ne);
+    for (uint32_t i = 0; i <= m->mask; i++) {
+        if (m->e[i].key == UINT64_MAX) continue;
+        uint32_t j = pair_slot(m->e[i].key, sz - 1);
+        while (ne[j].key != UINT64_MAX) j = (j + 1) & (sz - 1);
+        ne[j] = m->e[i];
+    }
+    free(m->e);
+    m->e = ne; m->mask = sz - 1;
+    return 0;
+}
+
+/* A repeated pair keeps the later rank, as HF's HashMap collect does. */
+int pairmap_put(pairmap *m, uint32_t a, uint32_t b, uint32_t rank, int32_t new_id) {
+    uint64_t k = ((uint64_t)a << 32) | b;
+    uint32_t i = pair_slot(k, m->mask);
+    while (m->e[i].key != UINT64_MAX && m->e[i].key != k) i = (i + 1) & m->mask;
+    if (m->e[i].key == UINT64_MAX) m->n++;
+    m->e[i].key = k;
+    m->e[i].val = ((uint64_t)rank << 32) | (uint32_t)new_id;
+    if ((uint64_t)m->n * 4 > (uint64_t)(m->mask + 1) * 3) return pairmap_grow(m);
+    return 0;
+}
+
+void pairmap_free(pairmap *m) { free(m->e); m->e = NULL; }
+
+void *tok_big_alloc(size_t n) {
+    if (n < (4u << 20)) return malloc(n ? n : 1);
+    size_t al = 2u << 20, sz = (n + al - 1) & ~(al - 1);
+    void *p = aligned_alloc(al, sz);
+    if (p) madvise(p, sz, MADV_HUGEPAGE);
+    return p;
+}
