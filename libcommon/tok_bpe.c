@@ -92,12 +92,37 @@ static int32_t char_id(const lop_tokenizer *t, bpe_scratch *sc, const char *ch, 
     return strmap_get(&t->vocab, sc->tmp, o);
 }
 
+static int bpe_run(const lop_tokenizer *t, const char *w, size_t n, ivec *out, bpe_scratch *sc, lop_err *e);
+
 int bpe_word(const lop_tokenizer *t, const char *w, size_t n, ivec *out, bpe_scratch *sc, lop_err *e) {
     if (!n) return 0;
     if (t->ignore_merges) {
         int32_t id = strmap_get(&t->vocab, w, n);
         if (id >= 0) return ivec_push(out, id) ? lop_fail(e, "out of memory") : 0;
     }
+    if (!t->meta_unsafe || n < 64) return bpe_run(t, w, n, out, sc, e);
+    /* cut before each "▁" whose left char is a plain vocab char that never precedes "▁" in a
+     * token (see meta_unsafe) */
+    size_t start = 0, i = 0;
+    while (i + 3 <= n) {
+        const char *f = memmem(w + i, n - i, "\xE2\x96\x81", 3);
+        if (!f) break;
+        size_t p = (size_t)(f - w);
+        if (p > start) {
+            size_t k = p - 1;
+            while (k > start && ((unsigned char)w[k] & 0xC0) == 0x80) k--;
+            uint32_t cp; u8_dec((const unsigned char *)w + k, &cp);
+            if (cp != 0x2581 && cp < CP_TABLE && t->cp_id[cp] >= 0 && !(t->meta_unsafe[cp >> 3] & (1 << (cp & 7)))) {
+                if (bpe_run(t, w + start, p - start, out, sc, e)) return -1;
+                start = p;
+            }
+        }
+        i = p + 3;
+    }
+    return bpe_run(t, w + start, n - start, out, sc, e);
+}
+
+static int bpe_run(const lop_tokenizer *t, const char *w, size_t n, ivec *out, bpe_scratch *sc, lop_err *e) {
     if (reserve(sc, n + 1)) return lop_fail(e, "out of memory");
     size_t ns = 0;
     int32_t unk = -1; uint32_t unk_len = 0;

@@ -155,6 +155,10 @@ struct lop_tokenizer {
     char *eow_suffix; size_t eow_suffix_len;
     int32_t byte_id[256];        /* "<0xXX>" ids for byte fallback */
     int byte_level;              /* a ByteLevel pre-tokenizer maps bytes to chars */
+    /* SentencePiece-style words can be cut before a "▁" when no vocab token holds "X▁" for the
+     * char X left of it: no merge can cross such a point, so BPE runs on the cuts alone (long
+     * words — Llama's whole text is one — merge in cache-sized pieces). Bit set: X unsafe. */
+    uint8_t *meta_unsafe;        /* CP_TABLE bits, NULL when the cut is never safe */
     /* pipeline */
     tnorm *norm;
     tpre *pre;

@@ -397,6 +397,26 @@ static int parse_model(lop_tokenizer *t, const tj *m, const tj *added, lop_err *
         snprintf(nm, sizeof nm, "<0x%02X>", b);
         t->byte_id[b] = t->byte_fallback ? strmap_get(&t->vocab, nm, 6) : -1;
     }
+    /* where may a long word be cut before "▁"? (see meta_unsafe) */
+    if (!t->cont_prefix_len && !t->eow_suffix_len && strmap_get(&t->vocab, "\xE2\x96\x81", 3) >= 0) {
+        t->meta_unsafe = calloc(CP_TABLE / 8, 1);
+        if (!t->meta_unsafe) return lop_fail(e, "out of memory");
+        for (uint32_t i = 0; i < t->vocab.n && t->meta_unsafe; i++) {
+            const char *k = t->vocab.ent[i].key; uint32_t kl = t->vocab.ent[i].klen;
+            for (uint32_t j = 0; j + 3 <= kl; j++) {
+                const char *f = memmem(k + j, kl - j, "\xE2\x96\x81", 3);
+                if (!f) break;
+                j = (uint32_t)(f - k);
+                if (j == 0) continue;
+                uint32_t q = j - 1, cp;
+                while (q > 0 && ((unsigned char)k[q] & 0xC0) == 0x80) q--;
+                u8_dec((const unsigned char *)k + q, &cp);
+                if (cp == 0x2581) continue;
+                if (cp >= CP_TABLE) { free(t->meta_unsafe); t->meta_unsafe = NULL; break; }
+                t->meta_unsafe[cp >> 3] |= (uint8_t)(1 << (cp & 7));
+            }
+        }
+    }
     if (pairmap_init(&t->merges, merges->n / 12 + 16)) return lop_fail(e, "out of memory");
     int r = tj_raw_elements(merges, merge_cb, &c, e);
     tbuf_free(&c.cat);
@@ -578,7 +598,7 @@ void tok_free(lop_tokenizer *t) {
     if (!t) return;
     strmap_free(&t->vocab);
     pairmap_free(&t->merges);
-    free(t->id_str); free(t->id_len); free(t->special); free(t->is_added); free(t->cp_id);
+    free(t->id_str); free(t->id_len); free(t->special); free(t->is_added); free(t->cp_id); free(t->meta_unsafe);
     free(t->cont_prefix); free(t->eow_suffix);
     if (t->norm) { norm_free(t->norm); free(t->norm); }
     if (t->pre) { pre_free(t->pre); free(t->pre); }

@@ -5,6 +5,7 @@
 #include "utf8.h"
 #include "tok_json.h"
 #include <getopt.h>
+#include <time.h>
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,16 +27,19 @@ static void usage(FILE *f) {
         "      --json-only     use tokenizer.json alone (HF tokenizers' Tokenizer.from_file),\n"
         "                      ignoring tokenizer_config.json\n"
         "      --info          print the tokenizer's kind, vocab size, BOS/EOS and load time\n"
+        "      --stats         after the results, print {\"stats\":{load and encode seconds,\n"
+        "                      bytes, tokens, MB/s, peak RSS}} on stderr\n"
         TOOL_COMMON_HELP
         "\n"
         "Without --jsonl/--decode the whole input is one text: {\"ids\":[...],\"tokens\":[...]}.\n");
 }
 
-enum { O_NOSPECIAL = 1, O_JSONL, O_DECODE, O_SKIP, O_COUNT, O_LOSSY, O_JSONONLY, O_IDSONLY, O_INFO };
+enum { O_NOSPECIAL = 1, O_JSONL, O_DECODE, O_SKIP, O_COUNT, O_LOSSY, O_JSONONLY, O_IDSONLY, O_INFO, O_STATS };
 
 static struct {
-    int no_special, jsonl, decode, skip, count, lossy, json_only, ids_only, info;
+    int no_special, jsonl, decode, skip, count, lossy, json_only, ids_only, info, stats;
 } o;
+static size_t g_tokens;   /* for --stats */
 
 static char *read_input(const char *path, size_t *len) {
     FILE *f = (!path || !strcmp(path, "-")) ? stdin : fopen(path, "rb");
@@ -96,6 +100,8 @@ static void ob_int(obuf *b, long long v) {
 }
 
 static void encode_result(const lop_tokenizer *t, const int32_t *ids, size_t n, obuf *b) {
+    #pragma omp atomic
+    g_tokens += n;
     if (o.count) { ob_put(b, "{\"count\":", 9); ob_int(b, (long long)n); ob_put(b, "}\n", 2); return; }
     ob_put(b, "{\"ids\":[", 8);
     for (size_t i = 0; i < n; i++) { if (i) ob_put(b, ",", 1); ob_int(b, ids[i]); }
@@ -223,6 +229,7 @@ int main(int argc, char **argv) {
         {"lossy", no_argument, 0, O_LOSSY},
         {"json-only", no_argument, 0, O_JSONONLY},
         {"info", no_argument, 0, O_INFO},
+        {"stats", no_argument, 0, O_STATS},
         TOOL_COMMON_LONGOPTS,
         {0, 0, 0, 0}};
     const char *model = NULL;
@@ -239,6 +246,7 @@ int main(int argc, char **argv) {
         case O_LOSSY: o.lossy = 1; break;
         case O_JSONONLY: o.json_only = 1; break;
         case O_INFO: o.info = 1; break;
+        case O_STATS: o.stats = 1; break;
         default: if (!tool_common_opt(c, optarg, usage)) die_usage("unknown option");
         }
     }
@@ -273,6 +281,9 @@ int main(int argc, char **argv) {
     }
     size_t len;
     char *in = read_input(path, &len);
+    double t1 = now_seconds();
+    struct timespec c0, c1;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &c0);
     if (o.jsonl || o.decode) run_lines(t, in, len);
     else {
         char *text = in;
@@ -291,6 +302,16 @@ int main(int argc, char **argv) {
         if (text != in) free(text);
     }
     if (fflush(stdout)) die(1, "writing to stdout failed");
+    if (o.stats) {
+        double te = now_seconds() - t1;
+        clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &c1);
+        double cpu = (c1.tv_sec - c0.tv_sec) + (c1.tv_nsec - c0.tv_nsec) * 1e-9;
+        /* MB/s per core: from CPU time, so a busy machine does not understate it */
+        fprintf(stderr, "{\"stats\":{\"load_seconds\":%.4f,\"encode_seconds\":%.4f,\"cpu_seconds\":%.4f,\"bytes\":%zu,"
+                "\"tokens\":%zu,\"mb_per_s\":%.3f,\"mb_per_s_per_core\":%.3f,\"threads\":%d,\"peak_rss_mb\":%.1f}}\n",
+                t_load, te, cpu, len, g_tokens, te > 0 ? len / te / 1e6 : 0.0, cpu > 0 ? len / cpu / 1e6 : 0.0,
+                g_opt.threads, peak_rss_bytes() / 1048576.0);
+    }
     free(in);
     tok_free(t);
     return 0;
