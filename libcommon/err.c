@@ -33,12 +33,6 @@ int lop_wrap(lop_err *e, const char *fmt, ...) {
     vsnprintf(pre, sizeof pre, fmt, ap);
     va_end(ap);
     memcpy(old, e->msg, sizeof old);
-    /* "pre: old", cut to fit (built by hand: gcc -O3 rejects the snprintf as truncating) */
-    size_t pl = strnlen(pre, sizeof e->msg - 3), room = sizeof e->msg - pl - 3;
-    size_t ol = strnlen(old, room);
-    memcpy(e->msg, pre, pl);
-    e->msg[pl] = ':'; e->msg[pl + 1] = ' ';
-    memcpy(e->msg + pl + 2, old, ol);
-    e->msg[pl + 2 + ol] = 0;
+    snprintf(e->msg, sizeof e->msg, "%.400s: %.600s", pre, old); /* bounded: -Wformat-truncation */
     return -1;
 }
