@@ -13,6 +13,7 @@
 #include "sample.h"
 #include "tokenizer.h"
 #include "tool.h"
+#include "blas_tune.h"
 
 static void usage(FILE *f) {
     fprintf(f,
@@ -198,6 +199,7 @@ static void generate(lop_model *m, const lop_tokenizer *tok, const char *prompt,
 enum { OPT_TEMP = 0x2000, OPT_TOPK, OPT_TOPP, OPT_REP, OPT_JSONL, OPT_IGNORE_EOS, OPT_NO_SPECIAL, OPT_ECHO };
 
 int main(int argc, char **argv) {
+    tool_blas_reexec(argv); /* OpenBLAS kernels and passive OpenMP waits (blas_tune.h) */
     tool_init("lm-gen", argc, argv);
     static const struct option longopts[] = {
         {"model", required_argument, 0, 'm'},
