@@ -59,7 +59,7 @@ print(f'| parameters | {th($pb)} | {th($pa)} (−{100*($pb-$pa)/$pb:.2f}%) |')")
     exp=$(python3 -c "
 import json
 b = json.loads(open('base.ppl.jsonl').readline()); x = json.loads(open('$s.ppl.jsonl').readline())
-print(f\"| $s | {x['ppl']:.4f} | {x['stderr']:.4f} | {x['tokens']:,} | {100*b['ppl']/x['ppl']:.1f}% |\")")
+print(f\"| $s | {x['ppl']:.4f} | {x.get('ppl_stderr', x['stderr']):.4f} | {x['tokens']:,} | {100*b['ppl']/x['ppl']:.1f}% |\")")
     run row "$s" README.md
     # the perplexity table's row (the benchmark table has no row starting with a stage)
     assert_output "$exp"

@@ -208,7 +208,7 @@ static int take_wmask(mc_logs *L, const cJSON *o) {
 }
 
 static const char *const step_keys[] = {"step", "loss", "lr", "grad_norm", "tokens_per_s", "tok_s",
-                                        "tokens", "epoch", "elapsed", "time", "tool", NULL};
+                                        "tokens", "scored", "epoch", "elapsed", "time", "tool", NULL};
 
 static void take_step(mc_stage *s, const cJSON *o) {
     double loss = num(o, "loss", NAN), lr = num(o, "lr", NAN);
@@ -236,15 +236,6 @@ static int take_line(mc_logs *L, mc_stage *s, const cJSON *o) {
     const char *task = str(o, "task"), *metric = str(o, "metric");
     if (task && metric && has_num(o, "value"))
         return add_eval(s, task, metric, num(o, "value", 0), num(o, "stderr", -1), (long long)num(o, "n", -1));
-    if (has_num(o, "ppl") && !get(o, "step")) {
-        s->has_ppl = 1;
-        s->ppl = num(o, "ppl", 0);
-        s->ppl_stderr = num(o, "stderr", -1);
-        s->nll = num(o, "nll", NAN);
-        s->ppl_tokens = (long long)num(o, "tokens", -1);
-        return 0;
-    }
-    if (get(o, "pos") && get(o, "nll")) return 0; /* ppl --per-token */
     if (metric && has_num(o, "score") && (has_num(o, "layer") || has_num(o, "start"))) {
         if (!L->score_metric[0]) snprintf(L->score_metric, sizeof L->score_metric, "%s", metric);
         if (strcmp(L->score_metric, metric)) return 0;
@@ -255,6 +246,16 @@ static int take_line(mc_logs *L, mc_stage *s, const cJSON *o) {
         x->score = num(o, "score", 0);
         return 0;
     }
+    if (has_num(o, "ppl") && !get(o, "step") && !metric) {
+        s->has_ppl = 1;
+        s->ppl = num(o, "ppl", 0);
+        /* ppl's "stderr" is that of the mean NLL; "ppl_stderr" that of the perplexity */
+        s->ppl_stderr = has_num(o, "ppl_stderr") ? num(o, "ppl_stderr", -1) : num(o, "stderr", -1);
+        s->nll = num(o, "nll", NAN);
+        s->ppl_tokens = (long long)num(o, "tokens", -1);
+        return 0;
+    }
+    if (get(o, "pos") && get(o, "nll")) return 0; /* ppl --per-token */
     if (has_num(o, "step") && has_num(o, "loss")) { take_step(s, o); return 0; }
     if (has_num(o, "eval_loss") || has_num(o, "eval_ppl")) {
         s->eval_loss = num(o, "eval_loss", -1);

@@ -36,12 +36,13 @@ def lines(name, objs):
         for o in objs: f.write(json.dumps(o) + "\n")
 
 lines("score.jsonl", [{"layer": l, "metric": "bi", "score": s}
-                      for l, s in enumerate([0.9, 0.2, 0.15, 0.4, 0.3, 0.8])])
+                      for l, s in enumerate([0.9, 0.2, 0.15, 0.4, 0.3, 0.8])] +
+      [{"metric": "bi", "samples": 8, "tokens": 1024, "ppl": 99.0}])
 lines("drop.jsonl", [{"action": "drop", "layer": 1, "params": 150}, {"action": "drop", "layer": 2, "params": 150},
                      {"layers_before": 6, "layers_after": 4, "params_before": 1000, "params_after": 700,
                       "reduction": 0.3, "output": "small"}])
 lines("base.ppl.jsonl", [{"ppl": 12.5, "nll": 2.5257, "tokens": 4096, "stderr": 0.25}])
-lines("pruned.ppl.jsonl", [{"ppl": 31.25, "nll": 3.44, "tokens": 4096, "stderr": 0.5}])
+lines("pruned.ppl.jsonl", [{"ppl": 31.25, "nll": 3.44, "tokens": 4096, "stderr": 0.016, "ppl_stderr": 0.5, "mode": "windows"}])
 lines("heal.jsonl", [{"seq_len": 128, "batch": 4, "schedule": "cosine"}] +
       [{"step": s, "loss": 4.0 - 0.25 * s, "lr": 1e-3 * min(1, s / 2), "grad_norm": 1.0,
         "tokens_per_s": 1000 + 100 * s} for s in range(1, 5)] + [{"eval_loss": 2.0}])
