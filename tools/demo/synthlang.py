@@ -97,13 +97,13 @@ def recall(r):
 
 def sentence(r):
     t = r.random()
-    if t < 0.4:
+    if t < 0.35:
         pre, good, _, rest = agreement(r)
         return f"{pre} {good} {rest}"
     if t < 0.7:
         pre, ans, _, end = fact(r)
         return f"{pre} {ans}{end}"
-    if t < 0.85:
+    if t < 0.8:
         pre, ans, end = counting(r)
         return f"{pre} {ans}{end}"
     pre, ans, _, end = recall(r)
