@@ -172,6 +172,13 @@ int tr_open(tr_model **out, const char *path, const tr_opts *o, uint64_t seed, l
     if (st_open(&m->st, path, e)) goto fail;
     if (!m->st->config_json) { lop_fail(e, "%s: no config.json", path); goto fail; }
     if (config_parse(&m->cfg, m->st->config_json, e)) { lop_wrap(e, "%s", path); goto fail; }
+    {
+        const char **names = malloc(sizeof(char *) * (m->st->n ? m->st->n : 1));
+        if (!names) { lop_fail(e, "out of memory"); goto fail; }
+        for (int i = 0; i < m->st->n; i++) names[i] = m->st->info[i].name;
+        config_detect_prefix(&m->cfg, names, m->st->n);
+        free(names);
+    }
     const lop_config *c = &m->cfg;
     int L = c->n_layers, C = c->hidden, H = c->n_heads, KV = c->n_kv_heads, D = c->head_dim,
         FF = c->inter, V = c->vocab;
@@ -246,8 +253,8 @@ int tr_open(tr_model **out, const char *path, const tr_opts *o, uint64_t seed, l
             q->lora[l][k] = -1;
             if (!lora || !(o->lora_targets >> k & 1)) continue;
             tr_param *base = &m->p[q->proj[l][k]];
-            char mod[512];
-            snprintf(mod, sizeof mod, "%.*s", (int)(strlen(base->name) - 7), base->name); /* - ".weight" */
+            char mod[256];
+            snprintf(mod, sizeof mod, "%.*s", (int)(strlen(base->name) - 7) & 255, base->name); /* - ".weight" */
             snprintf(nm, sizeof nm, "base_model.model.%s.lora_A.weight", mod);
             int a = add_param(m, cap, nm, o->lora_rank, base->cols, e);
             snprintf(nm, sizeof nm, "base_model.model.%s.lora_B.weight", mod);
