@@ -337,6 +337,8 @@ int config_keep_layers(lop_config *c, const int *keep, int n, lop_err *e) {
         cJSON *na = cJSON_CreateArray();
         if (!na) return lop_fail(e, "out of memory");
         for (int i = 0; i < n; i++) cJSON_AddItemToArray(na, cJSON_Duplicate(cJSON_GetArrayItem(it, keep[i]), 1));
+        na->string = strdup(it->string);   /* ReplaceItemViaPointer keeps no key */
+        if (!na->string) { cJSON_Delete(na); return lop_fail(e, "out of memory"); }
         cJSON_ReplaceItemViaPointer(tj, it, na);
         it = na;
     }

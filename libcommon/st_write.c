@@ -185,6 +185,7 @@ int st_writer_open(st_writer **out, const char *path, const st_info *infos, int 
                 snprintf(w->tmpdir, len, "%s/.%s.tmp.XXXXXX", parent, base);
                 if (!fs_is_dir(parent)) rc = lop_fail(e, "%s: folder %s does not exist", path, parent);
                 else if (!mkdtemp(w->tmpdir)) { rc = lop_fail(e, "%s: cannot create a temporary folder: %s", path, strerror(errno)); free(w->tmpdir); w->tmpdir = NULL; }
+                else { mode_t um = umask(0); umask(um); chmod(w->tmpdir, 0777 & ~um); } /* mkdtemp made it 0700 */
             }
             free(parent);
         }
@@ -286,11 +287,14 @@ static int finish_folder(st_writer *w, lop_err *e) {
     }
     if (!S_ISDIR(st.st_mode)) return lop_fail(e, "%s: exists and is not a folder", w->path);
     if (replaceable(w->path, e)) return -1;
-    size_t len = strlen(w->tmpdir) + 8;
+    char *parent = fs_dirname(w->path);
+    const char *base = strrchr(w->path, '/');
+    base = base && base[1] ? base + 1 : w->path;
+    size_t len = strlen(parent ? parent : ".") + strlen(base) + 32;
     char *old = malloc(len);
-    if (!old) return lop_fail(e, "out of memory");
-    snprintf(old, len, "%s", w->tmpdir);
-    memcpy(strstr(old, ".tmp.") + 1, "old", 3);    /* ".x.old.XXXXXX" */
+    if (!old || !parent) { free(old); free(parent); return lop_fail(e, "out of memory"); }
+    snprintf(old, len, "%s/.%s.old.XXXXXX", parent, base);
+    free(parent);
     if (!mkdtemp(old)) { rc = lop_fail(e, "%s: %s", w->path, strerror(errno)); free(old); return rc; }
     if (rename(w->path, old) != 0) { rc = lop_fail(e, "%s: %s", w->path, strerror(errno)); rmdir(old); free(old); return rc; }
     if (rename(w->tmpdir, w->path) != 0) {

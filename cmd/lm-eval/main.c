@@ -1,0 +1,449 @@
+/* lm-eval — zero- and few-shot evaluation with lm-evaluation-harness's prompts and scoring.
+ *
+ *   lm-eval -m MODEL --tasks LIST [--data-dir DIR] [--task-file FILE] [--limit N|FRACTION]
+ *           [--num-fewshot K] [--output FILE] [--log-samples FILE] [--shard I/N] [--compare BASE]
+ *   lm-eval --merge A.json B.json ... [--output FILE] [--compare BASE]
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include "loglik.h"
+#include "model.h"
+#include "results.h"
+#include "task.h"
+#include "task_text.h"
+#include "tokenizer.h"
+#include "tool.h"
+
+static void usage(FILE *f) {
+    fprintf(f,
+        "usage: lm-eval -m MODEL --tasks LIST [options]\n"
+        "       lm-eval --merge A.json B.json ... [--output FILE] [--compare BASE.json]\n"
+        "Zero- and few-shot evaluation with lm-evaluation-harness's prompts, log-likelihoods and\n"
+        "metrics. JSON lines {\"task\",\"metric\",\"value\",\"stderr\",\"n\"} on stdout, the harness's\n"
+        "table on stderr.\n\n"
+        "  -m, --model PATH        model folder, .safetensors file or - (stream)\n"
+        "      --tokenizer PATH    tokenizer.json or its folder (default: the model's folder)\n"
+        "      --tasks LIST        comma-separated tasks and groups: hellaswag, piqa, arc_easy,\n"
+        "                          arc_challenge, openbookqa, copa, boolq, winogrande, lambada_openai,\n"
+        "                          mmlu (57 mmlu_<subject> tasks), mmlu_stem, mmlu_humanities,\n"
+        "                          mmlu_social_sciences, mmlu_other, mmlu_<subject>\n"
+        "      --list-tasks        print every built-in task and group name, then exit\n"
+        "      --data-dir DIR      the eval data folder (default: $LOP_EVAL_DATA, ./data/eval or\n"
+        "                          ../shared/data/eval, the first that exists)\n"
+        "      --task-file FILE    also evaluate a JSONL task (repeatable): {\"query\",\"choices\",\"gold\"},\n"
+        "                          {\"context_options\",\"continuation\",\"gold\"} or {\"context\",\"continuation\"}\n"
+        "      --target-delimiter S  text put before each choice of a --task-file (default \" \")\n"
+        "      --limit N|FRACTION  the first N documents of each task (0 < FRACTION < 1: that share)\n"
+        "      --num-fewshot K     few-shot examples (mmlu: the first K of the dev split)\n"
+        "      --add-bos           encode with the tokenizer's special tokens (BOS); always on for Gemma\n"
+        "      --max-length N      context length (default: the model's max_position_embeddings)\n"
+        "      --batch-tokens N    rows per forward pass (default 2048)\n"
+        "      --no-reuse          run every choice whole (no shared-prefix reuse)\n"
+        "      --shard I/N         evaluate documents I, I+N, I+2N, ... (0 <= I < N) of each task\n"
+        "  -o, --output FILE       results in the harness's layout (+ per-document values for --merge)\n"
+        "      --log-samples FILE  every document's requests, token ids and log-likelihoods (JSONL)\n"
+        "      --merge             the arguments are --output files of shards: combine them\n"
+        "      --compare BASE      print each value next to BASE's (a results file) and the retention\n"
+        "      --timing            one more JSON line: items/s, forward time share, rows\n"
+        TOOL_COMMON_HELP);
+}
+
+enum { O_TASKS = 0x100, O_DATA, O_TASKFILE, O_LIMIT, O_FEWSHOT, O_LOGS, O_SHARD, O_COMPARE,
+       O_MERGE, O_ADDBOS, O_MAXLEN, O_BATCH, O_NOREUSE, O_DELIM, O_LIST, O_TOK, O_TIMING };
+
+typedef struct args {
+    const char *model, *tokenizer, *tasks, *data_dir, *output, *log_samples, *compare, *delim;
+    const char **task_files;
+    int n_task_files;
+    double limit;
+    int fewshot, shard_i, shard_n, merge, add_bos, max_len, batch_tokens, no_reuse, timing;
+} args;
+
+/* ---- files ---- */
+
+static void write_atomic(const char *path, const char *text) {
+    char tmp[PATH_MAX];
+    snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid());
+    FILE *f = fopen(tmp, "wb");
+    if (!f) die(1, "%s: cannot write (%s)", path, strerror(errno));
+    size_t n = strlen(text);
+    int bad = fwrite(text, 1, n, f) != n;
+    bad |= fclose(f) != 0;
+    if (bad || rename(tmp, path)) { unlink(tmp); die(1, "%s: write failed", path); }
+}
+
+static cJSON *read_json(const char *path) {
+    char *buf;
+    size_t len;
+    lop_err e;
+    if (text_read_file(path, &buf, &len, &e)) die_err(&e);
+    cJSON *j = cJSON_ParseWithLength(buf, len);
+    free(buf);
+    if (!cJSON_IsObject(j)) die(1, "%s: not a JSON object", path);
+    return j;
+}
+
+static const char *find_data_dir(const char *given) {
+    if (given) return given;
+    const char *env = getenv("LOP_EVAL_DATA");
+    if (env && *env) return env;
+    struct stat st;
+    if (!stat("data/eval", &st) && S_ISDIR(st.st_mode)) return "data/eval";
+    return "../shared/data/eval";
+}
+
+/* ---- the evaluation ---- */
+
+typedef struct prog_ctx { progress p; } prog_ctx;
+static void on_progress(void *u, int done) { progress_update(&((prog_ctx *)u)->p, done); }
+
+static void parse_shard(const char *s, int *i, int *n) {
+    char *end;
+    long a = strtol(s, &end, 10), b;
+    if (end == s || *end != '/') die_usage("--shard %s: expected I/N", s);
+    const char *q = end + 1;
+    b = strtol(q, &end, 10);
+    if (end == q || *end || b < 1 || a < 0 || a >= b) die_usage("--shard %s: expected I/N with 0 <= I < N", s);
+    *i = (int)a;
+    *n = (int)b;
+}
+
+static int model_is_gemma(const lop_model *m) {
+    return m->cfg.arch == ARCH_GEMMA3 || strstr(m->cfg.model_type, "gemma") != NULL;
+}
+
+static char *tokenizer_path(const args *a) {
+    if (a->tokenizer) return strdup(a->tokenizer);
+    struct stat st;
+    if (!stat(a->model, &st) && S_ISDIR(st.st_mode)) return strdup(a->model);
+    char *p = strdup(a->model), *s = strrchr(p, '/');
+    if (s) *s = 0;
+    else { free(p); p = strdup("."); }
+    return p;
+}
+
+static void log_samples(const char *path, lop_task *tasks, int nt, ll_doc **docs, task_score **scores) {
+    sbuf b = {0};
+    for (int t = 0; t < nt; t++)
+        for (int d = 0; d < tasks[t].n_docs; d++) {
+            const task_doc *doc = &tasks[t].docs[d];
+            const ll_doc *ld = &docs[t][d];
+            cJSON *o = cJSON_CreateObject();
+            cJSON_AddStringToObject(o, "task", tasks[t].name);
+            cJSON_AddNumberToObject(o, "doc_id", doc->doc_id);
+            cJSON_AddNumberToObject(o, "target", doc->gold);
+            cJSON *args_ = cJSON_AddArrayToObject(o, "arguments");
+            cJSON *resps = cJSON_AddArrayToObject(o, "resps");
+            cJSON *ci = cJSON_AddArrayToObject(o, "ctx_ids");
+            cJSON *ki = cJSON_AddArrayToObject(o, "cont_ids");
+            for (int r = 0; r < ld->n; r++) {
+                cJSON *pair = cJSON_CreateArray();
+                cJSON_AddItemToArray(pair, cJSON_CreateString(task_req_ctx(doc, r)));
+                cJSON_AddItemToArray(pair, cJSON_CreateString(task_req_cont(doc, r)));
+                cJSON_AddItemToArray(args_, pair);
+                cJSON *rr = cJSON_CreateArray();
+                cJSON_AddItemToArray(rr, cJSON_CreateNumber(ld->req[r].ll));
+                cJSON_AddItemToArray(rr, cJSON_CreateBool(ld->req[r].greedy));
+                cJSON_AddItemToArray(resps, rr);
+                cJSON_AddItemToArray(ci, cJSON_CreateIntArray(ld->req[r].ctx, ld->req[r].nctx));
+                cJSON_AddItemToArray(ki, cJSON_CreateIntArray(ld->req[r].cont, ld->req[r].ncont));
+            }
+            const task_score *s = &scores[t][d];
+            if (tasks[t].metrics & MET_ACC) cJSON_AddNumberToObject(o, "acc", s->acc);
+            if (tasks[t].metrics & MET_ACC_NORM) cJSON_AddNumberToObject(o, "acc_norm", s->acc_norm);
+            if (tasks[t].metrics & MET_PPL) cJSON_AddNumberToObject(o, "perplexity", s->ll);
+            char *line = cJSON_PrintUnformatted(o);
+            sb_add(&b, line);
+            sb_add(&b, "\n");
+            free(line);
+            cJSON_Delete(o);
+        }
+    char *text = sb_take(&b);
+    write_atomic(path, text);
+    free(text);
+}
+
+static void finish(res_set *rs, const args *a) {
+    res_emit_lines(rs);
+    if (!g_opt.quiet) res_print_table(rs, stderr);
+    if (a->output) {
+        cJSON *j = res_to_json(rs);
+        char *s = cJSON_Print(j);
+        sbuf b = {0};
+        sb_add(&b, s);
+        sb_add(&b, "\n");
+        free(s);
+        char *text = sb_take(&b);
+        write_atomic(a->output, text);
+        free(text);
+        cJSON_Delete(j);
+    }
+    if (a->compare) {
+        cJSON *base = read_json(a->compare);
+        lop_err e;
+        if (res_compare(rs, base, a->compare, g_opt.quiet ? NULL : stderr, &e)) die_err(&e);
+        cJSON_Delete(base);
+    }
+}
+
+static void run_merge(const args *a, char **files, int n) {
+    if (n < 1) die_usage("--merge needs result files");
+    res_set *in = calloc((size_t)n, sizeof(res_set)), out;
+    lop_err e;
+    for (int i = 0; i < n; i++) {
+        cJSON *j = read_json(files[i]);
+        if (res_from_json(&in[i], j, files[i], &e)) die_err(&e);
+        cJSON_Delete(j);
+    }
+    if (res_merge(&out, in, n, &e)) die_err(&e);
+    finish(&out, a);
+    for (int i = 0; i < n; i++) res_free(&in[i]);
+    free(in);
+    res_free(&out);
+}
+
+static void run_eval(const args *a) {
+    lop_err e;
+    double t_start = now_seconds();
+    /* tasks first: a bad task name or data folder fails before the model loads */
+    char **names = NULL;
+    int nn = 0;
+    if (a->tasks && task_expand(a->tasks, &names, &nn, &e)) die_err(&e);
+    int nt = nn + a->n_task_files;
+    if (nt == 0) die_usage("no tasks: give --tasks and/or --task-file");
+    lop_task *tasks = calloc((size_t)nt, sizeof(lop_task));
+    const char *dir = find_data_dir(a->data_dir);
+    for (int i = 0; i < nn; i++)
+        if (task_load(&tasks[i], names[i], dir, a->fewshot, &e)) die_err(&e);
+    for (int i = 0; i < a->n_task_files; i++) {
+        if (task_load_file(&tasks[nn + i], a->task_files[i], a->delim, &e)) die_err(&e);
+        if (a->fewshot > 0) die_usage("--num-fewshot: task files have no dev split (%s)", a->task_files[i]);
+    }
+    for (int i = 0; i < nt; i++) {
+        for (int j = 0; j < i; j++)
+            if (!strcmp(tasks[i].name, tasks[j].name)) die_usage("task %s given twice", tasks[i].name);
+        task_select(&tasks[i], a->limit, a->shard_i, a->shard_n);
+    }
+    lop_model *m;
+    if (lop_model_open(&m, a->model, &e)) die_err(&e);
+    lop_tokenizer *tok;
+    char *tp = tokenizer_path(a);
+    if (tok_load(&tok, tp, &e)) die_err(&e);
+    free(tp);
+    int gemma = model_is_gemma(m), add_bos = a->add_bos || gemma;
+    int max_len = a->max_len > 0 ? a->max_len : m->cfg.max_pos > 0 ? m->cfg.max_pos : 2048;
+    if (gemma && !a->add_bos) note("model type %s: a BOS token is added (as the harness does for Gemma)", m->cfg.model_type);
+    /* encode every request (the tokenizer is thread-safe) */
+    int total_docs = 0;
+    for (int t = 0; t < nt; t++) total_docs += tasks[t].n_docs;
+    ll_doc *all = calloc((size_t)(total_docs ? total_docs : 1), sizeof(ll_doc));
+    ll_doc **docs = calloc((size_t)nt, sizeof(ll_doc *));
+    struct { int t, d; } *where = calloc((size_t)(total_docs ? total_docs : 1), sizeof *where);
+    int k = 0;
+    for (int t = 0; t < nt; t++) {
+        docs[t] = all + k;
+        for (int d = 0; d < tasks[t].n_docs; d++, k++) {
+            where[k].t = t;
+            where[k].d = d;
+            all[k].n = task_doc_nreq(&tasks[t].docs[d]);
+            all[k].req = calloc((size_t)all[k].n, sizeof(ll_req));
+        }
+    }
+    int failed = -1;
+    lop_err fe = {0};
+    double t_tok = now_seconds();
+#pragma omp parallel for schedule(dynamic, 16)
+    for (int i = 0; i < total_docs; i++) {
+        const task_doc *doc = &tasks[where[i].t].docs[where[i].d];
+        for (int r = 0; r < all[i].n; r++) {
+            lop_err le;
+            if (ll_encode(tok, task_req_ctx(doc, r), task_req_cont(doc, r), add_bos, &all[i].req[r], &le)) {
+#pragma omp critical
+                if (failed < 0 || i < failed) {
+                    failed = i;
+                    fe = le;
+                    lop_wrap(&fe, "%s document %d", tasks[where[i].t].name, doc->doc_id);
+                }
+                break;
+            }
+        }
+    }
+    if (failed >= 0) die_err(&fe);
+    t_tok = now_seconds() - t_tok;
+    /* score */
+    prog_ctx pc;
+    progress_start(&pc.p, "scoring", total_docs, "items");
+    ll_opts lo = {.max_len = max_len, .batch_tokens = a->batch_tokens, .no_reuse = a->no_reuse,
+                  .progress = on_progress, .user = &pc};
+    ll_stats st = {0};
+    double t_score = now_seconds();
+    if (ll_score(m, all, total_docs, &lo, &st, &e)) die_err(&e);
+    t_score = now_seconds() - t_score;
+    progress_end(&pc.p);
+    /* per-document metrics */
+    res_set rs = {0};
+    rs.t = calloc((size_t)nt, sizeof(tres));
+    rs.nt = nt;
+    task_score **scores = calloc((size_t)nt, sizeof(task_score *));
+    for (int t = 0; t < nt; t++) {
+        tres *r = &rs.t[t];
+        lop_task *tk = &tasks[t];
+        snprintf(r->name, sizeof r->name, "%s", tk->name);
+        snprintf(r->group, sizeof r->group, "%s", tk->group);
+        snprintf(r->source, sizeof r->source, "%s", tk->source);
+        snprintf(r->delim, sizeof r->delim, "%s", t >= nn && a->delim ? a->delim : " ");
+        r->kind = tk->kind;
+        r->metrics = tk->metrics;
+        r->version = tk->version;
+        r->num_fewshot = tk->num_fewshot;
+        r->n_original = tk->n_original;
+        tres_alloc(r, tk->n_docs);
+        scores[t] = calloc((size_t)(tk->n_docs ? tk->n_docs : 1), sizeof(task_score));
+        for (int d = 0; d < tk->n_docs; d++) {
+            const ll_doc *ld = &docs[t][d];
+            double *ll = malloc(sizeof(double) * (size_t)(ld->n ? ld->n : 1));
+            uint8_t *g = malloc((size_t)(ld->n ? ld->n : 1));
+            if (!ll || !g) die(1, "out of memory");
+            for (int q = 0; q < ld->n; q++) { ll[q] = ld->req[q].ll; g[q] = ld->req[q].greedy; }
+            task_score_doc(tk, &tk->docs[d], ll, g, &scores[t][d]);
+            free(ll);
+            free(g);
+            r->doc_id[d] = tk->docs[d].doc_id;
+            r->acc[d] = scores[t][d].acc;
+            r->acc_norm[d] = scores[t][d].acc_norm;
+            r->ll[d] = scores[t][d].ll;
+        }
+    }
+    /* groups asked for by name */
+    if (a->tasks) {
+        char *copy = strdup(a->tasks), *save = NULL;
+        for (char *g = strtok_r(copy, ", ", &save); g; g = strtok_r(NULL, ", ", &save))
+            if (!strcmp(g, "mmlu") || !strcmp(g, "mmlu_stem") || !strcmp(g, "mmlu_humanities") ||
+                !strcmp(g, "mmlu_social_sciences") || !strcmp(g, "mmlu_other")) {
+                rs.groups = realloc(rs.groups, sizeof(char *) * (size_t)(rs.ng + 1));
+                rs.groups[rs.ng++] = strdup(g);
+            }
+        free(copy);
+    }
+    rs.seconds = now_seconds() - t_start;
+    rs.config = cJSON_CreateObject();
+    cJSON_AddStringToObject(rs.config, "model", "lop");
+    char margs[PATH_MAX + 32];
+    snprintf(margs, sizeof margs, "pretrained=%s", a->model);
+    cJSON_AddStringToObject(rs.config, "model_args", margs);
+    cJSON_AddNumberToObject(rs.config, "batch_tokens", a->batch_tokens > 0 ? a->batch_tokens : 2048);
+    if (a->limit > 0) cJSON_AddNumberToObject(rs.config, "limit", a->limit);
+    else cJSON_AddNullToObject(rs.config, "limit");
+    cJSON_AddNumberToObject(rs.config, "bootstrap_iters", 0);
+    cJSON_AddBoolToObject(rs.config, "add_bos_token", add_bos);
+    cJSON_AddNumberToObject(rs.config, "max_length", max_len);
+    if (a->shard_n > 1) {
+        char sh[64];
+        snprintf(sh, sizeof sh, "%d/%d", a->shard_i, a->shard_n);
+        cJSON_AddStringToObject(rs.config, "shard", sh);
+    } else cJSON_AddNullToObject(rs.config, "shard");
+    cJSON_AddStringToObject(rs.config, "data_dir", dir);
+    finish(&rs, a);
+    if (a->log_samples) log_samples(a->log_samples, tasks, nt, docs, scores);
+    double items_s = t_score > 0 ? total_docs / t_score : 0;
+    note("%d items in %.2f s (%.2f items/s; tokenizing %.2f s; %.0f%% of the scoring time in the forward; "
+         "%lld rows run of %lld without prefix reuse)", total_docs, t_score, items_s, t_tok,
+         t_score > 0 ? 100 * st.forward_s / t_score : 0, (long long)st.rows, (long long)st.rows_plain);
+    if (a->timing) {
+        cJSON *o = cJSON_CreateObject();
+        cJSON *tm = cJSON_AddObjectToObject(o, "timing");
+        cJSON_AddNumberToObject(tm, "items", total_docs);
+        cJSON_AddNumberToObject(tm, "seconds", t_score);
+        cJSON_AddNumberToObject(tm, "items_per_s", items_s);
+        cJSON_AddNumberToObject(tm, "tokenize_s", t_tok);
+        cJSON_AddNumberToObject(tm, "forward_s", st.forward_s);
+        cJSON_AddNumberToObject(tm, "forward_share", t_score > 0 ? st.forward_s / t_score : 0);
+        cJSON_AddNumberToObject(tm, "rows", (double)st.rows);
+        cJSON_AddNumberToObject(tm, "rows_without_reuse", (double)st.rows_plain);
+        cJSON_AddNumberToObject(tm, "scored_tokens", (double)st.scored);
+        cJSON_AddNumberToObject(tm, "forwards", st.forwards);
+        cJSON_AddNumberToObject(tm, "peak_rss_bytes", (double)peak_rss_bytes());
+        emit(o);
+    }
+    for (int i = 0; i < total_docs; i++) {
+        for (int r = 0; r < all[i].n; r++) ll_req_free(&all[i].req[r]);
+        free(all[i].req);
+    }
+    for (int t = 0; t < nt; t++) { task_free(&tasks[t]); free(scores[t]); }
+    free(scores); free(all); free(docs); free(where); free(tasks);
+    task_names_free(names, nn);
+    res_free(&rs);
+    tok_free(tok);
+    lop_model_free(m);
+}
+
+int main(int argc, char **argv) {
+    tool_init("lm-eval", argc, argv);
+    args a = {0};
+    a.delim = " ";
+    static const struct option lo[] = {
+        {"model", required_argument, 0, 'm'}, {"output", required_argument, 0, 'o'},
+        {"tasks", required_argument, 0, O_TASKS}, {"data-dir", required_argument, 0, O_DATA},
+        {"task-file", required_argument, 0, O_TASKFILE}, {"limit", required_argument, 0, O_LIMIT},
+        {"num-fewshot", required_argument, 0, O_FEWSHOT}, {"log-samples", required_argument, 0, O_LOGS},
+        {"shard", required_argument, 0, O_SHARD}, {"compare", required_argument, 0, O_COMPARE},
+        {"merge", no_argument, 0, O_MERGE}, {"add-bos", no_argument, 0, O_ADDBOS},
+        {"max-length", required_argument, 0, O_MAXLEN}, {"batch-tokens", required_argument, 0, O_BATCH},
+        {"no-reuse", no_argument, 0, O_NOREUSE}, {"target-delimiter", required_argument, 0, O_DELIM},
+        {"list-tasks", no_argument, 0, O_LIST}, {"tokenizer", required_argument, 0, O_TOK},
+        {"timing", no_argument, 0, O_TIMING},
+        TOOL_COMMON_LONGOPTS, {0, 0, 0, 0}};
+    int c;
+    while ((c = getopt_long(argc, argv, "m:o:" TOOL_COMMON_SHORTOPTS, lo, NULL)) != -1) {
+        if (tool_common_opt(c, optarg, usage)) continue;
+        switch (c) {
+        case 'm': a.model = optarg; break;
+        case 'o': a.output = optarg; break;
+        case O_TASKS: a.tasks = optarg; break;
+        case O_DATA: a.data_dir = optarg; break;
+        case O_TASKFILE:
+            a.task_files = realloc(a.task_files, sizeof(char *) * (size_t)(a.n_task_files + 1));
+            a.task_files[a.n_task_files++] = optarg;
+            break;
+        case O_LIMIT: a.limit = opt_double("--limit", optarg, 1e-12, 1e12);
+            if (a.limit >= 1 && a.limit != floor(a.limit)) die_usage("--limit %s: a count must be an integer", optarg);
+            break;
+        case O_FEWSHOT: a.fewshot = (int)opt_int("--num-fewshot", optarg, 0, 1000); break;
+        case O_LOGS: a.log_samples = optarg; break;
+        case O_SHARD: parse_shard(optarg, &a.shard_i, &a.shard_n); break;
+        case O_COMPARE: a.compare = optarg; break;
+        case O_MERGE: a.merge = 1; break;
+        case O_ADDBOS: a.add_bos = 1; break;
+        case O_MAXLEN: a.max_len = (int)opt_int("--max-length", optarg, 2, 1 << 24); break;
+        case O_BATCH: a.batch_tokens = (int)opt_int("--batch-tokens", optarg, 1, 1 << 24); break;
+        case O_NOREUSE: a.no_reuse = 1; break;
+        case O_DELIM: a.delim = optarg; break;
+        case O_TOK: a.tokenizer = optarg; break;
+        case O_TIMING: a.timing = 1; break;
+        case O_LIST: {
+            for (const char *const *n = task_builtin_names(); *n; n++) printf("%s\n", *n);
+            return 0;
+        }
+        default: die_usage("unknown option (see --help)");
+        }
+    }
+    tool_apply_threads();
+    if (a.merge) {
+        if (a.model || a.tasks || a.n_task_files) die_usage("--merge combines result files: no -m, --tasks or --task-file");
+        run_merge(&a, argv + optind, argc - optind);
+        return 0;
+    }
+    if (optind < argc) die_usage("unexpected argument '%s'", argv[optind]);
+    if (!a.model) die_usage("no model: give -m MODEL");
+    if (!a.tasks && !a.n_task_files) die_usage("no tasks: give --tasks LIST and/or --task-file FILE");
+    run_eval(&a);
+    free(a.task_files);
+    return 0;
+}
