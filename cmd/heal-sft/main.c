@@ -1,5 +1,6 @@
 /* heal-sft — heal a pruned model by supervised fine-tuning (full, or LoRA), on the CPU. */
 #include "tool.h"
+#include "blas_tune.h"
 #include "train.h"
 #include "train_data.h"
 #include "fsutil.h"
@@ -130,10 +131,10 @@ int main(int argc, char **argv) {
     /* OpenMP workers that spin after a parallel region starve the OpenBLAS threads of the next
      * GEMM (10-100x slower on a busy machine). libgomp reads its policy once at load time, so
      * the process re-executes itself once with the passive policy unless the user chose one. */
-    if (!getenv("OMP_WAIT_POLICY")) {
-        setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
-        execv("/proc/self/exe", argv);
-    }
+    int policy = !getenv("OMP_WAIT_POLICY");
+    if (policy) setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
+    tool_blas_reexec(argv); /* AVX-512 GEMM kernels when the CPU has them (re-executes) */
+    if (policy) execv("/proc/self/exe", argv);
     tool_init("heal-sft", argc, argv);
     args a = {0};
     a.seq = 512; a.batch = 1; a.accum = 1; a.shuffle = 1; a.keep_sparse = 1;
