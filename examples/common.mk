@@ -14,6 +14,7 @@ SEED    ?= 0
 export PATH := $(BIN):$(PATH)
 export OMP_NUM_THREADS := $(THREADS)
 .DELETE_ON_ERROR:
+.SECONDARY:
 
 # number of layers of a model folder (the text config of a multimodal Gemma 3)
 n_layers = $(shell python3 -c 'import json,sys; c=json.load(open(sys.argv[1]+"/config.json")); c=c.get("text_config",c); print(c["num_hidden_layers"])' $(1))

@@ -176,3 +176,10 @@ assert o['bytes'] == len(open('B.md', 'rb').read())"
   run "$SANBIN/model-card" --base base -m small --log base.ppl.jsonl
   assert_success   # an unreadable weights file only loses the parameter count
 }
+
+@test "model-card: the reference stage leads the tables whatever the log order" {
+  model-card --base base --log pruned.ppl.jsonl healed.results.json base.eval.jsonl base.ppl.jsonl > README.md
+  run awk '/^## Perplexity/{p=1} p && /^\| [a-z]/ && !/^\| stage/{print $2; n++} n==2{exit}' README.md
+  assert_output "$(printf 'base\npruned')"
+  grep -qF "| task | metric | base | healed | retention (healed) |" README.md
+}

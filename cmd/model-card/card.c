@@ -309,8 +309,9 @@ static void perplexity(sbuf *b, const mc_logs *L, const mc_stage *base) {
     for (int i = 0; i < L->nst; i++) any |= L->st[i].has_ppl;
     if (!any) return;
     sb_puts(b, "## Perplexity\n\n| stage | ppl | ± stderr | tokens | retention |\n|---|---|---|---|---|\n");
-    for (int i = 0; i < L->nst; i++) {
-        const mc_stage *s = &L->st[i];
+    for (int k = -1; k < L->nst; k++) { /* the reference first, then the others in order */
+        const mc_stage *s = k < 0 ? base : &L->st[k];
+        if (!s || (k >= 0 && s == base)) continue;
         if (!s->has_ppl) continue;
         sb_printf(b, "| %s | %.4f | ", s->label, s->ppl);
         if (s->ppl_stderr >= 0) sb_printf(b, "%.4f", s->ppl_stderr);
@@ -336,31 +337,34 @@ static const mc_eval *find_eval(const mc_stage *s, const char *task, const char 
 static int lower_better(const char *metric) { return strstr(metric, "perplexity") || !strcmp(metric, "ppl"); }
 
 static void benchmarks(sbuf *b, const mc_logs *L, const mc_stage *base) {
-    int nstages = 0;
-    const mc_stage *last = NULL;
-    for (int i = 0; i < L->nst; i++) if (L->st[i].nev) { nstages++; last = &L->st[i]; }
-    if (!nstages) return;
+    /* columns: the reference first, then the other stages with results, in order */
+    const mc_stage **col = malloc(sizeof *col * (size_t)(L->nst + 1));
+    if (!col) return;
+    int ncol = 0;
+    if (base && base->nev) col[ncol++] = base;
+    for (int i = 0; i < L->nst; i++) if (L->st[i].nev && &L->st[i] != base) col[ncol++] = &L->st[i];
+    if (!ncol) { free(col); return; }
+    const mc_stage *last = col[ncol - 1];
     int cmp = base && base->nev && last != base;
     sb_puts(b, "## Benchmarks\n\n| task | metric |");
-    for (int i = 0; i < L->nst; i++) if (L->st[i].nev) sb_printf(b, " %s |", L->st[i].label);
+    for (int j = 0; j < ncol; j++) sb_printf(b, " %s |", col[j]->label);
     if (cmp) sb_printf(b, " retention (%s) |", last->label);
     sb_puts(b, "\n|---|---|");
-    for (int i = 0; i < nstages + cmp; i++) sb_puts(b, "---|");
+    for (int j = 0; j < ncol + cmp; j++) sb_puts(b, "---|");
     sb_puts(b, "\n");
-    /* rows: every (task, metric) in order of first appearance over the stages */
+    /* rows: every (task, metric) in order of first appearance over the columns */
     double ret_sum = 0;
     int ret_n = 0;
-    for (int i = 0; i < L->nst; i++) for (int k = 0; k < L->st[i].nev; k++) {
-        const mc_eval *row = &L->st[i].ev[k];
+    for (int i = 0; i < ncol; i++) for (int k = 0; k < col[i]->nev; k++) {
+        const mc_eval *row = &col[i]->ev[k];
         int seen = 0;
-        for (int i2 = 0; i2 < i && !seen; i2++) seen = find_eval(&L->st[i2], row->task, row->metric) != NULL;
+        for (int i2 = 0; i2 < i && !seen; i2++) seen = find_eval(col[i2], row->task, row->metric) != NULL;
         for (int k2 = 0; k2 < k && !seen; k2++)
-            seen = !strcmp(L->st[i].ev[k2].task, row->task) && !strcmp(L->st[i].ev[k2].metric, row->metric);
+            seen = !strcmp(col[i]->ev[k2].task, row->task) && !strcmp(col[i]->ev[k2].metric, row->metric);
         if (seen) continue;
         sb_printf(b, "| %s | %s |", row->task, row->metric);
-        for (int j = 0; j < L->nst; j++) {
-            if (!L->st[j].nev) continue;
-            const mc_eval *v = find_eval(&L->st[j], row->task, row->metric);
+        for (int j = 0; j < ncol; j++) {
+            const mc_eval *v = find_eval(col[j], row->task, row->metric);
             if (!v) { sb_puts(b, " — |"); continue; }
             sb_printf(b, " %.4f", v->value);
             if (v->stderr_ >= 0) sb_printf(b, " ± %.4f", v->stderr_);
@@ -380,6 +384,7 @@ static void benchmarks(sbuf *b, const mc_logs *L, const mc_stage *base) {
     if (cmp && ret_n)
         sb_printf(b, "Capability retention of `%s` (mean of value / base × 100 over the %d higher-is-better "
                      "metrics above): %.1f%%.\n\n", last->label, ret_n, ret_sum / ret_n);
+    free(col);
 }
 
 static void loading(sbuf *b, const mc_card_opts *o) {
