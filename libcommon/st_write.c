@@ -64,15 +64,17 @@ static int out_write(st_writer *w, const void *p, size_t n, lop_err *e) {
     return w->z ? out_z(w, p, n, ZSTD_e_continue, e) : out_raw(w, p, n, e);
 }
 
-static int start_zstd(st_writer *w, int level, lop_err *e) {
+static int start_zstd(st_writer *w, int level, int workers, lop_err *e) {
     w->z = ZSTD_createCCtx();
     w->zcap = ZSTD_CStreamOutSize();
     w->zout = malloc(w->zcap);
     if (!w->z || !w->zout) return lop_fail(e, "out of memory");
     if (ZSTD_isError(ZSTD_CCtx_setParameter(w->z, ZSTD_c_compressionLevel, level)))
         return lop_failc(e, LOP_EUSAGE, "zstd level %d out of range", level);
-    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-    if (cpus > 1) ZSTD_CCtx_setParameter(w->z, ZSTD_c_nbWorkers, (int)cpus); /* no-op without MT */
+    /* multithreaded zstd buffers several jobs per worker: memory would no longer be bounded by
+     * the largest tensor, so it is used only when asked for */
+    if (workers > 0 && !ZSTD_isError(ZSTD_CCtx_setParameter(w->z, ZSTD_c_nbWorkers, workers)))
+        ZSTD_CCtx_setParameter(w->z, ZSTD_c_jobSize, 4 << 20);
     return 0;
 }
 
@@ -199,7 +201,7 @@ int st_writer_open(st_writer **out, const char *path, const st_info *infos, int 
             if (w->fd < 0) rc = lop_fail(e, "%s: %s", path, strerror(errno));
         } else w->fd = fs_temp_open(path, &w->tmp, e);
         if (w->fd < 0) rc = -1;
-        if (!rc && level > 0) rc = start_zstd(w, level, e);
+        if (!rc && level > 0) rc = start_zstd(w, level, o ? o->zstd_workers : 0, e);
         if (!rc) rc = write_header(w, w->infos, n, 1, e);
     }
     if (rc) { st_writer_abort(w); return -1; }
