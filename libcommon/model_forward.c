@@ -65,7 +65,8 @@ static int arena_layout(lop_model *m, int N, int keep, int64_t att_total, lop_er
 #define A(x) (((size_t)(x) + 15) & ~(size_t)15)
     size_t per = A(n) * 5 + A(n * C) * 6 + A(n * qd) * 3 + A(n * kd) * 3 + A(n * c->n_heads) +
                  A(n * c->n_kv_heads) + A(n * FF) * 3 + (keep ? A(att_total) : 0);
-    size_t total = A(n * C) * (L + 2) + A(n) + per * (keep ? (L ? L : 1) : 1);
+    size_t D = c->head_dim;
+    size_t total = A(n * C) * (L + 2) + A(n) + A(n * D) * 2 + per * (keep ? (L ? L : 1) : 1);
     if (!m->acts.layer) {
         m->acts.layer = calloc(L ? L : 1, sizeof *m->acts.layer);
         if (!m->acts.layer) return lop_fail(e, "out of memory");
@@ -85,6 +86,8 @@ static int arena_layout(lop_model *m, int N, int keep, int64_t att_total, lop_er
     m->acts.x_final = TAKE(n * C);
     m->acts.xn_final = TAKE(n * C);
     m->acts.rstd_final = TAKE(n);
+    m->acts.rope_full = TAKE(n * D);
+    m->acts.rope_local = TAKE(n * D);
     for (size_t l = 0; l < (keep ? L : (L ? 1 : 0)); l++) {
         lop_layer_acts *s = &m->acts.layer[l];
         s->rstd_attn = TAKE(n);
@@ -200,7 +203,6 @@ static int mm(lop_model *m, float *out, const float *x, const lop_wref *w, const
 static int attention_block(lop_model *m, int l, lop_layer_acts *s, lop_batch *b,
                            const lop_fwd_opts *o, lop_err *e) {
     const lop_config *c = &m->cfg;
-    engine_priv *p = m->priv;
     lop_layer_w *w = &m->layers[l];
     const lop_hooks *hk = o->hooks;
     int N = b->N, C = c->hidden, D = c->head_dim, Hq = c->n_heads, Hkv = c->n_kv_heads;
@@ -224,9 +226,9 @@ static int attention_block(lop_model *m, int l, lop_layer_acts *s, lop_batch *b,
         memcpy(s->k, s->k_raw, sizeof(float) * (size_t)N * kd);
     }
     int sliding = c->layer_sliding && c->layer_sliding[l] && c->sliding_window > 0;
-    const float *inv = sliding && c->gemma ? p->inv_local : p->inv_full;
-    rope_forward(s->q, b->pos, inv, N, Hq, D);
-    rope_forward(s->k, b->pos, inv, N, Hkv, D);
+    const float *cs = sliding && c->gemma ? m->acts.rope_local : m->acts.rope_full;
+    rope_apply(s->q, cs, N, Hq, D);
+    rope_apply(s->k, cs, N, Hkv, D);
     float scale = (float)c->attn_scale;
     for (int i = 0; i < b->B; i++) {
         int T = b->len[i], r0 = b->off[i];
@@ -318,6 +320,9 @@ int lop_forward(lop_model *m, lop_batch *b, const lop_fwd_opts *opts, lop_head_r
     if (openblas_get_num_threads() != 1) openblas_set_num_threads(1);
     float *x = L ? m->acts.layer[0].x_in : m->acts.x_final;
     embed_forward(m, x, b);
+    rope_table(m->acts.rope_full, b->pos, p->inv_full, N, c->head_dim);
+    if (c->gemma) rope_table(m->acts.rope_local, b->pos, p->inv_local, N, c->head_dim);
+    else memcpy(m->acts.rope_local, m->acts.rope_full, sizeof(float) * (size_t)N * c->head_dim);
     for (int l = 0; l < end; l++) {
         lop_layer_acts *s = &m->acts.layer[l];
         float *x_out = l + 1 < L ? m->acts.layer[l + 1].x_in : m->acts.x_final;
