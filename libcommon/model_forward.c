@@ -36,6 +36,7 @@ void engine_free(lop_model *m) {
     free(p->arena);
     free(p->ibuf);
     free(p->att_off);
+    free(p->aseq);
     free(m->acts.layer);
 }
 
@@ -150,6 +151,12 @@ static int batch_index(lop_model *m, lop_batch *b, const lop_kv *kv, lop_err *e)
         p->ibuf_cap = p->ibuf ? need : 0;
         if (!p->ibuf) return lop_fail(e, "out of memory");
     }
+    if (b->B > p->aseq_cap) {
+        free(p->aseq);
+        p->aseq = malloc(sizeof(attn_seq) * b->B);
+        p->aseq_cap = p->aseq ? b->B : 0;
+        if (!p->aseq) return lop_fail(e, "out of memory");
+    }
     int *off = p->ibuf, *pos = off + b->B + 1, *seq = pos + N;
     off[0] = 0;
     for (int i = 0; i < b->B; i++) {
@@ -203,6 +210,7 @@ static int mm(lop_model *m, float *out, const float *x, const lop_wref *w, const
 static int attention_block(lop_model *m, int l, lop_layer_acts *s, lop_batch *b,
                            const lop_fwd_opts *o, lop_err *e) {
     const lop_config *c = &m->cfg;
+    engine_priv *p = m->priv;
     lop_layer_w *w = &m->layers[l];
     const lop_hooks *hk = o->hooks;
     int N = b->N, C = c->hidden, D = c->head_dim, Hq = c->n_heads, Hkv = c->n_kv_heads;
@@ -230,6 +238,7 @@ static int attention_block(lop_model *m, int l, lop_layer_acts *s, lop_batch *b,
     rope_apply(s->q, cs, N, Hq, D);
     rope_apply(s->k, cs, N, Hkv, D);
     float scale = (float)c->attn_scale;
+    attn_seq *as = p->aseq;
     for (int i = 0; i < b->B; i++) {
         int T = b->len[i], r0 = b->off[i];
         const float *K = s->k + (size_t)r0 * kd, *V = s->v + (size_t)r0 * kd;
@@ -243,11 +252,11 @@ static int attention_block(lop_model *m, int l, lop_layer_acts *s, lop_batch *b,
             K = kc;
             V = vc;
         }
-        float *att = s->att ? s->att + m->acts.att_off[i] : NULL;
-        attention_forward(s->att_out + (size_t)r0 * qd, att, s->q + (size_t)r0 * qd, K, V, T,
-                          q0 + T, q0, Hq, Hkv, D, scale, sliding ? c->sliding_window : 0,
-                          (float)c->attn_softcap);
+        as[i] = (attn_seq){s->att_out + (size_t)r0 * qd, s->att ? s->att + m->acts.att_off[i] : NULL,
+                           s->q + (size_t)r0 * qd, K, V, T, q0 + T, q0};
     }
+    attention_forward_batch(as, b->B, Hq, Hkv, D, scale, sliding ? c->sliding_window : 0,
+                            (float)c->attn_softcap);
     if (hk && hk->linear_in)
         HOOK(hk->linear_in(hk->user, l, PROJ_O, w->proj[PROJ_O].name, s->att_out, N, qd, b));
     if (mm(m, s->o, s->att_out, &w->proj[PROJ_O], vecf(m, &w->vec[LVEC_O_BIAS], 6), N, e)) return -1;

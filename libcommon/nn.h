@@ -57,6 +57,15 @@ void attention_forward(float *out, float *att, const float *q, const float *k, c
                        int T, int Tk, int qpos0, int Hq, int Hkv, int D, float scale,
                        int window, float softcap);
 
+/* Many sequences at once (one parallel loop over every (sequence, head, query block)). */
+typedef struct attn_seq {
+    float *out, *att;            /* [T, Hq*D], [Hq, T, Tk] or NULL */
+    const float *q, *k, *v;      /* [T, Hq*D], [Tk, Hkv*D], [Tk, Hkv*D] */
+    int T, Tk, qpos0;
+} attn_seq;
+void attention_forward_batch(const attn_seq *seqs, int B, int Hq, int Hkv, int D, float scale,
+                             int window, float softcap);
+
 /* ---- mlp (nn_mlp.c) ---- */
 /* h[n] = act(gate[n]) * up[n] for n < count (SiLU, or GELU with the tanh approximation). */
 void glu_forward(float *h, const float *gate, const float *up, size_t count, lop_act act);
