@@ -201,7 +201,7 @@ int st_writer_open(st_writer **out, const char *path, const st_info *infos, int 
             if (w->fd < 0) rc = lop_fail(e, "%s: %s", path, strerror(errno));
         } else w->fd = fs_temp_open(path, &w->tmp, e);
         if (w->fd < 0) rc = -1;
-        if (!rc && level > 0) rc = start_zstd(w, level, o ? o->zstd_workers : 0, e);
+        if (!rc && level > 0) rc = start_zstd(w, level, 0, e);
         if (!rc) rc = write_header(w, w->infos, n, 1, e);
     }
     if (rc) { st_writer_abort(w); return -1; }
