@@ -253,6 +253,7 @@ int main(int argc, char **argv) {
     progress_start(&pr, "ppl", (double)total, "tok");
     double t0 = now_seconds();
     int64_t done = 0;
+    double flops = 0;
     for (int s0 = 0; s0 < pl.n && done < total;) {
         /* pack segments into one batch */
         int B = 0, rows = 0, s1 = s0;
@@ -302,6 +303,7 @@ int main(int argc, char **argv) {
                           .argmax = am, .topk = K, .topk_id = kid, .topk_logit = klg};
         if (tr) { h.block = kl_block; h.user = &kc; }
         if (lop_forward(m, &b, NULL, &h, &e)) die_err(&e);
+        for (int i = 0; i < B; i++) flops += lop_forward_flops(m, blen[i], (blen[i] + 1) / 2.0);
         /* collect, in order */
         int r = 0;
         for (int si = s0; si < s1; si++) {
@@ -374,6 +376,8 @@ int main(int argc, char **argv) {
     if (lines) cJSON_AddNumberToObject(o, "lines", nlines);
     cJSON_AddNumberToObject(o, "seconds", secs);
     cJSON_AddNumberToObject(o, "tokens_per_s", secs > 0 ? st.n / secs : 0);
+    cJSON_AddNumberToObject(o, "gflop", flops / 1e9);
+    cJSON_AddNumberToObject(o, "gflop_per_s", secs > 0 ? flops / 1e9 / secs : 0);
     cJSON_AddNumberToObject(o, "peak_rss_mb", (double)(peak_rss_bytes() >> 20));
     if (tr && kls.n) {
         qsort(klv, klv_n, sizeof *klv, cmp_f);
