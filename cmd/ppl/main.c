@@ -2,6 +2,7 @@
  * (--llama-cpp) or one sequence per line (--lines). Saves top-k log-probs (--save-logits) and
  * compares with a saved base run (--kl-base): KL divergence, top-1 agreement, ppl ratio. */
 #include <getopt.h>
+#include <malloc.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -205,6 +206,11 @@ int main(int argc, char **argv) {
         }
     }
     free(text);
+    /* the tokenizer (a Gemma tokenizer.json parses into ~130 MB) is done: give its memory back
+     * before the weights are paged in, so peak RSS is weights + activations */
+    tok_free(tk);
+    tk = NULL;
+    malloc_trim(0);
     int64_t total = 0;
     for (int i = 0; i < pl.n; i++) total += pl.s[i].n - pl.s[i].first;
     if (total == 0) die(1, "%s: no token to score (the text has fewer than 2 tokens)", input);
@@ -404,7 +410,6 @@ int main(int argc, char **argv) {
     free(line_ids);
     free(ids);
     plan_free(&pl);
-    tok_free(tk);
     lop_model_free(m);
     return 0;
 }
