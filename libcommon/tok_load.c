@@ -490,6 +490,28 @@ static int llama_compat(lop_tokenizer *t, const tj *cfg, lop_err *e) {
     return 0;
 }
 
+/* the pre-tokenizer tree as a list of stages (a Sequence runs its kids in order) */
+static int count_stages(const tpre *p) {
+    if (p->kind != PRE_SEQ) return 1;
+    int n = 0;
+    for (int i = 0; i < p->nkids; i++) n += count_stages(&p->kids[i]);
+    return n;
+}
+static void fill_stages(const tpre *p, const tpre **out, int *k) {
+    if (p->kind != PRE_SEQ) { out[(*k)++] = p; return; }
+    for (int i = 0; i < p->nkids; i++) fill_stages(&p->kids[i], out, k);
+}
+static int flatten_pre(lop_tokenizer *t, lop_err *e) {
+    free(t->stages); t->stages = NULL; t->nstages = 0;
+    if (!t->pre) return 0;
+    int n = count_stages(t->pre), k = 0;
+    t->stages = malloc((size_t)(n ? n : 1) * sizeof *t->stages);
+    if (!t->stages) return lop_fail(e, "out of memory");
+    fill_stages(t->pre, t->stages, &k);
+    t->nstages = k;
+    return 0;
+}
+
 static int has_bytelevel(const tpre *p) {
     if (!p) return 0;
     if (p->kind == PRE_BYTELEVEL) return 1;
@@ -578,6 +600,7 @@ int tok_load_ex(lop_tokenizer **out, const char *path, unsigned flags, lop_err *
                 (add_eos && t->eos >= 0 && ids_append(&t->post.post, &t->post.npost, t->eos))) { lop_fail(e, "out of memory"); goto fail; }
         }
     }
+    if (flatten_pre(t, e)) goto wrap;
     if (trie_build(&t->trie_raw, t->added, t->nadded, 0, NULL, e) ||
         trie_build(&t->trie_norm, t->added, t->nadded, 1, t->norm, e)) goto wrap;
     t->kind = t->byte_level ? "BPE byte-level" : t->byte_fallback ? "BPE byte-fallback" : "BPE";
@@ -602,6 +625,7 @@ void tok_free(lop_tokenizer *t) {
     free(t->cont_prefix); free(t->eow_suffix);
     if (t->norm) { norm_free(t->norm); free(t->norm); }
     if (t->pre) { pre_free(t->pre); free(t->pre); }
+    free(t->stages);
     if (t->dec) { dec_free(t->dec); free(t->dec); }
     free(t->post.pre); free(t->post.post);
     free(t->added);
