@@ -34,7 +34,7 @@ int ivec_push(ivec *iv, int32_t x);
 
 /* ---- hash maps ---- */
 typedef struct smslot { uint32_t idx1, hash; } smslot;      /* entry index + 1 (0 = empty) */
-typedef struct sment { const char *key; uint32_t klen; int32_t val; } sment;
+typedef struct sment { const char *key; uint32_t klen; int32_t val; uint64_t pre; } sment; /* pre: first 8 bytes */
 typedef struct strmap {          /* bytes -> int32, open addressing, keys not copied */
     smslot *slot; uint32_t mask;
     sment *ent; uint32_t n, cap;
