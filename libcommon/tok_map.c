@@ -16,7 +16,7 @@ int tbuf_reserve(tbuf *b, size_t extra) {
 }
 int tbuf_put(tbuf *b, const void *s, size_t n) {
     if (tbuf_reserve(b, n + 1)) return -1;
-    memcpy(b->p + b->len, s, n);
+    if (n) memcpy(b->p + b->len, s, n);
     b->len += n;
     return 0;
 }

@@ -49,6 +49,7 @@ static lop_tokenizer *make(const char **toks, int ntok, const char *chars, const
     char buf[1024];
     /* dedupe: a token listed twice keeps its first id */
     const char *seen[512]; int ns = 0;
+    static char pool[512][8]; int np = 0;          /* the single chars, without malloc */
     for (int i = 0; i < ntok; i++) {
         int dup = 0;
         for (int j = 0; j < ns; j++) if (!strcmp(seen[j], toks[i])) dup = 1;
@@ -63,7 +64,8 @@ static lop_tokenizer *make(const char **toks, int ntok, const char *chars, const
         int dup = 0;
         for (int j = 0; j < ns; j++) if (!strcmp(seen[j], ch)) dup = 1;
         if (dup) continue;
-        seen[ns++] = strdup(ch);
+        memcpy(pool[np], ch, sizeof ch);
+        seen[ns++] = pool[np++];
         jstr(buf, ch);
         fprintf(f, "%s%s:%d", id ? "," : "", buf, id); id++;
     }
