@@ -44,7 +44,7 @@ int tok_encode(const lop_tokenizer *t, const char *text, size_t len, int add_spe
     tbuf tmp = {0};
     tpvec segs = {0}, one = {0};
     int rc = -1;
-    c.sc = bpe_scratch_new();
+    c.sc = tok_thread_scratch(t);
     if (!c.sc || tbuf_put(&c.buf, text, len) || tpvec_push(&one, 0, len, -1, 1)) goto oom;
     if (add_special) for (int i = 0; i < t->post.npre; i++) if (ivec_push(&c.out, t->post.pre[i])) goto oom;
     /* 1. raw added tokens; then every other piece on its own */
@@ -68,7 +68,6 @@ fail:
     free(c.out.v);
 done:
     tbuf_free(&c.buf); tbuf_free(&tmp); tpvec_free(&segs); tpvec_free(&one);
-    bpe_scratch_free(c.sc);
     rx_scratch_free(&c.rx);
     return rc;
 }

@@ -194,12 +194,14 @@ struct lop_tokenizer {
     uint8_t *is_added;           /* per id */
     int32_t bos, eos;
     char *kind;                  /* short description, e.g. "BPE byte-level" */
+    uint64_t uid;                /* unique per load: owner tag of per-thread word caches */
 };
 #define CP_TABLE 0x30000
 
-/* BPE one word s[0..n) (already normalized / mapped), appending ids. */
-bpe_scratch *bpe_scratch_new(void);
-void bpe_scratch_free(bpe_scratch *s);
+/* BPE one word s[0..n) (already normalized / mapped), appending ids. The scratch holds the
+ * merge arrays and a word -> ids cache; one per thread (tok_thread_scratch), reused by every
+ * call on that thread, tagged with the tokenizer's uid so another tokenizer never sees it. */
+bpe_scratch *tok_thread_scratch(const lop_tokenizer *t);
 int bpe_word(const lop_tokenizer *t, const char *s, size_t n, ivec *out, bpe_scratch *sc,
              lop_err *e);
 

@@ -645,6 +645,8 @@ int tok_load_ex(lop_tokenizer **out, const char *path, unsigned flags, lop_err *
     if (flatten_pre(t, e)) goto wrap;
     if (trie_build(&t->trie_raw, t->added, t->nadded, 0, NULL, e) ||
         trie_build(&t->trie_norm, t->added, t->nadded, 1, t->norm, e)) goto wrap;
+    static uint64_t next_uid;
+    t->uid = __atomic_add_fetch(&next_uid, 1, __ATOMIC_RELAXED);
     t->kind = t->byte_level ? "BPE byte-level" : t->byte_fallback ? "BPE byte-fallback" : "BPE";
     tj_free(&doc); tj_free(&cdoc); free(cbuf);
     *out = t;
