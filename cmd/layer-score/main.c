@@ -64,8 +64,8 @@ typedef struct {
     const float *hn_full; /* [rows, C] the full model's final-normed states of the batch */
     const float *lse_full;/* [rows] */
     double *kl_s;         /* [rows] accumulated sum_v p_v (z_v - y_v) */
-    float *wbuf, *zbuf, *abuf;
-    size_t wcap, zcap, acap;
+    float *zbuf, *abuf;
+    size_t zcap, acap;
 } score_ctx;
 
 static int make_batches(score_ctx *c, lop_err *e) {
@@ -143,15 +143,13 @@ static int kl_block(void *user, int v0, int nv, const float *logits, int rows, c
     score_ctx *c = user;
     lop_model *m = c->m;
     int C = c->C;
-    size_t need_w = (size_t)nv * C, need_z = (size_t)rows * nv, need_a = (size_t)rows * C;
-    if (need_w > c->wcap) { free(c->wbuf); c->wbuf = malloc(need_w * sizeof(float)); c->wcap = need_w; }
+    size_t need_z = (size_t)rows * nv, need_a = (size_t)rows * C;
     if (need_z > c->zcap) { free(c->zbuf); c->zbuf = malloc(need_z * sizeof(float)); c->zcap = need_z; }
     if (need_a > c->acap) { free(c->abuf); c->abuf = malloc(need_a * sizeof(float)); c->acap = need_a; }
-    if (!c->wbuf || !c->zbuf || !c->abuf) return -1;
+    if (!c->zbuf || !c->abuf) return -1;
     for (int i = 0; i < rows; i++) memcpy(c->abuf + (size_t)i * C, c->hn_full + (size_t)row[i] * C, C * sizeof(float));
     const char *w = (const char *)m->head.data + (size_t)v0 * C * st_dtype_size(m->head.dtype);
-    nn_to_f32(c->wbuf, w, m->head.dtype, need_w);
-    matmul_forward(c->zbuf, c->abuf, c->wbuf, ST_F32, NULL, rows, C, nv, NULL, 0);
+    if (matmul_forward(c->zbuf, c->abuf, w, m->head.dtype, NULL, rows, C, nv, 0)) return -1;
     if (m->cfg.final_softcap > 0) softcap_forward(c->zbuf, need_z, (float)m->cfg.final_softcap);
     #pragma omp parallel for schedule(static)
     for (int i = 0; i < rows; i++) {
@@ -350,7 +348,7 @@ int main(int argc, char **argv) {
         cJSON_AddNumberToObject(sum, "base_ppl", ppl0);
         cJSON_AddNumberToObject(sum, "scored_tokens", (double)full.n);
         free(skip); free(hn_store); free(lse_store);
-        free(s.wbuf); free(s.zbuf); free(s.abuf);
+        free(s.zbuf); free(s.abuf);
     }
     cJSON_AddNumberToObject(sum, "layers", L);
     cJSON_AddNumberToObject(sum, "block", block);

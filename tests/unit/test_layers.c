@@ -150,7 +150,7 @@ static void test_scores(void) {
     free(d);
     CHECK(layer_scores_pick(&s, 5, &d, &e) == -1);
     layer_scores_free(&s);
-    CHECK(layer_scores_read(&s, p, 3, &e) == -1 && strstr(e.msg, ":4:"));   /* layer 3 of 3 */
+    CHECK(layer_scores_read(&s, p, 3, &e) == -1 && strstr(e.msg, ":5:"));   /* layer 3 of 3 */
     p = put("{\"layer\":0,\"metric\":\"bi\",\"score\":0.5}\n{\"layer\":1,\"metric\":\"kl\",\"score\":0.2}\n");
     CHECK(layer_scores_read(&s, p, 4, &e) == -1 && strstr(e.msg, "mixed"));
     p = put("{\"layer\":0,\"score\":\"x\"}\n");
