@@ -45,7 +45,9 @@ typedef struct lop_config {
     cJSON *text_json;        /* the object the text fields came from (json or json.text_config) */
 } lop_config;
 
-/* Parse; fails with a message naming a missing key or an unknown model_type. */
+/* Parse; fails with a message naming a missing key or an unknown model_type. Keys a config may
+ * omit take the family's transformers default (a gemma3 text_config often has only a few).
+ * Number literals are kept, so config_to_json writes 1000000.0 back as 1000000.0. */
 int config_parse(lop_config *c, const char *json_text, lop_err *e);
 void config_free(lop_config *c);
 /* "model.layers.3.self_attn.q_proj.weight" for (3, "self_attn.q_proj.weight"); layer < 0: the
@@ -53,10 +55,20 @@ void config_free(lop_config *c);
 void config_tensor_name(const lop_config *c, int layer, const char *suffix, char *buf, int len);
 /* Layer index of a tensor name ("...layers.N...."), or -1. *rest points after "layers.N.". */
 int config_tensor_layer(const lop_config *c, const char *name, const char **rest);
+/* Set prefix and head_name from the checkpoint's own names (the one ending in
+ * "embed_tokens.weight"): multimodal Gemma 3 checkpoints differ ("language_model.model." in hub
+ * files, "model.language_model." in newer ones). 0 if found, -1 if not (prefix unchanged). */
+int config_detect_prefix(lop_config *c, const char *const *names, int n);
 /* Keep only layers keep[0..n) (sorted, distinct): num_hidden_layers, an explicit layer_types with
- * each kept layer's own type, and every other per-layer list in the JSON updated. */
+ * each kept layer's own type, and every other per-layer list in the JSON updated.
+ * - layer_types is written whenever types were implied (Gemma's sliding_window_pattern, Qwen's
+ *   use_sliding_window + max_window_layers) so that each kept layer keeps its attention type.
+ * - Qwen2/3: max_window_layers becomes the number of kept layers below it (the kept layers that
+ *   used full attention are still the first ones), unless it was past the last layer already.
+ * - Any other list of num_hidden_layers entries (except architectures and the token ids) is subset too. */
 int config_keep_layers(lop_config *c, const int *keep, int n, lop_err *e);
-/* Serialize the JSON back (2-space indent as transformers writes); malloc'd. */
+/* Serialize the JSON back (2-space indent as transformers writes, keys in their order, numbers
+ * as written unless changed), ending with a newline; malloc'd. */
 char *config_to_json(const lop_config *c);
 /* Exact parameter count implied by the config (embedding, head if untied, layers, norms). */
 int64_t config_param_count(const lop_config *c);

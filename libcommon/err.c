@@ -33,6 +33,6 @@ int lop_wrap(lop_err *e, const char *fmt, ...) {
     vsnprintf(pre, sizeof pre, fmt, ap);
     va_end(ap);
     memcpy(old, e->msg, sizeof old);
-    snprintf(e->msg, sizeof e->msg, "%s: %s", pre, old);
+    snprintf(e->msg, sizeof e->msg, "%.400s: %.600s", pre, old); /* bounded: -Wformat-truncation */
     return -1;
 }

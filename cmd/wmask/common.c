@@ -1,0 +1,191 @@
+/* common.c — the target set (PCRE2 over tensor names), raw-dtype zero helpers, the per-matrix
+ * rule, and the JSON lines. */
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include <pcre2.h>
+#include <stdlib.h>
+#include <string.h>
+#include "tool.h"
+#include "wmask.h"
+
+/* The attention and MLP projections of every layer, whatever the prefix ("model.",
+ * "language_model.model.", none): never embeddings, norms, biases or the lm_head. */
+static const char *DEFAULT_TARGETS =
+    "(^|\\.)layers\\.[0-9]+\\.(self_attn|mlp)\\.(q|k|v|o|gate|up|down)_proj\\.weight$";
+
+struct wm_targets {
+    pcre2_code *inc[WM_MAX_RE + 1], *exc[WM_MAX_RE];
+    int n_inc, n_exc;
+    pcre2_match_data *md;
+};
+
+static int compile(pcre2_code **out, const char *opt, const char *re, lop_err *e) {
+    int code;
+    PCRE2_SIZE off;
+    *out = pcre2_compile((PCRE2_SPTR)re, PCRE2_ZERO_TERMINATED, PCRE2_UTF, &code, &off, NULL);
+    if (!*out) {
+        PCRE2_UCHAR msg[256];
+        pcre2_get_error_message(code, msg, sizeof msg);
+        return lop_failc(e, LOP_EUSAGE, "%s '%s': %s at offset %zu", opt, re, (char *)msg,
+                         (size_t)off);
+    }
+    return 0;
+}
+
+int wm_targets_new(wm_targets **out, const wm_job *j, lop_err *e) {
+    wm_targets *t = calloc(1, sizeof *t);
+    if (!t) return lop_fail(e, "out of memory");
+    *out = t;
+    if (j->n_include == 0) {
+        if (compile(&t->inc[t->n_inc++], "default targets", DEFAULT_TARGETS, e)) goto fail;
+    }
+    for (int i = 0; i < j->n_include; i++)
+        if (compile(&t->inc[t->n_inc++], "--include", j->include[i], e)) goto fail;
+    for (int i = 0; i < j->n_exclude; i++)
+        if (compile(&t->exc[t->n_exc++], "--exclude", j->exclude[i], e)) goto fail;
+    t->md = pcre2_match_data_create(4, NULL);
+    if (!t->md) { lop_fail(e, "out of memory"); goto fail; }
+    return 0;
+fail:
+    wm_targets_free(t);
+    *out = NULL;
+    return -1;
+}
+
+static int any(pcre2_code *const *re, int n, const char *s, pcre2_match_data *md) {
+    for (int i = 0; i < n; i++)
+        if (pcre2_match(re[i], (PCRE2_SPTR)s, PCRE2_ZERO_TERMINATED, 0, 0, md, NULL) >= 0)
+            return 1;
+    return 0;
+}
+
+int wm_targets_match(const wm_targets *t, const char *name) {
+    return any(t->inc, t->n_inc, name, t->md) && !any(t->exc, t->n_exc, name, t->md);
+}
+
+void wm_targets_free(wm_targets *t) {
+    if (!t) return;
+    for (int i = 0; i < t->n_inc; i++) pcre2_code_free(t->inc[i]);
+    for (int i = 0; i < t->n_exc; i++) pcre2_code_free(t->exc[i]);
+    pcre2_match_data_free(t->md);
+    free(t);
+}
+
+void wm_matrix_shape(const st_info *t, int64_t *rows, int64_t *cols) {
+    uint64_t n = st_numel(t);
+    *rows = t->ndim >= 2 ? t->shape[0] : 1;
+    *cols = *rows ? (int64_t)(n / (uint64_t)*rows) : 0;
+}
+
+/* the bits that are zero for both +0 and -0 */
+static inline int is_zero(const uint8_t *p, size_t sz) {
+    switch (sz) {
+    case 2: { uint16_t v; memcpy(&v, p, 2); return (v & 0x7fffu) == 0; }
+    case 4: { uint32_t v; memcpy(&v, p, 4); return (v & 0x7fffffffu) == 0; }
+    case 8: { uint64_t v; memcpy(&v, p, 8); return (v & 0x7fffffffffffffffull) == 0; }
+    }
+    return 0;
+}
+
+int64_t wm_raw_zeros(const void *p, st_dtype t, uint64_t n) {
+    if (!st_dtype_is_float(t)) return 0;
+    size_t sz = st_dtype_size(t);
+    const uint8_t *b = p;
+    int64_t z = 0;
+#pragma omp parallel for reduction(+ : z) schedule(static) if (n >= (1u << 16))
+    for (uint64_t i = 0; i < n; i++) z += is_zero(b + i * sz, sz);
+    return z;
+}
+
+void wm_raw_apply(void *raw, const float *w, st_dtype t, uint64_t n) {
+    size_t sz = st_dtype_size(t);
+    uint8_t *b = raw;
+#pragma omp parallel for schedule(static) if (n >= (1u << 16))
+    for (uint64_t i = 0; i < n; i++)
+        if (w[i] == 0.0f && !is_zero(b + i * sz, sz)) memset(b + i * sz, 0, sz);
+}
+
+int wm_prune_matrix(const wm_job *j, const char *name, float *w, int64_t rows, int64_t cols,
+                    const float *norm, prune_stat *st, lop_err *e) {
+    if (j->nm_m) {
+        if (cols % j->nm_m)
+            return lop_fail(e, "%s: rows of %lld weights do not split into groups of %d (--nm %d:%d)",
+                            name, (long long)cols, j->nm_m, j->nm_n, j->nm_m);
+        if (prune_nm(w, rows, cols, norm, j->nm_n, j->nm_m, st)) return lop_fail(e, "%s: --nm failed", name);
+        return 0;
+    }
+    if (j->scope == SCOPE_ROW) {
+        if (prune_rows(w, rows, cols, norm, j->sparsity, st))
+            return lop_fail(e, "%s: out of memory", name);
+        return 0;
+    }
+    /* per tensor: the radix select over this one matrix */
+    prune_sel s;
+    if (prune_sel_init(&s, prune_count(j->sparsity, rows * cols)))
+        return lop_fail(e, "out of memory");
+    while (!prune_sel_done(&s)) {
+        prune_sel_add(&s, w, rows, cols, norm);
+        if (prune_sel_next(&s)) { prune_sel_free(&s); return lop_fail(e, "%s: selection failed", name); }
+    }
+    int64_t ties = s.rem;
+    prune_sel_apply(&s, &ties, w, rows, cols, norm, st);
+    prune_sel_free(&s);
+    return 0;
+}
+
+/* JSON lines go to stdout, unless stdout carries the output stream (-o -): then to stderr
+ * (not with -q). */
+static void report(const char *output, cJSON *o) {
+    if (strcmp(output, "-")) { emit(o); return; }
+    char *s = g_opt.quiet ? NULL : cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    if (s) fprintf(stderr, "%s\n", s);
+    free(s);
+}
+
+void wm_report_tensor(const char *output, const st_info *t, const prune_stat *st, wm_totals *tot) {
+    uint64_t n = st_numel(t);
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "action", "prune");
+    cJSON_AddStringToObject(o, "tensor", t->name);
+    cJSON *shape = cJSON_AddArrayToObject(o, "shape");
+    for (int d = 0; d < t->ndim; d++) cJSON_AddItemToArray(shape, cJSON_CreateNumber((double)t->shape[d]));
+    cJSON_AddNumberToObject(o, "params", (double)n);
+    cJSON_AddNumberToObject(o, "zeros", (double)st->zeros);
+    cJSON_AddNumberToObject(o, "pruned", (double)st->pruned);
+    cJSON_AddNumberToObject(o, "sparsity", n ? (double)st->zeros / (double)n : 0.0);
+    cJSON_AddNumberToObject(o, "threshold", (double)st->threshold);
+    report(output, o);
+    tot->tensors++;
+    tot->sel_params += (int64_t)n;
+    tot->sel_zeros += st->zeros;
+}
+
+void wm_report_summary(const wm_job *j, const wm_totals *tot) {
+    static const char *scopes[] = {"row", "tensor", "global"};
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "action", "summary");
+    cJSON_AddStringToObject(o, "method", j->method == METHOD_WANDA ? "wanda" : "magnitude");
+    if (j->nm_m) {
+        char nm[32];
+        snprintf(nm, sizeof nm, "%d:%d", j->nm_n, j->nm_m);
+        cJSON_AddStringToObject(o, "nm", nm);
+    } else {
+        cJSON_AddStringToObject(o, "scope", scopes[j->scope]);
+    }
+    cJSON_AddNumberToObject(o, "target_sparsity", j->sparsity);
+    cJSON_AddNumberToObject(o, "tensors", tot->tensors);
+    cJSON_AddNumberToObject(o, "params", (double)tot->sel_params);
+    cJSON_AddNumberToObject(o, "zeros", (double)tot->sel_zeros);
+    cJSON_AddNumberToObject(o, "sparsity", tot->sel_params ? (double)tot->sel_zeros / tot->sel_params : 0.0);
+    cJSON_AddNumberToObject(o, "model_params", (double)tot->model_params);
+    cJSON_AddNumberToObject(o, "model_zeros", (double)tot->model_zeros);
+    cJSON_AddNumberToObject(o, "model_sparsity",
+                            tot->model_params ? (double)tot->model_zeros / tot->model_params : 0.0);
+    cJSON_AddNumberToObject(o, "seconds", tot->t_total);
+    if (j->method == METHOD_WANDA) {
+        cJSON_AddNumberToObject(o, "forward_seconds", tot->t_forward);
+        cJSON_AddNumberToObject(o, "select_seconds", tot->t_select);
+    }
+    cJSON_AddNumberToObject(o, "peak_rss_mb", (double)peak_rss_bytes() / (1 << 20));
+    report(j->output, o);
+}

@@ -1,0 +1,379 @@
+/* st_read.c — opening safetensors for reading: one file (mmap, zero copy), an HF folder (a single
+ * model.safetensors or an index with shards), "-" (stdin) and .zst input (read into memory), and
+ * the streaming reader (one tensor at a time, never seeks). */
+#include "fsutil.h"
+#include "st_internal.h"
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+typedef struct region { void *addr; size_t len; int mapped; } region;
+
+typedef struct model_priv {
+    region *reg; int nreg;        /* mappings / buffers backing the tensors */
+    void **owned; int nowned;     /* aligned copies of tensors whose bytes were misaligned */
+    int *reg_of;                  /* [n] region of tensor i (-1: an owned copy) */
+} model_priv;
+
+static int add_region(model_priv *p, void *addr, size_t len, int mapped) {
+    region *r = realloc(p->reg, (size_t)(p->nreg + 1) * sizeof *r);
+    if (!r) return -1;
+    p->reg = r;
+    r[p->nreg++] = (region){addr, len, mapped};
+    return 0;
+}
+
+/* Read fd to its end (decompressing zstd) into memory. */
+static int slurp(int fd, int own, const char *what, unsigned char **buf, size_t *len, lop_err *e) {
+    st_src s;
+    int rc = src_open_fd(&s, fd, own, what, e);
+    if (!rc) rc = src_read_rest(&s, buf, len, e);
+    src_close(&s);
+    return rc;
+}
+
+/* The bytes of one safetensors file: mmap'd, or read into memory for zstd and pipes. */
+static int load_image(const char *path, unsigned char **base, size_t *size, int *mapped, lop_err *e) {
+    if (!strcmp(path, "-")) { *mapped = 0; return slurp(0, 0, "stdin", base, size, e); }
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return lop_fail(e, "%s: %s", path, strerror(errno));
+    struct stat st;
+    if (fstat(fd, &st) != 0) { close(fd); return lop_fail(e, "%s: %s", path, strerror(errno)); }
+    unsigned char magic[4];
+    ssize_t r = S_ISREG(st.st_mode) ? pread(fd, magic, 4, 0) : -1;
+    if (!S_ISREG(st.st_mode) || (r == 4 && (magic[0] | magic[1] << 8 | magic[2] << 16 | (uint32_t)magic[3] << 24) == ST_ZSTD_MAGIC)) {
+        *mapped = 0;
+        return slurp(fd, 1, path, base, size, e);  /* a FIFO or a .zst: sequential read */
+    }
+    if (st.st_size == 0) { close(fd); return lop_fail(e, "%s: empty file (no safetensors header)", path); }
+    void *m = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+    close(fd);
+    if (m == MAP_FAILED) return lop_fail(e, "%s: mmap: %s", path, strerror(errno));
+    *base = m; *size = (size_t)st.st_size; *mapped = 1;
+    return 0;
+}
+
+static void free_image(unsigned char *base, size_t size, int mapped) {
+    if (mapped) munmap(base, size); else free(base);
+}
+
+/* Append the tensors of one file to m; tensors whose bytes are misaligned for their dtype are
+ * copied so that every data[i] is aligned to its element size. */
+static int add_file(st_model *m, const char *path, cJSON **meta, lop_err *e) {
+    model_priv *p = m->priv;
+    unsigned char *base; size_t size; int mapped;
+    if (load_image(path, &base, &size, &mapped, e)) return -1;
+    st_info *v; int n; uint64_t ds;
+    if (st_parse_image(base, size, &v, &n, meta, &ds, e)) {
+        free_image(base, size, mapped);
+        return lop_wrap(e, "%s", strcmp(path, "-") ? path : "stdin");
+    }
+    if (add_region(p, base, size, mapped)) { free_image(base, size, mapped); st_infos_free(v, n); return lop_fail(e, "out of memory"); }
+    st_info *ni = realloc(m->info, (size_t)(m->n + n + 1) * sizeof *ni);
+    const void **nd = realloc(m->data, (size_t)(m->n + n + 1) * sizeof *nd);
+    int *nr = realloc(p->reg_of, (size_t)(m->n + n + 1) * sizeof *nr);
+    if (ni) m->info = ni;
+    if (nd) m->data = nd;
+    if (nr) p->reg_of = nr;
+    if (!ni || !nd || !nr) { st_infos_free(v, n); return lop_fail(e, "out of memory"); }
+    for (int i = 0; i < n; i++) {
+        const unsigned char *d = base + ds + v[i].offset;
+        size_t al = st_dtype_size(v[i].dtype);
+        p->reg_of[m->n] = p->nreg - 1;
+        if ((uintptr_t)d % al) {
+            void *c = aligned_alloc(8, (v[i].nbytes + 7) / 8 * 8 + 8);
+            void **no = realloc(p->owned, (size_t)(p->nowned + 1) * sizeof *no);
+            if (!c || !no) {
+                free(c);
+                if (no) p->owned = no;
+                for (int k = i; k < n; k++) free(v[k].name);
+                free(v);
+                return lop_fail(e, "out of memory");
+            }
+            p->owned = no;
+            p->owned[p->nowned++] = c;
+            memcpy(c, d, v[i].nbytes);
+            d = c;
+            p->reg_of[m->n] = -1;
+        }
+        m->info[m->n] = v[i];
+        m->data[m->n++] = d;
+    }
+    free(v); /* names moved into m->info */
+    return 0;
+}
+
+static char *join(const char *a, const char *b) {
+    size_t n = strlen(a) + strlen(b) + 2;
+    char *s = malloc(n);
+    if (s) snprintf(s, n, "%s/%s", a, b);
+    return s;
+}
+
+static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+/* A sharded folder: the shard files named in the index's weight_map, in name order; every tensor
+ * must be in the shard the index names, and every shard tensor in the index. */
+static int add_shards(st_model *m, const char *dir, const char *index, lop_err *e) {
+    char *txt; size_t len;
+    if (fs_read_all(index, &txt, &len, e)) return -1;
+    cJSON *j = cJSON_ParseWithLength(txt, len);
+    free(txt);
+    const cJSON *wm = j ? cJSON_GetObjectItemCaseSensitive(j, "weight_map") : NULL;
+    if (!cJSON_IsObject(wm)) { cJSON_Delete(j); return lop_fail(e, "%s: not an index (no \"weight_map\" object)", index); }
+    int n = cJSON_GetArraySize(wm), nf = 0, rc = 0;
+    char **files = calloc((size_t)n + 1, sizeof *files);
+    if (!files) { cJSON_Delete(j); return lop_fail(e, "out of memory"); }
+    const cJSON *it;
+    cJSON_ArrayForEach(it, wm) {
+        if (!cJSON_IsString(it) || !*it->valuestring || strchr(it->valuestring, '/') || !strcmp(it->valuestring, "..")) {
+            rc = lop_fail(e, "%s: weight_map entry '%s' is not a shard file name", index, it->string);
+            break;
+        }
+        files[nf++] = it->valuestring;
+    }
+    qsort(files, (size_t)nf, sizeof *files, cmp_str);
+    int u = 0;
+    for (int i = 0; i < nf; i++) if (!u || strcmp(files[i], files[u - 1])) files[u++] = files[i];
+    for (int i = 0; i < u && !rc; i++) {
+        char *p = join(dir, files[i]);
+        int first = m->n;
+        if (!p) { rc = lop_fail(e, "out of memory"); break; }
+        cJSON *meta = NULL;
+        rc = add_file(m, p, &meta, e);
+        if (!rc && !m->metadata) m->metadata = meta; else cJSON_Delete(meta);
+        for (int t = first; t < m->n && !rc; t++) {
+            const cJSON *w = cJSON_GetObjectItemCaseSensitive(wm, m->info[t].name);
+            if (!w) rc = lop_fail(e, "%s: tensor '%s' is not in the index", p, m->info[t].name);
+            else if (strcmp(w->valuestring, files[i]))
+                rc = lop_fail(e, "%s: tensor '%s' is here but the index puts it in %s", p, m->info[t].name, w->valuestring);
+        }
+        free(p);
+    }
+    if (!rc && m->n != n) rc = lop_fail(e, "%s: the index names %d tensors but the shards hold %d", index, n, m->n);
+    free(files);
+    cJSON_Delete(j);
+    return rc;
+}
+
+static int check_unique(const st_model *m, lop_err *e) {
+    if (m->n < 2) return 0;
+    const char **v = malloc((size_t)m->n * sizeof *v);
+    if (!v) return lop_fail(e, "out of memory");
+    for (int i = 0; i < m->n; i++) v[i] = m->info[i].name;
+    qsort(v, (size_t)m->n, sizeof *v, cmp_str);
+    int rc = 0;
+    for (int i = 1; i < m->n && !rc; i++)
+        if (!strcmp(v[i], v[i - 1])) rc = lop_fail(e, "tensor '%s' appears in two shards", v[i]);
+    free(v);
+    return rc;
+}
+
+static const char *meta_str(const cJSON *md, const char *key) {
+    const cJSON *v = md ? cJSON_GetObjectItemCaseSensitive(md, key) : NULL;
+    return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+/* config.json and the source folder of a folder, or of a file's own folder when its metadata
+ * carries no config (a model.safetensors inside an HF folder). */
+static int load_folder_config(st_model *m, const char *dir, lop_err *e) {
+    char *cp = join(dir, "config.json");
+    if (!cp) return lop_fail(e, "out of memory");
+    int rc = 0;
+    if (fs_is_file(cp)) {
+        size_t len;
+        rc = fs_read_all(cp, &m->config_json, &len, e);
+        if (!rc) m->source_dir = fs_abspath(dir);
+    }
+    free(cp);
+    return rc;
+}
+
+static int open_any(st_model *m, const char *path, lop_err *e) {
+    if (!strcmp(path, "-") || !fs_is_dir(path)) {
+        if (add_file(m, path, &m->metadata, e)) return -1;
+        const char *c = meta_str(m->metadata, "config"), *s = meta_str(m->metadata, "source");
+        if (c) {
+            if (!(m->config_json = strdup(c))) return lop_fail(e, "out of memory");
+            if (s && !(m->source_dir = strdup(s))) return lop_fail(e, "out of memory");
+            return 0;
+        }
+        if (!strcmp(path, "-")) return 0;
+        char *dir = fs_dirname(path);
+        int rc = dir ? load_folder_config(m, dir, e) : lop_fail(e, "out of memory");
+        free(dir);
+        return rc;
+    }
+    char *single = join(path, "model.safetensors"), *index = join(path, "model.safetensors.index.json");
+    int rc;
+    if (!single || !index) rc = lop_fail(e, "out of memory");
+    else if (fs_is_file(single)) rc = add_file(m, single, &m->metadata, e);
+    else if (fs_is_file(index)) rc = add_shards(m, path, index, e);
+    else rc = lop_fail(e, "%s: no model.safetensors or model.safetensors.index.json in this folder", path);
+    free(single); free(index);
+    if (!rc) rc = check_unique(m, e);
+    if (!rc) rc = load_folder_config(m, path, e);
+    return rc;
+}
+
+int st_open(st_model **out, const char *path, lop_err *e) {
+    *out = NULL;
+    st_model *m = calloc(1, sizeof *m);
+    model_priv *p = calloc(1, sizeof *p);
+    if (!m || !p) { free(m); free(p); return lop_fail(e, "out of memory"); }
+    m->priv = p;
+    if (open_any(m, path, e)) { st_close(m); return -1; }
+    *out = m;
+    return 0;
+}
+
+int st_find(const st_model *m, const char *name) {
+    for (int i = 0; i < m->n; i++) if (!strcmp(m->info[i].name, name)) return i;
+    return -1;
+}
+
+void st_close(st_model *m) {
+    if (!m) return;
+    model_priv *p = m->priv;
+    if (p) {
+        for (int i = 0; i < p->nreg; i++) free_image(p->reg[i].addr, p->reg[i].len, p->reg[i].mapped);
+        for (int i = 0; i < p->nowned; i++) free(p->owned[i]);
+        free(p->reg); free(p->owned); free(p->reg_of); free(p);
+    }
+    st_infos_free(m->info, m->n);
+    free(m->data);
+    free(m->config_json); free(m->source_dir);
+    cJSON_Delete(m->metadata);
+    free(m);
+}
+
+/* ---- streaming ---- */
+
+struct st_reader {
+    st_model *m;                  /* files and folders: mmap'd, tensors handed out in place */
+    st_src src;                   /* pipes and zstd: read tensor by tensor */
+    int streaming, next, n;
+    st_info *infos;               /* streaming: the header, by offset */
+    cJSON *meta;
+    char *config, *source;
+    unsigned char *buf; size_t cap; /* streaming: the current tensor */
+    int ended;
+};
+
+/* Streaming from fd: the header first, then tensors as st_reader_next asks. */
+static int reader_stream(st_reader *r, int fd, int own, const char *what, lop_err *e) {
+    r->streaming = 1;
+    if (src_open_fd(&r->src, fd, own, what, e)) return -1;
+    unsigned char pre[8];
+    size_t got = 0;
+    if (src_read(&r->src, pre, 8, &got, e)) return -1;
+    if (got == 0) return lop_fail(e, "%s: empty input (no safetensors header)", what);
+    if (got < 8 && src_read_exact(&r->src, pre + got, 8 - got, "the header length", e)) return -1;
+    uint64_t h = 0;
+    if (st_check_prefix(pre, UINT64_MAX, &h, e)) return lop_wrap(e, "%s", what);
+    char *json = malloc(h + 1);
+    if (!json) return lop_fail(e, "out of memory");
+    if (src_read_exact(&r->src, json, h, "the header", e)) { free(json); return -1; }
+    int rc = st_parse_header(json, h, UINT64_MAX, &r->infos, &r->n, &r->meta, e);
+    free(json);
+    if (rc) return lop_wrap(e, "%s", what);
+    const char *c = meta_str(r->meta, "config"), *s = meta_str(r->meta, "source");
+    if ((c && !(r->config = strdup(c))) || (s && !(r->source = strdup(s)))) return lop_fail(e, "out of memory");
+    return 0;
+}
+
+int st_reader_open(st_reader **out, const char *path, lop_err *e) {
+    *out = NULL;
+    st_reader *r = calloc(1, sizeof *r);
+    if (!r) return lop_fail(e, "out of memory");
+    r->src.fd = -1;
+    int rc;
+    if (!strcmp(path, "-")) rc = reader_stream(r, 0, 0, "stdin", e);
+    else if (fs_is_dir(path)) rc = st_open(&r->m, path, e);
+    else {
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        struct stat st;
+        unsigned char mg[4];
+        if (fd < 0) rc = lop_fail(e, "%s: %s", path, strerror(errno));
+        else if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size >= 4 && pread(fd, mg, 4, 0) == 4 &&
+                 (mg[0] | mg[1] << 8 | mg[2] << 16 | (uint32_t)mg[3] << 24) != ST_ZSTD_MAGIC) {
+            close(fd);
+            rc = st_open(&r->m, path, e);
+        } else rc = reader_stream(r, fd, 1, path, e);  /* .zst or a FIFO */
+    }
+    if (rc) { st_reader_close(r); return -1; }
+    if (r->m) {
+        model_priv *p = r->m->priv;
+        for (int i = 0; i < p->nreg; i++)
+            if (p->reg[i].mapped) madvise(p->reg[i].addr, p->reg[i].len, MADV_SEQUENTIAL);
+        r->n = r->m->n;
+    }
+    *out = r;
+    return 0;
+}
+
+const st_info *st_reader_infos(const st_reader *r, int *n) {
+    *n = r->n;
+    return r->m ? r->m->info : r->infos;
+}
+const char *st_reader_config(const st_reader *r) { return r->m ? r->m->config_json : r->config; }
+const char *st_reader_source(const st_reader *r) { return r->m ? r->m->source_dir : r->source; }
+const cJSON *st_reader_metadata(const st_reader *r) { return r->m ? r->m->metadata : r->meta; }
+
+/* Drop the pages of a tensor already handed out, so that resident memory stays bounded by what
+ * is in use (the file stays in the page cache; a later touch faults it back). */
+static void release_tensor(st_reader *r, int i) {
+    model_priv *p = r->m->priv;
+    if (i < 0 || p->reg_of[i] < 0 || !p->reg[p->reg_of[i]].mapped) return;
+    long pg = sysconf(_SC_PAGESIZE);
+    uintptr_t a = (uintptr_t)r->m->data[i], b = a + r->m->info[i].nbytes;
+    a &= ~(uintptr_t)(pg - 1);
+    b &= ~(uintptr_t)(pg - 1);
+    if (b > a) madvise((void *)a, b - a, MADV_DONTNEED);
+}
+
+int st_reader_next(st_reader *r, int *idx, const void **data, lop_err *e) {
+    if (r->m) {
+        release_tensor(r, r->next - 1);
+        if (r->next >= r->n) return 0;
+        *idx = r->next;
+        *data = r->m->data[r->next++];
+        return 1;
+    }
+    if (r->ended) return 0;
+    if (r->next >= r->n) {
+        int end = src_at_end(&r->src, e);
+        if (end < 0) return -1;
+        if (!end) return lop_fail(e, "%s: bytes after the last tensor's data", r->src.what);
+        r->ended = 1;
+        return 0;
+    }
+    const st_info *t = &r->infos[r->next];
+    if (t->nbytes > r->cap) {
+        free(r->buf);
+        r->cap = t->nbytes;
+        r->buf = aligned_alloc(64, (r->cap + 63) / 64 * 64);
+        if (!r->buf) { r->cap = 0; return lop_fail(e, "out of memory for tensor '%s' (%llu bytes)", t->name, (unsigned long long)t->nbytes); }
+    }
+    char what[64];
+    snprintf(what, sizeof what, "tensor %d of %d", r->next + 1, r->n);
+    if (src_read_exact(&r->src, r->buf, t->nbytes, what, e)) return -1;
+    *idx = r->next++;
+    *data = r->buf ? (const void *)r->buf : (const void *)"";
+    return 1;
+}
+
+void st_reader_close(st_reader *r) {
+    if (!r) return;
+    st_close(r->m);
+    if (r->streaming) src_close(&r->src);
+    st_infos_free(r->infos, r->n);
+    cJSON_Delete(r->meta);
+    free(r->config); free(r->source); free(r->buf);
+    free(r);
+}

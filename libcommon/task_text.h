@@ -1,0 +1,29 @@
+/* task_text.h — text helpers of the task layer: a growable string, whole-file reading (plain
+ * or zstd), CSV records (RFC 4180) and JSON lines. Internal to task*.c and their tests. */
+#ifndef LOP_TASK_TEXT_H
+#define LOP_TASK_TEXT_H
+#include <stddef.h>
+#include <cjson/cJSON.h>
+#include "err.h"
+
+typedef struct sbuf { char *s; size_t n, cap; } sbuf;
+void sb_add(sbuf *b, const char *s);
+void sb_addn(sbuf *b, const char *s, size_t n);
+char *sb_take(sbuf *b); /* the NUL-terminated string (never NULL); b is reset */
+
+/* Read path, or path.zst when path is absent (or path itself ending in .zst), decompressed.
+ * *buf is malloc'd and NUL-terminated. An empty file is an error. */
+int text_read_file(const char *path, char **buf, size_t *len, lop_err *e);
+
+/* CSV: parse one record starting at *p (advanced past its line end). Fields are malloc'd.
+ * Returns the field count, 0 at end of input, -1 on error (unterminated quote). */
+int csv_record(const char **p, const char *end, char ***fields, lop_err *e);
+void csv_free(char **fields, int n);
+
+/* Iterate JSON lines: returns the next parsed object (caller frees), NULL at the end or on an
+ * error (then *bad is set with the 1-based line number in e). Blank lines are skipped. */
+cJSON *jsonl_next(const char **p, const char *end, int *lineno, int *bad, const char *path,
+                  lop_err *e);
+/* strdup that never returns NULL for a NULL input (returns "") */
+char *xstrdup(const char *s);
+#endif
