@@ -7,7 +7,6 @@ load helpers
 setup() { T=$(scratch); }
 teardown() { rm -rf "$T"; }
 
-need_engine() { [ -x "$BIN/ppl" ] || skip "the engine (ppl) is not built yet"; }
 
 golden_text() {
   python3 -c 'import json,sys; sys.stdout.write(json.load(open(sys.argv[1]))["texts"]["en"]["text"])' \
@@ -15,7 +14,7 @@ golden_text() {
 }
 
 @test "bi = 1 - hidden_cos_in_out_per_layer (all but the last layer), four models" {
-  need_shared; need_engine
+  need_shared
   for m in gemma3-tiny qwen3-tiny llama-tiny stories260K; do
     golden_text $m
     run layer-score -m "$MODELS/$m" --data "$T/en.txt"
@@ -40,7 +39,7 @@ EOF
 }
 
 @test "angular on a one-token sample equals arccos(1 - bi)/pi" {
-  need_shared; need_engine
+  need_shared
   echo '{"text": "the"}' > "$T/one.jsonl"   # qwen3 adds no BOS: one token
   run layer-score -m "$MODELS/qwen3-tiny" --data "$T/one.jsonl" --metric bi
   assert_success
@@ -64,8 +63,8 @@ EOF
 }
 
 @test "ppl: skipping layer 2 / 4 of stories260K reproduces the golden corpus ppl" {
-  need_shared; need_engine
-  run layer-score -m "$MODELS/stories260K" --metric ppl --lines --samples 0 \
+  need_shared
+  run layer-score -m "$MODELS/stories260K" --metric ppl --lines --samples 0 --layers 2,4 \
       --data "$SHARED/data/stories/stories-sampled.txt"
   assert_success
   python3 - "$MODELS/stories260K/golden.json" "$output" <<'EOF'
@@ -73,6 +72,7 @@ import json, sys
 g = json.load(open(sys.argv[1]))
 lines = [json.loads(l) for l in sys.argv[2].splitlines()]
 by = {l["layer"]: l for l in lines if "layer" in l}
+assert sorted(by) == [2, 4], by
 base = lines[-1]["base_ppl"]
 assert abs(base / g["corpus_per_line"]["ppl"] - 1) < 1e-4, (base, g["corpus_per_line"])
 assert lines[-1]["scored_tokens"] == g["corpus_per_line"]["tokens"], lines[-1]
@@ -84,7 +84,7 @@ EOF
 }
 
 @test "kl: nonnegative, zero-free, and --block 2 gives blocks; layer-drop --scores takes it" {
-  need_shared; need_engine
+  need_shared
   run layer-score -m "$MODELS/stories260K" --metric kl --lines --samples 16 --data "$SHARED/data/stories/test.txt"
   assert_success
   echo "$output" > "$T/kl.jsonl"
@@ -110,19 +110,21 @@ EOF
   [ "$status" -eq 2 ]; [ "${#lines[@]}" -eq 1 ]
   run layer-score -m "$m" --data x --metric bi --block 2
   [ "$status" -eq 2 ]; [ "${#lines[@]}" -eq 1 ]
-  need_engine
+
   : > "$T/empty.txt"
   run layer-score -m "$m" --data "$T/empty.txt"
   [ "$status" -eq 1 ]; [ "${#lines[@]}" -eq 1 ]
   run layer-score -m "$m" --data "$T/none.txt"
   [ "$status" -eq 1 ]; [ "${#lines[@]}" -eq 1 ]
   echo "hello" > "$T/h.txt"
+  run layer-score -m "$m" --data "$T/h.txt" --layers 5
+  [ "$status" -eq 2 ]; [ "${#lines[@]}" -eq 1 ]
   run layer-score -m "$m" --data "$T/h.txt" --metric angular --block 6
   [ "$status" -eq 2 ]; [ "${#lines[@]}" -eq 1 ]
 }
 
 @test "sanitizers: layer-score bi and kl on stories260K" {
-  need_shared; need_engine; need_san layer-score
+  need_shared; need_san layer-score
   run "$SANBIN/layer-score" -m "$MODELS/stories260K" --samples 3 --lines --data "$SHARED/data/stories/test.txt"
   assert_success
   run "$SANBIN/layer-score" -m "$MODELS/stories260K" --metric kl --samples 2 --ctx 32 --data "$SHARED/data/stories/test.txt"

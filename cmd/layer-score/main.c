@@ -41,6 +41,8 @@ static void usage(FILE *f) {
         "      --samples N      calibration samples (default 128; 0: all)\n"
         "      --ctx N          tokens per sample (default 512)\n"
         "      --lines          each line of a text file is a sample (default: packed windows)\n"
+        "      --layers LIST    score only these layers / block starts, e.g. 2,4-6 (ppl and kl\n"
+        "                       then run only those passes)\n"
         TOOL_COMMON_HELP
         "\nOutput: one JSON line per layer {\"layer\",\"metric\",\"score\"} (blocks: {\"start\",\"n\",\n"
         "\"metric\",\"score\"}; ppl and kl add \"ppl\"), then {\"metric\",\"samples\",\"tokens\",...}.\n");
@@ -241,13 +243,14 @@ static void emit_score(int start, int n, int metric, double score, double ppl) {
 
 int main(int argc, char **argv) {
     tool_init("layer-score", argc, argv);
-    enum { OPT_DATA = 1, OPT_METRIC, OPT_BLOCK, OPT_SAMPLES, OPT_CTX, OPT_LINES };
+    enum { OPT_DATA = 1, OPT_METRIC, OPT_BLOCK, OPT_SAMPLES, OPT_CTX, OPT_LINES, OPT_LAYERS };
     static const struct option lo[] = {
         {"model", required_argument, 0, 'm'}, {"data", required_argument, 0, OPT_DATA},
         {"metric", required_argument, 0, OPT_METRIC}, {"block", required_argument, 0, OPT_BLOCK},
         {"samples", required_argument, 0, OPT_SAMPLES}, {"ctx", required_argument, 0, OPT_CTX},
-        {"lines", no_argument, 0, OPT_LINES}, TOOL_COMMON_LONGOPTS, {0, 0, 0, 0}};
-    const char *model = NULL, *data = NULL;
+        {"lines", no_argument, 0, OPT_LINES}, {"layers", required_argument, 0, OPT_LAYERS},
+        TOOL_COMMON_LONGOPTS, {0, 0, 0, 0}};
+    const char *model = NULL, *data = NULL, *only = NULL;
     int metric = M_BI, block = 1, lines = 0, block_set = 0;
     lop_calib_opts co = calib_default_opts();
     co.samples = 128; co.ctx = 512;
@@ -265,6 +268,7 @@ int main(int argc, char **argv) {
         case OPT_SAMPLES: co.samples = (int)opt_int("--samples", optarg, 0, 1 << 24); break;
         case OPT_CTX: co.ctx = (int)opt_int("--ctx", optarg, 2, 1 << 22); break;
         case OPT_LINES: lines = 1; break;
+        case OPT_LAYERS: only = optarg; break;
         default: die_usage("unknown option");
         }
     }
@@ -281,13 +285,22 @@ int main(int argc, char **argv) {
     if (lop_model_open(&s.m, model, &e)) die_err(&e);
     s.L = s.m->cfg.n_layers; s.C = s.m->cfg.hidden;
     if (block > s.L) die_usage("--block %d: the model has %d layers", block, s.L);
+    int L = s.L, C = s.C, nblk = L - block + 1;
+    uint8_t *want = malloc(nblk);   /* the layers / block starts to report */
+    if (!want) die(1, "out of memory");
+    memset(want, only ? 0 : 1, nblk);
+    if (only) {
+        int *v, nv;
+        if (parse_ranges(only, nblk, &v, &nv, &e)) die_usage("--layers: %s", e.msg);
+        for (int i = 0; i < nv; i++) want[v[i]] = 1;
+        free(v);
+    }
     lop_tokenizer *tok;
     if (tok_load(&tok, s.m->st->source_dir ? s.m->st->source_dir : model, &e)) die_err(&e);
     if (calib_load(&s.cal, data, tok, &co, &e)) die_err(&e);
     tok_free(tok);
     if (make_batches(&s, &e)) die_err(&e);
     double t0 = now_seconds();
-    int L = s.L, C = s.C, nblk = L - block + 1;
     progress pg;
     cJSON *sum = cJSON_CreateObject();
     cJSON_AddStringToObject(sum, "metric", metric_names[metric]);
@@ -307,9 +320,10 @@ int main(int argc, char **argv) {
         if (pass_hooks(&s, &pg, &e)) die_err(&e);
         progress_end(&pg);
         if (metric == M_BI) {
-            for (int l = 0; l < L; l++) emit_score(l, 1, M_BI, 1.0 - s.cos_sum[l] / (double)s.cal.tokens, NAN);
+            for (int l = 0; l < L; l++) if (want[l]) emit_score(l, 1, M_BI, 1.0 - s.cos_sum[l] / (double)s.cal.tokens, NAN);
         } else {
             for (int l = 0; l < nblk; l++) {
+                if (!want[l]) continue;
                 double d = 0;
                 for (int q = 0; q < s.cal.n; q++) {
                     const double *a = s.last + ((size_t)l * s.cal.n + q) * C, *b = s.last + ((size_t)(l + block) * s.cal.n + q) * C;
@@ -332,12 +346,15 @@ int main(int argc, char **argv) {
         }
         if (!skip) die(1, "out of memory");
         double done = 0;
-        progress_start(&pg, "scoring", (double)s.cal.tokens * (nblk + 1), "tok");
+        int passes = 1;
+        for (int l = 0; l < nblk; l++) passes += want[l];
+        progress_start(&pg, "scoring", (double)s.cal.tokens * passes, "tok");
         run_sum full, r;
         if (pass_head(&s, NULL, metric, 1, hn_store, lse_store, &full, &pg, &done, &e)) die_err(&e);
         if (full.n == 0) die(1, "%s: no token to score (every sample is one token long)", data);
         double ppl0 = exp(full.nll / full.n);
         for (int l = 0; l < nblk; l++) {
+            if (!want[l]) continue;
             memset(skip, 0, L);
             memset(skip + l, 1, block);
             if (pass_head(&s, skip, metric, 0, hn_store, lse_store, &r, &pg, &done, &e)) die_err(&e);
@@ -356,7 +373,7 @@ int main(int argc, char **argv) {
     cJSON_AddNumberToObject(sum, "tokens", (double)s.cal.tokens);
     cJSON_AddNumberToObject(sum, "seconds", now_seconds() - t0);
     emit(sum);
-    free(s.b_first); free(s.b_count);
+    free(s.b_first); free(s.b_count); free(want);
     calib_free(&s.cal);
     lop_model_free(s.m);
     return 0;
