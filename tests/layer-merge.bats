@@ -119,14 +119,16 @@ EOF
 
 # ---- LaCo (needs the engine) ----
 
-@test "laco: one accepted attempt writes exactly what --merge writes" {
+@test "laco: one accepted attempt writes exactly the RDSC merge" {
   need_shared
   # 5 layers, -C 2 -H 5 -L 3: the only attempt merges layers 3-4; -T -1 accepts it
   run layer-merge -m "$MODELS/stories260K" --laco -C 2 -H 5 -L 3 -T -1 \
       --data "$SHARED/data/stories/test.txt" --lines --samples 8 -o "$T/a.safetensors"
   assert_success
-  layer-merge -q -m "$MODELS/stories260K" --merge 3-4 -o "$T/b.safetensors"
-  cmp "$T/a.safetensors" "$T/b.safetensors"
+  echo "$output" > "$T/out.txt"
+  run $REF check-merge "$MODELS/stories260K" "$T/a.safetensors" rdsc 3-4
+  assert_output ok
+  output=$(cat "$T/out.txt")
   python3 - "$output" <<'EOF'
 import json, sys
 L = [json.loads(l) for l in sys.argv[1].splitlines() if l.startswith("{")]
