@@ -1,0 +1,89 @@
+/* grad.h — training kernels: a forward that saves what its backward needs, and the backward.
+ *
+ * llm.c style: op_forward(out, in, weight, ...) / op_backward(din, dweight, dout, ...), shapes
+ * beside the pointers. Rows are tokens: N = B*T rows of a batch of B sequences of T tokens.
+ * Every backward ACCUMULATES (+=) into its gradient outputs (dx, dw, ...): the caller zeroes them
+ * once, so residual branches, tied weights and gradient accumulation need no extra copies.
+ * A NULL gradient pointer means "not needed" (frozen weight, input of the first op).
+ * All math is float32 (float64 accumulators where a long sum needs it), as transformers' float32.
+ * GEMMs go through OpenBLAS sgemm; elementwise loops through OpenMP.
+ */
+#ifndef LOP_GRAD_H
+#define LOP_GRAD_H
+#include <stddef.h>
+#include <stdint.h>
+
+/* ---- linear: out[N,OC] = in[N,IC] @ w[OC,IC]^T (+ bias[OC]) ---- */
+void tr_matmul_forward(float *out, const float *in, const float *w, const float *bias,
+                       int N, int IC, int OC);
+/* din[N,IC] += dout @ w; dw[OC,IC] += dout^T @ in; dbias[OC] += column sums of dout */
+void tr_matmul_backward(float *din, float *dw, float *dbias, const float *dout,
+                        const float *in, const float *w, int N, int IC, int OC);
+
+/* ---- embedding: out[N,C] = table[ids[n]] * scale (Gemma: scale = sqrt(C) rounded to f32) ---- */
+void tr_embedding_forward(float *out, const int32_t *ids, const float *table, int N, int C,
+                          float scale);
+void tr_embedding_backward(float *dtable, const float *dout, const int32_t *ids, int N, int C,
+                           float scale);
+
+/* ---- RMSNorm over the last C values of each of N rows ----
+ * out = x * rstd * w        (plain: Llama, Qwen)
+ * out = x * rstd * (1 + w)  (gemma != 0)
+ * rstd[N] = 1/sqrt(mean(x^2) + eps) is saved for the backward. q/k norms: N*heads rows of
+ * head_dim. */
+void tr_rmsnorm_forward(float *out, float *rstd, const float *x, const float *w, int N, int C,
+                        float eps, int gemma);
+void tr_rmsnorm_backward(float *dx, float *dw, const float *dout, const float *x,
+                         const float *rstd, const float *w, int N, int C, int gemma);
+
+/* ---- RoPE (transformers' rotate_half: pairs (i, i + D/2)), in place on x[N, H*D] ----
+ * Row n of the batch has position pos[n]; inv_freq[D/2]. */
+void tr_rope_inv_freq(float *inv_freq, int D, double theta, int type, double factor,
+                      double low_ff, double high_ff, int orig_max_pos);
+void tr_rope_forward(float *x, const int32_t *pos, const float *inv_freq, int N, int H, int D);
+/* backward: in place on dx[N, H*D] (the inverse rotation) */
+void tr_rope_backward(float *dx, const int32_t *pos, const float *inv_freq, int N, int H, int D);
+
+/* ---- causal GQA attention over B sequences of T tokens ----
+ * q[N, H*D], k,v[N, KVH*D] -> out[N, H*D]; head h reads kv head h / (H/KVH).
+ * score = scale * q.k; if softcap > 0: score = softcap * tanh(score / softcap);
+ * key j is visible from query i iff j <= i and (window == 0 or i - j < window).
+ * att[B, H, T, T] saves the probabilities (row i: zeros past i). */
+void tr_attention_forward(float *out, float *att, const float *q, const float *k,
+                          const float *v, int B, int T, int H, int KVH, int D, float scale,
+                          float softcap, int window);
+/* dq[N,H*D], dk,dv[N,KVH*D] += ...; scratch holds 2*T*T floats. */
+void tr_attention_backward(float *dq, float *dk, float *dv, float *scratch, const float *dout,
+                           const float *att, const float *q, const float *k, const float *v,
+                           int B, int T, int H, int KVH, int D, float scale, float softcap,
+                           int window);
+
+/* ---- gated MLP activation: h = act(g) * u, n elements (act 0: SiLU, 1: GELU-tanh) ---- */
+void tr_glu_forward(float *h, const float *g, const float *u, size_t n, int act);
+void tr_glu_backward(float *dg, float *du, const float *dh, const float *g, const float *u,
+                     size_t n, int act);
+
+/* ---- logit softcapping y = cap * tanh(x / cap), in place; backward from y ---- */
+void tr_softcap_forward(float *x, size_t n, float cap);
+void tr_softcap_backward(float *dx, const float *y, size_t n, float cap);
+
+/* ---- pluggable loss over a chunk of rows of logits ----
+ * The head computes logits for rows [row0, row0+n) of the batch (after final softcapping) and
+ * calls the loss with them. The loss returns the SUM of its per-row losses over the rows it
+ * scores (double) and the number of rows it scored in *scored, and overwrites logits[n, V] with
+ * gscale * d(sum)/d(logits) (gscale: 1/tokens of the optimizer step, so a step's loss is a mean).
+ * targets[n] are the next-token ids (-1: not scored). ctx is the caller's (kd-train: teacher
+ * logits, temperature). Rows are independent: a loss may look at row0 to find its own data. */
+typedef struct tr_loss_chunk {
+    float *logits;            /* [n, V] in: logits, out: dloss/dlogits * gscale */
+    const int32_t *targets;   /* [n] */
+    int64_t row0;             /* first row's index in the batch (b*T + t) */
+    int n, V;
+    float gscale;
+} tr_loss_chunk;
+typedef double (*tr_loss_fn)(const tr_loss_chunk *c, void *ctx, int64_t *scored);
+
+/* Cross-entropy with masking (the default loss): sum over scored rows of
+ * logsumexp(logits) - logits[target]. */
+double tr_xent_loss(const tr_loss_chunk *c, void *ctx, int64_t *scored);
+#endif

@@ -1,0 +1,35 @@
+/* grad_xent.c — masked cross-entropy over a chunk of logits (the default pluggable loss). */
+#include "grad.h"
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+double tr_xent_loss(const tr_loss_chunk *c, void *ctx, int64_t *scored) {
+    (void)ctx;
+    int n = c->n, V = c->V;
+    double stack[256], *row_loss = n <= 256 ? stack : malloc(sizeof(double) * n);
+    if (!row_loss) return NAN;
+    #pragma omp parallel for schedule(static)
+    for (int r = 0; r < n; r++) {
+        float *l = c->logits + (size_t)r * V;
+        int t = c->targets[r];
+        row_loss[r] = 0;
+        if (t < 0 || t >= V) { memset(l, 0, sizeof(float) * V); continue; }
+        float mx = l[0];
+        for (int j = 1; j < V; j++) if (l[j] > mx) mx = l[j];
+        double s = 0;
+        for (int j = 0; j < V; j++) s += exp((double)(l[j] - mx));
+        double lse = mx + log(s);
+        row_loss[r] = lse - l[t];
+        float inv = (float)(1.0 / s);
+        for (int j = 0; j < V; j++) l[j] = expf(l[j] - mx) * inv * c->gscale;
+        l[t] -= c->gscale;
+    }
+    /* rows summed in order: the same loss for any thread count */
+    double sum = 0; int64_t k = 0;
+    for (int r = 0; r < n; r++)
+        if (c->targets[r] >= 0 && c->targets[r] < V) { sum += row_loss[r]; k++; }
+    if (row_loss != stack) free(row_loss);
+    if (scored) *scored = k;
+    return sum;
+}

@@ -1,0 +1,117 @@
+/* train.h — the training engine: a trainable Llama / Qwen2 / Qwen3 / Gemma 3 model, its forward
+ * with saved activations, the backward pass, AdamW steps, LoRA, output and checkpoints.
+ *
+ * Usage (heal-sft, kd-train):
+ *     tr_model *m;  tr_opts o = TR_OPTS_DEFAULT;            // full fine-tune
+ *     if (tr_open(&m, "model_dir", &o, seed, &e)) ...
+ *     for each optimizer step s (1-based):
+ *         tr_zero_grad(m);
+ *         for each micro-batch: tr_forward_backward(m, &batch, 1.0f/step_tokens, loss, ctx, &st, &e);
+ *         double norm = sqrt(tr_grad_sumsq(m));             // before clipping
+ *         tr_adamw_step(m, lr, &hp, s, clip_factor(norm, clip));
+ *     tr_save(m, "out_dir", merge_lora, &e);
+ *
+ * The loss is pluggable (grad.h, tr_loss_fn): the head computes the final logits a chunk of rows
+ * at a time (never B*T*V floats), hands them to the loss with the rows' targets, and the loss
+ * returns its sum and writes d(loss)/d(logits) in place; the engine backpropagates from there.
+ * tr_xent_loss is the default; kd-train passes its own (teacher logits via ctx, rows via row0).
+ *
+ * Memory: full fine-tuning keeps float32 master weights, gradients and the two AdamW states of
+ * every parameter (16 bytes/parameter) plus activations (per layer; with recompute only each
+ * layer's input). LoRA keeps the base matrices memory-mapped in their stored dtype (converted to
+ * float32 one matrix at a time) and float32 copies of the small tensors and the embedding.
+ */
+#ifndef LOP_TRAIN_H
+#define LOP_TRAIN_H
+#include <stddef.h>
+#include <stdint.h>
+#include "config.h"
+#include "err.h"
+#include "grad.h"
+#include "optim.h"
+#include "safetensors.h"
+
+/* projections a LoRA may target (bit i of tr_opts.lora_targets), in PEFT's module names */
+enum { TR_Q, TR_K, TR_V, TR_O, TR_GATE, TR_UP, TR_DOWN, TR_NPROJ };
+extern const char *const tr_proj_names[TR_NPROJ]; /* "q_proj", ..., "down_proj" */
+/* "q,k,v,o,gate,up,down" (or "all", or full names "q_proj,...") -> bit mask; -1 if unknown */
+int tr_parse_targets(const char *s, unsigned *mask, lop_err *e);
+
+typedef struct tr_opts {
+    int lora_rank;          /* 0: full fine-tuning */
+    double lora_alpha;      /* scale = alpha / rank */
+    double lora_dropout;    /* on the LoRA branch's input */
+    unsigned lora_targets;  /* bit mask of TR_Q.. */
+    int keep_sparsity;      /* weights exactly zero in the input stay zero (full fine-tuning) */
+    int recompute;          /* keep only each layer's input; recompute the layer in the backward */
+    int decay_vectors;      /* weight decay on norm weights and biases too (plain torch AdamW over
+                               model.parameters()); 0: matrices only, as transformers' Trainer */
+} tr_opts;
+#define TR_OPTS_DEFAULT ((tr_opts){0, 16.0, 0.0, 0x7f, 1, 0, 0})
+
+/* One parameter tensor (model weight or LoRA matrix). */
+typedef struct tr_param {
+    char *name;             /* tensor name as saved ("model.layers.0.mlp.up_proj.weight" or PEFT's) */
+    int64_t rows, cols;     /* vectors: rows = 1 */
+    size_t n;
+    int st_index;           /* index in the source st_model, -1 for LoRA matrices */
+    st_dtype dtype;         /* stored dtype */
+    const void *src;        /* stored bytes (mmap'd), NULL for LoRA */
+    float *w;               /* float32 values (NULL: frozen matrix read from src on demand) */
+    float *g, *m, *v;       /* gradient and AdamW states (trainable only) */
+    uint8_t *zero_bits;     /* sparsity mask (bit set: held at zero) or NULL */
+    int trainable;
+    int decay;              /* weight decay applies */
+} tr_param;
+
+typedef struct tr_batch {
+    int B, T;                 /* B sequences of T tokens */
+    const int32_t *ids;       /* [B*T] */
+    const int32_t *targets;   /* [B*T] next token of each position, -1: not scored */
+} tr_batch;
+
+typedef struct tr_stats { double loss_sum; int64_t scored; } tr_stats;
+
+typedef struct tr_model tr_model;
+struct tr_model {
+    lop_config cfg;
+    st_model *st;
+    tr_opts opt;
+    int np;                 /* parameters */
+    tr_param *p;            /* [np]: model tensors, then LoRA A/B pairs */
+    int64_t trainable_params;
+    void *priv;
+};
+
+/* path: an HF folder or .safetensors file. Validates every tensor the config implies. */
+int tr_open(tr_model **out, const char *path, const tr_opts *o, uint64_t seed, lop_err *e);
+void tr_free(tr_model *m);
+int tr_find(const tr_model *m, const char *name); /* parameter index or -1 */
+
+void tr_zero_grad(tr_model *m);
+/* Forward and backward of one micro-batch; gradients ACCUMULATE (call tr_zero_grad per step).
+ * gscale multiplies every gradient (1/tokens of the optimizer step: a mean over the step).
+ * loss NULL: tr_xent_loss. dropout_seed: reproducible LoRA dropout masks. */
+int tr_forward_backward(tr_model *m, const tr_batch *b, float gscale, tr_loss_fn loss, void *ctx,
+                        uint64_t dropout_seed, tr_stats *st, lop_err *e);
+/* Forward only (evaluation): the loss sum and scored rows (no dropout). */
+int tr_eval_batch(tr_model *m, const tr_batch *b, tr_loss_fn loss, void *ctx, tr_stats *st,
+                  lop_err *e);
+/* Sum of squares of every trainable gradient (global norm = sqrt). */
+double tr_grad_sumsq(const tr_model *m);
+/* Scale gradients by clip (1: none), then AdamW step t (1-based) with learning rate lr. */
+void tr_adamw_step(tr_model *m, double lr, const adamw_hp *hp, int64_t t, double clip);
+/* FLOPs of one forward+backward of n tokens at context T (6*params*n + attention). */
+double tr_step_flops(const tr_model *m, int64_t n, int T);
+
+/* Output. Full: an HF folder in the source dtype. LoRA: merge ? the merged HF folder : a PEFT
+ * adapter folder (adapter_model.safetensors with base_model.model.<module>.lora_{A,B}.weight,
+ * adapter_config.json). Atomic (temp folder renamed). */
+int tr_save(tr_model *m, const char *out_dir, int merge_lora, const char *base_path, lop_err *e);
+
+/* Checkpoint: dir/state.safetensors (float32 trainable values and AdamW states) + dir/state.json
+ * (caller's JSON: step, RNG, data position). Atomic. */
+int tr_ckpt_save(const tr_model *m, const char *dir, const char *state_json, lop_err *e);
+/* Loads values and states into m; *state_json malloc'd. */
+int tr_ckpt_load(tr_model *m, const char *dir, char **state_json, lop_err *e);
+#endif

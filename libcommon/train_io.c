@@ -1,0 +1,243 @@
+/* train_io.c — writing a trained model (HF folder, merged LoRA, PEFT adapter) and checkpoints. */
+#include "train.h"
+#include "fsutil.h"
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+static char *join(const char *a, const char *b) {
+    size_t n = strlen(a) + strlen(b) + 2;
+    char *p = malloc(n);
+    if (p) snprintf(p, n, "%s/%s", a, b);
+    return p;
+}
+
+/* base index -> parameter index (or -1) */
+static int *param_of_tensor(const tr_model *m) {
+    int *map = malloc(sizeof(int) * (m->st->n ? m->st->n : 1));
+    if (!map) return NULL;
+    for (int i = 0; i < m->st->n; i++) map[i] = -1;
+    for (int i = 0; i < m->np; i++) if (m->p[i].st_index >= 0) map[m->p[i].st_index] = i;
+    return map;
+}
+
+/* LoRA A index for a base parameter, or -1 */
+static int lora_of(const tr_model *m, const tr_param *base) {
+    const char *nm = base->name;
+    size_t k = strlen(nm);
+    if (k < 8) return -1;
+    char want[600];
+    snprintf(want, sizeof want, "base_model.model.%.*s.lora_A.weight", (int)(k - 7) & 511, nm);
+    return tr_find(m, want);
+}
+
+static int save_model(tr_model *m, const char *out, int merge, lop_err *e) {
+    st_model *st = m->st;
+    int *map = param_of_tensor(m);
+    if (!map) return lop_fail(e, "out of memory");
+    st_info *infos = calloc(st->n, sizeof *infos);
+    if (!infos) { free(map); return lop_fail(e, "out of memory"); }
+    for (int i = 0; i < st->n; i++) { infos[i] = st->info[i]; infos[i].offset = 0; }
+    char *cfg = config_to_json(&m->cfg);
+    st_writer *w;
+    st_write_opts wo = {0, 0};
+    int rc = st_writer_open(&w, out, infos, st->n, cfg ? cfg : st->config_json, st->source_dir, &wo, e);
+    free(cfg);
+    if (rc) { free(map); free(infos); return -1; }
+    float *f = NULL; void *buf = NULL; size_t fcap = 0;
+    for (int i = 0; i < st->n && !rc; i++) {
+        int pi = map[i];
+        const void *data = st->data[i];
+        if (pi >= 0) {
+            tr_param *p = &m->p[pi];
+            int la = merge ? lora_of(m, p) : -1;
+            if (la < 0 && p->trainable) {
+                if (p->n > fcap) {
+                    free(f); free(buf); fcap = p->n;
+                    f = malloc(fcap * 4); buf = malloc(fcap * 8);
+                    if (!f || !buf) { rc = lop_fail(e, "out of memory"); break; }
+                }
+                st_from_f32(buf, p->w, st->info[i].dtype, p->n);
+                data = buf;
+            } else if (la >= 0) {
+                if (p->n > fcap) {
+                    free(f); free(buf); fcap = p->n;
+                    f = malloc(fcap * 4); buf = malloc(fcap * 8);
+                    if (!f || !buf) { rc = lop_fail(e, "out of memory"); break; }
+                }
+                if (p->w) memcpy(f, p->w, p->n * 4);
+                else st_to_f32(f, p->src, p->dtype, p->n);
+                /* W += (alpha/r) B A; exact zeros of W stay zero when keeping sparsity */
+                const tr_param *A = &m->p[la], *B = &m->p[la + 1];
+                int r = (int)A->rows;
+                float s = (float)(m->opt.lora_alpha / m->opt.lora_rank);
+                #pragma omp parallel for schedule(static)
+                for (int64_t o = 0; o < p->rows; o++)
+                    for (int64_t c = 0; c < p->cols; c++) {
+                        float *wv = &f[o * p->cols + c];
+                        if (m->opt.keep_sparsity && *wv == 0.0f) continue;
+                        float acc = 0;
+                        for (int k = 0; k < r; k++) acc += B->w[o * r + k] * A->w[(int64_t)k * p->cols + c];
+                        *wv += s * acc;
+                    }
+                st_from_f32(buf, f, st->info[i].dtype, p->n);
+                data = buf;
+            }
+        }
+        rc = st_writer_put(w, i, data, e);
+    }
+    free(f); free(buf); free(map); free(infos);
+    if (rc) { st_writer_abort(w); return -1; }
+    return st_writer_finish(w, e);
+}
+
+static int save_adapter(tr_model *m, const char *out, const char *base_path, lop_err *e) {
+    if (fs_mkdir_p(out, e)) return -1;
+    int n = 0;
+    for (int i = 0; i < m->np; i++) n += m->p[i].st_index < 0;
+    st_info *infos = calloc(n ? n : 1, sizeof *infos);
+    const float **data = calloc(n ? n : 1, sizeof *data);
+    if (!infos || !data) { free(infos); free(data); return lop_fail(e, "out of memory"); }
+    int k = 0;
+    for (int i = 0; i < m->np; i++) {
+        const tr_param *p = &m->p[i];
+        if (p->st_index >= 0) continue;
+        infos[k].name = p->name; infos[k].dtype = ST_F32; infos[k].ndim = 2;
+        infos[k].shape[0] = p->rows; infos[k].shape[1] = p->cols;
+        infos[k].nbytes = p->n * 4;
+        data[k++] = p->w;
+    }
+    char *path = join(out, "adapter_model.safetensors");
+    st_writer *w;
+    st_write_opts wo = {0, 0};
+    int rc = !path ? lop_fail(e, "out of memory") : st_writer_open(&w, path, infos, n, NULL, NULL, &wo, e);
+    for (int i = 0; i < n && !rc; i++) rc = st_writer_put(w, i, data[i], e);
+    if (path && !rc) rc = st_writer_finish(w, e);
+    else if (path && w) st_writer_abort(w);
+    free(path); free(infos); free(data);
+    if (rc) return -1;
+    /* adapter_config.json as PEFT writes it */
+    cJSON *c = cJSON_CreateObject();
+    char *abs = base_path ? fs_abspath(base_path) : NULL;
+    cJSON_AddItemToObject(c, "alpha_pattern", cJSON_CreateObject());
+    cJSON_AddNullToObject(c, "auto_mapping");
+    if (abs || base_path) cJSON_AddStringToObject(c, "base_model_name_or_path", abs ? abs : base_path);
+    else cJSON_AddNullToObject(c, "base_model_name_or_path");
+    free(abs);
+    cJSON_AddStringToObject(c, "bias", "none");
+    cJSON_AddFalseToObject(c, "fan_in_fan_out");
+    cJSON_AddTrueToObject(c, "inference_mode");
+    cJSON_AddTrueToObject(c, "init_lora_weights");
+    cJSON_AddNullToObject(c, "layers_pattern");
+    cJSON_AddNullToObject(c, "layers_to_transform");
+    cJSON_AddNumberToObject(c, "lora_alpha", m->opt.lora_alpha);
+    cJSON_AddNumberToObject(c, "lora_dropout", m->opt.lora_dropout);
+    cJSON_AddNullToObject(c, "modules_to_save");
+    cJSON_AddStringToObject(c, "peft_type", "LORA");
+    cJSON_AddNumberToObject(c, "r", m->opt.lora_rank);
+    cJSON_AddItemToObject(c, "rank_pattern", cJSON_CreateObject());
+    cJSON_AddNullToObject(c, "revision");
+    cJSON *t = cJSON_AddArrayToObject(c, "target_modules");
+    for (int i = 0; i < TR_NPROJ; i++)
+        if (m->opt.lora_targets >> i & 1) cJSON_AddItemToArray(t, cJSON_CreateString(tr_proj_names[i]));
+    cJSON_AddStringToObject(c, "task_type", "CAUSAL_LM");
+    cJSON_AddFalseToObject(c, "use_dora");
+    cJSON_AddFalseToObject(c, "use_rslora");
+    char *js = cJSON_Print(c);
+    cJSON_Delete(c);
+    char *cp = join(out, "adapter_config.json");
+    rc = !js || !cp ? lop_fail(e, "out of memory") : fs_write_file_atomic(cp, js, strlen(js), e);
+    free(js); free(cp);
+    return rc;
+}
+
+int tr_save(tr_model *m, const char *out_dir, int merge_lora, const char *base_path, lop_err *e) {
+    if (m->opt.lora_rank > 0 && !merge_lora) return save_adapter(m, out_dir, base_path, e);
+    return save_model(m, out_dir, merge_lora, e);
+}
+
+/* ---------------------------------------------------------------- checkpoints */
+
+int tr_ckpt_save(const tr_model *m, const char *dir, const char *state_json, lop_err *e) {
+    /* built in a temporary folder beside dir, then renamed into place */
+    char *parent = fs_dirname(dir);
+    if (!parent) return lop_fail(e, "out of memory");
+    if (fs_mkdir_p(parent, e)) { free(parent); return -1; }
+    size_t len = strlen(dir) + 16;
+    char *tmp = malloc(len);
+    snprintf(tmp, len, "%s.tmp.XXXXXX", dir);
+    free(parent);
+    if (!mkdtemp(tmp)) { lop_fail(e, "%s: %s", tmp, strerror(errno)); free(tmp); return -1; }
+    int n = 0;
+    for (int i = 0; i < m->np; i++) n += m->p[i].trainable ? 3 : 0;
+    st_info *infos = calloc(n ? n : 1, sizeof *infos);
+    const float **data = calloc(n ? n : 1, sizeof *data);
+    char **names = calloc(n ? n : 1, sizeof *names);
+    int rc = !infos || !data || !names ? lop_fail(e, "out of memory") : 0;
+    int k = 0;
+    static const char *suf[3] = {"", ".exp_avg", ".exp_avg_sq"};
+    for (int i = 0; i < m->np && !rc; i++) {
+        const tr_param *p = &m->p[i];
+        if (!p->trainable) continue;
+        const float *src[3] = {p->w, p->m, p->v};
+        for (int j = 0; j < 3; j++, k++) {
+            size_t nl = strlen(p->name) + 16;
+            names[k] = malloc(nl);
+            if (!names[k]) { rc = lop_fail(e, "out of memory"); break; }
+            snprintf(names[k], nl, "%s%s", p->name, suf[j]);
+            infos[k].name = names[k]; infos[k].dtype = ST_F32; infos[k].ndim = 1;
+            infos[k].shape[0] = (int64_t)p->n; infos[k].nbytes = p->n * 4;
+            data[k] = src[j];
+        }
+    }
+    char *sp = join(tmp, "state.safetensors"), *jp = join(tmp, "state.json");
+    st_writer *w = NULL;
+    st_write_opts wo = {0, 0};
+    if (!rc) rc = st_writer_open(&w, sp, infos, n, NULL, NULL, &wo, e);
+    for (int i = 0; i < n && !rc; i++) rc = st_writer_put(w, i, data[i], e);
+    if (w) { if (!rc) rc = st_writer_finish(w, e); else st_writer_abort(w); }
+    if (!rc) rc = fs_write_file_atomic(jp, state_json, strlen(state_json), e);
+    if (!rc) {
+        struct stat sb;
+        if (!stat(dir, &sb)) fs_rm_rf(dir); /* an older checkpoint of the same step */
+        if (rename(tmp, dir) != 0) rc = lop_fail(e, "%s: %s", dir, strerror(errno));
+    }
+    if (rc) fs_rm_rf(tmp);
+    for (int i = 0; i < k; i++) free(names[i]);
+    free(names); free(infos); free(data); free(sp); free(jp); free(tmp);
+    return rc;
+}
+
+int tr_ckpt_load(tr_model *m, const char *dir, char **state_json, lop_err *e) {
+    char *sp = join(dir, "state.safetensors"), *jp = join(dir, "state.json");
+    size_t len;
+    st_model *st = NULL;
+    int rc = 0;
+    *state_json = NULL;
+    if (!sp || !jp) rc = lop_fail(e, "out of memory");
+    if (!rc) rc = fs_read_all(jp, state_json, &len, e);
+    if (!rc) rc = st_open(&st, sp, e);
+    static const char *suf[3] = {"", ".exp_avg", ".exp_avg_sq"};
+    for (int i = 0; i < m->np && !rc; i++) {
+        tr_param *p = &m->p[i];
+        if (!p->trainable) continue;
+        float *dst[3] = {p->w, p->m, p->v};
+        for (int j = 0; j < 3 && !rc; j++) {
+            char name[700];
+            snprintf(name, sizeof name, "%s%s", p->name, suf[j]);
+            int t = st_find(st, name);
+            if (t < 0) { rc = lop_fail(e, "%s: checkpoint has no %s (another model or LoRA setup?)", dir, name); break; }
+            if (st->info[t].dtype != ST_F32 || st->info[t].nbytes != p->n * 4) {
+                rc = lop_fail(e, "%s: %s has the wrong size", dir, name); break;
+            }
+            memcpy(dst[j], st->data[t], p->n * 4);
+        }
+    }
+    if (st) st_close(st);
+    if (rc && *state_json) { free(*state_json); *state_json = NULL; }
+    free(sp); free(jp);
+    return rc;
+}

@@ -1,0 +1,92 @@
+/* test_train.c — the training engine against ../shared goldens from transformers + torch:
+ * for every tiny model, the loss on text "en", every parameter's gradient norm (within 1e-3
+ * relative), and the loss after one AdamW step (lr 1e-3, betas 0.9/0.999, eps 1e-8, wd 0.01 on
+ * every parameter). Also: activation recomputation gives the same gradients. Skips (exit 0 with
+ * a message) when ../shared is absent. */
+#include "train.h"
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+static int fails;
+static char *slurp(const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    fseek(f, 0, SEEK_END); long n = ftell(f); fseek(f, 0, SEEK_SET);
+    char *b = malloc(n + 1);
+    if (fread(b, 1, n, f) != (size_t)n) { fclose(f); free(b); return NULL; }
+    b[n] = 0; fclose(f);
+    return b;
+}
+
+static int run_model(const char *shared, const char *name, int recompute) {
+    char path[1024], gpath[1100];
+    snprintf(path, sizeof path, "%s/models/%s", shared, name);
+    snprintf(gpath, sizeof gpath, "%s/golden.json", path);
+    char *txt = slurp(gpath);
+    if (!txt) { printf("%s: no golden.json\n", name); return 1; }
+    cJSON *g = cJSON_Parse(txt); free(txt);
+    cJSON *ids = cJSON_GetObjectItem(cJSON_GetObjectItem(cJSON_GetObjectItem(g, "texts"), "en"), "ids");
+    cJSON *tr = cJSON_GetObjectItem(g, "train");
+    if (!tr) { printf("%-12s no train golden, skipped\n", name); cJSON_Delete(g); return 0; }
+    int n = cJSON_GetArraySize(ids);
+    int32_t *in = malloc(n * 4), *tg = malloc(n * 4);
+    for (int i = 0; i < n; i++) in[i] = cJSON_GetArrayItem(ids, i)->valueint;
+    for (int i = 0; i < n; i++) tg[i] = i + 1 < n ? in[i + 1] : -1;
+    tr_opts o = TR_OPTS_DEFAULT;
+    o.keep_sparsity = 0; o.decay_vectors = 1; o.recompute = recompute;
+    tr_model *m; lop_err e;
+    if (tr_open(&m, path, &o, 0, &e)) { printf("%s: %s\n", name, e.msg); cJSON_Delete(g); return 1; }
+    tr_batch b = {1, n, in, tg};
+    tr_stats st = {0, 0};
+    tr_zero_grad(m);
+    if (tr_forward_backward(m, &b, 1.0f / (n - 1), NULL, NULL, 0, &st, &e)) { printf("%s\n", e.msg); return 1; }
+    double loss = st.loss_sum / st.scored, want = cJSON_GetObjectItem(tr, "loss")->valuedouble;
+    int ok = fabs(loss - want) < 1e-4 * fmax(1, fabs(want));
+    printf("%-12s%s loss %.6f vs %.6f %s\n", name, recompute ? "(recompute)" : "", loss, want, ok ? "ok" : "FAIL");
+    fails += !ok;
+    cJSON *gn = cJSON_GetObjectItem(tr, "grad_norm"), *it;
+    int checked = 0, bad = 0; double worst = 0;
+    cJSON_ArrayForEach(it, gn) {
+        int i = tr_find(m, it->string);
+        if (i < 0) { printf("  no parameter %s\n", it->string); bad++; continue; }
+        double s = sqrt(grad_sumsq(m->p[i].g, m->p[i].n)), w = it->valuedouble;
+        double rel = fabs(s - w) / fmax(w, 1e-12);
+        if (rel > worst) worst = rel;
+        if (rel > 1e-3) { printf("  grad norm %s: %.7g vs %.7g (rel %.2e) FAIL\n", it->string, s, w, rel); bad++; }
+        checked++;
+    }
+    printf("  %d gradient norms, worst rel.err %.2e %s\n", checked, worst, bad ? "FAIL" : "ok");
+    fails += bad > 0;
+    adamw_hp hp = ADAMW_DEFAULTS;
+    tr_adamw_step(m, 1e-3, &hp, 1, 1.0);
+    tr_stats s2 = {0, 0};
+    tr_eval_batch(m, &b, NULL, NULL, &s2, &e);
+    double l1 = s2.loss_sum / s2.scored, w1 = cJSON_GetObjectItem(tr, "loss_after_1_step")->valuedouble;
+    ok = fabs(l1 - w1) < 1e-3 * fmax(1, fabs(w1));
+    printf("  loss after 1 AdamW step %.6f vs %.6f %s\n", l1, w1, ok ? "ok" : "FAIL");
+    fails += !ok;
+    tr_free(m); free(in); free(tg); cJSON_Delete(g);
+    return 0;
+}
+
+int main(void) {
+    const char *cands[] = {getenv("LOP_SHARED"), "../shared", "../../shared"};
+    const char *shared = NULL;
+    struct stat sb;
+    char probe[1200];
+    for (int i = 0; i < 3; i++) {
+        if (!cands[i]) continue;
+        snprintf(probe, sizeof probe, "%s/models", cands[i]);
+        if (!stat(probe, &sb)) { shared = cands[i]; break; }
+    }
+    if (!shared) { printf("skip: ../shared is absent (goldens live there)\n"); return 0; }
+    const char *models[] = {"llama-tiny", "qwen3-tiny", "gemma3-tiny", "stories260K", "llama-tiny-student"};
+    for (int i = 0; i < 5; i++) fails += run_model(shared, models[i], 0);
+    fails += run_model(shared, "gemma3-tiny", 1);
+    if (fails) printf("%d FAILED\n", fails);
+    return fails != 0;
+}
