@@ -6,8 +6,13 @@
  *  - huge logits give finite values;
  *  - the ../shared golden `kd` of llama-tiny-student (teacher llama-tiny, text en, T = 2, a = 0.1):
  *    forward/reverse/skew/skew-reverse KL, ce, 0.5 ce + 0.5 skl and every parameter's gradient
- *    norm within 1e-3 relative (through the training engine). Skips that part without ../shared. */
+ *    norm within 1e-3 relative (through the training engine); the same loss from a top-k cache
+ *    with k = V within 1e-5 relative (float32 log-probs), and with k = 128 (reported);
+ *  - the cache file: top-k against a sort, write/read round trip, truncated/corrupt files refused.
+ *    Skips the golden part without ../shared. */
 #include "kd.h"
+#include "kd_cache.h"
+#include <unistd.h>
 #include "train.h"
 #include <cjson/cJSON.h>
 #include <math.h>
@@ -198,6 +203,118 @@ static void check_parse(void) {
         CHECK(kd_parse_loss(bad[i], &k, &e) && e.code == LOP_EUSAGE, "'%s' should be refused", bad[i]);
 }
 
+/* ---- the cache ---- */
+static void check_topk(void) {
+    int V = 300, k = 17;
+    uint64_t s = 5;
+    float z[300];
+    for (int i = 0; i < V; i++) z[i] = (float)(urand(&s) * 10 - 5);
+    z[10] = z[20] = 9; /* a tie: the lower id first */
+    int32_t ids[17]; float lp[17], tail; uint8_t mark[300] = {0};
+    kdc_topk(z, V, 1.5, k, ids, lp, &tail, mark);
+    /* reference: order ids by (logit desc, id asc), take k */
+    int order[300];
+    for (int i = 0; i < V; i++) order[i] = i;
+    for (int i = 0; i < V; i++)
+        for (int j = i + 1; j < V; j++)
+            if (z[order[j]] > z[order[i]] || (z[order[j]] == z[order[i]] && order[j] < order[i])) {
+                int t = order[i]; order[i] = order[j]; order[j] = t;
+            }
+    double p[300];
+    softmax_ref(p, z, V, 1.5);
+    uint8_t in[300] = {0};
+    double ptail = 1;
+    for (int j = 0; j < k; j++) { in[order[j]] = 1; ptail -= p[order[j]]; }
+    int ok = 1;
+    for (int j = 0; j < k; j++) {
+        ok &= in[ids[j]] && (j == 0 || ids[j] > ids[j - 1]);
+        ok &= fabs(lp[j] - log(p[ids[j]])) < 1e-5;
+    }
+    ok &= fabs(tail - log(ptail)) < 1e-5;
+    int m = 0;
+    for (int i = 0; i < V; i++) m |= mark[i];
+    CHECK(ok && !m, "kdc_topk: ids/log-probs/tail differ from a sorting reference (or mark left set)");
+}
+
+static void check_cache_file(void) {
+    char path[] = "/tmp/test_kd_cache.XXXXXX";
+    int fd = mkstemp(path);
+    if (fd < 0) { printf("FAIL: mkstemp\n"); fails++; return; }
+    close(fd);
+    int V = 1000, k = 32, nb = 5;
+    const char *voc[3] = {"a", "", "\xce\xb1\xce\xb2"};
+    kd_cache_w *w; lop_err e;
+    if (kdc_create(&w, path, V, k, 2.0, "{\"teacher\": \"x\"}", voc, 3, 3, &e)) { printf("FAIL: %s\n", e.msg); fails++; return; }
+    uint64_t s = 9;
+    int32_t ids[nb][40], tg[nb][40], top[nb][40 * 32]; float lp[nb][40 * 32], tl[nb][40];
+    uint8_t *mark = calloc(V, 1);
+    float *z = malloc(sizeof(float) * V);
+    int Ts[5] = {40, 7, 40, 1, 33};
+    for (int b = 0; b < nb; b++) {
+        int ns = 0;
+        for (int t = 0; t < Ts[b]; t++) {
+            ids[b][t] = (int)(urand(&s) * V);
+            tg[b][t] = (t * 7 + b) % 5 == 0 ? -1 : (int)(urand(&s) * V);
+            if (tg[b][t] < 0) continue;
+            for (int i = 0; i < V; i++) z[i] = (float)(urand(&s) * 12 - 6);
+            kdc_topk(z, V, 2.0, k, top[b] + ns * k, lp[b] + ns * k, &tl[b][ns], mark);
+            ns++;
+        }
+        if (kdc_put(w, Ts[b], ids[b], tg[b], top[b], lp[b], tl[b], &e)) { printf("FAIL: %s\n", e.msg); fails++; }
+    }
+    if (kdc_finish(w, &e)) { printf("FAIL: %s\n", e.msg); fails++; return; }
+    kd_cache *c;
+    if (kdc_open(&c, path, &e)) { printf("FAIL: %s\n", e.msg); fails++; return; }
+    int nt;
+    const char *const *tk = kdc_tokens(c, &nt);
+    CHECK(kdc_vocab(c) == V && kdc_k(c) == k && kdc_temperature(c) == 2.0 && kdc_blocks(c) == nb &&
+          nt == 3 && !strcmp(tk[0], "a") && !strcmp(tk[1], "") && !strcmp(tk[2], voc[2]) &&
+          strstr(kdc_meta(c), "\"teacher\":\"x\""), "cache header round trip");
+    kdc_block blk = {0};
+    int same = 1;
+    for (int b = nb - 1; b >= 0; b--) {
+        if (kdc_read(c, b, &blk, &e)) { printf("FAIL: %s\n", e.msg); fails++; break; }
+        int ns = 0;
+        for (int t = 0; t < Ts[b]; t++) ns += tg[b][t] >= 0;
+        same &= blk.T == Ts[b] && blk.nscored == ns && blk.k == k;
+        same &= !memcmp(blk.ids, ids[b], 4 * Ts[b]) && !memcmp(blk.targets, tg[b], 4 * Ts[b]);
+        same &= !memcmp(blk.topk_ids, top[b], 4 * ns * k) && !memcmp(blk.topk_lp, lp[b], 4 * ns * k);
+        same &= !memcmp(blk.tail, tl[b], 4 * ns);
+    }
+    CHECK(same, "cache blocks round trip bit for bit");
+    CHECK(kdc_read(c, nb, &blk, &e) != 0, "reading a block past the end fails");
+    printf("  cache: %d blocks, %lld bytes, k = %d: round trip ok\n", nb, (long long)kdc_file_bytes(c), k);
+    kdc_close(c);
+    /* truncated and corrupted copies are refused, never crash */
+    FILE *f = fopen(path, "rb");
+    fseek(f, 0, SEEK_END); long n = ftell(f); fseek(f, 0, SEEK_SET);
+    uint8_t *all = malloc(n);
+    if (fread(all, 1, n, f) != (size_t)n) { printf("FAIL: read back\n"); fails++; }
+    fclose(f);
+    int refused = 0, tries = 0;
+    for (long cut = 1; cut < n; cut += n / 13 + 1) {
+        f = fopen(path, "wb"); fwrite(all, 1, cut, f); fclose(f);
+        tries++;
+        if (kdc_open(&c, path, &e)) refused++;
+        else kdc_close(c);
+    }
+    CHECK(refused == tries, "truncated caches: %d of %d refused", refused, tries);
+    int bad_reads = 0;
+    for (long pos = 30; pos < n - 24; pos += 97) { /* flipped bytes: open and read every block */
+        uint8_t save = all[pos];
+        all[pos] ^= 0x5a;
+        f = fopen(path, "wb"); fwrite(all, 1, n, f); fclose(f);
+        all[pos] = save;
+        if (kdc_open(&c, path, &e)) continue;
+        for (int b = 0; b < nb; b++) if (kdc_read(c, b, &blk, &e)) { bad_reads++; break; }
+        kdc_close(c);
+    }
+    printf("  corrupt copies: %d reads refused (no crash)\n", bad_reads);
+    kdc_block_free(&blk);
+    free(all); free(mark); free(z);
+    unlink(path);
+}
+
 /* ---- the golden through the engine ---- */
 static char *slurp(const char *path) {
     FILE *f = fopen(path, "rb");
@@ -217,6 +334,13 @@ static int teacher_rows(void *u, int64_t row0, int n, const int32_t *tg, kd_trow
     if (n > c->cap) { free(c->buf); c->buf = malloc(sizeof(float) * n * V); c->cap = n; }
     if (tr_head_rows(c->m, row0, n, c->buf, e)) return -1;
     for (int i = 0; i < n; i++) t[i].logits = c->buf + (size_t)i * V;
+    return 0;
+}
+
+static int sparse_rows(void *u, int64_t row0, int n, const int32_t *tg, kd_trow *t, lop_err *e) {
+    (void)tg; (void)e;
+    const kd_trow *rows = u;
+    for (int i = 0; i < n; i++) t[i] = rows[row0 + i];
     return 0;
 }
 
@@ -283,7 +407,32 @@ static void golden(const char *shared) {
     }
     printf("  golden student_grad_norm: %d parameters, worst rel.err %.2e\n", checked, worst);
     CHECK(checked == cJSON_GetArraySize(gn) && checked > 10, "grad norms checked: %d", checked);
-    kd_ctx_free(&k); free(tc.buf);
+    /* the same loss from top-k rows: k = V reproduces it; k = 128 is reported */
+    kd_ctx_free(&k);
+    for (int kk = 0; kk < 2; kk++) {
+        int K = kk ? 128 : tea->cfg.vocab, V = tea->cfg.vocab;
+        float *tl = malloc(sizeof(float) * n * (size_t)V), *lp = malloc(sizeof(float) * n * (size_t)K);
+        int32_t *top = malloc(sizeof(int32_t) * n * (size_t)K);
+        float *tail = malloc(sizeof(float) * n);
+        uint8_t *mark = calloc(V, 1);
+        tr_head_rows(tea, 0, n, tl, &e);
+        kd_trow *rows = calloc(n, sizeof *rows);
+        for (int i = 0; i < n; i++) {
+            kdc_topk(tl + (size_t)i * V, V, k.spec.temperature, K, top + (size_t)i * K, lp + (size_t)i * K, &tail[i], mark);
+            rows[i] = (kd_trow){NULL, K, top + (size_t)i * K, lp + (size_t)i * K, tail[i]};
+        }
+        kd_ctx k2 = {0};
+        k2.spec = k.spec; k2.V = k.V; k2.teacher = sparse_rows; k2.user = rows;
+        tr_stats s2 = {0, 0};
+        tr_eval_batch(stu, &b, kd_loss, &k2, &s2, &e);
+        double l2 = s2.loss_sum / s2.scored, skl2 = k2.sum[KD_SKL] / k2.scored;
+        double want_skl = cJSON_GetObjectItem(kd, "skew_kl")->valuedouble;
+        printf("  top-%d cache rows: loss %.7f (on the fly %.7f), skl %.7f (golden %.7f)\n", K, l2, got, skl2, want_skl);
+        if (!kk) CHECK(fabs(l2 - got) < 1e-5 * got, "top-k with k = V: loss %.8g vs on the fly %.8g", l2, got);
+        kd_ctx_free(&k2);
+        free(tl); free(lp); free(top); free(tail); free(mark); free(rows);
+    }
+    free(tc.buf);
     tr_free(stu); tr_free(tea); free(in); free(tg); cJSON_Delete(g);
 }
 
@@ -301,6 +450,8 @@ int main(void) {
     check_term(KD_SKL, 2.0, 0.0, 30, 30, 0, 99);          /* a = 0: plain KL */
     check_full_sparse();
     check_stability();
+    check_topk();
+    check_cache_file();
     const char *cands[] = {getenv("LOP_SHARED"), "../shared", "../../shared"};
     const char *shared = NULL;
     struct stat sb;
