@@ -173,6 +173,7 @@ typedef struct lop_hooks {
 /* ---- a KV cache for incremental decoding ---- */
 typedef struct lop_kv {
     int B, max_t;        /* sequences, positions each can hold */
+    int n_layers;
     int *len;            /* [B] positions cached so far */
     float **k, **v;      /* [n_layers] -> [B, max_t, Hkv*D] (post-norm, post-rope keys) */
 } lop_kv;

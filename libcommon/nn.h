@@ -7,16 +7,24 @@
 #define LOP_NN_H
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 #include "config.h"
 #include "dtype.h"
 
 /* ---- matmul (nn_matmul.c) ---- */
 /* out[N, OC] = x[N, IC] @ W^T (+ bias[OC]); W [OC, IC] in dtype dt (F32: used in place; BF16/F16/
- * F64: converted to float32 into scratch, which must hold OC*IC floats). accumulate: out += ... */
-void matmul_forward(float *out, const float *x, const void *w, st_dtype dt, const float *bias,
-                    int N, int IC, int OC, float *scratch, int accumulate);
-/* Convert n elements of a float dtype to float32, in parallel (OpenMP), fast paths for bf16/f16. */
+ * F64: converted to float32 in per-thread chunks of rows). accumulate: out += ... instead of =.
+ * Parallel over OC (OpenMP threads, each calling single-threaded OpenBLAS: the engine sets
+ * openblas_set_num_threads(1) around its work). Returns -1 only when scratch cannot be allocated. */
+int matmul_forward(float *out, const float *x, const void *w, st_dtype dt, const float *bias,
+                   int N, int IC, int OC, int accumulate);
+/* Convert n elements of a float dtype to float32, in parallel (OpenMP) / on the calling thread. */
 void nn_to_f32(float *dst, const void *src, st_dtype dt, size_t n);
+void nn_to_f32_serial(float *dst, const void *src, st_dtype dt, size_t n);
+
+/* Per-thread scratch: a 64-byte aligned buffer of >= n floats owned by the calling thread, slot
+ * 0..3 (0: matmul, 1: attention, 2-3: head); NULL when out of memory. Never free it. */
+float *nn_scratch(int slot, size_t n);
 
 /* ---- rmsnorm (nn_norm.c) ---- */
 /* out[N, C] = x * rstd * w (gemma: x * rstd * (1 + w)), rstd[N] = 1/sqrt(mean(x^2) + eps).
@@ -25,6 +33,7 @@ void rmsnorm_forward(float *out, float *rstd, const float *x, const float *w, in
                      float eps, int gemma);
 
 /* ---- rope (nn_rope.c) ---- */
+#define NN_MAX_HEAD_DIM 1024 /* head_dim limit of rope_forward and attention_forward */
 /* inv_freq[D/2] of a rope config (default / linear / llama3) and the attention scaling factor
  * (1 for these types). */
 void rope_inv_freq(float *inv_freq, int D, const lop_rope *r);
@@ -47,9 +56,32 @@ void attention_forward(float *out, float *att, const float *q, const float *k, c
 void glu_forward(float *h, const float *gate, const float *up, size_t count, lop_act act);
 
 /* ---- softmax / cross-entropy (nn_softmax.c) ---- */
+/* exp(x) for one float, branch-free: 2^n * p(r), r = x - n ln2 in [-ln2/2, ln2/2], degree-6
+ * polynomial (Cephes expf coefficients); max relative error ~2e-7; x < -87.3: 0. */
+static inline float nn_expf(float x) {
+    x = x < -87.3f ? -87.3f : (x > 88.0f ? 88.0f : x);
+    float n = __builtin_roundf(x * 1.44269504088896341f);
+    float r = x - n * 0.693359375f;
+    r = r - n * -2.12194440e-4f;
+    float p = 1.9875691500E-4f;
+    p = p * r + 1.3981999507E-3f;
+    p = p * r + 8.3334519073E-3f;
+    p = p * r + 4.1665795894E-2f;
+    p = p * r + 1.6666665459E-1f;
+    p = p * r + 5.0000001201E-1f;
+    p = p * r * r + r + 1.0f;
+    int32_t e = ((int32_t)n + 127) << 23;
+    float s;
+    memcpy(&s, &e, sizeof s);
+    return x <= -87.3f ? 0.0f : p * s;
+}
+
 /* Fast vectorized exp (max rel. error ~2e-7) used by the reductions. */
 void nn_exp(float *y, const float *x, size_t n);
-/* logsumexp of x[n] */
+/* sum of exp(x[i] - m) and max of x[n], vectorized (float accumulation) */
+float nn_sumexp(const float *x, int n, float m);
+float nn_max(const float *x, int n);
+/* logsumexp of x[n] (double accumulation) */
 float nn_logsumexp(const float *x, int n);
 /* out[N, V] = log_softmax(x[N, V]) (out may equal x) */
 void log_softmax_forward(float *out, const float *x, int N, int V);

@@ -12,6 +12,11 @@ typedef struct lop_tokenizer lop_tokenizer;
 /* path: a model folder (tokenizer.json, tokenizer_config.json if present) or a tokenizer.json
  * file. Unsupported components fail here, naming the component. */
 int tok_load(lop_tokenizer **out, const char *path, lop_err *e);
+/* tok_load with flags. TOK_LOAD_JSON_ONLY: tokenizer.json alone, exactly as Hugging Face
+ * tokenizers' Tokenizer.from_file; by default tokenizer_config.json is also honoured the way
+ * transformers 5 does (add_bos_token/add_eos_token; LlamaTokenizer rebuilt with Metaspace). */
+enum { TOK_LOAD_JSON_ONLY = 1 };
+int tok_load_ex(lop_tokenizer **out, const char *path, unsigned flags, lop_err *e);
 void tok_free(lop_tokenizer *t);
 
 /* Encode text[0..len) (UTF-8; invalid UTF-8 is an error naming the byte offset). add_special:
@@ -28,4 +33,6 @@ int tok_bos(const lop_tokenizer *t);          /* BOS id or -1 */
 int tok_eos(const lop_tokenizer *t);          /* EOS id or -1 */
 int tok_adds_bos(const lop_tokenizer *t);     /* encode(add_special=1) starts with BOS */
 int tok_is_special(const lop_tokenizer *t, int32_t id);
+int32_t tok_token_id(const lop_tokenizer *t, const char *s, size_t n); /* -1 if not a token */
+const char *tok_kind(const lop_tokenizer *t); /* "BPE byte-level", "BPE byte-fallback", "BPE" */
 #endif

@@ -1,0 +1,203 @@
+/* tok_bpe.c — the BPE model, merge for merge what HF's models/bpe (word.rs merge_all) does:
+ * a min-heap of candidate merges ordered by (rank, position); a popped entry is applied only if
+ * its left symbol still exists, has a right neighbour, and that pair still merges to the same
+ * id; each merge pushes the new pairs with its neighbours. Unknown chars: byte fallback
+ * ("<0xXX>" tokens) when enabled, else the unk token (fused runs when fuse_unk), else dropped.
+ * ignore_merges: a word that is itself a vocab entry is emitted whole. */
+#include "tok_internal.h"
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct hent { uint32_t rank, pos; int32_t nid; } hent;
+
+struct bpe_scratch {
+    int32_t *c, *prev, *next; uint32_t *len; size_t cap;
+    hent *heap; size_t hn, hcap;
+    char *tmp; size_t tmpcap;
+};
+
+bpe_scratch *bpe_scratch_new(void) { return calloc(1, sizeof(bpe_scratch)); }
+void bpe_scratch_free(bpe_scratch *s) {
+    if (!s) return;
+    free(s->c); free(s->prev); free(s->next); free(s->len); free(s->heap); free(s->tmp);
+    free(s);
+}
+
+static int reserve(bpe_scratch *s, size_t n) {
+    if (n <= s->cap) return 0;
+    size_t nc = s->cap ? s->cap : 256;
+    while (nc < n) nc *= 2;
+    int32_t *c = realloc(s->c, nc * sizeof *c); if (!c) return -1; s->c = c;
+    int32_t *p = realloc(s->prev, nc * sizeof *p); if (!p) return -1; s->prev = p;
+    int32_t *x = realloc(s->next, nc * sizeof *x); if (!x) return -1; s->next = x;
+    uint32_t *l = realloc(s->len, nc * sizeof *l); if (!l) return -1; s->len = l;
+    s->cap = nc;
+    return 0;
+}
+
+static inline int hless(const hent *a, const hent *b) {
+    return a->rank != b->rank ? a->rank < b->rank : a->pos < b->pos;
+}
+static int hpush(bpe_scratch *s, uint32_t rank, uint32_t pos, int32_t nid) {
+    if (s->hn == s->hcap) {
+        size_t nc = s->hcap ? s->hcap * 2 : 256;
+        hent *nh = realloc(s->heap, nc * sizeof *nh);
+        if (!nh) return -1;
+        s->heap = nh; s->hcap = nc;
+    }
+    hent x = {rank, pos, nid};
+    size_t i = s->hn++;
+    while (i) {
+        size_t p = (i - 1) / 2;
+        if (!hless(&x, &s->heap[p])) break;
+        s->heap[i] = s->heap[p];
+        i = p;
+    }
+    s->heap[i] = x;
+    return 0;
+}
+static hent hpop(bpe_scratch *s) {
+    hent top = s->heap[0], x = s->heap[--s->hn];
+    size_t i = 0, n = s->hn;
+    for (;;) {
+        size_t l = 2 * i + 1;
+        if (l >= n) break;
+        size_t m = l + 1 < n && hless(&s->heap[l + 1], &s->heap[l]) ? l + 1 : l;
+        if (!hless(&s->heap[m], &x)) break;
+        s->heap[i] = s->heap[m];
+        i = m;
+    }
+    if (n) s->heap[i] = x;
+    return top;
+}
+
+/* id of one char (with the continuing-subword prefix / end-of-word suffix when configured) */
+static int32_t char_id(const lop_tokenizer *t, bpe_scratch *sc, const char *ch, int k, uint32_t cp,
+                       int first, int last) {
+    int pre = !first && t->cont_prefix_len, suf = last && t->eow_suffix_len;
+    if (!pre && !suf) {
+        if (cp < CP_TABLE) return t->cp_id[cp];
+        return strmap_get(&t->vocab, ch, (size_t)k);
+    }
+    size_t n = (pre ? t->cont_prefix_len : 0) + (size_t)k + (suf ? t->eow_suffix_len : 0);
+    if (n > sc->tmpcap) {
+        char *nt = realloc(sc->tmp, n);
+        if (!nt) return -2;
+        sc->tmp = nt; sc->tmpcap = n;
+    }
+    size_t o = 0;
+    if (pre) { memcpy(sc->tmp, t->cont_prefix, t->cont_prefix_len); o = t->cont_prefix_len; }
+    memcpy(sc->tmp + o, ch, (size_t)k); o += (size_t)k;
+    if (suf) { memcpy(sc->tmp + o, t->eow_suffix, t->eow_suffix_len); o += t->eow_suffix_len; }
+    return strmap_get(&t->vocab, sc->tmp, o);
+}
+
+static int bpe_run(const lop_tokenizer *t, const char *w, size_t n, ivec *out, bpe_scratch *sc, lop_err *e);
+
+int bpe_word(const lop_tokenizer *t, const char *w, size_t n, ivec *out, bpe_scratch *sc, lop_err *e) {
+    if (!n) return 0;
+    if (t->ignore_merges) {
+        int32_t id = strmap_get(&t->vocab, w, n);
+        if (id >= 0) return ivec_push(out, id) ? lop_fail(e, "out of memory") : 0;
+    }
+    if (!t->meta_unsafe || n < 64) return bpe_run(t, w, n, out, sc, e);
+    /* cut before each "▁" whose left char is a plain vocab char that never precedes "▁" in a
+     * token (see meta_unsafe) */
+    size_t start = 0, i = 0;
+    while (i + 3 <= n) {
+        const char *f = memmem(w + i, n - i, "\xE2\x96\x81", 3);
+        if (!f) break;
+        size_t p = (size_t)(f - w);
+        if (p > start) {
+            size_t k = p - 1;
+            while (k > start && ((unsigned char)w[k] & 0xC0) == 0x80) k--;
+            uint32_t cp; u8_dec((const unsigned char *)w + k, &cp);
+            if (cp != 0x2581 && cp < CP_TABLE && t->cp_id[cp] >= 0 && !(t->meta_unsafe[cp >> 3] & (1 << (cp & 7)))) {
+                if (bpe_run(t, w + start, p - start, out, sc, e)) return -1;
+                start = p;
+            }
+        }
+        i = p + 3;
+    }
+    return bpe_run(t, w + start, n - start, out, sc, e);
+}
+
+static int bpe_run(const lop_tokenizer *t, const char *w, size_t n, ivec *out, bpe_scratch *sc, lop_err *e) {
+    if (reserve(sc, n + 1)) return lop_fail(e, "out of memory");
+    size_t ns = 0;
+    int32_t unk = -1; uint32_t unk_len = 0;
+#define ADD(id_, l_) do { sc->c[ns] = (id_); sc->len[ns] = (l_); ns++; } while (0)
+    for (size_t i = 0; i < n;) {
+        uint32_t cp; int k = u8_dec((const unsigned char *)w + i, &cp);
+        int32_t id = char_id(t, sc, w + i, k, cp, i == 0, i + (size_t)k == n);
+        if (id == -2) return lop_fail(e, "out of memory");
+        if (id >= 0) {
+            if (unk >= 0) { ADD(unk, unk_len); unk = -1; }
+            ADD(id, (uint32_t)k);
+            i += k;
+            continue;
+        }
+        if (t->byte_fallback) {
+            /* every byte of the symbol (prefix and suffix included) must have a "<0xXX>"
+             * token; HF does not flush a pending unk here, so the bytes go before it */
+            int pre = i && t->cont_prefix_len, suf = i + (size_t)k == n && t->eow_suffix_len;
+            size_t sl = (pre ? t->cont_prefix_len : 0) + (size_t)k + (suf ? t->eow_suffix_len : 0);
+            const char *sym = w + i;
+            if (pre || suf) sym = sc->tmp;          /* char_id built it there */
+            int ok = 1;
+            for (size_t j = 0; j < sl; j++) if (t->byte_id[(unsigned char)sym[j]] < 0) ok = 0;
+            if (ok) {
+                if (reserve(sc, ns + sl + (n - i) + 1)) return lop_fail(e, "out of memory");
+                sym = (pre || suf) ? sc->tmp : w + i;
+                for (size_t j = 0; j < sl; j++) ADD(t->byte_id[(unsigned char)sym[j]], 1);
+                i += k;
+                continue;
+            }
+        }
+        if (t->unk_id >= 0) {
+            if (unk >= 0 && t->fuse_unk) unk_len += (uint32_t)k;
+            else {
+                if (unk >= 0) ADD(unk, unk_len);
+                unk = t->unk_id; unk_len = (uint32_t)k;
+            }
+        }
+        i += k;
+    }
+    if (unk >= 0) ADD(unk, unk_len);
+#undef ADD
+    /* link and seed the heap */
+    for (size_t i = 0; i < ns; i++) { sc->prev[i] = (int32_t)i - 1; sc->next[i] = i + 1 < ns ? (int32_t)i + 1 : -1; }
+    sc->hn = 0;
+    for (size_t i = 0; i + 1 < ns; i++) {
+        uint32_t rank; int32_t nid;
+        if (pairmap_get(&t->merges, (uint32_t)sc->c[i], (uint32_t)sc->c[i + 1], &rank, &nid))
+            if (hpush(sc, rank, (uint32_t)i, nid)) return lop_fail(e, "out of memory");
+    }
+    while (sc->hn) {
+        hent top = hpop(sc);
+        uint32_t p = top.pos;
+        if (sc->len[p] == 0 || sc->next[p] < 0) continue;
+        int32_t q = sc->next[p];
+        uint32_t rank; int32_t nid;
+        if (!pairmap_get(&t->merges, (uint32_t)sc->c[p], (uint32_t)sc->c[q], &rank, &nid) || nid != top.nid)
+            continue;
+        sc->c[p] = top.nid;
+        sc->len[p] += sc->len[q];
+        sc->len[q] = 0;
+        sc->next[p] = sc->next[q];
+        if (sc->next[q] >= 0) sc->prev[sc->next[q]] = (int32_t)p;
+        if (sc->prev[p] >= 0) {
+            int32_t a = sc->prev[p];
+            if (pairmap_get(&t->merges, (uint32_t)sc->c[a], (uint32_t)sc->c[p], &rank, &nid))
+                if (hpush(sc, rank, (uint32_t)a, nid)) return lop_fail(e, "out of memory");
+        }
+        if (sc->next[p] >= 0) {
+            int32_t b = sc->next[p];
+            if (pairmap_get(&t->merges, (uint32_t)sc->c[p], (uint32_t)sc->c[b], &rank, &nid))
+                if (hpush(sc, rank, p, nid)) return lop_fail(e, "out of memory");
+        }
+    }
+    for (size_t i = 0; i < ns; i++)
+        if (sc->len[i] && ivec_push(out, sc->c[i])) return lop_fail(e, "out of memory");
+    return 0;
+}

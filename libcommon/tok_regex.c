@@ -1,0 +1,169 @@
+/* tok_regex.c — Split/Replace patterns through PCRE2 (UTF + UCP + JIT), made to behave like the
+ * Oniguruma regexes Hugging Face tokenizers compiles:
+ *  - onig's \s is the Unicode White_Space property; PCRE2's also takes U+180E, so \s and \S are
+ *    rewritten to explicit classes;
+ *  - onig's \h is a hex digit (PCRE2: horizontal space); \w is letters, marks, Nd and Pc;
+ *  - matches are iterated like onig's find_iter: an empty match right where the previous match
+ *    ended is skipped by advancing one character. */
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include "tok_internal.h"
+#include <pcre2.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct tregex { pcre2_code *code; int jit; };
+
+#define WS_LIST "\\t\\n\\x0B\\f\\r\\x20\\x85\\xA0\\x{1680}\\x{2000}-\\x{200A}\\x{2028}\\x{2029}\\x{202F}\\x{205F}\\x{3000}"
+#define WORD_LIST "\\p{L}\\p{M}\\p{Nd}\\p{Pc}"
+#define HEX_LIST "0-9a-fA-F"
+
+/* Rewrite the onig-specific escapes (see above) into PCRE2 syntax. */
+static char *translate(const char *p, size_t n, size_t *outlen) {
+    tbuf b = {0};
+    int in_class = 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = p[i];
+        if (c == '\\' && i + 1 < n) {
+            char d = p[i + 1];
+            const char *list = d == 's' || d == 'S' ? WS_LIST : d == 'w' || d == 'W' ? WORD_LIST
+                             : d == 'h' || d == 'H' ? HEX_LIST : NULL;
+            int neg = d == 'S' || d == 'W' || d == 'H';
+            if (list && !(in_class && neg)) {
+                if (in_class) { if (tbuf_put(&b, list, strlen(list))) goto oom; }
+                else {
+                    if (tbuf_put(&b, neg ? "[^" : "[", neg ? 2 : 1) || tbuf_put(&b, list, strlen(list)) ||
+                        tbuf_put(&b, "]", 1)) goto oom;
+                }
+                i++;
+                continue;
+            }
+            if (tbuf_put(&b, p + i, 2)) goto oom;
+            i++;
+            continue;
+        }
+        if (c == '[' && !in_class) {
+            in_class = 1;
+            if (tbuf_put(&b, "[", 1)) goto oom;
+            /* a leading ^ and a leading ] are part of the class syntax */
+            if (i + 1 < n && p[i + 1] == '^') { if (tbuf_put(&b, "^", 1)) goto oom; i++; }
+            if (i + 1 < n && p[i + 1] == ']') { if (tbuf_put(&b, "]", 1)) goto oom; i++; }
+            continue;
+        }
+        if (c == '[' && in_class && i + 1 < n && p[i + 1] == ':') {
+            /* POSIX class [:alpha:] inside a class: copy through its closing ":]" */
+            const char *end = strstr(p + i, ":]");
+            size_t k = end ? (size_t)(end - (p + i)) + 2 : 1;
+            if (tbuf_put(&b, p + i, k)) goto oom;
+            i += k - 1;
+            continue;
+        }
+        if (c == ']' && in_class) in_class = 0;
+        if (tbuf_put(&b, &c, 1)) goto oom;
+    }
+    if (tbuf_put(&b, "", 1)) goto oom;
+    *outlen = b.len - 1;
+    return b.p;
+oom:
+    tbuf_free(&b);
+    return NULL;
+}
+
+tregex *tregex_compile(const char *pattern, size_t len, lop_err *e) {
+    size_t tl;
+    char *tp = translate(pattern, len, &tl);
+    if (!tp) { lop_fail(e, "out of memory"); return NULL; }
+    int err; PCRE2_SIZE eoff;
+    pcre2_code *code = pcre2_compile((PCRE2_SPTR)tp, tl, PCRE2_UTF | PCRE2_UCP, &err, &eoff, NULL);
+    free(tp);
+    if (!code) {
+        PCRE2_UCHAR msg[256];
+        pcre2_get_error_message(err, msg, sizeof msg);
+        lop_fail(e, "regex '%.*s': %s", (int)(len > 200 ? 200 : len), pattern, (char *)msg);
+        return NULL;
+    }
+    tregex *r = calloc(1, sizeof *r);
+    if (!r) { pcre2_code_free(code); lop_fail(e, "out of memory"); return NULL; }
+    r->code = code;
+    r->jit = pcre2_jit_compile(code, PCRE2_JIT_COMPLETE) == 0;
+    return r;
+}
+
+void tregex_free(tregex *r) {
+    if (!r) return;
+    pcre2_code_free(r->code);
+    free(r);
+}
+
+static int push_match(tmatch **out, size_t *n, size_t *cap, size_t s, size_t e) {
+    if (*n == *cap) {
+        size_t nc = *cap ? *cap * 2 : 64;
+        tmatch *nm = realloc(*out, nc * sizeof *nm);
+        if (!nm) return -1;
+        *out = nm; *cap = nc;
+    }
+    (*out)[(*n)++] = (tmatch){s, e};
+    return 0;
+}
+
+int tregex_find_all(const tregex *r, const char *s, size_t n, tmatch **out, size_t *nout, lop_err *e) {
+    size_t cap = 0, cnt = 0, pos = 0, last_end = (size_t)-1;
+    tmatch *m = NULL;
+    pcre2_match_data *md = pcre2_match_data_create_from_pattern(r->code, NULL);
+    pcre2_match_context *mc = NULL;
+    pcre2_jit_stack *js = NULL;
+    int use_jit = r->jit;
+    if (!md) return lop_fail(e, "out of memory");
+    while (pos <= n) {
+        int rc = use_jit
+            ? pcre2_jit_match(r->code, (PCRE2_SPTR)s, n, pos, 0, md, mc)
+            : pcre2_match(r->code, (PCRE2_SPTR)s, n, pos, PCRE2_NO_UTF_CHECK, md, mc);
+        if (rc == PCRE2_ERROR_JIT_STACKLIMIT && !js) {
+            /* a long piece with heavy backtracking: give the JIT a bigger stack and retry */
+            mc = pcre2_match_context_create(NULL);
+            js = pcre2_jit_stack_create(64 * 1024, 64 * 1024 * 1024, NULL);
+            if (!mc || !js) { rc = PCRE2_ERROR_NOMEMORY; }
+            else { pcre2_jit_stack_assign(mc, NULL, js); continue; }
+        }
+        if (rc == PCRE2_ERROR_NOMATCH) break;
+        if (rc < 0) {
+            PCRE2_UCHAR msg[256];
+            pcre2_get_error_message(rc, msg, sizeof msg);
+            free(m); pcre2_match_data_free(md); pcre2_match_context_free(mc); pcre2_jit_stack_free(js);
+            return lop_fail(e, "regex match failed: %s", (char *)msg);
+        }
+        PCRE2_SIZE *ov = pcre2_get_ovector_pointer(md);
+        size_t ms = ov[0], me = ov[1];
+        if (ms == me && last_end == me) {
+            if (pos >= n) break;
+            pos += u8_len((unsigned char)s[pos]);
+            continue;
+        }
+        if (push_match(&m, &cnt, &cap, ms, me)) {
+            free(m); pcre2_match_data_free(md); pcre2_match_context_free(mc); pcre2_jit_stack_free(js);
+            return lop_fail(e, "out of memory");
+        }
+        pos = me; last_end = me;
+    }
+    pcre2_match_data_free(md);
+    pcre2_match_context_free(mc);
+    pcre2_jit_stack_free(js);
+    *out = m; *nout = cnt;
+    return 0;
+}
+
+int tpattern_find_all(const tpattern *p, const char *s, size_t n, tmatch **out, size_t *nout, lop_err *e) {
+    if (p->re) return tregex_find_all(p->re, s, n, out, nout, e);
+    size_t cap = 0, cnt = 0, pos = 0;
+    tmatch *m = NULL;
+    if (p->litlen) {
+        while (pos + p->litlen <= n) {
+            const char *f = memmem(s + pos, n - pos, p->lit, p->litlen);
+            if (!f) break;
+            size_t st = (size_t)(f - s);
+            if (push_match(&m, &cnt, &cap, st, st + p->litlen)) { free(m); return lop_fail(e, "out of memory"); }
+            pos = st + p->litlen;
+        }
+    }
+    *out = m; *nout = cnt;
+    return 0;
+}
