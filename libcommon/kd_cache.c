@@ -91,7 +91,7 @@ struct kd_cache_w {
     int fd;
     char *tmp, *path;
     int V, k, level;
-    uint64_t off;
+    uint64_t off, data0;
     uint64_t *index; int64_t n, cap;  /* [2n]: offset, size */
     uint8_t *raw, *comp; size_t rawcap, compcap;
 };
@@ -168,6 +168,7 @@ int kdc_create(kd_cache_w **out, const char *path, int V, int k, double T, const
         r = wr(w, vl, 8, e);
     }
     if (r) { kdc_abort(w); return -1; }
+    w->data0 = w->off;
     *out = w;
     return 0;
 }
@@ -215,6 +216,7 @@ int kdc_put(kd_cache_w *w, int T, const int32_t *ids, const int32_t *targets,
 }
 
 int64_t kdc_written_bytes(const kd_cache_w *w) { return (int64_t)w->off; }
+int64_t kdc_block_bytes(const kd_cache_w *w) { return (int64_t)(w->off - w->data0); }
 
 static void wfree(kd_cache_w *w) {
     free(w->tmp); free(w->path); free(w->index); free(w->raw); free(w->comp); free(w);

@@ -44,7 +44,8 @@ int kdc_create(kd_cache_w **out, const char *path, int V, int k, double T, const
  * row r of topk_ids/topk_lp [nscored, k] and tail[nscored]. */
 int kdc_put(kd_cache_w *w, int T, const int32_t *ids, const int32_t *targets,
             const int32_t *topk_ids, const float *topk_lp, const float *tail, lop_err *e);
-int64_t kdc_written_bytes(const kd_cache_w *w);
+int64_t kdc_written_bytes(const kd_cache_w *w);  /* so far, header included */
+int64_t kdc_block_bytes(const kd_cache_w *w);    /* the blocks' frames only */
 /* index, trailer, rename into place; frees w (also on failure) */
 int kdc_finish(kd_cache_w *w, lop_err *e);
 void kdc_abort(kd_cache_w *w); /* removes the temporary file, frees w */

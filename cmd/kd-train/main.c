@@ -283,7 +283,7 @@ static void save_teacher(train_args *a, kd_args *ka) {
         progress_update(&pr, (double)(g + 1));
     }
     progress_end(&pr);
-    int64_t bytes = kdc_written_bytes(w);
+    int64_t bytes = kdc_written_bytes(w), bbytes = kdc_block_bytes(w);
     if (kdc_finish(w, &e)) die_err(&e);
     double secs = now_seconds() - t0;
     cJSON *o = cJSON_CreateObject();
@@ -294,7 +294,7 @@ static void save_teacher(train_args *a, kd_args *ka) {
     cJSON_AddNumberToObject(o, "vocab", V);
     cJSON_AddNumberToObject(o, "temperature", T);
     cJSON_AddNumberToObject(o, "bytes", (double)bytes);
-    cJSON_AddNumberToObject(o, "bytes_per_token", positions ? (double)bytes / positions : 0);
+    cJSON_AddNumberToObject(o, "bytes_per_token", positions ? (double)bbytes / positions : 0);
     cJSON_AddNumberToObject(o, "seconds", secs);
     cJSON_AddNumberToObject(o, "tokens_per_s", secs > 0 ? tokens / secs : 0);
     cJSON_AddNumberToObject(o, "peak_rss_bytes", (double)peak_rss_bytes());
