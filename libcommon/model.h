@@ -110,6 +110,8 @@ typedef struct lop_acts {
     float *x_final;      /* [N, C] residual after the last layer (before the final norm) */
     float *rstd_final;   /* [N]    1/rms of x_final */
     float *xn_final;     /* [N, C] final norm output: the head's input (hidden state L) */
+    float *rope_full;    /* [N, D] rope table of full-attention layers: per row cos[D/2], sin[D/2] */
+    float *rope_local;   /* [N, D] the same for sliding layers (== rope_full unless Gemma 3) */
 } lop_acts;
 
 /* ---- the model ---- */

@@ -36,6 +36,7 @@ void engine_free(lop_model *m) {
     free(p->arena);
     free(p->ibuf);
     free(p->att_off);
+    free(p->aseq);
     free(m->acts.layer);
 }
 
@@ -65,7 +66,8 @@ static int arena_layout(lop_model *m, int N, int keep, int64_t att_total, lop_er
 #define A(x) (((size_t)(x) + 15) & ~(size_t)15)
     size_t per = A(n) * 5 + A(n * C) * 6 + A(n * qd) * 3 + A(n * kd) * 3 + A(n * c->n_heads) +
                  A(n * c->n_kv_heads) + A(n * FF) * 3 + (keep ? A(att_total) : 0);
-    size_t total = A(n * C) * (L + 2) + A(n) + per * (keep ? (L ? L : 1) : 1);
+    size_t D = c->head_dim;
+    size_t total = A(n * C) * (L + 2) + A(n) + A(n * D) * 2 + per * (keep ? (L ? L : 1) : 1);
     if (!m->acts.layer) {
         m->acts.layer = calloc(L ? L : 1, sizeof *m->acts.layer);
         if (!m->acts.layer) return lop_fail(e, "out of memory");
@@ -85,6 +87,8 @@ static int arena_layout(lop_model *m, int N, int keep, int64_t att_total, lop_er
     m->acts.x_final = TAKE(n * C);
     m->acts.xn_final = TAKE(n * C);
     m->acts.rstd_final = TAKE(n);
+    m->acts.rope_full = TAKE(n * D);
+    m->acts.rope_local = TAKE(n * D);
     for (size_t l = 0; l < (keep ? L : (L ? 1 : 0)); l++) {
         lop_layer_acts *s = &m->acts.layer[l];
         s->rstd_attn = TAKE(n);
@@ -146,6 +150,12 @@ static int batch_index(lop_model *m, lop_batch *b, const lop_kv *kv, lop_err *e)
         p->ibuf = malloc(sizeof(int) * need);
         p->ibuf_cap = p->ibuf ? need : 0;
         if (!p->ibuf) return lop_fail(e, "out of memory");
+    }
+    if (b->B > p->aseq_cap) {
+        free(p->aseq);
+        p->aseq = malloc(sizeof(attn_seq) * b->B);
+        p->aseq_cap = p->aseq ? b->B : 0;
+        if (!p->aseq) return lop_fail(e, "out of memory");
     }
     int *off = p->ibuf, *pos = off + b->B + 1, *seq = pos + N;
     off[0] = 0;
@@ -224,10 +234,11 @@ static int attention_block(lop_model *m, int l, lop_layer_acts *s, lop_batch *b,
         memcpy(s->k, s->k_raw, sizeof(float) * (size_t)N * kd);
     }
     int sliding = c->layer_sliding && c->layer_sliding[l] && c->sliding_window > 0;
-    const float *inv = sliding && c->gemma ? p->inv_local : p->inv_full;
-    rope_forward(s->q, b->pos, inv, N, Hq, D);
-    rope_forward(s->k, b->pos, inv, N, Hkv, D);
+    const float *cs = sliding && c->gemma ? m->acts.rope_local : m->acts.rope_full;
+    rope_apply(s->q, cs, N, Hq, D);
+    rope_apply(s->k, cs, N, Hkv, D);
     float scale = (float)c->attn_scale;
+    attn_seq *as = p->aseq;
     for (int i = 0; i < b->B; i++) {
         int T = b->len[i], r0 = b->off[i];
         const float *K = s->k + (size_t)r0 * kd, *V = s->v + (size_t)r0 * kd;
@@ -241,11 +252,11 @@ static int attention_block(lop_model *m, int l, lop_layer_acts *s, lop_batch *b,
             K = kc;
             V = vc;
         }
-        float *att = s->att ? s->att + m->acts.att_off[i] : NULL;
-        attention_forward(s->att_out + (size_t)r0 * qd, att, s->q + (size_t)r0 * qd, K, V, T,
-                          q0 + T, q0, Hq, Hkv, D, scale, sliding ? c->sliding_window : 0,
-                          (float)c->attn_softcap);
+        as[i] = (attn_seq){s->att_out + (size_t)r0 * qd, s->att ? s->att + m->acts.att_off[i] : NULL,
+                           s->q + (size_t)r0 * qd, K, V, T, q0 + T, q0};
     }
+    attention_forward_batch(as, b->B, Hq, Hkv, D, scale, sliding ? c->sliding_window : 0,
+                            (float)c->attn_softcap);
     if (hk && hk->linear_in)
         HOOK(hk->linear_in(hk->user, l, PROJ_O, w->proj[PROJ_O].name, s->att_out, N, qd, b));
     if (mm(m, s->o, s->att_out, &w->proj[PROJ_O], vecf(m, &w->vec[LVEC_O_BIAS], 6), N, e)) return -1;
@@ -318,6 +329,9 @@ int lop_forward(lop_model *m, lop_batch *b, const lop_fwd_opts *opts, lop_head_r
     if (openblas_get_num_threads() != 1) openblas_set_num_threads(1);
     float *x = L ? m->acts.layer[0].x_in : m->acts.x_final;
     embed_forward(m, x, b);
+    rope_table(m->acts.rope_full, b->pos, p->inv_full, N, c->head_dim);
+    if (c->gemma) rope_table(m->acts.rope_local, b->pos, p->inv_local, N, c->head_dim);
+    else memcpy(m->acts.rope_local, m->acts.rope_full, sizeof(float) * (size_t)N * c->head_dim);
     for (int l = 0; l < end; l++) {
         lop_layer_acts *s = &m->acts.layer[l];
         float *x_out = l + 1 < L ? m->acts.layer[l + 1].x_in : m->acts.x_final;

@@ -15,6 +15,8 @@ typedef struct engine_priv {
     size_t ibuf_cap;         /* ints */
     int64_t *att_off;        /* [B] */
     int att_off_cap;
+    struct attn_seq *aseq;   /* [B] attention work of one layer */
+    int aseq_cap;
 } engine_priv;
 
 int engine_init(lop_model *m, lop_err *e);

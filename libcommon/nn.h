@@ -40,6 +40,12 @@ void rope_inv_freq(float *inv_freq, int D, const lop_rope *r);
 /* HF rotate_half rope on x[N, H*D] in place: for each head, pairs (i, i + D/2) rotated by
  * pos[n] * inv_freq[i] (angles in double precision for large positions). */
 void rope_forward(float *x, const int *pos, const float *inv_freq, int N, int H, int D);
+/* The same in two steps, so a forward computes the angles once for all layers:
+ * cs[N, D] = per row cos(pos*inv_freq[i]) for i < D/2, then sin(...) for i < D/2;
+ * rope_apply rotates x[N, H*D] in place (rope_apply_inverse rotates back: the backward). */
+void rope_table(float *cs, const int *pos, const float *inv_freq, int N, int D);
+void rope_apply(float *x, const float *cs, int N, int H, int D);
+void rope_apply_inverse(float *x, const float *cs, int N, int H, int D);
 
 /* ---- attention (nn_attention.c) ---- */
 /* One sequence: queries q[T, Hq*D] at positions qpos0 .. qpos0+T-1, keys/values k,v[Tk, Hkv*D]
@@ -51,17 +57,27 @@ void attention_forward(float *out, float *att, const float *q, const float *k, c
                        int T, int Tk, int qpos0, int Hq, int Hkv, int D, float scale,
                        int window, float softcap);
 
+/* Many sequences at once (one parallel loop over every (sequence, head, query block)). */
+typedef struct attn_seq {
+    float *out, *att;            /* [T, Hq*D], [Hq, T, Tk] or NULL */
+    const float *q, *k, *v;      /* [T, Hq*D], [Tk, Hkv*D], [Tk, Hkv*D] */
+    int T, Tk, qpos0;
+} attn_seq;
+void attention_forward_batch(const attn_seq *seqs, int B, int Hq, int Hkv, int D, float scale,
+                             int window, float softcap);
+
 /* ---- mlp (nn_mlp.c) ---- */
 /* h[n] = act(gate[n]) * up[n] for n < count (SiLU, or GELU with the tanh approximation). */
 void glu_forward(float *h, const float *gate, const float *up, size_t count, lop_act act);
 
 /* ---- softmax / cross-entropy (nn_softmax.c) ---- */
-/* exp(x) for one float, branch-free: 2^n * p(r), r = x - n ln2 in [-ln2/2, ln2/2], degree-6
- * polynomial (Cephes expf coefficients); max relative error ~2e-7; x < -87.3: 0. */
+/* exp(x) for one float, branch-free and vectorizable: 2^n * p(r), r = x - n ln2 in
+ * [-ln2/2, ln2/2], degree-6 polynomial (Cephes expf coefficients); max relative error ~2e-7;
+ * x < -87.3: 0. Rounding by the 1.5*2^23 trick (roundf would be a libm call). */
 static inline float nn_expf(float x) {
-    x = x < -87.3f ? -87.3f : (x > 88.0f ? 88.0f : x);
-    float n = __builtin_roundf(x * 1.44269504088896341f);
-    float r = x - n * 0.693359375f;
+    float xc = x < -87.3f ? -87.3f : (x > 88.0f ? 88.0f : x);
+    float n = (xc * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
+    float r = xc - n * 0.693359375f;
     r = r - n * -2.12194440e-4f;
     float p = 1.9875691500E-4f;
     p = p * r + 1.3981999507E-3f;
@@ -74,6 +90,14 @@ static inline float nn_expf(float x) {
     float s;
     memcpy(&s, &e, sizeof s);
     return x <= -87.3f ? 0.0f : p * s;
+}
+
+/* tanh through nn_expf (vectorizable): sign(z) * (1 - 2 / (exp(2|z|) + 1)); absolute error
+ * ~1e-7 (what a float32 tanh kernel has). */
+static inline float nn_tanhf(float z) {
+    float a = z < 0 ? -z : z;
+    float t = 1.0f - 2.0f / (nn_expf(2.0f * a) + 1.0f);
+    return z < 0 ? -t : t;
 }
 
 /* Fast vectorized exp (max rel. error ~2e-7) used by the reductions. */

@@ -10,6 +10,7 @@ void rmsnorm_forward(float *out, float *rstd, const float *x, const float *w, in
         const float *xr = x + (size_t)n * C;
         float *o = out + (size_t)n * C;
         double ss = 0;
+        #pragma omp simd reduction(+: ss)
         for (int i = 0; i < C; i++) ss += (double)xr[i] * xr[i];
         float r = (float)(1.0 / sqrt((float)(ss / C) + (double)eps));
         if (rstd) rstd[n] = r;

@@ -50,3 +50,34 @@ void rope_forward(float *x, const int *pos, const float *inv_freq, int N, int H,
             }
         }
 }
+
+void rope_table(float *cs, const int *pos, const float *inv_freq, int N, int D) {
+    int h = D / 2;
+    #pragma omp parallel for schedule(static) if ((long)N * D > 65536)
+    for (int n = 0; n < N; n++)
+        for (int i = 0; i < h; i++) {
+            float a = (float)pos[n] * inv_freq[i];
+            cs[(size_t)n * D + i] = (float)cos((double)a);
+            cs[(size_t)n * D + h + i] = (float)sin((double)a);
+        }
+}
+
+static void rope_rotate(float *x, const float *cs, int N, int H, int D, float sign) {
+    int h = D / 2;
+    #pragma omp parallel for schedule(static) if ((long)N * H * D > 65536)
+    for (int n = 0; n < N; n++) {
+        const float *c = cs + (size_t)n * D, *s = c + h;
+        for (int hd = 0; hd < H; hd++) {
+            float *v = x + ((size_t)n * H + hd) * D;
+            #pragma omp simd
+            for (int i = 0; i < h; i++) {
+                float x1 = v[i], x2 = v[i + h], si = sign * s[i];
+                v[i] = x1 * c[i] - x2 * si;
+                v[i + h] = x2 * c[i] + x1 * si;
+            }
+        }
+    }
+}
+
+void rope_apply(float *x, const float *cs, int N, int H, int D) { rope_rotate(x, cs, N, H, D, 1.0f); }
+void rope_apply_inverse(float *x, const float *cs, int N, int H, int D) { rope_rotate(x, cs, N, H, D, -1.0f); }

@@ -44,6 +44,7 @@ typedef struct tr_priv {
     size_t wscratch_n;
     /* activations for the current shape */
     int N, B, T, keep;        /* keep: layers with full activations stored */
+    int capB, capT;           /* the arena's capacity */
     acts *a;                  /* [L] (recompute: all but x_in alias a shared set) */
     float *x_final, *rstd_final, *xn_final;
     void *arena;
@@ -320,9 +321,16 @@ int tr_find(const tr_model *m, const char *name) {
 
 static int ensure_acts(tr_model *m, int B, int T, lop_err *e) {
     tr_priv *q = P(m);
+    int B0 = B, T0 = T;
     const lop_config *c = &m->cfg;
+    if (q->arena && B <= q->capB && T <= q->capT) { /* reuse: buffers only grow */
+        q->N = B * T; q->B = B; q->T = T;
+        for (int n = 0; n < q->N; n++) q->pos[n] = n % T;
+        return 0;
+    }
+    if (B < q->capB) B = q->capB;
+    if (T < q->capT) T = q->capT;
     int N = B * T;
-    if (q->N == N && q->B == B && q->T == T) return 0;
     free_acts(q);
     size_t C = c->hidden, H = c->n_heads, KV = c->n_kv_heads, D = c->head_dim, FF = c->inter,
            V = c->vocab, r = m->opt.lora_rank;
@@ -373,8 +381,9 @@ static int ensure_acts(tr_model *m, int B, int T, lop_err *e) {
     q->logits = TAKE((size_t)q->chunk * V); q->capped = TAKE((size_t)q->chunk * V);
     q->pos = (int32_t *)TAKE(N);
 #undef TAKE
-    q->N = N; q->B = B; q->T = T; q->keep = keep;
-    for (int n = 0; n < N; n++) q->pos[n] = n % T;
+    q->capB = B; q->capT = T; q->keep = keep;
+    q->N = B0 * T0; q->B = B0; q->T = T0;
+    for (int n = 0; n < q->N; n++) q->pos[n] = n % T0;
     return 0;
 }
 

@@ -2,10 +2,6 @@
 # ppl: perplexity against transformers' goldens (../shared), window rules, save/compare runs.
 load helpers
 
-setup() {
-  [ -x "$BIN/ppl" ] || skip "ppl is not built (its main waits for the tokenizer on main)"
-}
-
 # golden text `t` of model `m` into a file (exact bytes, no added newline)
 golden_text() { # m t out
   python3 -c "import json,sys; sys.stdout.write(json.load(open('$MODELS/$1/golden.json'))['texts']['$2']['text'])" > "$3"

@@ -3,21 +3,32 @@
 #include <cblas.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
+static int avx512_core(const char *core) {
+    return core && (!strcasecmp(core, "SkylakeX") || !strcasecmp(core, "Cooperlake") ||
+                    !strcasecmp(core, "SapphireRapids"));
+}
+
 void tool_blas_reexec(char **argv) {
-    if (getenv("OPENBLAS_CORETYPE") || getenv("LOP_NO_REEXEC")) return;
-    __builtin_cpu_init();
-    if (!__builtin_cpu_supports("avx512f") || !__builtin_cpu_supports("avx512bw") ||
-        !__builtin_cpu_supports("avx512vl") || !__builtin_cpu_supports("avx512dq"))
-        return;
-    const char *core = openblas_get_corename();
-    if (core && (!strcmp(core, "SkylakeX") || !strcmp(core, "Cooperlake") ||
-                 !strcmp(core, "SapphireRapids") || !strcmp(core, "skylakex") ||
-                 !strcmp(core, "cooperlake") || !strcmp(core, "sapphirerapids")))
-        return;
-    setenv("OPENBLAS_CORETYPE", "SkylakeX", 1);
+    if (getenv("LOP_NO_REEXEC")) return;
+    int again = 0;
+    if (!getenv("OPENBLAS_CORETYPE")) {
+        __builtin_cpu_init();
+        if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+            __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
+            !avx512_core(openblas_get_corename())) {
+            setenv("OPENBLAS_CORETYPE", "SkylakeX", 1);
+            again = 1;
+        }
+    }
+    if (!getenv("OMP_WAIT_POLICY") && !getenv("GOMP_SPINCOUNT")) {
+        setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
+        again = 1;
+    }
+    if (!again) return;
     setenv("LOP_NO_REEXEC", "1", 1); /* never loop */
     execv("/proc/self/exe", argv);
-    /* exec failed: carry on with the kernels we have */
+    /* exec failed: carry on as we are */
 }

