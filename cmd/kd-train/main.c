@@ -2,6 +2,7 @@
  * heal-sft's training loop (full or LoRA) with a distillation loss (libcommon/kd.h), the teacher
  * run on the fly or read from a top-k cache written once (libcommon/kd_cache.h). */
 #include "tool.h"
+#include "blas_tune.h"
 #include "train_cli.h"
 #include "kd.h"
 #include "kd_cache.h"
@@ -308,10 +309,10 @@ static void save_teacher(train_args *a, kd_args *ka) {
 int main(int argc, char **argv) {
     /* as heal-sft: spinning OpenMP workers starve the OpenBLAS threads of the next GEMM; libgomp
      * reads its policy at load time, so re-execute once with the passive policy */
-    if (!getenv("OMP_WAIT_POLICY")) {
-        setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
-        execv("/proc/self/exe", argv);
-    }
+    int policy = !getenv("OMP_WAIT_POLICY");
+    if (policy) setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
+    tool_blas_reexec(argv); /* AVX-512 GEMM kernels when the CPU has them (re-executes) */
+    if (policy) execv("/proc/self/exe", argv);
     tool_init("kd-train", argc, argv);
     train_args a;
     train_args_init(&a);
