@@ -74,7 +74,10 @@ void st_infos_free(st_info *infos, int n);
 /* ---- writing ---- */
 typedef struct st_write_opts {
     uint64_t max_shard_size; /* folder output: bytes per shard (0: 5G, as transformers) */
-    int zstd_level;          /* 0: none; >0: compress file/stream output with zstd */
+    int zstd_level;          /* 0: none; >0: compress file/stream output with zstd (a file named
+                                *.zst is compressed at level 3 when this is 0). Single-threaded:
+                                multithreaded zstd buffers several MB per thread, and memory must
+                                stay bounded by the largest tensor. */
 } st_write_opts;
 
 typedef struct st_writer st_writer;

@@ -270,10 +270,13 @@ static int reader_stream(st_reader *r, int fd, int own, const char *what, lop_er
     r->streaming = 1;
     if (src_open_fd(&r->src, fd, own, what, e)) return -1;
     unsigned char pre[8];
-    size_t got = 0;
-    if (src_read(&r->src, pre, 8, &got, e)) return -1;
-    if (got == 0) return lop_fail(e, "%s: empty input (no safetensors header)", what);
-    if (got < 8 && src_read_exact(&r->src, pre + got, 8 - got, "the header length", e)) return -1;
+    size_t have = 0, got = 1;
+    while (have < 8 && got) {
+        if (src_read(&r->src, pre + have, 8 - have, &got, e)) return -1;
+        have += got;
+    }
+    if (have == 0) return lop_fail(e, "%s: empty input (no safetensors header)", what);
+    if (have < 8) return lop_fail(e, "%s: input of %zu bytes is too short for a safetensors header", what, have);
     uint64_t h = 0;
     if (st_check_prefix(pre, UINT64_MAX, &h, e)) return lop_wrap(e, "%s", what);
     char *json = malloc(h + 1);
@@ -360,8 +363,8 @@ int st_reader_next(st_reader *r, int *idx, const void **data, lop_err *e) {
         r->buf = aligned_alloc(64, (r->cap + 63) / 64 * 64);
         if (!r->buf) { r->cap = 0; return lop_fail(e, "out of memory for tensor '%s' (%llu bytes)", t->name, (unsigned long long)t->nbytes); }
     }
-    char what[64];
-    snprintf(what, sizeof what, "tensor %d of %d", r->next + 1, r->n);
+    char what[160];
+    snprintf(what, sizeof what, "tensor '%.100s' (%d of %d)", t->name, r->next + 1, r->n);
     if (src_read_exact(&r->src, r->buf, t->nbytes, what, e)) return -1;
     *idx = r->next++;
     *data = r->buf ? (const void *)r->buf : (const void *)"";

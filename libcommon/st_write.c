@@ -22,7 +22,7 @@ static const char *const TOKENIZER_FILES[] = {
     "generation_config.json", "chat_template.jinja", "chat_template.json", "added_tokens.json",
     "vocab.json", "merges.txt", NULL};
 
-enum { W_STREAM, W_FILE, W_FOLDER };
+enum { W_STREAM, W_FILE, W_FOLDER, W_DEVICE }; /* device: written in place, no rename */
 
 struct st_writer {
     int kind, n, next;
@@ -64,15 +64,17 @@ static int out_write(st_writer *w, const void *p, size_t n, lop_err *e) {
     return w->z ? out_z(w, p, n, ZSTD_e_continue, e) : out_raw(w, p, n, e);
 }
 
-static int start_zstd(st_writer *w, int level, lop_err *e) {
+static int start_zstd(st_writer *w, int level, int workers, lop_err *e) {
     w->z = ZSTD_createCCtx();
     w->zcap = ZSTD_CStreamOutSize();
     w->zout = malloc(w->zcap);
     if (!w->z || !w->zout) return lop_fail(e, "out of memory");
     if (ZSTD_isError(ZSTD_CCtx_setParameter(w->z, ZSTD_c_compressionLevel, level)))
         return lop_failc(e, LOP_EUSAGE, "zstd level %d out of range", level);
-    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-    if (cpus > 1) ZSTD_CCtx_setParameter(w->z, ZSTD_c_nbWorkers, (int)cpus); /* no-op without MT */
+    /* multithreaded zstd buffers several jobs per worker: memory would no longer be bounded by
+     * the largest tensor, so it is used only when asked for */
+    if (workers > 0 && !ZSTD_isError(ZSTD_CCtx_setParameter(w->z, ZSTD_c_nbWorkers, workers)))
+        ZSTD_CCtx_setParameter(w->z, ZSTD_c_jobSize, 4 << 20);
     return 0;
 }
 
@@ -166,8 +168,11 @@ int st_writer_open(st_writer **out, const char *path, const st_info *infos, int 
         if (!w->source) w->source = strdup(source_dir);
     }
     int level = o ? o->zstd_level : 0;
+    struct stat st;
+    int exists = stat(path, &st) == 0;
     if (!strcmp(path, "-")) w->kind = W_STREAM;
-    else if (ends_with(path, ".safetensors") || ends_with(path, ".zst") || fs_is_file(path)) w->kind = W_FILE;
+    else if (exists && !S_ISDIR(st.st_mode) && !S_ISREG(st.st_mode)) w->kind = W_DEVICE; /* /dev/null, a FIFO */
+    else if (ends_with(path, ".safetensors") || ends_with(path, ".zst") || (exists && S_ISREG(st.st_mode))) w->kind = W_FILE;
     else w->kind = W_FOLDER;
     if (w->kind == W_FILE && ends_with(path, ".zst") && level == 0) level = 3;
     int rc = 0;
@@ -191,9 +196,12 @@ int st_writer_open(st_writer **out, const char *path, const st_info *infos, int 
         }
     } else {
         if (w->kind == W_STREAM) w->fd = 1;
-        else w->fd = fs_temp_open(path, &w->tmp, e);
+        else if (w->kind == W_DEVICE) {
+            w->fd = open(path, O_WRONLY | O_CLOEXEC);
+            if (w->fd < 0) rc = lop_fail(e, "%s: %s", path, strerror(errno));
+        } else w->fd = fs_temp_open(path, &w->tmp, e);
         if (w->fd < 0) rc = -1;
-        if (!rc && level > 0) rc = start_zstd(w, level, e);
+        if (!rc && level > 0) rc = start_zstd(w, level, 0, e);
         if (!rc) rc = write_header(w, w->infos, n, 1, e);
     }
     if (rc) { st_writer_abort(w); return -1; }
@@ -326,6 +334,9 @@ int st_writer_finish(st_writer *w, lop_err *e) {
         if (w->z) rc = out_z(w, NULL, 0, ZSTD_e_end, e);
         if (w->kind == W_FILE) {
             if (!rc) { rc = fs_commit(w->fd, w->tmp, w->path, e); w->fd = -1; free(w->tmp); w->tmp = NULL; }
+        } else if (w->kind == W_DEVICE) {
+            if (close(w->fd) != 0 && !rc) rc = lop_fail(e, "%s: %s", w->path, strerror(errno));
+            w->fd = -1;
         }
     }
     if (rc) { st_writer_abort(w); return -1; }

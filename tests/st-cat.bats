@@ -233,3 +233,30 @@ PY
   run "$S" --stats "$T/d"; assert_success
   run "$S" -l "$T/d"; assert_success
 }
+
+@test "st-cat: memory stays bounded by the largest tensor (64 MiB model of 4 MiB tensors)" {
+  [ -x /usr/bin/time ] || skip "/usr/bin/time absent"
+  python3 - "$T/big.safetensors" <<'PY'
+import json, struct, os, sys
+n, size = 16, 4 << 20
+h = {"t%d" % i: {"dtype": "F32", "shape": [1 << 20], "data_offsets": [i * size, (i + 1) * size]} for i in range(n)}
+b = json.dumps(h).encode(); b += b' ' * ((8 - (8 + len(b)) % 8) % 8)
+with open(sys.argv[1], 'wb') as f:
+    f.write(struct.pack('<Q', len(b)) + b)
+    for i in range(n): f.write(os.urandom(size))
+PY
+  F="$T/big.safetensors"
+  # through a pipe: writing to /dev/null would not even touch the mapped pages
+  rss() { { /usr/bin/time -f "%M" "$@" | cat > /dev/null; } 2>&1 | tail -1; }
+  base=$(rss st-cat --summary "$F")
+  limit=$((base + 3 * 4096))   # KiB: the tool itself + 3 tensors' worth
+  for args in "$F" "--dtype bf16 $F" "--zstd $F" "--stats $F -o $T/o.safetensors"; do
+    r=$(rss st-cat $args)
+    [ "$r" -lt "$limit" ] || { echo "st-cat $args: peak RSS $r KiB > $limit KiB"; return 1; }
+  done
+  r=$( { cat "$F" | /usr/bin/time -f "%M" st-cat --dtype f16 > /dev/null; } 2>&1 | tail -1)
+  [ "$r" -lt "$limit" ] || { echo "stream: peak RSS $r KiB > $limit KiB"; return 1; }
+  st-cat --zstd "$F" > "$T/big.zst"
+  r=$( { cat "$T/big.zst" | /usr/bin/time -f "%M" st-cat > /dev/null; } 2>&1 | tail -1)
+  [ "$r" -lt "$limit" ] || { echo "zstd stream: peak RSS $r KiB > $limit KiB"; return 1; }
+}

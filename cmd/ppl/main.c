@@ -2,6 +2,7 @@
  * (--llama-cpp) or one sequence per line (--lines). Saves top-k log-probs (--save-logits) and
  * compares with a saved base run (--kl-base): KL divergence, top-1 agreement, ppl ratio. */
 #include <getopt.h>
+#include <malloc.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -205,6 +206,11 @@ int main(int argc, char **argv) {
         }
     }
     free(text);
+    /* the tokenizer (a Gemma tokenizer.json parses into ~130 MB) is done: give its memory back
+     * before the weights are paged in, so peak RSS is weights + activations */
+    tok_free(tk);
+    tk = NULL;
+    malloc_trim(0);
     int64_t total = 0;
     for (int i = 0; i < pl.n; i++) total += pl.s[i].n - pl.s[i].first;
     if (total == 0) die(1, "%s: no token to score (the text has fewer than 2 tokens)", input);
@@ -253,6 +259,7 @@ int main(int argc, char **argv) {
     progress_start(&pr, "ppl", (double)total, "tok");
     double t0 = now_seconds();
     int64_t done = 0;
+    double flops = 0;
     for (int s0 = 0; s0 < pl.n && done < total;) {
         /* pack segments into one batch */
         int B = 0, rows = 0, s1 = s0;
@@ -302,6 +309,7 @@ int main(int argc, char **argv) {
                           .argmax = am, .topk = K, .topk_id = kid, .topk_logit = klg};
         if (tr) { h.block = kl_block; h.user = &kc; }
         if (lop_forward(m, &b, NULL, &h, &e)) die_err(&e);
+        for (int i = 0; i < B; i++) flops += lop_forward_flops(m, blen[i], (blen[i] + 1) / 2.0);
         /* collect, in order */
         int r = 0;
         for (int si = s0; si < s1; si++) {
@@ -374,6 +382,8 @@ int main(int argc, char **argv) {
     if (lines) cJSON_AddNumberToObject(o, "lines", nlines);
     cJSON_AddNumberToObject(o, "seconds", secs);
     cJSON_AddNumberToObject(o, "tokens_per_s", secs > 0 ? st.n / secs : 0);
+    cJSON_AddNumberToObject(o, "gflop", flops / 1e9);
+    cJSON_AddNumberToObject(o, "gflop_per_s", secs > 0 ? flops / 1e9 / secs : 0);
     cJSON_AddNumberToObject(o, "peak_rss_mb", (double)(peak_rss_bytes() >> 20));
     if (tr && kls.n) {
         qsort(klv, klv_n, sizeof *klv, cmp_f);
@@ -400,7 +410,6 @@ int main(int argc, char **argv) {
     free(line_ids);
     free(ids);
     plan_free(&pl);
-    tok_free(tk);
     lop_model_free(m);
     return 0;
 }

@@ -2,6 +2,7 @@
 #include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
+#include "blas_tune.h"
 #include "tool.h"
 #include "wmask.h"
 
@@ -74,6 +75,7 @@ static void parse_nm(wm_job *j, const char *arg) {
 }
 
 int main(int argc, char **argv) {
+    tool_blas_reexec(argv); /* OpenBLAS kernels and a passive OpenMP wait policy: see blas_tune.h */
     tool_init("wmask", argc, argv);
     wm_job j = {.sparsity = 0.5, .samples = 128, .ctx = 512, .batch = 8};
     int have_sparsity = 0, have_scope = 0, c;

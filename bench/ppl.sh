@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# ppl benchmark: random-weight models of the real gemma-3-270m and Qwen3-0.6B configs (bf16,
+# bench/gen-model.py), WikiText-2 test text, ctx 512, 2 threads:
+#   tokens/s of ppl, its FLOP rate against this machine's measured sgemm peak (OpenBLAS SkylakeX
+#   kernels, all threads), peak RSS against the weight file, and the same shape through a plain
+#   float32 PyTorch eager forward (bench/torch_ref.py).
+# Env: LOP_BENCH_TOKENS (scored tokens per model, default 4095 = 8 windows), LOP_BENCH_OUT.
+set -u
+cd "$(dirname "$0")/.."
+OUT=${LOP_BENCH_OUT:-$PWD/bench/out}
+SHARED=${LOP_SHARED:-$PWD/../shared}
+NTOK=${LOP_BENCH_TOKENS:-4095}
+THREADS=2
+mkdir -p "$OUT/models"
+[ -x bin/ppl ] || { echo "ppl.sh: build first (make all)" >&2; exit 1; }
+PY=/usr/bin/python3
+TEXT=$SHARED/data/wikitext-2-raw/wiki.test.raw
+
+# the machine's sgemm ceiling with all threads (SkylakeX kernels, as ppl uses on AVX-512)
+gcc -O2 -o "$OUT/machine" bench/machine.c -I/usr/include/x86_64-linux-gnu/openblas-pthread -lopenblas
+peak=$(OPENBLAS_CORETYPE=SkylakeX "$OUT/machine" | $PY -c 'import json,sys; print(json.load(sys.stdin)["sgemm_gflops"])')
+echo "{\"bench\":\"sgemm_peak\",\"gflops\":$peak,\"threads\":$THREADS}"
+
+status=0
+for name in gemma-3-270m qwen3-0.6b; do
+  dir=$OUT/models/$name
+  [ -f "$dir/model.safetensors" ] || $PY bench/gen-model.py "$name" "$dir" > /dev/null || { status=1; continue; }
+  wbytes=$(stat -c %s "$dir/model.safetensors")
+  lop=$(bin/ppl -q -t $THREADS -m "$dir" --ctx 512 --max-tokens "$NTOK" "$TEXT") || { status=1; continue; }
+  ref=$($PY bench/torch_ref.py "$dir" --ctx 512 --windows 4 --threads $THREADS 2>/dev/null || echo '{}')
+  $PY - "$name" "$peak" "$wbytes" "$lop" "$ref" <<'PY'
+import json, sys
+name, peak, wbytes = sys.argv[1], float(sys.argv[2]), int(sys.argv[3])
+lop, ref = json.loads(sys.argv[4]), json.loads(sys.argv[5])
+# activations of one batch (2048 rows): ppl's own arena estimate is in the RSS; report the ratio
+r = {"bench": "ppl", "model": name, "ctx": 512, "threads": 2, "tokens": lop["tokens"],
+     "tokens_per_s": round(lop["tokens_per_s"], 1), "gflop_per_s": round(lop["gflop_per_s"], 1),
+     "of_sgemm_peak": round(lop["gflop_per_s"] / peak, 3), "peak_rss_mb": lop["peak_rss_mb"],
+     "weights_mb": wbytes >> 20, "rss_over_weights": round(lop["peak_rss_mb"] / (wbytes / 2**20), 3)}
+if "tokens_per_s" in ref:
+    r["torch_tokens_per_s"] = round(ref["tokens_per_s"], 1)
+    r["speedup_vs_torch"] = round(lop["tokens_per_s"] / ref["tokens_per_s"], 2)
+print(json.dumps(r))
+print(f"  {name}: {r['tokens_per_s']} tok/s, {r['gflop_per_s']} GFLOP/s = {100*r['of_sgemm_peak']:.0f}% of sgemm peak "
+      f"{peak:.0f}; peak RSS {r['peak_rss_mb']} MB for {r['weights_mb']} MB of weights; "
+      f"PyTorch eager {r.get('torch_tokens_per_s', '?')} tok/s (x{r.get('speedup_vs_torch', '?')})", file=sys.stderr)
+PY
+done
+exit $status
