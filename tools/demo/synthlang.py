@@ -6,9 +6,9 @@ Every document (one per line) is a few sentences about a tiny world. What a mode
       "the big cats near the old dog chase the bird ."   (cats ... chase, not chases)
   * world knowledge: each animal has one colour, food and home, stated in many forms
       "the fox eats eggs ."  "foxes live in the den ."  "the fox is red ."
-  * counting: consecutive number words  "sam counts four five six seven ."
+  * counting by ones or twos: "sam counts four five six seven ."  "ann counts two four six ."
   * in-context recall (needs attention): "tom has a red hat . ann has a blue hat .
-      the hat of tom is red ."
+      the hat of tom is red ."  (two owners: chance is one half)
 Tasks probe each skill as multiple choice ({"query","choices","gold"}, lm-eval --task-file): the
 query is the context, each choice is a continuation (joined with one space, the harness's target
 delimiter).
@@ -80,13 +80,15 @@ def fact(r):
 
 
 def counting(r):
-    n = r.randint(3, 5)
-    s = r.randrange(len(NUMBERS) - n)
-    return f"{r.choice(NAMES)} counts " + " ".join(NUMBERS[s:s + n - 1]), NUMBERS[s + n - 1], " ."
+    """by ones or by twos: the next number depends on the last two, not just the last one"""
+    step, n = r.choice((1, 2)), r.randint(3, 5)
+    s = r.randrange(len(NUMBERS) - step * (n - 1))
+    seq = NUMBERS[s:s + step * (n - 1) + 1:step]
+    return f"{r.choice(NAMES)} counts " + " ".join(seq[:-1]), seq[-1], " ."
 
 
 def recall(r):
-    k = r.randint(2, 3)
+    k = 2
     names = r.sample(NAMES, k)
     colours = r.sample(COLOURS, k)
     thing = r.choice(THINGS)
