@@ -13,14 +13,15 @@
 #
 # Knobs (environment): LOP_DEMO_DIR (default build/demo), DEMO_DOCS (training documents, 40000),
 # DEMO_STEPS (training steps from scratch, 900), DEMO_HEAL_STEPS (150), DEMO_DROP (layers removed,
-# 2), THREADS (2). The test suite runs a tiny version with small values.
+# 2), DEMO_TEST (test documents, 500), DEMO_ITEMS (items per task, 200), THREADS (2). The test
+# suite runs a tiny version with small values.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 export PATH="$ROOT/bin:$PATH"
 W=${LOP_DEMO_DIR:-build/demo}
 DOCS=${DEMO_DOCS:-40000} STEPS=${DEMO_STEPS:-900} HEAL_STEPS=${DEMO_HEAL_STEPS:-150}
-DROP=${DEMO_DROP:-2} THREADS=${THREADS:-2}
+DROP=${DEMO_DROP:-2} THREADS=${THREADS:-2} TESTDOCS=${DEMO_TEST:-500} ITEMS=${DEMO_ITEMS:-200}
 
 missing=""
 for t in heal-sft layer-score layer-drop ppl lm-eval lm-gen model-card; do
@@ -36,7 +37,7 @@ t0=$(date +%s)
 rm -rf "$W" && mkdir -p "$W"
 
 say "1. a synthetic language: $DOCS documents, and tasks about it"
-run python3 tools/demo/synthlang.py "$W/data" --train "$DOCS"
+run python3 tools/demo/synthlang.py "$W/data" --train "$DOCS" --test "$TESTDOCS" --items "$ITEMS"
 head -n 1 "$W/data/train.txt" | cut -c1-200 >&2
 
 say "2. a 6-layer Llama-shaped model with its own tokenizer, trained from scratch ($STEPS steps)"
