@@ -17,7 +17,8 @@ r = random.Random(1)
 for _ in range($STEPS): print(json.dumps({'ids': [r.randrange(2, 262144) for _ in range(513)]}))" > "$OUT/heal-data.jsonl"
 # the sgemm ceiling with the kernels heal-sft uses (it re-executes with SkylakeX when it can)
 [ -x "$OUT/machine" ] || gcc -O2 -o "$OUT/machine" bench/machine.c -I/usr/include/x86_64-linux-gnu/openblas-pthread -lopenblas
-ceil=$(OPENBLAS_CORETYPE=$(grep -q avx512f /proc/cpuinfo && echo SkylakeX || echo Haswell) "$OUT/machine" \
+core=${OPENBLAS_CORETYPE:-$(grep -q avx512f /proc/cpuinfo && echo SkylakeX || echo Haswell)}
+ceil=$(OPENBLAS_CORETYPE=$core "$OUT/machine" \
        | /usr/bin/python3 -c "import json,sys; print(json.loads(sys.stdin.readline())['sgemm_gflops'])")
 params=$(/usr/bin/python3 -c "
 import json, struct

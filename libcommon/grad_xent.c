@@ -1,5 +1,6 @@
 /* grad_xent.c — masked cross-entropy over a chunk of logits (the default pluggable loss). */
 #include "grad.h"
+#include "nn.h"
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,14 +16,22 @@ double tr_xent_loss(const tr_loss_chunk *c, void *ctx, int64_t *scored) {
         int t = c->targets[r];
         row_loss[r] = 0;
         if (t < 0 || t >= V) { memset(l, 0, sizeof(float) * V); continue; }
-        float mx = l[0];
-        for (int j = 1; j < V; j++) if (l[j] > mx) mx = l[j];
+        /* one vectorized exp per logit (engine's nn_exp); sums in double by blocks */
+        float lt = l[t], mx = nn_max(l, V);
+        for (int j = 0; j < V; j++) l[j] -= mx;
+        nn_exp(l, l, V);
         double s = 0;
-        for (int j = 0; j < V; j++) s += exp((double)(l[j] - mx));
+        for (int j0 = 0; j0 < V; j0 += 1024) {
+            float part = 0;
+            int j1 = j0 + 1024 < V ? j0 + 1024 : V;
+            #pragma omp simd reduction(+: part)
+            for (int j = j0; j < j1; j++) part += l[j];
+            s += part;
+        }
         double lse = mx + log(s);
-        row_loss[r] = lse - l[t];
-        float inv = (float)(1.0 / s);
-        for (int j = 0; j < V; j++) l[j] = expf(l[j] - mx) * inv * c->gscale;
+        row_loss[r] = lse - lt;
+        float k = (float)(1.0 / s) * c->gscale;
+        for (int j = 0; j < V; j++) l[j] *= k;
         l[t] -= c->gscale;
     }
     /* rows summed in order: the same loss for any thread count */

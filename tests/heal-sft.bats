@@ -228,3 +228,56 @@ EOF
   run "$SANBIN/heal-sft" -q -m "$MODELS/llama-tiny" --data "$T/bad.jsonl" -o "$T/d"
   assert_failure 1
 }
+
+# documents and tokens heal-sft reports on stderr ("N documents, M tokens")
+data_counts() { grep -o '[0-9]* documents, [0-9]* tokens' | tr -dc '0-9 ' | awk '{print $1, $2}'; }
+
+@test "heal-sft text data: lines, blank-line paragraphs, JSONL text and .zst agree with lm-tok (+EOS)" {
+  need_shared
+  T=$(scratch)
+  M="$MODELS/stories260K"
+  head -20 "$SHARED/data/stories/test.txt" > "$T/lines.txt"
+  # expected: every document = lm-tok ids (with BOS) + EOS
+  want_tok=$(python3 -c "
+import json, sys
+for l in open('$T/lines.txt'): print(json.dumps({'text': l.rstrip('\n')}))" | tee "$T/text.jsonl" \
+    | lm-tok -m "$M" --jsonl | python3 -c "
+import json, sys
+print(sum(len(json.loads(l)['ids']) + 1 for l in sys.stdin))")
+  sed 's/$/\n/' "$T/lines.txt" > "$T/para.txt"          # blank-line separated
+  zstd -q -c "$T/lines.txt" > "$T/lines.txt.zst"
+  for f in lines.txt para.txt text.jsonl lines.txt.zst; do
+    run heal-sft -m "$M" --data "$T/$f" -o "$T/o-$f" --steps 1 --seq-len 64
+    assert_success
+    got=$(echo "$output" | data_counts)
+    [ "$got" = "20 $want_tok" ] || { echo "$f: got '$got', want '20 $want_tok'"; return 1; }
+  done
+  # paragraphs spanning several lines are one document each
+  printf 'one line\nsame doc\n\nsecond doc\n' > "$T/p2.txt"
+  run heal-sft -m "$M" --data "$T/p2.txt" -o "$T/o-p2" --steps 1 --seq-len 8
+  assert_success
+  [[ "$(echo "$output" | data_counts)" == "2 "* ]]
+}
+
+@test "heal-sft instruction data: loss only on the response (+EOS)" {
+  need_shared
+  T=$(scratch)
+  M="$MODELS/stories260K"
+  cat > "$T/ins.jsonl" <<'J'
+{"instruction": "Tell a story.", "context": "About a cat.", "response": "Lily had a cat."}
+{"prompt": "Say hi.", "response": "Hi there, Tom!"}
+J
+  want=$( (echo 'Lily had a cat.' | tr -d '\n' | lm-tok -m "$M" --no-special; \
+           echo 'Hi there, Tom!' | tr -d '\n' | lm-tok -m "$M" --no-special) | python3 -c "
+import json, sys
+print(sum(len(json.loads(l)['ids']) + 1 for l in sys.stdin))")
+  run heal-sft -q -m "$M" --data "$T/ins.jsonl" -o "$T/o" --steps 1 --seq-len 4096 --batch 1
+  assert_success
+  got=$(echo "$output" | python3 -c "
+import json, sys
+print([json.loads(l) for l in sys.stdin if 'scored' in l][0]['scored'])")
+  [ "$got" = "$want" ] || { echo "scored $got, want $want"; return 1; }
+  # a template without {response} is a usage error
+  run heal-sft -q -m "$M" --data "$T/ins.jsonl" -o "$T/o2" --steps 1 --template '{prompt}'
+  assert_failure 2
+}

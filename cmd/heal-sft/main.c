@@ -128,13 +128,7 @@ static char *find_ckpt(const char *dir) {
 }
 
 int main(int argc, char **argv) {
-    /* OpenMP workers that spin after a parallel region starve the OpenBLAS threads of the next
-     * GEMM (10-100x slower on a busy machine). libgomp reads its policy once at load time, so
-     * the process re-executes itself once with the passive policy unless the user chose one. */
-    int policy = !getenv("OMP_WAIT_POLICY");
-    if (policy) setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
-    tool_blas_reexec(argv); /* AVX-512 GEMM kernels when the CPU has them (re-executes) */
-    if (policy) execv("/proc/self/exe", argv);
+    tool_blas_reexec(argv); /* SkylakeX GEMMs, passive OpenMP waiting (see blas_tune.h) */
     tool_init("heal-sft", argc, argv);
     args a = {0};
     a.seq = 512; a.batch = 1; a.accum = 1; a.shuffle = 1; a.keep_sparse = 1;
