@@ -7,20 +7,60 @@
 #include "tok_internal.h"
 #include <stdlib.h>
 #include <string.h>
+#include <pthread.h>
 
 typedef struct hent { uint32_t rank, pos; int32_t nid; } hent;
+
+/* word cache: words up to WC_MAXLEN bytes -> their ids; cleared when full */
+#define WC_BITS 16
+#define WC_MAXLEN 48
+typedef struct wslot { uint64_t h; uint32_t koff, ioff; uint16_t klen, nid; } wslot;
 
 struct bpe_scratch {
     int32_t *c, *prev, *next; uint32_t *len; size_t cap;
     hent *heap; size_t hn, hcap;
     char *tmp; size_t tmpcap;
+    uint64_t owner;                  /* uid of the tokenizer the cache belongs to */
+    wslot *slot; uint32_t nslot;
+    tbuf keys; ivec ids;
 };
 
-bpe_scratch *bpe_scratch_new(void) { return calloc(1, sizeof(bpe_scratch)); }
-void bpe_scratch_free(bpe_scratch *s) {
+static void scratch_free(void *p) {
+    bpe_scratch *s = p;
     if (!s) return;
     free(s->c); free(s->prev); free(s->next); free(s->len); free(s->heap); free(s->tmp);
+    free(s->slot); tbuf_free(&s->keys); free(s->ids.v);
     free(s);
+}
+
+static pthread_key_t sc_key;
+static pthread_once_t sc_once = PTHREAD_ONCE_INIT;
+static void sc_key_init(void) { pthread_key_create(&sc_key, scratch_free); }
+
+static void wc_clear(bpe_scratch *s) {
+    if (s->slot) memset(s->slot, 0, sizeof(wslot) << WC_BITS);
+    s->nslot = 0; s->keys.len = 0; s->ids.n = 0;
+}
+
+bpe_scratch *tok_thread_scratch(const lop_tokenizer *t) {
+    pthread_once(&sc_once, sc_key_init);
+    bpe_scratch *s = pthread_getspecific(sc_key);
+    if (!s) {
+        s = calloc(1, sizeof *s);
+        if (!s) return NULL;
+        s->slot = calloc((size_t)1 << WC_BITS, sizeof *s->slot);
+        if (!s->slot || pthread_setspecific(sc_key, s)) { scratch_free(s); return NULL; }
+    }
+    if (s->owner != t->uid) { wc_clear(s); s->owner = t->uid; }
+    return s;
+}
+
+static uint64_t whash(const char *k, size_t n) {
+    uint64_t h = 0x9E3779B97F4A7C15ull ^ n;
+    while (n >= 8) { uint64_t w; memcpy(&w, k, 8); h = (h ^ w) * 0xff51afd7ed558ccdull; h ^= h >> 32; k += 8; n -= 8; }
+    uint64_t w = 0; memcpy(&w, k, n);
+    h = (h ^ w) * 0xc4ceb9fe1a85ec53ull; h ^= h >> 29;
+    return h | 1;                    /* 0 marks an empty slot */
 }
 
 static int reserve(bpe_scratch *s, size_t n) {
@@ -94,13 +134,43 @@ static int32_t char_id(const lop_tokenizer *t, bpe_scratch *sc, const char *ch, 
 
 static int bpe_run(const lop_tokenizer *t, const char *w, size_t n, ivec *out, bpe_scratch *sc, lop_err *e);
 
+/* bpe_run through the word cache: short words repeat (Zipf), merging them once is enough */
+static int bpe_cached(const lop_tokenizer *t, const char *w, size_t n, ivec *out, bpe_scratch *sc, lop_err *e) {
+    if (n > WC_MAXLEN || !sc->slot) return bpe_run(t, w, n, out, sc, e);
+    uint64_t h = whash(w, n);
+    uint32_t mask = (1u << WC_BITS) - 1, i = (uint32_t)h & mask;
+    while (sc->slot[i].h) {
+        wslot *sl = &sc->slot[i];
+        if (sl->h == h && sl->klen == n && !memcmp(sc->keys.p + sl->koff, w, n)) {
+            for (uint32_t k = 0; k < sl->nid; k++)
+                if (ivec_push(out, sc->ids.v[sl->ioff + k])) return lop_fail(e, "out of memory");
+            return 0;
+        }
+        i = (i + 1) & mask;
+    }
+    size_t before = out->n;
+    if (bpe_run(t, w, n, out, sc, e)) return -1;
+    size_t nid = out->n - before;
+    if (nid > 0xFFFF) return 0;
+    if (sc->nslot * 2 >= (1u << WC_BITS) || sc->keys.len > (64u << 20)) {
+        wc_clear(sc);
+        i = (uint32_t)h & mask;
+    }
+    size_t koff = sc->keys.len, ioff = sc->ids.n;
+    if (tbuf_put(&sc->keys, w, n)) return 0;              /* no room: just don't cache */
+    for (size_t k = 0; k < nid; k++) if (ivec_push(&sc->ids, out->v[before + k])) { sc->keys.len = koff; sc->ids.n = ioff; return 0; }
+    sc->slot[i] = (wslot){h, (uint32_t)koff, (uint32_t)ioff, (uint16_t)n, (uint16_t)nid};
+    sc->nslot++;
+    return 0;
+}
+
 int bpe_word(const lop_tokenizer *t, const char *w, size_t n, ivec *out, bpe_scratch *sc, lop_err *e) {
     if (!n) return 0;
     if (t->ignore_merges) {
         int32_t id = strmap_get(&t->vocab, w, n);
         if (id >= 0) return ivec_push(out, id) ? lop_fail(e, "out of memory") : 0;
     }
-    if (!t->meta_unsafe || n < 64) return bpe_run(t, w, n, out, sc, e);
+    if (!t->meta_unsafe || n < 64) return bpe_cached(t, w, n, out, sc, e);
     /* cut before each "▁" whose left char is a plain vocab char that never precedes "▁" in a
      * token (see meta_unsafe) */
     size_t start = 0, i = 0;
@@ -113,13 +183,13 @@ int bpe_word(const lop_tokenizer *t, const char *w, size_t n, ivec *out, bpe_scr
             while (k > start && ((unsigned char)w[k] & 0xC0) == 0x80) k--;
             uint32_t cp; u8_dec((const unsigned char *)w + k, &cp);
             if (cp != 0x2581 && cp < CP_TABLE && t->cp_id[cp] >= 0 && !(t->meta_unsafe[cp >> 3] & (1 << (cp & 7)))) {
-                if (bpe_run(t, w + start, p - start, out, sc, e)) return -1;
+                if (bpe_cached(t, w + start, p - start, out, sc, e)) return -1;
                 start = p;
             }
         }
         i = p + 3;
     }
-    return bpe_run(t, w + start, n - start, out, sc, e);
+    return bpe_cached(t, w + start, n - start, out, sc, e);
 }
 
 static int bpe_run(const lop_tokenizer *t, const char *w, size_t n, ivec *out, bpe_scratch *sc, lop_err *e) {

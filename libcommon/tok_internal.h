@@ -34,7 +34,7 @@ int ivec_push(ivec *iv, int32_t x);
 
 /* ---- hash maps ---- */
 typedef struct smslot { uint32_t idx1, hash; } smslot;      /* entry index + 1 (0 = empty) */
-typedef struct sment { const char *key; uint32_t klen; int32_t val; } sment;
+typedef struct sment { const char *key; uint32_t klen; int32_t val; uint64_t pre; } sment; /* pre: first 8 bytes */
 typedef struct strmap {          /* bytes -> int32, open addressing, keys not copied */
     smslot *slot; uint32_t mask;
     sment *ent; uint32_t n, cap;
@@ -67,12 +67,22 @@ void pairmap_free(pairmap *m);
 typedef struct tregex tregex;
 tregex *tregex_compile(const char *pattern, size_t len, lop_err *e);
 void tregex_free(tregex *r);
-/* Find all non-overlapping matches in s[0..n) like onig's find_iter; calls cb(start,end). */
 typedef struct tmatch { size_t s, e; } tmatch;
-int tregex_find_all(const tregex *r, const char *s, size_t n, tmatch **out, size_t *nout, lop_err *e);
+/* Per-call matching state (PCRE2 match data, a JIT stack when a piece needs more): one per
+ * encode/decode call, so compiled patterns stay shared and read-only. */
+typedef struct rx_scratch { void *md, *mc, *js; } rx_scratch;
+void rx_scratch_free(rx_scratch *x);
+/* Iterate matches like onig's find_iter (an empty match right at the previous match end is
+ * skipped by one char). Start with *pos = 0, *last = SIZE_MAX; returns 1 and [*ms,*me) for a
+ * match, 0 at the end, -1 on error. s may move between calls (same content). */
+int rx_next(const tregex *r, rx_scratch *x, const char *s, size_t n, size_t *pos, size_t *last,
+            size_t *ms, size_t *me, lop_err *e);
 
 /* ---- a string pattern: literal or regex (Replace, Split) ---- */
 typedef struct tpattern { char *lit; size_t litlen; tregex *re; } tpattern;
+int tpattern_next(const tpattern *p, rx_scratch *x, const char *s, size_t n, size_t *pos, size_t *last,
+                  size_t *ms, size_t *me, lop_err *e);
+/* All matches at once (normalizers, decoders: short strings). */
 int tpattern_find_all(const tpattern *p, const char *s, size_t n, tmatch **out, size_t *nout, lop_err *e);
 
 /* ---- normalizers ---- */
@@ -101,10 +111,22 @@ typedef struct tpre {
     char repl[8]; size_t repl_len; int prepend_scheme, split; /* PRE_METASPACE */
     int individual_digits;             /* PRE_DIGITS */
 } tpre;
-/* Pre-tokenize: pieces in `in` (all id < 0) -> pieces in `out`; text lives in buf. */
-int pre_apply(const tpre *p, tbuf *buf, tpvec *in, tpvec *out, lop_err *e);
 void pre_free(tpre *p);
 extern const tregex *g_bytelevel_re;  /* GPT-2 regex for ByteLevel use_regex (built on load) */
+
+/* One encode call's working state. Pieces are (offset, length) in buf; a stage appends what it
+ * rewrites and truncates buf back when done (stack discipline), so memory stays small. */
+typedef struct bpe_scratch bpe_scratch;
+typedef struct tok_ctx {
+    const lop_tokenizer *t;
+    tbuf buf;
+    ivec out;
+    bpe_scratch *sc;
+    rx_scratch rx;
+    lop_err *e;
+} tok_ctx;
+/* Run pre-tokenizer stages [stage..] on buf[off..off+len), then BPE on each word. */
+int pre_stream(tok_ctx *c, int stage, size_t off, size_t len, int at0);
 
 /* ---- decoders ---- */
 enum { DEC_SEQ, DEC_BYTELEVEL, DEC_METASPACE, DEC_REPLACE, DEC_BYTEFALLBACK, DEC_FUSE,
@@ -162,6 +184,7 @@ struct lop_tokenizer {
     /* pipeline */
     tnorm *norm;
     tpre *pre;
+    const tpre **stages; int nstages;   /* pre flattened: Sequence kids in order */
     tdec *dec;
     tpost post;
     /* added tokens */
@@ -171,13 +194,14 @@ struct lop_tokenizer {
     uint8_t *is_added;           /* per id */
     int32_t bos, eos;
     char *kind;                  /* short description, e.g. "BPE byte-level" */
+    uint64_t uid;                /* unique per load: owner tag of per-thread word caches */
 };
 #define CP_TABLE 0x30000
 
-/* BPE one word s[0..n) (already normalized / mapped), appending ids. */
-typedef struct bpe_scratch bpe_scratch;
-bpe_scratch *bpe_scratch_new(void);
-void bpe_scratch_free(bpe_scratch *s);
+/* BPE one word s[0..n) (already normalized / mapped), appending ids. The scratch holds the
+ * merge arrays and a word -> ids cache; one per thread (tok_thread_scratch), reused by every
+ * call on that thread, tagged with the tokenizer's uid so another tokenizer never sees it. */
+bpe_scratch *tok_thread_scratch(const lop_tokenizer *t);
 int bpe_word(const lop_tokenizer *t, const char *s, size_t n, ivec *out, bpe_scratch *sc,
              lop_err *e);
 

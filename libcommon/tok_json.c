@@ -343,3 +343,25 @@ int tj_raw_members(const tj *raw, int (*cb)(void *ctx, const tj *member), void *
 int tj_raw_elements(const tj *raw, int (*cb)(void *ctx, uint32_t i, const tj *el), void *ctx, lop_err *e) {
     return raw_walk(raw, 0, NULL, cb, ctx, e);
 }
+
+size_t tj_raw_count(const tj *raw) {
+    const char *p = raw->s, *end = raw->s + raw->n;
+    size_t commas = 0, any = 0;
+    int depth = 0;
+    while (p < end) {
+        char c = *p;
+        if (c == '"') {
+            p++;
+            while (p < end && *p != '"') p += *p == '\\' ? 2 : 1;
+            p++;
+            if (depth == 1) any = 1;
+            continue;
+        }
+        if (c == '[' || c == '{') { depth++; if (depth == 2) any = 1; }
+        else if (c == ']' || c == '}') depth--;
+        else if (c == ',' && depth == 1) commas++;
+        else if (depth == 1 && c != ' ' && c != '\n' && c != '\r' && c != '\t') any = 1;
+        p++;
+    }
+    return any ? commas + 1 : 0;
+}

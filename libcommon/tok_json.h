@@ -26,6 +26,8 @@ int tj_parse(tj_doc *doc, char *buf, size_t len, lop_err *e);
  * only during the call (strings stay valid: they are unescaped in the buffer). cb returns 0 to
  * go on, nonzero to stop with that value. */
 int tj_raw_members(const tj *raw, int (*cb)(void *ctx, const tj *member), void *ctx, lop_err *e);
+/* Number of members / elements of a TJ_RAW container (a quick scan, for sizing tables). */
+size_t tj_raw_count(const tj *raw);
 int tj_raw_elements(const tj *raw, int (*cb)(void *ctx, uint32_t i, const tj *el), void *ctx, lop_err *e);
 void tj_free(tj_doc *doc);
 const tj *tj_get(const tj *obj, const char *key);         /* NULL if absent or not an object */

@@ -309,7 +309,7 @@ static int parse_post(lop_tokenizer *t, const tj *o, tpost *pp, lop_err *e) {
 }
 
 /* vocab and merges: kept raw by the JSON reader and walked here, one entry at a time */
-typedef struct mctx { lop_tokenizer *t; int32_t maxid; tbuf cat; lop_err *e; } mctx;
+typedef struct mctx { lop_tokenizer *t; int32_t maxid; lop_err *e; } mctx;
 
 static int vocab_cb(void *ctx, const tj *v) {
     mctx *c = ctx;
@@ -320,30 +320,75 @@ static int vocab_cb(void *ctx, const tj *v) {
     return strmap_put(&c->t->vocab, v->key, v->keylen, id) ? lop_fail(c->e, "out of memory") : 0;
 }
 
-/* rank = position; the merged token is a + b without b's continuing-subword prefix */
-static int merge_cb(void *ctx, uint32_t r, const tj *mg) {
-    mctx *c = ctx;
-    lop_tokenizer *t = c->t;
-    const char *a, *b; size_t al, bl;
+/* Merges are read in two passes: the JSON walk collects the (a, b) strings, then the id
+ * lookups (three per merge, the bulk of loading Gemma's 515k merges) run on all cores. */
+typedef struct mraw { const char *a, *b; uint32_t al, bl; } mraw;
+typedef struct mlist { mraw *v; size_t n, cap; lop_err *e; } mlist;
+
+static int merge_collect(void *ctx, uint32_t r, const tj *mg) {
+    mlist *l = ctx;
+    mraw m;
     if (mg->type == TJ_STR) {
         const char *sp = memchr(mg->s, ' ', mg->n);
         if (!sp || memchr(sp + 1, ' ', mg->n - (size_t)(sp + 1 - mg->s)))
-            return lop_fail(c->e, "model.merges[%u]: '%s' is not two tokens separated by one space", r, mg->s);
-        a = mg->s; al = (size_t)(sp - mg->s); b = sp + 1; bl = mg->n - al - 1;
+            return lop_fail(l->e, "model.merges[%u]: '%s' is not two tokens separated by one space", r, mg->s);
+        m.a = mg->s; m.al = (uint32_t)(sp - mg->s); m.b = sp + 1; m.bl = mg->n - m.al - 1;
     } else if (mg->type == TJ_ARR && mg->n == 2 && mg->kids[0].type == TJ_STR && mg->kids[1].type == TJ_STR) {
-        a = mg->kids[0].s; al = mg->kids[0].n; b = mg->kids[1].s; bl = mg->kids[1].n;
-    } else return lop_fail(c->e, "model.merges[%u]: bad merge", r);
-    int32_t ia = strmap_get(&t->vocab, a, al), ib = strmap_get(&t->vocab, b, bl);
-    if (ia < 0 || ib < 0)
-        return lop_fail(c->e, "model.merges[%u]: token '%.*s' not in the vocabulary", r,
-                        (int)(ia < 0 ? al : bl), ia < 0 ? a : b);
-    size_t skip = t->cont_prefix_len < bl ? t->cont_prefix_len : bl;
-    c->cat.len = 0;
-    if (tbuf_put(&c->cat, a, al) || tbuf_put(&c->cat, b + skip, bl - skip)) return lop_fail(c->e, "out of memory");
-    int32_t nid = strmap_get(&t->vocab, c->cat.p, c->cat.len);
-    if (nid < 0)
-        return lop_fail(c->e, "model.merges[%u]: merged token '%.*s' not in the vocabulary", r, (int)c->cat.len, c->cat.p);
-    return pairmap_put(&t->merges, (uint32_t)ia, (uint32_t)ib, r, nid) ? lop_fail(c->e, "out of memory") : 0;
+        m.a = mg->kids[0].s; m.al = mg->kids[0].n; m.b = mg->kids[1].s; m.bl = mg->kids[1].n;
+    } else return lop_fail(l->e, "model.merges[%u]: bad merge", r);
+    if (l->n == l->cap) {
+        size_t nc = l->cap ? l->cap * 2 : 1024;
+        mraw *nv = realloc(l->v, nc * sizeof *nv);
+        if (!nv) return lop_fail(l->e, "out of memory");
+        l->v = nv; l->cap = nc;
+    }
+    l->v[l->n++] = m;
+    return 0;
+}
+
+/* ids of merge i: a, b and a + b (b without the continuing-subword prefix); -1 if absent */
+static void merge_ids(const lop_tokenizer *t, const mraw *m, char *tmp, size_t tmpcap, int32_t out[3]) {
+    out[0] = strmap_get(&t->vocab, m->a, m->al);
+    out[1] = strmap_get(&t->vocab, m->b, m->bl);
+    size_t skip = t->cont_prefix_len < m->bl ? t->cont_prefix_len : m->bl;
+    size_t n = m->al + m->bl - skip;
+    const char *k = tmp;
+    char *big = NULL;
+    if (n > tmpcap) { big = malloc(n); if (!big) { out[2] = -2; return; } k = big; }
+    memcpy((char *)k, m->a, m->al);
+    memcpy((char *)k + m->al, m->b + skip, m->bl - skip);
+    out[2] = strmap_get(&t->vocab, k, n);
+    free(big);
+}
+
+static int build_merges(lop_tokenizer *t, const tj *merges, lop_err *e) {
+    mlist l = {.e = e};
+    size_t cnt = tj_raw_count(merges);
+    if (cnt) { l.v = malloc(cnt * sizeof *l.v); l.cap = cnt; if (!l.v) return lop_fail(e, "out of memory"); }
+    if (tj_raw_elements(merges, merge_collect, &l, e)) { free(l.v); return -1; }
+    int32_t (*ids)[3] = malloc((l.n ? l.n : 1) * sizeof *ids);
+    if (!ids || pairmap_init(&t->merges, (uint32_t)l.n)) { free(ids); free(l.v); return lop_fail(e, "out of memory"); }
+    #pragma omp parallel
+    {
+        char tmp[512];
+        #pragma omp for schedule(static)
+        for (size_t i = 0; i < l.n; i++) merge_ids(t, &l.v[i], tmp, sizeof tmp, ids[i]);
+    }
+    int r = 0;
+    for (size_t i = 0; i < l.n && !r; i++) {
+        const mraw *m = &l.v[i];
+        if (ids[i][0] < 0 || ids[i][1] < 0)
+            r = lop_fail(e, "model.merges[%zu]: token '%.*s' not in the vocabulary", i,
+                         (int)(ids[i][0] < 0 ? m->al : m->bl), ids[i][0] < 0 ? m->a : m->b);
+        else if (ids[i][2] == -2) r = lop_fail(e, "out of memory");
+        else if (ids[i][2] < 0)
+            r = lop_fail(e, "model.merges[%zu]: merged token '%.*s%.*s' not in the vocabulary", i,
+                         (int)m->al, m->a, (int)m->bl, m->b);
+        else if (pairmap_put(&t->merges, (uint32_t)ids[i][0], (uint32_t)ids[i][1], (uint32_t)i, ids[i][2]))
+            r = lop_fail(e, "out of memory");
+    }
+    free(ids); free(l.v);
+    return r;
 }
 
 static int parse_model(lop_tokenizer *t, const tj *m, const tj *added, lop_err *e) {
@@ -360,7 +405,7 @@ static int parse_model(lop_tokenizer *t, const tj *m, const tj *added, lop_err *
     if ((s = tj_str(m, "continuing_subword_prefix", &n)) && n) { t->cont_prefix = dupn(s, n); t->cont_prefix_len = n; }
     if ((s = tj_str(m, "end_of_word_suffix", &n)) && n) { t->eow_suffix = dupn(s, n); t->eow_suffix_len = n; }
     mctx c = {.t = t, .maxid = -1, .e = e};
-    if (strmap_init(&t->vocab, vocab->n / 12 + 16)) return lop_fail(e, "out of memory");
+    if (strmap_init(&t->vocab, (uint32_t)tj_raw_count(vocab) + 16)) return lop_fail(e, "out of memory");
     if (tj_raw_members(vocab, vocab_cb, &c, e)) return -1;
     /* ids span vocab and added tokens */
     if (added && added->type == TJ_ARR)
@@ -417,10 +462,7 @@ static int parse_model(lop_tokenizer *t, const tj *m, const tj *added, lop_err *
             }
         }
     }
-    if (pairmap_init(&t->merges, merges->n / 12 + 16)) return lop_fail(e, "out of memory");
-    int r = tj_raw_elements(merges, merge_cb, &c, e);
-    tbuf_free(&c.cat);
-    return r;
+    return build_merges(t, merges, e);
 }
 
 static int parse_added(lop_tokenizer *t, const tj *added, lop_err *e) {
@@ -487,6 +529,28 @@ static int llama_compat(lop_tokenizer *t, const tj *cfg, lop_err *e) {
     d->kids[3].content = dupn(" ", 1); d->kids[3].clen = 1; d->kids[3].start = 1;
     if (t->dec) { dec_free(t->dec); free(t->dec); }
     t->dec = d;
+    return 0;
+}
+
+/* the pre-tokenizer tree as a list of stages (a Sequence runs its kids in order) */
+static int count_stages(const tpre *p) {
+    if (p->kind != PRE_SEQ) return 1;
+    int n = 0;
+    for (int i = 0; i < p->nkids; i++) n += count_stages(&p->kids[i]);
+    return n;
+}
+static void fill_stages(const tpre *p, const tpre **out, int *k) {
+    if (p->kind != PRE_SEQ) { out[(*k)++] = p; return; }
+    for (int i = 0; i < p->nkids; i++) fill_stages(&p->kids[i], out, k);
+}
+static int flatten_pre(lop_tokenizer *t, lop_err *e) {
+    free(t->stages); t->stages = NULL; t->nstages = 0;
+    if (!t->pre) return 0;
+    int n = count_stages(t->pre), k = 0;
+    t->stages = malloc((size_t)(n ? n : 1) * sizeof *t->stages);
+    if (!t->stages) return lop_fail(e, "out of memory");
+    fill_stages(t->pre, t->stages, &k);
+    t->nstages = k;
     return 0;
 }
 
@@ -578,8 +642,11 @@ int tok_load_ex(lop_tokenizer **out, const char *path, unsigned flags, lop_err *
                 (add_eos && t->eos >= 0 && ids_append(&t->post.post, &t->post.npost, t->eos))) { lop_fail(e, "out of memory"); goto fail; }
         }
     }
+    if (flatten_pre(t, e)) goto wrap;
     if (trie_build(&t->trie_raw, t->added, t->nadded, 0, NULL, e) ||
         trie_build(&t->trie_norm, t->added, t->nadded, 1, t->norm, e)) goto wrap;
+    static uint64_t next_uid;
+    t->uid = __atomic_add_fetch(&next_uid, 1, __ATOMIC_RELAXED);
     t->kind = t->byte_level ? "BPE byte-level" : t->byte_fallback ? "BPE byte-fallback" : "BPE";
     tj_free(&doc); tj_free(&cdoc); free(cbuf);
     *out = t;
@@ -602,6 +669,7 @@ void tok_free(lop_tokenizer *t) {
     free(t->cont_prefix); free(t->eow_suffix);
     if (t->norm) { norm_free(t->norm); free(t->norm); }
     if (t->pre) { pre_free(t->pre); free(t->pre); }
+    free(t->stages);
     if (t->dec) { dec_free(t->dec); free(t->dec); }
     free(t->post.pre); free(t->post.post);
     free(t->added);

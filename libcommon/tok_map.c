@@ -16,7 +16,7 @@ int tbuf_reserve(tbuf *b, size_t extra) {
 }
 int tbuf_put(tbuf *b, const void *s, size_t n) {
     if (tbuf_reserve(b, n + 1)) return -1;
-    memcpy(b->p + b->len, s, n);
+    if (n) memcpy(b->p + b->len, s, n);
     b->len += n;
     return 0;
 }
@@ -87,11 +87,24 @@ static int strmap_grow(strmap *m) {
     return 0;
 }
 
+/* the first 8 bytes of a key, zero padded: most tokens are shorter, so a compare rarely needs
+ * the key's own (cache-cold) memory */
+static inline uint64_t prefix8(const char *k, size_t n) {
+    uint64_t p = 0;
+    memcpy(&p, k, n < 8 ? n : 8);
+    return p;
+}
+
+static inline int key_eq(const sment *en, const char *k, size_t klen, uint64_t pre) {
+    return en->klen == klen && en->pre == pre && (klen <= 8 || !memcmp(en->key + 8, k + 8, klen - 8));
+}
+
 int strmap_put(strmap *m, const char *k, uint32_t klen, int32_t v) {
     uint32_t h = (uint32_t)hash_bytes(k, klen), i = h & m->mask;
+    uint64_t pre = prefix8(k, klen);
     while (m->slot[i].idx1) {
         sment *en = &m->ent[m->slot[i].idx1 - 1];
-        if (m->slot[i].hash == h && en->klen == klen && !memcmp(en->key, k, klen)) { en->val = v; return 0; }
+        if (m->slot[i].hash == h && key_eq(en, k, klen, pre)) { en->val = v; return 0; }
         i = (i + 1) & m->mask;
     }
     if (m->n == m->cap) {
@@ -100,7 +113,7 @@ int strmap_put(strmap *m, const char *k, uint32_t klen, int32_t v) {
         if (!ne) return -1;
         m->ent = ne; m->cap = nc;
     }
-    m->ent[m->n] = (sment){k, klen, v};
+    m->ent[m->n] = (sment){k, klen, v, pre};
     m->slot[i] = (smslot){++m->n, h};
     if ((uint64_t)m->n * 4 > (uint64_t)(m->mask + 1) * 3) return strmap_grow(m);
     return 0;
@@ -108,10 +121,11 @@ int strmap_put(strmap *m, const char *k, uint32_t klen, int32_t v) {
 
 int32_t strmap_get(const strmap *m, const char *k, size_t klen) {
     uint32_t h = (uint32_t)hash_bytes(k, klen), i = h & m->mask;
+    uint64_t pre = prefix8(k, klen);
     while (m->slot[i].idx1) {
         if (m->slot[i].hash == h) {
             const sment *en = &m->ent[m->slot[i].idx1 - 1];
-            if (en->klen == klen && !memcmp(en->key, k, klen)) return en->val;
+            if (key_eq(en, k, klen, pre)) return en->val;
         }
         i = (i + 1) & m->mask;
     }

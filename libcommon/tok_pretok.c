@@ -31,220 +31,182 @@ void tok_bytelevel_init(void) {
 /* for the decoder: char -> byte, -1 if the char is not in the alphabet */
 int tok_bytelevel_byte(uint32_t cp) { return cp < 256 + 68 ? bl_inv[cp] : -1; }
 
-/* Split the piece pc of buf by the matches m (relative to the piece) under behavior. */
-static int split_piece(tbuf *buf, const tpiece *pc, const tmatch *m, size_t nm, int behavior,
-                       int invert, tpvec *out) {
-    /* the alternating (range, is_match) list covering the piece */
-    size_t cap = nm * 2 + 1, k = 0;
-    struct rg { size_t s, e; int match; } *r = malloc(cap * sizeof *r);
-    if (!r) return -1;
-    size_t prev = 0;
-    if (pc->len == 0) r[k++] = (struct rg){0, 0, 0};
-    for (size_t i = 0; i < nm; i++) {
-        if (prev != m[i].s) r[k++] = (struct rg){prev, m[i].s, 0};
-        r[k++] = (struct rg){m[i].s, m[i].e, 1};
-        prev = m[i].e;
-    }
-    if (prev != pc->len) r[k++] = (struct rg){prev, pc->len, 0};
-    if (invert) for (size_t i = 0; i < k; i++) r[i].match = !r[i].match;
+/* ---- the splitter: matches -> pieces under one of HF's five delimiter behaviours ----
+ * Matches arrive left to right; the alternating (range, is_match) list is folded as HF's
+ * SplitDelimiterBehavior does, with one piece of lookahead, and each finished piece goes to
+ * the next stage at once. */
+typedef struct splitter {
+    tok_ctx *c; int stage; size_t base; int at0;
+    int behavior, invert;
+    int has_pend; size_t ps, pe;        /* piece waiting for a possible merge */
+    int prev_match;
+} splitter;
 
-    /* fold per behavior into kept ranges (is_match now means "remove") */
-    size_t nk = 0;
-    struct rg *o = malloc((k + 1) * sizeof *o);
-    if (!o) { free(r); return -1; }
-    switch (behavior) {
-    case SPLIT_REMOVED:
-        for (size_t i = 0; i < k; i++) if (!r[i].match) o[nk++] = r[i];
-        break;
-    case SPLIT_ISOLATED:
-        for (size_t i = 0; i < k; i++) { o[nk] = r[i]; o[nk++].match = 0; }
-        break;
-    case SPLIT_MERGED_PREV: {
-        int pm = 0;
-        for (size_t i = 0; i < k; i++) {
-            if (r[i].match && !pm && nk) o[nk - 1].e = r[i].e;
-            else o[nk++] = (struct rg){r[i].s, r[i].e, 0};
-            pm = r[i].match;
-        }
-        break;
-    }
-    case SPLIT_MERGED_NEXT: {
-        int pm = 0;
-        for (size_t i = k; i-- > 0;) {   /* right to left, then reverse */
-            if (r[i].match && !pm && nk) o[nk - 1].s = r[i].s;
-            else o[nk++] = (struct rg){r[i].s, r[i].e, 0};
-            pm = r[i].match;
-        }
-        for (size_t i = 0; i < nk / 2; i++) { struct rg t = o[i]; o[i] = o[nk - 1 - i]; o[nk - 1 - i] = t; }
-        break;
-    }
-    case SPLIT_CONTIGUOUS: {
-        int pm = 0;
-        for (size_t i = 0; i < k; i++) {
-            if (r[i].match == pm && nk) o[nk - 1].e = r[i].e;
-            else o[nk++] = (struct rg){r[i].s, r[i].e, 0};
-            pm = r[i].match;
-        }
-        break;
-    }
-    }
-    int bad = 0;
-    for (size_t i = 0; i < nk && !bad; i++)
-        if (o[i].e > o[i].s)
-            bad = tpvec_push(out, pc->off + o[i].s, o[i].e - o[i].s, -1, pc->at0 && o[i].s == 0);
-    free(r); free(o);
-    (void)buf;
-    return bad;
+static int emit(splitter *sp, size_t s, size_t e) {
+    if (e <= s) return 0;               /* HF drops empty pieces */
+    return pre_stream(sp->c, sp->stage + 1, sp->base + s, e - s, sp->at0 && s == 0);
 }
 
-/* Every char satisfying pred is its own match (HF's char patterns). */
-static int char_matches(const char *s, size_t n, int (*pred)(uint32_t), tmatch **out, size_t *nout) {
-    size_t cap = 0, cnt = 0;
-    tmatch *m = NULL;
-    for (size_t i = 0; i < n;) {
-        uint32_t cp; int k = u8_dec((const unsigned char *)s + i, &cp);
-        if (pred(cp)) {
-            if (cnt == cap) {
-                size_t nc = cap ? cap * 2 : 64;
-                tmatch *nm = realloc(m, nc * sizeof *nm);
-                if (!nm) { free(m); return -1; }
-                m = nm; cap = nc;
-            }
-            m[cnt++] = (tmatch){i, i + k};
-        }
-        i += k;
+static int element(splitter *sp, size_t s, size_t e, int m) {
+    if (sp->invert) m = !m;
+    int r = 0;
+    switch (sp->behavior) {
+    case SPLIT_REMOVED: if (!m) r = emit(sp, s, e); break;
+    case SPLIT_ISOLATED: r = emit(sp, s, e); break;
+    case SPLIT_MERGED_PREV:
+        if (m && !sp->prev_match && sp->has_pend) sp->pe = e;
+        else { if (sp->has_pend) r = emit(sp, sp->ps, sp->pe); sp->has_pend = 1; sp->ps = s; sp->pe = e; }
+        break;
+    case SPLIT_CONTIGUOUS:
+        if (m == sp->prev_match && sp->has_pend) sp->pe = e;
+        else { if (sp->has_pend) r = emit(sp, sp->ps, sp->pe); sp->has_pend = 1; sp->ps = s; sp->pe = e; }
+        break;
+    case SPLIT_MERGED_NEXT:             /* a delimiter joins the next piece if that is no delimiter */
+        if (sp->has_pend) {
+            if (!m) { r = emit(sp, sp->ps, e); sp->has_pend = 0; }
+            else { r = emit(sp, sp->ps, sp->pe); sp->ps = s; sp->pe = e; }
+        } else if (m) { sp->has_pend = 1; sp->ps = s; sp->pe = e; }
+        else r = emit(sp, s, e);
+        break;
     }
-    *out = m; *nout = cnt;
-    return 0;
+    sp->prev_match = m;
+    return r;
 }
+
+static int finish(splitter *sp) {
+    int r = sp->has_pend ? emit(sp, sp->ps, sp->pe) : 0;
+    sp->has_pend = 0;
+    return r;
+}
+
+/* Where the matches of the current stage come from. */
+typedef struct msrc {
+    int kind;                            /* 0 pattern, 1 numeric chars, 2 space chars */
+    const tpattern *pat; const tregex *re;
+    size_t pos, last;
+} msrc;
 
 static int is_numeric(uint32_t cp) {
     if (cp < 0x80) return cp >= '0' && cp <= '9';
     int c = utf8proc_category((utf8proc_int32_t)cp);
     return c == UTF8PROC_CATEGORY_ND || c == UTF8PROC_CATEGORY_NL || c == UTF8PROC_CATEGORY_NO;
 }
-static int is_space(uint32_t cp) { return u8_is_space(cp); }
 
-/* Append the piece with ' ' replaced by repl (and repl prepended if asked) to buf. */
-static int metaspace(const tpre *p, tbuf *buf, const tpiece *pc, tpvec *out, lop_err *e) {
-    size_t need = pc->len * p->repl_len + p->repl_len + 1;
-    if (tbuf_reserve(buf, need)) return lop_fail(e, "out of memory");
-    const char *s = buf->p + pc->off;      /* stable: reserved above */
+static int next_match(tok_ctx *c, msrc *m, size_t off, size_t n, size_t *ms, size_t *me) {
+    const char *s = c->buf.p + off;      /* re-read: buf may have moved */
+    if (m->kind == 0) {
+        if (m->re) return rx_next(m->re, &c->rx, s, n, &m->pos, &m->last, ms, me, c->e);
+        return tpattern_next(m->pat, &c->rx, s, n, &m->pos, &m->last, ms, me, c->e);
+    }
+    /* every char satisfying the predicate is its own match (HF's char patterns) */
+    while (m->pos < n) {
+        uint32_t cp; int k = u8_dec((const unsigned char *)s + m->pos, &cp);
+        size_t at = m->pos;
+        m->pos += (size_t)k;
+        if (m->kind == 1 ? is_numeric(cp) : u8_is_space(cp)) { *ms = at; *me = at + (size_t)k; return 1; }
+    }
+    return 0;
+}
+
+static int split_stream(tok_ctx *c, int stage, size_t off, size_t n, int at0, msrc *m, int behavior, int invert) {
+    splitter sp = {.c = c, .stage = stage, .base = off, .at0 = at0, .behavior = behavior, .invert = invert};
+    m->pos = 0; m->last = SIZE_MAX;
+    size_t prev = 0, ms, me;
+    int r;
+    while ((r = next_match(c, m, off, n, &ms, &me)) == 1) {
+        if (prev != ms && element(&sp, prev, ms, 0)) return -1;
+        if (element(&sp, ms, me, 1)) return -1;
+        prev = me;
+    }
+    if (r < 0) return -1;
+    if (prev != n && element(&sp, prev, n, 0)) return -1;
+    return finish(&sp);
+}
+
+/* Append buf[off..off+n) with ' ' -> repl (and repl first, per the prepend scheme). */
+static int metaspace(tok_ctx *c, const tpre *p, int stage, size_t off, size_t n, int at0) {
+    tbuf *buf = &c->buf;
+    if (tbuf_reserve(buf, n * p->repl_len + p->repl_len + 1)) return lop_fail(c->e, "out of memory");
+    const char *s = buf->p + off;
     size_t start = buf->len;
     char *w = buf->p + buf->len;
-    int starts_repl = (pc->len && s[0] == ' ') ||
-                      (pc->len >= p->repl_len && !memcmp(s, p->repl, p->repl_len));
+    int starts_repl = (n && s[0] == ' ') || (n >= p->repl_len && !memcmp(s, p->repl, p->repl_len));
     int prepend = p->prepend_scheme == PREPEND_ALWAYS ? !starts_repl
-                : p->prepend_scheme == PREPEND_FIRST ? !starts_repl && pc->at0 : 0;
+                : p->prepend_scheme == PREPEND_FIRST ? !starts_repl && at0 : 0;
     if (prepend) { memcpy(w, p->repl, p->repl_len); w += p->repl_len; }
-    for (size_t i = 0; i < pc->len; i++) {
+    for (size_t i = 0; i < n; i++) {
         if (s[i] == ' ') { memcpy(w, p->repl, p->repl_len); w += p->repl_len; }
         else *w++ = s[i];
     }
     buf->len = (size_t)(w - buf->p);
-    tpiece np = {start, buf->len - start, -1, pc->at0};
-    if (!p->split) return tpvec_push(out, np.off, np.len, -1, np.at0) ? lop_fail(e, "out of memory") : 0;
+    size_t nl = buf->len - start;
+    if (!p->split) return pre_stream(c, stage + 1, start, nl, at0);
     tpattern pat = {.lit = (char *)p->repl, .litlen = p->repl_len};
-    tmatch *m = NULL; size_t nm = 0;
-    if (tpattern_find_all(&pat, buf->p + np.off, np.len, &m, &nm, e)) return -1;
-    int bad = split_piece(buf, &np, m, nm, SPLIT_MERGED_NEXT, 0, out);
-    free(m);
-    return bad ? lop_fail(e, "out of memory") : 0;
+    msrc m = {.kind = 0, .pat = &pat};
+    return split_stream(c, stage, start, nl, at0, &m, SPLIT_MERGED_NEXT, 0);
 }
 
-static int bytelevel(const tpre *p, tbuf *buf, const tpiece *pc0, tpvec *out, lop_err *e) {
-    tpiece pc = *pc0;
-    if (p->add_prefix_space && !(pc.len && buf->p[pc.off] == ' ')) {
-        if (tbuf_reserve(buf, pc.len + 2)) return lop_fail(e, "out of memory");
+/* ByteLevel: optional prefix space, optional GPT-2 split, then bytes -> the byte alphabet. The
+ * mapping is done as the last step of this stage, piece by piece (bl_map). */
+static int bl_map(tok_ctx *c, int stage, size_t off, size_t n, int at0) {
+    tbuf *buf = &c->buf;
+    if (tbuf_reserve(buf, n * 2 + 1)) return lop_fail(c->e, "out of memory");
+    const unsigned char *s = (const unsigned char *)buf->p + off;
+    size_t st = buf->len;
+    char *w = buf->p + buf->len;
+    for (size_t j = 0; j < n; j++) {
+        unsigned b = s[j];
+        w[0] = bl_utf8[b][0];
+        if (bl_len[b] == 2) { w[1] = bl_utf8[b][1]; w += 2; } else w += 1;
+    }
+    buf->len = (size_t)(w - buf->p);
+    int r = pre_stream(c, stage + 1, st, buf->len - st, at0);
+    buf->len = st;
+    return r;
+}
+
+static int bytelevel(tok_ctx *c, const tpre *p, int stage, size_t off, size_t n, int at0) {
+    tbuf *buf = &c->buf;
+    if (p->add_prefix_space && !(n && buf->p[off] == ' ')) {
+        if (tbuf_reserve(buf, n + 2)) return lop_fail(c->e, "out of memory");
         size_t st = buf->len;
         buf->p[buf->len++] = ' ';
-        memcpy(buf->p + buf->len, buf->p + pc.off, pc.len);
-        buf->len += pc.len;
-        pc.off = st; pc.len += 1;
+        memcpy(buf->p + buf->len, buf->p + off, n);
+        buf->len += n;
+        off = st; n += 1;
     }
-    tpvec parts = {0};
-    if (p->use_regex) {
-        tmatch *m = NULL; size_t nm = 0;
-        if (tregex_find_all(g_bytelevel_re, buf->p + pc.off, pc.len, &m, &nm, e)) return -1;
-        int bad = split_piece(buf, &pc, m, nm, SPLIT_ISOLATED, 0, &parts);
-        free(m);
-        if (bad) { tpvec_free(&parts); return lop_fail(e, "out of memory"); }
-    } else if (tpvec_push(&parts, pc.off, pc.len, -1, pc.at0)) return lop_fail(e, "out of memory");
-    for (size_t i = 0; i < parts.n; i++) {
-        tpiece q = parts.v[i];
-        if (tbuf_reserve(buf, q.len * 2 + 1)) { tpvec_free(&parts); return lop_fail(e, "out of memory"); }
-        const unsigned char *s = (const unsigned char *)buf->p + q.off;
-        size_t st = buf->len;
-        char *w = buf->p + buf->len;
-        for (size_t j = 0; j < q.len; j++) {
-            unsigned b = s[j];
-            w[0] = bl_utf8[b][0];
-            if (bl_len[b] == 2) { w[1] = bl_utf8[b][1]; w += 2; } else w += 1;
-        }
-        buf->len = (size_t)(w - buf->p);
-        if (tpvec_push(out, st, buf->len - st, -1, q.at0)) { tpvec_free(&parts); return lop_fail(e, "out of memory"); }
+    if (!p->use_regex) return bl_map(c, stage, off, n, at0);
+    /* GPT-2 split (Isolated): each piece is mapped by a pseudo-stage that calls bl_map */
+    size_t pos = 0, last = SIZE_MAX, prev = 0, ms, me;
+    int r;
+    while ((r = rx_next(g_bytelevel_re, &c->rx, c->buf.p + off, n, &pos, &last, &ms, &me, c->e)) == 1) {
+        if (prev != ms && bl_map(c, stage, off + prev, ms - prev, at0 && prev == 0)) return -1;
+        if (me > ms && bl_map(c, stage, off + ms, me - ms, at0 && ms == 0)) return -1;
+        prev = me;
     }
-    tpvec_free(&parts);
+    if (r < 0) return -1;
+    if (prev < n) return bl_map(c, stage, off + prev, n - prev, at0 && prev == 0);
     return 0;
 }
 
-static int one(const tpre *p, tbuf *buf, const tpiece *pc, tpvec *out, lop_err *e) {
-    tmatch *m = NULL; size_t nm = 0;
-    int bad;
+int pre_stream(tok_ctx *c, int stage, size_t off, size_t len, int at0) {
+    const lop_tokenizer *t = c->t;
+    if (stage >= t->nstages) return bpe_word(t, c->buf.p + off, len, &c->out, c->sc, c->e);
+    const tpre *p = t->stages[stage];
+    size_t mark = c->buf.len;             /* what this stage appends is dropped when done */
+    int r;
+    msrc m = {0};
     switch (p->kind) {
-    case PRE_SPLIT:
-        if (tpattern_find_all(&p->pat, buf->p + pc->off, pc->len, &m, &nm, e)) return -1;
-        bad = split_piece(buf, pc, m, nm, p->behavior, p->invert, out);
-        free(m);
-        return bad ? lop_fail(e, "out of memory") : 0;
-    case PRE_DIGITS:
-        if (char_matches(buf->p + pc->off, pc->len, is_numeric, &m, &nm)) return lop_fail(e, "out of memory");
-        bad = split_piece(buf, pc, m, nm, p->individual_digits ? SPLIT_ISOLATED : SPLIT_CONTIGUOUS, 0, out);
-        free(m);
-        return bad ? lop_fail(e, "out of memory") : 0;
-    case PRE_WSSPLIT:
-        if (char_matches(buf->p + pc->off, pc->len, is_space, &m, &nm)) return lop_fail(e, "out of memory");
-        bad = split_piece(buf, pc, m, nm, SPLIT_REMOVED, 0, out);
-        free(m);
-        return bad ? lop_fail(e, "out of memory") : 0;
-    case PRE_WHITESPACE:
-        if (tpattern_find_all(&p->pat, buf->p + pc->off, pc->len, &m, &nm, e)) return -1;
-        bad = split_piece(buf, pc, m, nm, SPLIT_REMOVED, 1, out);
-        free(m);
-        return bad ? lop_fail(e, "out of memory") : 0;
-    case PRE_METASPACE: return metaspace(p, buf, pc, out, e);
-    case PRE_BYTELEVEL: return bytelevel(p, buf, pc, out, e);
+    case PRE_SPLIT: m.pat = &p->pat; m.re = p->pat.re; r = split_stream(c, stage, off, len, at0, &m, p->behavior, p->invert); break;
+    case PRE_WHITESPACE: m.re = p->pat.re; r = split_stream(c, stage, off, len, at0, &m, SPLIT_REMOVED, 1); break;
+    case PRE_DIGITS: m.kind = 1; r = split_stream(c, stage, off, len, at0, &m, p->individual_digits ? SPLIT_ISOLATED : SPLIT_CONTIGUOUS, 0); break;
+    case PRE_WSSPLIT: m.kind = 2; r = split_stream(c, stage, off, len, at0, &m, SPLIT_REMOVED, 0); break;
+    case PRE_METASPACE: r = metaspace(c, p, stage, off, len, at0); break;
+    case PRE_BYTELEVEL: r = bytelevel(c, p, stage, off, len, at0); break;
+    default: r = lop_fail(c->e, "internal: bad pre-tokenizer");
     }
-    return lop_fail(e, "internal: bad pre-tokenizer");
-}
-
-int pre_apply(const tpre *p, tbuf *buf, tpvec *in, tpvec *out, lop_err *e) {
-    if (p->kind == PRE_SEQ) {
-        tpvec a = {0}, b = {0};
-        for (size_t i = 0; i < in->n; i++)
-            if (tpvec_push(&a, in->v[i].off, in->v[i].len, in->v[i].id, in->v[i].at0)) goto oom;
-        for (int k = 0; k < p->nkids; k++) {
-            b.n = 0;
-            if (pre_apply(&p->kids[k], buf, &a, &b, e)) { tpvec_free(&a); tpvec_free(&b); return -1; }
-            tpvec t = a; a = b; b = t;
-        }
-        for (size_t i = 0; i < a.n; i++)
-            if (tpvec_push(out, a.v[i].off, a.v[i].len, a.v[i].id, a.v[i].at0)) goto oom;
-        tpvec_free(&a); tpvec_free(&b);
-        return 0;
-    oom:
-        tpvec_free(&a); tpvec_free(&b);
-        return lop_fail(e, "out of memory");
-    }
-    for (size_t i = 0; i < in->n; i++) {
-        if (in->v[i].id >= 0) {
-            if (tpvec_push(out, in->v[i].off, in->v[i].len, in->v[i].id, in->v[i].at0)) return lop_fail(e, "out of memory");
-            continue;
-        }
-        tpiece pc = in->v[i];
-        if (one(p, buf, &pc, out, e)) return -1;
-    }
-    return 0;
+    c->buf.len = mark;
+    return r;
 }
 
 void pre_free(tpre *p) {

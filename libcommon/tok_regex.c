@@ -105,65 +105,70 @@ static int push_match(tmatch **out, size_t *n, size_t *cap, size_t s, size_t e) 
     return 0;
 }
 
-int tregex_find_all(const tregex *r, const char *s, size_t n, tmatch **out, size_t *nout, lop_err *e) {
-    size_t cap = 0, cnt = 0, pos = 0, last_end = (size_t)-1;
-    tmatch *m = NULL;
-    pcre2_match_data *md = pcre2_match_data_create_from_pattern(r->code, NULL);
-    pcre2_match_context *mc = NULL;
-    pcre2_jit_stack *js = NULL;
-    int use_jit = r->jit;
-    if (!md) return lop_fail(e, "out of memory");
-    while (pos <= n) {
-        int rc = use_jit
-            ? pcre2_jit_match(r->code, (PCRE2_SPTR)s, n, pos, 0, md, mc)
-            : pcre2_match(r->code, (PCRE2_SPTR)s, n, pos, PCRE2_NO_UTF_CHECK, md, mc);
-        if (rc == PCRE2_ERROR_JIT_STACKLIMIT && !js) {
-            /* a long piece with heavy backtracking: give the JIT a bigger stack and retry */
-            mc = pcre2_match_context_create(NULL);
-            js = pcre2_jit_stack_create(64 * 1024, 64 * 1024 * 1024, NULL);
-            if (!mc || !js) { rc = PCRE2_ERROR_NOMEMORY; }
-            else { pcre2_jit_stack_assign(mc, NULL, js); continue; }
+void rx_scratch_free(rx_scratch *x) {
+    pcre2_match_data_free(x->md);
+    pcre2_match_context_free(x->mc);
+    pcre2_jit_stack_free(x->js);
+    x->md = x->mc = x->js = NULL;
+}
+
+int rx_next(const tregex *r, rx_scratch *x, const char *s, size_t n, size_t *pos, size_t *last,
+            size_t *ms, size_t *me, lop_err *e) {
+    if (!x->md && !(x->md = pcre2_match_data_create(1, NULL))) return lop_fail(e, "out of memory");
+    while (*pos <= n) {
+        int rc = r->jit
+            ? pcre2_jit_match(r->code, (PCRE2_SPTR)s, n, *pos, 0, x->md, x->mc)
+            : pcre2_match(r->code, (PCRE2_SPTR)s, n, *pos, PCRE2_NO_UTF_CHECK, x->md, x->mc);
+        if (rc == PCRE2_ERROR_JIT_STACKLIMIT && !x->js) {
+            /* a long piece with deep backtracking: a bigger JIT stack, then retry */
+            x->mc = pcre2_match_context_create(NULL);
+            x->js = pcre2_jit_stack_create(64 * 1024, 256 * 1024 * 1024, NULL);
+            if (!x->mc || !x->js) return lop_fail(e, "out of memory");
+            pcre2_jit_stack_assign(x->mc, NULL, x->js);
+            continue;
         }
-        if (rc == PCRE2_ERROR_NOMATCH) break;
+        if (rc == PCRE2_ERROR_NOMATCH) return 0;
         if (rc < 0) {
             PCRE2_UCHAR msg[256];
             pcre2_get_error_message(rc, msg, sizeof msg);
-            free(m); pcre2_match_data_free(md); pcre2_match_context_free(mc); pcre2_jit_stack_free(js);
             return lop_fail(e, "regex match failed: %s", (char *)msg);
         }
-        PCRE2_SIZE *ov = pcre2_get_ovector_pointer(md);
-        size_t ms = ov[0], me = ov[1];
-        if (ms == me && last_end == me) {
-            if (pos >= n) break;
-            pos += u8_len((unsigned char)s[pos]);
+        PCRE2_SIZE *ov = pcre2_get_ovector_pointer(x->md);
+        size_t a = ov[0], b = ov[1];
+        if (a == b && *last == b) {          /* empty match where the last one ended */
+            if (*pos >= n) return 0;
+            *pos += (size_t)u8_len((unsigned char)s[*pos]);
             continue;
         }
-        if (push_match(&m, &cnt, &cap, ms, me)) {
-            free(m); pcre2_match_data_free(md); pcre2_match_context_free(mc); pcre2_jit_stack_free(js);
-            return lop_fail(e, "out of memory");
-        }
-        pos = me; last_end = me;
+        *ms = a; *me = b;
+        *pos = b; *last = b;
+        if (a == b && b >= n) *pos = n + 1;  /* an empty match at the very end is the last */
+        return 1;
     }
-    pcre2_match_data_free(md);
-    pcre2_match_context_free(mc);
-    pcre2_jit_stack_free(js);
-    *out = m; *nout = cnt;
     return 0;
 }
 
+int tpattern_next(const tpattern *p, rx_scratch *x, const char *s, size_t n, size_t *pos, size_t *last,
+                  size_t *ms, size_t *me, lop_err *e) {
+    if (p->re) return rx_next(p->re, x, s, n, pos, last, ms, me, e);
+    (void)last; (void)e;
+    if (!p->litlen || *pos + p->litlen > n) return 0;
+    const char *f = memmem(s + *pos, n - *pos, p->lit, p->litlen);
+    if (!f) return 0;
+    *ms = (size_t)(f - s); *me = *ms + p->litlen;
+    *pos = *me;
+    return 1;
+}
+
 int tpattern_find_all(const tpattern *p, const char *s, size_t n, tmatch **out, size_t *nout, lop_err *e) {
-    if (p->re) return tregex_find_all(p->re, s, n, out, nout, e);
-    size_t cap = 0, cnt = 0, pos = 0;
+    size_t cap = 0, cnt = 0, pos = 0, last = SIZE_MAX, ms, me;
     tmatch *m = NULL;
-    if (p->litlen) {
-        while (pos + p->litlen <= n) {
-            const char *f = memmem(s + pos, n - pos, p->lit, p->litlen);
-            if (!f) break;
-            size_t st = (size_t)(f - s);
-            if (push_match(&m, &cnt, &cap, st, st + p->litlen)) { free(m); return lop_fail(e, "out of memory"); }
-            pos = st + p->litlen;
-        }
-    }
+    rx_scratch x = {0};
+    int r;
+    while ((r = tpattern_next(p, &x, s, n, &pos, &last, &ms, &me, e)) == 1)
+        if (push_match(&m, &cnt, &cap, ms, me)) { r = lop_fail(e, "out of memory"); break; }
+    rx_scratch_free(&x);
+    if (r < 0) { free(m); return -1; }
     *out = m; *nout = cnt;
     return 0;
 }

@@ -10,6 +10,19 @@ setup() { need_shared; }
   [ "$status" -eq 0 ]
 }
 
+@test "an independent Python tokenizer (tests/tok/reference.py) agrees on edge cases and WikiText lines" {
+  python3 -c "import regex" 2>/dev/null || skip "python3 regex module absent"
+  tmp=$(scratch)
+  python3 "$ROOT/tests/tok/edge_texts.py" > "$tmp/edge.jsonl"
+  python3 -c "
+import json
+ls = [l for l in open('$SHARED/data/wikitext-2-raw/wiki.test.raw', encoding='utf-8') if l.strip() and len(l) < 250]
+for l in ls[::len(ls) // 40][:40]: print(json.dumps({'text': l}))" >> "$tmp/edge.jsonl"
+  run python3 "$ROOT/tests/tok/reference.py" "$BIN/lm-tok" "$SHARED" "$tmp/edge.jsonl"
+  echo "$output"
+  [ "$status" -eq 0 ]
+}
+
 @test "whole input is one text: {ids, tokens}" {
   run bash -c "printf 'Hello world' | lm-tok -m '$MODELS/qwen3-tiny'"
   [ "$status" -eq 0 ]

@@ -377,10 +377,8 @@ int res_merge(res_set *out, res_set *in, int n, lop_err *e) {
         qsort(v, (size_t)t->n, sizeof(dv), by_id);
         for (int d = 0; d < t->n; d++) {
             if (d && v[d].id == v[d - 1].id) {
-                free(v);
-                int id = t->doc_id[d];
-                (void)id;
                 lop_fail(e, "task %s: document %d appears in two files (overlapping shards?)", t->name, v[d].id);
+                free(v);
                 res_free(out);
                 return -1;
             }
