@@ -54,6 +54,23 @@ for i in range(3000): print(json.dumps({'text': 'line %d: ' % i + 'abc ' * (i % 
   [ "$output" = '{"count":3}' ]
 }
 
+@test "split_special_tokens in tokenizer_config: special tokens are plain text, other added tokens still match" {
+  tmp=$(scratch)
+  cp "$MODELS/qwen3-tiny/tokenizer.json" "$tmp/"
+  python3 -c "
+import json; c = json.load(open('$MODELS/qwen3-tiny/tokenizer_config.json')); c['split_special_tokens'] = True
+json.dump(c, open('$tmp/tokenizer_config.json', 'w'))"
+  ids=$(python3 -c "
+import json; t = json.load(open('$MODELS/qwen3-tiny/tokenizer.json'))
+a = {x['content']: x['id'] for x in t['added_tokens']}; print(a['<|im_end|>'], a['<think>'])")
+  set -- $ids
+  run bash -c "printf 'a<|im_end|>b<think>' | lm-tok -m '$tmp' --ids-only"
+  [[ "$output" != *"$1"* ]]
+  [[ "$output" == *"$2]}" ]]
+  run bash -c "printf 'a<|im_end|>b<think>' | lm-tok -m '$MODELS/qwen3-tiny' --ids-only"
+  [[ "$output" == *",$1,"* ]]
+}
+
 @test "--decode round trip, --skip-special" {
   ids=$(printf 'Hello world' | lm-tok -m "$MODELS/gemma3-tiny" --ids-only)
   run bash -c "echo '$ids' | lm-tok -m '$MODELS/gemma3-tiny' --decode"
