@@ -57,9 +57,9 @@ rm -f "$W/drop.safetensors" "$W/merge.safetensors"
 G=$M/gemma-3-270m
 data=$W/wiki-64k.txt
 head -c 300000 "$SHARED/data/wikitext-2-raw/wiki.test.raw" > "$data"
-layer-score -q -m "$G" --data "$data" --samples 128 --ctx 512 > "$W/bi.jsonl" 2>/dev/null   # warm
-read s k <<< "$(measure layer-score -q -m "$G" --data "$data" --samples 128 --ctx 512)"
-tok=$(layer-score -q -m "$G" --data "$data" --samples 128 --ctx 512 --metric bi | tail -1 | python3 -c 'import json,sys; print(json.load(sys.stdin)["tokens"])')
+/usr/bin/time -f "%e %M" -o "$W/time.txt" layer-score -q -m "$G" --data "$data" --samples 128 --ctx 512 > "$W/bi.jsonl" 2>/dev/null
+read s k < "$W/time.txt"
+tok=$(tail -1 "$W/bi.jsonl" | python3 -c 'import json,sys; print(json.load(sys.stdin)["tokens"])')
 /usr/bin/time -f "%e %M" -o "$W/time.txt" ppl -q -m "$G" --ctx 512 "$data" > "$W/ppl.json" 2>/dev/null
 read ps pk < "$W/time.txt"
 python3 - "$s" "$k" "$tok" "$ps" "$pk" "$W/ppl.json" <<'PY'
