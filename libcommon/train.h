@@ -97,6 +97,12 @@ int tr_forward_backward(tr_model *m, const tr_batch *b, float gscale, tr_loss_fn
 /* Forward only (evaluation): the loss sum and scored rows (no dropout). */
 int tr_eval_batch(tr_model *m, const tr_batch *b, tr_loss_fn loss, void *ctx, tr_stats *st,
                   lop_err *e);
+/* Teachers (kd-train; additive): a forward without the head that keeps the final normed hidden
+ * states, then the final logits out[n, V] (softcapped) of rows row0..row0+n-1 of that forward.
+ * A frozen teacher: tr_open with lora_rank 1 and lora_targets 0 (no adapter, nothing trainable,
+ * matrices stay memory-mapped) and recompute 1 (one layer's activations at a time). */
+int tr_forward_hidden(tr_model *m, const tr_batch *b, lop_err *e);
+int tr_head_rows(tr_model *m, int64_t row0, int n, float *out, lop_err *e);
 /* Sum of squares of every trainable gradient (global norm = sqrt). */
 double tr_grad_sumsq(const tr_model *m);
 /* Scale gradients by clip (1: none), then AdamW step t (1-based) with learning rate lr. */

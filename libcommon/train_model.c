@@ -706,3 +706,27 @@ double tr_step_flops(const tr_model *m, int64_t n, int T) {
     double att = 3.0 * 4.0 * T * c->head_dim * c->n_heads * c->n_layers;
     return (6.0 * mat + att) * (double)n;
 }
+
+/* ---------------------------------------------------------------- teachers (kd-train, additive) */
+
+int tr_forward_hidden(tr_model *m, const tr_batch *b, lop_err *e) {
+    tr_priv *q = P(m);
+    q->dropout_on = 0;
+    if (forward(m, b, e)) return -1;
+    tr_rmsnorm_forward(q->xn_final, q->rstd_final, q->x_final, Wv(m, q->fnorm), q->N,
+                       m->cfg.hidden, (float)m->cfg.eps, m->cfg.gemma);
+    return 0;
+}
+
+int tr_head_rows(tr_model *m, int64_t row0, int n, float *out, lop_err *e) {
+    tr_priv *q = P(m);
+    int C = m->cfg.hidden, V = m->cfg.vocab;
+    if (row0 < 0 || n < 0 || row0 + n > q->N)
+        return lop_fail(e, "internal: head rows %lld..%lld outside the last forward's %d rows",
+                        (long long)row0, (long long)row0 + n - 1, q->N);
+    if (!n) return 0;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, V, C, 1.0f,
+                q->xn_final + (size_t)row0 * C, C, m->p[q->head].w, C, 0.0f, out, V);
+    if (m->cfg.final_softcap > 0) tr_softcap_forward(out, (size_t)n * V, (float)m->cfg.final_softcap);
+    return 0;
+}

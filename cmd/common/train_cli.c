@@ -1,0 +1,259 @@
+/* train_cli.c — the training tools' shared options and step loop (see train_cli.h). The options,
+ * defaults and JSON lines are heal-sft's, so every training tool reads and reports alike. */
+#include "train_cli.h"
+#include "fsutil.h"
+#include <dirent.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void train_args_init(train_args *a) {
+    memset(a, 0, sizeof *a);
+    a->seq = 512; a->batch = 1; a->accum = 1; a->shuffle = 1; a->keep_sparse = 1;
+    a->epochs = 1; a->lr = -1; a->wd = 0.01; a->b1 = 0.9; a->b2 = 0.999; a->eps = 1e-8; a->clip = 1.0;
+    a->lalpha = -1; a->sched = SCHED_COSINE; a->targets = 0x7f;
+}
+
+static char *read_template(const char *s) {
+    if (s[0] != '@') return strdup(s);
+    char *b; size_t n; lop_err e;
+    if (fs_read_all(s + 1, &b, &n, &e)) die_err(&e);
+    return b;
+}
+
+int train_cli_opt(train_args *a, int c, const char *arg) {
+    lop_err e;
+    switch (c) {
+    case 'm': a->model = arg; break;
+    case 'o': a->out = arg; break;
+    case TO_DATA: a->data = arg; break;
+    case TO_EVAL: a->eval = arg; break;
+    case TO_TMPL: free(a->tmpl); a->tmpl = read_template(arg); break;
+    case TO_SEQ: a->seq = (int)opt_int("--seq-len", arg, 1, 1 << 20); break;
+    case TO_NOSHUF: a->shuffle = 0; break;
+    case TO_BATCH: a->batch = (int)opt_int("--batch", arg, 1, 1 << 16); break;
+    case TO_ACC: a->accum = (int)opt_int("--grad-accum", arg, 1, 1 << 16); break;
+    case TO_EPOCHS: a->epochs = opt_double("--epochs", arg, 1e-9, 1e6); break;
+    case TO_STEPS: a->steps = opt_int("--steps", arg, 1, 1ll << 40); break;
+    case TO_LR: a->lr = opt_double("--lr", arg, 0, 10); break;
+    case TO_SCHED:
+        if (sched_parse(arg, &a->sched)) die_usage("--schedule: '%s' is not constant, linear or cosine", arg);
+        break;
+    case TO_WARM: a->warmup = opt_int("--warmup", arg, 0, 1ll << 40); break;
+    case TO_WD: a->wd = opt_double("--weight-decay", arg, 0, 10); break;
+    case TO_B1: a->b1 = opt_double("--beta1", arg, 0, 0.999999999); break;
+    case TO_B2: a->b2 = opt_double("--beta2", arg, 0, 0.999999999); break;
+    case TO_EPS: a->eps = opt_double("--adam-eps", arg, 0, 1); break;
+    case TO_CLIP: a->clip = opt_double("--clip", arg, 0, 1e9); break;
+    case TO_RECOMP: a->recompute = 1; break;
+    case TO_NOSPARSE: a->keep_sparse = 0; break;
+    case TO_LRANK: a->lrank = (int)opt_int("--lora-rank", arg, 1, 65536); break;
+    case TO_LALPHA: a->lalpha = opt_double("--lora-alpha", arg, 1e-9, 1e9); break;
+    case TO_LTGT: if (tr_parse_targets(arg, &a->targets, &e)) die_usage("--lora-targets: %s", e.msg); break;
+    case TO_LDROP: a->ldrop = opt_double("--lora-dropout", arg, 0, 0.99); break;
+    case TO_MERGE: a->merge = 1; break;
+    case TO_SAVE: a->save_every = opt_int("--save-every", arg, 1, 1ll << 40); break;
+    case TO_CKPT: a->ckpt_dir = arg; break;
+    case TO_RESUME: a->resume = arg; break;
+    case TO_EVERY: a->eval_every = opt_int("--eval-every", arg, 1, 1ll << 40); break;
+    default: return 0;
+    }
+    return 1;
+}
+
+void train_cli_check(train_args *a, int need_out) {
+    if (!a->model) die_usage("-m/--model is required");
+    if (!a->data) die_usage("--data is required");
+    if (need_out) {
+        if (!a->out) die_usage("-o/--output is required");
+        if (!strcmp(a->out, "-")) die_usage("-o: a folder is required (not stdout)");
+    }
+    if (a->merge && !a->lrank) die_usage("--merge-lora needs --lora-rank");
+    if (a->lr < 0) a->lr = a->lrank ? 2e-4 : 2e-5;
+    if (a->lalpha < 0) a->lalpha = 2.0 * a->lrank;
+    if (!a->ckpt_dir && a->out) {
+        snprintf(a->ckpt_buf, sizeof a->ckpt_buf, "%s.ckpt", a->out);
+        a->ckpt_dir = a->ckpt_buf;
+    }
+}
+
+tr_data *train_cli_data(const train_args *a, const char *path, const lop_tokenizer *tok,
+                        const lop_config *cfg, int shuffle) {
+    tr_data_opts o = {a->seq, a->tmpl, shuffle, g_opt.seed, cfg->bos_id, cfg->eos_id, cfg->pad_id};
+    tr_data *d;
+    lop_err e;
+    if (tr_data_load(&d, path, tok, &o, &e)) die_err(&e);
+    if (tr_data_blocks(d) < 1) die(1, "%s: no training sequences in the data", path);
+    return d;
+}
+
+int64_t train_cli_total_steps(const train_args *a, const tr_data *d) {
+    int64_t per_step = (int64_t)a->batch * a->accum;
+    int64_t total = a->steps ? a->steps
+                  : (int64_t)ceil(a->epochs * (double)tr_data_blocks(d) / (double)per_step);
+    return total < 1 ? 1 : total;
+}
+
+void train_cli_open(const train_args *a, train_run *r) {
+    memset(r, 0, sizeof *r);
+    lop_err e, te;
+    tr_opts to = TR_OPTS_DEFAULT;
+    to.lora_rank = a->lrank; to.lora_alpha = a->lalpha; to.lora_dropout = a->ldrop;
+    to.lora_targets = a->targets; to.keep_sparsity = a->keep_sparse; to.recompute = a->recompute;
+    if (tr_open(&r->m, a->model, &to, g_opt.seed, &e)) die_err(&e);
+    const char *tokdir = r->m->st->source_dir ? r->m->st->source_dir : a->model;
+    if (tok_load(&r->tok, tokdir, &te)) r->tok = NULL;
+    tr_data_opts dopt = {a->seq, a->tmpl, a->shuffle, g_opt.seed, r->m->cfg.bos_id,
+                         r->m->cfg.eos_id, r->m->cfg.pad_id};
+    if (tr_data_load(&r->data, a->data, r->tok, &dopt, &e)) {
+        if (!r->tok && strstr(e.msg, "tokenizer")) die(1, "%s (%s)", e.msg, te.msg);
+        die_err(&e);
+    }
+    if (tr_data_blocks(r->data) < 1) die(1, "%s: no training sequences in the data", a->data);
+    if (a->eval) {
+        tr_data_opts eo = dopt; eo.shuffle = 0;
+        if (tr_data_load(&r->eval, a->eval, r->tok, &eo, &e)) die_err(&e);
+    }
+    r->per_step = (int64_t)a->batch * a->accum;
+    r->total = train_cli_total_steps(a, r->data);
+}
+
+void train_cli_close(train_run *r) {
+    tr_data_free(r->data); tr_data_free(r->eval);
+    if (r->tok) tok_free(r->tok);
+    tr_free(r->m);
+    memset(r, 0, sizeof *r);
+}
+
+static void eval_run(tr_model *m, tr_data *d, int B, int64_t step) {
+    int32_t *ids = NULL, *tg = NULL; size_t cap = 0;
+    tr_stats st = {0, 0};
+    lop_err e;
+    int64_t nb = tr_data_blocks(d);
+    for (int64_t g = 0; g < nb; g += B) {
+        int T, bb = (int)(nb - g < B ? nb - g : B);
+        if (tr_data_batch(d, g, bb, &ids, &tg, &cap, &T, &e) < 0) die_err(&e);
+        tr_batch b = {bb, T, ids, tg};
+        if (tr_eval_batch(m, &b, NULL, NULL, &st, &e)) die_err(&e);
+    }
+    free(ids); free(tg);
+    double l = st.scored ? st.loss_sum / st.scored : 0;
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddNumberToObject(o, "step", (double)step);
+    cJSON_AddNumberToObject(o, "eval_loss", l);
+    cJSON_AddNumberToObject(o, "eval_ppl", exp(l));
+    cJSON_AddNumberToObject(o, "eval_tokens", (double)st.scored);
+    emit(o);
+}
+
+/* the newest DIR/step-N, or DIR itself when it holds state.json */
+static char *find_ckpt(const char *dir) {
+    char p[4096];
+    snprintf(p, sizeof p, "%s/state.json", dir);
+    if (fs_is_file(p)) return strdup(dir);
+    DIR *d = opendir(dir);
+    if (!d) die(1, "%s: no checkpoint here", dir);
+    long best = -1;
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        long s; char tail;
+        if (sscanf(de->d_name, "step-%ld%c", &s, &tail) == 1 && s > best) best = s;
+    }
+    closedir(d);
+    if (best < 0) die(1, "%s: no checkpoint here (no state.json, no step-N folder)", dir);
+    snprintf(p, sizeof p, "%s/step-%ld", dir, best);
+    return strdup(p);
+}
+
+void train_cli_loop(const train_args *a, train_run *r, const train_hooks *h) {
+    tr_model *m = r->m;
+    lop_err e;
+    int64_t total = r->total, per_step = r->per_step, start = 0;
+    if (a->resume) {
+        char *dir = find_ckpt(a->resume), *js = NULL;
+        if (tr_ckpt_load(m, dir, &js, &e)) die_err(&e);
+        cJSON *st = cJSON_Parse(js);
+        cJSON *s = cJSON_GetObjectItem(st, "step"), *tt = cJSON_GetObjectItem(st, "total_steps");
+        if (!cJSON_IsNumber(s)) die(1, "%s/state.json: no step", dir);
+        start = (int64_t)s->valuedouble;
+        if (cJSON_IsNumber(tt) && !a->steps) total = r->total = (int64_t)tt->valuedouble;
+        note("resuming from %s at step %lld", dir, (long long)start);
+        cJSON_Delete(st); free(js); free(dir);
+    }
+    adamw_hp hp = {a->b1, a->b2, a->eps, a->wd};
+    int32_t **ids = calloc(a->accum, sizeof *ids), **tg = calloc(a->accum, sizeof *tg);
+    size_t *cap = calloc(a->accum, sizeof *cap);
+    int *Ts = calloc(a->accum, sizeof *Ts);
+    if (!ids || !tg || !cap || !Ts) die(1, "out of memory");
+    progress pr;
+    progress_start(&pr, h->what, (double)total, "steps");
+    double t_start = now_seconds();
+    int64_t tokens_done = 0;
+    for (int64_t step = start + 1; step <= total; step++) {
+        double t0 = now_seconds();
+        int64_t g0 = (step - 1) * per_step, scored = 0, toks = 0;
+        for (int k = 0; k < a->accum; k++) {
+            int64_t s = tr_data_batch(r->data, g0 + (int64_t)k * a->batch, a->batch, &ids[k], &tg[k],
+                                      &cap[k], &Ts[k], &e);
+            if (s < 0) die_err(&e);
+            scored += s;
+            toks += (int64_t)a->batch * Ts[k];
+        }
+        tr_zero_grad(m);
+        tr_stats st = {0, 0};
+        float gscale = scored ? 1.0f / (float)scored : 0.0f;
+        for (int k = 0; k < a->accum; k++) {
+            tr_batch b = {a->batch, Ts[k], ids[k], tg[k]};
+            if (h->before_batch && h->before_batch(h->batch_user, &b, g0 + (int64_t)k * a->batch, &e))
+                die_err(&e);
+            uint64_t dseed = g_opt.seed * 0x9e3779b97f4a7c15ull + (uint64_t)step * 131 + k;
+            if (tr_forward_backward(m, &b, gscale, h->loss, h->loss_ctx, dseed, &st, &e)) {
+                if (h->loss_failed && *h->loss_failed) die_err(h->loss_err);
+                die_err(&e);
+            }
+        }
+        double norm = sqrt(tr_grad_sumsq(m));
+        if (!isfinite(norm)) die(1, "step %lld: gradient norm is not finite", (long long)step);
+        double lr = sched_lr(a->sched, a->lr, step - 1, a->warmup, total);
+        tr_adamw_step(m, lr, &hp, step, clip_factor(norm, a->clip));
+        double dt = now_seconds() - t0;
+        tokens_done += toks;
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddNumberToObject(o, "step", (double)step);
+        cJSON_AddNumberToObject(o, "loss", st.scored ? st.loss_sum / st.scored : 0);
+        if (h->step_fields) h->step_fields(h->user, o, &st);
+        cJSON_AddNumberToObject(o, "lr", lr);
+        cJSON_AddNumberToObject(o, "grad_norm", norm);
+        cJSON_AddNumberToObject(o, "tokens", (double)toks);
+        cJSON_AddNumberToObject(o, "tokens_per_s", dt > 0 ? toks / dt : 0);
+        emit(o);
+        progress_update(&pr, (double)(step - start));
+        if (r->eval && a->eval_every && step % a->eval_every == 0 && step != total)
+            eval_run(m, r->eval, a->batch, step);
+        if (a->save_every && (step % a->save_every == 0 || step == total)) {
+            char dir[4200], js[512];
+            snprintf(dir, sizeof dir, "%s/step-%lld", a->ckpt_dir, (long long)step);
+            snprintf(js, sizeof js,
+                     "{\"step\": %lld, \"total_steps\": %lld, \"data_block\": %lld, \"seed\": %llu}\n",
+                     (long long)step, (long long)total, (long long)(step * per_step),
+                     (unsigned long long)g_opt.seed);
+            if (tr_ckpt_save(m, dir, js, &e)) die_err(&e);
+        }
+    }
+    progress_end(&pr);
+    if (r->eval) eval_run(m, r->eval, a->batch, total);
+    if (tr_save(m, a->out, a->merge, a->model, &e)) die_err(&e);
+    double secs = now_seconds() - t_start;
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "output", a->out);
+    cJSON_AddNumberToObject(o, "steps", (double)total);
+    cJSON_AddNumberToObject(o, "trainable_params", (double)m->trainable_params);
+    cJSON_AddNumberToObject(o, "train_tokens", (double)tokens_done);
+    cJSON_AddNumberToObject(o, "seconds", secs);
+    cJSON_AddNumberToObject(o, "tokens_per_s", secs > 0 ? tokens_done / secs : 0);
+    cJSON_AddNumberToObject(o, "peak_rss_bytes", (double)peak_rss_bytes());
+    emit(o);
+    for (int k = 0; k < a->accum; k++) { free(ids[k]); free(tg[k]); }
+    free(ids); free(tg); free(cap); free(Ts);
+}

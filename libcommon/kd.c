@@ -1,0 +1,296 @@
+/* kd.c — distillation divergences and their gradients (see kd.h for the definitions). */
+#include "kd.h"
+#include <math.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+const char *const kd_term_names[KD_NTERMS] = {"ce", "fkl", "rkl", "skl", "srkl", "jsd", "tvd"};
+
+/* ---------------------------------------------------------------- the loss spec */
+
+int kd_parse_loss(const char *s, kd_spec *k, lop_err *e) {
+    double w[KD_NTERMS] = {0};
+    int seen[KD_NTERMS] = {0};
+    char buf[512];
+    if (!s || !*s) return lop_failc(e, LOP_EUSAGE, "--loss: empty");
+    if (strlen(s) >= sizeof buf) return lop_failc(e, LOP_EUSAGE, "--loss: too long");
+    strcpy(buf, s);
+    char *save = NULL;
+    for (char *p = strtok_r(buf, ",", &save); p; p = strtok_r(NULL, ",", &save)) {
+        char *colon = strchr(p, ':');
+        double v = 1.0;
+        if (colon) {
+            *colon = 0;
+            char *end;
+            v = strtod(colon + 1, &end);
+            if (end == colon + 1 || *end || !isfinite(v) || v < 0)
+                return lop_failc(e, LOP_EUSAGE, "--loss: '%s' is not a weight >= 0 (term %s)",
+                                 colon + 1, p);
+        }
+        int t = -1;
+        for (int i = 0; i < KD_NTERMS; i++) if (!strcmp(p, kd_term_names[i])) t = i;
+        if (t < 0)
+            return lop_failc(e, LOP_EUSAGE,
+                             "--loss: unknown term '%s' (ce, fkl, rkl, skl, srkl, jsd, tvd)", p);
+        if (seen[t]) return lop_failc(e, LOP_EUSAGE, "--loss: term '%s' given twice", p);
+        seen[t] = 1;
+        w[t] = v;
+    }
+    double tot = 0;
+    for (int i = 0; i < KD_NTERMS; i++) tot += w[i];
+    if (tot <= 0) return lop_failc(e, LOP_EUSAGE, "--loss: every weight is zero ('%s')", s);
+    memcpy(k->w, w, sizeof w);
+    return 0;
+}
+
+int kd_needs_teacher(const kd_spec *k) {
+    for (int i = 1; i < KD_NTERMS; i++) if (k->w[i] > 0) return 1;
+    return 0;
+}
+
+void kd_spec_str(const kd_spec *k, char *buf, int n) {
+    int o = 0;
+    buf[0] = 0;
+    for (int i = 0; i < KD_NTERMS && o < n; i++)
+        if (k->w[i] > 0) o += snprintf(buf + o, n - o, "%s%s:%g", o ? "," : "", kd_term_names[i], k->w[i]);
+}
+
+/* ---------------------------------------------------------------- divergences */
+
+static inline double lae(double a, double b) { /* log(exp a + exp b) */
+    if (a == -INFINITY) return b;
+    if (b == -INFINITY) return a;
+    double m = a > b ? a : b;
+    return m + log1p(exp(-fabs(a - b)));
+}
+/* x * (la - lb) with 0 * anything = 0 */
+static inline double xlog(double x, double la, double lb) { return x > 0 ? x * (la - lb) : 0.0; }
+
+double kd_div(int term, const double *lp, const double *lq, const double *P, const double *Q,
+              int nb, double a, double *h) {
+    double D = 0;
+    double la = a > 0 ? log(a) : -INFINITY, l1a = log1p(-a);
+    switch (term) {
+    case KD_FKL:
+        for (int b = 0; b < nb; b++) { D += xlog(P[b], lp[b], lq[b]); h[b] = -P[b]; }
+        break;
+    case KD_RKL:
+        for (int b = 0; b < nb; b++) { double d = xlog(Q[b], lq[b], lp[b]); D += d; h[b] = d; }
+        break;
+    case KD_SKL: /* M = a P + (1-a) Q;  dD/dQ = -(1-a) P/M */
+        for (int b = 0; b < nb; b++) {
+            double lm = lae(la + lp[b], l1a + lq[b]);
+            D += xlog(P[b], lp[b], lm);
+            h[b] = P[b] > 0 && Q[b] > 0 ? -(1 - a) * exp(lp[b] + lq[b] - lm) : 0.0;
+        }
+        break;
+    case KD_SRKL: /* M = a Q + (1-a) P;  dD/dQ = log(Q/M) + 1 - a Q/M */
+        for (int b = 0; b < nb; b++) {
+            double lm = lae(la + lq[b], l1a + lp[b]);
+            double d = xlog(Q[b], lq[b], lm);
+            D += d;
+            h[b] = Q[b] > 0 ? d - a * exp(2 * lq[b] - lm) : 0.0;
+        }
+        break;
+    case KD_JSD: /* M = b P + (1-b) Q;  dD/dQ = (1-b) log(Q/M) */
+        for (int b = 0; b < nb; b++) {
+            double lm = lae(la + lp[b], l1a + lq[b]);
+            double dq = xlog(Q[b], lq[b], lm);
+            D += a * xlog(P[b], lp[b], lm) + (1 - a) * dq;
+            h[b] = (1 - a) * dq;
+        }
+        break;
+    case KD_TVD:
+        for (int b = 0; b < nb; b++) {
+            double d = Q[b] - P[b];
+            D += 0.5 * fabs(d);
+            h[b] = d > 0 ? 0.5 * Q[b] : d < 0 ? -0.5 * Q[b] : 0.0;
+        }
+        break;
+    default:
+        return NAN;
+    }
+    return D;
+}
+
+/* ---------------------------------------------------------------- one row */
+
+void kd_work_free(kd_work *w) {
+    free(w->buf); free(w->mark); free(w->ids);
+    w->buf = NULL; w->mark = NULL; w->ids = NULL; w->cap = 0;
+}
+
+static int work_ensure(kd_work *w, int Vs) {
+    if (w->cap >= Vs) return 0;
+    kd_work_free(w);
+    size_t n = (size_t)Vs + 1;
+    w->buf = malloc(sizeof(double) * n * 8);
+    w->mark = calloc(n, 1);
+    w->ids = malloc(sizeof(int32_t) * n);
+    if (!w->buf || !w->mark || !w->ids) { kd_work_free(w); return -1; }
+    w->cap = Vs;
+    return 0;
+}
+
+/* log-softmax of x[0..n) / T in double */
+static void log_softmax(double *out, const float *x, int n, double invT) {
+    double mx = -INFINITY;
+    for (int i = 0; i < n; i++) { double v = x[i] * invT; if (v > mx) mx = v; }
+    double s = 0;
+    for (int i = 0; i < n; i++) { out[i] = x[i] * invT - mx; s += exp(out[i]); }
+    double l = log(s);
+    for (int i = 0; i < n; i++) out[i] -= l;
+}
+
+double kd_row(const kd_spec *s, float *zs, int Vs, int V, const kd_trow *t, int target,
+              float gscale, double *terms, kd_work *w) {
+    if (work_ensure(w, Vs)) return NAN;
+    size_t n1 = (size_t)Vs + 1;
+    double *g = w->buf, *sq = g + n1, *sQ = sq + n1, *lp = sQ + n1, *P = lp + n1, *lqb = P + n1,
+           *Qb = lqb + n1, *h = Qb + n1;
+    memset(g, 0, sizeof(double) * Vs);
+    for (int k = 0; k < KD_NTERMS; k++) terms[k] = 0;
+    double loss = 0;
+    if (s->w[KD_CE] > 0) {
+        double mx = -INFINITY, sum = 0;
+        for (int i = 0; i < Vs; i++) if (zs[i] > mx) mx = zs[i];
+        for (int i = 0; i < Vs; i++) { g[i] = exp(zs[i] - mx); sum += g[i]; }
+        double lse = mx + log(sum), wc = s->w[KD_CE];
+        for (int i = 0; i < Vs; i++) g[i] *= wc / sum;
+        g[target] -= wc;
+        terms[KD_CE] = lse - zs[target];
+        loss += wc * terms[KD_CE];
+    }
+    if (kd_needs_teacher(s) && t) {
+        double T = s->temperature, invT = 1.0 / T;
+        log_softmax(sq, zs, V, invT);
+        for (int i = 0; i < V; i++) sQ[i] = exp(sq[i]);
+        const double *lq = sq, *Q = sQ;
+        int nb = V, kept = 0, tail = 0;
+        int32_t *kid = w->ids; /* sparse: the id of bucket b < kept */
+        if (t->logits) {
+            log_softmax(lp, t->logits, V, invT);
+            for (int i = 0; i < V; i++) P[i] = exp(lp[i]);
+        } else {
+            /* buckets: the cached ids below V, then the tail (every other shared id) */
+            for (int j = 0; j < t->k; j++) {
+                int id = t->ids[j];
+                if (id < 0 || id >= V || w->mark[id]) continue;
+                w->mark[id] = 1;
+                lp[kept] = t->logp[j];
+                lqb[kept] = sq[id]; Qb[kept] = sQ[id];
+                kid[kept++] = id;
+            }
+            double mx = -INFINITY, sum = 0;
+            for (int i = 0; i < V; i++) if (!w->mark[i] && sq[i] > mx) mx = sq[i];
+            for (int i = 0; i < V; i++) if (!w->mark[i]) sum += exp(sq[i] - mx);
+            nb = kept;
+            if (kept < V) {
+                tail = 1;
+                lp[nb] = t->logp_tail;
+                lqb[nb] = mx + log(sum); Qb[nb] = exp(lqb[nb]);
+                nb++;
+            }
+            /* renormalize the teacher over the buckets kept (ids >= V were dropped) */
+            double m2 = -INFINITY, s2 = 0;
+            for (int b = 0; b < nb; b++) if (lp[b] > m2) m2 = lp[b];
+            for (int b = 0; b < nb; b++) s2 += exp(lp[b] - m2);
+            double ls = m2 + log(s2);
+            for (int b = 0; b < nb; b++) { lp[b] -= ls; P[b] = exp(lp[b]); }
+            lq = lqb; Q = Qb;
+        }
+        for (int k = 1; k < KD_NTERMS; k++) {
+            double wk = s->w[k];
+            if (wk <= 0) continue;
+            double a = k == KD_JSD ? s->jsd_beta : s->skew;
+            double D = kd_div(k, lp, lq, P, Q, nb, a, h);
+            terms[k] = T * T * D;
+            loss += wk * terms[k];
+            double hs = 0;
+            for (int b = 0; b < nb; b++) hs += h[b];
+            double c = wk * T; /* d(T^2 D)/dz = T dD/du */
+            for (int i = 0; i < V; i++) g[i] -= c * sQ[i] * hs;
+            if (t->logits) {
+                for (int i = 0; i < V; i++) g[i] += c * h[i];
+            } else {
+                for (int b = 0; b < kept; b++) g[kid[b]] += c * h[b];
+                if (tail && Qb[kept] > 0) {
+                    double ht = c * h[kept] / Qb[kept];
+                    for (int i = 0; i < V; i++) if (!w->mark[i]) g[i] += ht * sQ[i];
+                }
+            }
+        }
+        if (!t->logits) for (int b = 0; b < kept; b++) w->mark[kid[b]] = 0;
+    }
+    for (int i = 0; i < Vs; i++) zs[i] = (float)(gscale * g[i]);
+    return loss;
+}
+
+/* ---------------------------------------------------------------- the engine's loss */
+
+void kd_ctx_free(kd_ctx *k) {
+    for (int i = 0; i < k->nwork; i++) kd_work_free(&k->work[i]);
+    free(k->work); free(k->rows); free(k->rterm);
+    k->work = NULL; k->rows = NULL; k->rterm = NULL; k->nwork = k->nrows = k->nrterm = 0;
+}
+
+double kd_loss(const tr_loss_chunk *c, void *ctx, int64_t *scored) {
+    kd_ctx *k = ctx;
+    int n = c->n, nt = omp_get_max_threads();
+    if (k->nwork < nt) {
+        kd_work *w = realloc(k->work, sizeof *w * nt);
+        if (!w) goto oom;
+        memset(w + k->nwork, 0, sizeof *w * (nt - k->nwork));
+        k->work = w; k->nwork = nt;
+    }
+    if (k->nrows < n) {
+        kd_trow *r = realloc(k->rows, sizeof *r * n);
+        double *rt = realloc(k->rterm, sizeof *rt * n * (KD_NTERMS + 1));
+        if (r) k->rows = r;
+        if (rt) k->rterm = rt;
+        if (!r || !rt) goto oom;
+        k->nrows = n;
+    }
+    int need_t = kd_needs_teacher(&k->spec);
+    if (need_t) {
+        memset(k->rows, 0, sizeof *k->rows * n);
+        if (k->teacher(k->user, c->row0, n, c->targets, k->rows, &k->err)) {
+            k->failed = 1;
+            return NAN;
+        }
+    }
+    int bad = 0;
+    #pragma omp parallel for schedule(dynamic, 1) reduction(|:bad)
+    for (int i = 0; i < n; i++) {
+        float *z = c->logits + (size_t)i * c->V;
+        double *rt = k->rterm + (size_t)i * (KD_NTERMS + 1);
+        if (c->targets[i] < 0) {
+            memset(z, 0, sizeof(float) * c->V);
+            rt[KD_NTERMS] = -1;
+            continue;
+        }
+        double l = kd_row(&k->spec, z, c->V, k->V, need_t ? &k->rows[i] : NULL, c->targets[i],
+                          c->gscale, rt, &k->work[omp_get_thread_num()]);
+        if (isnan(l)) bad = 1;
+        rt[KD_NTERMS] = l;
+    }
+    if (bad) goto oom;
+    double tot = 0;
+    int64_t sc = 0;
+    for (int i = 0; i < n; i++) { /* serial: sums independent of the thread count */
+        double *rt = k->rterm + (size_t)i * (KD_NTERMS + 1);
+        if (c->targets[i] < 0) continue;
+        for (int t = 0; t < KD_NTERMS; t++) k->sum[t] += rt[t];
+        tot += rt[KD_NTERMS];
+        sc++;
+    }
+    k->scored += sc;
+    *scored = sc;
+    return tot;
+oom:
+    lop_fail(&k->err, "out of memory in the distillation loss");
+    k->failed = 1;
+    return NAN;
+}
