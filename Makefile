@@ -72,16 +72,17 @@ deps:
 	@bash tools/deps.sh $(DEB_PKGS)
 
 # The README's test command.  Dependencies, optimized build, sanitizer build, whole suite.
+JOBS := $(shell nproc 2>/dev/null || echo 2)
 test: deps
-	@$(MAKE) --no-print-directory all
-	@$(MAKE) --no-print-directory SAN=1 all
+	@$(MAKE) --no-print-directory -j$(JOBS) all
+	@$(MAKE) --no-print-directory -j$(JOBS) SAN=1 all
 	@bash tests/run.sh
 
 test-fast: all
 	@LOP_NO_SAN=1 bash tests/run.sh
 
 demo: deps
-	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory -j$(JOBS) all
 	@bash tools/demo.sh
 
 demo-stories: all

@@ -40,6 +40,7 @@ mbps() { python3 -c "print('%.0f' % ($BYTES / 1e6 / max($1, 1e-9)))"; }
 t_cat=$(best "cat '$F' | cat > /dev/null")
 t_st=$(best "bin/st-cat '$F' | cat > /dev/null")
 t_pipe=$(best "cat '$F' | bin/st-cat | cat > /dev/null")
+t_cat3=$(best "cat '$F' | cat | cat > /dev/null")
 t_cvt=$(best "bin/st-cat --dtype f32 '$F' | cat > /dev/null")
 t_cvt_dev=$(best "bin/st-cat --dtype f32 '$F' -o /dev/null")
 r_file=$( { /usr/bin/time -f "%M" bin/st-cat "$F" -o /dev/null; } 2>&1 | tail -1)
@@ -48,7 +49,9 @@ r_cvt=$( { /usr/bin/time -f "%M" bin/st-cat --dtype f32 "$F" -o /dev/null; } 2>&
 echo "st-cat bench: $(python3 -c "print('%.2f' % ($BYTES / 1e9))") GB bf16 file, 32 MiB tensors, warm cache"
 printf "  %-44s %6.2f s  %6s MB/s\n" "cat F | cat" "$t_cat" "$(mbps "$t_cat")"
 printf "  %-44s %6.2f s  %6s MB/s  %.2fx cat\n" "st-cat F | cat (pass-through, mmap)" "$t_st" "$(mbps "$t_st")" "$(python3 -c "print($t_cat / $t_st)")"
-printf "  %-44s %6.2f s  %6s MB/s  %.2fx cat\n" "cat F | st-cat | cat (stream mode)" "$t_pipe" "$(mbps "$t_pipe")" "$(python3 -c "print($t_cat / $t_pipe)")"
+printf "  %-44s %6.2f s  %6s MB/s\n" "cat F | cat | cat" "$t_cat3" "$(mbps "$t_cat3")"
+printf "  %-44s %6.2f s  %6s MB/s  %.2fx cat|cat|cat\n" "cat F | st-cat | cat (stream mode)" "$t_pipe" "$(mbps "$t_pipe")" "$(python3 -c "print($t_cat3 / $t_pipe)")"
 printf "  %-44s %6.2f s  %6s MB/s in\n" "st-cat --dtype f32 F | cat (bf16->f32)" "$t_cvt" "$(mbps "$t_cvt")"
 printf "  %-44s %6.2f s  %6s MB/s in\n" "st-cat --dtype f32 F -o /dev/null" "$t_cvt_dev" "$(mbps "$t_cvt_dev")"
 echo "  peak RSS: pass-through file $((r_file / 1024)) MB, stream $((r_pipe / 1024)) MB, bf16->f32 $((r_cvt / 1024)) MB (largest tensor 32 MiB)"
+echo "{\"bench\":\"st-cat\",\"bytes\":$BYTES,\"cat_s\":$t_cat,\"passthrough_s\":$t_st,\"passthrough_vs_cat\":$(python3 -c "print(round($t_cat / $t_st, 3))"),\"stream_s\":$t_pipe,\"cat3_s\":$t_cat3,\"bf16_to_f32_s\":$t_cvt,\"rss_passthrough_kb\":$r_file,\"rss_stream_kb\":$r_pipe,\"rss_convert_kb\":$r_cvt}"

@@ -2,6 +2,8 @@
  * transparently when the first bytes are zstd's magic number. Never seeks. */
 #include "st_internal.h"
 #include <errno.h>
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -25,6 +27,8 @@ static ssize_t raw_read(st_src *s, void *buf, size_t n) {
 int src_open_fd(st_src *s, int fd, int own_fd, const char *what, lop_err *e) {
     memset(s, 0, sizeof *s);
     s->fd = fd; s->own_fd = own_fd; s->what = what;
+    struct stat st;   /* a larger pipe buffer: fewer, bigger reads */
+    if (fstat(fd, &st) == 0 && S_ISFIFO(st.st_mode)) fcntl(fd, F_SETPIPE_SZ, 1 << 20);
     while (s->pre_len < 4) {                  /* peek for the zstd magic number */
         ssize_t r = read(fd, s->pre + s->pre_len, 4 - s->pre_len);
         if (r < 0 && errno == EINTR) continue;

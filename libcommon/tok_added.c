@@ -144,6 +144,7 @@ static int find_matches(const lop_tokenizer *t, const ttrie *tr, const char *s, 
         const tadded *tok = &t->added[a];
         size_t start = i, stop = i + len;
         i = stop;                                   /* the automaton resumes after the match */
+        if (t->split_special && tok->special) continue;   /* HF's encode_special_tokens */
         if (tok->single_word && (prev_is_word(s, start) || next_is_word(s, n, stop))) continue;
         if (tok->lstrip) {
             size_t k = start;

@@ -193,6 +193,7 @@ struct lop_tokenizer {
     uint8_t *special;            /* per id */
     uint8_t *is_added;           /* per id */
     int32_t bos, eos;
+    int split_special;           /* tokenizer_config split_special_tokens: specials are plain text */
     char *kind;                  /* short description, e.g. "BPE byte-level" */
     uint64_t uid;                /* unique per load: owner tag of per-thread word caches */
 };

@@ -633,6 +633,7 @@ int tok_load_ex(lop_tokenizer **out, const char *path, unsigned flags, lop_err *
     }
     if (cfg) {
         if (llama_compat(t, cfg, e)) goto wrap;
+        t->split_special = tj_bool(cfg, "split_special_tokens", 0);
         const tj *ab = tj_get(cfg, "add_bos_token"), *ae = tj_get(cfg, "add_eos_token");
         if (ab || ae) {                  /* transformers' update_post_processor */
             int add_bos = ab && ab->type == TJ_TRUE, add_eos = ae && ae->type == TJ_TRUE;

@@ -101,7 +101,7 @@ assert lines[-1]['output'] == '$T/o' and lines[-1]['steps'] == 2
   need_shared
   T=$(scratch)
   python3 "$PREP" tokenize "$MODELS/stories260K/tokenizer.json" "$SHARED/data/stories/test.txt" > "$T/d.jsonl"
-  args=(-q -m "$MODELS/stories260K" --data "$T/d.jsonl" --steps 3 --batch 4 --lr 1e-2
+  args=(-q -t 1 -m "$MODELS/stories260K" --data "$T/d.jsonl" --steps 3 --batch 4 --lr 1e-2
         --lora-rank 4 --lora-alpha 8 --lora-targets q,v,down --seed 5)
   run heal-sft "${args[@]}" -o "$T/ad"
   assert_success
@@ -188,7 +188,7 @@ EOF
   python3 "$PREP" tokenize "$tk" "$SHARED/data/stories/test.txt" > "$T/test.jsonl"
   python3 "$PREP" tokenize "$tk" "$SHARED/data/stories/stories-sampled.txt" > "$T/all.jsonl"
   # the pruned model's ppl on stories-sampled.txt is the golden's (8.0868)
-  run heal-sft -q -m "$T/drop2" --data "$T/test.jsonl" --eval-data "$T/all.jsonl" -o "$T/o0" --steps 1 --lr 0 --batch 16
+  run heal-sft -q -t 1 -m "$T/drop2" --data "$T/test.jsonl" --eval-data "$T/all.jsonl" -o "$T/o0" --steps 1 --lr 0 --batch 16
   assert_success
   echo "$output" | python3 -c "
 import json, sys
@@ -197,7 +197,7 @@ e = [json.loads(l) for l in sys.stdin if 'eval_ppl' in l][-1]
 assert abs(e['eval_ppl'] - g) < 2e-3 * g, (e['eval_ppl'], g)"
   for mode in full lora; do
     extra=(--lr 2e-3); [ $mode = lora ] && extra=(--lora-rank 16 --lr 1e-2)
-    heal-sft -q -m "$T/drop2" --data "$T/train.jsonl" --eval-data "$T/test.jsonl" -o "$T/$mode" \
+    heal-sft -q -t 1 -m "$T/drop2" --data "$T/train.jsonl" --eval-data "$T/test.jsonl" -o "$T/$mode" \
       --steps 40 --batch 8 --warmup 4 --eval-every 1000 "${extra[@]}" > "$T/$mode.log"
   done
   python3 - "$T" <<'EOF'

@@ -10,6 +10,19 @@ setup() { need_shared; }
   [ "$status" -eq 0 ]
 }
 
+@test "an independent Python tokenizer (tests/tok/reference.py) agrees on edge cases and WikiText lines" {
+  python3 -c "import regex" 2>/dev/null || skip "python3 regex module absent"
+  tmp=$(scratch)
+  python3 "$ROOT/tests/tok/edge_texts.py" > "$tmp/edge.jsonl"
+  python3 -c "
+import json
+ls = [l for l in open('$SHARED/data/wikitext-2-raw/wiki.test.raw', encoding='utf-8') if l.strip() and len(l) < 250]
+for l in ls[::len(ls) // 40][:40]: print(json.dumps({'text': l}))" >> "$tmp/edge.jsonl"
+  run python3 "$ROOT/tests/tok/reference.py" "$BIN/lm-tok" "$SHARED" "$tmp/edge.jsonl"
+  echo "$output"
+  [ "$status" -eq 0 ]
+}
+
 @test "whole input is one text: {ids, tokens}" {
   run bash -c "printf 'Hello world' | lm-tok -m '$MODELS/qwen3-tiny'"
   [ "$status" -eq 0 ]
@@ -39,6 +52,23 @@ for i in range(3000): print(json.dumps({'text': 'line %d: ' % i + 'abc ' * (i % 
   [ "$(wc -l < "$tmp/t2")" -eq 3000 ]
   run bash -c "echo '{\"text\":\"Hello world\"}' | lm-tok -m '$MODELS/llama-tiny' --jsonl --count"
   [ "$output" = '{"count":3}' ]
+}
+
+@test "split_special_tokens in tokenizer_config: special tokens are plain text, other added tokens still match" {
+  tmp=$(scratch)
+  cp "$MODELS/qwen3-tiny/tokenizer.json" "$tmp/"
+  python3 -c "
+import json; c = json.load(open('$MODELS/qwen3-tiny/tokenizer_config.json')); c['split_special_tokens'] = True
+json.dump(c, open('$tmp/tokenizer_config.json', 'w'))"
+  ids=$(python3 -c "
+import json; t = json.load(open('$MODELS/qwen3-tiny/tokenizer.json'))
+a = {x['content']: x['id'] for x in t['added_tokens']}; print(a['<|im_end|>'], a['<think>'])")
+  set -- $ids
+  run bash -c "printf 'a<|im_end|>b<think>' | lm-tok -m '$tmp' --ids-only"
+  [[ "$output" != *"$1"* ]]
+  [[ "$output" == *"$2]}" ]]
+  run bash -c "printf 'a<|im_end|>b<think>' | lm-tok -m '$MODELS/qwen3-tiny' --ids-only"
+  [[ "$output" == *",$1,"* ]]
 }
 
 @test "--decode round trip, --skip-special" {
