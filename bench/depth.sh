@@ -39,17 +39,25 @@ best() {  # best of 3 runs: "seconds rss"
   done
   echo "$b"
 }
-read cs ck <<< "$(best bash -c "cat '$src' > '$W/cat.out'")"
+# files: cat + sync (lop's writers fsync before the rename) against the tools writing a file
+read cs ck <<< "$(best bash -c "cat '$src' > '$W/cat.out'; sync '$W/cat.out'")"
 rm -f "$W/cat.out"
-row "cat to a file" "$cs" "$ck" "$cs"
+row "cat + sync to a file" "$cs" "$ck" "$cs"
 read s k <<< "$(best layer-drop -q -m "$Q" --drop 10-13 -o "$W/drop.safetensors")"
 row "layer-drop --drop 10-13 (file)" "$s" "$k" "$cs"
-read s k <<< "$(best bash -c "layer-drop -q -m '$Q' --drop 10-13 -o - > /dev/null")"
-row "layer-drop --drop 10-13 -o - (stream)" "$s" "$k" "$cs"
 read s k <<< "$(best layer-merge -q -m "$Q" --merge 10-13 -o "$W/merge.safetensors")"
 row "layer-merge --merge 10-13 (file)" "$s" "$k" "$cs"
 read s k <<< "$(best layer-merge -q -m "$Q" --merge 2-5 --merge 10-13 --merge 20-27 -o "$W/merge.safetensors")"
 row "layer-merge 2-5,10-13,20-27 (file)" "$s" "$k" "$cs"
+# pipes: cat | cat against tool -o - | cat (the RSS is the tool's: time measures the first command)
+read ps pk <<< "$(best bash -c "cat '$src' | cat > /dev/null")"
+row "cat | cat (pipe)" "$ps" "$pk" "$ps"
+/usr/bin/time -f "%e %M" -o "$W/t1.txt" layer-drop -q -m "$Q" --drop 10-13 -o - 2>/dev/null | cat > /dev/null
+read s k < "$W/t1.txt"
+row "layer-drop --drop 10-13 -o - | cat (pipe)" "$s" "$k" "$ps"
+/usr/bin/time -f "%e %M" -o "$W/t1.txt" layer-merge -q -m "$Q" --merge 10-13 -o - 2>/dev/null | cat > /dev/null
+read s k < "$W/t1.txt"
+row "layer-merge --merge 10-13 -o - | cat (pipe)" "$s" "$k" "$ps"
 rm -f "$W/drop.safetensors" "$W/merge.safetensors"
 
 # layer-score bi over 128 x 512 = 65,536 tokens of WikiText-2 on the gemma-3-270m shape, next to
@@ -57,9 +65,9 @@ rm -f "$W/drop.safetensors" "$W/merge.safetensors"
 G=$M/gemma-3-270m
 data=$W/wiki-64k.txt
 head -c 300000 "$SHARED/data/wikitext-2-raw/wiki.test.raw" > "$data"
-layer-score -q -m "$G" --data "$data" --samples 128 --ctx 512 > "$W/bi.jsonl" 2>/dev/null   # warm
-read s k <<< "$(measure layer-score -q -m "$G" --data "$data" --samples 128 --ctx 512)"
-tok=$(layer-score -q -m "$G" --data "$data" --samples 128 --ctx 512 --metric bi | tail -1 | python3 -c 'import json,sys; print(json.load(sys.stdin)["tokens"])')
+/usr/bin/time -f "%e %M" -o "$W/time.txt" layer-score -q -m "$G" --data "$data" --samples 128 --ctx 512 > "$W/bi.jsonl" 2>/dev/null
+read s k < "$W/time.txt"
+tok=$(tail -1 "$W/bi.jsonl" | python3 -c 'import json,sys; print(json.load(sys.stdin)["tokens"])')
 /usr/bin/time -f "%e %M" -o "$W/time.txt" ppl -q -m "$G" --ctx 512 "$data" > "$W/ppl.json" 2>/dev/null
 read ps pk < "$W/time.txt"
 python3 - "$s" "$k" "$tok" "$ps" "$pk" "$W/ppl.json" <<'PY'

@@ -68,6 +68,12 @@ static inline double lae(double a, double b) { /* log(exp a + exp b) */
 /* x * (la - lb) with 0 * anything = 0 */
 static inline double xlog(double x, double la, double lb) { return x > 0 ? x * (la - lb) : 0.0; }
 
+/* log(wa A + wb B) from the masses (fast path: one log) or, when the mixture underflows, from the
+ * log masses (la_w = log wa + log A, lb_w = log wb + log B) */
+static inline double mixlog(double m, double la_w, double lb_w) {
+    return m > 1e-300 ? log(m) : lae(la_w, lb_w);
+}
+
 double kd_div(int term, const double *lp, const double *lq, const double *P, const double *Q,
               int nb, double a, double *h) {
     double D = 0;
@@ -81,22 +87,22 @@ double kd_div(int term, const double *lp, const double *lq, const double *P, con
         break;
     case KD_SKL: /* M = a P + (1-a) Q;  dD/dQ = -(1-a) P/M */
         for (int b = 0; b < nb; b++) {
-            double lm = lae(la + lp[b], l1a + lq[b]);
+            double m = a * P[b] + (1 - a) * Q[b], lm = mixlog(m, la + lp[b], l1a + lq[b]);
             D += xlog(P[b], lp[b], lm);
-            h[b] = P[b] > 0 && Q[b] > 0 ? -(1 - a) * exp(lp[b] + lq[b] - lm) : 0.0;
+            h[b] = P[b] > 0 && Q[b] > 0 ? -(1 - a) * (m > 1e-300 ? P[b] * Q[b] / m : exp(lp[b] + lq[b] - lm)) : 0.0;
         }
         break;
     case KD_SRKL: /* M = a Q + (1-a) P;  dD/dQ = log(Q/M) + 1 - a Q/M */
         for (int b = 0; b < nb; b++) {
-            double lm = lae(la + lq[b], l1a + lp[b]);
+            double m = a * Q[b] + (1 - a) * P[b], lm = mixlog(m, la + lq[b], l1a + lp[b]);
             double d = xlog(Q[b], lq[b], lm);
             D += d;
-            h[b] = Q[b] > 0 ? d - a * exp(2 * lq[b] - lm) : 0.0;
+            h[b] = Q[b] > 0 ? d - a * (m > 1e-300 ? Q[b] * Q[b] / m : exp(2 * lq[b] - lm)) : 0.0;
         }
         break;
     case KD_JSD: /* M = b P + (1-b) Q;  dD/dQ = (1-b) log(Q/M) */
         for (int b = 0; b < nb; b++) {
-            double lm = lae(la + lp[b], l1a + lq[b]);
+            double m = a * P[b] + (1 - a) * Q[b], lm = mixlog(m, la + lp[b], l1a + lq[b]);
             double dq = xlog(Q[b], lq[b], lm);
             D += a * xlog(P[b], lp[b], lm) + (1 - a) * dq;
             h[b] = (1 - a) * dq;
@@ -134,14 +140,14 @@ static int work_ensure(kd_work *w, int Vs) {
     return 0;
 }
 
-/* log-softmax of x[0..n) / T in double */
-static void log_softmax(double *out, const float *x, int n, double invT) {
+/* log-softmax of x[0..n) / T in double, and the probabilities (one exp per element) */
+static void log_softmax(double *out, double *prob, const float *x, int n, double invT) {
     double mx = -INFINITY;
     for (int i = 0; i < n; i++) { double v = x[i] * invT; if (v > mx) mx = v; }
     double s = 0;
-    for (int i = 0; i < n; i++) { out[i] = x[i] * invT - mx; s += exp(out[i]); }
-    double l = log(s);
-    for (int i = 0; i < n; i++) out[i] -= l;
+    for (int i = 0; i < n; i++) { out[i] = x[i] * invT - mx; prob[i] = exp(out[i]); s += prob[i]; }
+    double l = log(s), inv = 1.0 / s;
+    for (int i = 0; i < n; i++) { out[i] -= l; prob[i] *= inv; }
 }
 
 double kd_row(const kd_spec *s, float *zs, int Vs, int V, const kd_trow *t, int target,
@@ -165,14 +171,12 @@ double kd_row(const kd_spec *s, float *zs, int Vs, int V, const kd_trow *t, int 
     }
     if (kd_needs_teacher(s) && t) {
         double T = s->temperature, invT = 1.0 / T;
-        log_softmax(sq, zs, V, invT);
-        for (int i = 0; i < V; i++) sQ[i] = exp(sq[i]);
+        log_softmax(sq, sQ, zs, V, invT);
         const double *lq = sq, *Q = sQ;
         int nb = V, kept = 0, tail = 0;
         int32_t *kid = w->ids; /* sparse: the id of bucket b < kept */
         if (t->logits) {
-            log_softmax(lp, t->logits, V, invT);
-            for (int i = 0; i < V; i++) P[i] = exp(lp[i]);
+            log_softmax(lp, P, t->logits, V, invT);
         } else {
             /* buckets: the cached ids below V, then the tail (every other shared id) */
             for (int j = 0; j < t->k; j++) {
@@ -183,14 +187,13 @@ double kd_row(const kd_spec *s, float *zs, int Vs, int V, const kd_trow *t, int 
                 lqb[kept] = sq[id]; Qb[kept] = sQ[id];
                 kid[kept++] = id;
             }
-            double mx = -INFINITY, sum = 0;
-            for (int i = 0; i < V; i++) if (!w->mark[i] && sq[i] > mx) mx = sq[i];
-            for (int i = 0; i < V; i++) if (!w->mark[i]) sum += exp(sq[i] - mx);
             nb = kept;
-            if (kept < V) {
+            if (kept < V) { /* the student's tail mass: a plain sum (a tail below 1e-300 is 0) */
+                double sum = 0;
+                for (int i = 0; i < V; i++) if (!w->mark[i]) sum += sQ[i];
                 tail = 1;
                 lp[nb] = t->logp_tail;
-                lqb[nb] = mx + log(sum); Qb[nb] = exp(lqb[nb]);
+                Qb[nb] = sum; lqb[nb] = sum > 0 ? log(sum) : -INFINITY;
                 nb++;
             }
             /* renormalize the teacher over the buckets kept (ids >= V were dropped) */

@@ -93,6 +93,33 @@ static int shared_vocab(int vs, int vt, const char *what) {
     return v;
 }
 
+/* The student's tokenizer against the teacher's token strings ts[nts] (NULL: none), and the
+ * shared vocabulary with the teacher's vt logits. Reads only the student's config and tokenizer,
+ * so a refused pair fails before the student's training memory is spent. */
+static int check_pair(const char *student, const char *const *ts, int nts, const char *tname,
+                      int vt, const char *what) {
+    lop_err e;
+    st_model *st;
+    lop_config sc;
+    if (st_open(&st, student, &e)) die_err(&e);
+    if (!st->config_json) die(1, "%s: no config.json", student);
+    if (config_parse(&sc, st->config_json, &e)) { lop_wrap(&e, "%s", student); die_err(&e); }
+    lop_tokenizer *stok = load_tok(st, student);
+    if (stok && ts && nts) {
+        int ns;
+        const char **ss = tok_strings(stok, &ns);
+        same_tokenizer(ss, ns, student, ts, nts, tname);
+        free(ss);
+    } else {
+        warn("cannot compare tokenizers (%s has none)", stok ? tname : student);
+    }
+    if (stok) tok_free(stok);
+    int V = shared_vocab(sc.vocab, vt, what);
+    config_free(&sc);
+    st_close(st);
+    return V;
+}
+
 /* ---------------------------------------------------------------- teacher on the fly */
 
 typedef struct live {
@@ -204,23 +231,7 @@ static void save_teacher(train_args *a, kd_args *ka) {
     if (!tt) die(1, "%s: cannot load the teacher's tokenizer", ka->teacher);
     int V = t->cfg.vocab, ntt;
     const char **ts = tok_strings(tt, &ntt);
-    if (a->model) { /* the student: same tokenizer, shared vocabulary */
-        st_model *st;
-        lop_config sc;
-        if (st_open(&st, a->model, &e)) die_err(&e);
-        if (!st->config_json || config_parse(&sc, st->config_json, &e)) die(1, "%s: no usable config.json", a->model);
-        lop_tokenizer *stok = load_tok(st, a->model);
-        if (stok) {
-            int ns;
-            const char **ss = tok_strings(stok, &ns);
-            same_tokenizer(ss, ns, a->model, ts, ntt, ka->teacher);
-            free(ss); tok_free(stok);
-        } else {
-            warn("%s: no tokenizer to compare with the teacher's", a->model);
-        }
-        V = shared_vocab(sc.vocab, V, "teacher");
-        config_free(&sc); st_close(st);
-    }
+    if (a->model) V = check_pair(a->model, ts, ntt, ka->teacher, V, "teacher");
     tr_data *d = train_cli_data(a, a->data, tt, &t->cfg, a->shuffle);
     int64_t nb = tr_data_blocks(d), G = train_cli_total_steps(a, d) * a->batch * a->accum;
     if (!a->shuffle && G > nb) G = nb; /* epochs repeat the same blocks */
@@ -364,9 +375,8 @@ int main(int argc, char **argv) {
     kd_ctx k = {0};
     live L = {0};
     cached C = {0};
-    /* the teacher first: a refused pair fails before the student's memory is spent */
-    const char **ts = NULL;
-    int nts = 0;
+    /* the teacher and the pair's checks first: a refused pair fails before the student's
+     * memory is spent */
     if (ka.cache) {
         if (kdc_open(&C.c, ka.cache, &e)) die_err(&e);
         C.path = ka.cache;
@@ -375,27 +385,21 @@ int main(int argc, char **argv) {
             die_usage("--temperature %g: the cache %s holds log-probabilities at temperature %g",
                       ka.spec.temperature, ka.cache, ct);
         ka.spec.temperature = ct;
-        ts = (const char **)kdc_tokens(C.c, &nts);
+        int nts;
+        const char *const *ts = kdc_tokens(C.c, &nts);
+        k.V = check_pair(a.model, ts, nts, ka.cache, kdc_vocab(C.c), "cache");
     } else if (ka.teacher && need_t) {
         tr_opts fo = TR_OPTS_DEFAULT;
         fo.lora_rank = 1; fo.lora_targets = 0; fo.recompute = 1; /* frozen: nothing trains */
         if (tr_open(&L.t, ka.teacher, &fo, 0, &e)) die_err(&e);
+        lop_tokenizer *tt = load_tok(L.t->st, ka.teacher);
+        int nts = 0;
+        const char **ts = tt ? tok_strings(tt, &nts) : NULL;
+        k.V = check_pair(a.model, ts, nts, ka.teacher, L.t->cfg.vocab, "teacher");
+        free(ts);
+        if (tt) tok_free(tt);
     }
     train_cli_open(&a, &r);
-    if (need_t) {
-        int vs = r.m->cfg.vocab;
-        const char *tname = ka.cache ? ka.cache : ka.teacher;
-        int ns = 0;
-        const char **ss = r.tok ? tok_strings(r.tok, &ns) : NULL;
-        lop_tokenizer *tt = L.t ? load_tok(L.t->st, ka.teacher) : NULL;
-        const char **tso = tt ? tok_strings(tt, &nts) : NULL;
-        if (tso) ts = tso;
-        if (ss && ts && nts) same_tokenizer(ss, ns, a.model, ts, nts, tname);
-        else warn("cannot compare tokenizers (%s has none)", ss ? tname : a.model);
-        free(ss); free(tso);
-        if (tt) tok_free(tt);
-        k.V = shared_vocab(vs, ka.cache ? kdc_vocab(C.c) : L.t->cfg.vocab, ka.cache ? "cache" : "teacher");
-    }
     k.spec = ka.spec;
     if (!k.V) k.V = r.m->cfg.vocab;
     train_hooks h = {0};

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """drop_layer.py SRC_FOLDER DST_FOLDER L[,L...] — a test fixture maker (stdlib only): the model with
 those decoder layers removed, later layers renumbered, num_hidden_layers updated (what layer-drop
-does; kept here so kd-train's tests need no other tool). Copies the tokenizer files."""
+does, Gemma's layer_types too; kept here so kd-train's tests need no other tool). Copies the tokenizer files."""
 import json, os, re, shutil, struct, sys
 
 src, dst, drop = sys.argv[1], sys.argv[2], {int(x) for x in sys.argv[3].split(",")}
@@ -36,6 +36,8 @@ with open(os.path.join(dst, "model.safetensors"), "wb") as f:
     for b in blobs:
         f.write(b)
 cfg["num_hidden_layers"] = len(keep)
+if isinstance(cfg.get("layer_types"), list):  # Gemma 3: every kept layer keeps its attention type
+    cfg["layer_types"] = [cfg["layer_types"][l] for l in keep]
 json.dump(cfg, open(os.path.join(dst, "config.json"), "w"), indent=2)
 for fn in ("tokenizer.json", "tokenizer_config.json"):
     if os.path.exists(os.path.join(src, fn)):
