@@ -186,6 +186,10 @@ void train_cli_loop(const train_args *a, train_run *r, const train_hooks *h) {
     size_t *cap = calloc(a->accum, sizeof *cap);
     int *Ts = calloc(a->accum, sizeof *Ts);
     if (!ids || !tg || !cap || !Ts) die(1, "out of memory");
+    note("%s: %lld trainable parameters (%s), %lld documents, %lld tokens, %lld blocks of %d; %lld steps",
+         a->model, (long long)m->trainable_params, a->lrank ? "LoRA" : "full fine-tuning",
+         (long long)tr_data_docs(r->data), (long long)tr_data_tokens(r->data),
+         (long long)tr_data_blocks(r->data), a->seq, (long long)total);
     progress pr;
     progress_start(&pr, h->what, (double)total, "steps");
     double t_start = now_seconds();
@@ -226,6 +230,7 @@ void train_cli_loop(const train_args *a, train_run *r, const train_hooks *h) {
         cJSON_AddNumberToObject(o, "lr", lr);
         cJSON_AddNumberToObject(o, "grad_norm", norm);
         cJSON_AddNumberToObject(o, "tokens", (double)toks);
+        cJSON_AddNumberToObject(o, "scored", (double)scored);
         cJSON_AddNumberToObject(o, "tokens_per_s", dt > 0 ? toks / dt : 0);
         emit(o);
         progress_update(&pr, (double)(step - start));
