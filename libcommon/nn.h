@@ -26,6 +26,27 @@ void nn_to_f32_serial(float *dst, const void *src, st_dtype dt, size_t n);
  * 0..3 (0: matmul, 1: attention, 2-3: head); NULL when out of memory. Never free it. */
 float *nn_scratch(int slot, size_t n);
 
+/* ---- bf16 GEMM (gemm_bf16.c): an opt-in, less exact alternative to the float32 GEMMs ----
+ * out[N, ldo] (+)= x @ W^T with x and W rounded to bf16 (nearest even) and float32 accumulation
+ * through AVX512-BF16 (vdpbf16ps). Products of bf16 numbers are exact in float32; the error
+ * against float32 GEMMs is the rounding of x (and of non-bf16 W) to 8 significant bits.
+ * Single-threaded (callers split OC across threads); per-thread scratch for the packed W.
+ * Only call the kernels when gemm_bf16_available() (else they return -1 and do nothing). */
+#define GB_ROWS 14 /* rows per block of the packed x (the micro-kernel's register rows) */
+int gemm_bf16_available(void); /* this CPU has avx512_bf16 (cached runtime check) */
+/* x[N, K] (row stride ldx floats) -> xp, bf16 k-pairs in blocks of GB_ROWS rows (zero padded):
+ * xp holds gemm_bf16_xpack_size(N, K) uint32. Rows n0.. of a block-aligned n0 (multiple of
+ * GB_ROWS) start at xp + n0 * ((K+1)/2), so callers may pack or use row ranges separately. */
+size_t gemm_bf16_xpack_size(int N, int K);
+void gemm_bf16_pack_x(uint32_t *xp, const float *x, int N, int K, int ldx);
+/* out[n, o] (+)= sum_k x[n, k] W[o, k] for n < N, o < OC; W [OC, K] as stored (bf16; the _dt
+ * form takes any float dtype and rounds each row to bf16 while packing). Returns -1 (nothing
+ * done) when out of memory or the CPU lacks AVX512-BF16. */
+int gemm_bf16_nt(float *out, const uint32_t *xp, const uint16_t *w, int N, int OC, int K, int ldo,
+                 int accumulate);
+int gemm_bf16_nt_dt(float *out, const uint32_t *xp, const void *w, st_dtype dt, int N, int OC,
+                    int K, int ldo, int accumulate);
+
 /* ---- rmsnorm (nn_norm.c) ---- */
 /* out[N, C] = x * rstd * w (gemma: x * rstd * (1 + w)), rstd[N] = 1/sqrt(mean(x^2) + eps).
  * rstd may be NULL. out may equal x. w in float32 [C]. */

@@ -1,0 +1,183 @@
+/* gemm_bf16.c — out = x @ W^T with bf16 inputs and float32 accumulation (AVX512-BF16 vdpbf16ps).
+ *
+ * vdpbf16ps multiplies PAIRS of bf16 numbers: lane i of dst += a[2i]*b[2i] + a[2i+1]*b[2i+1].
+ * So both operands are laid out in k-pairs (32-bit units):
+ *   x packed once per call (gemm_bf16_pack_x), in blocks of GB_ROWS rows: [K2 pairs][GB_ROWS];
+ *   W packed per thread, in panels of 32 outputs: [K2 pairs][32 outputs].
+ * The micro-kernel keeps GB_ROWS x 32 float32 accumulators in registers (28 zmm), loads two
+ * W vectors per k-pair and broadcasts each row's pair against them. Panels are packed in groups
+ * that fit L2 and every row block of x runs across the whole group while it sits in L1.
+ * The products of two bf16 numbers are exact in float32; only the summation order (and the
+ * instruction's flushing of denormals) differ from a float64 reference of the rounded inputs. */
+#include <immintrin.h>
+#include <stdlib.h>
+#include <string.h>
+#include "nn.h"
+
+#define GB_PANEL 32                 /* outputs per packed W panel (2 zmm) */
+#define GB_GROUP_BYTES (160u << 10) /* packed W kept hot across a row block: ~L2 / 2 threads */
+#define TARGET __attribute__((target("avx512f,avx512bw,avx512bf16")))
+
+int gemm_bf16_available(void) {
+    static int cached = -1;
+    int c = __atomic_load_n(&cached, __ATOMIC_RELAXED);
+    if (c < 0) {
+        __builtin_cpu_init();
+        c = __builtin_cpu_supports("avx512bf16") && __builtin_cpu_supports("avx512bw") ? 1 : 0;
+        __atomic_store_n(&cached, c, __ATOMIC_RELAXED);
+    }
+    return c;
+}
+
+/* float -> bf16, round to nearest even (NaN stays NaN), as the hardware's vcvtneps2bf16 */
+static inline uint32_t bf16_rne(float f) {
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (u >> 16) | 0x40u; /* quiet NaN */
+    return (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
+}
+
+size_t gemm_bf16_xpack_size(int N, int K) {
+    size_t blocks = ((size_t)N + GB_ROWS - 1) / GB_ROWS;
+    return blocks * GB_ROWS * (size_t)((K + 1) / 2);
+}
+
+void gemm_bf16_pack_x(uint32_t *xp, const float *x, int N, int K, int ldx) {
+    int K2 = (K + 1) / 2;
+    for (int b0 = 0; b0 < N; b0 += GB_ROWS) {
+        uint32_t *blk = xp + (size_t)b0 * K2; /* block b0/GB_ROWS starts at b0 * K2 */
+        for (int r = 0; r < GB_ROWS; r++) {
+            int n = b0 + r;
+            if (n >= N) {
+                for (int p = 0; p < K2; p++) blk[(size_t)p * GB_ROWS + r] = 0;
+                continue;
+            }
+            const float *row = x + (size_t)n * ldx;
+            for (int p = 0; p < K / 2; p++)
+                blk[(size_t)p * GB_ROWS + r] = bf16_rne(row[2 * p]) | bf16_rne(row[2 * p + 1]) << 16;
+            if (K & 1) blk[(size_t)(K2 - 1) * GB_ROWS + r] = bf16_rne(row[K - 1]);
+        }
+    }
+}
+
+/* Pack nout (<= 32) rows of W (row o at w + o*K elements, dtype dt) into wp[K2][32], zero padded. */
+static void pack_w(uint32_t *wp, const void *w, st_dtype dt, int nout, int K, float *rowbuf) {
+    int K2 = (K + 1) / 2;
+    for (int j = 0; j < nout; j++) {
+        if (dt == ST_BF16) {
+            const uint16_t *row = (const uint16_t *)w + (size_t)j * K;
+            for (int p = 0; p < K / 2; p++) {
+                uint32_t v;
+                memcpy(&v, row + 2 * p, 4);
+                wp[(size_t)p * GB_PANEL + j] = v;
+            }
+            if (K & 1) wp[(size_t)(K2 - 1) * GB_PANEL + j] = row[K - 1];
+        } else {
+            nn_to_f32_serial(rowbuf, (const char *)w + (size_t)j * K * st_dtype_size(dt), dt, (size_t)K);
+            for (int p = 0; p < K / 2; p++)
+                wp[(size_t)p * GB_PANEL + j] = bf16_rne(rowbuf[2 * p]) | bf16_rne(rowbuf[2 * p + 1]) << 16;
+            if (K & 1) wp[(size_t)(K2 - 1) * GB_PANEL + j] = bf16_rne(rowbuf[K - 1]);
+        }
+    }
+    for (int j = nout; j < GB_PANEL; j++)
+        for (int p = 0; p < K2; p++) wp[(size_t)p * GB_PANEL + j] = 0;
+}
+
+/* out[R, 0:nout] (+)= xb[K2][GB_ROWS] (first R rows) . wp[K2][32]; R is a constant after inlining */
+static inline __attribute__((always_inline)) TARGET void
+micro(const int R, const uint32_t *xb, const uint32_t *wp, int K2, float *out, int ldo, int nout,
+      int accumulate) {
+    __m512 c0[GB_ROWS], c1[GB_ROWS];
+    for (int r = 0; r < R; r++) { c0[r] = _mm512_setzero_ps(); c1[r] = _mm512_setzero_ps(); }
+    for (int p = 0; p < K2; p++) {
+        __m512i b0 = _mm512_load_si512((const void *)(wp + (size_t)p * GB_PANEL));
+        __m512i b1 = _mm512_load_si512((const void *)(wp + (size_t)p * GB_PANEL + 16));
+        const uint32_t *xr = xb + (size_t)p * GB_ROWS;
+        for (int r = 0; r < R; r++) {
+            __m512i a = _mm512_set1_epi32((int)xr[r]);
+            c0[r] = _mm512_dpbf16_ps(c0[r], (__m512bh)a, (__m512bh)b0);
+            c1[r] = _mm512_dpbf16_ps(c1[r], (__m512bh)a, (__m512bh)b1);
+        }
+    }
+    __mmask16 m0 = nout >= 16 ? 0xffff : (__mmask16)((1u << nout) - 1);
+    __mmask16 m1 = nout >= 32 ? 0xffff : nout <= 16 ? 0 : (__mmask16)((1u << (nout - 16)) - 1);
+    for (int r = 0; r < R; r++) {
+        float *o = out + (size_t)r * ldo;
+        if (accumulate) {
+            c0[r] = _mm512_add_ps(c0[r], _mm512_maskz_loadu_ps(m0, o));
+            c1[r] = _mm512_add_ps(c1[r], _mm512_maskz_loadu_ps(m1, o + 16));
+        }
+        _mm512_mask_storeu_ps(o, m0, c0[r]);
+        _mm512_mask_storeu_ps(o + 16, m1, c1[r]);
+    }
+}
+
+#define MICRO_CASE(R) case R: micro(R, xb, wp, K2, out, ldo, nout, accumulate); break;
+static TARGET void micro_rows(int R, const uint32_t *xb, const uint32_t *wp, int K2, float *out,
+                              int ldo, int nout, int accumulate) {
+    switch (R) {
+        MICRO_CASE(14) MICRO_CASE(13) MICRO_CASE(12) MICRO_CASE(11) MICRO_CASE(10)
+        MICRO_CASE(9) MICRO_CASE(8) MICRO_CASE(7) MICRO_CASE(6) MICRO_CASE(5) MICRO_CASE(4)
+        MICRO_CASE(3) MICRO_CASE(2) MICRO_CASE(1)
+        default: break;
+    }
+}
+#if GB_ROWS != 14
+#error "micro_rows lists the cases 1..14"
+#endif
+
+/* per-thread packed-W scratch (64-byte aligned, grown as needed, kept for the thread's life) */
+static _Thread_local uint32_t *tls_wp;
+static _Thread_local size_t tls_wp_cap;
+static _Thread_local float *tls_row;
+static _Thread_local size_t tls_row_cap;
+
+int gemm_bf16_nt_dt(float *out, const uint32_t *xp, const void *w, st_dtype dt, int N, int OC,
+                    int K, int ldo, int accumulate) {
+    if (!gemm_bf16_available()) return -1;
+    if (N <= 0 || OC <= 0) return 0;
+    int K2 = (K + 1) / 2;
+    size_t panel = (size_t)K2 * GB_PANEL; /* uint32 per packed panel */
+    int G = (int)(GB_GROUP_BYTES / (panel * 4));
+    if (G < 1) G = 1;
+    int maxg = (OC + GB_PANEL - 1) / GB_PANEL;
+    if (G > maxg) G = maxg;
+    if ((size_t)G * panel > tls_wp_cap) {
+        uint32_t *p = NULL;
+        if (posix_memalign((void **)&p, 64, (size_t)G * panel * 4) != 0) return -1;
+        free(tls_wp);
+        tls_wp = p;
+        tls_wp_cap = (size_t)G * panel;
+    }
+    if (dt != ST_BF16 && (size_t)K > tls_row_cap) {
+        float *p = malloc(sizeof(float) * (size_t)K);
+        if (!p) return -1;
+        free(tls_row);
+        tls_row = p;
+        tls_row_cap = (size_t)K;
+    }
+    size_t es = st_dtype_size(dt);
+    for (int o0 = 0; o0 < OC; o0 += G * GB_PANEL) {
+        int ng = (OC - o0 + GB_PANEL - 1) / GB_PANEL;
+        if (ng > G) ng = G;
+        for (int g = 0; g < ng; g++) {
+            int o = o0 + g * GB_PANEL, nout = OC - o < GB_PANEL ? OC - o : GB_PANEL;
+            pack_w(tls_wp + g * panel, (const char *)w + (size_t)o * K * es, dt, nout, K, tls_row);
+        }
+        for (int n0 = 0; n0 < N; n0 += GB_ROWS) {
+            int R = N - n0 < GB_ROWS ? N - n0 : GB_ROWS;
+            const uint32_t *xb = xp + (size_t)n0 * K2;
+            for (int g = 0; g < ng; g++) {
+                int o = o0 + g * GB_PANEL, nout = OC - o < GB_PANEL ? OC - o : GB_PANEL;
+                micro_rows(R, xb, tls_wp + g * panel, K2, out + (size_t)n0 * ldo + o, ldo, nout,
+                           accumulate);
+            }
+        }
+    }
+    return 0;
+}
+
+int gemm_bf16_nt(float *out, const uint32_t *xp, const uint16_t *w, int N, int OC, int K, int ldo,
+                 int accumulate) {
+    return gemm_bf16_nt_dt(out, xp, w, ST_BF16, N, OC, K, ldo, accumulate);
+}
