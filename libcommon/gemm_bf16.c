@@ -177,6 +177,19 @@ int gemm_bf16_nt_dt(float *out, const uint32_t *xp, const void *w, st_dtype dt, 
     return 0;
 }
 
+/* the calling thread's packed-x buffers (slot 0: matmul, 1: lm_head), shared with its team */
+static _Thread_local uint32_t *tls_x[2];
+static _Thread_local size_t tls_x_cap[2];
+uint32_t *gemm_bf16_xbuf(int slot, size_t n) {
+    if (n <= tls_x_cap[slot]) return tls_x[slot];
+    uint32_t *p = NULL;
+    if (posix_memalign((void **)&p, 64, n * 4) != 0) return NULL;
+    free(tls_x[slot]);
+    tls_x[slot] = p;
+    tls_x_cap[slot] = n;
+    return p;
+}
+
 int gemm_bf16_nt(float *out, const uint32_t *xp, const uint16_t *w, int N, int OC, int K, int ldo,
                  int accumulate) {
     return gemm_bf16_nt_dt(out, xp, w, ST_BF16, N, OC, K, ldo, accumulate);

@@ -142,6 +142,19 @@ void lop_model_free(lop_model *m);
 lop_wref *lop_weight(lop_model *m, int layer, lop_proj p);
 lop_wref *lop_layer_vec(lop_model *m, int layer, lop_lvec v);
 
+/* ---- GEMM precision: an explicit per-model choice (default exact float32) ----
+ * LOP_GEMM_BF16 runs every linear layer and the lm_head through the bf16 kernel (nn.h,
+ * gemm_bf16.c): activations rounded to bf16, bf16 weights used as stored (f32/f16 ones rounded),
+ * float32 accumulation. About 1.9x the GEMM rate on AVX512-BF16 CPUs; per-token log-probs move
+ * by ~1e-2 nats (see docs/readme/04-bf16.md). Attention, norms and reductions stay float32. */
+typedef enum lop_gemm { LOP_GEMM_F32 = 0, LOP_GEMM_BF16 = 1 } lop_gemm;
+/* Set the mode; returns the mode in effect (LOP_GEMM_F32 when BF16 is asked of a CPU without
+ * avx512_bf16: the float32 path is the fallback). */
+lop_gemm lop_model_set_gemm(lop_model *m, lop_gemm g);
+lop_gemm lop_model_gemm(const lop_model *m);
+/* Parse "f32" / "bf16" (the tools' --gemm); -1 if neither. */
+int lop_gemm_parse(const char *s, lop_gemm *out);
+
 /* ---- a batch ---- */
 typedef struct lop_batch {
     int B;                 /* sequences */

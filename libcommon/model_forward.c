@@ -197,11 +197,31 @@ static void add_forward(float *out, const float *a, const float *b, size_t n) {
     for (size_t i = 0; i < n; i++) out[i] = a[i] + b[i];
 }
 
+lop_gemm lop_model_set_gemm(lop_model *m, lop_gemm g) {
+    engine_priv *p = m->priv;
+    p->gemm = g == LOP_GEMM_BF16 && gemm_bf16_available() ? LOP_GEMM_BF16 : LOP_GEMM_F32;
+    return (lop_gemm)p->gemm;
+}
+
+lop_gemm lop_model_gemm(const lop_model *m) {
+    const engine_priv *p = m->priv;
+    return (lop_gemm)p->gemm;
+}
+
+int lop_gemm_parse(const char *s, lop_gemm *out) {
+    if (!strcmp(s, "f32")) *out = LOP_GEMM_F32;
+    else if (!strcmp(s, "bf16")) *out = LOP_GEMM_BF16;
+    else return -1;
+    return 0;
+}
+
 static int mm(lop_model *m, float *out, const float *x, const lop_wref *w, const float *bias,
               int N, lop_err *e) {
-    if (matmul_forward(out, x, w->data, w->dtype, bias, N, (int)w->cols, (int)w->rows, 0))
-        return lop_fail(e, "out of memory in a matmul");
-    (void)m;
+    engine_priv *p = m->priv;
+    int r = p->gemm == LOP_GEMM_BF16
+        ? matmul_forward_bf16(out, x, w->data, w->dtype, bias, N, (int)w->cols, (int)w->rows, 0)
+        : matmul_forward(out, x, w->data, w->dtype, bias, N, (int)w->cols, (int)w->rows, 0);
+    if (r) return lop_fail(e, "out of memory in a matmul");
     return 0;
 }
 

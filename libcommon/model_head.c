@@ -117,14 +117,23 @@ int head_forward(lop_model *m, const float *xn, int N, lop_head_req *h, lop_err 
     for (int t = 0; !fail && t < nth; t++) fail = state_alloc(&st[t], R, K);
     if (!fail) for (int r = 0; r < R; r++) tlogit[r] = NAN;
     int nblk = (V + VB - 1) / VB, stop = 0;
+    /* bf16 GEMM: the selected rows rounded to bf16 once, in chunks of whole packed row blocks */
+    int bf16 = ((engine_priv *)m->priv)->gemm == LOP_GEMM_BF16;
+    int rc = bf16 ? RC / GB_ROWS * GB_ROWS : RC, K2 = (C + 1) / 2;
+    uint32_t *Xp = NULL;
+    if (!fail && bf16) {
+        Xp = gemm_bf16_xbuf(1, gemm_bf16_xpack_size(R, C));
+        if (Xp) gemm_bf16_pack_x(Xp, X, R, C, C);
+        else fail = 1;
+    }
     float cap = (float)c->final_softcap;
     if (!fail) {
         #pragma omp parallel num_threads(nth)
         {
             head_state *s = &st[omp_get_thread_num()];
-            float *wf = nn_scratch(2, (size_t)VB * C);
+            float *wf = bf16 ? NULL : nn_scratch(2, (size_t)VB * C);
             float *lg = nn_scratch(3, (size_t)RC * VB);
-            if (!wf || !lg) {
+            if ((!bf16 && !wf) || !lg) {
                 #pragma omp atomic write
                 fail = 1;
             }
@@ -132,11 +141,18 @@ int head_forward(lop_model *m, const float *xn, int N, lop_head_req *h, lop_err 
             for (int bk = 0; bk < nblk; bk++) {
                 if (fail || stop) continue;
                 int v0 = bk * VB, nv = V - v0 < VB ? V - v0 : VB;
-                nn_to_f32_serial(wf, (const char *)W->data + (size_t)v0 * C * es, W->dtype, (size_t)nv * C);
-                for (int r0 = 0; r0 < R; r0 += RC) {
-                    int nr = R - r0 < RC ? R - r0 : RC;
-                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nr, nv, C, 1.0f,
-                                X + (size_t)r0 * C, C, wf, C, 0.0f, lg, nv);
+                const char *wb = (const char *)W->data + (size_t)v0 * C * es;
+                if (!bf16) nn_to_f32_serial(wf, wb, W->dtype, (size_t)nv * C);
+                for (int r0 = 0; r0 < R; r0 += rc) {
+                    int nr = R - r0 < rc ? R - r0 : rc;
+                    if (!bf16)
+                        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nr, nv, C, 1.0f,
+                                    X + (size_t)r0 * C, C, wf, C, 0.0f, lg, nv);
+                    else if (gemm_bf16_nt_dt(lg, Xp + (size_t)r0 * K2, wb, W->dtype, nr, nv, C, nv, 0)) {
+                        #pragma omp atomic write
+                        fail = 1;
+                        break;
+                    }
                     if (cap > 0)
                         for (size_t j = 0; j < (size_t)nr * nv; j++) lg[j] = cap * tanhf(lg[j] / cap);
                     for (int r = 0; r < nr; r++) {

@@ -17,6 +17,7 @@ typedef struct engine_priv {
     int att_off_cap;
     struct attn_seq *aseq;   /* [B] attention work of one layer */
     int aseq_cap;
+    int gemm;                /* lop_gemm in effect (lop_model_set_gemm) */
 } engine_priv;
 
 int engine_init(lop_model *m, lop_err *e);

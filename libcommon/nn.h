@@ -46,6 +46,14 @@ int gemm_bf16_nt(float *out, const uint32_t *xp, const uint16_t *w, int N, int O
                  int accumulate);
 int gemm_bf16_nt_dt(float *out, const uint32_t *xp, const void *w, st_dtype dt, int N, int OC,
                     int K, int ldo, int accumulate);
+/* A growable 64-byte aligned buffer of >= n uint32 owned by the calling thread, for a packed x
+ * its OpenMP team shares: slot 0 matmul_forward_bf16, slot 1 the lm_head. NULL: out of memory. */
+uint32_t *gemm_bf16_xbuf(int slot, size_t n);
+/* matmul_forward with the bf16 GEMM: x rounded to bf16 once (packed in parallel), W used as
+ * stored when bf16 (f32/f16/f64 rows rounded to bf16 while packing), OC split across threads.
+ * Falls back to matmul_forward when the CPU lacks AVX512-BF16. -1: out of memory. */
+int matmul_forward_bf16(float *out, const float *x, const void *w, st_dtype dt, const float *bias,
+                        int N, int IC, int OC, int accumulate);
 
 /* ---- rmsnorm (nn_norm.c) ---- */
 /* out[N, C] = x * rstd * w (gemma: x * rstd * (1 + w)), rstd[N] = 1/sqrt(mean(x^2) + eps).

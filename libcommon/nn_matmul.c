@@ -103,3 +103,38 @@ float *nn_scratch(int slot, size_t n) {
     tls_cap[slot] = n;
     return p;
 }
+
+int matmul_forward_bf16(float *out, const float *x, const void *w, st_dtype dt, const float *bias,
+                        int N, int IC, int OC, int accumulate) {
+    if (!gemm_bf16_available()) return matmul_forward(out, x, w, dt, bias, N, IC, OC, accumulate);
+    int K2 = (IC + 1) / 2;
+    uint32_t *xp = gemm_bf16_xbuf(0, gemm_bf16_xpack_size(N, IC));
+    if (!xp) return -1;
+    int nt = omp_get_max_threads();
+    if ((double)N * OC * IC < 2e6) nt = 1;
+    size_t es = st_dtype_size(dt);
+    int fail = 0;
+    #pragma omp parallel num_threads(nt) reduction(|: fail)
+    {
+        int T = omp_get_num_threads(), t = omp_get_thread_num();
+        /* x -> bf16 k-pairs, each thread a range of whole row blocks */
+        int blocks = (N + GB_ROWS - 1) / GB_ROWS;
+        int b0 = (int)((long)blocks * t / T), b1 = (int)((long)blocks * (t + 1) / T);
+        int n0 = b0 * GB_ROWS, n1 = b1 * GB_ROWS < N ? b1 * GB_ROWS : N;
+        if (n0 < n1) gemm_bf16_pack_x(xp + (size_t)n0 * K2, x + (size_t)n0 * IC, n1 - n0, IC, IC);
+        #pragma omp barrier
+        /* slices of whole 32-output panels */
+        int units = (OC + 31) / 32;
+        int o0 = (int)((long)units * t / T) * 32, o1 = (int)((long)units * (t + 1) / T) * 32;
+        if (o1 > OC) o1 = OC;
+        if (o0 < o1) {
+            if (gemm_bf16_nt_dt(out + o0, xp, (const char *)w + (size_t)o0 * IC * es, dt, N, o1 - o0,
+                                IC, OC, accumulate))
+                fail = 1;
+            else if (bias)
+                for (int n = 0; n < N; n++)
+                    for (int j = o0; j < o1; j++) out[(size_t)n * OC + j] += bias[j];
+        }
+    }
+    return fail ? -1 : 0;
+}

@@ -180,3 +180,71 @@ assert 0 <= o['top1_agree'] < 1"
   run "$SANBIN/ppl" -q -m "$MODELS/qwen3-tiny" "$d/one.txt"
   assert_failure 1
 }
+
+# --gemm bf16 needs AVX512-BF16; without it ppl falls back to float32 with a warning
+need_bf16() {
+  grep -qw avx512_bf16 /proc/cpuinfo || skip "this CPU has no avx512_bf16 (--gemm bf16 falls back to f32)"
+}
+
+@test "ppl --gemm: usage errors; without AVX512-BF16 it warns and computes in f32" {
+  run ppl --help
+  assert_output --partial "--gemm f32|bf16"
+  run ppl -m x --gemm fp8 f
+  assert_failure 2
+  assert_output --partial "--gemm"
+  need_shared
+  if ! grep -qw avx512_bf16 /proc/cpuinfo; then
+    d=$(scratch)
+    golden_text qwen3-tiny en "$d/t.txt"
+    run ppl -q -m "$MODELS/qwen3-tiny" --gemm bf16 "$d/t.txt"
+    assert_success
+    assert_output --partial "no AVX512-BF16"
+    assert_output --partial '"gemm":"f32"'
+  fi
+}
+
+@test "ppl --gemm bf16: per-token NLL within 0.25 nats of f32 (mean < 0.03) on all five models; stories260K ppl within 0.1% of the golden" {
+  need_shared
+  need_bf16
+  d=$(scratch)
+  for m in gemma3-tiny qwen3-tiny llama-tiny llama-tiny-student stories260K; do
+    golden_text $m en "$d/$m.txt"
+    ppl -q -m "$MODELS/$m" --per-token --gemm f32 "$d/$m.txt" > "$d/$m.f32"
+    ppl -q -m "$MODELS/$m" --per-token --gemm bf16 "$d/$m.txt" > "$d/$m.bf16"
+    python3 - "$MODELS/$m/golden.json" "$d/$m.f32" "$d/$m.bf16" <<'PY'
+import json, sys
+g = json.load(open(sys.argv[1]))["texts"]["en"]["nll"]
+f = [json.loads(l) for l in open(sys.argv[2])]
+b = [json.loads(l) for l in open(sys.argv[3])]
+assert f[-1]["gemm"] == "f32" and b[-1]["gemm"] == "bf16", (f[-1], b[-1])
+f, b = [t["nll"] for t in f[:-1]], [t["nll"] for t in b[:-1]]
+assert len(f) == len(b) == len(g)
+d = [abs(x - y) for x, y in zip(b, f)]
+dg = [abs(x - y) for x, y in zip(b, g)]
+print(sys.argv[1], "bf16-f32 max", max(d), "mean", sum(d) / len(d), "bf16-golden max", max(dg))
+assert max(d) < 0.25 and sum(d) / len(d) < 0.03, (max(d), sum(d) / len(d))
+assert max(dg) < 0.25, max(dg)
+assert sum(d) / len(d) > 1e-5, "bf16 gave the f32 numbers: the bf16 path did not run"
+PY
+  done
+  run ppl -q -m "$MODELS/stories260K" --lines --gemm bf16 "$SHARED/data/stories/stories-sampled.txt"
+  assert_success
+  python3 -c "
+import json; o = json.loads('''$output'''); g = json.load(open('$MODELS/stories260K/golden.json'))['corpus_per_line']
+assert o['gemm'] == 'bf16' and o['tokens'] == g['tokens'], o
+assert abs(o['ppl'] - g['ppl']) < 1e-3 * g['ppl'], (o['ppl'], g['ppl'])"
+}
+
+@test "ppl --gemm bf16 under ASan+UBSan" {
+  need_shared
+  need_bf16
+  need_san ppl
+  d=$(scratch)
+  golden_text gemma3-tiny mix "$d/t.txt"
+  run "$SANBIN/ppl" -q -m "$MODELS/gemma3-tiny" --gemm bf16 --per-token --ctx 8 --stride 3 "$d/t.txt"
+  assert_success
+  head -5 "$SHARED/data/stories/stories-sampled.txt" > "$d/s.txt"
+  run "$SANBIN/ppl" -q -m "$MODELS/stories260K" --gemm bf16 --lines "$d/s.txt"
+  assert_success
+  assert_output --partial '"gemm":"bf16"'
+}

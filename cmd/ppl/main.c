@@ -31,10 +31,14 @@ static void usage(FILE *f) {
         "      --topk K          k for --save-logits (default 64)\n"
         "      --batch-tokens N  tokens per forward pass (default: max(ctx, 2048))\n"
         "      --max-tokens N    stop after scoring about N tokens (0: all)\n"
+        "      --gemm f32|bf16   precision of the matrix products (default f32). bf16 rounds the\n"
+        "                        activations to bf16 (weights already are) with float32 sums, on\n"
+        "                        AVX512-BF16 CPUs (else f32, with a warning): ~1.4x faster; per-token\n"
+        "                        NLL within ~0.03 nats of f32 (mean ~0.003), ppl within ~0.2%%\n"
         TOOL_COMMON_HELP);
 }
 
-enum { O_LLAMA = 0x100, O_LINES, O_PER_TOKEN, O_SAVE, O_KL, O_TOPK, O_BATCH, O_MAXTOK };
+enum { O_LLAMA = 0x100, O_LINES, O_PER_TOKEN, O_SAVE, O_KL, O_TOPK, O_BATCH, O_MAXTOK, O_GEMM };
 
 typedef struct stats { double sum, sum2; int64_t n; } stats;
 static void stat_add(stats *s, double x) { s->sum += x; s->sum2 += x * x; s->n++; }
@@ -104,13 +108,14 @@ int main(int argc, char **argv) {
     const char *model = NULL, *save = NULL, *klbase = NULL;
     int ctx = 0, stride = 0, llama = 0, lines = 0, per_token = 0, topk = 64;
     long long batch_tokens = 0, max_tokens = 0;
+    lop_gemm gemm = LOP_GEMM_F32;
     static struct option lo[] = {
         {"model", required_argument, 0, 'm'}, {"ctx", required_argument, 0, 'c'},
         {"stride", required_argument, 0, 's'}, {"llama-cpp", no_argument, 0, O_LLAMA},
         {"lines", no_argument, 0, O_LINES}, {"per-token", no_argument, 0, O_PER_TOKEN},
         {"save-logits", required_argument, 0, O_SAVE}, {"kl-base", required_argument, 0, O_KL},
         {"topk", required_argument, 0, O_TOPK}, {"batch-tokens", required_argument, 0, O_BATCH},
-        {"max-tokens", required_argument, 0, O_MAXTOK},
+        {"max-tokens", required_argument, 0, O_MAXTOK}, {"gemm", required_argument, 0, O_GEMM},
         TOOL_COMMON_LONGOPTS, {0, 0, 0, 0}};
     int c;
     while ((c = getopt_long(argc, argv, "m:c:s:" TOOL_COMMON_SHORTOPTS, lo, NULL)) != -1) {
@@ -127,6 +132,9 @@ int main(int argc, char **argv) {
         case O_TOPK: topk = (int)opt_int("--topk", optarg, 1, 4096); break;
         case O_BATCH: batch_tokens = opt_int("--batch-tokens", optarg, 1, 1 << 24); break;
         case O_MAXTOK: max_tokens = opt_int("--max-tokens", optarg, 0, INT64_MAX); break;
+        case O_GEMM:
+            if (lop_gemm_parse(optarg, &gemm)) die_usage("--gemm: expected f32 or bf16, not '%s'", optarg);
+            break;
         default: die_usage("unknown option");
         }
     }
@@ -140,6 +148,8 @@ int main(int argc, char **argv) {
     lop_err e = {0};
     lop_model *m;
     if (lop_model_open(&m, model, &e)) die_err(&e);
+    if (gemm != LOP_GEMM_F32 && lop_model_set_gemm(m, gemm) != gemm)
+        warn("--gemm bf16: this CPU has no AVX512-BF16; computing in float32");
     const char *tokdir = m->st->source_dir ? m->st->source_dir : model;
     lop_tokenizer *tk;
     if (tok_load(&tk, tokdir, &e)) die_err(&e);
@@ -378,6 +388,7 @@ int main(int argc, char **argv) {
     cJSON_AddNumberToObject(o, "ppl_stderr", exp(mean) * se);
     cJSON_AddStringToObject(o, "mode", lines ? "lines" : llama ? "llama-cpp" : "windows");
     cJSON_AddNumberToObject(o, "ctx", ctx);
+    cJSON_AddStringToObject(o, "gemm", lop_model_gemm(m) == LOP_GEMM_BF16 ? "bf16" : "f32");
     if (!llama) cJSON_AddNumberToObject(o, "stride", stride);
     if (lines) cJSON_AddNumberToObject(o, "lines", nlines);
     cJSON_AddNumberToObject(o, "seconds", secs);
