@@ -133,3 +133,23 @@ EOF
   run "$SANBIN/layer-score" -m "$MODELS/stories260K" --data "$T/empty.txt"
   [ "$status" -eq 1 ]
 }
+
+@test "layer-score --gemm bf16: ppl scores of stories260K within 1% of f32 (skips without avx512_bf16)" {
+  need_shared
+  grep -qw avx512_bf16 /proc/cpuinfo || skip "this CPU has no avx512_bf16 (--gemm bf16 falls back to f32)"
+  T=$(scratch)
+  for g in f32 bf16; do
+    layer-score -q -m "$MODELS/stories260K" --metric ppl --lines --samples 64 --layers 2,4 --gemm $g \
+      --data "$SHARED/data/stories/stories-sampled.txt" > "$T/$g.jsonl"
+  done
+  python3 - "$T/f32.jsonl" "$T/bf16.jsonl" <<'PY'
+import json, sys
+a = [json.loads(l) for l in open(sys.argv[1])]
+b = [json.loads(l) for l in open(sys.argv[2])]
+for x, y in zip(a, b):
+    for k in ("ppl", "base_ppl"):
+        if k in x:
+            assert abs(y[k] / x[k] - 1) < 0.01, (k, x[k], y[k])
+assert a[-1]["base_ppl"] != b[-1]["base_ppl"], "bf16 == f32: not run"
+PY
+}

@@ -336,3 +336,24 @@ EOF
   run "$SANBIN/lm-eval" -m "$MODELS/stories260K" --task-file "$T/z.jsonl.zst"
   [ "$status" -eq 1 ]; assert_output --partial "zstd"
 }
+
+@test "lm-eval --gemm bf16: each choice's log-likelihood within 1% (+0.5) of f32 (skips without avx512_bf16)" {
+  need_shared
+  grep -qw avx512_bf16 /proc/cpuinfo || skip "this CPU has no avx512_bf16 (--gemm bf16 falls back to f32)"
+  run lm-eval -m x --tasks piqa --gemm fp8
+  [ "$status" -eq 2 ]
+  T=$(scratch)
+  for g in f32 bf16; do
+    run lm-eval -q -m "$MODELS/stories260K" --tasks piqa --limit 20 --gemm $g --log-samples "$T/$g.jsonl"
+    assert_success
+  done
+  python3 - "$T/f32.jsonl" "$T/bf16.jsonl" <<'PY'
+import json, sys
+a = [json.loads(l) for l in open(sys.argv[1])]
+b = [json.loads(l) for l in open(sys.argv[2])]
+assert len(a) == len(b) == 20
+d = [abs(x[0] - y[0]) - (0.01 * abs(x[0]) + 0.5) for da, db in zip(a, b) for x, y in zip(da["resps"], db["resps"])]
+assert max(d) < 0, max(d)
+assert any(x[0] != y[0] for da, db in zip(a, b) for x, y in zip(da["resps"], db["resps"])), "bf16 == f32: not run"
+PY
+}

@@ -43,6 +43,9 @@ static void usage(FILE *f) {
         "      --lines          each line of a text file is a sample (default: packed windows)\n"
         "      --layers LIST    score only these layers / block starts, e.g. 2,4-6 (ppl and kl\n"
         "                       then run only those passes)\n"
+        "      --gemm f32|bf16  precision of the matrix products (default f32). bf16: activations\n"
+        "                       rounded to bf16, float32 sums (AVX512-BF16 CPUs, else f32 with a\n"
+        "                       warning); per-token NLL moves by up to ~0.1 (mean ~0.01)\n"
         TOOL_COMMON_HELP
         "\nOutput: one JSON line per layer {\"layer\",\"metric\",\"score\"} (blocks: {\"start\",\"n\",\n"
         "\"metric\",\"score\"}; ppl and kl add \"ppl\"), then {\"metric\",\"samples\",\"tokens\",...}.\n");
@@ -151,7 +154,10 @@ static int kl_block(void *user, int v0, int nv, const float *logits, int rows, c
     if (!c->zbuf || !c->abuf) return -1;
     for (int i = 0; i < rows; i++) memcpy(c->abuf + (size_t)i * C, c->hn_full + (size_t)row[i] * C, C * sizeof(float));
     const char *w = (const char *)m->head.data + (size_t)v0 * C * st_dtype_size(m->head.dtype);
-    if (matmul_forward(c->zbuf, c->abuf, w, m->head.dtype, NULL, rows, C, nv, 0)) return -1;
+    int r = lop_model_gemm(m) == LOP_GEMM_BF16 /* the same precision as this run's own logits */
+        ? matmul_forward_bf16(c->zbuf, c->abuf, w, m->head.dtype, NULL, rows, C, nv, 0)
+        : matmul_forward(c->zbuf, c->abuf, w, m->head.dtype, NULL, rows, C, nv, 0);
+    if (r) return -1;
     if (m->cfg.final_softcap > 0) softcap_forward(c->zbuf, need_z, (float)m->cfg.final_softcap);
     #pragma omp parallel for schedule(static)
     for (int i = 0; i < rows; i++) {
@@ -243,15 +249,16 @@ static void emit_score(int start, int n, int metric, double score, double ppl) {
 
 int main(int argc, char **argv) {
     tool_init("layer-score", argc, argv);
-    enum { OPT_DATA = 1, OPT_METRIC, OPT_BLOCK, OPT_SAMPLES, OPT_CTX, OPT_LINES, OPT_LAYERS };
+    enum { OPT_DATA = 1, OPT_METRIC, OPT_BLOCK, OPT_SAMPLES, OPT_CTX, OPT_LINES, OPT_LAYERS, OPT_GEMM };
     static const struct option lo[] = {
         {"model", required_argument, 0, 'm'}, {"data", required_argument, 0, OPT_DATA},
         {"metric", required_argument, 0, OPT_METRIC}, {"block", required_argument, 0, OPT_BLOCK},
         {"samples", required_argument, 0, OPT_SAMPLES}, {"ctx", required_argument, 0, OPT_CTX},
         {"lines", no_argument, 0, OPT_LINES}, {"layers", required_argument, 0, OPT_LAYERS},
-        TOOL_COMMON_LONGOPTS, {0, 0, 0, 0}};
+        {"gemm", required_argument, 0, OPT_GEMM}, TOOL_COMMON_LONGOPTS, {0, 0, 0, 0}};
     const char *model = NULL, *data = NULL, *only = NULL;
     int metric = M_BI, block = 1, lines = 0, block_set = 0;
+    lop_gemm gemm = LOP_GEMM_F32;
     lop_calib_opts co = calib_default_opts();
     co.samples = 128; co.ctx = 512;
     int c;
@@ -269,6 +276,9 @@ int main(int argc, char **argv) {
         case OPT_CTX: co.ctx = (int)opt_int("--ctx", optarg, 2, 1 << 22); break;
         case OPT_LINES: lines = 1; break;
         case OPT_LAYERS: only = optarg; break;
+        case OPT_GEMM:
+            if (lop_gemm_parse(optarg, &gemm)) die_usage("--gemm: expected f32 or bf16, not '%s'", optarg);
+            break;
         default: die_usage("unknown option");
         }
     }
@@ -283,6 +293,8 @@ int main(int argc, char **argv) {
     score_ctx s;
     memset(&s, 0, sizeof s);
     if (lop_model_open(&s.m, model, &e)) die_err(&e);
+    if (gemm != LOP_GEMM_F32 && lop_model_set_gemm(s.m, gemm) != gemm)
+        warn("--gemm bf16: this CPU has no AVX512-BF16; computing in float32");
     s.L = s.m->cfg.n_layers; s.C = s.m->cfg.hidden;
     if (block > s.L) die_usage("--block %d: the model has %d layers", block, s.L);
     int L = s.L, C = s.C, nblk = L - block + 1;

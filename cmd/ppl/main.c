@@ -33,8 +33,9 @@ static void usage(FILE *f) {
         "      --max-tokens N    stop after scoring about N tokens (0: all)\n"
         "      --gemm f32|bf16   precision of the matrix products (default f32). bf16 rounds the\n"
         "                        activations to bf16 (weights already are) with float32 sums, on\n"
-        "                        AVX512-BF16 CPUs (else f32, with a warning): ~1.4x faster; per-token\n"
-        "                        NLL within ~0.03 nats of f32 (mean ~0.003), ppl within ~0.2%%\n"
+        "                        AVX512-BF16 CPUs (else f32, with a warning). Measured: per-token NLL\n"
+        "                        within 0.11 nats of f32 (mean 0.004-0.015) on the fixture models;\n"
+        "                        stories260K ppl 3.8639 vs 3.8638\n"
         TOOL_COMMON_HELP);
 }
 
