@@ -62,14 +62,17 @@ for mode in ("full", "lora"):
     r = {"bench": "heal-sft", "model": "gemma-3-270m (random)", "mode": mode if mode == "full" else "lora r=16",
          "seq": 512, "tokens_per_s": round(tps, 1), "gflops": round(flops, 1),
          "sgemm_ceiling_gflops": ceil, "ceiling_fraction": round(flops / ceil, 3),
-         "peak_rss_mb": round(rss / 2**20), "budget_mb": round(16 * params / 2**20) if mode == "full" else None,
+         "peak_rss_mb": round(rss / 2**20), "act_mb": round(L[-1].get("act_bytes", 0) / 2**20),
+         # full fine-tuning's budget: 16 bytes/parameter (master, grad, AdamW m, v) + activations
+         "budget_mb": round((16 * params + L[-1].get("act_bytes", 0)) / 2**20) if mode == "full" else None,
+         "rss_over_budget": round(rss / (16 * params + L[-1].get("act_bytes", 0)), 3) if mode == "full" else None,
          "torch_tokens_per_s": round(ttps, 1) if ttps else None,
          "speedup_vs_torch": round(tps / ttps, 2) if ttps else None,
          "loss_step1": round(first, 5), "torch_loss_step1": round(tfirst, 5) if tfirst else None}
     rows.append(r)
     print(json.dumps(r))
-print("%-10s %10s %9s %8s %9s %11s %8s" % ("mode", "tokens/s", "GFLOP/s", "of ceil", "RSS MB", "torch tok/s", "speedup"))
+print("%-10s %10s %9s %8s %9s %10s %11s %8s" % ("mode", "tokens/s", "GFLOP/s", "of ceil", "RSS MB", "budget MB", "torch tok/s", "speedup"))
 for r in rows:
-    print("%-10s %10.1f %9.1f %7.0f%% %9d %11s %8s" % (r["mode"], r["tokens_per_s"], r["gflops"],
-          100 * r["ceiling_fraction"], r["peak_rss_mb"], r["torch_tokens_per_s"], r["speedup_vs_torch"]))
+    print("%-10s %10.1f %9.1f %7.0f%% %9d %10s %11s %8s" % (r["mode"], r["tokens_per_s"], r["gflops"],
+          100 * r["ceiling_fraction"], r["peak_rss_mb"], r["budget_mb"], r["torch_tokens_per_s"], r["speedup_vs_torch"]))
 PY

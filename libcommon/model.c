@@ -176,3 +176,8 @@ double lop_forward_flops(const lop_model *m, int64_t n, double ctx) {
                        + 4.0 * ctx * qd;                             /* q.k and p.v */
     return (double)n * (per_layer * c->n_layers + 2.0 * C * c->vocab);
 }
+
+size_t lop_act_bytes(const lop_model *m) {
+    const engine_priv *p = m ? m->priv : NULL;
+    return p ? p->arena_cap * sizeof(float) : 0;
+}

@@ -235,4 +235,8 @@ int lop_forward(lop_model *m, lop_batch *b, const lop_fwd_opts *o, lop_head_req 
 /* Floating-point operations of one forward of n rows attending to `ctx` keys on average
  * (matmuls + attention + head), for tokens/s -> GFLOP/s reports. */
 double lop_forward_flops(const lop_model *m, int64_t n, double ctx);
+
+/* Bytes of the activation arena the last lop_forward laid out (its peak so far): with the
+ * weight files' size, the budget a forward pass's peak RSS is judged against. */
+size_t lop_act_bytes(const lop_model *m);
 #endif

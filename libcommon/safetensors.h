@@ -49,6 +49,9 @@ typedef struct st_model {
 int st_open(st_model **out, const char *path, lop_err *e);
 int st_find(const st_model *m, const char *name);     /* index, or -1 */
 void st_close(st_model *m);
+/* Give back the resident pages of tensor i when it is mmap'd (no-op for owned bytes): for a
+ * caller that copied it elsewhere. The bytes stay valid: a later read faults them back in. */
+void st_release(const st_model *m, int i);
 
 /* ---- streaming ---- */
 typedef struct st_reader st_reader;

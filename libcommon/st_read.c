@@ -329,16 +329,19 @@ const char *st_reader_source(const st_reader *r) { return r->m ? r->m->source_di
 const cJSON *st_reader_metadata(const st_reader *r) { return r->m ? r->m->metadata : r->meta; }
 
 /* Drop the pages of a tensor already handed out, so that resident memory stays bounded by what
- * is in use (the file stays in the page cache; a later touch faults it back). */
-static void release_tensor(st_reader *r, int i) {
-    model_priv *p = r->m->priv;
-    if (i < 0 || p->reg_of[i] < 0 || !p->reg[p->reg_of[i]].mapped) return;
+ * is in use (the file stays in the page cache; a later touch faults it back). Only whole pages
+ * inside the tensor, so a neighbour's bytes are never dropped while in use; and only mappings
+ * (MADV_DONTNEED on owned heap bytes would zero them). */
+void st_release(const st_model *m, int i) {
+    const model_priv *p = m ? m->priv : NULL;
+    if (!p || i < 0 || i >= m->n || p->reg_of[i] < 0 || !p->reg[p->reg_of[i]].mapped) return;
     long pg = sysconf(_SC_PAGESIZE);
-    uintptr_t a = (uintptr_t)r->m->data[i], b = a + r->m->info[i].nbytes;
-    a &= ~(uintptr_t)(pg - 1);
+    uintptr_t a = (uintptr_t)m->data[i], b = a + m->info[i].nbytes;
+    a = (a + (uintptr_t)pg - 1) & ~(uintptr_t)(pg - 1);
     b &= ~(uintptr_t)(pg - 1);
     if (b > a) madvise((void *)a, b - a, MADV_DONTNEED);
 }
+static void release_tensor(st_reader *r, int i) { st_release(r->m, i); }
 
 int st_reader_next(st_reader *r, int *idx, const void **data, lop_err *e) {
     if (r->m) {

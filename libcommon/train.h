@@ -110,6 +110,13 @@ void tr_adamw_step(tr_model *m, double lr, const adamw_hp *hp, int64_t t, double
 /* FLOPs of one forward+backward of n tokens at context T (6*params*n + attention). */
 double tr_step_flops(const tr_model *m, int64_t n, int T);
 
+/* Give back the activation buffers (they are laid out again by the next forward): before saving,
+ * so writing the model never adds its conversion buffers on top of the training peak. */
+void tr_release_acts(tr_model *m);
+/* Bytes of the largest activation arena laid out so far (the "+ activations" of the memory
+ * budget: 16 bytes/parameter for full fine-tuning plus this). */
+size_t tr_act_bytes(const tr_model *m);
+
 /* Output. Full: an HF folder in the source dtype. LoRA: merge ? the merged HF folder : a PEFT
  * adapter folder (adapter_model.safetensors with base_model.model.<module>.lora_{A,B}.weight,
  * adapter_config.json). Atomic (temp folder renamed). */

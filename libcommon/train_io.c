@@ -88,6 +88,7 @@ static int save_model(tr_model *m, const char *out, int merge, lop_err *e) {
             }
         }
         rc = st_writer_put(w, i, data, e);
+        if (data == st->data[i]) st_release(st, i); /* copied through: its pages can go */
     }
     free(f); free(buf); free(map); free(infos);
     if (rc) { st_writer_abort(w); return -1; }
@@ -155,6 +156,7 @@ static int save_adapter(tr_model *m, const char *out, const char *base_path, lop
 }
 
 int tr_save(tr_model *m, const char *out_dir, int merge_lora, const char *base_path, lop_err *e) {
+    tr_release_acts(m);
     if (m->opt.lora_rank > 0 && !merge_lora) return save_adapter(m, out_dir, base_path, e);
     return save_model(m, out_dir, merge_lora, e);
 }

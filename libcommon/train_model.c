@@ -48,6 +48,7 @@ typedef struct tr_priv {
     acts *a;                  /* [L] (recompute: all but x_in alias a shared set) */
     float *x_final, *rstd_final, *xn_final;
     void *arena;
+    size_t arena_peak;        /* bytes of the largest arena laid out so far */
     /* gradient scratch */
     float *dres, *dA, *dxn, *dq, *dk, *dv, *dq_raw, *dk_raw, *datt, *dgate, *dup, *dh, *ascr;
     float *dxa, *tmp_in, *logits, *capped;
@@ -137,11 +138,16 @@ static const float *pw(tr_model *m, int i) {
     return q->wscratch;
 }
 
-static int alloc_train(tr_param *p, int want_w, lop_err *e) {
+static int alloc_train(const st_model *st, tr_param *p, int want_w, lop_err *e) {
     if (want_w && !p->w) {
         p->w = malloc(p->n * sizeof(float));
         if (!p->w) return lop_fail(e, "out of memory for %s (%zu floats)", p->name, p->n);
-        if (p->src) to_f32(p->w, p->src, p->dtype, p->n);
+        if (p->src) {
+            to_f32(p->w, p->src, p->dtype, p->n);
+            /* the float32 copy is the master now: the mapped file's pages need not stay
+             * resident beside it (full fine-tuning would otherwise carry the model twice) */
+            st_release(st, p->st_index);
+        }
     }
     if (p->trainable) {
         p->g = calloc(p->n, sizeof(float));
@@ -241,7 +247,7 @@ int tr_open(tr_model **out, const char *path, const tr_opts *o, uint64_t seed, l
         if (is_mat && !is_vocab && p->n > maxmat) maxmat = p->n;
         /* LoRA: frozen projection matrices stay mmap'd; vectors and the vocabulary matrices
          * (embedding lookups, chunked head) get float32 copies */
-        if (alloc_train(p, !lora || !is_mat || is_vocab, e)) goto fail;
+        if (alloc_train(m->st, p, !lora || !is_mat || is_vocab, e)) goto fail;
         if (!lora && o->keep_sparsity && is_mat && !is_vocab) sparsity_mask(p);
         if (p->trainable) m->trainable_params += (int64_t)p->n;
     }
@@ -263,7 +269,7 @@ int tr_open(tr_model **out, const char *path, const tr_opts *o, uint64_t seed, l
             if (a < 0 || b < 0) goto fail;
             m->p[a].trainable = m->p[b].trainable = 1;
             m->p[a].decay = m->p[b].decay = 1;
-            if (alloc_train(&m->p[a], 1, e) || alloc_train(&m->p[b], 1, e)) goto fail;
+            if (alloc_train(m->st, &m->p[a], 1, e) || alloc_train(m->st, &m->p[b], 1, e)) goto fail;
             memset(m->p[b].w, 0, m->p[b].n * sizeof(float));
             /* PEFT: A ~ kaiming_uniform(a=sqrt(5)) = U(-1/sqrt(in), 1/sqrt(in)); B = 0 */
             float bound = 1.0f / sqrtf((float)base->cols);
@@ -292,6 +298,12 @@ static void free_acts(tr_priv *q) {
     free(q->arena); q->arena = NULL;
     free(q->a); q->a = NULL;
     q->N = 0;
+}
+
+size_t tr_act_bytes(const tr_model *m) { return m && m->priv ? P(m)->arena_peak : 0; }
+
+void tr_release_acts(tr_model *m) {
+    if (m && m->priv) free_acts(P(m));
 }
 
 void tr_free(tr_model *m) {
@@ -348,6 +360,8 @@ static int ensure_acts(tr_model *m, int B, int T, lop_err *e) {
                    2 * (size_t)q->chunk * V;
     size_t total = per * keep + (size_t)N * C * (L + 2) + N + grads + 64 * 64;
     q->arena = malloc(total * sizeof(float) + N * sizeof(int32_t));
+    if (total * sizeof(float) + N * sizeof(int32_t) > q->arena_peak)
+        q->arena_peak = total * sizeof(float) + N * sizeof(int32_t);
     q->a = calloc(L, sizeof(acts));
     if (!q->arena || !q->a) { free_acts(q); return lop_fail(e, "out of memory for activations (%zu MB)", total * 4 >> 20); }
     float *f = q->arena;

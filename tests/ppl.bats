@@ -157,6 +157,20 @@ assert 0 <= o['top1_agree'] < 1"
   run ppl -q -m "$MODELS/qwen3-tiny" --max-tokens 10 "$d/t.txt"
   assert_success
   python3 -c "import json; assert json.loads('''$output''')['tokens'] == 10"
+  # the cap cuts inside the second window: only what is scored is forwarded, and the mean NLL
+  # is that of the first 8 per-token NLLs of the uncapped run
+  ppl -q -m "$MODELS/qwen3-tiny" --ctx 6 --per-token "$d/t.txt" > "$d/all.jsonl"
+  ppl -q -m "$MODELS/qwen3-tiny" --ctx 6 --max-tokens 8 "$d/t.txt" > "$d/cap.json"
+  python3 - "$d/all.jsonl" "$d/cap.json" <<'PY'
+import json, sys
+lines = [json.loads(l) for l in open(sys.argv[1])]
+rows = [r for r in lines if "pos" in r]
+cap = json.load(open(sys.argv[2]))
+want = sum(r["nll"] for r in rows[:8]) / 8
+assert cap["tokens"] == 8 and abs(cap["nll"] - want) < 1e-5, (cap, want)
+# two windows forwarded (6 + 3 rows), not the whole text
+assert cap["gflop"] < 0.7 * lines[-1]["gflop"], (cap["gflop"], lines[-1]["gflop"])
+PY
 }
 
 @test "ppl under ASan+UBSan: golden text, lines, kl, bad inputs" {

@@ -258,6 +258,7 @@ void train_cli_loop(const train_args *a, train_run *r, const train_hooks *h) {
     cJSON_AddNumberToObject(o, "seconds", secs);
     cJSON_AddNumberToObject(o, "tokens_per_s", secs > 0 ? tokens_done / secs : 0);
     cJSON_AddNumberToObject(o, "peak_rss_bytes", (double)peak_rss_bytes());
+    cJSON_AddNumberToObject(o, "act_bytes", (double)tr_act_bytes(m));
     emit(o);
     for (int k = 0; k < a->accum; k++) { free(ids[k]); free(tg[k]); }
     free(ids); free(tg); free(cap); free(Ts);

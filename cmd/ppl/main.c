@@ -225,7 +225,21 @@ int main(int argc, char **argv) {
     int64_t total = 0;
     for (int i = 0; i < pl.n; i++) total += pl.s[i].n - pl.s[i].first;
     if (total == 0) die(1, "%s: no token to score (the text has fewer than 2 tokens)", input);
-    if (max_tokens > 0 && total > max_tokens) total = max_tokens;
+    if (max_tokens > 0 && total > max_tokens) {
+        /* forward only what is scored: drop the segments past the cap and cut the last one
+         * (a causal model's earlier positions do not depend on later ones) */
+        total = max_tokens;
+        int64_t need = total;
+        for (int i = 0; i < pl.n; i++) {
+            int64_t sc = pl.s[i].n - pl.s[i].first;
+            if (sc >= need) {
+                pl.s[i].n = pl.s[i].first + (int)need;
+                pl.n = i + 1;
+                break;
+            }
+            need -= sc;
+        }
+    }
 
     /* outputs */
     topk_writer *tw = NULL;
@@ -397,6 +411,7 @@ int main(int argc, char **argv) {
     cJSON_AddNumberToObject(o, "gflop", flops / 1e9);
     cJSON_AddNumberToObject(o, "gflop_per_s", secs > 0 ? flops / 1e9 / secs : 0);
     cJSON_AddNumberToObject(o, "peak_rss_mb", (double)(peak_rss_bytes() >> 20));
+    cJSON_AddNumberToObject(o, "act_mb", (double)(lop_act_bytes(m) >> 20));
     if (tr && kls.n) {
         qsort(klv, klv_n, sizeof *klv, cmp_f);
         cJSON *k = cJSON_AddObjectToObject(o, "kl");
