@@ -5,6 +5,7 @@
 #include <cblas.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 #include "nn.h"
 
@@ -14,7 +15,26 @@ static double now(void) {
     return t.tv_sec + t.tv_nsec * 1e-9;
 }
 
+/* --peak: the bf16 GEMM ceiling with every thread (matmul_forward_bf16 on a large MLP-like shape,
+ * bf16 weights), the denominator of ppl --gemm bf16's GFLOP/s */
+static int peak(void) {
+    int N = 2048, OC = 2048, K = 640;
+    float *x = malloc(sizeof(float) * N * K), *out = malloc(sizeof(float) * N * OC);
+    uint16_t *wb = malloc(2 * (size_t)OC * K);
+    for (long i = 0; i < (long)N * K; i++) x[i] = (float)((i * 7919) % 13) * 0.1f - 0.6f;
+    for (long i = 0; i < (long)OC * K; i++) wb[i] = (uint16_t)(0x3c00 + (i * 104729) % 255);
+    matmul_forward_bf16(out, x, wb, ST_BF16, NULL, N, K, OC, 0);
+    int reps = 0;
+    double t0 = now(), t;
+    do { matmul_forward_bf16(out, x, wb, ST_BF16, NULL, N, K, OC, 0); reps++; } while ((t = now() - t0) < 1.5);
+    printf("{\"bench\":\"bf16_gemm_peak\",\"gflops\":%.1f,\"N\":%d,\"OC\":%d,\"K\":%d}\n",
+           2.0 * N * OC * K * reps / t / 1e9, N, OC, K);
+    free(x); free(out); free(wb);
+    return 0;
+}
+
 int main(int argc, char **argv) {
+    if (argc > 1 && !strcmp(argv[1], "--peak")) return gemm_bf16_available() ? peak() : 1;
     int rounds = argc > 1 ? atoi(argv[1]) : 3;
     double secs = argc > 2 ? atof(argv[2]) : 0.7;
     static const int shapes[][3] = {{512, 2048, 640}, {512, 640, 2048}, {504, 256, 640},
