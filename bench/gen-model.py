@@ -6,6 +6,7 @@ benchmarks: config.json, model.safetensors (bf16), and the family's tokenizer co
     bench/gen-model.py gemma-3-270m OUT_DIR      # 268,098,176 params (Gemma3ForCausalLM)
     bench/gen-model.py qwen3-0.6b OUT_DIR        # 596,049,920 params (Qwen3ForCausalLM)
     bench/gen-model.py llama-3.2-1b OUT_DIR      # 1,235,814,400 params (LlamaForCausalLM)
+    bench/gen-model.py gemma-3-4b OUT_DIR        # 3,880,263,168 params (Gemma-3-4B's text model)
 
 Weights: normal(0, 0.02) for matrices and embeddings; norm weights as the trained models keep
 them (Gemma's x*(1+w): around 0; others: around 1). Needs numpy only. Deterministic (--seed).
@@ -45,6 +46,24 @@ CONFIGS = {
             "sliding_window": None, "tie_word_embeddings": True, "torch_dtype": "bfloat16",
             "transformers_version": "4.51.0", "use_cache": True, "use_sliding_window": False,
             "vocab_size": 151936}),
+    # Gemma-3-4B's text model (Gemma3ForCausalLM, the language half of google/gemma-3-4b-pt):
+    # 34 layers, linear rope scaling x8 on the full-attention layers
+    "gemma-3-4b": dict(
+        tokenizer="models/gemma3-tiny", params=3880263168,
+        config={
+            "architectures": ["Gemma3ForCausalLM"], "attention_bias": False,
+            "attention_dropout": 0.0, "attn_logit_softcapping": None, "bos_token_id": 2,
+            "eos_token_id": 1, "final_logit_softcapping": None, "head_dim": 256,
+            "hidden_activation": "gelu_pytorch_tanh", "hidden_size": 2560,
+            "initializer_range": 0.02, "intermediate_size": 10240,
+            "layer_types": [("full_attention" if (i + 1) % 6 == 0 else "sliding_attention") for i in range(34)],
+            "max_position_embeddings": 131072, "model_type": "gemma3_text",
+            "num_attention_heads": 8, "num_hidden_layers": 34, "num_key_value_heads": 4,
+            "pad_token_id": 0, "query_pre_attn_scalar": 256, "rms_norm_eps": 1e-06,
+            "rope_local_base_freq": 10000.0, "rope_scaling": {"factor": 8.0, "rope_type": "linear"},
+            "rope_theta": 1000000.0, "sliding_window": 1024, "torch_dtype": "bfloat16",
+            "transformers_version": "4.55.0", "use_bidirectional_attention": False,
+            "use_cache": True, "vocab_size": 262208}),
     "llama-3.2-1b": dict(
         tokenizer="tokenizers/llama3_1", params=1235814400,
         config={
