@@ -60,13 +60,56 @@ void gemm_bf16_pack_x(uint32_t *xp, const float *x, int N, int K, int ldx) {
     }
 }
 
+/* 16 rows of 16 dwords -> 16 columns (a[i] = row i in, column i out): 2 stages of unpacks inside
+ * 128-bit lanes, then a 4x4 transpose of the lanes */
+static inline __attribute__((always_inline)) TARGET void transpose16(__m512i a[16]) {
+    __m512i t[16], s[16];
+    for (int i = 0; i < 8; i++) {
+        t[2 * i] = _mm512_unpacklo_epi32(a[2 * i], a[2 * i + 1]);
+        t[2 * i + 1] = _mm512_unpackhi_epi32(a[2 * i], a[2 * i + 1]);
+    }
+    for (int i = 0; i < 4; i++) { /* s[4i + c] lane L: column 4L + c, rows 4i..4i+3 */
+        s[4 * i] = _mm512_unpacklo_epi64(t[4 * i], t[4 * i + 2]);
+        s[4 * i + 1] = _mm512_unpackhi_epi64(t[4 * i], t[4 * i + 2]);
+        s[4 * i + 2] = _mm512_unpacklo_epi64(t[4 * i + 1], t[4 * i + 3]);
+        s[4 * i + 3] = _mm512_unpackhi_epi64(t[4 * i + 1], t[4 * i + 3]);
+    }
+    for (int c = 0; c < 4; c++) { /* column 4L + c = lane L of s[c], s[4+c], s[8+c], s[12+c] */
+        __m512i x0 = _mm512_shuffle_i32x4(s[c], s[4 + c], 0x44);
+        __m512i x1 = _mm512_shuffle_i32x4(s[c], s[4 + c], 0xEE);
+        __m512i x2 = _mm512_shuffle_i32x4(s[8 + c], s[12 + c], 0x44);
+        __m512i x3 = _mm512_shuffle_i32x4(s[8 + c], s[12 + c], 0xEE);
+        a[c] = _mm512_shuffle_i32x4(x0, x2, 0x88);
+        a[4 + c] = _mm512_shuffle_i32x4(x0, x2, 0xDD);
+        a[8 + c] = _mm512_shuffle_i32x4(x1, x3, 0x88);
+        a[12 + c] = _mm512_shuffle_i32x4(x1, x3, 0xDD);
+    }
+}
+
+/* bf16 rows, full panel: pairs [0, P16) (a multiple of 16) by 16x16 dword transposes */
+static TARGET void pack_w_bf16_fast(uint32_t *wp, const uint16_t *w, int K, int P16) {
+    for (int j0 = 0; j0 < GB_PANEL; j0 += 16)
+        for (int p0 = 0; p0 < P16; p0 += 16) {
+            __m512i a[16];
+            for (int i = 0; i < 16; i++)
+                a[i] = _mm512_loadu_si512((const void *)(w + (size_t)(j0 + i) * K + 2 * p0));
+            transpose16(a);
+            for (int c = 0; c < 16; c++)
+                _mm512_store_si512((void *)(wp + (size_t)(p0 + c) * GB_PANEL + j0), a[c]);
+        }
+}
+
 /* Pack nout (<= 32) rows of W (row o at w + o*K elements, dtype dt) into wp[K2][32], zero padded. */
 static void pack_w(uint32_t *wp, const void *w, st_dtype dt, int nout, int K, float *rowbuf) {
-    int K2 = (K + 1) / 2;
+    int K2 = (K + 1) / 2, p_done = 0;
+    if (dt == ST_BF16 && nout == GB_PANEL) {
+        p_done = K / 2 / 16 * 16;
+        pack_w_bf16_fast(wp, w, K, p_done);
+    }
     for (int j = 0; j < nout; j++) {
         if (dt == ST_BF16) {
             const uint16_t *row = (const uint16_t *)w + (size_t)j * K;
-            for (int p = 0; p < K / 2; p++) {
+            for (int p = p_done; p < K / 2; p++) {
                 uint32_t v;
                 memcpy(&v, row + 2 * p, 4);
                 wp[(size_t)p * GB_PANEL + j] = v;
@@ -132,6 +175,66 @@ static _Thread_local size_t tls_wp_cap;
 static _Thread_local float *tls_row;
 static _Thread_local size_t tls_row_cap;
 
+static int grow_scratch(size_t wp_n, int K, st_dtype dt) {
+    if (wp_n > tls_wp_cap) {
+        uint32_t *p = NULL;
+        if (posix_memalign((void **)&p, 64, wp_n * 4) != 0) return -1;
+        free(tls_wp);
+        tls_wp = p;
+        tls_wp_cap = wp_n;
+    }
+    if (dt != ST_BF16 && (size_t)K > tls_row_cap) {
+        float *p = malloc(sizeof(float) * (size_t)K);
+        if (!p) return -1;
+        free(tls_row);
+        tls_row = p;
+        tls_row_cap = (size_t)K;
+    }
+    return 0;
+}
+
+size_t gemm_bf16_wpack_size(int OC, int K) {
+    return (size_t)((OC + GB_PANEL - 1) / GB_PANEL) * GB_PANEL * (size_t)((K + 1) / 2);
+}
+
+int gemm_bf16_pack_w(uint32_t *wp, const void *w, st_dtype dt, int OC, int K) {
+    if (grow_scratch(0, K, dt)) return -1;
+    size_t panel = (size_t)((K + 1) / 2) * GB_PANEL, es = st_dtype_size(dt);
+    for (int o = 0; o < OC; o += GB_PANEL)
+        pack_w(wp + (size_t)(o / GB_PANEL) * panel, (const char *)w + (size_t)o * K * es, dt,
+               OC - o < GB_PANEL ? OC - o : GB_PANEL, K, tls_row);
+    return 0;
+}
+
+/* rows of xp against panels [0, np) of wp (outputs o0.. of out) */
+static TARGET void run_panels(float *out, const uint32_t *xp, const uint32_t *wp, int np, int N,
+                              int OC, int K2, int ldo, int accumulate) {
+    size_t panel = (size_t)K2 * GB_PANEL;
+    for (int n0 = 0; n0 < N; n0 += GB_ROWS) {
+        int R = N - n0 < GB_ROWS ? N - n0 : GB_ROWS;
+        const uint32_t *xb = xp + (size_t)n0 * K2;
+        for (int g = 0; g < np; g++) {
+            int o = g * GB_PANEL, nout = OC - o < GB_PANEL ? OC - o : GB_PANEL;
+            micro_rows(R, xb, wp + g * panel, K2, out + (size_t)n0 * ldo + o, ldo, nout, accumulate);
+        }
+    }
+}
+
+int gemm_bf16_nt_packed(float *out, const uint32_t *xp, const uint32_t *wp, int N, int OC, int K,
+                        int ldo, int accumulate) {
+    if (!gemm_bf16_available()) return -1;
+    if (N <= 0 || OC <= 0) return 0;
+    int K2 = (K + 1) / 2;
+    size_t panel = (size_t)K2 * GB_PANEL;
+    int G = (int)(GB_GROUP_BYTES / (panel * 4));
+    if (G < 1) G = 1;
+    for (int o0 = 0; o0 < OC; o0 += G * GB_PANEL) /* groups of panels that stay in L2 */
+        run_panels(out + o0, xp, wp + (size_t)(o0 / GB_PANEL) * panel,
+                   (OC - o0 < G * GB_PANEL ? OC - o0 + GB_PANEL - 1 : G * GB_PANEL) / GB_PANEL, N,
+                   OC - o0, K2, ldo, accumulate);
+    return 0;
+}
+
 int gemm_bf16_nt_dt(float *out, const uint32_t *xp, const void *w, st_dtype dt, int N, int OC,
                     int K, int ldo, int accumulate) {
     if (!gemm_bf16_available()) return -1;
@@ -142,20 +245,7 @@ int gemm_bf16_nt_dt(float *out, const uint32_t *xp, const void *w, st_dtype dt, 
     if (G < 1) G = 1;
     int maxg = (OC + GB_PANEL - 1) / GB_PANEL;
     if (G > maxg) G = maxg;
-    if ((size_t)G * panel > tls_wp_cap) {
-        uint32_t *p = NULL;
-        if (posix_memalign((void **)&p, 64, (size_t)G * panel * 4) != 0) return -1;
-        free(tls_wp);
-        tls_wp = p;
-        tls_wp_cap = (size_t)G * panel;
-    }
-    if (dt != ST_BF16 && (size_t)K > tls_row_cap) {
-        float *p = malloc(sizeof(float) * (size_t)K);
-        if (!p) return -1;
-        free(tls_row);
-        tls_row = p;
-        tls_row_cap = (size_t)K;
-    }
+    if (grow_scratch((size_t)G * panel, K, dt)) return -1;
     size_t es = st_dtype_size(dt);
     for (int o0 = 0; o0 < OC; o0 += G * GB_PANEL) {
         int ng = (OC - o0 + GB_PANEL - 1) / GB_PANEL;
@@ -164,15 +254,7 @@ int gemm_bf16_nt_dt(float *out, const uint32_t *xp, const void *w, st_dtype dt, 
             int o = o0 + g * GB_PANEL, nout = OC - o < GB_PANEL ? OC - o : GB_PANEL;
             pack_w(tls_wp + g * panel, (const char *)w + (size_t)o * K * es, dt, nout, K, tls_row);
         }
-        for (int n0 = 0; n0 < N; n0 += GB_ROWS) {
-            int R = N - n0 < GB_ROWS ? N - n0 : GB_ROWS;
-            const uint32_t *xb = xp + (size_t)n0 * K2;
-            for (int g = 0; g < ng; g++) {
-                int o = o0 + g * GB_PANEL, nout = OC - o < GB_PANEL ? OC - o : GB_PANEL;
-                micro_rows(R, xb, tls_wp + g * panel, K2, out + (size_t)n0 * ldo + o, ldo, nout,
-                           accumulate);
-            }
-        }
+        run_panels(out + o0, xp, tls_wp, ng, N, OC - o0, K2, ldo, accumulate);
     }
     return 0;
 }

@@ -131,9 +131,10 @@ int head_forward(lop_model *m, const float *xn, int N, lop_head_req *h, lop_err 
         #pragma omp parallel num_threads(nth)
         {
             head_state *s = &st[omp_get_thread_num()];
-            float *wf = bf16 ? NULL : nn_scratch(2, (size_t)VB * C);
+            /* f32: the block converted to float32; bf16: the block packed once for all chunks */
+            float *wf = nn_scratch(2, bf16 ? gemm_bf16_wpack_size(VB, C) : (size_t)VB * C);
             float *lg = nn_scratch(3, (size_t)RC * VB);
-            if ((!bf16 && !wf) || !lg) {
+            if (!wf || !lg) {
                 #pragma omp atomic write
                 fail = 1;
             }
@@ -142,13 +143,19 @@ int head_forward(lop_model *m, const float *xn, int N, lop_head_req *h, lop_err 
                 if (fail || stop) continue;
                 int v0 = bk * VB, nv = V - v0 < VB ? V - v0 : VB;
                 const char *wb = (const char *)W->data + (size_t)v0 * C * es;
-                if (!bf16) nn_to_f32_serial(wf, wb, W->dtype, (size_t)nv * C);
+                if (!bf16) {
+                    nn_to_f32_serial(wf, wb, W->dtype, (size_t)nv * C);
+                } else if (gemm_bf16_pack_w((uint32_t *)wf, wb, W->dtype, nv, C)) {
+                    #pragma omp atomic write
+                    fail = 1;
+                    continue;
+                }
                 for (int r0 = 0; r0 < R; r0 += rc) {
                     int nr = R - r0 < rc ? R - r0 : rc;
                     if (!bf16)
                         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nr, nv, C, 1.0f,
                                     X + (size_t)r0 * C, C, wf, C, 0.0f, lg, nv);
-                    else if (gemm_bf16_nt_dt(lg, Xp + (size_t)r0 * K2, wb, W->dtype, nr, nv, C, nv, 0)) {
+                    else if (gemm_bf16_nt_packed(lg, Xp + (size_t)r0 * K2, (const uint32_t *)wf, nr, nv, C, nv, 0)) {
                         #pragma omp atomic write
                         fail = 1;
                         break;

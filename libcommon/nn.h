@@ -46,6 +46,12 @@ int gemm_bf16_nt(float *out, const uint32_t *xp, const uint16_t *w, int N, int O
                  int accumulate);
 int gemm_bf16_nt_dt(float *out, const uint32_t *xp, const void *w, st_dtype dt, int N, int OC,
                     int K, int ldo, int accumulate);
+/* The same in two steps, for a W multiplied against several x: W [OC, K] (any float dtype) ->
+ * wp (gemm_bf16_wpack_size(OC, K) uint32, 64-byte aligned), then out (+)= x . W^T from it. */
+size_t gemm_bf16_wpack_size(int OC, int K);
+int gemm_bf16_pack_w(uint32_t *wp, const void *w, st_dtype dt, int OC, int K);
+int gemm_bf16_nt_packed(float *out, const uint32_t *xp, const uint32_t *wp, int N, int OC, int K,
+                        int ldo, int accumulate);
 /* A growable 64-byte aligned buffer of >= n uint32 owned by the calling thread, for a packed x
  * its OpenMP team shares: slot 0 matmul_forward_bf16, slot 1 the lm_head. NULL: out of memory. */
 uint32_t *gemm_bf16_xbuf(int slot, size_t n);

@@ -123,11 +123,14 @@ int matmul_forward_bf16(float *out, const float *x, const void *w, st_dtype dt, 
         int n0 = b0 * GB_ROWS, n1 = b1 * GB_ROWS < N ? b1 * GB_ROWS : N;
         if (n0 < n1) gemm_bf16_pack_x(xp + (size_t)n0 * K2, x + (size_t)n0 * IC, n1 - n0, IC, IC);
         #pragma omp barrier
-        /* slices of whole 32-output panels */
-        int units = (OC + 31) / 32;
-        int o0 = (int)((long)units * t / T) * 32, o1 = (int)((long)units * (t + 1) / T) * 32;
-        if (o1 > OC) o1 = OC;
-        if (o0 < o1) {
+        /* chunks of 1-4 panels of 32 outputs (about 4 per thread), taken dynamically: a thread
+         * slowed by other work on the machine does not hold the others at the region's end */
+        int panels = (OC + 31) / 32, cp = panels / (4 * T);
+        cp = cp < 1 ? 1 : cp > 4 ? 4 : cp;
+        int cw = cp * 32, nch = (OC + cw - 1) / cw;
+        #pragma omp for schedule(dynamic, 1)
+        for (int ch = 0; ch < nch; ch++) {
+            int o0 = ch * cw, o1 = o0 + cw < OC ? o0 + cw : OC;
             if (gemm_bf16_nt_dt(out + o0, xp, (const char *)w + (size_t)o0 * IC * es, dt, N, o1 - o0,
                                 IC, OC, accumulate))
                 fail = 1;
