@@ -42,24 +42,6 @@ size_t gemm_bf16_xpack_size(int N, int K) {
     return blocks * GB_ROWS * (size_t)((K + 1) / 2);
 }
 
-void gemm_bf16_pack_x(uint32_t *xp, const float *x, int N, int K, int ldx) {
-    int K2 = (K + 1) / 2;
-    for (int b0 = 0; b0 < N; b0 += GB_ROWS) {
-        uint32_t *blk = xp + (size_t)b0 * K2; /* block b0/GB_ROWS starts at b0 * K2 */
-        for (int r = 0; r < GB_ROWS; r++) {
-            int n = b0 + r;
-            if (n >= N) {
-                for (int p = 0; p < K2; p++) blk[(size_t)p * GB_ROWS + r] = 0;
-                continue;
-            }
-            const float *row = x + (size_t)n * ldx;
-            for (int p = 0; p < K / 2; p++)
-                blk[(size_t)p * GB_ROWS + r] = bf16_rne(row[2 * p]) | bf16_rne(row[2 * p + 1]) << 16;
-            if (K & 1) blk[(size_t)(K2 - 1) * GB_ROWS + r] = bf16_rne(row[K - 1]);
-        }
-    }
-}
-
 /* 16 rows of 16 dwords -> 16 columns (a[i] = row i in, column i out): 2 stages of unpacks inside
  * 128-bit lanes, then a 4x4 transpose of the lanes */
 static inline __attribute__((always_inline)) TARGET void transpose16(__m512i a[16]) {
@@ -83,6 +65,47 @@ static inline __attribute__((always_inline)) TARGET void transpose16(__m512i a[1
         a[4 + c] = _mm512_shuffle_i32x4(x0, x2, 0xDD);
         a[8 + c] = _mm512_shuffle_i32x4(x1, x3, 0x88);
         a[12 + c] = _mm512_shuffle_i32x4(x1, x3, 0xDD);
+    }
+}
+
+/* one full block of GB_ROWS rows, pairs [0, P16) (a multiple of 16): each row's 32 floats -> 16
+ * bf16 pairs (vcvtne2ps2bf16: nearest even, like bf16_rne but for denormals, which vdpbf16ps
+ * reads as zero anyway), then a 16x16 transpose whose first GB_ROWS lanes are the block's rows */
+static TARGET void pack_x_block_fast(uint32_t *blk, const float *x, int ldx, int P16) {
+    for (int p0 = 0; p0 < P16; p0 += 16) {
+        __m512i a[16];
+        for (int r = 0; r < 16; r++) {
+            if (r >= GB_ROWS) { a[r] = _mm512_setzero_si512(); continue; }
+            const float *src = x + (size_t)r * ldx + 2 * p0;
+            a[r] = (__m512i)_mm512_cvtne2ps_pbh(_mm512_loadu_ps(src + 16), _mm512_loadu_ps(src));
+        }
+        transpose16(a);
+        for (int c = 0; c < 16; c++)
+            _mm512_mask_storeu_epi32(blk + (size_t)(p0 + c) * GB_ROWS, (__mmask16)((1u << GB_ROWS) - 1), a[c]);
+    }
+}
+
+void gemm_bf16_pack_x(uint32_t *xp, const float *x, int N, int K, int ldx) {
+    int K2 = (K + 1) / 2;
+    int fast = gemm_bf16_available();
+    for (int b0 = 0; b0 < N; b0 += GB_ROWS) {
+        uint32_t *blk = xp + (size_t)b0 * K2; /* block b0/GB_ROWS starts at b0 * K2 */
+        int p_done = 0;
+        if (fast && b0 + GB_ROWS <= N) {
+            p_done = K / 2 / 16 * 16;
+            pack_x_block_fast(blk, x + (size_t)b0 * ldx, ldx, p_done);
+        }
+        for (int r = 0; r < GB_ROWS; r++) {
+            int n = b0 + r;
+            if (n >= N) {
+                for (int p = 0; p < K2; p++) blk[(size_t)p * GB_ROWS + r] = 0;
+                continue;
+            }
+            const float *row = x + (size_t)n * ldx;
+            for (int p = p_done; p < K / 2; p++)
+                blk[(size_t)p * GB_ROWS + r] = bf16_rne(row[2 * p]) | bf16_rne(row[2 * p + 1]) << 16;
+            if (K & 1) blk[(size_t)(K2 - 1) * GB_ROWS + r] = bf16_rne(row[K - 1]);
+        }
     }
 }
 
@@ -131,11 +154,13 @@ static inline __attribute__((always_inline)) TARGET void
 micro(const int R, const uint32_t *xb, const uint32_t *wp, int K2, float *out, int ldo, int nout,
       int accumulate) {
     __m512 c0[GB_ROWS], c1[GB_ROWS];
+    #pragma GCC unroll 16
     for (int r = 0; r < R; r++) { c0[r] = _mm512_setzero_ps(); c1[r] = _mm512_setzero_ps(); }
     for (int p = 0; p < K2; p++) {
         __m512i b0 = _mm512_load_si512((const void *)(wp + (size_t)p * GB_PANEL));
         __m512i b1 = _mm512_load_si512((const void *)(wp + (size_t)p * GB_PANEL + 16));
         const uint32_t *xr = xb + (size_t)p * GB_ROWS;
+        #pragma GCC unroll 16
         for (int r = 0; r < R; r++) {
             __m512i a = _mm512_set1_epi32((int)xr[r]);
             c0[r] = _mm512_dpbf16_ps(c0[r], (__m512bh)a, (__m512bh)b0);
@@ -144,6 +169,7 @@ micro(const int R, const uint32_t *xb, const uint32_t *wp, int K2, float *out, i
     }
     __mmask16 m0 = nout >= 16 ? 0xffff : (__mmask16)((1u << nout) - 1);
     __mmask16 m1 = nout >= 32 ? 0xffff : nout <= 16 ? 0 : (__mmask16)((1u << (nout - 16)) - 1);
+    #pragma GCC unroll 16
     for (int r = 0; r < R; r++) {
         float *o = out + (size_t)r * ldo;
         if (accumulate) {
