@@ -163,3 +163,15 @@ void progress_end(progress *p) {
     if (p->on) draw(p, 1);
     p->on = 0;
 }
+
+const char *commas(int64_t v, char *buf, size_t n) {
+    char tmp[32];
+    snprintf(tmp, sizeof tmp, "%lld", (long long)v);
+    size_t len = strlen(tmp), j = 0;
+    for (size_t i = 0; i < len && j + 2 < n; i++) {
+        if (i && (len - i) % 3 == 0 && tmp[0] != '-') buf[j++] = ',';
+        buf[j++] = tmp[i];
+    }
+    buf[j] = 0;
+    return buf;
+}

@@ -61,6 +61,8 @@ void warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* Print one JSON object as a line on stdout, flush, free it. Exits 1 on a write error. */
 void emit(cJSON *obj);
+/* 4022468096 -> "4,022,468,096" in buf[n] (parameter counts to the unit, readable) */
+const char *commas(int64_t v, char *buf, size_t n);
 /* Parse helpers that die with exit 2 on bad values, naming the option. */
 long long opt_int(const char *opt, const char *arg, long long lo, long long hi);
 double opt_double(const char *opt, const char *arg, double lo, double hi);

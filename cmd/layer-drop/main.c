@@ -42,19 +42,6 @@ static void out_json(cJSON *o) {
     if (s) { fprintf(g_json, "%s\n", s); free(s); }
 }
 
-/* 4022468096 -> "4,022,468,096" */
-static const char *commas(int64_t v, char *buf, size_t n) {
-    char tmp[32];
-    snprintf(tmp, sizeof tmp, "%lld", (long long)v);
-    size_t len = strlen(tmp), j = 0;
-    for (size_t i = 0; i < len && j + 2 < n; i++) {
-        if (i && (len - i) % 3 == 0 && tmp[0] != '-') buf[j++] = ',';
-        buf[j++] = tmp[i];
-    }
-    buf[j] = 0;
-    return buf;
-}
-
 static void on_bytes(void *user, uint64_t bytes) { progress_update(user, bytes / 1e6); }
 
 int main(int argc, char **argv) {

@@ -23,7 +23,6 @@ int laco_run(const char *model, const char *out, const laco_opts *o, const st_wr
 /* main.c */
 extern FILE *g_json;
 void out_json(cJSON *o);
-const char *commas(int64_t v, char *buf, size_t n);
 const char *rule_name(lop_merge_rule r);
 void summary(int lb, int la, int64_t pb, int64_t pa, const char *out);
 #endif

@@ -57,18 +57,6 @@ void out_json(cJSON *o) {
     if (s) { fprintf(g_json, "%s\n", s); fflush(g_json); free(s); }
 }
 
-const char *commas(int64_t v, char *buf, size_t n) {
-    char tmp[32];
-    snprintf(tmp, sizeof tmp, "%lld", (long long)v);
-    size_t len = strlen(tmp), j = 0;
-    for (size_t i = 0; i < len && j + 2 < n; i++) {
-        if (i && (len - i) % 3 == 0 && tmp[0] != '-') buf[j++] = ',';
-        buf[j++] = tmp[i];
-    }
-    buf[j] = 0;
-    return buf;
-}
-
 const char *rule_name(lop_merge_rule r) {
     return r == LMERGE_AVERAGE ? "average" : r == LMERGE_REPLACE ? "replace" : "rdsc";
 }
