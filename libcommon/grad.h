@@ -26,40 +26,31 @@ void tr_embedding_forward(float *out, const int32_t *ids, const float *table, in
 void tr_embedding_backward(float *dtable, const float *dout, const int32_t *ids, int N, int C,
                            float scale);
 
-/* ---- RMSNorm over the last C values of each of N rows ----
- * out = x * rstd * w        (plain: Llama, Qwen)
- * out = x * rstd * (1 + w)  (gemma != 0)
- * rstd[N] = 1/sqrt(mean(x^2) + eps) is saved for the backward. q/k norms: N*heads rows of
- * head_dim. */
-void tr_rmsnorm_forward(float *out, float *rstd, const float *x, const float *w, int N, int C,
-                        float eps, int gemma);
+/* The forwards of RMSNorm, RoPE, attention and the gated MLP are the engine's (nn.h:
+ * rmsnorm_forward, rope_inv_freq/rope_forward, attention_forward_batch, glu_forward); the
+ * backwards below are theirs. */
+
+/* ---- RMSNorm backward (forward: rmsnorm_forward, which saves rstd[N]) ----
+ * out = x * rstd * w (plain) or x * rstd * (1 + w) (gemma != 0); q/k norms: N*heads rows. */
 void tr_rmsnorm_backward(float *dx, float *dw, const float *dout, const float *x,
                          const float *rstd, const float *w, int N, int C, int gemma);
 
-/* ---- RoPE (transformers' rotate_half: pairs (i, i + D/2)), in place on x[N, H*D] ----
- * Row n of the batch has position pos[n]; inv_freq[D/2]. */
-void tr_rope_inv_freq(float *inv_freq, int D, double theta, int type, double factor,
-                      double low_ff, double high_ff, int orig_max_pos);
-void tr_rope_forward(float *x, const int32_t *pos, const float *inv_freq, int N, int H, int D);
-/* backward: in place on dx[N, H*D] (the inverse rotation) */
+/* ---- RoPE backward (forward: rope_forward, rotate_half pairs (i, i + D/2)) ----
+ * in place on dx[N, H*D], row n at position pos[n]: the inverse rotation */
 void tr_rope_backward(float *dx, const int32_t *pos, const float *inv_freq, int N, int H, int D);
 
-/* ---- causal GQA attention over B sequences of T tokens ----
- * q[N, H*D], k,v[N, KVH*D] -> out[N, H*D]; head h reads kv head h / (H/KVH).
- * score = scale * q.k; if softcap > 0: score = softcap * tanh(score / softcap);
- * key j is visible from query i iff j <= i and (window == 0 or i - j < window).
- * att[B, H, T, T] saves the probabilities (row i: zeros past i). */
-void tr_attention_forward(float *out, float *att, const float *q, const float *k,
-                          const float *v, int B, int T, int H, int KVH, int D, float scale,
-                          float softcap, int window);
-/* dq[N,H*D], dk,dv[N,KVH*D] += ...; scratch holds 2*T*T floats. */
+/* ---- causal GQA attention backward over B sequences of T tokens ----
+ * The forward is attention_forward_batch with one attn_seq per sequence and att[B, H, T, T]
+ * (the probabilities, zeros where masked): q[N, H*D], k,v[N, KVH*D]; head h reads kv head
+ * h / (H/KVH); score = scale * q.k, softcapped when softcap > 0; key j visible from query i iff
+ * j <= i and (window == 0 or i - j < window).
+ * dq[N,H*D], dk,dv[N,KVH*D] += ...; scratch holds 2*T*T floats. */
 void tr_attention_backward(float *dq, float *dk, float *dv, float *scratch, const float *dout,
                            const float *att, const float *q, const float *k, const float *v,
                            int B, int T, int H, int KVH, int D, float scale, float softcap,
                            int window);
 
-/* ---- gated MLP activation: h = act(g) * u, n elements (act 0: SiLU, 1: GELU-tanh) ---- */
-void tr_glu_forward(float *h, const float *g, const float *u, size_t n, int act);
+/* ---- gated MLP backward (forward: glu_forward, h = act(g) * u; act 0: SiLU, 1: GELU-tanh) ---- */
 void tr_glu_backward(float *dg, float *du, const float *dh, const float *g, const float *u,
                      size_t n, int act);
 

@@ -1,45 +1,13 @@
-/* grad_attn.c — causal / sliding-window GQA attention with optional logit softcapping.
- * Per (sequence, head): S = scale*Q K^T by sgemm, masked softmax row by row, O = P V. The
- * probabilities P are kept for the backward (B*H*T*T floats per layer). */
+/* grad_attn.c — the backward of causal / sliding-window GQA attention with optional logit
+ * softcapping. The forward is the engine's (nn_attention.c: S = scale*Q K^T, masked softmax,
+ * O = P V), run with the probabilities P kept (B*H*T*T floats per layer); per (sequence, head)
+ * the backward rebuilds dP = dO V^T, dS from P, and dQ, dK, dV by sgemm. */
 #include "grad.h"
 #include <cblas.h>
 #include <math.h>
 #include <string.h>
 
 static inline int row_lo(int i, int window) { return window > 0 && i - window + 1 > 0 ? i - window + 1 : 0; }
-
-void tr_attention_forward(float *out, float *att, const float *q, const float *k,
-                          const float *v, int B, int T, int H, int KVH, int D, float scale,
-                          float softcap, int window) {
-    int qs = H * D, ks = KVH * D, rep = H / KVH;
-    for (int b = 0; b < B; b++)
-        for (int h = 0; h < H; h++) {
-            const float *Q = q + (size_t)b * T * qs + h * D;
-            const float *K = k + (size_t)b * T * ks + (h / rep) * D;
-            const float *V = v + (size_t)b * T * ks + (h / rep) * D;
-            float *P = att + ((size_t)b * H + h) * T * T;
-            float *O = out + (size_t)b * T * qs + h * D;
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, D, scale, Q, qs, K, ks,
-                        0.0f, P, T);
-            #pragma omp parallel for schedule(static)
-            for (int i = 0; i < T; i++) {
-                float *p = P + (size_t)i * T;
-                int lo = row_lo(i, window);
-                if (softcap > 0)
-                    for (int j = lo; j <= i; j++) p[j] = softcap * tanhf(p[j] / softcap);
-                float mx = p[lo];
-                for (int j = lo + 1; j <= i; j++) if (p[j] > mx) mx = p[j];
-                float s = 0;
-                for (int j = lo; j <= i; j++) { p[j] = expf(p[j] - mx); s += p[j]; }
-                float inv = 1.0f / s;
-                for (int j = 0; j < lo; j++) p[j] = 0;
-                for (int j = lo; j <= i; j++) p[j] *= inv;
-                for (int j = i + 1; j < T; j++) p[j] = 0;
-            }
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, D, T, 1.0f, P, T, V, ks,
-                        0.0f, O, qs);
-        }
-}
 
 void tr_attention_backward(float *dq, float *dk, float *dv, float *scratch, const float *dout,
                            const float *att, const float *q, const float *k, const float *v,

@@ -4,16 +4,6 @@
 
 #define GELU_K 0.7978845608028654f /* sqrt(2/pi) */
 
-void tr_glu_forward(float *h, const float *g, const float *u, size_t n, int act) {
-    #pragma omp parallel for schedule(static)
-    for (size_t i = 0; i < n; i++) {
-        float x = g[i], a;
-        if (act == 0) a = x / (1.0f + expf(-x));
-        else a = 0.5f * x * (1.0f + tanhf(GELU_K * (x + 0.044715f * x * x * x)));
-        h[i] = a * u[i];
-    }
-}
-
 void tr_glu_backward(float *dg, float *du, const float *dh, const float *g, const float *u,
                      size_t n, int act) {
     #pragma omp parallel for schedule(static)

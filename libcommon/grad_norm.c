@@ -3,20 +3,6 @@
 #include <math.h>
 #include <omp.h>
 
-void tr_rmsnorm_forward(float *out, float *rstd, const float *x, const float *w, int N, int C,
-                        float eps, int gemma) {
-    #pragma omp parallel for schedule(static)
-    for (int n = 0; n < N; n++) {
-        const float *xr = x + (size_t)n * C;
-        float *o = out + (size_t)n * C;
-        float ss = 0;
-        for (int c = 0; c < C; c++) ss += xr[c] * xr[c];
-        float r = 1.0f / sqrtf(ss / C + eps);
-        rstd[n] = r;
-        for (int c = 0; c < C; c++) o[c] = xr[c] * r * (gemma ? 1.0f + w[c] : w[c]);
-    }
-}
-
 void tr_rmsnorm_backward(float *dx, float *dw, const float *dout, const float *x,
                          const float *rstd, const float *w, int N, int C, int gemma) {
     if (dx) {

@@ -2,27 +2,6 @@
 #include "grad.h"
 #include <math.h>
 
-void tr_rope_inv_freq(float *inv_freq, int D, double theta, int type, double factor,
-                      double low_ff, double high_ff, int orig_max_pos) {
-    for (int i = 0; i < D / 2; i++) {
-        /* transformers: 1 / base ** (arange(0, D, 2).float() / D), in float32 */
-        float e = (float)(2 * i) / (float)D;
-        float f = (float)(1.0 / pow(theta, (double)e));
-        if (type == 1 && factor > 0) f = (float)(f / factor);           /* linear */
-        if (type == 2 && factor > 0) {                                   /* llama3 */
-            double lw = orig_max_pos / low_ff, hw = orig_max_pos / high_ff;
-            double wl = 2 * M_PI / f, v = f;
-            if (wl > lw) v = f / factor;
-            if (!(wl < hw) && !(wl > lw)) {
-                double s = (orig_max_pos / wl - low_ff) / (high_ff - low_ff);
-                v = (1 - s) * v / factor + s * v;
-            }
-            f = (float)v;
-        }
-        inv_freq[i] = f;
-    }
-}
-
 static void rope_rows(float *x, const int32_t *pos, const float *inv_freq, int N, int H, int D,
                       float sign) {
     int h2 = D / 2;
@@ -40,10 +19,6 @@ static void rope_rows(float *x, const int32_t *pos, const float *inv_freq, int N
             }
         }
     }
-}
-
-void tr_rope_forward(float *x, const int32_t *pos, const float *inv_freq, int N, int H, int D) {
-    rope_rows(x, pos, inv_freq, N, H, D, 1.0f);
 }
 
 /* the rotation is orthogonal: its transpose is the rotation by -angle */

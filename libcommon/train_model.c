@@ -2,6 +2,7 @@
  * Layer math follows transformers (LlamaDecoderLayer, Qwen3DecoderLayer, Gemma3DecoderLayer) in
  * float32. */
 #include "train.h"
+#include "nn.h"
 #include <cblas.h>
 #include <math.h>
 #include <stdio.h>
@@ -53,6 +54,7 @@ typedef struct tr_priv {
     float *dres, *dA, *dxn, *dq, *dk, *dv, *dq_raw, *dk_raw, *datt, *dgate, *dup, *dh, *ascr;
     float *dxa, *tmp_in, *logits, *capped;
     int32_t *pos;
+    attn_seq *aseq;           /* [capB] the attention kernel's per-sequence views */
     int chunk;                /* head rows per chunk */
     uint64_t drop_seed;
     int dropout_on;
@@ -281,12 +283,9 @@ int tr_open(tr_model **out, const char *path, const tr_opts *o, uint64_t seed, l
     q->inv_full = malloc(sizeof(float) * D / 2);
     q->inv_local = malloc(sizeof(float) * D / 2);
     if (!q->inv_full || !q->inv_local) { lop_fail(e, "out of memory"); goto fail; }
-    const lop_rope *rf = &c->rope_full, *rl = &c->rope_local;
-    tr_rope_inv_freq(q->inv_full, D, rf->theta, rf->type, rf->factor, rf->low_freq_factor,
-                     rf->high_freq_factor, rf->original_max_pos);
-    tr_rope_inv_freq(q->inv_local, D, rl->theta > 0 ? rl->theta : rf->theta,
-                     rl->theta > 0 ? rl->type : rf->type, rl->factor, rl->low_freq_factor,
-                     rl->high_freq_factor, rl->original_max_pos);
+    /* the forward engine's rope tables (nn_rope.c): one definition of every rope type */
+    rope_inv_freq(q->inv_full, D, &c->rope_full);
+    rope_inv_freq(q->inv_local, D, c->gemma ? &c->rope_local : &c->rope_full);
     *out = m;
     return 0;
 fail:
@@ -297,6 +296,7 @@ fail:
 static void free_acts(tr_priv *q) {
     free(q->arena); q->arena = NULL;
     free(q->a); q->a = NULL;
+    free(q->aseq); q->aseq = NULL;
     q->N = 0;
 }
 
@@ -363,7 +363,8 @@ static int ensure_acts(tr_model *m, int B, int T, lop_err *e) {
     if (total * sizeof(float) + N * sizeof(int32_t) > q->arena_peak)
         q->arena_peak = total * sizeof(float) + N * sizeof(int32_t);
     q->a = calloc(L, sizeof(acts));
-    if (!q->arena || !q->a) { free_acts(q); return lop_fail(e, "out of memory for activations (%zu MB)", total * 4 >> 20); }
+    q->aseq = malloc(sizeof(attn_seq) * (size_t)B);
+    if (!q->arena || !q->a || !q->aseq) { free_acts(q); return lop_fail(e, "out of memory for activations (%zu MB)", total * 4 >> 20); }
     float *f = q->arena;
 #define TAKE(n) (f += (n), f - (n))
     for (int l = 0; l < L; l++) {
@@ -487,6 +488,24 @@ static void add_into(float *y, const float *x, size_t n) {
 }
 static void zero(float *x, size_t n) { memset(x, 0, n * sizeof(float)); }
 
+/* The engine's attention kernel (nn_attention.c) over the B sequences of the batch, keeping the
+ * probabilities a->att [B, H, T, T] for the backward. Its tasks call single-threaded OpenBLAS from
+ * OpenMP threads, so OpenBLAS's own threads are parked around it. */
+static void attn_forward(tr_model *m, acts *a, int window) {
+    tr_priv *q = P(m);
+    const lop_config *c = &m->cfg;
+    int T = q->T, H = c->n_heads, KV = c->n_kv_heads, D = c->head_dim;
+    for (int b = 0; b < q->B; b++)
+        q->aseq[b] = (attn_seq){a->att_out + (size_t)b * T * H * D, a->att + (size_t)b * H * T * T,
+                                a->q + (size_t)b * T * H * D, a->k + (size_t)b * T * KV * D,
+                                a->v + (size_t)b * T * KV * D, T, T, 0};
+    int nt = openblas_get_num_threads();
+    if (nt != 1) openblas_set_num_threads(1);
+    attention_forward_batch(q->aseq, q->B, H, KV, D, (float)c->attn_scale, window,
+                            (float)c->attn_softcap);
+    if (nt != 1) openblas_set_num_threads(nt);
+}
+
 /* x_out NULL: recomputation for the backward (the layer's output already exists) */
 static void layer_forward(tr_model *m, int l, acts *a, float *x_out) {
     tr_priv *q = P(m);
@@ -494,41 +513,39 @@ static void layer_forward(tr_model *m, int l, acts *a, float *x_out) {
     int N = q->N, C = c->hidden, H = c->n_heads, KV = c->n_kv_heads, D = c->head_dim, FF = c->inter;
     float eps = (float)c->eps;
     int gm = c->gemma, *vec = q->vec[l];
-    tr_rmsnorm_forward(a->xn_attn, a->rstd_attn, a->x_in, Wv(m, vec[V_ATTN_NORM]), N, C, eps, gm);
+    rmsnorm_forward(a->xn_attn, a->rstd_attn, a->x_in, Wv(m, vec[V_ATTN_NORM]), N, C, eps, gm);
     lin_fwd(m, l, TR_Q, a->xn_attn, a->q_raw, a);
     lin_fwd(m, l, TR_K, a->xn_attn, a->k_raw, a);
     lin_fwd(m, l, TR_V, a->xn_attn, a->v, a);
     if (c->qk_norm) {
-        tr_rmsnorm_forward(a->q, a->q_rstd, a->q_raw, Wv(m, vec[V_QN]), N * H, D, eps, gm);
-        tr_rmsnorm_forward(a->k, a->k_rstd, a->k_raw, Wv(m, vec[V_KN]), N * KV, D, eps, gm);
+        rmsnorm_forward(a->q, a->q_rstd, a->q_raw, Wv(m, vec[V_QN]), N * H, D, eps, gm);
+        rmsnorm_forward(a->k, a->k_rstd, a->k_raw, Wv(m, vec[V_KN]), N * KV, D, eps, gm);
     } else {
         memcpy(a->q, a->q_raw, sizeof(float) * N * H * D);
         memcpy(a->k, a->k_raw, sizeof(float) * N * KV * D);
     }
     int sliding = c->layer_sliding && c->layer_sliding[l];
     const float *inv = sliding && c->gemma ? q->inv_local : q->inv_full;
-    tr_rope_forward(a->q, q->pos, inv, N, H, D);
-    tr_rope_forward(a->k, q->pos, inv, N, KV, D);
-    tr_attention_forward(a->att_out, a->att, a->q, a->k, a->v, q->B, q->T, H, KV, D,
-                         (float)c->attn_scale, (float)c->attn_softcap,
-                         sliding ? c->sliding_window : 0);
+    rope_forward(a->q, q->pos, inv, N, H, D);
+    rope_forward(a->k, q->pos, inv, N, KV, D);
+    attn_forward(m, a, sliding ? c->sliding_window : 0);
     lin_fwd(m, l, TR_O, a->att_out, a->o, a);
     size_t nc = (size_t)N * C;
-    if (gm) tr_rmsnorm_forward(a->x_mid, a->rstd_post_attn, a->o, Wv(m, vec[V_POST_ATTN]), N, C, eps, 1);
+    if (gm) rmsnorm_forward(a->x_mid, a->rstd_post_attn, a->o, Wv(m, vec[V_POST_ATTN]), N, C, eps, 1);
     else memcpy(a->x_mid, a->o, nc * sizeof(float));
     add_into(a->x_mid, a->x_in, nc);
-    tr_rmsnorm_forward(a->xn_mlp, a->rstd_mlp, a->x_mid, Wv(m, vec[V_MLP_NORM]), N, C, eps, gm);
+    rmsnorm_forward(a->xn_mlp, a->rstd_mlp, a->x_mid, Wv(m, vec[V_MLP_NORM]), N, C, eps, gm);
     lin_fwd(m, l, TR_GATE, a->xn_mlp, a->gate, a);
     lin_fwd(m, l, TR_UP, a->xn_mlp, a->up, a);
-    tr_glu_forward(a->h, a->gate, a->up, (size_t)N * FF, c->act == ACT_GELU_TANH);
+    glu_forward(a->h, a->gate, a->up, (size_t)N * FF, c->act);
     lin_fwd(m, l, TR_DOWN, a->h, a->mlp_out, a);
     if (!x_out) {
         if (gm) { /* only rstd_post_mlp is needed; the output goes to scratch */
-            tr_rmsnorm_forward(q->dA, a->rstd_post_mlp, a->mlp_out, Wv(m, vec[V_POST_MLP]), N, C, eps, 1);
+            rmsnorm_forward(q->dA, a->rstd_post_mlp, a->mlp_out, Wv(m, vec[V_POST_MLP]), N, C, eps, 1);
         }
         return;
     }
-    if (gm) tr_rmsnorm_forward(x_out, a->rstd_post_mlp, a->mlp_out, Wv(m, vec[V_POST_MLP]), N, C, eps, 1);
+    if (gm) rmsnorm_forward(x_out, a->rstd_post_mlp, a->mlp_out, Wv(m, vec[V_POST_MLP]), N, C, eps, 1);
     else memcpy(x_out, a->mlp_out, nc * sizeof(float));
     add_into(x_out, a->x_mid, nc);
 }
@@ -600,7 +617,7 @@ static int head_pass(tr_model *m, const tr_batch *b, float gscale, tr_loss_fn lo
     const lop_config *c = &m->cfg;
     int N = q->N, C = c->hidden, V = c->vocab;
     float fsc = (float)c->final_softcap;
-    tr_rmsnorm_forward(q->xn_final, q->rstd_final, q->x_final, Wv(m, q->fnorm), N, C,
+    rmsnorm_forward(q->xn_final, q->rstd_final, q->x_final, Wv(m, q->fnorm), N, C,
                        (float)c->eps, c->gemma);
     const float *Wh = m->p[q->head].w;
     float *gh = G(m, q->head);
@@ -727,7 +744,7 @@ int tr_forward_hidden(tr_model *m, const tr_batch *b, lop_err *e) {
     tr_priv *q = P(m);
     q->dropout_on = 0;
     if (forward(m, b, e)) return -1;
-    tr_rmsnorm_forward(q->xn_final, q->rstd_final, q->x_final, Wv(m, q->fnorm), q->N,
+    rmsnorm_forward(q->xn_final, q->rstd_final, q->x_final, Wv(m, q->fnorm), q->N,
                        m->cfg.hidden, (float)m->cfg.eps, m->cfg.gemma);
     return 0;
 }

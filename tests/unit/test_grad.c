@@ -2,6 +2,7 @@
  * forward (float32 forward, loss L = sum(out * R) accumulated in double, step h), and the
  * forwards that are not one-liners against naive double-precision loops. */
 #include "grad.h"
+#include "nn.h"
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -82,7 +83,7 @@ static void test_embedding(void) {
 typedef struct { int N, C, gemma; float *x, *w, *out, *rstd, *R; } rn_ctx;
 static double rn_loss(void *p) {
     rn_ctx *c = p;
-    tr_rmsnorm_forward(c->out, c->rstd, c->x, c->w, c->N, c->C, 1e-6f, c->gemma);
+    rmsnorm_forward(c->out, c->rstd, c->x, c->w, c->N, c->C, 1e-6f, c->gemma);
     return dotR(c->out, c->R, (size_t)c->N * c->C);
 }
 static void test_rmsnorm(int gemma) {
@@ -113,13 +114,13 @@ static double rp_loss(void *p) {
     rp_ctx *c = p;
     size_t n = (size_t)c->N * c->H * c->D;
     memcpy(c->y, c->x, n * sizeof(float));
-    tr_rope_forward(c->y, c->pos, c->inv, c->N, c->H, c->D);
+    rope_forward(c->y, c->pos, c->inv, c->N, c->H, c->D);
     return dotR(c->y, c->R, n);
 }
 static void test_rope(void) {
     int32_t pos[5] = {0, 1, 2, 7, 30};
     float inv[4];
-    tr_rope_inv_freq(inv, 8, 10000.0, 0, 0, 0, 0, 0);
+    rope_inv_freq(inv, 8, &(lop_rope){.theta = 10000.0, .type = ROPE_DEFAULT});
     if (fabsf(inv[1] - 0.1f) > 1e-7f) { fails++; printf("rope inv_freq[1] %g != 0.1 FAIL\n", inv[1]); }
     rp_ctx c = {5, 3, 8, rnd(120, 1), zeros(120), rnd(120, 1), inv, pos};
     float *dx = malloc(120 * sizeof(float));
@@ -138,8 +139,14 @@ static void test_rope(void) {
 typedef struct { int B, T, H, KVH, D, window; float scale, cap; float *q, *k, *v, *out, *att, *R; } at_ctx;
 static double at_loss(void *p) {
     at_ctx *c = p;
-    tr_attention_forward(c->out, c->att, c->q, c->k, c->v, c->B, c->T, c->H, c->KVH, c->D,
-                         c->scale, c->cap, c->window);
+    /* the engine's kernel (nn_attention.c), as the training forward uses it */
+    attn_seq s[8];
+    int qs = c->T * c->H * c->D, ks = c->T * c->KVH * c->D;
+    for (int b = 0; b < c->B && b < 8; b++)
+        s[b] = (attn_seq){c->out + (size_t)b * qs, c->att + (size_t)b * c->H * c->T * c->T,
+                          c->q + (size_t)b * qs, c->k + (size_t)b * ks, c->v + (size_t)b * ks,
+                          c->T, c->T, 0};
+    attention_forward_batch(s, c->B < 8 ? c->B : 8, c->H, c->KVH, c->D, c->scale, c->window, c->cap);
     return dotR(c->out, c->R, (size_t)c->B * c->T * c->H * c->D);
 }
 static double naive_attn_err(at_ctx *c) {
@@ -197,7 +204,7 @@ static void test_attention(int window, float cap) {
 typedef struct { size_t n; int act; float *g, *u, *h, *R; } gl_ctx;
 static double gl_loss(void *p) {
     gl_ctx *c = p;
-    tr_glu_forward(c->h, c->g, c->u, c->n, c->act);
+    glu_forward(c->h, c->g, c->u, c->n, c->act ? ACT_GELU_TANH : ACT_SILU);
     return dotR(c->h, c->R, c->n);
 }
 static void test_glu(int act) {
