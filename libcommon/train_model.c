@@ -247,9 +247,11 @@ int tr_open(tr_model **out, const char *path, const tr_opts *o, uint64_t seed, l
         p->decay = is_mat || o->decay_vectors;
         int is_vocab = i == q->embed || i == q->head;
         if (is_mat && !is_vocab && p->n > maxmat) maxmat = p->n;
-        /* LoRA: frozen projection matrices stay mmap'd; vectors and the vocabulary matrices
-         * (embedding lookups, chunked head) get float32 copies */
-        if (alloc_train(m->st, p, !lora || !is_mat || is_vocab, e)) goto fail;
+        if (is_mat && is_vocab && (size_t)p->cols * 256 > maxmat) maxmat = (size_t)p->cols * 256;
+        /* LoRA (and frozen teachers): every frozen matrix stays mmap'd in its stored dtype, the
+         * vocabulary ones too (embedding rows and head blocks are converted as they are used);
+         * only the vectors get float32 copies */
+        if (alloc_train(m->st, p, !lora || !is_mat, e)) goto fail;
         if (!lora && o->keep_sparsity && is_mat && !is_vocab) sparsity_mask(p);
         if (p->trainable) m->trainable_params += (int64_t)p->n;
     }
@@ -610,6 +612,61 @@ static void layer_backward(tr_model *m, int l, acts *a) {
                         Wv(m, vec[V_ATTN_NORM]), N, C, gm);
 }
 
+/* out[n, V] = x[n, C] @ Wh^T. A float32 head (full fine-tuning) is one GEMM; a frozen head kept in
+ * its stored dtype is converted block by block of vocabulary rows into the matrix scratch. */
+static void head_logits(tr_model *m, const float *x, int n, float *out) {
+    tr_priv *q = P(m);
+    const tr_param *h = &m->p[q->head];
+    int C = m->cfg.hidden, V = m->cfg.vocab;
+    if (h->w) {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, V, C, 1.0f, x, C, h->w, C, 0.0f, out, V);
+        return;
+    }
+    int vb = (int)(q->wscratch_n / (size_t)C);
+    size_t es = st_dtype_size(h->dtype);
+    for (int v0 = 0; v0 < V; v0 += vb) {
+        int nv = V - v0 < vb ? V - v0 : vb;
+        nn_to_f32(q->wscratch, (const char *)h->src + (size_t)v0 * C * es, h->dtype, (size_t)nv * C);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, nv, C, 1.0f, x, C, q->wscratch, C,
+                    0.0f, out + v0, V);
+    }
+}
+
+/* dx[n, C] += dlogits[n, V] @ Wh (the same two forms) */
+static void head_dx(tr_model *m, const float *dlogits, int n, float *dx) {
+    tr_priv *q = P(m);
+    const tr_param *h = &m->p[q->head];
+    int C = m->cfg.hidden, V = m->cfg.vocab;
+    if (h->w) {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, C, V, 1.0f, dlogits, V, h->w, C,
+                    1.0f, dx, C);
+        return;
+    }
+    int vb = (int)(q->wscratch_n / (size_t)C);
+    size_t es = st_dtype_size(h->dtype);
+    for (int v0 = 0; v0 < V; v0 += vb) {
+        int nv = V - v0 < vb ? V - v0 : vb;
+        nn_to_f32(q->wscratch, (const char *)h->src + (size_t)v0 * C * es, h->dtype, (size_t)nv * C);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, C, nv, 1.0f, dlogits + v0, V,
+                    q->wscratch, C, 1.0f, dx, C);
+    }
+}
+
+/* x_in[N, C] = scale * embedding rows (float32 table, or rows converted from the stored dtype) */
+static void embed_forward(tr_model *m, const int32_t *ids, float *out, float scale) {
+    tr_priv *q = P(m);
+    const tr_param *t = &m->p[q->embed];
+    int N = q->N, C = m->cfg.hidden;
+    if (t->w) { tr_embedding_forward(out, ids, t->w, N, C, scale); return; }
+    size_t es = st_dtype_size(t->dtype);
+    #pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++) {
+        float *o = out + (size_t)n * C;
+        nn_to_f32_serial(o, (const char *)t->src + (size_t)ids[n] * C * es, t->dtype, (size_t)C);
+        for (int i = 0; i < C; i++) o[i] *= scale;
+    }
+}
+
 /* final norm, chunked head, loss; backward: dres = dL/d x_final */
 static int head_pass(tr_model *m, const tr_batch *b, float gscale, tr_loss_fn loss, void *ctx,
                      int backward, tr_stats *st, lop_err *e) {
@@ -619,7 +676,6 @@ static int head_pass(tr_model *m, const tr_batch *b, float gscale, tr_loss_fn lo
     float fsc = (float)c->final_softcap;
     rmsnorm_forward(q->xn_final, q->rstd_final, q->x_final, Wv(m, q->fnorm), N, C,
                        (float)c->eps, c->gemma);
-    const float *Wh = m->p[q->head].w;
     float *gh = G(m, q->head);
     if (backward) zero(q->dA, (size_t)N * C);
     if (!loss) loss = tr_xent_loss;
@@ -630,8 +686,7 @@ static int head_pass(tr_model *m, const tr_batch *b, float gscale, tr_loss_fn lo
             for (int i = 0; i < n; i++) any |= b->targets[r0 + i] >= 0;
             if (!any) continue;
         }
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, V, C, 1.0f,
-                    q->xn_final + (size_t)r0 * C, C, Wh, C, 0.0f, q->logits, V);
+        head_logits(m, q->xn_final + (size_t)r0 * C, n, q->logits);
         if (fsc > 0) {
             tr_softcap_forward(q->logits, (size_t)n * V, fsc);
             memcpy(q->capped, q->logits, sizeof(float) * n * V);
@@ -643,8 +698,7 @@ static int head_pass(tr_model *m, const tr_batch *b, float gscale, tr_loss_fn lo
         st->loss_sum += ls; st->scored += k;
         if (!backward) continue;
         if (fsc > 0) tr_softcap_backward(q->logits, q->capped, (size_t)n * V, fsc);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, C, V, 1.0f, q->logits, V, Wh, C,
-                    1.0f, q->dA + (size_t)r0 * C, C);
+        head_dx(m, q->logits, n, q->dA + (size_t)r0 * C);
         if (gh)
             cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, V, C, n, 1.0f, q->logits, V,
                         q->xn_final + (size_t)r0 * C, C, 1.0f, gh, C);
@@ -673,7 +727,7 @@ static int forward(tr_model *m, const tr_batch *b, lop_err *e) {
     tr_priv *q = P(m);
     const lop_config *c = &m->cfg;
     float scale = c->gemma ? (float)sqrt((double)c->hidden) : 1.0f;
-    tr_embedding_forward(q->a[0].x_in, b->ids, m->p[q->embed].w, q->N, c->hidden, scale);
+    embed_forward(m, b->ids, q->a[0].x_in, scale);
     for (int l = 0; l < q->L; l++)
         layer_forward(m, l, &q->a[l], l + 1 < q->L ? q->a[l + 1].x_in : q->x_final);
     return 0;
@@ -756,8 +810,7 @@ int tr_head_rows(tr_model *m, int64_t row0, int n, float *out, lop_err *e) {
         return lop_fail(e, "internal: head rows %lld..%lld outside the last forward's %d rows",
                         (long long)row0, (long long)row0 + n - 1, q->N);
     if (!n) return 0;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, V, C, 1.0f,
-                q->xn_final + (size_t)row0 * C, C, m->p[q->head].w, C, 0.0f, out, V);
+    head_logits(m, q->xn_final + (size_t)row0 * C, n, out);
     if (m->cfg.final_softcap > 0) tr_softcap_forward(out, (size_t)n * V, (float)m->cfg.final_softcap);
     return 0;
 }
