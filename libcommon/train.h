@@ -19,7 +19,8 @@
  * Memory: full fine-tuning keeps float32 master weights, gradients and the two AdamW states of
  * every parameter (16 bytes/parameter) plus activations (per layer; with recompute only each
  * layer's input). LoRA keeps the base matrices memory-mapped in their stored dtype (converted to
- * float32 one matrix at a time) and float32 copies of the small tensors and the embedding.
+ * float32 one matrix at a time; the embedding row by row, the head in blocks of vocabulary rows)
+ * and float32 copies of the small tensors only.
  */
 #ifndef LOP_TRAIN_H
 #define LOP_TRAIN_H
