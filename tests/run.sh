@@ -5,5 +5,6 @@
 set -u
 cd "$(dirname "$0")/.."
 export LOP_ROOT=$PWD
-jobs=()
-exec bats --print-output-on-failure tests/
+# --pretty also when the output is a log file (CI): bats then ends with its summary line
+# ("N tests, M failures, K skipped"), which its TAP output (the non-terminal default) lacks.
+exec bats --pretty --print-output-on-failure tests/
