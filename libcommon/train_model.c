@@ -612,43 +612,29 @@ static void layer_backward(tr_model *m, int l, acts *a) {
                         Wv(m, vec[V_ATTN_NORM]), N, C, gm);
 }
 
-/* out[n, V] = x[n, C] @ Wh^T. A float32 head (full fine-tuning) is one GEMM; a frozen head kept in
- * its stored dtype is converted block by block of vocabulary rows into the matrix scratch. */
-static void head_logits(tr_model *m, const float *x, int n, float *out) {
+/* The head's two products over n rows: forward out[n, V] = x[n, C] @ Wh^T, backward
+ * dx[n, C] += dlogits[n, V] @ Wh. A float32 head (full fine-tuning) is one GEMM; a frozen head
+ * kept in its stored dtype is converted block by block of vocabulary rows into the matrix
+ * scratch (the backward's sum over the vocabulary then runs block by block). */
+static void head_gemm(tr_model *m, const float *in, int n, float *out, int backward) {
     tr_priv *q = P(m);
     const tr_param *h = &m->p[q->head];
     int C = m->cfg.hidden, V = m->cfg.vocab;
-    if (h->w) {
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, V, C, 1.0f, x, C, h->w, C, 0.0f, out, V);
-        return;
-    }
-    int vb = (int)(q->wscratch_n / (size_t)C);
+    int vb = h->w ? V : (int)(q->wscratch_n / (size_t)C);
     size_t es = st_dtype_size(h->dtype);
     for (int v0 = 0; v0 < V; v0 += vb) {
         int nv = V - v0 < vb ? V - v0 : vb;
-        nn_to_f32(q->wscratch, (const char *)h->src + (size_t)v0 * C * es, h->dtype, (size_t)nv * C);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, nv, C, 1.0f, x, C, q->wscratch, C,
-                    0.0f, out + v0, V);
-    }
-}
-
-/* dx[n, C] += dlogits[n, V] @ Wh (the same two forms) */
-static void head_dx(tr_model *m, const float *dlogits, int n, float *dx) {
-    tr_priv *q = P(m);
-    const tr_param *h = &m->p[q->head];
-    int C = m->cfg.hidden, V = m->cfg.vocab;
-    if (h->w) {
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, C, V, 1.0f, dlogits, V, h->w, C,
-                    1.0f, dx, C);
-        return;
-    }
-    int vb = (int)(q->wscratch_n / (size_t)C);
-    size_t es = st_dtype_size(h->dtype);
-    for (int v0 = 0; v0 < V; v0 += vb) {
-        int nv = V - v0 < vb ? V - v0 : vb;
-        nn_to_f32(q->wscratch, (const char *)h->src + (size_t)v0 * C * es, h->dtype, (size_t)nv * C);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, C, nv, 1.0f, dlogits + v0, V,
-                    q->wscratch, C, 1.0f, dx, C);
+        const float *w = h->w;
+        if (!w) {
+            nn_to_f32(q->wscratch, (const char *)h->src + (size_t)v0 * C * es, h->dtype, (size_t)nv * C);
+            w = q->wscratch;
+        }
+        if (!backward) /* out[:, v0:v0+nv] = x @ W[v0:v0+nv]^T */
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, nv, C, 1.0f, in, C, w, C,
+                        0.0f, out + v0, V);
+        else /* dx += dlogits[:, v0:v0+nv] @ W[v0:v0+nv] */
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, C, nv, 1.0f, in + v0, V, w, C,
+                        1.0f, out, C);
     }
 }
 
@@ -686,7 +672,7 @@ static int head_pass(tr_model *m, const tr_batch *b, float gscale, tr_loss_fn lo
             for (int i = 0; i < n; i++) any |= b->targets[r0 + i] >= 0;
             if (!any) continue;
         }
-        head_logits(m, q->xn_final + (size_t)r0 * C, n, q->logits);
+        head_gemm(m, q->xn_final + (size_t)r0 * C, n, q->logits, 0);
         if (fsc > 0) {
             tr_softcap_forward(q->logits, (size_t)n * V, fsc);
             memcpy(q->capped, q->logits, sizeof(float) * n * V);
@@ -698,7 +684,7 @@ static int head_pass(tr_model *m, const tr_batch *b, float gscale, tr_loss_fn lo
         st->loss_sum += ls; st->scored += k;
         if (!backward) continue;
         if (fsc > 0) tr_softcap_backward(q->logits, q->capped, (size_t)n * V, fsc);
-        head_dx(m, q->logits, n, q->dA + (size_t)r0 * C);
+        head_gemm(m, q->logits, n, q->dA + (size_t)r0 * C, 1);
         if (gh)
             cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, V, C, n, 1.0f, q->logits, V,
                         q->xn_final + (size_t)r0 * C, C, 1.0f, gh, C);
@@ -810,7 +796,7 @@ int tr_head_rows(tr_model *m, int64_t row0, int n, float *out, lop_err *e) {
         return lop_fail(e, "internal: head rows %lld..%lld outside the last forward's %d rows",
                         (long long)row0, (long long)row0 + n - 1, q->N);
     if (!n) return 0;
-    head_logits(m, q->xn_final + (size_t)row0 * C, n, out);
+    head_gemm(m, q->xn_final + (size_t)row0 * C, n, out, 0);
     if (m->cfg.final_softcap > 0) tr_softcap_forward(out, (size_t)n * V, (float)m->cfg.final_softcap);
     return 0;
 }

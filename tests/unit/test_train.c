@@ -22,6 +22,53 @@ static char *slurp(const char *path) {
     return b;
 }
 
+/* LoRA on the same batch (base matrices, embedding and head all kept mapped in their stored
+ * dtype): B starts at zero, so the loss is the full model's, and dL/dB = (alpha/r) dL/dW A^T
+ * with dL/dW the full fine-tuning gradient of the same projection. */
+static void lora_check(const tr_model *full, const char *path, const char *name, const tr_batch *b,
+                       double full_loss) {
+    tr_opts o = TR_OPTS_DEFAULT;
+    o.lora_rank = 4; o.lora_alpha = 8; o.lora_targets = 0x7f;
+    tr_model *m; lop_err e;
+    if (tr_open(&m, path, &o, 7, &e)) { printf("  lora: %s FAIL\n", e.msg); fails++; return; }
+    tr_stats st = {0, 0};
+    tr_zero_grad(m);
+    if (tr_forward_backward(m, b, 1.0f / (b->T - 1), NULL, NULL, 0, &st, &e)) {
+        printf("  lora: %s FAIL\n", e.msg); fails++; tr_free(m); return;
+    }
+    double loss = st.loss_sum / st.scored;
+    int ok = fabs(loss - full_loss) < 1e-5 * fmax(1, fabs(full_loss));
+    const char *mods[] = {"model.layers.0.self_attn.q_proj", "model.layers.0.mlp.down_proj",
+                          "model.layers.1.self_attn.v_proj"};
+    double worst = 0;
+    for (int k = 0; k < 3; k++) {
+        char wn[256], an[300];
+        snprintf(wn, sizeof wn, "%s.weight", mods[k]);
+        snprintf(an, sizeof an, "base_model.model.%s.lora_A.weight", mods[k]);
+        int wi = tr_find(full, wn), ai = tr_find(m, an);
+        if (wi < 0 || ai < 0) { printf("  lora: no %s FAIL\n", mods[k]); ok = 0; continue; }
+        const tr_param *W = &full->p[wi], *A = &m->p[ai], *B = &m->p[ai + 1];
+        int64_t O = W->rows, I = W->cols, r = A->rows;
+        double num = 0, den = 0;
+        for (int64_t i = 0; i < O; i++)
+            for (int64_t j = 0; j < r; j++) {
+                double want = 0;
+                for (int64_t c = 0; c < I; c++) want += (double)W->g[i * I + c] * A->w[j * I + c];
+                want *= o.lora_alpha / o.lora_rank;
+                double d = B->g[i * r + j] - want;
+                num += d * d; den += want * want;
+            }
+        double rel = sqrt(num / fmax(den, 1e-30));
+        if (rel > worst) worst = rel;
+        if (rel > 1e-4) ok = 0;
+    }
+    printf("  LoRA r4 (mapped base): loss %.6f, dB vs (a/r) dW A^T worst rel.err %.2e %s\n", loss,
+           worst, ok ? "ok" : "FAIL");
+    (void)name;
+    fails += !ok;
+    tr_free(m);
+}
+
 static int run_model(const char *shared, const char *name, int recompute) {
     char path[1024], gpath[1100];
     snprintf(path, sizeof path, "%s/models/%s", shared, name);
@@ -61,6 +108,7 @@ static int run_model(const char *shared, const char *name, int recompute) {
     }
     printf("  %d gradient norms, worst rel.err %.2e %s\n", checked, worst, bad ? "FAIL" : "ok");
     fails += bad > 0;
+    if (!recompute) lora_check(m, path, name, &b, loss);
     adamw_hp hp = ADAMW_DEFAULTS;
     tr_adamw_step(m, 1e-3, &hp, 1, 1.0);
     tr_stats s2 = {0, 0};
