@@ -5,6 +5,9 @@
 set -u
 cd "$(dirname "$0")/.."
 export LOP_ROOT=$PWD
-# --pretty also when the output is a log file (CI): bats then ends with its summary line
-# ("N tests, M failures, K skipped"), which its TAP output (the non-terminal default) lacks.
-exec bats --pretty --print-output-on-failure tests/
+# On a terminal bats draws its pretty report; into a log file (CI) it would print TAP, which has
+# no summary: tests/format-tap-summary prints the same TAP and ends with the summary line.
+if [ -t 1 ]; then
+  exec bats --print-output-on-failure tests/
+fi
+exec bats --formatter "$PWD/tests/format-tap-summary" --print-output-on-failure tests/
