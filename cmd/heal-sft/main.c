@@ -14,7 +14,8 @@ static void usage(FILE *f) {
 "or with --lora-rank a PEFT adapter folder unless --merge-lora). One JSON line per step.\n"
 "\n"
 "Memory: full fine-tuning keeps float32 weights, gradients and two AdamW states: 16 bytes per\n"
-"parameter, plus activations. LoRA keeps the base weights memory-mapped in their dtype.\n"
+"parameter, plus activations. LoRA keeps every base weight (embedding and head included)\n"
+"memory-mapped in its dtype: the file's size plus activations.\n"
 "\n" TRAIN_CLI_HELP "\n" TOOL_COMMON_HELP);
 }
 
