@@ -20,24 +20,18 @@ void tr_matmul_forward(float *out, const float *in, const float *w, const float 
 void tr_matmul_backward(float *din, float *dw, float *dbias, const float *dout,
                         const float *in, const float *w, int N, int IC, int OC);
 
-/* ---- embedding: out[N,C] = table[ids[n]] * scale (Gemma: scale = sqrt(C) rounded to f32) ---- */
-void tr_embedding_forward(float *out, const int32_t *ids, const float *table, int N, int C,
-                          float scale);
+/* ---- embedding backward (forward: nn.h's embedding_forward, out = table[ids[n]] * scale) ---- */
 void tr_embedding_backward(float *dtable, const float *dout, const int32_t *ids, int N, int C,
                            float scale);
 
 /* The forwards of RMSNorm, RoPE, attention and the gated MLP are the engine's (nn.h:
  * rmsnorm_forward, rope_inv_freq/rope_forward, attention_forward_batch, glu_forward); the
- * backwards below are theirs. */
+ * backwards below are theirs (RoPE's is nn.h's rope_inverse: the rotation is orthogonal). */
 
 /* ---- RMSNorm backward (forward: rmsnorm_forward, which saves rstd[N]) ----
  * out = x * rstd * w (plain) or x * rstd * (1 + w) (gemma != 0); q/k norms: N*heads rows. */
 void tr_rmsnorm_backward(float *dx, float *dw, const float *dout, const float *x,
                          const float *rstd, const float *w, int N, int C, int gemma);
-
-/* ---- RoPE backward (forward: rope_forward, rotate_half pairs (i, i + D/2)) ----
- * in place on dx[N, H*D], row n at position pos[n]: the inverse rotation */
-void tr_rope_backward(float *dx, const int32_t *pos, const float *inv_freq, int N, int H, int D);
 
 /* ---- causal GQA attention backward over B sequences of T tokens ----
  * The forward is attention_forward_batch with one attn_seq per sequence and att[B, H, T, T]

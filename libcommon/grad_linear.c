@@ -1,4 +1,4 @@
-/* grad_linear.c — linear layers (sgemm) and the embedding, forward and backward. */
+/* grad_linear.c — linear layers (sgemm) forward and backward, and the embedding's backward. */
 #include "grad.h"
 #include <cblas.h>
 #include <string.h>
@@ -29,16 +29,6 @@ void tr_matmul_backward(float *din, float *dw, float *dbias, const float *dout,
             for (int n = 0; n < N; n++) s += dout[(size_t)n * OC + o];
             dbias[o] += (float)s;
         }
-    }
-}
-
-void tr_embedding_forward(float *out, const int32_t *ids, const float *table, int N, int C,
-                          float scale) {
-    #pragma omp parallel for schedule(static)
-    for (int n = 0; n < N; n++) {
-        const float *row = table + (size_t)ids[n] * C;
-        float *o = out + (size_t)n * C;
-        for (int c = 0; c < C; c++) o[c] = row[c] * scale;
     }
 }
 

@@ -179,16 +179,8 @@ static int batch_index(lop_model *m, lop_batch *b, const lop_kv *kv, lop_err *e)
 
 static void embed_forward(lop_model *m, float *x, const lop_batch *b) {
     const lop_config *c = &m->cfg;
-    int C = c->hidden;
-    size_t es = st_dtype_size(m->embed.dtype);
-    float sc = c->gemma ? (float)sqrt((double)C) : 1.0f;
-    #pragma omp parallel for schedule(static) if ((long)b->N * C > 65536)
-    for (int i = 0; i < b->N; i++) {
-        float *r = x + (size_t)i * C;
-        nn_to_f32_serial(r, (const char *)m->embed.data + (size_t)b->ids[i] * C * es, m->embed.dtype, C);
-        if (c->gemma)
-            for (int j = 0; j < C; j++) r[j] *= sc;
-    }
+    embedding_forward(x, b->ids, m->embed.data, m->embed.dtype, b->N, c->hidden,
+                      c->gemma ? (float)sqrt((double)c->hidden) : 1.0f);
 }
 
 /* out = a + b over n floats */

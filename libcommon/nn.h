@@ -22,6 +22,12 @@ int matmul_forward(float *out, const float *x, const void *w, st_dtype dt, const
 void nn_to_f32(float *dst, const void *src, st_dtype dt, size_t n);
 void nn_to_f32_serial(float *dst, const void *src, st_dtype dt, size_t n);
 
+/* ---- embedding (nn_matmul.c) ----
+ * out[N, C] = table[ids[n]] * scale, table [V, C] in dtype dt (rows converted as looked up;
+ * Gemma: scale = sqrt(C) rounded to float32, others 1). */
+void embedding_forward(float *out, const int32_t *ids, const void *table, st_dtype dt, int N, int C,
+                       float scale);
+
 /* Per-thread scratch: a 64-byte aligned buffer of >= n floats owned by the calling thread, slot
  * 0..3 (0: matmul, 1: attention, 2-3: head); NULL when out of memory. Never free it. */
 float *nn_scratch(int slot, size_t n);
@@ -75,6 +81,8 @@ void rope_inv_freq(float *inv_freq, int D, const lop_rope *r);
 /* HF rotate_half rope on x[N, H*D] in place: for each head, pairs (i, i + D/2) rotated by
  * pos[n] * inv_freq[i] (angles in double precision for large positions). */
 void rope_forward(float *x, const int *pos, const float *inv_freq, int N, int H, int D);
+/* The inverse rotation, in place (rope_forward's backward: dx from dy). */
+void rope_inverse(float *x, const int *pos, const float *inv_freq, int N, int H, int D);
 /* The same in two steps, so a forward computes the angles once for all layers:
  * cs[N, D] = per row cos(pos*inv_freq[i]) for i < D/2, then sin(...) for i < D/2;
  * rope_apply rotates x[N, H*D] in place (rope_apply_inverse rotates back: the backward). */

@@ -33,6 +33,18 @@ void nn_to_f32(float *dst, const void *src, st_dtype dt, size_t n) {
     }
 }
 
+void embedding_forward(float *out, const int32_t *ids, const void *table, st_dtype dt, int N, int C,
+                       float scale) {
+    size_t es = st_dtype_size(dt);
+    #pragma omp parallel for schedule(static) if ((long)N * C > 65536)
+    for (int n = 0; n < N; n++) {
+        float *o = out + (size_t)n * C;
+        nn_to_f32_serial(o, (const char *)table + (size_t)ids[n] * C * es, dt, (size_t)C);
+        if (scale != 1.0f)
+            for (int i = 0; i < C; i++) o[i] *= scale;
+    }
+}
+
 #ifndef CHUNK_KB
 #define CHUNK_KB 1024u
 #endif

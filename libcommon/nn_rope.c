@@ -30,7 +30,9 @@ void rope_inv_freq(float *inv_freq, int D, const lop_rope *r) {
     }
 }
 
-void rope_forward(float *x, const int *pos, const float *inv_freq, int N, int H, int D) {
+/* rotate every head of each row by sign * pos[n] * inv_freq[i] */
+static void rope_rows(float *x, const int *pos, const float *inv_freq, int N, int H, int D,
+                      float sign) {
     int h = D / 2;
     #pragma omp parallel for schedule(static) if ((long)N * H * D > 32768)
     for (int n = 0; n < N; n++) {
@@ -38,7 +40,7 @@ void rope_forward(float *x, const int *pos, const float *inv_freq, int N, int H,
             for (int i = 0; i < h; i++) {
                 float a = (float)pos[n] * inv_freq[i];
                 c[i] = (float)cos((double)a);
-                s[i] = (float)sin((double)a);
+                s[i] = sign * (float)sin((double)a);
             }
             for (int hd = 0; hd < H; hd++) {
                 float *v = x + ((size_t)n * H + hd) * D;
@@ -49,6 +51,15 @@ void rope_forward(float *x, const int *pos, const float *inv_freq, int N, int H,
                 }
             }
         }
+}
+
+void rope_forward(float *x, const int *pos, const float *inv_freq, int N, int H, int D) {
+    rope_rows(x, pos, inv_freq, N, H, D, 1.0f);
+}
+
+/* the rotation is orthogonal: its transpose (the backward) is the rotation by -angle */
+void rope_inverse(float *x, const int *pos, const float *inv_freq, int N, int H, int D) {
+    rope_rows(x, pos, inv_freq, N, H, D, -1.0f);
 }
 
 void rope_table(float *cs, const int *pos, const float *inv_freq, int N, int D) {

@@ -593,8 +593,8 @@ static void layer_backward(tr_model *m, int l, acts *a) {
                           q->T, H, KV, D, (float)c->attn_scale, (float)c->attn_softcap,
                           sliding ? c->sliding_window : 0);
     const float *inv = sliding && c->gemma ? q->inv_local : q->inv_full;
-    tr_rope_backward(q->dq, q->pos, inv, N, H, D);
-    tr_rope_backward(q->dk, q->pos, inv, N, KV, D);
+    rope_inverse(q->dq, q->pos, inv, N, H, D);
+    rope_inverse(q->dk, q->pos, inv, N, KV, D);
     const float *dqr = q->dq, *dkr = q->dk;
     if (c->qk_norm) {
         zero(q->dq_raw, nq); zero(q->dk_raw, nk);
@@ -635,21 +635,6 @@ static void head_gemm(tr_model *m, const float *in, int n, float *out, int backw
         else /* dx += dlogits[:, v0:v0+nv] @ W[v0:v0+nv] */
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, C, nv, 1.0f, in + v0, V, w, C,
                         1.0f, out, C);
-    }
-}
-
-/* x_in[N, C] = scale * embedding rows (float32 table, or rows converted from the stored dtype) */
-static void embed_forward(tr_model *m, const int32_t *ids, float *out, float scale) {
-    tr_priv *q = P(m);
-    const tr_param *t = &m->p[q->embed];
-    int N = q->N, C = m->cfg.hidden;
-    if (t->w) { tr_embedding_forward(out, ids, t->w, N, C, scale); return; }
-    size_t es = st_dtype_size(t->dtype);
-    #pragma omp parallel for schedule(static)
-    for (int n = 0; n < N; n++) {
-        float *o = out + (size_t)n * C;
-        nn_to_f32_serial(o, (const char *)t->src + (size_t)ids[n] * C * es, t->dtype, (size_t)C);
-        for (int i = 0; i < C; i++) o[i] *= scale;
     }
 }
 
@@ -713,7 +698,9 @@ static int forward(tr_model *m, const tr_batch *b, lop_err *e) {
     tr_priv *q = P(m);
     const lop_config *c = &m->cfg;
     float scale = c->gemma ? (float)sqrt((double)c->hidden) : 1.0f;
-    embed_forward(m, b->ids, q->a[0].x_in, scale);
+    const tr_param *t = &m->p[q->embed]; /* float32 (trained) or mapped (frozen) */
+    embedding_forward(q->a[0].x_in, b->ids, t->w ? (const void *)t->w : t->src,
+                      t->w ? ST_F32 : t->dtype, q->N, c->hidden, scale);
     for (int l = 0; l < q->L; l++)
         layer_forward(m, l, &q->a[l], l + 1 < q->L ? q->a[l + 1].x_in : q->x_final);
     return 0;

@@ -67,7 +67,7 @@ static void test_matmul(void) {
 typedef struct { int N, C; int32_t *ids; float *tab, *out, *R, scale; } em_ctx;
 static double em_loss(void *p) {
     em_ctx *c = p;
-    tr_embedding_forward(c->out, c->ids, c->tab, c->N, c->C, c->scale);
+    embedding_forward(c->out, c->ids, c->tab, ST_F32, c->N, c->C, c->scale);
     return dotR(c->out, c->R, (size_t)c->N * c->C);
 }
 static void test_embedding(void) {
@@ -125,7 +125,7 @@ static void test_rope(void) {
     rp_ctx c = {5, 3, 8, rnd(120, 1), zeros(120), rnd(120, 1), inv, pos};
     float *dx = malloc(120 * sizeof(float));
     memcpy(dx, c.R, 120 * sizeof(float));
-    tr_rope_backward(dx, pos, inv, 5, 3, 8);
+    rope_inverse(dx, pos, inv, 5, 3, 8);
     check("rope d_x", c.x, 120, dx, rp_loss, &c, 1e-2f, 1e-3);
     /* forward: position 30, pair (1, 5) rotated by 30*0.1 rad */
     rp_loss(&c);

@@ -10,6 +10,7 @@
  *    with k = V within 1e-5 relative (float32 log-probs), and with k = 128 (reported);
  *  - the cache file: top-k against a sort, write/read round trip, truncated/corrupt files refused.
  *    Skips the golden part without ../shared. */
+#include "fsutil.h"
 #include "kd.h"
 #include "kd_cache.h"
 #include <unistd.h>
@@ -316,14 +317,10 @@ static void check_cache_file(void) {
 }
 
 /* ---- the golden through the engine ---- */
+/* a whole file, NUL-terminated (libcommon's reader), or NULL */
 static char *slurp(const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END); long n = ftell(f); fseek(f, 0, SEEK_SET);
-    char *b = malloc(n + 1);
-    if (fread(b, 1, n, f) != (size_t)n) { fclose(f); free(b); return NULL; }
-    b[n] = 0; fclose(f);
-    return b;
+    char *b; size_t n; lop_err e;
+    return fs_read_all(path, &b, &n, &e) ? NULL : b;
 }
 
 typedef struct teach { tr_model *m; float *buf; int cap; } teach;

@@ -3,6 +3,7 @@
  * relative), and the loss after one AdamW step (lr 1e-3, betas 0.9/0.999, eps 1e-8, wd 0.01 on
  * every parameter). Also: activation recomputation gives the same gradients. Skips (exit 0 with
  * a message) when ../shared is absent. */
+#include "fsutil.h"
 #include "train.h"
 #include <cjson/cJSON.h>
 #include <math.h>
@@ -12,14 +13,10 @@
 #include <sys/stat.h>
 
 static int fails;
+/* a whole file, NUL-terminated (libcommon's reader), or NULL */
 static char *slurp(const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END); long n = ftell(f); fseek(f, 0, SEEK_SET);
-    char *b = malloc(n + 1);
-    if (fread(b, 1, n, f) != (size_t)n) { fclose(f); free(b); return NULL; }
-    b[n] = 0; fclose(f);
-    return b;
+    char *b; size_t n; lop_err e;
+    return fs_read_all(path, &b, &n, &e) ? NULL : b;
 }
 
 /* LoRA on the same batch (base matrices, embedding and head all kept mapped in their stored
