@@ -77,6 +77,31 @@ char *fs_dirname(const char *path) {
 
 char *fs_abspath(const char *path) { return realpath(path, NULL); }
 
+char *fs_relpath(const char *from_dir, const char *to) {
+    char *a = realpath(from_dir, NULL), *b = realpath(to, NULL), *out = NULL;
+    if (a && b) {
+        /* the longest common prefix that ends at a path separator */
+        size_t i = 0, cut = 0;
+        while (a[i] && a[i] == b[i]) { i++; if (a[i - 1] == '/') cut = i; }
+        if (!a[i] && (!b[i] || b[i] == '/')) cut = i;          /* a is b or an ancestor of b */
+        else if (!b[i] && a[i] == '/') cut = i;                /* b is an ancestor of a */
+        const char *ra = a + cut, *rb = b + cut;
+        while (*ra == '/') ra++;
+        while (*rb == '/') rb++;
+        size_t ups = *ra ? 1 : 0;
+        for (const char *c = ra; *c; c++) ups += *c == '/';
+        size_t n = ups * 3 + strlen(rb) + 2;
+        if ((out = malloc(n))) {
+            out[0] = 0;
+            for (size_t k = 0; k < ups; k++) strcat(out, k + 1 < ups || *rb ? "../" : "..");
+            strcat(out, rb);
+            if (!out[0]) strcpy(out, ".");
+        }
+    }
+    free(a); free(b);
+    return out;
+}
+
 int fs_temp_open(const char *path, char **tmp, lop_err *e) {
     char *dir = fs_dirname(path);
     const char *base = strrchr(path, '/');

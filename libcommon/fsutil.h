@@ -26,6 +26,9 @@ int fs_write_file_atomic(const char *path, const void *buf, size_t n, lop_err *e
 void fs_rm_rf(const char *path);
 /* Absolute, canonical path (realpath), malloc'd; NULL on failure. */
 char *fs_abspath(const char *path);
+/* The path of `to` relative to the folder `from_dir` ("../base"), both resolved with realpath
+ * first; malloc'd, NULL if either does not exist. */
+char *fs_relpath(const char *from_dir, const char *to);
 /* Folder part of a path ("." when none), malloc'd. */
 char *fs_dirname(const char *path);
 #endif

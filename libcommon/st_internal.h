@@ -51,4 +51,13 @@ void sb_put(st_buf *b, const char *s, size_t n);
 void sb_puts(st_buf *b, const char *s);
 void sb_printf(st_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void sb_json_string(st_buf *b, const char *s);
+
+/* An adapter folder opened as its merged model (st_adapter.c), and the hooks it uses in st_read.c:
+ * m takes ownership of base (closed with m) and of buf (freed with m); st_priv_unmap marks tensor
+ * i as no longer the base's bytes. */
+int st_adapter_open(st_model *m, const char *dir, lop_err *e);
+const char *st_adapter_base(void);  /* the --base override, or NULL */
+int st_priv_set_base(st_model *m, st_model *base, lop_err *e);
+int st_priv_own(st_model *m, void *buf, lop_err *e);
+void st_priv_unmap(st_model *m, int i);
 #endif

@@ -122,7 +122,20 @@ static int save_adapter(tr_model *m, const char *out, const char *base_path, lop
     if (rc) return -1;
     /* adapter_config.json as PEFT writes it */
     cJSON *c = cJSON_CreateObject();
-    char *abs = base_path ? fs_abspath(base_path) : NULL;
+    /* The base as a hub id when it came from the Hugging Face cache, else as a path relative to
+     * the adapter folder: the pair stays valid when both folders move together (lop resolves it
+     * against the adapter folder first; PEFT's AutoPeftModel resolves against the working folder,
+     * see heal-sft(1)). An absolute path only when no relative one exists. */
+    char *abs = base_path ? st_adapter_hub_id(base_path) : NULL;
+    if (!abs && base_path) {
+        char *aa = fs_abspath(out), *bb = fs_abspath(base_path);
+        /* relative only when the two share a folder below the root: "../../../work/x" would
+         * survive no move at all */
+        const char *s1 = aa ? strchr(aa + 1, '/') : NULL;
+        if (s1 && bb && !strncmp(aa, bb, (size_t)(s1 - aa) + 1)) abs = fs_relpath(out, base_path);
+        free(aa); free(bb);
+    }
+    if (!abs && base_path) abs = fs_abspath(base_path);
     cJSON_AddItemToObject(c, "alpha_pattern", cJSON_CreateObject());
     cJSON_AddNullToObject(c, "auto_mapping");
     if (abs || base_path) cJSON_AddStringToObject(c, "base_model_name_or_path", abs ? abs : base_path);

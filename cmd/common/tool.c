@@ -1,5 +1,6 @@
 /* tool.c — the tool layer: messages, exits, common options, threads, progress, JSON lines. */
 #include "tool.h"
+#include "safetensors.h"
 #include "parse.h"
 #include <cblas.h>
 #include <omp.h>
@@ -90,6 +91,7 @@ int tool_common_opt(int c, const char *arg, void (*usage)(FILE *)) {
     case TOOL_OPT_SEED: g_opt.seed = (uint64_t)opt_int("--seed", arg, 0, INT64_MAX); return 1;
     case 'q': g_opt.quiet = 1; return 1;
     case TOOL_OPT_PROGRESS: g_opt.progress = 1; return 1;
+    case TOOL_OPT_ADAPTER_BASE: st_adapter_set_base(arg); return 1;
     case '?': fprintf(stderr, "%s: see %s --help\n", g_tool, g_tool); exit(2);
     default: return 0;
     }

@@ -26,14 +26,15 @@ extern const char *g_tool;
 
 /* Long options every tool accepts; splice into your option table with TOOL_COMMON_LONGOPTS
  * and handle codes >= TOOL_OPT_BASE (and 'h','t','q') through tool_common_opt(). */
-enum { TOOL_OPT_BASE = 0x1000, TOOL_OPT_VERSION, TOOL_OPT_SEED, TOOL_OPT_PROGRESS };
+enum { TOOL_OPT_BASE = 0x1000, TOOL_OPT_VERSION, TOOL_OPT_SEED, TOOL_OPT_PROGRESS, TOOL_OPT_ADAPTER_BASE };
 #define TOOL_COMMON_LONGOPTS                                   \
     {"help", no_argument, 0, 'h'},                             \
     {"version", no_argument, 0, TOOL_OPT_VERSION},             \
     {"threads", required_argument, 0, 't'},                    \
     {"seed", required_argument, 0, TOOL_OPT_SEED},             \
     {"quiet", no_argument, 0, 'q'},                            \
-    {"progress", no_argument, 0, TOOL_OPT_PROGRESS}
+    {"progress", no_argument, 0, TOOL_OPT_PROGRESS},            \
+    {"base", required_argument, 0, TOOL_OPT_ADAPTER_BASE}
 #define TOOL_COMMON_SHORTOPTS "ht:q"
 /* Help text lines for the common options, to print at the end of --help. */
 #define TOOL_COMMON_HELP                                                             \
@@ -41,6 +42,8 @@ enum { TOOL_OPT_BASE = 0x1000, TOOL_OPT_VERSION, TOOL_OPT_SEED, TOOL_OPT_PROGRES
     "      --seed N        random seed (default 0)\n"                                \
     "  -q, --quiet         no messages on stderr but errors\n"                       \
     "      --progress      draw the progress bar even when stderr is not a terminal\n" \
+    "      --base PATH     the base model of a LoRA adapter folder given as a model\n"  \
+    "                      (default: its adapter_config.json's base_model_name_or_path)\n" \
     "  -h, --help          this help, on stdout\n"                                   \
     "      --version       print the version\n"
 
