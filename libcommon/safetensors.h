@@ -62,6 +62,8 @@ void st_release(const st_model *m, int i);
  * __metadata__ gains "adapter" and "adapter_base" (absolute paths). */
 void st_adapter_set_base(const char *path);  /* the tools' --base PATH; NULL: none */
 int st_is_adapter(const char *dir);          /* 1 if dir is such an adapter folder */
+/* The folder of an adapter's base, resolved as st_open does (malloc'd into *base). */
+int st_adapter_base_path(const char *dir, char **base, lop_err *e);
 /* "ORG/NAME" when path lies in a Hugging Face cache snapshot (models--ORG--NAME/snapshots/..),
  * else NULL (malloc'd). */
 char *st_adapter_hub_id(const char *path);

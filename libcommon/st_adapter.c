@@ -177,6 +177,20 @@ static float *to_f32(const st_model *m, int i, lop_err *e) {
     return f;
 }
 
+int st_adapter_base_path(const char *dir, char **base, lop_err *e) {
+    *base = NULL;
+    char *cp = join(dir, "adapter_config.json"), *txt = NULL;
+    size_t len;
+    int rc = !cp ? lop_fail(e, "out of memory") : fs_read_all(cp, &txt, &len, e);
+    cJSON *cfg = rc ? NULL : cJSON_ParseWithLength(txt, len);
+    if (!rc && !cJSON_IsObject(cfg)) rc = lop_fail(e, "%s: not a JSON object", cp);
+    const cJSON *bn = cJSON_GetObjectItemCaseSensitive(cfg, "base_model_name_or_path");
+    if (!rc) rc = resolve_base(dir, cJSON_IsString(bn) ? bn->valuestring : NULL, base, e);
+    free(cp); free(txt);
+    cJSON_Delete(cfg);
+    return rc;
+}
+
 static int depth;  /* adapters whose base is an adapter: bounded, so a loop of configs ends */
 
 int st_adapter_open(st_model *m, const char *dir, lop_err *e) {
@@ -211,7 +225,7 @@ int st_adapter_open(st_model *m, const char *dir, lop_err *e) {
     if (!rc && !fs_is_file(wp)) rc = lop_fail(e, "%s: no adapter_model.safetensors", dir);
 
     char *base_path = NULL;
-    st_model *base = NULL, *ad = NULL;
+    st_model *base = NULL, *ad = NULL, *bm = NULL;
     if (!rc) rc = resolve_base(dir, cJSON_IsString(bn) ? bn->valuestring : NULL, &base_path, e);
     if (!rc && depth >= 8) rc = lop_fail(e, "%s: adapters nested more than 8 deep (a loop of base paths?)", dir);
     if (!rc) {
@@ -238,7 +252,7 @@ int st_adapter_open(st_model *m, const char *dir, lop_err *e) {
         if (!rc) m->source_dir = has_file(dir, "tokenizer.json") ? fs_abspath(dir)
                                : base->source_dir ? strdup(base->source_dir) : NULL;
         if (!rc) rc = st_priv_set_base(m, base, e);
-        if (!rc) base = NULL;  /* m owns it now */
+        if (!rc) { bm = base; base = NULL; }  /* m owns it now */
     }
     char *used = calloc(ad ? (size_t)ad->n + 1 : 1, 1);
     if (!rc && !used) rc = lop_fail(e, "out of memory");
@@ -307,6 +321,7 @@ int st_adapter_open(st_model *m, const char *dir, lop_err *e) {
         m->info[t].dtype = ST_F32;
         m->info[t].nbytes = (uint64_t)out * (uint64_t)in * 4;
         m->data[t] = W;
+        st_release(bm, t);  /* the base's pages of W were read once: give them back */
         st_priv_unmap(m, t);
         merged++;
         free(mod);
