@@ -35,8 +35,8 @@ static void usage(FILE *f) {
         "                          mmlu (57 mmlu_<subject> tasks), mmlu_stem, mmlu_humanities,\n"
         "                          mmlu_social_sciences, mmlu_other, mmlu_<subject>\n"
         "      --list-tasks        print every built-in task and group name, then exit\n"
-        "      --data-dir DIR      the eval data folder (default: $LOP_EVAL_DATA, ./data/eval or\n"
-        "                          ../shared/data/eval, the first that exists)\n"
+        "      --data-dir DIR      the eval data folder (default: $LOP_EVAL_DATA, else\n"
+        "                          ~/.local/share/lop/eval); lop-get-eval-data builds it\n"
         "      --task-file FILE    also evaluate a JSONL task (repeatable): {\"query\",\"choices\",\"gold\"},\n"
         "                          {\"context_options\",\"continuation\",\"gold\"} or {\"context\",\"continuation\"}\n"
         "      --target-delimiter S  text put before each choice of a --task-file (default \" \")\n"
@@ -94,13 +94,17 @@ static cJSON *read_json(const char *path) {
     return j;
 }
 
+/* --data-dir, else $LOP_EVAL_DATA, else ${XDG_DATA_HOME:-~/.local/share}/lop/eval: where
+ * tools/lop-get-eval-data writes by default (never the test fixtures' folder). */
 static const char *find_data_dir(const char *given) {
     if (given) return given;
     const char *env = getenv("LOP_EVAL_DATA");
     if (env && *env) return env;
-    struct stat st;
-    if (!stat("data/eval", &st) && S_ISDIR(st.st_mode)) return "data/eval";
-    return "../shared/data/eval";
+    static char dflt[4096];
+    const char *xdg = getenv("XDG_DATA_HOME"), *home = getenv("HOME");
+    if (xdg && *xdg) snprintf(dflt, sizeof dflt, "%s/lop/eval", xdg);
+    else snprintf(dflt, sizeof dflt, "%s/.local/share/lop/eval", home && *home ? home : ".");
+    return dflt;
 }
 
 /* ---- the evaluation ---- */
@@ -225,7 +229,13 @@ static void run_eval(const args *a) {
     lop_task *tasks = calloc((size_t)nt, sizeof(lop_task));
     const char *dir = find_data_dir(a->data_dir);
     for (int i = 0; i < nn; i++)
-        if (task_load(&tasks[i], names[i], dir, a->fewshot, &e)) die_err(&e);
+        if (task_load(&tasks[i], names[i], dir, a->fewshot, &e)) {
+            struct stat sd;
+            if (stat(dir, &sd) || !S_ISDIR(sd.st_mode))
+                die(1, "%s: no eval data folder here (build it with: lop-get-eval-data %s; or pass --data-dir)",
+                    dir, a->data_dir ? dir : "");
+            die_err(&e);
+        }
     for (int i = 0; i < a->n_task_files; i++) {
         if (task_load_file(&tasks[nn + i], a->task_files[i], a->delim, &e)) die_err(&e);
         if (a->fewshot > 0) die_usage("--num-fewshot: task files have no dev split (%s)", a->task_files[i]);
