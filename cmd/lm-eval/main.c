@@ -34,7 +34,8 @@ static void usage(FILE *f) {
         "                          arc_challenge, openbookqa, copa, boolq, winogrande, lambada_openai,\n"
         "                          mmlu (57 mmlu_<subject> tasks), mmlu_stem, mmlu_humanities,\n"
         "                          mmlu_social_sciences, mmlu_other, mmlu_<subject>\n"
-        "      --list-tasks        print every built-in task and group name, then exit\n"
+        "      --list-tasks        print every built-in task and group name, then exit (also:\n"
+        "                          --tasks list)\n"
         "      --data-dir DIR      the eval data folder (default: $LOP_EVAL_DATA, else\n"
         "                          ~/.local/share/lop/eval); lop-get-eval-data builds it\n"
         "      --task-file FILE    also evaluate a JSONL task (repeatable): {\"query\",\"choices\",\"gold\"},\n"
@@ -55,14 +56,21 @@ static void usage(FILE *f) {
         "      --gemm f32|bf16     precision of the matrix products (default f32). bf16: activations\n"
         "                          rounded to bf16, float32 sums (AVX512-BF16 CPUs, else f32 with a\n"
         "                          warning); per-token log-probs move by up to ~0.1 (mean ~0.01)\n"
+        "lm-evaluation-harness's spellings work too: --model_args pretrained=PATH[,tokenizer=P]\n"
+        "[,max_length=N][,add_bos_token=True][,dtype=D] (with it, --model hf is the backend's name),\n"
+        "--num_fewshot, --output_path FILE, --log_samples FILE, --batch_size N|auto (accepted; results\n"
+        "never depend on batching), --tasks list. --ctx and --seq-len mean --max-length. The table\n"
+        "goes to stdout when stdout is a terminal, else to stderr.\n\n"
         TOOL_COMMON_HELP);
 }
 
 enum { O_TASKS = 0x100, O_DATA, O_TASKFILE, O_LIMIT, O_FEWSHOT, O_LOGS, O_SHARD, O_COMPARE,
-       O_MERGE, O_ADDBOS, O_MAXLEN, O_BATCH, O_NOREUSE, O_DELIM, O_LIST, O_TOK, O_TIMING, O_GEMM };
+       O_MERGE, O_ADDBOS, O_MAXLEN, O_BATCH, O_NOREUSE, O_DELIM, O_LIST, O_TOK, O_TIMING, O_GEMM,
+       O_MODEL_ARGS, O_BATCH_SIZE };
 
 typedef struct args {
     const char *model, *tokenizer, *tasks, *data_dir, *output, *log_samples, *compare, *delim;
+    const char *pretrained;  /* --model_args pretrained=PATH (wins over the harness's --model hf) */
     const char **task_files;
     int n_task_files;
     double limit;
@@ -180,7 +188,9 @@ static void log_samples(const char *path, lop_task *tasks, int nt, ll_doc **docs
 
 static void finish(res_set *rs, const args *a) {
     res_emit_lines(rs);
-    if (!g_opt.quiet) res_print_table(rs, stderr);
+    /* the table is for people: on stdout when that is a terminal (as the harness prints it),
+     * else on stderr so that stdout stays JSON lines */
+    if (!g_opt.quiet) res_print_table(rs, isatty(1) ? stdout : stderr);
     if (a->output) {
         cJSON *j = res_to_json(rs);
         char *s = cJSON_Print(j);
@@ -203,6 +213,7 @@ static void finish(res_set *rs, const args *a) {
 
 static void run_merge(const args *a, char **files, int n) {
     if (n < 1) die_usage("--merge needs result files");
+    if (n == 1) die_usage("--merge of one file (%s): merging needs the --output files of two or more shards", files[0]);
     res_set *in = calloc((size_t)n, sizeof(res_set)), out;
     lop_err e;
     for (int i = 0; i < n; i++) {
@@ -400,6 +411,29 @@ static void run_eval(const args *a) {
     lop_model_free(m);
 }
 
+/* --model_args pretrained=PATH[,tokenizer=PATH][,max_length=N][,add_bos_token=True][,dtype=..]:
+ * the harness's HF backend arguments. dtype is accepted for scripts' sake: lop computes in
+ * float32 (or --gemm bf16), whatever the weights' dtype; other keys are noted and ignored. */
+static void model_args(args *a, const char *spec) {
+    char *s = strdup(spec), *save = NULL;
+    if (!s) die(1, "out of memory");
+    for (char *kv = strtok_r(s, ",", &save); kv; kv = strtok_r(NULL, ",", &save)) {
+        char *eq = strchr(kv, '=');
+        if (!eq || eq == kv) die_usage("--model_args: expected key=value, not '%s'", kv);
+        *eq = 0;
+        const char *k = kv, *v = eq + 1;
+        if (!strcmp(k, "pretrained")) a->pretrained = strdup(v);
+        else if (!strcmp(k, "tokenizer")) a->tokenizer = strdup(v);
+        else if (!strcmp(k, "max_length")) a->max_len = (int)opt_int("--model_args max_length", v, 2, 1 << 24);
+        else if (!strcmp(k, "add_bos_token")) a->add_bos = !strcasecmp(v, "true") || !strcmp(v, "1");
+        else if (!strcmp(k, "dtype") || !strcmp(k, "torch_dtype")) {
+            if (strcmp(v, "auto") && strcmp(v, "float32") && strcmp(v, "bfloat16") && strcmp(v, "float16"))
+                die_usage("--model_args dtype=%s: expected auto, float32, bfloat16 or float16", v);
+        } else note("--model_args %s=%s does not apply to lop (ignored)", k, v);
+    }
+    free(s);
+}
+
 int main(int argc, char **argv) {
     tool_init("lm-eval", argc, argv);
     args a = {0};
@@ -415,6 +449,11 @@ int main(int argc, char **argv) {
         {"no-reuse", no_argument, 0, O_NOREUSE}, {"target-delimiter", required_argument, 0, O_DELIM},
         {"list-tasks", no_argument, 0, O_LIST}, {"tokenizer", required_argument, 0, O_TOK},
         {"timing", no_argument, 0, O_TIMING}, {"gemm", required_argument, 0, O_GEMM},
+        /* lm-evaluation-harness's spellings, so its command lines run as they are */
+        {"model_args", required_argument, 0, O_MODEL_ARGS}, {"num_fewshot", required_argument, 0, O_FEWSHOT},
+        {"output_path", required_argument, 0, 'o'}, {"batch_size", required_argument, 0, O_BATCH_SIZE},
+        {"ctx", required_argument, 0, O_MAXLEN}, {"seq-len", required_argument, 0, O_MAXLEN},
+        {"log_samples", required_argument, 0, O_LOGS},
         TOOL_COMMON_LONGOPTS, {0, 0, 0, 0}};
     int c;
     while ((c = getopt_long(argc, argv, "m:o:" TOOL_COMMON_SHORTOPTS, lo, NULL)) != -1) {
@@ -422,7 +461,17 @@ int main(int argc, char **argv) {
         switch (c) {
         case 'm': a.model = optarg; break;
         case 'o': a.output = optarg; break;
-        case O_TASKS: a.tasks = optarg; break;
+        case O_TASKS:
+            if (!strcmp(optarg, "list")) { /* the harness's `--tasks list` */
+                for (const char *const *n = task_builtin_names(); *n; n++) printf("%s\n", *n);
+                return 0;
+            }
+            a.tasks = optarg;
+            break;
+        case O_MODEL_ARGS: model_args(&a, optarg); break;
+        case O_BATCH_SIZE: /* results never depend on batching; --batch-tokens sizes the forward */
+            if (strncmp(optarg, "auto", 4)) opt_int("--batch_size", optarg, 1, 1 << 20);
+            break;
         case O_DATA: a.data_dir = optarg; break;
         case O_TASKFILE:
             a.task_files = realloc(a.task_files, sizeof(char *) * (size_t)(a.n_task_files + 1));
@@ -460,7 +509,9 @@ int main(int argc, char **argv) {
         return 0;
     }
     if (optind < argc) die_usage("unexpected argument '%s'", argv[optind]);
-    if (!a.model) die_usage("no model: give -m MODEL");
+    /* the harness's --model names a backend (hf, vllm, ...) and --model_args the weights */
+    if (a.pretrained) a.model = a.pretrained;
+    if (!a.model) die_usage("no model: give -m MODEL (or --model_args pretrained=PATH)");
     if (!a.tasks && !a.n_task_files) die_usage("no tasks: give --tasks LIST and/or --task-file FILE");
     run_eval(&a);
     free(a.task_files);
