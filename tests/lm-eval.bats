@@ -344,7 +344,7 @@ EOF
   [ "$status" -eq 2 ]
   T=$(scratch)
   for g in f32 bf16; do
-    run lm-eval -q -m "$MODELS/stories260K" --tasks piqa --limit 20 --gemm $g --log-samples "$T/$g.jsonl"
+    run lm-eval -q -m "$MODELS/stories260K" --data-dir "$(EVAL)" --tasks piqa --limit 20 --gemm $g --log-samples "$T/$g.jsonl"
     assert_success
   done
   python3 - "$T/f32.jsonl" "$T/bf16.jsonl" <<'PY'

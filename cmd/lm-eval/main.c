@@ -243,8 +243,8 @@ static void run_eval(const args *a) {
         if (task_load(&tasks[i], names[i], dir, a->fewshot, &e)) {
             struct stat sd;
             if (stat(dir, &sd) || !S_ISDIR(sd.st_mode))
-                die(1, "%s: no eval data folder here (build it with: lop-get-eval-data %s; or pass --data-dir)",
-                    dir, a->data_dir ? dir : "");
+                die(1, "%s: no eval data folder here (build it with: lop-get-eval-data%s%s; or pass --data-dir)",
+                    dir, a->data_dir ? " " : "", a->data_dir ? dir : "");
             die_err(&e);
         }
     for (int i = 0; i < a->n_task_files; i++) {
