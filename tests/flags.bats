@@ -34,7 +34,7 @@ assert a['results'] == b['results']
   [ "$status" -eq 2 ]
 }
 
-@test "lm-eval --merge of a single shard is refused (exit 2, one line)" {
+@test "lm-eval --merge of a single shard is refused (exit 2, one line); with --compare one file is fine" {
   need_shared
   T=$(scratch)
   lm-eval -q -t 1 -m "$MODELS/stories260K" --data-dir "$SHARED/data/eval" --tasks copa --limit 2 -o "$T/r.json" > /dev/null
@@ -42,6 +42,8 @@ assert a['results'] == b['results']
   [ "$status" -eq 2 ]
   assert_output --partial "two or more shards"
   [ "${#lines[@]}" -eq 1 ]
+  run lm-eval -q --merge "$T/r.json" --compare "$T/r.json"
+  assert_success
 }
 
 @test "lm-eval: the table goes to stdout on a terminal, to stderr otherwise" {

@@ -213,7 +213,7 @@ static void finish(res_set *rs, const args *a) {
 
 static void run_merge(const args *a, char **files, int n) {
     if (n < 1) die_usage("--merge needs result files");
-    if (n == 1) die_usage("--merge of one file (%s): merging needs the --output files of two or more shards", files[0]);
+    if (n == 1 && !a->compare) die_usage("--merge of one file (%s): merging needs the --output files of two or more shards", files[0]);
     res_set *in = calloc((size_t)n, sizeof(res_set)), out;
     lop_err e;
     for (int i = 0; i < n; i++) {
