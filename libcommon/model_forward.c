@@ -10,6 +10,10 @@
 #include "model_priv.h"
 #include "nn.h"
 
+static int g_allow_long;
+void lop_allow_long_context(int on) { g_allow_long = on; }
+int lop_long_context_allowed(void) { return g_allow_long; }
+
 int engine_init(lop_model *m, lop_err *e) {
     engine_priv *p = m->priv;
     const lop_config *c = &m->cfg;
@@ -167,6 +171,13 @@ static int batch_index(lop_model *m, lop_batch *b, const lop_kv *kv, lop_err *e)
             seq[off[i] + t] = i;
         }
     }
+    if (m->cfg.max_pos > 0 && !lop_long_context_allowed())
+        for (int i = 0; i < b->B; i++) {
+            int last = (kv ? kv->len[i] : 0) + b->len[i];
+            if (last > m->cfg.max_pos)
+                return lop_fail(e, "%d positions: past the model's context (max_position_embeddings "
+                                "%d; --allow-long-context runs them)", last, m->cfg.max_pos);
+        }
     for (int64_t i = 0; i < N; i++)
         if (b->ids[i] < 0 || b->ids[i] >= m->cfg.vocab)
             return lop_failc(e, LOP_EUSAGE, "token id %d out of range (vocab %d)", b->ids[i], m->cfg.vocab);

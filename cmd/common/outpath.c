@@ -269,3 +269,31 @@ int out_source_usable(const char *model) {
     free(c); free(dir);
     return has;
 }
+
+uint64_t out_model_bytes(const char *model) {
+    struct stat st;
+    if (!model || !strcmp(model, "-") || stat(model, &st) != 0) return 0;
+    if (S_ISREG(st.st_mode)) return (uint64_t)st.st_size;
+    if (!S_ISDIR(st.st_mode)) return 0;
+    DIR *d = opendir(model);
+    if (!d) return 0;
+    uint64_t sum = 0;
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        if (fnmatch("*.safetensors", de->d_name, 0)) continue;
+        char p[PATH_MAX];
+        snprintf(p, sizeof p, "%s/%s", model, de->d_name);
+        if (stat(p, &st) == 0 && S_ISREG(st.st_mode)) sum += (uint64_t)st.st_size;
+    }
+    closedir(d);
+    return sum;
+}
+
+int out_is_folder(const char *path) {
+    if (!path || !strcmp(path, "-")) return 0;
+    size_t n = strlen(path);
+    if ((n >= 12 && !strcmp(path + n - 12, ".safetensors")) || (n >= 4 && !strcmp(path + n - 4, ".zst")))
+        return 0;
+    struct stat st;
+    return stat(path, &st) != 0 || S_ISDIR(st.st_mode);
+}

@@ -44,6 +44,12 @@ const char *out_output(const char *opt, const char *path, out_kind kind);
 void out_check(void);
 /* The output at path will take about bytes: dies (exit 1) when its file system has less free. */
 void out_space(const char *path, uint64_t bytes);
+/* An OUT_MODEL path that st_writer_open will make an HF folder (not "-", not *.safetensors or
+ * *.zst, not an existing file or device). */
+int out_is_folder(const char *path);
+/* Bytes of a model's weights on disk (a file's size, or the sum of a folder's *.safetensors; 0 for
+ * "-" or unknown): the estimate to give out_space() for an output of the same model. */
+uint64_t out_model_bytes(const char *model);
 /* A model source folder (or the folder of a .safetensors file) whose config.json and tokenizer
  * files an output will copy: dies (exit 1) when one is present but unusable (empty, not JSON), so
  * that an output never carries a broken config or tokenizer. Returns 1 if it has a config.json. */

@@ -1,6 +1,7 @@
 /* tool.c — the tool layer: messages, exits, common options, threads, progress, JSON lines. */
 #include "tool.h"
 #include "cleanup.h"
+#include "model.h"
 #include "parse.h"
 #include <cblas.h>
 #include <omp.h>
@@ -95,7 +96,7 @@ int tool_common_opt(int c, const char *arg, void (*usage)(FILE *)) {
     case 'q': g_opt.quiet = 1; return 1;
     case TOOL_OPT_PROGRESS: g_opt.progress = 1; return 1;
     case 'f': g_opt.force = 1; return 1;
-    case TOOL_OPT_LONG: g_opt.allow_long = 1; return 1;
+    case TOOL_OPT_LONG: g_opt.allow_long = 1; lop_allow_long_context(1); return 1;
     case '?': fprintf(stderr, "%s: see %s --help\n", g_tool, g_tool); exit(2);
     default: return 0;
     }

@@ -19,6 +19,8 @@
 #include "task.h"
 #include "task_text.h"
 #include "tokenizer.h"
+#include "cleanup.h"
+#include "outpath.h"
 #include "tool.h"
 
 static void usage(FILE *f) {
@@ -77,10 +79,12 @@ static void write_atomic(const char *path, const char *text) {
     snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid());
     FILE *f = fopen(tmp, "wb");
     if (!f) die(1, "%s: cannot write (%s)", path, strerror(errno));
+    tmp_add(tmp);
     size_t n = strlen(text);
     int bad = fwrite(text, 1, n, f) != n;
     bad |= fclose(f) != 0;
-    if (bad || rename(tmp, path)) { unlink(tmp); die(1, "%s: write failed", path); }
+    if (bad || rename(tmp, path)) { unlink(tmp); tmp_del(tmp); die(1, "%s: write failed", path); }
+    tmp_del(tmp);
 }
 
 static cJSON *read_json(const char *path) {
@@ -443,6 +447,16 @@ int main(int argc, char **argv) {
         default: die_usage("unknown option (see --help)");
         }
     }
+    /* every output checked before the model loads or a task runs */
+    out_input("model", a.model);
+    out_input("tokenizer", a.tokenizer);
+    out_input("compare", a.compare);
+    if (!a.merge) out_input("eval data", find_data_dir(a.data_dir));
+    for (int i = 0; i < a.n_task_files; i++) out_input("task file", a.task_files[i]);
+    if (a.merge) for (int i = optind; i < argc; i++) out_input("results", argv[i]);
+    a.output = out_output("-o", a.output, OUT_FILE);
+    a.log_samples = out_output("--log-samples", a.log_samples, OUT_FILE);
+    out_check();
     tool_apply_threads();
     if (a.merge) {
         if (a.model || a.tasks || a.n_task_files) die_usage("--merge combines result files: no -m, --tasks or --task-file");
