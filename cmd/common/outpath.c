@@ -145,7 +145,8 @@ static void check_one(const out_path *o) {
                     g_in[i].role, g_in[i].path);
         if (S_ISDIR(st.st_mode) && canon)
             for (int i = 0; i < g_nin; i++)
-                if (g_in[i].real && within(g_in[i].real, canon))
+                if (g_in[i].real && within(g_in[i].real, canon) &&
+                    !(o->kind == OUT_CKPTS && !strcmp(g_in[i].role, "checkpoint")))
                     die(2, "%s %s: holds the input %s %s; an output never replaces an input", opt,
                         path, g_in[i].role, g_in[i].path);
     }

@@ -102,16 +102,16 @@ int tool_common_opt(int c, const char *arg, void (*usage)(FILE *)) {
     }
 }
 
-void tool_check_context(const char *opt, long long n, int max_pos) {
+void tool_check_context(const char *what, long long n, int max_pos) {
     if (max_pos <= 0 || n <= max_pos) return;
     if (!g_opt.allow_long)
-        die(1, "%s %lld: past the model's context (max_position_embeddings %d); positions beyond "
-               "it give numbers the model was never trained for (--allow-long-context runs them)",
-            opt, n, max_pos);
+        die(1, "%s: %lld positions, past the model's context (max_position_embeddings %d): numbers "
+               "the model was never trained for (--allow-long-context runs them anyway)",
+            what, n, max_pos);
     static int warned;
     if (!warned++)
-        warn("%s %lld is past max_position_embeddings %d (--allow-long-context): rope runs as the "
-             "config says, unscaled beyond it; expect degraded numbers", opt, n, max_pos);
+        warn("%s: %lld positions, past max_position_embeddings %d (--allow-long-context): rope runs "
+             "as the config says, unchanged beyond it; expect degraded numbers", what, n, max_pos);
 }
 
 void tool_apply_threads(void) {

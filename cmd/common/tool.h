@@ -57,9 +57,9 @@ enum { TOOL_OPT_BASE = 0x1000, TOOL_OPT_VERSION, TOOL_OPT_SEED, TOOL_OPT_PROGRES
 /* Name for messages; keeps argv; installs the temporary-file cleanup and signal handlers
  * (cleanup.h). */
 void tool_init(const char *name, int argc, char **argv);
-/* The context check of a tool that runs a model: n positions of a model whose config says
- * max_pos (<= 0: unknown). Dies (exit 1) naming opt unless --allow-long-context; warns once
- * with it. */
+/* The context check of a tool that runs a model: n positions (what names them: "--ctx 4096") of
+ * a model whose config says max_pos (<= 0: unknown). Dies (exit 1) unless --allow-long-context;
+ * with it, warns once. */
 void tool_check_context(const char *opt, long long n, int max_pos);
 /* Handles -h (prints usage via the given function, exit 0), --version, -t, --seed, -q,
  * --progress, -f/--force, --allow-long-context. Returns 1 if c was a common option, 0 if not. '?' (getopt error) -> exit 2. */

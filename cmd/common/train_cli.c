@@ -11,6 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+static uint64_t fnv(uint64_t h, const void *p, size_t n);
+
 void train_args_init(train_args *a) {
     memset(a, 0, sizeof *a);
     a->seq = 512; a->batch = 1; a->accum = 1; a->shuffle = 1; a->keep_sparse = 1;
@@ -117,7 +119,6 @@ void train_cli_open(const train_args *a, train_run *r) {
     to.lora_rank = a->lrank; to.lora_alpha = a->lalpha; to.lora_dropout = a->ldrop;
     to.lora_targets = a->targets; to.keep_sparsity = a->keep_sparse; to.recompute = a->recompute;
     if (tr_open(&r->m, a->model, &to, g_opt.seed, &e)) die_err(&e);
-    tool_check_context("--seq-len", a->seq, r->m->cfg.max_pos);
     const char *tokdir = r->m->st->source_dir ? r->m->st->source_dir : a->model;
     if (tok_load(&r->tok, tokdir, &te)) r->tok = NULL;
     tr_data_opts dopt = {a->seq, a->tmpl, a->shuffle, g_opt.seed, r->m->cfg.bos_id,
@@ -133,6 +134,14 @@ void train_cli_open(const train_args *a, train_run *r) {
     }
     r->per_step = (int64_t)a->batch * a->accum;
     r->total = train_cli_total_steps(a, r->data);
+    train_cli_scan(r->data, &r->max_T, &r->data_fp);
+    train_cli_check_context(a, r->max_T, r->m->cfg.max_pos);
+}
+
+void train_cli_check_context(const train_args *a, int max_T, int max_pos) {
+    char what[80];
+    snprintf(what, sizeof what, "--seq-len %d (the longest training sequence)", a->seq);
+    tool_check_context(what, max_T, max_pos);
 }
 
 void train_cli_close(train_run *r) {
@@ -208,19 +217,18 @@ uint64_t train_cli_model_fingerprint(const st_model *st) {
     return h;
 }
 
-/* the training blocks of the first epoch, in training order (tokens, targets, lengths): what the
- * data, --seq-len, the template, the tokenizer, --seed and --no-shuffle make of the data */
-static uint64_t data_fingerprint(tr_data *d) {
+void train_cli_scan(tr_data *d, int *max_T, uint64_t *fp) {
     uint64_t h = 0xcbf29ce484222325ull;
-    int32_t *ids = NULL, *tg = NULL; size_t cap = 0; int T; lop_err e;
+    int32_t *ids = NULL, *tg = NULL; size_t cap = 0; int T, mx = 0; lop_err e;
     for (int64_t g = 0; g < tr_data_blocks(d); g++) {
         if (tr_data_batch(d, g, 1, &ids, &tg, &cap, &T, &e) < 0) die_err(&e);
+        if (T > mx) mx = T;
         h = fnv(h, &T, sizeof T);
         h = fnv(h, ids, sizeof *ids * (size_t)T);
         h = fnv(h, tg, sizeof *tg * (size_t)T);
     }
     free(ids); free(tg);
-    return h;
+    *max_T = mx; *fp = h;
 }
 
 static void add_hex(cJSON *o, const char *k, uint64_t v) {
@@ -236,7 +244,7 @@ static cJSON *run_options(const train_args *a, const train_run *r, const train_h
     static const char *sched[] = {"constant", "linear", "cosine"};
     cJSON *o = cJSON_CreateObject();
     add_hex(o, "model", train_cli_model_fingerprint(r->m->st));
-    add_hex(o, "data", data_fingerprint(r->data));
+    add_hex(o, "data", r->data_fp);
     cJSON_AddNumberToObject(o, "steps", (double)r->total);
     cJSON_AddNumberToObject(o, "seq_len", a->seq);
     cJSON_AddNumberToObject(o, "batch", a->batch);
@@ -398,9 +406,9 @@ void train_cli_loop(const train_args *a, train_run *r, const train_hooks *h) {
             char diff[2048];
             int nd = diff_options(was, opts, start >= total, diff, sizeof diff);
             if (nd && !g_opt.force)
-                die(2, "--resume %s: %d option%s differ from the checkpoint's run, so the result would "
+                die(2, "--resume %s: %d option%s from the checkpoint's run, so the result would "
                        "not be the one it started: %s (-f/--force continues anyway)",
-                    dir, nd, nd > 1 ? "s" : "", diff);
+                    dir, nd, nd > 1 ? "s differ" : " differs", diff);
             if (nd) warn("--resume %s with different options (--force): %s", dir, diff);
         }
         note("resuming from %s at step %lld", dir, (long long)start);

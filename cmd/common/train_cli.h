@@ -121,7 +121,15 @@ typedef struct train_run {
     tr_data *data, *eval;
     int64_t total;          /* optimizer steps */
     int64_t per_step;       /* blocks per step = batch * grad-accum */
+    int max_T;              /* the longest training sequence (positions) */
+    uint64_t data_fp;       /* fingerprint of the first epoch's blocks, in training order */
 } train_run;
+/* One pass over an epoch's blocks: the longest (positions) and a fingerprint of them all (tokens,
+ * targets, lengths, in training order: what the data, --seq-len, the template, the tokenizer,
+ * --seed and --no-shuffle make of the data). */
+void train_cli_scan(tr_data *d, int *max_T, uint64_t *fp);
+/* --seq-len against a model's context: dies unless --allow-long-context (tool_check_context) */
+void train_cli_check_context(const train_args *a, int max_T, int max_pos);
 /* Open model (LoRA as asked), tokenizer and data; compute the step count. Dies on errors. */
 void train_cli_open(const train_args *a, train_run *r);
 /* Open only the data with a given tokenizer (save-teacher mode: no student needed). */

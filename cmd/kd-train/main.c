@@ -230,13 +230,17 @@ static void save_teacher(train_args *a, kd_args *ka) {
     fo.lora_rank = 1; fo.lora_targets = 0; fo.recompute = 1; /* frozen: nothing trains */
     tr_model *t;
     if (tr_open(&t, ka->teacher, &fo, 0, &e)) die_err(&e);
-    tool_check_context("--seq-len", a->seq, t->cfg.max_pos);
     lop_tokenizer *tt = load_tok(t->st, ka->teacher);
     if (!tt) die(1, "%s: cannot load the teacher's tokenizer", ka->teacher);
     int V = t->cfg.vocab, ntt;
     const char **ts = tok_strings(tt, &ntt);
     if (a->model) V = check_pair(a->model, ts, ntt, ka->teacher, V, "teacher");
     tr_data *d = train_cli_data(a, a->data, tt, &t->cfg, a->shuffle);
+    {
+        int mT; uint64_t fp;
+        train_cli_scan(d, &mT, &fp);
+        train_cli_check_context(a, mT, t->cfg.max_pos);
+    }
     int64_t nb = tr_data_blocks(d), G = train_cli_total_steps(a, d) * a->batch * a->accum;
     if (!a->shuffle && G > nb) G = nb; /* epochs repeat the same blocks */
     double T = ka->spec.temperature;
@@ -436,7 +440,6 @@ int main(int argc, char **argv) {
         tr_opts fo = TR_OPTS_DEFAULT;
         fo.lora_rank = 1; fo.lora_targets = 0; fo.recompute = 1; /* frozen: nothing trains */
         if (tr_open(&L.t, ka.teacher, &fo, 0, &e)) die_err(&e);
-        tool_check_context("--seq-len", a.seq, L.t->cfg.max_pos);
         snprintf(g_teacher_fp, sizeof g_teacher_fp, "model:%016llx",
                  (unsigned long long)train_cli_model_fingerprint(L.t->st));
         lop_tokenizer *tt = load_tok(L.t->st, ka.teacher);
@@ -447,6 +450,7 @@ int main(int argc, char **argv) {
         if (tt) tok_free(tt);
     }
     train_cli_open(&a, &r);
+    if (L.t) train_cli_check_context(&a, r.max_T, L.t->cfg.max_pos);
     k.spec = ka.spec;
     if (!k.V) k.V = r.m->cfg.vocab;
     train_hooks h = {0};

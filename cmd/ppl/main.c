@@ -160,7 +160,11 @@ int main(int argc, char **argv) {
     const char *tokdir = m->st->source_dir ? m->st->source_dir : model;
     lop_tokenizer *tk;
     if (tok_load(&tk, tokdir, &e)) die_err(&e);
-    if (ctx) tool_check_context("--ctx", ctx, m->cfg.max_pos);
+    if (ctx) {
+        char what[48];
+        snprintf(what, sizeof what, "--ctx %d", ctx);
+        tool_check_context(what, ctx, m->cfg.max_pos);
+    }
     else ctx = m->cfg.max_pos > 0 && m->cfg.max_pos < 4096 ? m->cfg.max_pos : 4096;
     if (!stride) stride = ctx;
     if (stride > ctx) die_usage("--stride %d is larger than --ctx %d", stride, ctx);
