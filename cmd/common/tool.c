@@ -1,6 +1,8 @@
 /* tool.c — the tool layer: messages, exits, common options, threads, progress, JSON lines. */
 #include "tool.h"
 #include "safetensors.h"
+#include "cleanup.h"
+#include "model.h"
 #include "parse.h"
 #include <cblas.h>
 #include <omp.h>
@@ -13,11 +15,14 @@
 
 tool_opts g_opt;
 const char *g_tool = "lop";
+int g_argc;
+char **g_argv;
 
 void tool_init(const char *name, int argc, char **argv) {
-    (void)argc; (void)argv;
+    g_argc = argc; g_argv = argv;
     g_tool = name;
     memset(&g_opt, 0, sizeof g_opt);
+    cleanup_install();
     /* A closed stdout pipe (| head) must end us quietly, like cat, not with a signal trace. */
 }
 
@@ -92,9 +97,23 @@ int tool_common_opt(int c, const char *arg, void (*usage)(FILE *)) {
     case 'q': g_opt.quiet = 1; return 1;
     case TOOL_OPT_PROGRESS: g_opt.progress = 1; return 1;
     case TOOL_OPT_ADAPTER_BASE: st_adapter_set_base(arg); return 1;
+    case 'f': g_opt.force = 1; return 1;
+    case TOOL_OPT_LONG: g_opt.allow_long = 1; lop_allow_long_context(1); return 1;
     case '?': fprintf(stderr, "%s: see %s --help\n", g_tool, g_tool); exit(2);
     default: return 0;
     }
+}
+
+void tool_check_context(const char *what, long long n, int max_pos) {
+    if (max_pos <= 0 || n <= max_pos) return;
+    if (!g_opt.allow_long)
+        die(1, "%s: %lld positions, past the model's context (max_position_embeddings %d): numbers "
+               "the model was never trained for (--allow-long-context runs them anyway)",
+            what, n, max_pos);
+    static int warned;
+    if (!warned++)
+        warn("%s: %lld positions, past max_position_embeddings %d (--allow-long-context): rope runs "
+             "as the config says, unchanged beyond it; expect degraded numbers", what, n, max_pos);
 }
 
 void tool_apply_threads(void) {

@@ -1,5 +1,6 @@
 /* layer-drop — remove whole transformer layers, renumber the rest, fix the config; streaming. */
 #include "layers.h"
+#include "outpath.h"
 #include "parse.h"
 #include "tool.h"
 #include <getopt.h>
@@ -81,6 +82,11 @@ int main(int argc, char **argv) {
     if (forms != 1) die_usage("give exactly one of --drop, --keep, --scores, --percent");
     if (k >= 0 && !scores) die_usage("--n goes with --scores");
     if (scores && (k < 0) == (percent < 0)) die_usage("--scores needs one of --n K or --percent P");
+    out_input("model", model);
+    out_input("scores", scores);
+    out = out_output("-o", out, OUT_MODEL);
+    out_check();
+    if (out_is_folder(out)) out_source_usable(model);
     tool_apply_threads();
     setlocale(LC_NUMERIC, "C");
     g_json = strcmp(out, "-") ? stdout : stderr;
@@ -96,7 +102,9 @@ int main(int argc, char **argv) {
     if (!gone) die(1, "out of memory");
     int *v = NULL, nv = 0;
     if (drop || keep) {
-        if (parse_ranges(drop ? drop : keep, L, &v, &nv, &e)) die_usage("%s: %s", drop ? "--drop" : "--keep", e.msg);
+        int dup;
+        if (parse_ranges_dup(drop ? drop : keep, L, &v, &nv, &dup, &e)) die_usage("%s: %s", drop ? "--drop" : "--keep", e.msg);
+        if (dup >= 0) warn("%s %s: layer %d is listed more than once", drop ? "--drop" : "--keep", drop ? drop : keep, dup);
         for (int i = 0; i < L; i++) gone[i] = keep ? 1 : 0;
         for (int i = 0; i < nv; i++) gone[v[i]] = drop ? 1 : 0;
     } else {
@@ -132,6 +140,7 @@ int main(int argc, char **argv) {
     progress pg;
     uint64_t total = 0;
     for (int i = 0; i < s.n; i++) total += s.infos[i].nbytes;
+    out_space(out, total);   /* at most the input's bytes */
     progress_start(&pg, "copying", total / 1e6, "MB");
     if (surgery_write(&s, &map, LMERGE_RDSC, out, &wo, &plan, on_bytes, &pg, &e)) die_err(&e);
     progress_end(&pg);

@@ -4,6 +4,7 @@
 #include "laco.h"
 #include "layers.h"
 #include "parse.h"
+#include "outpath.h"
 #include "tool.h"
 #include <getopt.h>
 #include <stdlib.h>
@@ -100,6 +101,7 @@ static void merge_fixed(const char *model, const char *out, int (*pairs)[2], int
     progress pg;
     uint64_t total = 0;
     for (int i = 0; i < s.n; i++) total += s.infos[i].nbytes;
+    out_space(out, total);
     progress_start(&pg, "merging", total / 1e6, "MB");
     if (surgery_write(&s, &map, rule, out, wo, &plan, on_bytes, &pg, &e)) die_err(&e);
     progress_end(&pg);
@@ -186,6 +188,11 @@ int main(int argc, char **argv) {
     if (!!np + laco != 1) die_usage("give --merge A-B (repeatable) or --laco");
     if (laco && !lc.data) die_usage("--laco needs --data FILE (calibration text)");
     if (!laco && lc.data) die_usage("--data goes with --laco");
+    out_input("model", model);
+    out_input("data", lc.data);
+    out = out_output("-o", out, OUT_MODEL);
+    out_check();
+    if (out_is_folder(out)) out_source_usable(model);
     tool_apply_threads();
     g_json = strcmp(out, "-") ? stdout : stderr;
     if (laco) {

@@ -19,6 +19,8 @@
 #include "task.h"
 #include "task_text.h"
 #include "tokenizer.h"
+#include "cleanup.h"
+#include "outpath.h"
 #include "tool.h"
 
 static void usage(FILE *f) {
@@ -85,10 +87,12 @@ static void write_atomic(const char *path, const char *text) {
     snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid());
     FILE *f = fopen(tmp, "wb");
     if (!f) die(1, "%s: cannot write (%s)", path, strerror(errno));
+    tmp_add(tmp);
     size_t n = strlen(text);
     int bad = fwrite(text, 1, n, f) != n;
     bad |= fclose(f) != 0;
-    if (bad || rename(tmp, path)) { unlink(tmp); die(1, "%s: write failed", path); }
+    if (bad || rename(tmp, path)) { unlink(tmp); tmp_del(tmp); die(1, "%s: write failed", path); }
+    tmp_del(tmp);
 }
 
 static cJSON *read_json(const char *path) {
@@ -266,6 +270,11 @@ static void run_eval(const args *a) {
     free(tp);
     int gemma = model_is_gemma(m), add_bos = a->add_bos || gemma;
     int max_len = a->max_len > 0 ? a->max_len : m->cfg.max_pos > 0 ? m->cfg.max_pos : 2048;
+    if (a->max_len > 0) {   /* requests are cut to max_len: past the model's context is refused */
+        char what[48];
+        snprintf(what, sizeof what, "--max-length %d", a->max_len);
+        tool_check_context(what, a->max_len, m->cfg.max_pos);
+    }
     if (gemma && !a->add_bos) note("model type %s: a BOS token is added (as the harness does for Gemma)", m->cfg.model_type);
     /* encode every request (the tokenizer is thread-safe) */
     int total_docs = 0;
@@ -502,6 +511,16 @@ int main(int argc, char **argv) {
         default: die_usage("unknown option (see --help)");
         }
     }
+    /* every output checked before the model loads or a task runs */
+    out_input("model", a.model);
+    out_input("tokenizer", a.tokenizer);
+    out_input("compare", a.compare);
+    if (!a.merge) out_input("eval data", find_data_dir(a.data_dir));
+    for (int i = 0; i < a.n_task_files; i++) out_input("task file", a.task_files[i]);
+    if (a.merge) for (int i = optind; i < argc; i++) out_input("results", argv[i]);
+    a.output = out_output("-o", a.output, OUT_FILE);
+    a.log_samples = out_output("--log-samples", a.log_samples, OUT_FILE);
+    out_check();
     tool_apply_threads();
     if (a.merge) {
         if (a.model || a.tasks || a.n_task_files) die_usage("--merge combines result files: no -m, --tasks or --task-file");

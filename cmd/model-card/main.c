@@ -10,6 +10,8 @@
 #include "arch.h"
 #include "card.h"
 #include "logs.h"
+#include "cleanup.h"
+#include "outpath.h"
 #include "tool.h"
 
 static void usage(FILE *f) {
@@ -49,11 +51,13 @@ static void write_atomic(const char *path, const char *data, size_t len) {
     snprintf(tmp, pl, "%s.tmp.%ld", path, (long)getpid());
     FILE *f = fopen(tmp, "wb");
     if (!f) { free(tmp); die(1, "%s: cannot write", path); }
+    tmp_add(tmp);
     int bad = fwrite(data, 1, len, f) != len;
     bad |= fflush(f) != 0;
     bad |= fsync(fileno(f)) != 0;
     bad |= fclose(f) != 0;
-    if (bad || rename(tmp, path) != 0) { unlink(tmp); free(tmp); die(1, "%s: cannot write", path); }
+    if (bad || rename(tmp, path) != 0) { unlink(tmp); tmp_del(tmp); free(tmp); die(1, "%s: cannot write", path); }
+    tmp_del(tmp);
     free(tmp);
 }
 
@@ -90,6 +94,11 @@ int main(int argc, char **argv) {
     if (!base) die_usage("--base BASE is required");
     if (!nlogs) die_usage("no --log given");
 
+    out_input("base", base);
+    out_input("model", model);
+    for (int i = 0; i < nlogs; i++) out_input("log", logs[i]);
+    out = out_output("-o", out, OUT_FILE);
+    out_check();
     lop_err e;
     mc_arch a_base, a_model;
     if (arch_read(&a_base, base, &e)) die_err(&e);

@@ -11,6 +11,7 @@
 #include "model.h"
 #include "plan.h"
 #include "tokenizer.h"
+#include "outpath.h"
 #include "tool.h"
 #include "topk_file.h"
 
@@ -144,6 +145,11 @@ int main(int argc, char **argv) {
     if (llama && lines) die_usage("--llama-cpp and --lines exclude each other");
     if (llama && stride) die_usage("--llama-cpp has no --stride");
     const char *input = optind < argc ? argv[optind] : "-";
+    out_input("model", model);
+    out_input("text", input);
+    out_input("kl-base", klbase);
+    save = out_output("--save-logits", save, OUT_FILE);
+    out_check();
     tool_apply_threads();
 
     lop_err e = {0};
@@ -154,7 +160,12 @@ int main(int argc, char **argv) {
     const char *tokdir = m->st->source_dir ? m->st->source_dir : model;
     lop_tokenizer *tk;
     if (tok_load(&tk, tokdir, &e)) die_err(&e);
-    if (!ctx) ctx = m->cfg.max_pos > 0 && m->cfg.max_pos < 4096 ? m->cfg.max_pos : 4096;
+    if (ctx) {
+        char what[48];
+        snprintf(what, sizeof what, "--ctx %d", ctx);
+        tool_check_context(what, ctx, m->cfg.max_pos);
+    }
+    else ctx = m->cfg.max_pos > 0 && m->cfg.max_pos < 4096 ? m->cfg.max_pos : 4096;
     if (!stride) stride = ctx;
     if (stride > ctx) die_usage("--stride %d is larger than --ctx %d", stride, ctx);
     if (!batch_tokens) batch_tokens = ctx > 2048 ? ctx : 2048;

@@ -12,6 +12,7 @@
 #include "parse.h"
 #include "safetensors.h"
 #include "stats.h"
+#include "outpath.h"
 #include "tool.h"
 
 static void usage(FILE *f) {
@@ -215,6 +216,13 @@ int main(int argc, char **argv) {
     if (!out) out = "-";
     if (writing && !strcmp(out, "-") && isatty(1))
         die_usage("refusing to write binary safetensors to a terminal (use -o FILE, or -l/--summary/--stats)");
+    if (writing) {
+        for (int i = 0; i < np; i++) out_input("input", paths[i]);
+        out_input("config", cfg_path);
+        out = out_output("-o", out, OUT_MODEL);
+        out_check();
+        for (int i = 0; i < np && out_is_folder(out); i++) out_source_usable(paths[i]);
+    }
     tool_apply_threads();
 
     pcre2_code *rs = sel ? compile_re("--select", sel) : NULL, *rx = exc ? compile_re("--exclude", exc) : NULL;
@@ -295,6 +303,9 @@ int main(int argc, char **argv) {
 
     st_writer *w = NULL;
     if (writing) {
+        uint64_t out_bytes = 0;
+        for (int i = 0; i < total; i++) out_bytes += oinfo[i].nbytes;
+        out_space(out, out_bytes);
         st_write_opts wo = {.max_shard_size = shard, .zstd_level = zlevel};
         if (st_writer_open(&w, out, oinfo, total, config, source, &wo, &e)) die_err(&e);
     }

@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "blas_tune.h"
+#include "outpath.h"
 #include "tool.h"
 #include "wmask.h"
 
@@ -137,6 +138,15 @@ int main(int argc, char **argv) {
     } else if (j.data || j.one_shot || j.dump_acts) {
         die_usage("--data, --one-shot and --dump-acts are for --method wanda");
     }
+    if (j.sparsity >= 0.99)
+        warn("--sparsity %g zeroes (nearly) every selected weight: the model will not work", j.sparsity);
+    out_input("model", j.model);
+    out_input("data", j.data);
+    j.output = out_output("-o", j.output, OUT_MODEL);
+    j.dump_acts = out_output("--dump-acts", j.dump_acts, OUT_MODEL);
+    out_check();
+    if (out_is_folder(j.output)) out_source_usable(j.model);
+    out_space(j.output, out_model_bytes(j.model));
     tool_apply_threads();
 
     lop_err e = {0};
