@@ -251,7 +251,7 @@ static int finish_folder(st_writer *w, lop_err *e) {
     char name[64];
     int rc = 0;
     if (w->nshards > 1) {                           /* the index, as transformers writes it */
-        st_buf b = {0};
+        sbuf b = {0};
         uint64_t total = 0;
         for (int i = 0; i < w->n; i++) total += w->infos[i].nbytes;
         sb_printf(&b, "{\n  \"metadata\": {\n    \"total_size\": %" PRIu64 "\n  },\n  \"weight_map\": {", total);
@@ -264,8 +264,8 @@ static int finish_folder(st_writer *w, lop_err *e) {
         sb_puts(&b, "\n  }\n}\n");
         char *p = join(w->tmpdir, "model.safetensors.index.json");
         if (b.oom || !p) rc = lop_fail(e, "out of memory");
-        else rc = fs_write_file_atomic(p, b.p, b.len, e);
-        free(p); free(b.p);
+        else rc = fs_write_file_atomic(p, b.s, b.len, e);
+        free(p); free(b.s);
         if (rc) return -1;
     }
     char *cp = join(w->tmpdir, "config.json");

@@ -174,8 +174,8 @@ static int save_adapter_in(tr_model *m, const char *out, const char *base_path, 
     cJSON_AddItemToObject(c, "rank_pattern", cJSON_CreateObject());
     cJSON_AddNullToObject(c, "revision");
     cJSON *t = cJSON_AddArrayToObject(c, "target_modules");
-    for (int i = 0; i < TR_NPROJ; i++)
-        if (m->opt.lora_targets >> i & 1) cJSON_AddItemToArray(t, cJSON_CreateString(tr_proj_names[i]));
+    for (int i = 0; i < PROJ_N; i++)
+        if (m->opt.lora_targets >> i & 1) cJSON_AddItemToArray(t, cJSON_CreateString(arch_proj_module((lop_proj)i)));
     cJSON_AddStringToObject(c, "task_type", "CAUSAL_LM");
     cJSON_AddFalseToObject(c, "use_dora");
     cJSON_AddFalseToObject(c, "use_rslora");

@@ -136,7 +136,7 @@ static void parse_shard(const char *s, int *i, int *n) {
 }
 
 static int model_is_gemma(const lop_model *m) {
-    return m->cfg.arch == ARCH_GEMMA3 || strstr(m->cfg.model_type, "gemma") != NULL;
+    return m->cfg.family->harness_bos || strstr(m->cfg.model_type, "gemma") != NULL;
 }
 
 static char *tokenizer_path(const args *a) {
@@ -180,12 +180,12 @@ static void log_samples(const char *path, lop_task *tasks, int nt, ll_doc **docs
             if (tasks[t].metrics & MET_ACC_NORM) cJSON_AddNumberToObject(o, "acc_norm", s->acc_norm);
             if (tasks[t].metrics & MET_PPL) cJSON_AddNumberToObject(o, "perplexity", s->ll);
             char *line = cJSON_PrintUnformatted(o);
-            sb_add(&b, line);
-            sb_add(&b, "\n");
+            sb_puts(&b, line);
+            sb_puts(&b, "\n");
             free(line);
             cJSON_Delete(o);
         }
-    char *text = sb_take(&b);
+    char *text = text_take(&b);
     write_atomic(path, text);
     free(text);
 }
@@ -199,10 +199,10 @@ static void finish(res_set *rs, const args *a) {
         cJSON *j = res_to_json(rs);
         char *s = cJSON_Print(j);
         sbuf b = {0};
-        sb_add(&b, s);
-        sb_add(&b, "\n");
+        sb_puts(&b, s);
+        sb_puts(&b, "\n");
         free(s);
-        char *text = sb_take(&b);
+        char *text = text_take(&b);
         write_atomic(a->output, text);
         free(text);
         cJSON_Delete(j);

@@ -8,7 +8,7 @@
 
 /* ---------- small formatters ---------- */
 
-static const char *thou(char *buf, long long v) { fmt_thousands(buf, 32, v); return buf; }
+static const char *thou(char *buf, long long v) { return commas(v, buf, 32); }
 
 static int cmp_int(const void *a, const void *b) { return *(const int *)a - *(const int *)b; }
 
@@ -169,8 +169,7 @@ static void architecture(sbuf *b, const facts *F, const mc_card_opts *o) {
     arch_row_int(b, "KV heads", a->n_kv_heads, m ? m->n_kv_heads : a->n_kv_heads, 1);
     arch_row_int(b, "head dim", a->head_dim, m ? m->head_dim : a->head_dim, 1);
     arch_row_int(b, "vocabulary", a->vocab, m ? m->vocab : a->vocab, 1);
-    if (a->tied >= 0) sb_printf(b, "| tied embeddings | %s | %s |\n", a->tied ? "yes" : "no",
-                                (m && m->tied >= 0 ? m->tied : a->tied) ? "yes" : "no");
+    sb_printf(b, "| tied embeddings | %s | %s |\n", a->tied ? "yes" : "no", (m ? m->tied : a->tied) ? "yes" : "no");
     if (a->dtype[0] || (m && m->dtype[0])) sb_printf(b, "| dtype | %s | %s |\n", a->dtype[0] ? a->dtype : "—",
                                                    m && m->dtype[0] ? m->dtype : (a->dtype[0] ? a->dtype : "—"));
     char x[32], y[32];
@@ -179,7 +178,7 @@ static void architecture(sbuf *b, const facts *F, const mc_card_opts *o) {
         sb_printf(b, "%s (−%.2f%%) |\n", thou(y, F->p_after), 100.0 * (double)(F->p_before - F->p_after) / (double)F->p_before);
     else sb_printf(b, "%s |\n", F->p_after >= 0 ? thou(y, F->p_after) : "—");
     sb_puts(b, "\n");
-    if (m && (m->n_sliding || m->n_full))
+    if (m && m->types_listed && (m->n_sliding || m->n_full))
         sb_puts(b, "The pruned config.json lists `layer_types` explicitly, so every kept layer keeps its own "
                    "attention type (transformers would otherwise re-derive the pattern from the new "
                    "indices).\n\n");

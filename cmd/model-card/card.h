@@ -2,7 +2,7 @@
  * same inputs give the same bytes (no dates, no host names, inputs in the order given). */
 #ifndef MC_CARD_H
 #define MC_CARD_H
-#include "arch.h"
+#include "folder.h"
 #include "logs.h"
 #include "sbuf.h"
 

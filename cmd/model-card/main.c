@@ -7,7 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#include "arch.h"
+#include "folder.h"
+#include "fsutil.h"
 #include "card.h"
 #include "logs.h"
 #include "cleanup.h"
@@ -41,24 +42,6 @@ static const char *dir_name(const char *p) {
     while (n > 1 && buf[n - 1] == '/') buf[--n] = 0;
     const char *s = strrchr(buf, '/');
     return s ? s + 1 : buf;
-}
-
-/* temp file beside the target, renamed into place */
-static void write_atomic(const char *path, const char *data, size_t len) {
-    size_t pl = strlen(path) + 32;
-    char *tmp = malloc(pl);
-    if (!tmp) die(1, "out of memory");
-    snprintf(tmp, pl, "%s.tmp.%ld", path, (long)getpid());
-    FILE *f = fopen(tmp, "wb");
-    if (!f) { free(tmp); die(1, "%s: cannot write", path); }
-    tmp_add(tmp);
-    int bad = fwrite(data, 1, len, f) != len;
-    bad |= fflush(f) != 0;
-    bad |= fsync(fileno(f)) != 0;
-    bad |= fclose(f) != 0;
-    if (bad || rename(tmp, path) != 0) { unlink(tmp); tmp_del(tmp); free(tmp); die(1, "%s: cannot write", path); }
-    tmp_del(tmp);
-    free(tmp);
 }
 
 enum { OPT_NAME = 0x2000, OPT_BASE_ID };
@@ -101,8 +84,8 @@ int main(int argc, char **argv) {
     out_check();
     lop_err e;
     mc_arch a_base, a_model;
-    if (arch_read(&a_base, base, &e)) die_err(&e);
-    if (model && arch_read(&a_model, model, &e)) die_err(&e);
+    if (mc_folder_read(&a_base, base, &e)) die_err(&e);
+    if (model && mc_folder_read(&a_model, model, &e)) die_err(&e);
     mc_logs L;
     logs_init(&L);
     for (int i = 0; i < nlogs; i++)
@@ -119,7 +102,7 @@ int main(int argc, char **argv) {
     if (!strcmp(out, "-")) {
         if (fwrite(b.s, 1, b.len, stdout) != b.len || fflush(stdout)) die(1, "writing to stdout failed");
     } else {
-        write_atomic(out, b.s, b.len);
+        if (fs_write_file_atomic(out, b.s, b.len, &e)) die_err(&e);
         cJSON *j = cJSON_CreateObject();
         cJSON_AddStringToObject(j, "output", out);
         cJSON_AddNumberToObject(j, "bytes", (double)b.len);

@@ -9,6 +9,7 @@
 #include <string.h>
 #include "blas_tune.h"
 #include "model.h"
+#include "textio.h"
 #include "plan.h"
 #include "tokenizer.h"
 #include "outpath.h"
@@ -49,25 +50,6 @@ static double stat_se(const stats *s) {
     if (s->n < 2) return 0;
     double m = stat_mean(s), v = (s->sum2 / s->n - m * m) * s->n / (s->n - 1);
     return v > 0 ? sqrt(v / s->n) : 0;
-}
-
-static char *read_all(const char *path, size_t *len) {
-    FILE *f = strcmp(path, "-") ? fopen(path, "rb") : stdin;
-    if (!f) die(1, "%s: cannot open", path);
-    size_t cap = 1 << 16, n = 0;
-    char *b = malloc(cap);
-    for (;;) {
-        if (!b) die(1, "out of memory");
-        size_t got = fread(b + n, 1, cap - n - 1, f);
-        n += got;
-        if (got == 0) break;
-        if (n + 1 == cap) b = realloc(b, cap *= 2);
-    }
-    if (ferror(f)) die(1, "%s: read error", path);
-    if (f != stdin) fclose(f);
-    b[n] = 0;
-    *len = n;
-    return b;
 }
 
 /* the KL comparison: base records for the rows of one forward, and the current model's
@@ -173,7 +155,8 @@ int main(int argc, char **argv) {
 
     /* tokens and the plan */
     size_t len;
-    char *text = read_all(input, &len);
+    char *text;
+    if (text_read(input, &text, &len, &e)) die_err(&e);
     plan pl = {0};
     int32_t **line_ids = NULL;
     int32_t *ids = NULL;

@@ -122,7 +122,7 @@ static void print_summary(const st_info *const *v, int n, const char *config_jso
         uint64_t *per = calloc((size_t)(nl ? nl : 1), sizeof *per);
         uint64_t emb = 0, head = 0;
         char ename[160];
-        config_tensor_name(&c, -1, "embed_tokens.weight", ename, sizeof ename);
+        config_embed_name(&c, ename, sizeof ename);
         for (int i = 0; i < n; i++) {
             int l = config_tensor_layer(&c, v[i]->name, NULL);
             if (l >= 0 && per) per[l] += st_numel(v[i]);
