@@ -1,5 +1,6 @@
 /* outpath.c — the output guard (see outpath.h). */
 #include "outpath.h"
+#include "provenance.h"
 #include "fsutil.h"
 #include "tool.h"
 #include <dirent.h>
@@ -35,6 +36,7 @@ static out_path g_out[MAX_PATHS];
 static int g_nout, g_checked;
 
 void out_input(const char *role, const char *path) {
+    prov_input(role, path);
     if (!path || !*path || !strcmp(path, "-") || g_nin == MAX_PATHS) return;
     struct stat st;
     if (stat(path, &st) != 0) return;   /* a missing input fails where it is read */

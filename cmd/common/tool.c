@@ -2,9 +2,11 @@
 #include "tool.h"
 #include "safetensors.h"
 #include "cleanup.h"
+#include "provenance.h"
 #include "model.h"
 #include "parse.h"
 #include <cblas.h>
+#include <errno.h>
 #include <omp.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -14,6 +16,7 @@
 #include <unistd.h>
 
 tool_opts g_opt;
+static FILE *g_log;   /* --log FILE */
 const char *g_tool = "lop";
 int g_argc;
 char **g_argv;
@@ -97,6 +100,10 @@ int tool_common_opt(int c, const char *arg, void (*usage)(FILE *)) {
     case 'q': g_opt.quiet = 1; return 1;
     case TOOL_OPT_PROGRESS: g_opt.progress = 1; return 1;
     case TOOL_OPT_ADAPTER_BASE: st_adapter_set_base(arg); return 1;
+    case TOOL_OPT_LOG:
+        if (g_log) fclose(g_log);
+        if (!(g_log = fopen(arg, "a"))) die(1, "--log %s: %s", arg, strerror(errno));
+        return 1;
     case 'f': g_opt.force = 1; return 1;
     case TOOL_OPT_LONG: g_opt.allow_long = 1; lop_allow_long_context(1); return 1;
     case '?': fprintf(stderr, "%s: see %s --help\n", g_tool, g_tool); exit(2);
@@ -124,14 +131,23 @@ void tool_apply_threads(void) {
     openblas_set_num_threads(n);
 }
 
-void emit(cJSON *obj) {
+FILE *json_stream(int stdout_is_data) {
+    return g_log ? g_log : stdout_is_data ? stderr : stdout;
+}
+
+void emit_json(cJSON *obj, int stdout_is_data) {
+    FILE *f = json_stream(stdout_is_data);
+    if (f == stderr && g_opt.quiet) { cJSON_Delete(obj); return; }  /* -q: nothing on stderr */
+    prov_write(f);   /* the first JSON line of every tool (provenance.h) */
     char *s = cJSON_PrintUnformatted(obj);
     cJSON_Delete(obj);
     if (!s) die(1, "out of memory");
-    int bad = fputs(s, stdout) < 0 || fputc('\n', stdout) < 0 || fflush(stdout) != 0;
+    int bad = fputs(s, f) < 0 || fputc('\n', f) < 0 || fflush(f) != 0;
     free(s);
-    if (bad) die(1, "writing to stdout failed");
+    if (bad) die(1, "writing the JSON lines failed");
 }
+
+void emit(cJSON *obj) { emit_json(obj, 0); }
 
 double now_seconds(void) {
     struct timespec ts;

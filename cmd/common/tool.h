@@ -31,7 +31,7 @@ extern char **g_argv;
 /* Long options every tool accepts; splice into your option table with TOOL_COMMON_LONGOPTS
  * and handle codes >= TOOL_OPT_BASE (and 'h','t','q') through tool_common_opt(). */
 enum { TOOL_OPT_BASE = 0x1000, TOOL_OPT_VERSION, TOOL_OPT_SEED, TOOL_OPT_PROGRESS, TOOL_OPT_LONG,
-       TOOL_OPT_ADAPTER_BASE };
+       TOOL_OPT_ADAPTER_BASE, TOOL_OPT_LOG };
 #define TOOL_COMMON_LONGOPTS                                   \
     {"help", no_argument, 0, 'h'},                             \
     {"version", no_argument, 0, TOOL_OPT_VERSION},             \
@@ -41,7 +41,8 @@ enum { TOOL_OPT_BASE = 0x1000, TOOL_OPT_VERSION, TOOL_OPT_SEED, TOOL_OPT_PROGRES
     {"progress", no_argument, 0, TOOL_OPT_PROGRESS},           \
     {"force", no_argument, 0, 'f'},                            \
     {"allow-long-context", no_argument, 0, TOOL_OPT_LONG},     \
-    {"base", required_argument, 0, TOOL_OPT_ADAPTER_BASE}
+    {"base", required_argument, 0, TOOL_OPT_ADAPTER_BASE},     \
+    {"log", required_argument, 0, TOOL_OPT_LOG}
 #define TOOL_COMMON_SHORTOPTS "ht:qf"
 /* Help text lines for the common options, to print at the end of --help. */
 #define TOOL_COMMON_HELP                                                             \
@@ -53,6 +54,8 @@ enum { TOOL_OPT_BASE = 0x1000, TOOL_OPT_VERSION, TOOL_OPT_SEED, TOOL_OPT_PROGRES
     "                      input of the run, never a folder holding files lop does not write)\n" \
     "      --allow-long-context  run positions past the config's max_position_embeddings\n" \
     "                      (an error otherwise: see lop(7) CONTEXT)\n"                     \
+    "      --log FILE      write the JSON lines to FILE (appended) instead of stdout; the way\n" \
+    "                      to keep them when -o - puts tensors on stdout\n"                \
     "      --base PATH     the base model of a LoRA adapter folder given as a model\n"  \
     "                      (default: its adapter_config.json's base_model_name_or_path)\n" \
     "  -h, --help          this help, on stdout\n"                                   \
@@ -79,8 +82,14 @@ void note(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Warning on stderr ("tool: warning: ..."), even with -q. */
 void warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
-/* Print one JSON object as a line on stdout, flush, free it. Exits 1 on a write error. */
+/* Print one JSON object as a line on stdout (or the --log FILE), flush, free it; the provenance
+ * line goes first (provenance.h). Exits 1 on a write error. */
 void emit(cJSON *obj);
+/* Where JSON lines go: the --log FILE when given, else stdout, or stderr when stdout carries a
+ * tensor stream (stdout_is_data). One rule for every tool (documented in lop(7)). */
+FILE *json_stream(int stdout_is_data);
+/* emit() to json_stream(stdout_is_data) */
+void emit_json(cJSON *obj, int stdout_is_data);
 /* 4022468096 -> "4,022,468,096" in buf[n] (parameter counts to the unit, readable) */
 const char *commas(int64_t v, char *buf, size_t n);
 /* Parse helpers that die with exit 2 on bad values, naming the option. */

@@ -1,6 +1,7 @@
 /* train_cli.c — the training tools' shared options and step loop (see train_cli.h). The options,
  * defaults and JSON lines are heal-sft's, so every training tool reads and reports alike. */
 #include "train_cli.h"
+#include "provenance.h"
 #include "cleanup.h"
 #include "fsutil.h"
 #include "outpath.h"
@@ -136,6 +137,30 @@ void train_cli_open(const train_args *a, train_run *r) {
     r->total = train_cli_total_steps(a, r->data);
     train_cli_scan(r->data, &r->max_T, &r->data_fp);
     train_cli_check_context(a, r->max_T, r->m->cfg.max_pos);
+    /* the recipe, resolved, for the provenance line (model-card renders it) */
+    prov_opt_num("seq_len", a->seq);
+    prov_opt_num("batch", a->batch);
+    prov_opt_num("grad_accum", a->accum);
+    prov_opt_num("global_batch_sequences", (double)r->per_step);
+    prov_opt_num("steps", (double)r->total);
+    prov_opt_num("epochs", a->steps ? (double)r->total * (double)r->per_step / (double)tr_data_blocks(r->data) : a->epochs);
+    prov_opt_num("lr", a->lr);
+    prov_opt_str("schedule", sched_name(a->sched));
+    prov_opt_num("warmup", (double)a->warmup);
+    prov_opt_num("weight_decay", a->wd);
+    prov_opt_num("beta1", a->b1); prov_opt_num("beta2", a->b2); prov_opt_num("adam_eps", a->eps);
+    prov_opt_num("clip", a->clip);
+    prov_opt_bool("shuffle", a->shuffle);
+    prov_opt_bool("recompute", a->recompute);
+    prov_opt_bool("keep_sparsity", a->keep_sparse);
+    prov_opt_str("data", a->data);
+    prov_opt_str("eval_data", a->eval);
+    prov_opt_num("data_sequences", (double)tr_data_blocks(r->data));
+    if (a->lrank) {
+        prov_opt_num("lora_rank", a->lrank); prov_opt_num("lora_alpha", a->lalpha);
+        prov_opt_num("lora_dropout", a->ldrop); prov_opt_bool("merge_lora", a->merge);
+    }
+    prov_opt_str("resume", a->resume);
 }
 
 void train_cli_check_context(const train_args *a, int max_T, int max_pos) {

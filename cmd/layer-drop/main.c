@@ -3,6 +3,7 @@
 #include "outpath.h"
 #include "parse.h"
 #include "tool.h"
+#include "provenance.h"
 #include <getopt.h>
 #include <locale.h>
 #include <math.h>
@@ -37,10 +38,7 @@ enum { OPT_DROP = 1, OPT_KEEP, OPT_SCORES, OPT_N, OPT_PERCENT, OPT_SHARD, OPT_ZS
 static FILE *g_json;   /* stdout, or stderr when stdout carries the tensor stream */
 
 static void out_json(cJSON *o) {
-    if (g_json == stdout) { emit(o); return; }
-    char *s = cJSON_PrintUnformatted(o);
-    cJSON_Delete(o);
-    if (s) { fprintf(g_json, "%s\n", s); free(s); }
+    emit_json(o, g_json != stdout);
 }
 
 static void on_bytes(void *user, uint64_t bytes) { progress_update(user, bytes / 1e6); }

@@ -6,6 +6,7 @@
 #include "parse.h"
 #include "outpath.h"
 #include "tool.h"
+#include "provenance.h"
 #include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
@@ -52,10 +53,7 @@ enum { OPT_MERGE = 1, OPT_AVERAGE, OPT_REPLACE, OPT_LACO, OPT_MAXC, OPT_DATA, OP
 FILE *g_json;
 
 void out_json(cJSON *o) {
-    if (g_json == stdout) { emit(o); return; }
-    char *s = cJSON_PrintUnformatted(o);
-    cJSON_Delete(o);
-    if (s) { fprintf(g_json, "%s\n", s); fflush(g_json); free(s); }
+    emit_json(o, g_json != stdout);
 }
 
 const char *rule_name(lop_merge_rule r) {

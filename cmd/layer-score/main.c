@@ -15,6 +15,7 @@
 #include "parse.h"
 #include "tokenizer.h"
 #include "tool.h"
+#include "provenance.h"
 #include <getopt.h>
 #include <math.h>
 #include <stdlib.h>
@@ -292,6 +293,8 @@ int main(int argc, char **argv) {
     lop_err e;
     score_ctx s;
     memset(&s, 0, sizeof s);
+    prov_input("model", model);
+    prov_input("data", data);
     if (lop_model_open(&s.m, model, &e)) die_err(&e);
     if (gemm != LOP_GEMM_F32 && lop_model_set_gemm(s.m, gemm) != gemm)
         warn("--gemm bf16: this CPU has no AVX512-BF16; computing in float32");

@@ -22,6 +22,7 @@
 #include "cleanup.h"
 #include "outpath.h"
 #include "tool.h"
+#include "provenance.h"
 
 static void usage(FILE *f) {
     fprintf(f,
@@ -251,6 +252,13 @@ static void run_eval(const args *a) {
                     dir, a->data_dir ? " " : "", a->data_dir ? dir : "");
             die_err(&e);
         }
+    prov_opt_str("tasks", a->tasks);
+    prov_opt_str("data_dir", nn ? dir : NULL);
+    prov_opt_num("limit", a->limit);
+    prov_opt_num("num_fewshot", a->fewshot);
+    prov_opt_bool("add_bos", a->add_bos);
+    prov_opt_str("target_delimiter", a->delim);
+    for (int i = 0; i < nn; i++) prov_input("eval data", tasks[i].source);
     for (int i = 0; i < a->n_task_files; i++) {
         if (task_load_file(&tasks[nn + i], a->task_files[i], a->delim, &e)) die_err(&e);
         if (a->fewshot > 0) die_usage("--num-fewshot: task files have no dev split (%s)", a->task_files[i]);

@@ -1,6 +1,7 @@
 /* lm-tok — encode and decode text with a model's Hugging Face tokenizer, exactly as
  * transformers does. JSON lines out. See man/lm-tok.1. */
 #include "tool.h"
+#include "provenance.h"
 #include "tokenizer.h"
 #include "utf8.h"
 #include "tok_json.h"
@@ -137,6 +138,7 @@ static void do_line(const lop_tokenizer *t, char *line, size_t len, long lineno,
     }
     tj_doc doc; lop_err e;
     if (tj_parse(&doc, line, len, &e)) { snprintf(err, errsz, "line %ld: %s", lineno, e.msg); free(fixed); return; }
+    if (tj_get(doc.root, "provenance")) goto out;   /* another lop tool's first line: no output */
     if (o.decode) {
         const tj *a = tj_get(doc.root, "ids");
         if (!a || a->type != TJ_ARR) { snprintf(err, errsz, "line %ld: expected {\"ids\": [...]}", lineno); goto out; }
@@ -264,6 +266,9 @@ int main(int argc, char **argv) {
     struct timespec l0, l1;
     clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &l0);
     if (tok_load_ex(&t, model, o.json_only ? TOK_LOAD_JSON_ONLY : 0, &e)) die_err(&e);
+    prov_input("tokenizer", model);
+    prov_input("text", path);
+    if (!o.count) prov_write(stdout);   /* before the first line, whichever writer prints it */
     double t_load = now_seconds() - t0;
     clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &l1);
     double t_load_cpu = (l1.tv_sec - l0.tv_sec) + (l1.tv_nsec - l0.tv_nsec) * 1e-9;

@@ -14,6 +14,7 @@
 #include "tokenizer.h"
 #include "outpath.h"
 #include "tool.h"
+#include "provenance.h"
 #include "topk_file.h"
 
 static void usage(FILE *f) {
@@ -152,6 +153,10 @@ int main(int argc, char **argv) {
     if (stride > ctx) die_usage("--stride %d is larger than --ctx %d", stride, ctx);
     if (!batch_tokens) batch_tokens = ctx > 2048 ? ctx : 2048;
     if (batch_tokens < ctx) batch_tokens = ctx;
+    prov_opt_num("ctx", ctx); prov_opt_num("stride", stride);
+    prov_opt_str("mode", lines ? "lines" : llama ? "llama-cpp" : "windows");
+    prov_opt_str("gemm", gemm == LOP_GEMM_BF16 ? "bf16" : "f32");
+    prov_opt_str("text", input);
 
     /* tokens and the plan */
     size_t len;

@@ -6,6 +6,7 @@
 #include <string.h>
 #include "arch.h"
 #include "tool.h"
+#include "provenance.h"
 #include "wmask.h"
 
 /* The default target set: the linear projections of every layer of every family in the
@@ -171,14 +172,10 @@ int wm_prune_matrix(const wm_job *j, const char *name, float *w, int64_t rows, i
     return 0;
 }
 
-/* JSON lines go to stdout, unless stdout carries the output stream (-o -): then to stderr
- * (not with -q). */
+/* JSON lines: the tool layer's rule (json_stream: --log FILE, else stdout, else stderr when
+ * stdout carries the output stream) */
 static void report(const char *output, cJSON *o) {
-    if (strcmp(output, "-")) { emit(o); return; }
-    char *s = g_opt.quiet ? NULL : cJSON_PrintUnformatted(o);
-    cJSON_Delete(o);
-    if (s) fprintf(stderr, "%s\n", s);
-    free(s);
+    emit_json(o, !strcmp(output, "-"));
 }
 
 void wm_report_tensor(const char *output, const st_info *t, const prune_stat *st, wm_totals *tot) {
