@@ -56,3 +56,34 @@ assert a['results'] == b['results']
   script -qec "lm-eval -t 1 -m '$MODELS/stories260K' --data-dir '$SHARED/data/eval' --tasks copa --limit 2 2>/dev/null" "$T/tty" > /dev/null
   grep -q "|Tasks" "$T/tty"
 }
+
+@test "one vocabulary: --data everywhere, --ctx/--seq-len/--max-length aliases, --zstd[=L], layer-drop -n, peak_rss_bytes" {
+  need_shared
+  T=$(scratch)
+  M="$MODELS/stories260K"
+  head -6 "$SHARED/data/stories/test.txt" > "$T/t.txt"
+  a=$(ppl -q -m "$M" --ctx 128 "$T/t.txt" | untimed)
+  b=$(ppl -q -m "$M" --seq-len 128 --data "$T/t.txt" | untimed)
+  c=$(ppl -q -m "$M" --max-length 128 --data "$T/t.txt" | untimed)
+  [ "$a" = "$b" ] && [ "$a" = "$c" ]
+  ppl -q -m "$M" --data "$T/t.txt" | python3 -c "import json,sys; o=json.loads(sys.stdin.readline()); assert o['peak_rss_bytes'] > 1 << 20, o"
+  run ppl -q -m "$M" --data "$T/t.txt" "$T/t.txt"
+  [ "$status" -eq 2 ]
+  [ "$(lm-tok -m "$M" --data "$T/t.txt")" = "$(lm-tok -m "$M" "$T/t.txt")" ]
+  python3 "$BATS_TEST_DIRNAME/data/heal_prep.py" tokenize "$M/tokenizer.json" "$SHARED/data/stories/test.txt" > "$T/d.jsonl"
+  LOP_PROVENANCE=1 heal-sft -q -t 1 -m "$M" --data "$T/d.jsonl" --steps 1 --ctx 256 -o "$T/h" > "$T/h.log"
+  python3 -c "import json; assert json.loads(open('$T/h.log').readline())['provenance']['options']['seq_len'] == 256"
+  run layer-score -q -m "$M" --data "$T/t.txt" --seq-len 64
+  assert_success
+  run wmask -q -m "$M" --sparsity 0.5 --zstd -o "$T/w.safetensors.zst"
+  assert_success
+  [ "$(head -c 4 "$T/w.safetensors.zst" | od -An -tx1 | tr -d ' ')" = "28b52ffd" ]
+  printf '{"layer":0,"metric":"bi","score":0.9}\n{"layer":1,"metric":"bi","score":0.1}\n{"layer":2,"metric":"bi","score":0.5}\n{"layer":3,"metric":"bi","score":0.7}\n{"layer":4,"metric":"bi","score":0.8}\n' > "$T/s.jsonl"
+  run layer-drop -q -m "$M" --scores "$T/s.jsonl" -n 1 -o "$T/d"
+  assert_success
+  assert_output --partial '"layer":1'
+  st-cat --stats --select 'layers.0.mlp.up_proj' "$T/w.safetensors.zst" | python3 -c "
+import json, sys
+o = json.loads(sys.stdin.readline())
+assert isinstance(o['zeros'], (int, float)) and o['zeros'] >= 1 and abs(o['sparsity'] - 0.5) < 0.01, o"
+}

@@ -41,6 +41,7 @@ enum { TRAIN_OPT_BASE = 0x200, TO_DATA, TO_EVAL, TO_TMPL, TO_SEQ, TO_NOSHUF, TO_
     {"model", required_argument, 0, 'm'}, {"output", required_argument, 0, 'o'},                 \
     {"data", required_argument, 0, TO_DATA}, {"eval-data", required_argument, 0, TO_EVAL},       \
     {"template", required_argument, 0, TO_TMPL}, {"seq-len", required_argument, 0, TO_SEQ},      \
+    {"ctx", required_argument, 0, TO_SEQ}, {"max-length", required_argument, 0, TO_SEQ},          \
     {"no-shuffle", no_argument, 0, TO_NOSHUF}, {"batch", required_argument, 0, TO_BATCH},        \
     {"grad-accum", required_argument, 0, TO_ACC}, {"epochs", required_argument, 0, TO_EPOCHS},   \
     {"steps", required_argument, 0, TO_STEPS}, {"lr", required_argument, 0, TO_LR},              \
@@ -67,7 +68,8 @@ enum { TRAIN_OPT_BASE = 0x200, TO_DATA, TO_EVAL, TO_TMPL, TO_SEQ, TO_NOSHUF, TO_
 "      --eval-data FILE   held-out data: loss and ppl every --eval-every steps and at the end\n"  \
 "      --template T       instruction template ({prompt} {instruction} {context} {context_block}\n" \
 "                         {response}); @FILE reads it from a file (default: Alpaca-style)\n"     \
-"      --seq-len N        tokens per packed sequence (default 512)\n"                            \
+"      --seq-len N        tokens per packed sequence (default 512; --ctx and --max-length\n"\
+"                         are the same option)\n"                            \
 "      --no-shuffle       keep the documents in file order (default: shuffled with --seed)\n"    \
 "  -o, --output PATH      output folder (written atomically; an existing one is replaced only\n" \
 "                         with -f/--force, and never when it is an input of the run)\n"      \

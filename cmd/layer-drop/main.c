@@ -22,7 +22,7 @@ static void usage(FILE *f) {
         "      --drop LIST         layers to remove, e.g. 2,5-7\n"
         "      --keep LIST         layers to keep, e.g. 0-7,25-33 (the others are removed)\n"
         "      --scores FILE       layer-score output: remove the lowest-scoring layers (needs --n or --percent)\n"
-        "      --n K               how many layers to remove with --scores\n"
+        "  -n, --n K               how many layers to remove with --scores\n"
         "      --percent P         remove round(P%% of the layers): the lowest-scoring with --scores,\n"
         "                          else the deepest ones before the last layer (Gromov et al.)\n"
         "      --max-shard-size S  folder output: bytes per shard (default 5G; K/M/G, GB/MB)\n"
@@ -58,7 +58,7 @@ int main(int argc, char **argv) {
     double percent = -1;
     st_write_opts wo = {0, 0};
     int c;
-    while ((c = getopt_long(argc, argv, "m:o:" TOOL_COMMON_SHORTOPTS, lo, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "m:o:n:" TOOL_COMMON_SHORTOPTS, lo, NULL)) != -1) {
         if (tool_common_opt(c, optarg, usage)) continue;
         switch (c) {
         case 'm': model = optarg; break;
@@ -66,7 +66,7 @@ int main(int argc, char **argv) {
         case OPT_DROP: drop = optarg; break;
         case OPT_KEEP: keep = optarg; break;
         case OPT_SCORES: scores = optarg; break;
-        case OPT_N: k = opt_int("--n", optarg, 1, 1 << 20); break;
+        case 'n': case OPT_N: k = opt_int("--n", optarg, 1, 1 << 20); break;
         case OPT_PERCENT: percent = opt_double("--percent", optarg, 0, 100); break;
         case OPT_SHARD: wo.max_shard_size = opt_size("--max-shard-size", optarg); break;
         case OPT_ZSTD: wo.zstd_level = optarg ? (int)opt_int("--zstd", optarg, 1, 22) : 3; break;

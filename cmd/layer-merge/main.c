@@ -131,6 +131,7 @@ int main(int argc, char **argv) {
         {"replace", no_argument, 0, OPT_REPLACE}, {"laco", no_argument, 0, OPT_LACO},
         {"max-compression", required_argument, 0, OPT_MAXC}, {"data", required_argument, 0, OPT_DATA},
         {"samples", required_argument, 0, OPT_SAMPLES}, {"ctx", required_argument, 0, OPT_CTX},
+        {"seq-len", required_argument, 0, OPT_CTX}, {"max-length", required_argument, 0, OPT_CTX},
         {"lines", no_argument, 0, OPT_LINES},
         {"max-shard-size", required_argument, 0, OPT_SHARD}, {"zstd", optional_argument, 0, OPT_ZSTD},
         TOOL_COMMON_LONGOPTS, {0, 0, 0, 0}};

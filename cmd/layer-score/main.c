@@ -255,6 +255,7 @@ int main(int argc, char **argv) {
         {"model", required_argument, 0, 'm'}, {"data", required_argument, 0, OPT_DATA},
         {"metric", required_argument, 0, OPT_METRIC}, {"block", required_argument, 0, OPT_BLOCK},
         {"samples", required_argument, 0, OPT_SAMPLES}, {"ctx", required_argument, 0, OPT_CTX},
+        {"seq-len", required_argument, 0, OPT_CTX}, {"max-length", required_argument, 0, OPT_CTX},
         {"lines", no_argument, 0, OPT_LINES}, {"layers", required_argument, 0, OPT_LAYERS},
         {"gemm", required_argument, 0, OPT_GEMM}, TOOL_COMMON_LONGOPTS, {0, 0, 0, 0}};
     const char *model = NULL, *data = NULL, *only = NULL;

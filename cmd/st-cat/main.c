@@ -24,7 +24,8 @@ static void usage(FILE *f) {
         "  -l, --list            one JSON line per tensor: name, dtype, shape, params, bytes\n"
         "      --summary         one JSON line: tensors, params, bytes, layers (with a config also\n"
         "                        the per-layer parameter counts and the embedding/head share)\n"
-        "      --stats           one JSON line per tensor: min, max, mean, std, zeros, nan, inf\n"
+        "      --stats           one JSON line per tensor: min, max, mean, std, zeros (count),\n"
+        "                        sparsity (fraction of zeros), nan, inf\n"
         "      --dtype T         convert floating-point tensors to T: f32, bf16 or f16\n"
         "      --select REGEX    keep only tensors whose name matches (PCRE2, unanchored)\n"
         "      --exclude REGEX   drop tensors whose name matches\n"
@@ -161,7 +162,9 @@ static void print_stats(const st_info *t, const void *data) {
         cJSON_AddNullToObject(o, "min"); cJSON_AddNullToObject(o, "max");
         cJSON_AddNullToObject(o, "mean"); cJSON_AddNullToObject(o, "std");
     }
-    cJSON_AddNumberToObject(o, "zeros", s.n ? (double)s.zeros / (double)s.n : 0);
+    /* the suite's one meaning: "zeros" is a count, "sparsity" the fraction (as wmask reports) */
+    cJSON_AddNumberToObject(o, "zeros", (double)s.zeros);
+    cJSON_AddNumberToObject(o, "sparsity", s.n ? (double)s.zeros / (double)s.n : 0);
     cJSON_AddNumberToObject(o, "nan", (double)s.nan);
     cJSON_AddNumberToObject(o, "inf", (double)s.inf);
     emit(o);

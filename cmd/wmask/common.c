@@ -222,6 +222,7 @@ void wm_report_summary(const wm_job *j, const wm_totals *tot) {
         cJSON_AddNumberToObject(o, "forward_seconds", tot->t_forward);
         cJSON_AddNumberToObject(o, "select_seconds", tot->t_select);
     }
-    cJSON_AddNumberToObject(o, "peak_rss_mb", (double)peak_rss_bytes() / (1 << 20));
+    cJSON_AddNumberToObject(o, "peak_rss_mb", (double)peak_rss_bytes() / (1 << 20));  /* kept for old scripts */
+    cJSON_AddNumberToObject(o, "peak_rss_bytes", (double)peak_rss_bytes());
     report(j->output, o);
 }
