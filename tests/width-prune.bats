@@ -151,7 +151,8 @@ EOF2
 @test "pipes: -o - streams the model (JSON on stderr); a stream on stdin; --percent forms" {
   need_shared
   [ -x "$BIN/st-cat" ] || skip "st-cat not built"
-  run bash -c "width-prune -m '$MODELS/llama-tiny' --mlp-keep 64 --importance maw -o - 2>'$T/err' | st-cat -l -"
+  # (st-cat -l reads only the header and closes the pipe: copy the whole stream first)
+  run bash -c "width-prune -m '$MODELS/llama-tiny' --mlp-keep 64 --importance maw -o - 2>'$T/err' | st-cat -m - -o '$T/piped.safetensors' && st-cat -l '$T/piped.safetensors'"
   assert_success
   python3 - "$output" "$T/err" <<'EOF2'
 import json, sys
