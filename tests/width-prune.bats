@@ -191,3 +191,22 @@ EOF2
   bad --importance maw                            # nothing to prune
   bad --mlp-keep 3 --mlp-percent 10 --importance maw
 }
+
+@test "sanitizers: activation and streaming paths, GQA and channels, errors" {
+  need_shared; need_san width-prune
+  run "$SANBIN/width-prune" -q -m "$MODELS/qwen3-tiny" -o "$T/a" --mlp-keep 40 --heads-keep 2 --kv-keep 1 --hidden-keep 24 $CAL
+  assert_success
+  echo "$output" > "$T/a.jsonl"
+  run $REF check-slice "$MODELS/qwen3-tiny" "$T/a" "$T/a.jsonl"
+  assert_output ok
+  run "$SANBIN/width-prune" -q -m "$MODELS/gemma3-tiny" -o "$T/g.safetensors" --mlp-keep 30 --heads-keep 1 --importance vow
+  assert_success
+  echo "$output" > "$T/g.jsonl"
+  run $REF check-slice "$MODELS/gemma3-tiny" "$T/g.safetensors" "$T/g.jsonl"
+  assert_output ok
+  run "$SANBIN/width-prune" -m "$MODELS/stories260K" -o "$T/x" --mlp-keep 200 --importance maw
+  [ "$status" -eq 2 ]
+  printf 'not a model' > "$T/bad.safetensors"
+  run "$SANBIN/width-prune" -m "$T/bad.safetensors" -o "$T/x" --mlp-keep 2 --importance maw
+  [ "$status" -eq 1 ]
+}
