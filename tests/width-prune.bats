@@ -210,3 +210,12 @@ EOF2
   run "$SANBIN/width-prune" -m "$T/bad.safetensors" -o "$T/x" --mlp-keep 2 --importance maw
   [ "$status" -eq 1 ]
 }
+
+@test "--help on stdout; the man page documents every option --help lists" {
+  run width-prune --help
+  assert_success
+  assert_output --partial "usage: width-prune"
+  for o in $(width-prune --help | grep -o -- '--[a-z][a-z-]*' | sort -u); do
+    grep -q -- "$(echo "$o" | sed 's/-/\\\\-/g')" "$ROOT/man/width-prune.1" || { echo "man page lacks $o"; return 1; }
+  done
+}
