@@ -117,6 +117,12 @@ static int write_model(wp_job *j, st_model *st, lop_err *e) {
     progress pg;
     progress_start(&pg, "writing", st->n, "tensors");
     for (int i = 0; i < st->n; i++) {
+        if (out[i].nbytes == st->info[i].nbytes && spec[i].op == WOP_NONE) {   /* nothing cut */
+            if (st_writer_put(w, i, st->data[i], e)) { st_writer_abort(w); goto done; }
+            st_release(st, i);
+            progress_update(&pg, i + 1);
+            continue;
+        }
         if (out[i].nbytes > cap) {
             free(buf);
             cap = out[i].nbytes;
