@@ -3,7 +3,7 @@
 # the model pruned by width-prune (WIDTH_ARGS, activation scores) and by layer-drop (DEPTH_N layers
 # by layer-score bi), each healed by STEPS steps of heal-sft (fine-tuning on TRAIN) and of kd-train
 # (logits distillation from the unpruned model, the default 0.5 CE + 0.5 skew-KL); perplexity on
-# TEST (ppl --lines: one sequence per line). Prints JSON lines and a markdown table.
+# TEST (PPL_OPTS, default --lines: one sequence per line). Prints JSON lines and a markdown table.
 #   defaults: stories260K, FFN 172 -> 125 (-17.4%) vs 1 of 5 layers (-17.5%), 200 steps
 #   prose13m: MODEL=prose13m TRAIN=TEST=prose WIDTH_ARGS="--mlp-keep 683" DEPTH_N=2 ...
 set -eu
@@ -22,6 +22,7 @@ STEPS=${STEPS:-200}
 SEQ=${SEQ:-256}
 BATCH=${BATCH:-8}
 LR=${LR:-1e-3}
+PPL_OPTS=${PPL_OPTS---lines}
 mkdir -p "$OUT"
 CAL="--data $TRAIN --samples $SAMPLES --ctx $CTX"
 TRAIN_OPTS="--data $TRAIN --seq-len $SEQ --batch $BATCH --steps $STEPS --lr $LR --warmup 10 --seed 0"
@@ -30,7 +31,7 @@ TRAIN_OPTS="--data $TRAIN --seq-len $SEQ --batch $BATCH --steps $STEPS --lr $LR 
 [ -f "$OUT/depth/config.json" ] || layer-drop -q -m "$MODEL" --scores "$OUT/bi.jsonl" --n "$DEPTH_N" -o "$OUT/depth" > "$OUT/depth.jsonl"
 params() { st-cat --summary "$1" | python3 -c 'import json,sys; print(json.load(sys.stdin)["params"])'; }
 pp() {  # model-folder name
-  [ -f "$OUT/$2.ppl.json" ] || ppl -q --lines -m "$1" "$TEST" > "$OUT/$2.ppl.json"
+  [ -f "$OUT/$2.ppl.json" ] || ppl -q $PPL_OPTS -m "$1" "$TEST" > "$OUT/$2.ppl.json"
   python3 -c 'import json,sys; r=json.load(open(sys.argv[2])); print(json.dumps({"model": sys.argv[1], "params": int(sys.argv[3]), "ppl": round(r["ppl"], 4)}))' "$2" "$OUT/$2.ppl.json" "$(params "$1")"
 }
 {
