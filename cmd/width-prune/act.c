@@ -178,6 +178,14 @@ int wp_run_activation(wp_job *j, lop_err *e) {
         }
         progress_end(&pg);
         double inv = cal.tokens ? 1.0 / (double)cal.tokens : 0;   /* sums -> means over tokens */
+        /* no number silently wrong: a non-finite activation would make every choice arbitrary */
+        for (int l = 0; l < w->L; l++)
+            for (int k = 0; k < (j->cut_mlp ? w->F : 0) + (j->cut_heads ? w->Hq : 0); k++) {
+                double v = k < (j->cut_mlp ? w->F : 0) ? j->mlp_score[l][k] : j->head_score[l][k - (j->cut_mlp ? w->F : 0)];
+                if (!isfinite(v)) { lop_fail(e, "layer %d: non-finite activations on the calibration text", l); goto out; }
+            }
+        for (int k = 0; j->cut_hidden && k < w->C; k++)
+            if (!isfinite(j->hid_score[k])) { lop_fail(e, "non-finite activations on the calibration text"); goto out; }
         for (int l = 0; l < w->L; l++) {
             if (j->cut_mlp) { for (int k = 0; k < w->F; k++) j->mlp_score[l][k] *= inv; if (wp_decide_mlp(j, l, e)) goto out; }
             if (j->cut_heads) { for (int k = 0; k < w->Hq; k++) j->head_score[l][k] *= inv; if (wp_decide_heads(j, l, e)) goto out; }
