@@ -23,15 +23,18 @@ done
 data=$W/wiki.txt
 head -c 1500000 "$SHARED/data/wikitext-2-raw/wiki.test.raw" > "$data"
 
-measure() { /usr/bin/time -f "%e %M" -o "$W/time.txt" "$@" > "$W/out.txt" 2> "$W/err.txt" || { cat "$W/err.txt" >&2; return 1; }; cat "$W/time.txt"; }
-row() {  # case seconds rss_kb ref_name ref_seconds [extra json]
+# run CMD...: prints "seconds peak_rss_kb cpu_seconds" (cpu = user + sys: on a shared machine the
+# wall time measures the load as much as the tool; the CPU time does not)
+measure() { /usr/bin/time -f "%e %M %U %S" -o "$W/time.txt" "$@" > "$W/out.txt" 2> "$W/err.txt" || { cat "$W/err.txt" >&2; return 1; }; awk '{print $1, $2, $3 + $4}' "$W/time.txt"; }
+row() {  # case seconds rss_kb cpu ref_name ref_seconds ref_cpu [extra json]
   python3 - "$@" <<'PY'
 import json, sys
-case, s, kb, ref, rs = sys.argv[1], float(sys.argv[2]), int(sys.argv[3]), sys.argv[4], float(sys.argv[5])
-r = {"bench": "width-prune", "case": case, "seconds": s, "peak_rss_MB": round(kb / 1024, 1),
-     "ref": ref, "ref_seconds": rs, "vs_ref": round(rs / max(s, 1e-9), 3)}
-if len(sys.argv) > 6:
-    r.update(json.loads(sys.argv[6]))
+case, s, kb, cpu, ref, rs, rcpu = sys.argv[1], float(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4]), sys.argv[5], float(sys.argv[6]), float(sys.argv[7])
+r = {"bench": "width-prune", "case": case, "seconds": s, "cpu_seconds": round(cpu, 2),
+     "peak_rss_MB": round(kb / 1024, 1), "ref": ref, "ref_seconds": rs, "ref_cpu_seconds": round(rcpu, 2),
+     "vs_ref": round(rs / max(s, 1e-9), 3), "vs_ref_cpu": round(rcpu / max(cpu, 1e-9), 3)}
+if len(sys.argv) > 8:
+    r.update(json.loads(sys.argv[8]))
 print(json.dumps(r))
 PY
 }
@@ -43,24 +46,24 @@ for name in gemma-3-270m qwen3-0.6b; do
   C=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["hidden_size"])' "$Q/config.json")
   keep=$((I * 3 / 4))
   cat "$src" > /dev/null
-  read cs ck <<< "$(measure bash -c "cat '$src' > '$W/cat.out'; sync '$W/cat.out'")"
+  read cs ck cc <<< "$(measure bash -c "cat '$src' > '$W/cat.out'; sync '$W/cat.out'")"
   rm -f "$W/cat.out"
-  read s k <<< "$(measure width-prune -q -m "$Q" --mlp-keep $keep --importance maw -o "$W/w.safetensors")"
-  row "$name: maw --mlp-keep $keep (file)" "$s" "$k" "cat + sync" "$cs"
-  read ts tk <<< "$(measure /usr/bin/python3 bench/width_prune_torch.py "$Q" "$W/t.safetensors" --mlp-keep $keep --threads "$(nproc)")"
-  row "$name: PyTorch MAW reference (file)" "$ts" "$tk" "width-prune maw" "$s"
-  read ps pk <<< "$(measure bash -c "cat '$src' | cat > /dev/null")"
-  /usr/bin/time -f "%e %M" -o "$W/t1.txt" width-prune -q -m "$Q" --mlp-keep $keep --importance maw -o - 2>/dev/null | cat > /dev/null
-  read s k < "$W/t1.txt"
-  row "$name: maw -o - | cat (pipe)" "$s" "$k" "cat | cat" "$ps"
+  read s k c <<< "$(measure width-prune -q -m "$Q" --mlp-keep $keep --importance maw -o "$W/w.safetensors")"
+  row "$name: maw --mlp-keep $keep (file)" "$s" "$k" "$c" "cat + sync" "$cs" "$cc"
+  read ts tk tc <<< "$(measure /usr/bin/python3 bench/width_prune_torch.py "$Q" "$W/t.safetensors" --mlp-keep $keep --threads "$(nproc)")"
+  row "$name: PyTorch MAW reference (file)" "$ts" "$tk" "$tc" "width-prune maw" "$s" "$c"
+  read ps pk pc <<< "$(measure bash -c "cat '$src' | cat > /dev/null")"
+  /usr/bin/time -f "%e %M %U %S" -o "$W/t1.txt" width-prune -q -m "$Q" --mlp-keep $keep --importance maw -o - 2>/dev/null | cat > /dev/null
+  read s k c <<< "$(awk '{print $1, $2, $3 + $4}' "$W/t1.txt")"
+  row "$name: maw -o - | cat (pipe)" "$s" "$k" "$c" "cat | cat" "$ps" "$pc"
   rm -f "$W/w.safetensors" "$W/t.safetensors"
   # activation scores: neurons, heads and channels at once
-  /usr/bin/time -f "%e %M" -o "$W/time.txt" ppl -q -m "$Q" --ctx 512 --max-tokens $((SAMPLES * 511)) "$data" > "$W/ppl.json" 2>/dev/null
-  read fs fk < "$W/time.txt"
-  read s k <<< "$(measure width-prune -q -m "$Q" --mlp-keep $keep --head-percent 50 --hidden-keep $((C * 3 / 4)) \
+  /usr/bin/time -f "%e %M %U %S" -o "$W/time.txt" ppl -q -m "$Q" --ctx 512 --max-tokens $((SAMPLES * 511)) "$data" > "$W/ppl.json" 2>/dev/null
+  read fs fk fc <<< "$(awk '{print $1, $2, $3 + $4}' "$W/time.txt")"
+  read s k c <<< "$(measure width-prune -q -m "$Q" --mlp-keep $keep --head-percent 50 --hidden-keep $((C * 3 / 4)) \
                     --data "$data" --samples "$SAMPLES" --ctx 512 -o "$W/a.safetensors")"
   tok=$(tail -1 "$W/out.txt" | python3 -c 'import json,sys; print(json.load(sys.stdin)["calib_tokens"])')
-  row "$name: activation, $SAMPLES x 512 tokens (mlp, heads, channels)" "$s" "$k" "ppl forward, same tokens" "$fs" \
+  row "$name: activation, $SAMPLES x 512 tokens (mlp, heads, channels)" "$s" "$k" "$c" "ppl forward, same tokens" "$fs" "$fc" \
       "{\"tokens\": $tok, \"tokens_per_s\": $(python3 -c "print(round($tok / $s, 1))"), \"ppl_peak_rss_MB\": $(python3 -c "print(round($fk / 1024, 1))")}"
   rm -f "$W/a.safetensors"
 done

@@ -192,6 +192,8 @@ int wp_run_activation(wp_job *j, lop_err *e) {
         }
         if (j->cut_hidden) { for (int k = 0; k < w->C; k++) j->hid_score[k] *= inv; if (wp_decide_hidden(j, e)) goto out; }
     }
+    /* the forward touched every weight: give the pages back, the rewrite reads one at a time */
+    for (int i = 0; i < st->n; i++) st_release(st, i);
     rc = write_model(j, st, e);
 out:
     calib_free(&cal);
