@@ -99,7 +99,7 @@ EOF2
   need_shared
   for m in qwen3-tiny llama-tiny; do
     for imp in maw vow pon; do
-      width-prune -q -m "$MODELS/$m" -o "$T/o.safetensors" --mlp-keep 50 --importance $imp > "$T/$imp.jsonl"
+      width-prune -q -f -m "$MODELS/$m" -o "$T/o.safetensors" --mlp-keep 50 --importance $imp > "$T/$imp.jsonl"
       run $REF check-select "$MODELS/$m" "$T/$imp.jsonl" $imp
       assert_output ok
     done

@@ -93,10 +93,7 @@ char *wp_out_config(wp_job *j, lop_err *e) {
 /* ---- report ---- */
 
 static void out_json(const wp_job *j, cJSON *o) {
-    if (j->json == stdout) { emit(o); return; }
-    char *s = cJSON_PrintUnformatted(o);
-    cJSON_Delete(o);
-    if (s) { fprintf(j->json, "%s\n", s); free(s); }
+    emit_json(o, j->json != stdout);   /* the tool layer's rule: stdout, --log FILE, or stderr under -o - */
 }
 
 static void add_ints(cJSON *o, const char *k, const int *v, int n) {

@@ -3,6 +3,7 @@
  * model whose config says so. Weight-only scores stream tensor by tensor. */
 #include "blas_tune.h"
 #include "tool.h"
+#include "outpath.h"
 #include "wprune.h"
 #include <getopt.h>
 #include <locale.h>
@@ -116,6 +117,13 @@ int main(int argc, char **argv) {
             die_usage("--hidden-keep needs --importance activation: channels are scored on the "
                       "residual stream (OptiPFair's weight scores are defined for MLP neurons)");
     }
+    /* the output guard: inputs and the output checked before any work */
+    out_input("model", j.model);
+    out_input("data", j.data);
+    j.output = out_output("-o", j.output, OUT_MODEL);
+    out_check();
+    if (out_is_folder(j.output)) out_source_usable(j.model);
+    out_space(j.output, out_model_bytes(j.model));
     tool_apply_threads();
     setlocale(LC_NUMERIC, "C");
     /* held tensors and slice buffers of every layer are the same sizes again and again: keep freed
