@@ -796,6 +796,10 @@ int tr_forward_hidden(tr_model *m, const tr_batch *b, lop_err *e) {
     tr_priv *q = P(m);
     q->dropout_on = 0;
     if (forward(m, b, e)) return -1;
+    if (!finite_all(q->x_final, (size_t)q->N * m->cfg.hidden)) {   /* a teacher's NaN, named */
+        nonfinite_fail(m, NAN, e);
+        return lop_wrap(e, "teacher");
+    }
     rmsnorm_forward(q->xn_final, q->rstd_final, q->x_final, Wv(m, q->fnorm), q->N,
                        m->cfg.hidden, (float)m->cfg.eps, m->cfg.gemma);
     return 0;

@@ -43,6 +43,14 @@ void out_input(const char *role, const char *path) {
     p->real = fs_abspath(path);
     p->dev = st.st_dev; p->ino = st.st_ino;
     p->is_dir = S_ISDIR(st.st_mode);
+    /* a model file's folder is read too (config.json, tokenizer files): an input folder */
+    const char *rp = p->real ? p->real : path;
+    size_t n = strlen(rp);
+    if (S_ISREG(st.st_mode) && ((n >= 12 && !strcmp(rp + n - 12, ".safetensors")) ||
+                                (n >= 16 && !strcmp(rp + n - 16, ".safetensors.zst")))) {
+        char *dir = p->real ? fs_dirname(p->real) : NULL;   /* through a symlink: the target's */
+        if (dir) out_input(role, dir);   /* kept: the table holds its pointer */
+    }
 }
 
 const char *out_output(const char *opt, const char *path, out_kind kind) {
