@@ -202,7 +202,7 @@ bg() { env --default-signal=INT,TERM "$@" & PID=$!; }
 stream_kill() {
   local n=$1 sig=$2 code=$3; shift 3
   rm -f "$T/fifo"; mkfifo "$T/fifo"
-  bg "$@" < "$T/fifo"
+  env --default-signal=INT,TERM "$@" < "$T/fifo" & PID=$!   # the tool's open of the FIFO waits for ours
   exec 7> "$T/fifo"
   head -c "$n" "$T/m/model.safetensors" >&7
   sleep 0.3
@@ -252,7 +252,7 @@ wait_lines() {
   # interrupted while the data loads (a FIFO that never ends): no step, nothing saved
   mkfifo "$T/fifo"
   bg heal-sft -q -m "$T/m" --data "$T/fifo" --steps 5 -o "$T/never"
-  exec 7> "$T/fifo"; echo "Once upon a time" >&7; sleep 0.3
+  exec 7> "$T/fifo"; echo "Once upon a time" >&7; sleep 0.5
   kill -INT "$PID"; local rc=0; wait "$PID" || rc=$?; exec 7>&-
   [ "$rc" -eq 130 ]; [ ! -e "$T/never" ]; [ ! -e "$T/never.ckpt" ]; no_temps
   local k sig code out
