@@ -686,6 +686,9 @@ static int head_pass(tr_model *m, const tr_batch *b, float gscale, tr_loss_fn lo
             tr_softcap_forward(q->logits, (size_t)n * V, fsc);
             memcpy(q->capped, q->logits, sizeof(float) * n * V);
         }
+        /* a NaN reaching the loss is named here, before any loss can misreport it (1/C of the
+         * head's work) */
+        if (!finite_all(q->logits, (size_t)n * V)) return nonfinite_fail(m, "logits are not finite", e);
         tr_loss_chunk lc = {q->logits, b->targets + r0, r0, n, V, gscale};
         int64_t k = 0;
         double ls = loss(&lc, ctx, &k);

@@ -323,7 +323,7 @@ wait_lines() {
   refused 2 heal-sft "${args[@]}" --lr 1e-3 --seed 3 --resume "$T/a.ckpt/step-5" -o "$T/b"
   [[ "$output" == *"lr 0.001 (checkpoint: 2e-05)"* && "$output" == *"seed 3 (checkpoint: 0)"* ]]
   head -c 50000 "$SHARED/data/stories/train.txt" > "$T/d.txt"
-  refused 2 heal-sft "${args[@]}" --resume "$T/a.ckpt" -o "$T/b"
+  refused 2 heal-sft "${args[@]}" --resume "$T/a.ckpt/step-5" -o "$T/b"
   [[ "$output" == *"data"* ]]
   run heal-sft "${args[@]}" --resume "$T/a.ckpt/step-5" -o "$T/b" -f
   assert_success

@@ -237,67 +237,6 @@ void out_space(const char *path, uint64_t bytes) {
     free(dir);
 }
 
-static void usable_json(const char *dir, const char *name) {
-    size_t n = strlen(dir) + strlen(name) + 2;
-    char *p = malloc(n);
-    if (!p) die(1, "out of memory");
-    snprintf(p, n, "%s/%s", dir, name);
-    struct stat st;
-    if (stat(p, &st) == 0 && S_ISREG(st.st_mode)) {
-        char head = 0, tail = 0;
-        int fd = open(p, O_RDONLY | O_CLOEXEC);
-        if (fd >= 0 && st.st_size > 0) {
-            /* first and last non-blank bytes: '{' ... '}' (a full parse is the reader's job) */
-            char buf[4096];
-            ssize_t r = pread(fd, buf, sizeof buf, 0);
-            for (ssize_t i = 0; i < r && !head; i++) if (buf[i] > ' ') head = buf[i];
-            off_t at = st.st_size > (off_t)sizeof buf ? st.st_size - (off_t)sizeof buf : 0;
-            r = pread(fd, buf, sizeof buf, at);
-            for (ssize_t i = r - 1; i >= 0 && !tail; i--) if (buf[i] > ' ') tail = buf[i];
-        }
-        if (fd >= 0) close(fd);
-        if (st.st_size == 0) die(1, "%s is empty: an output would carry it unusable (remove it, or restore it)", p);
-        if (head != '{' || tail != '}')
-            die(1, "%s is not a JSON object: an output would carry it unusable", p);
-    }
-    free(p);
-}
-
-int out_source_usable(const char *model) {
-    if (!model || !strcmp(model, "-")) return 1;
-    char *dir = fs_is_dir(model) ? strdup(model) : fs_dirname(model);
-    if (!dir) die(1, "out of memory");
-    usable_json(dir, "config.json");
-    usable_json(dir, "tokenizer.json");
-    usable_json(dir, "tokenizer_config.json");
-    size_t n = strlen(dir) + 16;
-    char *c = malloc(n);
-    if (!c) die(1, "out of memory");
-    snprintf(c, n, "%s/config.json", dir);
-    int has = fs_is_file(c);
-    free(c); free(dir);
-    return has;
-}
-
-uint64_t out_model_bytes(const char *model) {
-    struct stat st;
-    if (!model || !strcmp(model, "-") || stat(model, &st) != 0) return 0;
-    if (S_ISREG(st.st_mode)) return (uint64_t)st.st_size;
-    if (!S_ISDIR(st.st_mode)) return 0;
-    DIR *d = opendir(model);
-    if (!d) return 0;
-    uint64_t sum = 0;
-    struct dirent *de;
-    while ((de = readdir(d))) {
-        if (fnmatch("*.safetensors", de->d_name, 0)) continue;
-        char p[PATH_MAX];
-        snprintf(p, sizeof p, "%s/%s", model, de->d_name);
-        if (stat(p, &st) == 0 && S_ISREG(st.st_mode)) sum += (uint64_t)st.st_size;
-    }
-    closedir(d);
-    return sum;
-}
-
 int out_is_folder(const char *path) {
     if (!path || !strcmp(path, "-")) return 0;
     size_t n = strlen(path);
