@@ -257,7 +257,7 @@ wait_lines() {
   [ "$rc" -eq 130 ]; [ ! -e "$T/never" ]; [ ! -e "$T/never.ckpt" ]; no_temps
   local k sig code out
   for k in 1 7 23; do
-    for sig in INT TERM; do
+    for sig in $([ "$k" = 7 ] && echo TERM || echo INT); do
       code=$([ $sig = INT ] && echo 130 || echo 143)
       out="$T/o-$k-$sig"
       bg heal-sft "${args[@]}" -o "$out" > "$T/log" 2> "$T/err"
