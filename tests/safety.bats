@@ -373,7 +373,8 @@ numbers_that_lie() {  # BINDIR
   one_error 1 "max_position_embeddings 64" "$B/layer-score" -q -m "$T/mp" --data "$d" --ctx 128
   one_error 1 "max_position_embeddings 64" "$B/heal-sft" -q -m "$T/mp" --data "$d" --seq-len 128 --steps 1 -o "$T/x"
   one_error 1 "max_position_embeddings 64" "$B/kd-train" -q -m "$T/mp" --teacher "$T/mp" --data "$d" --seq-len 128 --steps 1 -o "$T/x"
-  one_error 1 "max_position_embeddings 64" "$B/lm-eval" -q -m "$T/mp" --task-file "$T/task.jsonl" --max-length 100
+  python3 -c "import json; print(json.dumps({'query': open('$d').read()[:2000], 'choices': [' a', ' b'], 'gold': 0}))" > "$T/long.jsonl"
+  one_error 1 "max_position_embeddings 64" "$B/lm-eval" -q -m "$T/mp" --task-file "$T/long.jsonl" --max-length 100
   one_error 1 "max_position_embeddings 64" "$B/lm-gen" -q -m "$T/mp" -p "$(head -c 1000 "$d")" -n 3
   [ ! -e "$T/x" ]
   # opting in: a warning, then the number

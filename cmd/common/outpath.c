@@ -21,6 +21,7 @@ typedef struct in_path {
     char *real;          /* realpath */
     dev_t dev; ino_t ino;
     int is_dir;
+    int implicit;        /* the folder of a model file: only its model files are protected */
 } in_path;
 
 typedef struct out_path {
@@ -49,7 +50,15 @@ void out_input(const char *role, const char *path) {
     if (S_ISREG(st.st_mode) && ((n >= 12 && !strcmp(rp + n - 12, ".safetensors")) ||
                                 (n >= 16 && !strcmp(rp + n - 16, ".safetensors.zst")))) {
         char *dir = p->real ? fs_dirname(p->real) : NULL;   /* through a symlink: the target's */
-        if (dir) out_input(role, dir);   /* kept: the table holds its pointer */
+        size_t dl = dir ? strlen(dir) + 16 : 0;
+        char *cj = dir ? malloc(dl) : NULL;
+        if (cj) snprintf(cj, dl, "%s/config.json", dir);
+        /* only a model folder (one with a config.json the reader takes) is an input */
+        if (cj && fs_is_file(cj) && g_nin < MAX_PATHS) {
+            out_input(role, dir);   /* kept: the table holds its pointer */
+            g_in[g_nin - 1].implicit = 1;
+        } else free(dir);
+        free(cj);
     }
 }
 
@@ -166,7 +175,7 @@ static void check_one(const out_path *o) {
         char *dir = fs_dirname(canon);
         for (int i = 0; dir && i < g_nin; i++)
             if (g_in[i].is_dir && g_in[i].real && within(dir, g_in[i].real) &&
-                (exists || link_only || model_file_name(base)))
+                (((exists || link_only) && !g_in[i].implicit) || model_file_name(base)))
                 die(2, "%s %s: would replace a file of the input %s folder %s", opt, path,
                     g_in[i].role, g_in[i].path);
         free(dir);
