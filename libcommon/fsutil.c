@@ -12,7 +12,9 @@
 
 static fs_temp_hook_fn g_temp_hook;
 void fs_set_temp_hook(fs_temp_hook_fn fn) { g_temp_hook = fn; }
-void fs_temp_note(const char *path, int created) { if (g_temp_hook && path) g_temp_hook(path, created); }
+void fs_temp_note(const char *path, int created) {
+    if (g_temp_hook && (path || created >= FS_TEMP_ENTER)) g_temp_hook(path, created);
+}
 
 int fs_is_dir(const char *path) { struct stat st; return stat(path, &st) == 0 && S_ISDIR(st.st_mode); }
 int fs_is_file(const char *path) { struct stat st; return stat(path, &st) == 0 && S_ISREG(st.st_mode); }
@@ -210,15 +212,25 @@ int fs_dir_replace(const char *tmpdir, const char *path, lop_err *e) {
     /* the old folder replaces the empty placeholder: while it sits aside it is NOT a temporary
      * (a signal now must not delete it), so the placeholder is withdrawn first */
     fs_temp_note(old, 0);
-    if (rename(path, old) != 0) { rc = lop_fail(e, "%s: %s", path, strerror(errno)); rmdir(old); free(old); return rc; }
+    /* between the two renames path does not exist: a signal must wait until both are done */
+    fs_temp_note(NULL, FS_TEMP_ENTER);
+    if (rename(path, old) != 0) {
+        rc = lop_fail(e, "%s: %s", path, strerror(errno)); rmdir(old); free(old);
+        fs_temp_note(NULL, FS_TEMP_LEAVE);
+        return rc;
+    }
     if (rename(tmpdir, path) != 0) {
         rc = lop_fail(e, "%s: %s", path, strerror(errno));
         rename(old, path);                          /* put the old folder back */
         free(old);
+        fs_temp_note(NULL, FS_TEMP_LEAVE);
         return rc;
     }
     fs_temp_note(tmpdir, 0);
+    fs_temp_note(old, 1);                           /* now garbage: removed on any exit */
+    fs_temp_note(NULL, FS_TEMP_LEAVE);
     fs_rm_rf(old);
+    fs_temp_note(old, 0);
     fsync_dir_of(path);
     free(old);
     return 0;

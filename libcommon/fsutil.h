@@ -26,6 +26,9 @@ int fs_write_file_atomic(const char *path, const void *buf, size_t n, lop_err *e
  * once renamed into place or removed, withdrawn (created 0) through this hook, so that the tool
  * layer can remove leftovers on a signal or exit. NULL (the default): no hook. */
 typedef void (*fs_temp_hook_fn)(const char *path, int created);
+/* created FS_TEMP_ENTER / FS_TEMP_LEAVE (path NULL): a short section that a signal must not cut
+ * (a folder swap); the hook defers signals until it is left. */
+enum { FS_TEMP_ENTER = 2, FS_TEMP_LEAVE = 3 };
 void fs_set_temp_hook(fs_temp_hook_fn fn);
 void fs_temp_note(const char *path, int created);
 /* mkdtemp for "dir/.base.tmp.XXXXXX"-style templates, announced through the hook; made 0755-umask

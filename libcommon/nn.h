@@ -129,7 +129,7 @@ static inline float nn_expf(float x) {
     p = p * r + 1.6666665459E-1f;
     p = p * r + 5.0000001201E-1f;
     p = p * r * r + r + 1.0f;
-    int32_t e = ((int32_t)n + 127) << 23;
+    uint32_t e = (uint32_t)((int32_t)n + 127) << 23;   /* unsigned: a NaN input (n garbage) stays defined; the NaN propagates through p */
     float s;
     memcpy(&s, &e, sizeof s);
     return x <= -87.3f ? 0.0f : p * s;

@@ -628,18 +628,17 @@ static int finite_all(const float *x, size_t n) {
 
 /* a non-finite loss: name the first layer whose output is not finite (every layer's input is kept,
  * with --recompute too), else the head */
-static int nonfinite_fail(tr_model *m, double ls, lop_err *e) {
+static int nonfinite_fail(tr_model *m, const char *what, lop_err *e) {
     tr_priv *q = P(m);
     size_t nc = (size_t)q->N * m->cfg.hidden;
     for (int l = 0; l <= q->L; l++) {
         const float *x = l < q->L ? q->a[l].x_in : q->x_final;
         if (finite_all(x, nc)) continue;
-        if (l == 0) return lop_fail(e, "loss is not finite (%g): the embedding holds NaN or Inf", ls);
-        return lop_fail(e, "loss is not finite (%g): non-finite values first appear in layer %d "
-                           "(%slayers.%d.*)", ls, l - 1, m->cfg.prefix, l - 1);
+        if (l == 0) return lop_fail(e, "%s: the embedding holds NaN or Inf", what);
+        return lop_fail(e, "%s: non-finite values (NaN or Inf) first appear in layer %d (%slayers.%d.*)",
+                        what, l - 1, m->cfg.prefix, l - 1);
     }
-    return lop_fail(e, "loss is not finite (%g): the hidden states are finite, the logits (lm_head) "
-                       "or the loss are not", ls);
+    return lop_fail(e, "%s: the hidden states are finite, the logits (lm_head) or the loss are not", what);
 }
 
 /* final norm, chunked head, loss; backward: dres = dL/d x_final */
@@ -666,10 +665,17 @@ static int head_pass(tr_model *m, const tr_batch *b, float gscale, tr_loss_fn lo
             tr_softcap_forward(q->logits, (size_t)n * V, fsc);
             memcpy(q->capped, q->logits, sizeof(float) * n * V);
         }
+        /* a NaN reaching the loss is named here, before any loss can misreport it (1/C of the
+         * head's work) */
+        if (!finite_all(q->logits, (size_t)n * V)) return nonfinite_fail(m, "logits are not finite", e);
         tr_loss_chunk lc = {q->logits, b->targets + r0, r0, n, V, gscale};
         int64_t k = 0;
         double ls = loss(&lc, ctx, &k);
-        if (!isfinite(ls)) return nonfinite_fail(m, ls, e);
+        if (!isfinite(ls)) {
+            char what[64];
+            snprintf(what, sizeof what, "loss is not finite (%g)", ls);
+            return nonfinite_fail(m, what, e);
+        }
         st->loss_sum += ls; st->scored += k;
         if (!backward) continue;
         if (fsc > 0) tr_softcap_backward(q->logits, q->capped, (size_t)n * V, fsc);
@@ -775,6 +781,9 @@ int tr_forward_hidden(tr_model *m, const tr_batch *b, lop_err *e) {
     tr_priv *q = P(m);
     q->dropout_on = 0;
     if (forward(m, b, e)) return -1;
+    if (!finite_all(q->x_final, (size_t)q->N * m->cfg.hidden)) {   /* a teacher's NaN, named */
+        return nonfinite_fail(m, "teacher", e);
+    }
     rmsnorm_forward(q->xn_final, q->rstd_final, q->x_final, Wv(m, q->fnorm), q->N,
                        m->cfg.hidden, (float)m->cfg.eps, m->cfg.gemma);
     return 0;

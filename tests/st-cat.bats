@@ -128,12 +128,14 @@ PY
 @test "st-cat: replacing an output folder is atomic and refuses a folder with foreign files" {
   need_shared
   st-cat "$MODELS/stories260K" -o "$T/m"
-  st-cat --select 'embed' "$MODELS/stories260K" -o "$T/m"
+  run st-cat --select 'embed' "$MODELS/stories260K" -o "$T/m"   # an existing output: -f needed
+  assert_failure 2
+  st-cat --select 'embed' "$MODELS/stories260K" -o "$T/m" -f
   run st-cat --summary "$T/m"
   assert_output --partial '"tensors":1,'
   echo hello > "$T/m/notes.txt"
-  run st-cat "$MODELS/stories260K" -o "$T/m"
-  assert_failure 1
+  run st-cat "$MODELS/stories260K" -o "$T/m" -f
+  assert_failure 2
   assert_output --partial "refusing"
   [ -f "$T/m/notes.txt" ]
 }

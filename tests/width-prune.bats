@@ -70,7 +70,7 @@ L,H,G=$L,$H,$G; r=H//G
 print(','.join(f'up:{l}:{l+3},gate:{l}:{2*l+10},' + ','.join(f'head:{l}:{g*r+r-1}' for g in range(G)) for l in range(L)))")
     run $REF zero "$MODELS/$m" "$T/z" "$spec"
     assert_output ok
-    run width-prune -q -m "$T/z" -o "$T/zp" --mlp-keep $((I - 2)) --heads-keep $((H - G)) $CAL
+    run width-prune -q -f -m "$T/z" -o "$T/zp" --mlp-keep $((I - 2)) --heads-keep $((H - G)) $CAL
     assert_success
     python3 - "$output" "$H" "$G" <<'EOF2'
 import json, sys

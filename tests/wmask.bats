@@ -15,7 +15,7 @@ teardown() { if [ -n "${T:-}" ]; then rm -rf "$T"; fi; }
 # run wmask into $T/out.safetensors with the report in $T/rep.jsonl, then check it
 prune_check() { # model, then wmask options
   local m=$1; shift
-  run wmask -q -m "$m" -o "$T/out.safetensors" "$@"
+  run wmask -q -f -m "$m" -o "$T/out.safetensors" "$@"   # -f: each check replaces the last
   [ "$status" -eq 0 ] || { echo "$output"; return 1; }
   printf '%s\n' "$output" > "$T/rep.jsonl"
 }
@@ -186,7 +186,7 @@ EOF
 @test "wmask: sanitizer build on small inputs and bad input" {
   need_san wmask
   for a in "--scope tensor --sparsity 0.3" "--nm 2:4"; do
-    run "$SANBIN/wmask" -q -m "$ST" -o "$T/o.safetensors" $a
+    run "$SANBIN/wmask" -q -f -m "$ST" -o "$T/o.safetensors" $a
     [ "$status" -eq 0 ] || { echo "$a: $output"; return 1; }
   done
   head -c 3000 "$ST/model.safetensors" > "$T/trunc.safetensors"

@@ -24,7 +24,7 @@ static struct slot {
     char path[PATH_MAX];
 } g_slots[TMP_SLOTS];
 static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;
-static volatile sig_atomic_t g_defer, g_stop;
+static volatile sig_atomic_t g_defer, g_stop, g_critical, g_pending;
 
 void tmp_add(const char *path) {
     if (!path || strlen(path) >= PATH_MAX) return;
@@ -49,7 +49,19 @@ void tmp_del(const char *path) {
     pthread_mutex_unlock(&g_mu);
 }
 
+
 static void temp_hook(const char *path, int created) {
+    if (created == FS_TEMP_ENTER) { g_critical = 1; return; }
+    if (created == FS_TEMP_LEAVE) {
+        g_critical = 0;
+        if (g_pending) {                                  /* it arrived during the section */
+            int sig = g_pending;
+            g_pending = 0;
+            if (g_defer && !g_stop) g_stop = sig;         /* training: stop after this step */
+            else cleanup_exit_signal(sig);
+        }
+        return;
+    }
     if (created) tmp_add(path);
     else tmp_del(path);
 }
@@ -103,6 +115,7 @@ _Noreturn void cleanup_exit_signal(int sig) {
 }
 
 static void on_signal(int sig) {
+    if (g_critical) { g_pending = sig; return; }
     if (g_defer && !g_stop) { g_stop = sig; return; }
     cleanup_exit_signal(sig);
 }

@@ -22,6 +22,7 @@ typedef struct in_path {
     char *real;          /* realpath */
     dev_t dev; ino_t ino;
     int is_dir;
+    int implicit;        /* the folder of a model file: only its model files are protected */
 } in_path;
 
 typedef struct out_path {
@@ -45,6 +46,22 @@ void out_input(const char *role, const char *path) {
     p->real = fs_abspath(path);
     p->dev = st.st_dev; p->ino = st.st_ino;
     p->is_dir = S_ISDIR(st.st_mode);
+    /* a model file's folder is read too (config.json, tokenizer files): an input folder */
+    const char *rp = p->real ? p->real : path;
+    size_t n = strlen(rp);
+    if (S_ISREG(st.st_mode) && ((n >= 12 && !strcmp(rp + n - 12, ".safetensors")) ||
+                                (n >= 16 && !strcmp(rp + n - 16, ".safetensors.zst")))) {
+        char *dir = p->real ? fs_dirname(p->real) : NULL;   /* through a symlink: the target's */
+        size_t dl = dir ? strlen(dir) + 16 : 0;
+        char *cj = dir ? malloc(dl) : NULL;
+        if (cj) snprintf(cj, dl, "%s/config.json", dir);
+        /* only a model folder (one with a config.json the reader takes) is an input */
+        if (cj && fs_is_file(cj) && g_nin < MAX_PATHS) {
+            out_input(role, dir);   /* kept: the table holds its pointer */
+            g_in[g_nin - 1].implicit = 1;
+        } else free(dir);
+        free(cj);
+    }
 }
 
 const char *out_output(const char *opt, const char *path, out_kind kind) {
@@ -160,7 +177,7 @@ static void check_one(const out_path *o) {
         char *dir = fs_dirname(canon);
         for (int i = 0; dir && i < g_nin; i++)
             if (g_in[i].is_dir && g_in[i].real && within(dir, g_in[i].real) &&
-                (exists || link_only || model_file_name(base)))
+                (((exists || link_only) && !g_in[i].implicit) || model_file_name(base)))
                 die(2, "%s %s: would replace a file of the input %s folder %s", opt, path,
                     g_in[i].role, g_in[i].path);
         free(dir);
@@ -229,67 +246,6 @@ void out_space(const char *path, uint64_t bytes) {
         }
     }
     free(dir);
-}
-
-static void usable_json(const char *dir, const char *name) {
-    size_t n = strlen(dir) + strlen(name) + 2;
-    char *p = malloc(n);
-    if (!p) die(1, "out of memory");
-    snprintf(p, n, "%s/%s", dir, name);
-    struct stat st;
-    if (stat(p, &st) == 0 && S_ISREG(st.st_mode)) {
-        char head = 0, tail = 0;
-        int fd = open(p, O_RDONLY | O_CLOEXEC);
-        if (fd >= 0 && st.st_size > 0) {
-            /* first and last non-blank bytes: '{' ... '}' (a full parse is the reader's job) */
-            char buf[4096];
-            ssize_t r = pread(fd, buf, sizeof buf, 0);
-            for (ssize_t i = 0; i < r && !head; i++) if (buf[i] > ' ') head = buf[i];
-            off_t at = st.st_size > (off_t)sizeof buf ? st.st_size - (off_t)sizeof buf : 0;
-            r = pread(fd, buf, sizeof buf, at);
-            for (ssize_t i = r - 1; i >= 0 && !tail; i--) if (buf[i] > ' ') tail = buf[i];
-        }
-        if (fd >= 0) close(fd);
-        if (st.st_size == 0) die(1, "%s is empty: an output would carry it unusable (remove it, or restore it)", p);
-        if (head != '{' || tail != '}')
-            die(1, "%s is not a JSON object: an output would carry it unusable", p);
-    }
-    free(p);
-}
-
-int out_source_usable(const char *model) {
-    if (!model || !strcmp(model, "-")) return 1;
-    char *dir = fs_is_dir(model) ? strdup(model) : fs_dirname(model);
-    if (!dir) die(1, "out of memory");
-    usable_json(dir, "config.json");
-    usable_json(dir, "tokenizer.json");
-    usable_json(dir, "tokenizer_config.json");
-    size_t n = strlen(dir) + 16;
-    char *c = malloc(n);
-    if (!c) die(1, "out of memory");
-    snprintf(c, n, "%s/config.json", dir);
-    int has = fs_is_file(c);
-    free(c); free(dir);
-    return has;
-}
-
-uint64_t out_model_bytes(const char *model) {
-    struct stat st;
-    if (!model || !strcmp(model, "-") || stat(model, &st) != 0) return 0;
-    if (S_ISREG(st.st_mode)) return (uint64_t)st.st_size;
-    if (!S_ISDIR(st.st_mode)) return 0;
-    DIR *d = opendir(model);
-    if (!d) return 0;
-    uint64_t sum = 0;
-    struct dirent *de;
-    while ((de = readdir(d))) {
-        if (fnmatch("*.safetensors", de->d_name, 0)) continue;
-        char p[PATH_MAX];
-        snprintf(p, sizeof p, "%s/%s", model, de->d_name);
-        if (stat(p, &st) == 0 && S_ISREG(st.st_mode)) sum += (uint64_t)st.st_size;
-    }
-    closedir(d);
-    return sum;
 }
 
 int out_is_folder(const char *path) {

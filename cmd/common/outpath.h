@@ -51,7 +51,8 @@ int out_is_folder(const char *path);
  * "-" or unknown): the estimate to give out_space() for an output of the same model. */
 uint64_t out_model_bytes(const char *model);
 /* A model source folder (or the folder of a .safetensors file) whose config.json and tokenizer
- * files an output will copy: dies (exit 1) when one is present but unusable (empty, not JSON), so
- * that an output never carries a broken config or tokenizer. Returns 1 if it has a config.json. */
+ * files an output will copy: dies (exit 1) when one is present but unusable (empty, not JSON), or
+ * when the config's num_hidden_layers disagrees with the tensors, so that an output never carries
+ * a broken config or tokenizer. Returns 1 if it has a config.json. */
 int out_source_usable(const char *model);
 #endif

@@ -278,11 +278,6 @@ static void run_eval(const args *a) {
     free(tp);
     int gemma = model_is_gemma(m), add_bos = a->add_bos || gemma;
     int max_len = a->max_len > 0 ? a->max_len : m->cfg.max_pos > 0 ? m->cfg.max_pos : 2048;
-    if (a->max_len > 0) {   /* requests are cut to max_len: past the model's context is refused */
-        char what[48];
-        snprintf(what, sizeof what, "--max-length %d", a->max_len);
-        tool_check_context(what, a->max_len, m->cfg.max_pos);
-    }
     if (gemma && !a->add_bos) note("model type %s: a BOS token is added (as the harness does for Gemma)", m->cfg.model_type);
     /* encode every request (the tokenizer is thread-safe) */
     int total_docs = 0;

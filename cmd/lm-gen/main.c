@@ -110,8 +110,10 @@ static void generate(lop_model *m, const lop_tokenizer *tok, const char *prompt,
     g.n_prompt = g.n;
     size_t ptl;
     if (tok_decode(tok, g.ids, (size_t)g.n, 1, &g.prompt_text, &ptl, &e)) die_err(&e);
-    int V = m->cfg.vocab, max_pos = m->cfg.max_pos > 0 ? m->cfg.max_pos : 1 << 30;
-    if (g.n >= max_pos) die(1, "prompt of %d tokens does not fit the model's context (%d)", g.n, max_pos);
+    int V = m->cfg.vocab, max_pos = m->cfg.max_pos > 0 && !g_opt.allow_long ? m->cfg.max_pos : 1 << 30;
+    if (g.n >= max_pos)
+        die(1, "prompt of %d tokens does not fit the model's context (max_position_embeddings %d; "
+               "--allow-long-context runs it)", g.n, max_pos);
     int max_t = g.n + go->max_tokens;
     if (max_t > max_pos) {
         if (!go->jsonl) note("stopping at the model's context of %d tokens", max_pos);

@@ -146,7 +146,7 @@ int main(int argc, char **argv) {
     j.output = out_output("-o", j.output, OUT_MODEL);
     j.dump_acts = out_output("--dump-acts", j.dump_acts, OUT_MODEL);
     out_check();
-    if (out_is_folder(j.output)) out_source_usable(j.model);
+    out_source_usable(j.model);   /* a file output carries the config too (its metadata) */
     out_space(j.output, out_model_bytes(j.model));
     tool_apply_threads();
 
