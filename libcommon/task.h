@@ -77,6 +77,14 @@ void task_free(lop_task *t);
  * limit <= 0: all), then every shard_n-th document from the shard_i-th (shard_n <= 1: all). */
 void task_select(lop_task *t, double limit, int shard_i, int shard_n);
 
+/* The task groups (one table, task.c): "mmlu" and its four categories "mmlu_stem", ...
+ * task_group_parent: the group a group belongs to (NULL at the top); task_subgroups: a group's
+ * subgroups in the harness's report order (alphabetical), *out static. */
+int task_n_groups(void);
+const char *task_group_name(int i);
+const char *task_group_parent(const char *group);
+int task_subgroups(const char *group, const char *const **out);
+
 /* MMLU: the 57 subjects in the harness's order, and their category ("stem", "humanities",
  * "social_sciences", "other"). */
 int mmlu_n_subjects(void);

@@ -103,13 +103,19 @@ void tool_apply_threads(void) {
     openblas_set_num_threads(n);
 }
 
+static int g_stdout_data;   /* stdout carries the tool's data: JSON lines go to stderr */
+
+void tool_stdout_is_data(int on) { g_stdout_data = on; }
+
 void emit(cJSON *obj) {
+    if (g_stdout_data && g_opt.quiet) { cJSON_Delete(obj); return; }
     char *s = cJSON_PrintUnformatted(obj);
     cJSON_Delete(obj);
     if (!s) die(1, "out of memory");
-    int bad = fputs(s, stdout) < 0 || fputc('\n', stdout) < 0 || fflush(stdout) != 0;
+    FILE *f = g_stdout_data ? stderr : stdout;
+    int bad = fputs(s, f) < 0 || fputc('\n', f) < 0 || fflush(f) != 0;
     free(s);
-    if (bad) die(1, "writing to stdout failed");
+    if (bad) die(1, "writing to %s failed", g_stdout_data ? "stderr" : "stdout");
 }
 
 double now_seconds(void) {

@@ -59,8 +59,11 @@ void note(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Warning on stderr ("tool: warning: ..."), even with -q. */
 void warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
-/* Print one JSON object as a line on stdout, flush, free it. Exits 1 on a write error. */
+/* Print one JSON object as a line on stdout, flush, free it. Exits 1 on a write error.
+ * The stream rule: a tool whose stdout carries its data (a tensor stream, -o -) says so once with
+ * tool_stdout_is_data(1); its JSON lines then go to stderr (none with -q: a message like others). */
 void emit(cJSON *obj);
+void tool_stdout_is_data(int on);
 /* 4022468096 -> "4,022,468,096" in buf[n] (parameter counts to the unit, readable) */
 const char *commas(int64_t v, char *buf, size_t n);
 /* Parse helpers that die with exit 2 on bad values, naming the option. */

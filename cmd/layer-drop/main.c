@@ -33,15 +33,6 @@ static void usage(FILE *f) {
 
 enum { OPT_DROP = 1, OPT_KEEP, OPT_SCORES, OPT_N, OPT_PERCENT, OPT_SHARD, OPT_ZSTD };
 
-static FILE *g_json;   /* stdout, or stderr when stdout carries the tensor stream */
-
-static void out_json(cJSON *o) {
-    if (g_json == stdout) { emit(o); return; }
-    char *s = cJSON_PrintUnformatted(o);
-    cJSON_Delete(o);
-    if (s) { fprintf(g_json, "%s\n", s); free(s); }
-}
-
 static void on_bytes(void *user, uint64_t bytes) { progress_update(user, bytes / 1e6); }
 
 int main(int argc, char **argv) {
@@ -83,7 +74,7 @@ int main(int argc, char **argv) {
     if (scores && (k < 0) == (percent < 0)) die_usage("--scores needs one of --n K or --percent P");
     tool_apply_threads();
     setlocale(LC_NUMERIC, "C");
-    g_json = strcmp(out, "-") ? stdout : stderr;
+    tool_stdout_is_data(!strcmp(out, "-"));
 
     lop_err e;
     lop_surgery s;
@@ -144,7 +135,7 @@ int main(int argc, char **argv) {
         cJSON_AddStringToObject(o, "action", "drop");
         cJSON_AddNumberToObject(o, "layer", l);
         cJSON_AddNumberToObject(o, "params", (double)plan.layer_params[l]);
-        out_json(o);
+        emit(o);
         if (ll + 16 < sizeof list) ll += snprintf(list + ll, sizeof list - ll, "%s%d", ll ? "," : "", l);
     }
     double red = plan.params_in ? 1.0 - (double)plan.params_out / (double)plan.params_in : 0;
@@ -155,7 +146,7 @@ int main(int argc, char **argv) {
     cJSON_AddNumberToObject(o, "params_after", (double)plan.params_out);
     cJSON_AddNumberToObject(o, "reduction", red);
     cJSON_AddStringToObject(o, "output", out);
-    out_json(o);
+    emit(o);
     char a[32], b[32];
     note("dropped %d of %d layers (%s): %s \xe2\x86\x92 %s (%.2f%%)", L - nkeep, L, list,
          commas(plan.params_in, a, sizeof a), commas(plan.params_out, b, sizeof b), 100 * red);

@@ -3,6 +3,7 @@
  * (--laco, on the forward engine). */
 #include "laco.h"
 #include "layers.h"
+#include "report.h"
 #include "parse.h"
 #include "tool.h"
 #include <getopt.h>
@@ -48,34 +49,6 @@ static void usage(FILE *f) {
 enum { OPT_MERGE = 1, OPT_AVERAGE, OPT_REPLACE, OPT_LACO, OPT_MAXC, OPT_DATA, OPT_SAMPLES,
        OPT_CTX, OPT_LINES, OPT_SHARD, OPT_ZSTD };
 
-FILE *g_json;
-
-void out_json(cJSON *o) {
-    if (g_json == stdout) { emit(o); return; }
-    char *s = cJSON_PrintUnformatted(o);
-    cJSON_Delete(o);
-    if (s) { fprintf(g_json, "%s\n", s); fflush(g_json); free(s); }
-}
-
-const char *rule_name(lop_merge_rule r) {
-    return r == LMERGE_AVERAGE ? "average" : r == LMERGE_REPLACE ? "replace" : "rdsc";
-}
-
-void summary(int lb, int la, int64_t pb, int64_t pa, const char *out) {
-    double red = pb ? 1.0 - (double)pa / (double)pb : 0;
-    cJSON *o = cJSON_CreateObject();
-    cJSON_AddNumberToObject(o, "layers_before", lb);
-    cJSON_AddNumberToObject(o, "layers_after", la);
-    cJSON_AddNumberToObject(o, "params_before", (double)pb);
-    cJSON_AddNumberToObject(o, "params_after", (double)pa);
-    cJSON_AddNumberToObject(o, "reduction", red);
-    cJSON_AddStringToObject(o, "output", out);
-    out_json(o);
-    char a[32], b[32];
-    note("%d \xe2\x86\x92 %d layers: %s \xe2\x86\x92 %s (%.2f%%)", lb, la, commas(pb, a, sizeof a),
-         commas(pa, b, sizeof b), 100 * red);
-}
-
 static void on_bytes(void *user, uint64_t bytes) { progress_update(user, bytes / 1e6); }
 
 static int cmp_pair(const void *a, const void *b) {
@@ -112,11 +85,11 @@ static void merge_fixed(const char *model, const char *out, int (*pairs)[2], int
         int ab[2] = {map.first[j], map.last[j]};
         cJSON_AddItemToObject(o, "layers", cJSON_CreateIntArray(ab, 2));
         cJSON_AddNumberToObject(o, "into", j);
-        cJSON_AddStringToObject(o, "rule", rule_name(rule));
+        cJSON_AddStringToObject(o, "rule", lm_rule_name(rule));
         cJSON_AddNumberToObject(o, "params", (double)p);
-        out_json(o);
+        emit(o);
     }
-    summary(s.n_layers, map.n_out, plan.params_in, plan.params_out, out);
+    lm_summary(s.n_layers, map.n_out, plan.params_in, plan.params_out, out);
     layer_plan_free(&plan);
     layer_map_free(&map);
     surgery_close(&s);
@@ -187,7 +160,7 @@ int main(int argc, char **argv) {
     if (laco && !lc.data) die_usage("--laco needs --data FILE (calibration text)");
     if (!laco && lc.data) die_usage("--data goes with --laco");
     tool_apply_threads();
-    g_json = strcmp(out, "-") ? stdout : stderr;
+    tool_stdout_is_data(!strcmp(out, "-"));
     if (laco) {
         lc.rule = rule;
         lop_err e;

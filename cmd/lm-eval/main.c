@@ -22,6 +22,19 @@
 #include "tool.h"
 
 static void usage(FILE *f) {
+    /* the groups from libcommon's one table (task.h), wrapped under --tasks */
+    char groups[512] = "";
+    int n = 0, col = 26;
+    for (int i = 0; i < task_n_groups() && n < (int)sizeof groups - 128; i++) {
+        const char *g = task_group_name(i);
+        char item[96];
+        if (task_group_parent(g)) snprintf(item, sizeof item, "%s,", g);
+        else snprintf(item, sizeof item, "%s (%d %s_<subject> tasks),", g, mmlu_n_subjects(), g);
+        int wrap = i && col + 1 + (int)strlen(item) > 96;
+        n += snprintf(groups + n, sizeof groups - (size_t)n, wrap ? "\n%26s%s" : i ? "%s %s" : "%s%s", "", item);
+        col = wrap ? 26 + (int)strlen(item) : col + 1 + (int)strlen(item);
+    }
+    if (n > 0) groups[n - 1] = 0;   /* the last ',' */
     fprintf(f,
         "usage: lm-eval -m MODEL --tasks LIST [options]\n"
         "       lm-eval --merge A.json B.json ... [--output FILE] [--compare BASE.json]\n"
@@ -32,8 +45,7 @@ static void usage(FILE *f) {
         "      --tokenizer PATH    tokenizer.json or its folder (default: the model's folder)\n"
         "      --tasks LIST        comma-separated tasks and groups: hellaswag, piqa, arc_easy,\n"
         "                          arc_challenge, openbookqa, copa, boolq, winogrande, lambada_openai,\n"
-        "                          mmlu (57 mmlu_<subject> tasks), mmlu_stem, mmlu_humanities,\n"
-        "                          mmlu_social_sciences, mmlu_other, mmlu_<subject>\n"
+        "                          %s, mmlu_<subject>\n"
         "      --list-tasks        print every built-in task and group name, then exit\n"
         "      --data-dir DIR      the eval data folder (default: $LOP_EVAL_DATA, ./data/eval or\n"
         "                          ../shared/data/eval, the first that exists)\n"
@@ -55,7 +67,7 @@ static void usage(FILE *f) {
         "      --gemm f32|bf16     precision of the matrix products (default f32). bf16: activations\n"
         "                          rounded to bf16, float32 sums (AVX512-BF16 CPUs, else f32 with a\n"
         "                          warning); per-token log-probs move by up to ~0.1 (mean ~0.01)\n"
-        TOOL_COMMON_HELP);
+        TOOL_COMMON_HELP, groups);
 }
 
 enum { O_TASKS = 0x100, O_DATA, O_TASKFILE, O_LIMIT, O_FEWSHOT, O_LOGS, O_SHARD, O_COMPARE,

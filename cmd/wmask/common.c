@@ -171,17 +171,8 @@ int wm_prune_matrix(const wm_job *j, const char *name, float *w, int64_t rows, i
     return 0;
 }
 
-/* JSON lines go to stdout, unless stdout carries the output stream (-o -): then to stderr
- * (not with -q). */
-static void report(const char *output, cJSON *o) {
-    if (strcmp(output, "-")) { emit(o); return; }
-    char *s = g_opt.quiet ? NULL : cJSON_PrintUnformatted(o);
-    cJSON_Delete(o);
-    if (s) fprintf(stderr, "%s\n", s);
-    free(s);
-}
-
 void wm_report_tensor(const char *output, const st_info *t, const prune_stat *st, wm_totals *tot) {
+    (void)output;   /* where the line goes is the tool layer's rule (tool_stdout_is_data) */
     uint64_t n = st_numel(t);
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "action", "prune");
@@ -193,7 +184,7 @@ void wm_report_tensor(const char *output, const st_info *t, const prune_stat *st
     cJSON_AddNumberToObject(o, "pruned", (double)st->pruned);
     cJSON_AddNumberToObject(o, "sparsity", n ? (double)st->zeros / (double)n : 0.0);
     cJSON_AddNumberToObject(o, "threshold", (double)st->threshold);
-    report(output, o);
+    emit(o);   /* stderr when -o - carries the tensors (tool.h) */
     tot->tensors++;
     tot->sel_params += (int64_t)n;
     tot->sel_zeros += st->zeros;
@@ -226,5 +217,5 @@ void wm_report_summary(const wm_job *j, const wm_totals *tot) {
         cJSON_AddNumberToObject(o, "select_seconds", tot->t_select);
     }
     cJSON_AddNumberToObject(o, "peak_rss_mb", (double)peak_rss_bytes() / (1 << 20));
-    report(j->output, o);
+    emit(o);
 }

@@ -138,6 +138,7 @@ int main(int argc, char **argv) {
         die_usage("--data, --one-shot and --dump-acts are for --method wanda");
     }
     tool_apply_threads();
+    tool_stdout_is_data(!strcmp(j.output, "-"));
 
     lop_err e = {0};
     wm_targets *tg;
