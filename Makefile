@@ -75,7 +75,7 @@ $(BIN)/%: $$(wildcard cmd/$$*/*.c cmd/$$*/*.h) $(B)/libcli.a $(B)/libcommon.a $(
 	@mkdir -p $(BIN)
 	$(CC) $(CFLAGS) -Icmd/common -Icmd/$* $(wildcard cmd/$*/*.c) -o $@ $(LDFLAGS) $(B)/libcli.a $(B)/libcommon.a $(LDLIBS)
 
-$(B)/test_%: tests/unit/test_%.c $(B)/libcommon.a $(wildcard libcommon/*.h)
+$(B)/test_%: tests/unit/test_%.c tests/unit/check.h $(B)/libcommon.a $(wildcard libcommon/*.h)
 	@mkdir -p $(B)
 	$(CC) $(CFLAGS) $< -o $@ $(LDFLAGS) $(B)/libcommon.a $(LDLIBS)
 

@@ -10,9 +10,8 @@
 #include <zstd.h>
 #include "task.h"
 #include "task_text.h"
+#include "check.h"
 
-static int fails;
-#define CHECK(c) do { if (!(c)) { printf("FAIL %s:%d: %s\n", __FILE__, __LINE__, #c); fails++; } } while (0)
 #define CHECK_STR(a, b) do { const char *a_ = (a), *b_ = (b); \
     if (!a_ || strcmp(a_, b_)) { printf("FAIL %s:%d: got \"%s\"\n  want \"%s\"\n", __FILE__, __LINE__, a_ ? a_ : "(null)", b_); fails++; } } while (0)
 
