@@ -55,7 +55,7 @@ void note(const char *fmt, ...) {
     va_end(ap);
 }
 
-void warn(const char *fmt, ...) {
+void tool_warn(const char *fmt, ...) {
     va_list ap; va_start(ap, fmt);
     fprintf(stderr, "%s: warning: ", g_tool);
     vfprintf(stderr, fmt, ap);

@@ -57,7 +57,7 @@ _Noreturn void die_err(const lop_err *e);
 /* Informational message on stderr ("tool: ...") unless -q. */
 void note(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Warning on stderr ("tool: warning: ..."), even with -q. */
-void warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void tool_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* Print one JSON object as a line on stdout, flush, free it. Exits 1 on a write error.
  * The stream rule: a tool whose stdout carries its data (a tensor stream, -o -) says so once with

@@ -80,7 +80,7 @@ int main(int argc, char **argv) {
     lop_surgery s;
     if (surgery_open(&s, model, &e)) die_err(&e);
     int L = s.n_layers;
-    if (!s.has_cfg) warn("%s has no config.json: layers found by name (%s*), no config written", model, s.prefix);
+    if (!s.has_cfg) tool_warn("%s has no config.json: layers found by name (%s*), no config written", model, s.prefix);
 
     /* the set of dropped layers */
     uint8_t *gone = calloc(L ? L : 1, 1);

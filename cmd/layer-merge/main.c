@@ -62,7 +62,7 @@ static void merge_fixed(const char *model, const char *out, int (*pairs)[2], int
     lop_err e;
     lop_surgery s;
     if (surgery_open(&s, model, &e)) die_err(&e);
-    if (!s.has_cfg) warn("%s has no config.json: layers found by name (%s*), no config written", model, s.prefix);
+    if (!s.has_cfg) tool_warn("%s has no config.json: layers found by name (%s*), no config written", model, s.prefix);
     qsort(pairs, np, sizeof *pairs, cmp_pair);
     int *first = malloc(np * sizeof *first), *last = malloc(np * sizeof *last);
     if (!first || !last) die(1, "out of memory");

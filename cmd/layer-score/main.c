@@ -294,7 +294,7 @@ int main(int argc, char **argv) {
     memset(&s, 0, sizeof s);
     if (lop_model_open(&s.m, model, &e)) die_err(&e);
     if (gemm != LOP_GEMM_F32 && lop_model_set_gemm(s.m, gemm) != gemm)
-        warn("--gemm bf16: this CPU has no AVX512-BF16; computing in float32");
+        tool_warn("--gemm bf16: this CPU has no AVX512-BF16; computing in float32");
     s.L = s.m->cfg.n_layers; s.C = s.m->cfg.hidden;
     if (block > s.L) die_usage("--block %d: the model has %d layers", block, s.L);
     int L = s.L, C = s.C, nblk = L - block + 1;

@@ -250,7 +250,7 @@ static void run_eval(const args *a) {
     lop_model *m;
     if (lop_model_open(&m, a->model, &e)) die_err(&e);
     if (a->gemm != LOP_GEMM_F32 && lop_model_set_gemm(m, a->gemm) != a->gemm)
-        warn("--gemm bf16: this CPU has no AVX512-BF16; computing in float32");
+        tool_warn("--gemm bf16: this CPU has no AVX512-BF16; computing in float32");
     lop_tokenizer *tok;
     char *tp = tokenizer_path(a);
     if (tok_load(&tok, tp, &e)) die_err(&e);

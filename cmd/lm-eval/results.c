@@ -35,17 +35,17 @@ int tres_metrics(const tres *t, mval out[3]) {
     int k = 0;
     if (t->metrics & MET_PPL) {
         out[k] = (mval){"perplexity", 0, 0, t->n, 0};
-        agg_perplexity(t->ll, t->n, &out[k].value, &out[k].se);
+        task_agg_perplexity(t->ll, t->n, &out[k].value, &out[k].se);
         k++;
     }
     if (t->metrics & MET_ACC) {
         out[k] = (mval){"acc", 0, 0, t->n, 1};
-        agg_mean(t->acc, t->n, &out[k].value, &out[k].se);
+        task_agg_mean(t->acc, t->n, &out[k].value, &out[k].se);
         k++;
     }
     if (t->metrics & MET_ACC_NORM) {
         out[k] = (mval){"acc_norm", 0, 0, t->n, 1};
-        agg_mean(t->acc_norm, t->n, &out[k].value, &out[k].se);
+        task_agg_mean(t->acc_norm, t->n, &out[k].value, &out[k].se);
         k++;
     }
     return k;
@@ -90,7 +90,7 @@ int group_metrics(const res_set *rs, const char *group, mval out[3], int *size) 
     }
     if (nm == 0) return 0;
     out[k] = (mval){metric, 0, 0, 0, 1};
-    agg_group(means, ses, sizes, nm, &out[k].value, &out[k].se);
+    task_agg_group(means, ses, sizes, nm, &out[k].value, &out[k].se);
     for (int i = 0; i < nm; i++) *size += sizes[i];
     out[k].n = *size;
     k++;

@@ -129,7 +129,7 @@ int main(int argc, char **argv) {
     lop_model *m;
     if (lop_model_open(&m, model, &e)) die_err(&e);
     if (gemm != LOP_GEMM_F32 && lop_model_set_gemm(m, gemm) != gemm)
-        warn("--gemm bf16: this CPU has no AVX512-BF16; computing in float32");
+        tool_warn("--gemm bf16: this CPU has no AVX512-BF16; computing in float32");
     const char *tokdir = m->st->source_dir ? m->st->source_dir : model;
     lop_tokenizer *tk;
     if (tok_load(&tk, tokdir, &e)) die_err(&e);
