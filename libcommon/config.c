@@ -346,6 +346,25 @@ int config_tensor_layer(const lop_config *c, const char *name, const char **rest
     return -1;
 }
 
+int config_check_layer_count(const lop_config *c, const char *const *names, int n, lop_err *e) {
+    size_t pl = strlen(c->prefix);
+    int top = -1;
+    const char *at = NULL;
+    for (int i = 0; i < n; i++) {
+        const char *s = names[i];
+        if (strncmp(s, c->prefix, pl) || strncmp(s + pl, "layers.", 7)) continue;
+        const char *q = s + pl + 7;
+        long v = 0;
+        if (*q < '0' || *q > '9') continue;
+        while (*q >= '0' && *q <= '9' && v < 1 << 24) v = v * 10 + (*q++ - '0');
+        if (*q == '.' && v > top) { top = (int)v; at = s; }
+    }
+    if (top >= c->n_layers)
+        return lop_fail(e, "config.json says num_hidden_layers %d, but the tensors hold %d layers "
+                           "('%s'): config and weights disagree", c->n_layers, top + 1, at);
+    return 0;
+}
+
 int config_detect_prefix(lop_config *c, const char *const *names, int n) {
     const lop_family *f = c->family ? c->family : arch_family(ARCH_LLAMA);
     const char *emb = f->embed;

@@ -61,6 +61,9 @@ int config_tensor_layer(const lop_config *c, const char *name, const char **rest
 /* Set prefix and head_name from the checkpoint's own names (the one ending in
  * "embed_tokens.weight"): multimodal Gemma 3 checkpoints differ ("language_model.model." in hub
  * files, "model.language_model." in newer ones). 0 if found, -1 if not (prefix unchanged). */
+/* The tensors (names[n]) hold no layer past the config's num_hidden_layers (missing layers are
+ * found when the tensors are bound): a config and weights that disagree are an error. */
+int config_check_layer_count(const lop_config *c, const char *const *names, int n, lop_err *e);
 int config_detect_prefix(lop_config *c, const char *const *names, int n);
 /* Keep only layers keep[0..n) (sorted, distinct): num_hidden_layers, an explicit layer_types with
  * each kept layer's own type, and every other per-layer list in the JSON updated.

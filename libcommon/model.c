@@ -88,6 +88,14 @@ int lop_model_from_st(lop_model **out, st_model *st, const char *config_json, in
     const lop_config *c = &m->cfg;
     char n[256];
     if (check_config(c, e)) goto fail;
+    {   /* more layers in the tensors than in the config: refused (fewer: bind names the missing) */
+        const char **names = malloc(sizeof(char *) * (st->n ? st->n : 1));
+        if (!names) { lop_fail(e, "out of memory"); goto fail; }
+        for (int i = 0; i < st->n; i++) names[i] = st->info[i].name;
+        int bad = config_check_layer_count(c, names, st->n, e);
+        free(names);
+        if (bad) goto fail;
+    }
     m->layers = calloc(c->n_layers ? c->n_layers : 1, sizeof *m->layers);
     if (!m->layers) { lop_fail(e, "out of memory"); goto fail; }
     if (bind(m, &m->embed, config_embed_name(c, n, sizeof n), c->vocab, c->hidden, 1, e)) goto fail;

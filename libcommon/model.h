@@ -108,6 +108,13 @@ typedef struct lop_model {
     void *priv;          /* engine scratch, rope tables */
 } lop_model;
 
+/* Positions past the config's max_position_embeddings are an error of lop_forward (and of the
+ * trainer's forward) unless allowed: a process-wide choice the tool layer makes from
+ * --allow-long-context. Rope runs as the config describes (its rope_scaling included), unchanged
+ * past the limit. */
+void lop_allow_long_context(int on);
+int lop_long_context_allowed(void);
+
 /* Open path (HF folder, .safetensors file, "-") and parse its config. */
 int lop_model_open(lop_model **out, const char *path, lop_err *e);
 /* Bind an already-open st_model. config_json NULL: st->config_json. take_st: the model closes st

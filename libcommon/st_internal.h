@@ -46,4 +46,12 @@ int st_check_prefix(const unsigned char p[8], uint64_t size, uint64_t *hlen, lop
  * key/value pairs of strings for __metadata__. Returns malloc'd bytes, *len set. */
 unsigned char *st_build_header(const st_info *infos, int n, const char *const *meta_kv, int n_meta,
                                size_t *len);
+/* An adapter folder opened as its merged model (st_adapter.c), and the hooks it uses in st_read.c:
+ * m takes ownership of base (closed with m) and of buf (freed with m); st_priv_unmap marks tensor
+ * i as no longer the base's bytes. */
+int st_adapter_open(st_model *m, const char *dir, lop_err *e);
+const char *st_adapter_base(void);  /* the --base override, or NULL */
+int st_priv_set_base(st_model *m, st_model *base, lop_err *e);
+int st_priv_own(st_model *m, void *buf, lop_err *e);
+void st_priv_unmap(st_model *m, int i);
 #endif

@@ -343,8 +343,10 @@ static int read_mmlu_csv(const char *path, mmlu_row **rows, int *n, lop_err *e) 
         if (nf == 1 && !f[0][0]) { csv_free(f, nf); continue; } /* blank line */
         char *endp;
         long a = nf == 6 ? strtol(f[5], &endp, 10) : -1;
+        /* the original release (Hendrycks' data.tar) writes the answer as a letter */
+        if (nf == 6 && f[5][0] >= 'A' && f[5][0] <= 'D' && !f[5][1]) { a = f[5][0] - 'A'; endp = f[5] + 1; }
         if (nf != 6 || endp == f[5] || *endp || a < 0 || a > 3) {
-            rc = lop_fail(e, "%s: record %d: expected question,choice0..choice3,answer(0-3)", path, rec);
+            rc = lop_fail(e, "%s: record %d: expected question,choice0..choice3,answer (0-3 or A-D)", path, rec);
             csv_free(f, nf);
             break;
         }

@@ -180,6 +180,8 @@ int tr_data_load(tr_data **out, const char *path, const lop_tokenizer *tok, cons
                     cJSON_Delete(obj);
                     lop_fail(e, "%s:%lld: not a JSON object", path, (long long)line); goto fail;
                 }
+                /* a lop tool's provenance line (lm-tok output used as data): not data */
+                if (cJSON_HasObjectItem(obj, "provenance")) { cJSON_Delete(obj); s = nl + 1; continue; }
                 cJSON *ids = cJSON_GetObjectItem(obj, "ids");
                 int k = cJSON_IsArray(ids) ? 2 : jstr(obj, "response") ? 1 : jstr(obj, "text") ? 0 : -1;
                 if (k < 0) {

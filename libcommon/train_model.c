@@ -180,7 +180,9 @@ int tr_open(tr_model **out, const char *path, const tr_opts *o, uint64_t seed, l
         if (!names) { lop_fail(e, "out of memory"); goto fail; }
         for (int i = 0; i < m->st->n; i++) names[i] = m->st->info[i].name;
         config_detect_prefix(&m->cfg, names, m->st->n);
+        int bad = config_check_layer_count(&m->cfg, names, m->st->n, e);
         free(names);
+        if (bad) { lop_wrap(e, "%s", path); goto fail; }
     }
     const lop_config *c = &m->cfg;
     int L = c->n_layers, C = c->hidden, H = c->n_heads, KV = c->n_kv_heads, D = c->head_dim,
@@ -617,6 +619,29 @@ static void head_gemm(tr_model *m, const float *in, int n, float *out, int backw
     }
 }
 
+static int finite_all(const float *x, size_t n) {
+    int bad = 0;
+    #pragma omp parallel for reduction(|:bad) schedule(static) if (n > (1u << 16))
+    for (size_t i = 0; i < n; i++) bad |= !isfinite(x[i]);
+    return !bad;
+}
+
+/* a non-finite loss: name the first layer whose output is not finite (every layer's input is kept,
+ * with --recompute too), else the head */
+static int nonfinite_fail(tr_model *m, double ls, lop_err *e) {
+    tr_priv *q = P(m);
+    size_t nc = (size_t)q->N * m->cfg.hidden;
+    for (int l = 0; l <= q->L; l++) {
+        const float *x = l < q->L ? q->a[l].x_in : q->x_final;
+        if (finite_all(x, nc)) continue;
+        if (l == 0) return lop_fail(e, "loss is not finite (%g): the embedding holds NaN or Inf", ls);
+        return lop_fail(e, "loss is not finite (%g): non-finite values first appear in layer %d "
+                           "(%slayers.%d.*)", ls, l - 1, m->cfg.prefix, l - 1);
+    }
+    return lop_fail(e, "loss is not finite (%g): the hidden states are finite, the logits (lm_head) "
+                       "or the loss are not", ls);
+}
+
 /* final norm, chunked head, loss; backward: dres = dL/d x_final */
 static int head_pass(tr_model *m, const tr_batch *b, float gscale, tr_loss_fn loss, void *ctx,
                      int backward, tr_stats *st, lop_err *e) {
@@ -644,7 +669,7 @@ static int head_pass(tr_model *m, const tr_batch *b, float gscale, tr_loss_fn lo
         tr_loss_chunk lc = {q->logits, b->targets + r0, r0, n, V, gscale};
         int64_t k = 0;
         double ls = loss(&lc, ctx, &k);
-        if (!isfinite(ls)) return lop_fail(e, "loss is not finite (%g) at rows %d..%d", ls, r0, r0 + n - 1);
+        if (!isfinite(ls)) return nonfinite_fail(m, ls, e);
         st->loss_sum += ls; st->scored += k;
         if (!backward) continue;
         if (fsc > 0) tr_softcap_backward(q->logits, q->capped, (size_t)n * V, fsc);

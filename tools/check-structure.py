@@ -86,6 +86,7 @@ READER_RULES = [
      {'libcommon/st_header.c'}),
     ('a ".zst" file-name rule', re.compile(r'"\.zst"'),
      {'libcommon/st_write.c',     # output: a file named *.zst is written compressed
+      'cmd/common/outpath.c',     # output: a path named *.zst is a file, not a folder
       'libcommon/task_text.c',    # a data folder may hold FILE.zst only (the bytes still decide)
       'libcommon/calib.c'}),      # "x.jsonl.zst" is JSON lines (the bytes still decide zstd)
     ('zstd\'s magic number', re.compile(r'0x[fF][dD]2[fF][bB]528|0x28[bB]52[fF][dD]|\\x28\\xb5\\x2f\\xfd', re.I),
@@ -173,6 +174,14 @@ def include_graph(root):
     return g
 
 
+# Known circles, each with the reason it is still there; any other circle fails.
+KNOWN_CYCLES = {
+    ('st_adapter', 'st_read'): 'st_reader_open opens a folder with st_open, which may be a PEFT adapter '
+                               '(st_adapter.c) built on st_read.c; to go when the stream reader moves '
+                               'to its own file',
+}
+
+
 def check_cycles(root, build):
     ok = True
     objs = sorted(glob.glob(os.path.join(build, 'libcommon', '*.o')))
@@ -180,6 +189,10 @@ def check_cycles(root, build):
         print(f'no objects in {build}/libcommon (build first)')
         return False
     for comp in sccs(object_graph(objs)):
+        why = KNOWN_CYCLES.get(tuple(comp))
+        if why:
+            print('known call circle ' + ' <-> '.join(comp) + ': ' + why)
+            continue
         print('call circle among libcommon objects: ' + ' <-> '.join(comp))
         ok = False
     for comp in sccs(include_graph(root)):

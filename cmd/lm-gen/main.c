@@ -14,6 +14,7 @@
 #include "sample.h"
 #include "tokenizer.h"
 #include "tool.h"
+#include "provenance.h"
 #include "blas_tune.h"
 
 static void usage(FILE *f) {
@@ -224,6 +225,8 @@ int main(int argc, char **argv) {
 
     lop_err e;
     lop_model *m;
+    prov_input("model", model);
+    prov_input("prompts", file);
     if (lop_model_open(&m, model, &e)) die_err(&e);
     lop_tokenizer *tok;
     if (tok_load(&tok, m->st && m->st->source_dir ? m->st->source_dir : model, &e)) die_err(&e);

@@ -9,6 +9,7 @@
 typedef struct mc_card_opts {
     const char *name;     /* the pruned model's name (title, loading snippet) */
     const char *base_id;  /* base model id for the metadata (hub id) */
+    const char *license;  /* the base's license (its README front matter), or NULL */
     const mc_arch *base;  /* never NULL */
     const mc_arch *model; /* the pruned model's folder, or NULL */
 } mc_card_opts;

@@ -18,6 +18,7 @@ void logs_free(mc_logs *L) {
         free(L->st[i].ev);
         cJSON_Delete(L->st[i].train_terms);
         cJSON_Delete(L->st[i].train_info);
+        for (int k = 0; k < L->st[i].nprov; k++) cJSON_Delete(L->st[i].prov[k]);
     }
     free(L->st);
     free(L->scores);
@@ -232,6 +233,11 @@ static void take_step(mc_stage *s, const cJSON *o) {
 }
 
 static int take_line(mc_logs *L, mc_stage *s, const cJSON *o) {
+    const cJSON *pv = cJSON_GetObjectItemCaseSensitive(o, "provenance");
+    if (cJSON_IsObject(pv)) {
+        if (s->nprov < MC_MAX_FILES && !(s->prov[s->nprov++] = cJSON_Duplicate(pv, 1))) return -1;
+        return 0;
+    }
     const char *task = str(o, "task"), *metric = str(o, "metric");
     if (task && metric && has_num(o, "value"))
         return add_eval(s, task, metric, num(o, "value", 0), num(o, "stderr", -1), (long long)num(o, "n", -1));
@@ -352,7 +358,8 @@ int logs_read(mc_logs *L, const char *arg, lop_err *e) {
         lineno++;
         char *q = p;
         while (*q == ' ' || *q == '\t' || *q == '\r') q++;
-        if (*q) {
+        if (*q && *q != '{') s->human++;   /* "layer-drop: ..." caught in the same file */
+        else if (*q) {
             cJSON *o = cJSON_Parse(q);
             if (!cJSON_IsObject(o)) rc = lop_fail(e, "%s:%d: not a JSON object", path, lineno);
             else if (take_line(L, s, o)) rc = lop_fail(e, "out of memory");

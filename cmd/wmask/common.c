@@ -6,6 +6,7 @@
 #include <string.h>
 #include "arch.h"
 #include "tool.h"
+#include "provenance.h"
 #include "wmask.h"
 
 /* The default target set: the linear projections of every layer of every family in the
@@ -171,8 +172,13 @@ int wm_prune_matrix(const wm_job *j, const char *name, float *w, int64_t rows, i
     return 0;
 }
 
+/* JSON lines: the tool layer's rule (json_stream: --log FILE, else stdout, else stderr when
+ * stdout carries the output stream) */
+static void report(const char *output, cJSON *o) {
+    emit_json(o, !strcmp(output, "-"));
+}
+
 void wm_report_tensor(const char *output, const st_info *t, const prune_stat *st, wm_totals *tot) {
-    (void)output;   /* where the line goes is the tool layer's rule (tool_stdout_is_data) */
     uint64_t n = st_numel(t);
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "action", "prune");
@@ -184,7 +190,7 @@ void wm_report_tensor(const char *output, const st_info *t, const prune_stat *st
     cJSON_AddNumberToObject(o, "pruned", (double)st->pruned);
     cJSON_AddNumberToObject(o, "sparsity", n ? (double)st->zeros / (double)n : 0.0);
     cJSON_AddNumberToObject(o, "threshold", (double)st->threshold);
-    emit(o);   /* stderr when -o - carries the tensors (tool.h) */
+    report(output, o);
     tot->tensors++;
     tot->sel_params += (int64_t)n;
     tot->sel_zeros += st->zeros;
@@ -216,6 +222,7 @@ void wm_report_summary(const wm_job *j, const wm_totals *tot) {
         cJSON_AddNumberToObject(o, "forward_seconds", tot->t_forward);
         cJSON_AddNumberToObject(o, "select_seconds", tot->t_select);
     }
-    cJSON_AddNumberToObject(o, "peak_rss_mb", (double)peak_rss_bytes() / (1 << 20));
-    emit(o);
+    cJSON_AddNumberToObject(o, "peak_rss_mb", (double)peak_rss_bytes() / (1 << 20));  /* kept for old scripts */
+    cJSON_AddNumberToObject(o, "peak_rss_bytes", (double)peak_rss_bytes());
+    report(j->output, o);
 }

@@ -51,7 +51,7 @@ void wm_raw_apply(void *raw, const float *w, st_dtype t, uint64_t n);
 /* The pruning of one float32 matrix by the job's rule (row / N:M / tensor; not global). */
 int wm_prune_matrix(const wm_job *j, const char *name, float *w, int64_t rows, int64_t cols,
                     const float *norm, prune_stat *st, lop_err *e);
-/* One JSON line for a pruned tensor, and the running totals (emit(): on stderr when output is "-"). */
+/* One JSON line for a pruned tensor, and the running totals (on stderr when output is "-"). */
 void wm_report_tensor(const char *output, const st_info *t, const prune_stat *st, wm_totals *tot);
 void wm_report_summary(const wm_job *j, const wm_totals *tot);
 
