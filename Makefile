@@ -5,11 +5,15 @@
 #   tests/unit/test_*.c      -> build/test_*        (C unit tests, run by tests/unit.bats)
 #   tests/*.bats             -> the bats suite
 # Variants: `make SAN=1` builds into build-san/ and bin-san/ with ASan+UBSan.
+#           `make PORTABLE=1` builds for any x86-64-v2 CPU instead of this machine's (-march=native):
+#           a binary built with -march=native may stop with "illegal instruction" on an older CPU.
+#           The AVX512-BF16 GEMM is chosen at run time either way (gemm_bf16.c).
 
 SHELL    := /bin/bash
 PREFIX   ?= /usr/local
 CC       ?= gcc
 SAN      ?= 0
+PORTABLE ?= 0
 DEB_PKGS := build-essential pkg-config libcjson-dev libopenblas-dev libzstd-dev libpcre2-dev \
             libutf8proc-dev bats bats-assert bats-support zstd python3
 BENCH_PKGS := python3-torch python3-numpy hyperfine
@@ -18,6 +22,10 @@ ifeq ($(SAN),1)
   B := build-san
   BIN := bin-san
   OPT := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
+else ifeq ($(PORTABLE),1)
+  B := build-portable
+  BIN := bin-portable
+  OPT := -O3 -march=x86-64-v2 -mtune=generic -g
 else
   B := build
   BIN := bin
@@ -25,8 +33,9 @@ else
 endif
 
 CFLAGS  ?=
-CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -fopenmp $(OPT) \
-           -Ilibcommon -I/usr/include/x86_64-linux-gnu/openblas-pthread
+# OpenBLAS's headers where pkg-config says (Debian: openblas-pthread/), else the usual place
+BLAS_CFLAGS := $(shell pkg-config --cflags openblas 2>/dev/null || echo -I/usr/include/x86_64-linux-gnu/openblas-pthread)
+CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -fopenmp $(OPT) -Ilibcommon $(BLAS_CFLAGS)
 LDLIBS  := -lcjson -lopenblas -lzstd -lpcre2-8 -lutf8proc -lm -lpthread
 LDFLAGS += -fopenmp $(filter -fsanitize=%,$(OPT))
 
@@ -43,13 +52,16 @@ UNIT_BINS := $(patsubst tests/unit/%.c,$(B)/%,$(UNIT_SRC))
 .PHONY: all deps test test-fast test-san unit demo demo-stories bench install clean fuzz check-deps
 all: $(TOOL_BINS) $(UNIT_BINS)
 
-$(B)/libcommon/%.o: libcommon/%.c $(wildcard libcommon/*.h)
+# objects depend on the headers they include (-MMD: the compiler writes the list beside each .o)
+$(B)/libcommon/%.o: libcommon/%.c Makefile
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -c $< -o $@
+	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
 
-$(B)/cli/%.o: cmd/common/%.c $(wildcard cmd/common/*.h libcommon/*.h)
+$(B)/cli/%.o: cmd/common/%.c Makefile
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -Icmd/common -c $< -o $@
+	$(CC) $(CFLAGS) -MMD -MP -Icmd/common -c $< -o $@
+
+-include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d)
 
 $(B)/libcli.a: $(CLI_OBJ)
 	@rm -f $@
@@ -63,7 +75,7 @@ $(BIN)/%: $$(wildcard cmd/$$*/*.c cmd/$$*/*.h) $(B)/libcli.a $(B)/libcommon.a $(
 	@mkdir -p $(BIN)
 	$(CC) $(CFLAGS) -Icmd/common -Icmd/$* $(wildcard cmd/$*/*.c) -o $@ $(LDFLAGS) $(B)/libcli.a $(B)/libcommon.a $(LDLIBS)
 
-$(B)/test_%: tests/unit/test_%.c $(B)/libcommon.a $(wildcard libcommon/*.h)
+$(B)/test_%: tests/unit/test_%.c tests/unit/check.h $(B)/libcommon.a $(wildcard libcommon/*.h)
 	@mkdir -p $(B)
 	$(CC) $(CFLAGS) $< -o $@ $(LDFLAGS) $(B)/libcommon.a $(LDLIBS)
 
@@ -103,4 +115,4 @@ install: all
 	install -m 644 $(wildcard man/*.1) $(DESTDIR)$(PREFIX)/share/man/man1/
 
 clean:
-	rm -rf build build-san bin bin-san
+	rm -rf build build-san build-portable bin bin-san bin-portable

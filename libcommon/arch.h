@@ -16,6 +16,17 @@
 
 typedef enum { ARCH_LLAMA, ARCH_QWEN2, ARCH_QWEN3, ARCH_GEMMA3, ARCH_N } lop_arch;
 typedef enum { ACT_SILU, ACT_GELU_TANH } lop_act;
+/* RoPE as configured (config.c fills it; nn_rope.c builds its tables) */
+typedef enum { ROPE_DEFAULT, ROPE_LINEAR, ROPE_LLAMA3 } lop_rope_type;
+
+typedef struct lop_rope {
+    double theta;            /* base */
+    lop_rope_type type;
+    double factor;           /* linear / llama3 */
+    double low_freq_factor, high_freq_factor; /* llama3 */
+    int original_max_pos;    /* llama3: original_max_position_embeddings */
+} lop_rope;
+
 
 /* The linear projections of a layer, in the order a layer uses them. */
 typedef enum lop_proj {

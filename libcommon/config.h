@@ -8,16 +8,6 @@
 #include "arch.h"
 #include "err.h"
 
-typedef enum { ROPE_DEFAULT, ROPE_LINEAR, ROPE_LLAMA3 } lop_rope_type;
-
-typedef struct lop_rope {
-    double theta;            /* base */
-    lop_rope_type type;
-    double factor;           /* linear / llama3 */
-    double low_freq_factor, high_freq_factor; /* llama3 */
-    int original_max_pos;    /* llama3: original_max_position_embeddings */
-} lop_rope;
-
 typedef struct lop_config {
     lop_arch arch;
     const lop_family *family; /* the architecture table's row (arch.h) */

@@ -24,6 +24,9 @@ uint16_t f32_to_f16(float f);
 
 /* n elements of a float dtype -> float32 (dst[n]); -1 for non-float dtypes. */
 int st_to_f32(float *dst, const void *src, st_dtype t, size_t n);
+/* The same for the float dtypes on the hot paths (weights converted per matrix): bf16 and f32
+ * loops the compiler vectorizes, others through st_to_f32. */
+void st_to_f32_fast(float *dst, const void *src, st_dtype t, size_t n);
 /* n float32 -> a float dtype (dst holds n * st_dtype_size(t) bytes); -1 for non-float. */
 int st_from_f32(void *dst, const float *src, st_dtype t, size_t n);
 #endif

@@ -1,5 +1,6 @@
 /* kd_cache.c — the top-k teacher cache (format in kd_cache.h). */
 #include "kd_cache.h"
+#include "textio.h"
 #include "fsutil.h"
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -14,6 +15,7 @@
 #define MAGIC "LOPKDC01"
 #define TAIL_MAGIC "LOPKDEND"
 #define MAX_T (1 << 22)
+#define KDC_HAS_TARGET_LP 0x80000000u /* bit 31 of a block's k: target log-probs follow the tail */
 
 /* ---------------------------------------------------------------- top-k */
 
@@ -175,16 +177,23 @@ int kdc_create(kd_cache_w **out, const char *path, int V, int k, double T, const
 
 int kdc_put(kd_cache_w *w, int T, const int32_t *ids, const int32_t *targets,
             const int32_t *topk_ids, const float *topk_lp, const float *tail, lop_err *e) {
+    return kdc_put_target(w, T, ids, targets, topk_ids, topk_lp, tail, NULL, e);
+}
+
+int kdc_put_target(kd_cache_w *w, int T, const int32_t *ids, const int32_t *targets,
+                   const int32_t *topk_ids, const float *topk_lp, const float *tail,
+                   const float *target_lp, lop_err *e) {
     int ns = 0, k = w->k;
     if (T < 1 || T > MAX_T) return lop_fail(e, "%s: block of %d positions", w->path, T);
     for (int t = 0; t < T; t++) ns += targets[t] >= 0;
     size_t nk = (size_t)ns * k;
-    size_t raw = 12 + 8 * (size_t)T + 8 * nk + 4 * (size_t)ns;
+    size_t raw = 12 + 8 * (size_t)T + 8 * nk + 4 * (size_t)ns * (target_lp ? 2 : 1);
     if (grow(&w->raw, &w->rawcap, raw + 4 * nk) ||
         grow(&w->comp, &w->compcap, ZSTD_compressBound(raw)))
         return lop_fail(e, "out of memory");
     uint8_t *p = w->raw;
-    put_u32(p, (uint32_t)T); put_u32(p + 4, (uint32_t)ns); put_u32(p + 8, (uint32_t)k);
+    put_u32(p, (uint32_t)T); put_u32(p + 4, (uint32_t)ns);
+    put_u32(p + 8, (uint32_t)k | (target_lp ? KDC_HAS_TARGET_LP : 0));
     p += 12;
     memcpy(p, ids, 4 * (size_t)T); p += 4 * (size_t)T;
     memcpy(p, targets, 4 * (size_t)T); p += 4 * (size_t)T;
@@ -201,6 +210,7 @@ int kdc_put(kd_cache_w *w, int T, const int32_t *ids, const int32_t *targets,
     shuffle4(p, (const uint8_t *)d, nk); p += 4 * nk;
     shuffle4(p, (const uint8_t *)topk_lp, nk); p += 4 * nk;
     memcpy(p, tail, 4 * (size_t)ns);
+    if (target_lp) memcpy(p + 4 * (size_t)ns, target_lp, 4 * (size_t)ns);
     size_t cl = ZSTD_compress(w->comp, w->compcap, w->raw, raw, w->level);
     if (ZSTD_isError(cl)) return lop_fail(e, "zstd: %s", ZSTD_getErrorName(cl));
     if (w->n == w->cap) {
@@ -321,6 +331,10 @@ int kdc_open(kd_cache **out, const char *path, lop_err *e) {
     uint8_t h[16], tl[24];
     if (c->size < 16 + 8 + 24) { lop_fail(e, "%s: not a kd-train teacher cache (too short)", path); goto fail; }
     if (rd(c, h, 16, 0, e)) goto fail;
+    if (text_is_zstd(h, 16)) {   /* ppl --save-logits before this format: zstd over "LOPTOPK1" */
+        lop_fail(e, "%s: zstd data, not a top-k file (an older ppl --save-logits file? save it again)", path);
+        goto fail;
+    }
     if (memcmp(h, MAGIC, 8)) { lop_fail(e, "%s: not a kd-train teacher cache (bad magic)", path); goto fail; }
     if (rd(c, tl, 24, c->size - 24, e)) goto fail;
     if (memcmp(tl + 16, TAIL_MAGIC, 8)) { lop_fail(e, "%s: truncated teacher cache (no trailer; was it interrupted?)", path); goto fail; }
@@ -401,7 +415,7 @@ int kdc_read(kd_cache *c, int64_t g, kdc_block *b, lop_err *e) {
     if (rd(c, c->comp, len, off, e)) return -1;
     unsigned long long raw = ZSTD_getFrameContentSize(c->comp, len);
     int k = c->k;
-    uint64_t maxraw = 12 + 8ull * MAX_T + (8ull * k + 4) * MAX_T;
+    uint64_t maxraw = 12 + 8ull * MAX_T + (8ull * k + 8) * MAX_T;
     if (raw == ZSTD_CONTENTSIZE_ERROR || raw == ZSTD_CONTENTSIZE_UNKNOWN || raw < 12 || raw > maxraw)
         return lop_fail(e, "%s: block %lld is corrupt", c->path, (long long)g);
     /* layout of b->buf: raw record | ids | targets | topk_ids | topk_lp | tail */
@@ -415,20 +429,24 @@ int kdc_read(kd_cache *c, int64_t g, kdc_block *b, lop_err *e) {
     size_t got = ZSTD_decompress(r, raw, c->comp, len);
     if (ZSTD_isError(got) || got != raw) return lop_fail(e, "%s: block %lld is corrupt", c->path, (long long)g);
     uint32_t T = get_u32(r), ns = get_u32(r + 4), kk = get_u32(r + 8);
+    int has_tlp = (kk & KDC_HAS_TARGET_LP) != 0;
+    kk &= ~KDC_HAS_TARGET_LP;
     if (T < 1 || T > MAX_T || ns > T || kk != (uint32_t)k ||
-        raw != 12 + 8ull * T + 8ull * ns * k + 4ull * ns)
+        raw != 12 + 8ull * T + 8ull * ns * k + 4ull * ns * (has_tlp ? 2 : 1))
         return lop_fail(e, "%s: block %lld is corrupt (sizes)", c->path, (long long)g);
     size_t nk = (size_t)ns * k;
     uint8_t *o = r + ((raw + 15) & ~(size_t)15);
     b->T = (int)T; b->nscored = (int)ns; b->k = k;
     b->ids = (int32_t *)o; b->targets = b->ids + T; b->topk_ids = b->targets + T;
     b->topk_lp = (float *)(b->topk_ids + nk); b->tail = b->topk_lp + nk;
+    b->target_lp = has_tlp ? b->tail + ns : NULL;
     const uint8_t *p = r + 12;
     memcpy(b->ids, p, 4ull * T); p += 4ull * T;
     memcpy(b->targets, p, 4ull * T); p += 4ull * T;
     unshuffle4((uint8_t *)b->topk_ids, p, nk); p += 4 * nk;
     unshuffle4((uint8_t *)b->topk_lp, p, nk); p += 4 * nk;
-    memcpy(b->tail, p, 4ull * ns);
+    memcpy(b->tail, p, 4ull * ns); p += 4ull * ns;
+    if (has_tlp) memcpy(b->target_lp, p, 4ull * ns);
     uint32_t sc = 0;
     for (uint32_t t = 0; t < T; t++) {
         if (b->ids[t] < 0 || b->targets[t] < -1) return lop_fail(e, "%s: block %lld: bad token id", c->path, (long long)g);

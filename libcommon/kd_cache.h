@@ -1,5 +1,7 @@
-/* kd_cache.h — a teacher's distributions computed once (kd-train --save-teacher) and trained from
- * later without the teacher (--teacher-cache).
+/* kd_cache.h — lop's one on-disk format of per-token top-k log-probabilities: a teacher's
+ * distributions computed once (kd-train --save-teacher) and trained from later without the
+ * teacher (--teacher-cache), and a base model's run (ppl --save-logits) that another model is
+ * compared with (ppl --kl-base, through kd.h's divergence).
  *
  * Per scored position (target >= 0) the cache keeps the teacher's k most probable ids (default
  * 128) with their log-probabilities at the distillation temperature T, log softmax(z/T), and the
@@ -44,6 +46,10 @@ int kdc_create(kd_cache_w **out, const char *path, int V, int k, double T, const
  * row r of topk_ids/topk_lp [nscored, k] and tail[nscored]. */
 int kdc_put(kd_cache_w *w, int T, const int32_t *ids, const int32_t *targets,
             const int32_t *topk_ids, const float *topk_lp, const float *tail, lop_err *e);
+/* The same with each scored position's target log-prob target_lp[nscored] (NULL: none). */
+int kdc_put_target(kd_cache_w *w, int T, const int32_t *ids, const int32_t *targets,
+                   const int32_t *topk_ids, const float *topk_lp, const float *tail,
+                   const float *target_lp, lop_err *e);
 int64_t kdc_written_bytes(const kd_cache_w *w);  /* so far, header included */
 int64_t kdc_block_bytes(const kd_cache_w *w);    /* the blocks' frames only */
 /* index, trailer, rename into place; frees w (also on failure) */
@@ -58,6 +64,7 @@ typedef struct kdc_block {
     int32_t *topk_ids;        /* [nscored, k] ascending per row */
     float *topk_lp;           /* [nscored, k] */
     float *tail;              /* [nscored] */
+    float *target_lp;         /* [nscored] the targets' log-probs, or NULL (not stored) */
     void *buf; size_t cap;    /* owned storage, reused by kdc_read */
 } kdc_block;
 int kdc_open(kd_cache **out, const char *path, lop_err *e);

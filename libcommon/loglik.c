@@ -23,7 +23,7 @@ int ll_encode(const lop_tokenizer *t, const char *ctx, const char *cont, int add
               lop_err *e) {
     memset(r, 0, sizeof *r);
     size_t cl = strlen(ctx), kl = strlen(cont);
-    size_t keep = cl - py_trailing_space(ctx, cl);
+    size_t keep = cl - task_py_trailing_space(ctx, cl);
     int32_t *w = NULL, *c = NULL;
     size_t nw = 0, nc = 0;
     if (keep > 0 && tok_encode(t, ctx, keep, add_bos, &c, &nc, e)) return -1;

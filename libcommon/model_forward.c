@@ -364,7 +364,7 @@ int lop_forward(lop_model *m, lop_batch *b, const lop_fwd_opts *opts, lop_head_r
     else memcpy(m->acts.rope_local, m->acts.rope_full, sizeof(float) * (size_t)N * c->head_dim);
     if (!all_finite(x, (size_t)N * C))
         return lop_fail(e, "non-finite values (NaN or Inf) in the embedding (%s)",
-                        m->embed.name ? m->embed.name : "embed_tokens.weight");
+                        m->embed.name ? m->embed.name : m->cfg.family->embed);
     for (int l = 0; l < end; l++) {
         lop_layer_acts *s = &m->acts.layer[l];
         float *x_out = l + 1 < L ? m->acts.layer[l + 1].x_in : m->acts.x_final;

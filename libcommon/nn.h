@@ -8,7 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
-#include "config.h"
+#include "arch.h"
 #include "dtype.h"
 
 /* ---- matmul (nn_matmul.c) ---- */
@@ -20,7 +20,11 @@ int matmul_forward(float *out, const float *x, const void *w, st_dtype dt, const
                    int N, int IC, int OC, int accumulate);
 /* Convert n elements of a float dtype to float32, in parallel (OpenMP) / on the calling thread. */
 void nn_to_f32(float *dst, const void *src, st_dtype dt, size_t n);
-void nn_to_f32_serial(float *dst, const void *src, st_dtype dt, size_t n);
+/* on the calling thread: dtype.c's st_to_f32_fast (a conversion, not a kernel: kept here under
+ * its old name for the engine's callers) */
+static inline void nn_to_f32_serial(float *dst, const void *src, st_dtype dt, size_t n) {
+    st_to_f32_fast(dst, src, dt, n);
+}
 
 /* ---- embedding (nn_matmul.c) ----
  * out[N, C] = table[ids[n]] * scale, table [V, C] in dtype dt (rows converted as looked up;

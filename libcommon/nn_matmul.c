@@ -9,19 +9,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* bf16 / f16 / f32 / f64 -> f32 on one thread (vectorized by the compiler for bf16 and f32). */
-void nn_to_f32_serial(float *dst, const void *src, st_dtype dt, size_t n) {
-    if (dt == ST_BF16) {
-        const uint16_t *s = src;
-        uint32_t *d = (uint32_t *)dst;
-        for (size_t i = 0; i < n; i++) d[i] = (uint32_t)s[i] << 16;
-    } else if (dt == ST_F32) {
-        memcpy(dst, src, n * sizeof(float));
-    } else {
-        st_to_f32(dst, src, dt, n);
-    }
-}
-
 void nn_to_f32(float *dst, const void *src, st_dtype dt, size_t n) {
     size_t es = st_dtype_size(dt);
     if (n < (1u << 16)) { nn_to_f32_serial(dst, src, dt, n); return; }

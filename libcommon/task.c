@@ -49,8 +49,41 @@ const char *mmlu_category(const char *subject) {
 static const char *const SIMPLE[] = {"hellaswag", "piqa", "arc_easy", "arc_challenge",
                                      "openbookqa", "copa", "boolq", "winogrande",
                                      "lambada_openai", NULL};
-static const char *const GROUPS[] = {"mmlu", "mmlu_stem", "mmlu_humanities",
-                                     "mmlu_social_sciences", "mmlu_other", NULL};
+/* The task groups, the one table of them: listing order (--list-tasks); a category's members
+ * are the MMLU subjects of that category (MMLU[] above). */
+static const struct { const char *name, *parent; } GROUP_TABLE[] = {
+    {"mmlu", NULL}, {"mmlu_stem", "mmlu"}, {"mmlu_humanities", "mmlu"},
+    {"mmlu_social_sciences", "mmlu"}, {"mmlu_other", "mmlu"},
+};
+#define N_GROUPS ((int)(sizeof GROUP_TABLE / sizeof *GROUP_TABLE))
+
+int task_n_groups(void) { return N_GROUPS; }
+const char *task_group_name(int i) { return i >= 0 && i < N_GROUPS ? GROUP_TABLE[i].name : NULL; }
+const char *task_group_parent(const char *group) {
+    for (int i = 0; i < N_GROUPS; i++)
+        if (!strcmp(GROUP_TABLE[i].name, group)) return GROUP_TABLE[i].parent;
+    return NULL;
+}
+
+static int cmp_str(const void *a, const void *b) { return strcmp(*(const char *const *)a, *(const char *const *)b); }
+
+int task_subgroups(const char *group, const char *const **out) {
+    static const char *sub[N_GROUPS][N_GROUPS];
+    static int nsub[N_GROUPS], ready;
+    if (!ready) {   /* the harness reports a group's subgroups in alphabetical order */
+        for (int g = 0; g < N_GROUPS; g++) {
+            for (int i = 0; i < N_GROUPS; i++)
+                if (GROUP_TABLE[i].parent && !strcmp(GROUP_TABLE[i].parent, GROUP_TABLE[g].name))
+                    sub[g][nsub[g]++] = GROUP_TABLE[i].name;
+            qsort(sub[g], (size_t)nsub[g], sizeof *sub[g], cmp_str);
+        }
+        ready = 1;
+    }
+    for (int g = 0; g < N_GROUPS; g++)
+        if (!strcmp(GROUP_TABLE[g].name, group)) { *out = sub[g]; return nsub[g]; }
+    *out = NULL;
+    return 0;
+}
 
 int task_is_builtin(const char *name) {
     for (int i = 0; SIMPLE[i]; i++)
@@ -60,12 +93,12 @@ int task_is_builtin(const char *name) {
 }
 
 const char *const *task_builtin_names(void) {
-    static const char *all[sizeof SIMPLE / sizeof *SIMPLE + sizeof GROUPS / sizeof *GROUPS + N_MMLU];
+    static const char *all[sizeof SIMPLE / sizeof *SIMPLE + N_GROUPS + N_MMLU];
     static char names[N_MMLU][64];
     if (!all[0]) {
         int k = 0;
         for (int i = 0; SIMPLE[i]; i++) all[k++] = SIMPLE[i];
-        for (int i = 0; GROUPS[i]; i++) all[k++] = GROUPS[i];
+        for (int i = 0; i < N_GROUPS; i++) all[k++] = GROUP_TABLE[i].name;
         for (int i = 0; i < N_MMLU; i++) {
             snprintf(names[i], sizeof names[i], "mmlu_%s", MMLU[i].subject);
             all[k++] = names[i];
@@ -95,11 +128,8 @@ int task_expand(const char *list, char ***names, int *n, lop_err *e) {
         if (!*tok) continue;
         const char *cat = NULL;
         int group = 0;
-        if (!strcmp(tok, "mmlu")) group = 1;
-        else if (!strncmp(tok, "mmlu_", 5)) {
-            for (int i = 1; GROUPS[i]; i++)
-                if (!strcmp(tok, GROUPS[i])) { group = 1; cat = tok + 5; }
-        }
+        for (int i = 0; i < N_GROUPS; i++)   /* a category "mmlu_stem" holds the subjects of "stem" */
+            if (!strcmp(tok, GROUP_TABLE[i].name)) { group = 1; cat = GROUP_TABLE[i].parent ? tok + 5 : NULL; }
         if (group) {
             char buf[96];
             for (int i = 0; i < N_MMLU; i++)

@@ -77,6 +77,14 @@ void task_free(lop_task *t);
  * limit <= 0: all), then every shard_n-th document from the shard_i-th (shard_n <= 1: all). */
 void task_select(lop_task *t, double limit, int shard_i, int shard_n);
 
+/* The task groups (one table, task.c): "mmlu" and its four categories "mmlu_stem", ...
+ * task_group_parent: the group a group belongs to (NULL at the top); task_subgroups: a group's
+ * subgroups in the harness's report order (alphabetical), *out static. */
+int task_n_groups(void);
+const char *task_group_name(int i);
+const char *task_group_parent(const char *group);
+int task_subgroups(const char *group, const char *const **out);
+
 /* MMLU: the 57 subjects in the harness's order, and their category ("stem", "humanities",
  * "social_sciences", "other"). */
 int mmlu_n_subjects(void);
@@ -89,9 +97,9 @@ const char *mmlu_category(const char *subject);
  * replace "  " with " ". malloc'd. */
 char *hellaswag_preprocess(const char *text);
 /* Python's str.strip() (Unicode whitespace as str.isspace). malloc'd. */
-char *py_strip(const char *s);
+char *task_py_strip(const char *s);
 /* bytes of trailing whitespace (Python's str.rstrip() definition) at the end of s[0..len) */
-size_t py_trailing_space(const char *s, size_t len);
+size_t task_py_trailing_space(const char *s, size_t len);
 /* Number of code points in UTF-8 s (Python's len). */
 int utf8_len(const char *s);
 /* MMLU prompt for one question (no description, no few-shot): "{q.strip()}\nA. ..\nAnswer:" */
@@ -112,9 +120,9 @@ int argmax_first(const double *x, int n);
 /* Aggregates over n documents: mean and its standard error (sample std / sqrt(n), NaN when
  * n < 2, as the harness's "N/A"). Perplexity = exp(-mean ll), its stderr by the delta method
  * (ppl * std(ll) / sqrt(n); the harness bootstraps). */
-void agg_mean(const double *x, int n, double *mean, double *stderr_);
-void agg_perplexity(const double *ll, int n, double *ppl, double *stderr_);
+void task_agg_mean(const double *x, int n, double *mean, double *stderr_);
+void task_agg_perplexity(const double *ll, int n, double *ppl, double *stderr_);
 /* the harness's group aggregation: size-weighted mean and pooled_sample_stderr */
-void agg_group(const double *means, const double *stderrs, const int *sizes, int k, double *mean,
+void task_agg_group(const double *means, const double *stderrs, const int *sizes, int k, double *mean,
                double *stderr_);
 #endif

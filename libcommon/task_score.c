@@ -30,7 +30,7 @@ void task_score_doc(const lop_task *t, const task_doc *d, const double *ll, cons
     }
 }
 
-void agg_mean(const double *x, int n, double *mean, double *se) {
+void task_agg_mean(const double *x, int n, double *mean, double *se) {
     double s = 0;
     for (int i = 0; i < n; i++) s += x[i];
     double mu = n ? s / n : NAN;
@@ -41,14 +41,14 @@ void agg_mean(const double *x, int n, double *mean, double *se) {
     *se = sqrt(v / (n - 1)) / sqrt((double)n);
 }
 
-void agg_perplexity(const double *ll, int n, double *ppl, double *se) {
+void task_agg_perplexity(const double *ll, int n, double *ppl, double *se) {
     double mu, mse;
-    agg_mean(ll, n, &mu, &mse);
+    task_agg_mean(ll, n, &mu, &mse);
     *ppl = exp(-mu);
     *se = isnan(mse) ? NAN : *ppl * mse; /* delta method: d exp(-m) = exp(-m) dm */
 }
 
-void agg_group(const double *means, const double *ses, const int *sizes, int k, double *mean,
+void task_agg_group(const double *means, const double *ses, const int *sizes, int k, double *mean,
                double *se) {
     double s = 0, var = 0;
     long long N = 0;

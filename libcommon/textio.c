@@ -54,3 +54,8 @@ int text_read(const char *path, char **buf, size_t *len, lop_err *e) {
     }
     return 0;
 }
+
+int text_is_zstd(const void *p, size_t n) {
+    const unsigned char *u = p;
+    return n >= 4 && ((uint32_t)u[0] | (uint32_t)u[1] << 8 | (uint32_t)u[2] << 16 | (uint32_t)u[3] << 24) == ST_ZSTD_MAGIC;
+}

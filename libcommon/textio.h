@@ -13,4 +13,6 @@
 int text_read(const char *path, char **buf, size_t *len, lop_err *e);
 /* The same bytes without the NUL check (binary inputs that may be compressed). */
 int text_read_bytes(const char *path, char **buf, size_t *len, lop_err *e);
+/* The one "is this zstd" rule: the first bytes are zstd's frame magic number. */
+int text_is_zstd(const void *p, size_t n);
 #endif

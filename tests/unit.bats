@@ -1,23 +1,67 @@
 #!/usr/bin/env bats
-# Runs every C unit test (tests/unit/test_*.c), optimized and under ASan+UBSan.
+# The C unit tests (tests/unit/test_*.c): each binary is its own test, optimized and under
+# ASan+UBSan (make SAN=1). A new test_*.c needs its two lines here; the last test checks that.
 load helpers
 
-@test "C unit tests pass (optimized build)" {
-  n=0
-  for t in "$ROOT"/build/test_*; do
-    [ -x "$t" ] || continue
-    run "$t"; [ "$status" -eq 0 ] || { echo "$t failed:"; echo "$output"; return 1; }
-    n=$((n+1))
-  done
-  [ "$n" -gt 0 ] || skip "no unit tests built"
+unit() {   # unit DIR NAME
+  local t="$ROOT/$1/test_$2"
+  [ -x "$t" ] || skip "$1/test_$2 not built (make${3:+ $3} all)"
+  run "$t"
+  [ "$status" -eq 0 ] || { echo "$t failed:"; echo "$output"; return 1; }
 }
 
-@test "C unit tests pass under ASan+UBSan" {
-  n=0
-  for t in "$ROOT"/build-san/test_*; do
-    [ -x "$t" ] || continue
-    run "$t"; [ "$status" -eq 0 ] || { echo "$t failed:"; echo "$output"; return 1; }
-    n=$((n+1))
+@test "unit: test_calib" { unit build calib; }
+@test "unit under ASan+UBSan: test_calib" { unit build-san calib SAN=1; }
+
+@test "unit: test_config" { unit build config; }
+@test "unit under ASan+UBSan: test_config" { unit build-san config SAN=1; }
+
+@test "unit: test_dtype" { unit build dtype; }
+@test "unit under ASan+UBSan: test_dtype" { unit build-san dtype SAN=1; }
+
+@test "unit: test_gemm_bf16" { unit build gemm_bf16; }
+@test "unit under ASan+UBSan: test_gemm_bf16" { unit build-san gemm_bf16 SAN=1; }
+
+@test "unit: test_grad" { unit build grad; }
+@test "unit under ASan+UBSan: test_grad" { unit build-san grad SAN=1; }
+
+@test "unit: test_kd" { unit build kd; }
+@test "unit under ASan+UBSan: test_kd" { unit build-san kd SAN=1; }
+
+@test "unit: test_layers" { unit build layers; }
+@test "unit under ASan+UBSan: test_layers" { unit build-san layers SAN=1; }
+
+@test "unit: test_model" { unit build model; }
+@test "unit under ASan+UBSan: test_model" { unit build-san model SAN=1; }
+
+@test "unit: test_nn" { unit build nn; }
+@test "unit under ASan+UBSan: test_nn" { unit build-san nn SAN=1; }
+
+@test "unit: test_optim" { unit build optim; }
+@test "unit under ASan+UBSan: test_optim" { unit build-san optim SAN=1; }
+
+@test "unit: test_prune" { unit build prune; }
+@test "unit under ASan+UBSan: test_prune" { unit build-san prune SAN=1; }
+
+@test "unit: test_safetensors" { unit build safetensors; }
+@test "unit under ASan+UBSan: test_safetensors" { unit build-san safetensors SAN=1; }
+
+@test "unit: test_sample" { unit build sample; }
+@test "unit under ASan+UBSan: test_sample" { unit build-san sample SAN=1; }
+
+@test "unit: test_tasks" { unit build tasks; }
+@test "unit under ASan+UBSan: test_tasks" { unit build-san tasks SAN=1; }
+
+@test "unit: test_tokenizer" { unit build tokenizer; }
+@test "unit under ASan+UBSan: test_tokenizer" { unit build-san tokenizer SAN=1; }
+
+@test "unit: test_train" { unit build train; }
+@test "unit under ASan+UBSan: test_train" { unit build-san train SAN=1; }
+
+
+@test "unit: every tests/unit/test_*.c has its tests in this file" {
+  for f in "$ROOT"/tests/unit/test_*.c; do
+    n=$(basename "$f" .c)
+    grep -q "unit build ${n#test_};" "$BATS_TEST_FILENAME" || { echo "$n is not listed in tests/unit.bats"; return 1; }
   done
-  [ "$n" -gt 0 ] || skip "no sanitizer unit tests built (make SAN=1)"
 }

@@ -64,7 +64,7 @@ void note(const char *fmt, ...) {
     va_end(ap);
 }
 
-void warn(const char *fmt, ...) {
+void tool_warn(const char *fmt, ...) {
     va_list ap; va_start(ap, fmt);
     fprintf(stderr, "%s: warning: ", g_tool);
     vfprintf(stderr, fmt, ap);
@@ -119,7 +119,7 @@ void tool_check_context(const char *what, long long n, int max_pos) {
             what, n, max_pos);
     static int warned;
     if (!warned++)
-        warn("%s: %lld positions, past max_position_embeddings %d (--allow-long-context): rope runs "
+        tool_warn("%s: %lld positions, past max_position_embeddings %d (--allow-long-context): rope runs "
              "as the config says, unchanged beyond it; expect degraded numbers", what, n, max_pos);
 }
 
@@ -147,7 +147,11 @@ void emit_json(cJSON *obj, int stdout_is_data) {
     if (bad) die(1, "writing the JSON lines failed");
 }
 
-void emit(cJSON *obj) { emit_json(obj, 0); }
+static int g_stdout_data;   /* the tool said stdout carries its data (tool_stdout_is_data) */
+
+void tool_stdout_is_data(int on) { g_stdout_data = on; }
+
+void emit(cJSON *obj) { emit_json(obj, g_stdout_data); }
 
 double now_seconds(void) {
     struct timespec ts;

@@ -80,7 +80,7 @@ _Noreturn void die_err(const lop_err *e);
 /* Informational message on stderr ("tool: ...") unless -q. */
 void note(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Warning on stderr ("tool: warning: ..."), even with -q. */
-void warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void tool_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* Print one JSON object as a line on stdout (or the --log FILE), flush, free it; the provenance
  * line goes first (provenance.h). Exits 1 on a write error. */
@@ -90,6 +90,9 @@ void emit(cJSON *obj);
 FILE *json_stream(int stdout_is_data);
 /* emit() to json_stream(stdout_is_data) */
 void emit_json(cJSON *obj, int stdout_is_data);
+/* A tool whose stdout carries its data (-o -) may say so once: emit() then follows json_stream(1)
+ * (layer-merge's two paths share its lines this way). */
+void tool_stdout_is_data(int on);
 /* 4022468096 -> "4,022,468,096" in buf[n] (parameter counts to the unit, readable) */
 const char *commas(int64_t v, char *buf, size_t n);
 /* Parse helpers that die with exit 2 on bad values, naming the option. */

@@ -426,7 +426,7 @@ void train_cli_loop(const train_args *a, train_run *r, const train_hooks *h) {
         opts = run_options(a, r, h);
         cJSON *was = cJSON_GetObjectItem(st, "options");
         if (!cJSON_IsObject(was)) {
-            warn("%s records no options (an older checkpoint): the run cannot be checked to match it", dir);
+            tool_warn("%s records no options (an older checkpoint): the run cannot be checked to match it", dir);
         } else {
             char diff[2048];
             int nd = diff_options(was, opts, start >= total, diff, sizeof diff);
@@ -434,7 +434,7 @@ void train_cli_loop(const train_args *a, train_run *r, const train_hooks *h) {
                 die(2, "--resume %s: %d option%s from the checkpoint's run, so the result would "
                        "not be the one it started: %s (-f/--force continues anyway)",
                     dir, nd, nd > 1 ? "s differ" : " differs", diff);
-            if (nd) warn("--resume %s with different options (--force): %s", dir, diff);
+            if (nd) tool_warn("--resume %s with different options (--force): %s", dir, diff);
         }
         note("resuming from %s at step %lld", dir, (long long)start);
         cJSON_Delete(st); free(js); free(dir);

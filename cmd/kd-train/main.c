@@ -77,7 +77,7 @@ static void same_tokenizer(const char *const *a, int na, const char *an, const c
                    "'%s' in %s); distillation needs a shared tokenizer", i, x, an, y, bn);
     }
     if (na != nb)
-        warn("tokenizer sizes differ (%d in %s, %d in %s); the first %d tokens agree", na, an, nb,
+        tool_warn("tokenizer sizes differ (%d in %s, %d in %s); the first %d tokens agree", na, an, nb,
              bn, n);
 }
 
@@ -91,7 +91,7 @@ static lop_tokenizer *load_tok(const st_model *st, const char *path) {
 static int shared_vocab(int vs, int vt, const char *what) {
     if (vs == vt) return vs;
     int v = vs < vt ? vs : vt;
-    warn("vocabulary sizes differ (student %d, %s %d): distilling over the %d shared ids", vs, what,
+    tool_warn("vocabulary sizes differ (student %d, %s %d): distilling over the %d shared ids", vs, what,
          vt, v);
     return v;
 }
@@ -114,7 +114,7 @@ static int check_pair(const char *student, const char *const *ts, int nts, const
         same_tokenizer(ss, ns, student, ts, nts, tname);
         free(ss);
     } else {
-        warn("cannot compare tokenizers (%s has none)", stok ? tname : student);
+        tool_warn("cannot compare tokenizers (%s has none)", stok ? tname : student);
     }
     if (stok) tok_free(stok);
     int V = shared_vocab(sc.vocab, vt, what);

@@ -35,12 +35,6 @@ static void usage(FILE *f) {
 
 enum { OPT_DROP = 1, OPT_KEEP, OPT_SCORES, OPT_N, OPT_PERCENT, OPT_SHARD, OPT_ZSTD };
 
-static FILE *g_json;   /* stdout, or stderr when stdout carries the tensor stream */
-
-static void out_json(cJSON *o) {
-    emit_json(o, g_json != stdout);
-}
-
 static void on_bytes(void *user, uint64_t bytes) { progress_update(user, bytes / 1e6); }
 
 int main(int argc, char **argv) {
@@ -87,13 +81,13 @@ int main(int argc, char **argv) {
     if (out_is_folder(out)) out_source_usable(model);
     tool_apply_threads();
     setlocale(LC_NUMERIC, "C");
-    g_json = strcmp(out, "-") ? stdout : stderr;
+    tool_stdout_is_data(!strcmp(out, "-"));
 
     lop_err e;
     lop_surgery s;
     if (surgery_open(&s, model, &e)) die_err(&e);
     int L = s.n_layers;
-    if (!s.has_cfg) warn("%s has no config.json: layers found by name (%s*), no config written", model, s.prefix);
+    if (!s.has_cfg) tool_warn("%s has no config.json: layers found by name (%s*), no config written", model, s.prefix);
 
     /* the set of dropped layers */
     uint8_t *gone = calloc(L ? L : 1, 1);
@@ -102,7 +96,7 @@ int main(int argc, char **argv) {
     if (drop || keep) {
         int dup;
         if (parse_ranges_dup(drop ? drop : keep, L, &v, &nv, &dup, &e)) die_usage("%s: %s", drop ? "--drop" : "--keep", e.msg);
-        if (dup >= 0) warn("%s %s: layer %d is listed more than once", drop ? "--drop" : "--keep", drop ? drop : keep, dup);
+        if (dup >= 0) tool_warn("%s %s: layer %d is listed more than once", drop ? "--drop" : "--keep", drop ? drop : keep, dup);
         for (int i = 0; i < L; i++) gone[i] = keep ? 1 : 0;
         for (int i = 0; i < nv; i++) gone[v[i]] = drop ? 1 : 0;
     } else {
@@ -151,7 +145,7 @@ int main(int argc, char **argv) {
         cJSON_AddStringToObject(o, "action", "drop");
         cJSON_AddNumberToObject(o, "layer", l);
         cJSON_AddNumberToObject(o, "params", (double)plan.layer_params[l]);
-        out_json(o);
+        emit(o);
         if (ll + 16 < sizeof list) ll += snprintf(list + ll, sizeof list - ll, "%s%d", ll ? "," : "", l);
     }
     double red = plan.params_in ? 1.0 - (double)plan.params_out / (double)plan.params_in : 0;
@@ -162,7 +156,7 @@ int main(int argc, char **argv) {
     cJSON_AddNumberToObject(o, "params_after", (double)plan.params_out);
     cJSON_AddNumberToObject(o, "reduction", red);
     cJSON_AddStringToObject(o, "output", out);
-    out_json(o);
+    emit(o);
     char a[32], b[32];
     note("dropped %d of %d layers (%s): %s \xe2\x86\x92 %s (%.2f%%)", L - nkeep, L, list,
          commas(plan.params_in, a, sizeof a), commas(plan.params_out, b, sizeof b), 100 * red);

@@ -8,6 +8,7 @@
  * absorbed layers are skipped by the forward's skip mask, so a trial costs one forward over the
  * calibration set and no copy of the model. */
 #include "laco.h"
+#include "report.h"
 #include "calib.h"
 #include "model.h"
 #include "tokenizer.h"
@@ -249,7 +250,7 @@ int laco_run(const char *model, const char *out, const laco_opts *o, const st_wr
         cJSON_AddNumberToObject(j, "similarity", sim);
         cJSON_AddBoolToObject(j, "accepted", ok);
         cJSON_AddNumberToObject(j, "layers_now", ok ? ncur - mcount : ncur);
-        out_json(j);
+        emit(j);
         if (ok) {
             acc++;
             for (int k = 0; k < NKIND; k++) if (nb[k]) { free(own[cur[lay]].buf[k]); own[cur[lay]].buf[k] = nb[k]; }
@@ -279,7 +280,7 @@ int laco_run(const char *model, const char *out, const laco_opts *o, const st_wr
     if (write_model(m, alive, own, orig, out, wo, &pb, &pa, e)) return -1;
     cJSON *j = cJSON_CreateObject();
     cJSON_AddStringToObject(j, "action", "laco");
-    cJSON_AddStringToObject(j, "rule", rule_name(o->rule));
+    cJSON_AddStringToObject(j, "rule", lm_rule_name(o->rule));
     cJSON_AddNumberToObject(j, "iterations", iters);
     cJSON_AddNumberToObject(j, "merges_accepted", acc);
     cJSON_AddNumberToObject(j, "merges_rejected", rej);
@@ -292,8 +293,8 @@ int laco_run(const char *model, const char *out, const laco_opts *o, const st_wr
     }
     cJSON_AddNumberToObject(j, "calibration_samples", c.cal.n);
     cJSON_AddNumberToObject(j, "calibration_tokens", (double)c.cal.tokens);
-    out_json(j);
-    summary(n0, ncur, pb, pa, out);
+    emit(j);
+    lm_summary(n0, ncur, pb, pa, out);
     for (int l = 0; l < n0; l++) for (int k = 0; k < NKIND; k++) free(own[l].buf[k]);
     free(own); free(orig); free(cur); free(alive); free(c.skip);
     free(c.ref); free(c.cur); free(c.b_first); free(c.b_count); free(c.s_off);

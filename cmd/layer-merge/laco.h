@@ -21,8 +21,4 @@ int laco_run(const char *model, const char *out, const laco_opts *o, const st_wr
              lop_err *e);
 
 /* main.c */
-extern FILE *g_json;
-void out_json(cJSON *o);
-const char *rule_name(lop_merge_rule r);
-void summary(int lb, int la, int64_t pb, int64_t pa, const char *out);
 #endif

@@ -3,6 +3,7 @@
  * (--laco, on the forward engine). */
 #include "laco.h"
 #include "layers.h"
+#include "report.h"
 #include "parse.h"
 #include "outpath.h"
 #include "tool.h"
@@ -50,31 +51,6 @@ static void usage(FILE *f) {
 enum { OPT_MERGE = 1, OPT_AVERAGE, OPT_REPLACE, OPT_LACO, OPT_MAXC, OPT_DATA, OPT_SAMPLES,
        OPT_CTX, OPT_LINES, OPT_SHARD, OPT_ZSTD };
 
-FILE *g_json;
-
-void out_json(cJSON *o) {
-    emit_json(o, g_json != stdout);
-}
-
-const char *rule_name(lop_merge_rule r) {
-    return r == LMERGE_AVERAGE ? "average" : r == LMERGE_REPLACE ? "replace" : "rdsc";
-}
-
-void summary(int lb, int la, int64_t pb, int64_t pa, const char *out) {
-    double red = pb ? 1.0 - (double)pa / (double)pb : 0;
-    cJSON *o = cJSON_CreateObject();
-    cJSON_AddNumberToObject(o, "layers_before", lb);
-    cJSON_AddNumberToObject(o, "layers_after", la);
-    cJSON_AddNumberToObject(o, "params_before", (double)pb);
-    cJSON_AddNumberToObject(o, "params_after", (double)pa);
-    cJSON_AddNumberToObject(o, "reduction", red);
-    cJSON_AddStringToObject(o, "output", out);
-    out_json(o);
-    char a[32], b[32];
-    note("%d \xe2\x86\x92 %d layers: %s \xe2\x86\x92 %s (%.2f%%)", lb, la, commas(pb, a, sizeof a),
-         commas(pa, b, sizeof b), 100 * red);
-}
-
 static void on_bytes(void *user, uint64_t bytes) { progress_update(user, bytes / 1e6); }
 
 static int cmp_pair(const void *a, const void *b) {
@@ -88,7 +64,7 @@ static void merge_fixed(const char *model, const char *out, int (*pairs)[2], int
     lop_err e;
     lop_surgery s;
     if (surgery_open(&s, model, &e)) die_err(&e);
-    if (!s.has_cfg) warn("%s has no config.json: layers found by name (%s*), no config written", model, s.prefix);
+    if (!s.has_cfg) tool_warn("%s has no config.json: layers found by name (%s*), no config written", model, s.prefix);
     qsort(pairs, np, sizeof *pairs, cmp_pair);
     int *first = malloc(np * sizeof *first), *last = malloc(np * sizeof *last);
     if (!first || !last) die(1, "out of memory");
@@ -112,11 +88,11 @@ static void merge_fixed(const char *model, const char *out, int (*pairs)[2], int
         int ab[2] = {map.first[j], map.last[j]};
         cJSON_AddItemToObject(o, "layers", cJSON_CreateIntArray(ab, 2));
         cJSON_AddNumberToObject(o, "into", j);
-        cJSON_AddStringToObject(o, "rule", rule_name(rule));
+        cJSON_AddStringToObject(o, "rule", lm_rule_name(rule));
         cJSON_AddNumberToObject(o, "params", (double)p);
-        out_json(o);
+        emit(o);
     }
-    summary(s.n_layers, map.n_out, plan.params_in, plan.params_out, out);
+    lm_summary(s.n_layers, map.n_out, plan.params_in, plan.params_out, out);
     layer_plan_free(&plan);
     layer_map_free(&map);
     surgery_close(&s);
@@ -193,7 +169,7 @@ int main(int argc, char **argv) {
     out_check();
     if (out_is_folder(out)) out_source_usable(model);
     tool_apply_threads();
-    g_json = strcmp(out, "-") ? stdout : stderr;
+    tool_stdout_is_data(!strcmp(out, "-"));
     if (laco) {
         lc.rule = rule;
         lop_err e;

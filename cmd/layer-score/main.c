@@ -298,7 +298,7 @@ int main(int argc, char **argv) {
     prov_input("data", data);
     if (lop_model_open(&s.m, model, &e)) die_err(&e);
     if (gemm != LOP_GEMM_F32 && lop_model_set_gemm(s.m, gemm) != gemm)
-        warn("--gemm bf16: this CPU has no AVX512-BF16; computing in float32");
+        tool_warn("--gemm bf16: this CPU has no AVX512-BF16; computing in float32");
     if (!ctx_set && s.m->cfg.max_pos > 0 && co.ctx > s.m->cfg.max_pos) co.ctx = s.m->cfg.max_pos;
     {   /* an explicit --ctx past the model's context is refused (tool_check_context) */
         char what[48];

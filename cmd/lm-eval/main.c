@@ -25,6 +25,19 @@
 #include "provenance.h"
 
 static void usage(FILE *f) {
+    /* the groups from libcommon's one table (task.h), wrapped under --tasks */
+    char groups[512] = "";
+    int n = 0, col = 26;
+    for (int i = 0; i < task_n_groups() && n < (int)sizeof groups - 128; i++) {
+        const char *g = task_group_name(i);
+        char item[96];
+        if (task_group_parent(g)) snprintf(item, sizeof item, "%s,", g);
+        else snprintf(item, sizeof item, "%s (%d %s_<subject> tasks),", g, mmlu_n_subjects(), g);
+        int wrap = i && col + 1 + (int)strlen(item) > 96;
+        n += snprintf(groups + n, sizeof groups - (size_t)n, wrap ? "\n%26s%s" : i ? "%s %s" : "%s%s", "", item);
+        col = wrap ? 26 + (int)strlen(item) : col + 1 + (int)strlen(item);
+    }
+    if (n > 0) groups[n - 1] = 0;   /* the last ',' */
     fprintf(f,
         "usage: lm-eval -m MODEL --tasks LIST [options]\n"
         "       lm-eval --merge A.json B.json ... [--output FILE] [--compare BASE.json]\n"
@@ -35,8 +48,7 @@ static void usage(FILE *f) {
         "      --tokenizer PATH    tokenizer.json or its folder (default: the model's folder)\n"
         "      --tasks LIST        comma-separated tasks and groups: hellaswag, piqa, arc_easy,\n"
         "                          arc_challenge, openbookqa, copa, boolq, winogrande, lambada_openai,\n"
-        "                          mmlu (57 mmlu_<subject> tasks), mmlu_stem, mmlu_humanities,\n"
-        "                          mmlu_social_sciences, mmlu_other, mmlu_<subject>\n"
+        "                          %s, mmlu_<subject>\n"
         "      --list-tasks        print every built-in task and group name, then exit (also:\n"
         "                          --tasks list)\n"
         "      --data-dir DIR      the eval data folder (default: $LOP_EVAL_DATA, else\n"
@@ -64,7 +76,7 @@ static void usage(FILE *f) {
         "--num_fewshot, --output_path FILE, --log_samples FILE, --batch_size N|auto (accepted; results\n"
         "never depend on batching), --tasks list. --ctx and --seq-len mean --max-length. The table\n"
         "goes to stdout when stdout is a terminal, else to stderr.\n\n"
-        TOOL_COMMON_HELP);
+        TOOL_COMMON_HELP, groups);
 }
 
 enum { O_TASKS = 0x100, O_DATA, O_TASKFILE, O_LIMIT, O_FEWSHOT, O_LOGS, O_SHARD, O_COMPARE,
@@ -271,7 +283,7 @@ static void run_eval(const args *a) {
     lop_model *m;
     if (lop_model_open(&m, a->model, &e)) die_err(&e);
     if (a->gemm != LOP_GEMM_F32 && lop_model_set_gemm(m, a->gemm) != a->gemm)
-        warn("--gemm bf16: this CPU has no AVX512-BF16; computing in float32");
+        tool_warn("--gemm bf16: this CPU has no AVX512-BF16; computing in float32");
     lop_tokenizer *tok;
     char *tp = tokenizer_path(a);
     if (tok_load(&tok, tp, &e)) die_err(&e);

@@ -36,23 +36,25 @@ int tres_metrics(const tres *t, mval out[3]) {
     int k = 0;
     if (t->metrics & MET_PPL) {
         out[k] = (mval){"perplexity", 0, 0, t->n, 0};
-        agg_perplexity(t->ll, t->n, &out[k].value, &out[k].se);
+        task_agg_perplexity(t->ll, t->n, &out[k].value, &out[k].se);
         k++;
     }
     if (t->metrics & MET_ACC) {
         out[k] = (mval){"acc", 0, 0, t->n, 1};
-        agg_mean(t->acc, t->n, &out[k].value, &out[k].se);
+        task_agg_mean(t->acc, t->n, &out[k].value, &out[k].se);
         k++;
     }
     if (t->metrics & MET_ACC_NORM) {
         out[k] = (mval){"acc_norm", 0, 0, t->n, 1};
-        agg_mean(t->acc_norm, t->n, &out[k].value, &out[k].se);
+        task_agg_mean(t->acc_norm, t->n, &out[k].value, &out[k].se);
         k++;
     }
     return k;
 }
 
-static const char *const CATS[] = {"mmlu_humanities", "mmlu_other", "mmlu_social_sciences", "mmlu_stem"};
+/* mmlu's categories in the harness's report order, from libcommon's group table (task.h) */
+static int n_cats(void) { const char *const *v; return task_subgroups("mmlu", &v); }
+static const char *cat_name(int c) { const char *const *v; task_subgroups("mmlu", &v); return v[c]; }
 
 static int cat_has_members(const res_set *rs, const char *cat) {
     for (int i = 0; i < rs->nt; i++)
@@ -70,10 +72,10 @@ int group_metrics(const res_set *rs, const char *group, mval out[3], int *size) 
     const char *metric = "acc";
     *size = 0;
     if (is_top) {
-        for (int c = 0; c < 4; c++) {
+        for (int c = 0; c < n_cats(); c++) {
             mval m[3];
             int sz;
-            if (!cat_has_members(rs, CATS[c]) || group_metrics(rs, CATS[c], m, &sz) < 1) continue;
+            if (!cat_has_members(rs, cat_name(c)) || group_metrics(rs, cat_name(c), m, &sz) < 1) continue;
             means[nm] = m[0].value; ses[nm] = m[0].se; sizes[nm] = sz; nm++;
         }
     } else {
@@ -89,7 +91,7 @@ int group_metrics(const res_set *rs, const char *group, mval out[3], int *size) 
     }
     if (nm == 0) return 0;
     out[k] = (mval){metric, 0, 0, 0, 1};
-    agg_group(means, ses, sizes, nm, &out[k].value, &out[k].se);
+    task_agg_group(means, ses, sizes, nm, &out[k].value, &out[k].se);
     for (int i = 0; i < nm; i++) *size += sizes[i];
     out[k].n = *size;
     k++;
@@ -104,10 +106,10 @@ int res_group_rows(const res_set *rs, const char ***names) {
         for (int i = 0; i < n; i++) dup |= !strcmp(rows[i], rs->groups[g]);
         if (!dup) rows[n++] = rs->groups[g];
         if (!strcmp(rs->groups[g], "mmlu"))
-            for (int c = 0; c < 4; c++) {
+            for (int c = 0; c < n_cats(); c++) {
                 dup = 0;
-                for (int i = 0; i < n; i++) dup |= !strcmp(rows[i], CATS[c]);
-                if (!dup && cat_has_members(rs, CATS[c])) rows[n++] = CATS[c];
+                for (int i = 0; i < n; i++) dup |= !strcmp(rows[i], cat_name(c));
+                if (!dup && cat_has_members(rs, cat_name(c))) rows[n++] = cat_name(c);
             }
     }
     *names = rows;
@@ -181,8 +183,8 @@ cJSON *res_to_json(const res_set *rs) {
     for (int g = 0; g < ngr; g++) {
         cJSON *a = cJSON_AddArrayToObject(gs, gnames[g]);
         if (!strcmp(gnames[g], "mmlu")) {
-            for (int c = 0; c < 4; c++)
-                if (cat_has_members(rs, CATS[c])) cJSON_AddItemToArray(a, cJSON_CreateString(CATS[c]));
+            for (int c = 0; c < n_cats(); c++)
+                if (cat_has_members(rs, cat_name(c))) cJSON_AddItemToArray(a, cJSON_CreateString(cat_name(c)));
         } else
             for (int i = 0; i < rs->nt; i++)
                 if (!strcmp(rs->t[i].group, gnames[g])) cJSON_AddItemToArray(a, cJSON_CreateString(rs->t[i].name));
@@ -497,16 +499,16 @@ void res_print_table(const res_set *rs, FILE *f) {
         int k = group_metrics(rs, g[i], m, &sz);
         if (!k) continue;
         n = add_rows(rows, n, g[i], top ? 2 : 1, -1, m, k);
-        for (int c = 0; c < 4; c++) {
-            if (top ? !cat_has_members(rs, CATS[c]) : strcmp(g[i], CATS[c])) continue;
+        for (int c = 0; c < n_cats(); c++) {
+            if (top ? !cat_has_members(rs, cat_name(c)) : strcmp(g[i], cat_name(c))) continue;
             if (top) {
-                snprintf(name, sizeof name, " - %s", CATS[c] + 5);
+                snprintf(name, sizeof name, " - %s", cat_name(c) + 5);
                 for (char *p = name; *p; p++) if (*p == '_') *p = ' ';
-                k = group_metrics(rs, CATS[c], m, &sz);
+                k = group_metrics(rs, cat_name(c), m, &sz);
                 n = add_rows(rows, n, name, 1, -1, m, k);
             }
             for (int t = 0; t < rs->nt; t++) {
-                if (strcmp(rs->t[t].group, CATS[c])) continue;
+                if (strcmp(rs->t[t].group, cat_name(c))) continue;
                 snprintf(name, sizeof name, "%s- %s", top ? "  " : " ", rs->t[t].name + 5);
                 k = tres_metrics(&rs->t[t], m);
                 n = add_rows(rows, n, name, rs->t[t].version, rs->t[t].num_fewshot, m, k);

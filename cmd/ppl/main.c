@@ -14,8 +14,8 @@
 #include "tokenizer.h"
 #include "outpath.h"
 #include "tool.h"
+#include "kl.h"
 #include "provenance.h"
-#include "topk_file.h"
 
 static void usage(FILE *f) {
     fprintf(f,
@@ -31,7 +31,8 @@ static void usage(FILE *f) {
         "                        only each chunk's second half scored\n"
         "      --lines           each line is its own sequence (BOS + line; windows if longer than ctx)\n"
         "      --per-token       also print {\"pos\",\"id\",\"nll\"} for every scored token\n"
-        "      --save-logits FILE  store the top-k log-probs of every scored token (zstd)\n"
+        "      --save-logits FILE  store the top-k log-probs of every scored token (lop's top-k\n"
+        "                        format, as kd-train --save-teacher; zstd blocks)\n"
         "      --kl-base FILE    compare with a base run saved by --save-logits on the same tokens\n"
         "      --topk K          k for --save-logits (default 64)\n"
         "      --batch-tokens N  tokens per forward pass (default: max(ctx, 2048))\n"
@@ -55,19 +56,15 @@ static double stat_se(const stats *s) {
     return v > 0 ? sqrt(v / s->n) : 0;
 }
 
-/* the KL comparison: base records for the rows of one forward, and the current model's
- * log-probs at the base's top-k ids (gathered by the head's block callback) */
+/* the KL comparison: the base rows of one forward, and the current model's logits at the
+ * base's top-k ids (gathered by the head's block callback) */
 typedef struct klctx {
     int k;
-    int *rec_of_row;      /* [N] record slot of a packed row, -1 */
-    int32_t *sid;         /* [slots, k] base ids sorted ascending */
-    int *sperm;           /* [slots, k] their index in the base record */
-    float *blp;           /* [slots, k] base log-probs (record order) */
-    int32_t *btarget;     /* [slots] */
-    float *btlp;          /* [slots] */
-    int32_t *btop1;       /* [slots] */
-    float *cur;           /* [slots, k] current logits at the base ids (record order) */
-    int cap;
+    int *rec_of_row;      /* [N] slot of a packed row, -1 */
+    ppl_base_row *rec;    /* [slots] (ids/lp point into copies below) */
+    int32_t *sid;         /* [slots, k] base ids, ascending */
+    float *blp;           /* [slots, k] base log-probs */
+    float *cur;           /* [slots, k] current logits at the base ids */
 } klctx;
 
 static int kl_block(void *u, int v0, int nv, const float *lg, int rows, const int *row) {
@@ -79,7 +76,7 @@ static int kl_block(void *u, int v0, int nv, const float *lg, int rows, const in
         int lo = 0, hi = c->k; /* first id >= v0 */
         while (lo < hi) { int mid = (lo + hi) / 2; if (ids[mid] < v0) lo = mid + 1; else hi = mid; }
         for (int j = lo; j < c->k && ids[j] < v0 + nv; j++)
-            c->cur[(size_t)s * c->k + c->sperm[(size_t)s * c->k + j]] = lg[(size_t)r * nv + ids[j] - v0];
+            c->cur[(size_t)s * c->k + j] = lg[(size_t)r * nv + ids[j] - v0];
     }
     return 0;
 }
@@ -145,7 +142,7 @@ int main(int argc, char **argv) {
     lop_model *m;
     if (lop_model_open(&m, model, &e)) die_err(&e);
     if (gemm != LOP_GEMM_F32 && lop_model_set_gemm(m, gemm) != gemm)
-        warn("--gemm bf16: this CPU has no AVX512-BF16; computing in float32");
+        tool_warn("--gemm bf16: this CPU has no AVX512-BF16; computing in float32");
     const char *tokdir = m->st->source_dir ? m->st->source_dir : model;
     lop_tokenizer *tk;
     if (tok_load(&tk, tokdir, &e)) die_err(&e);
@@ -247,15 +244,12 @@ int main(int argc, char **argv) {
     }
 
     /* outputs */
-    topk_writer *tw = NULL;
-    topk_reader *tr = NULL;
-    int kb = 0;
-    if (save && topk_writer_open(&tw, save, topk, m->cfg.vocab, &e)) die_err(&e);
-    if (klbase) {
-        int vb;
-        if (topk_reader_open(&tr, klbase, &kb, &vb, &e)) die_err(&e);
-        if (vb != m->cfg.vocab) die(1, "%s: saved with a vocabulary of %d, this model has %d", klbase, vb, m->cfg.vocab);
-    }
+    ppl_saver *tw = NULL;
+    ppl_base *tr = NULL;
+    int kb = 0, has_base_lp = 1;
+    if (topk > m->cfg.vocab) topk = m->cfg.vocab;
+    if (save && ppl_saver_open(&tw, save, m->cfg.vocab, topk, model, &e)) die_err(&e);
+    if (klbase && ppl_base_open(&tr, klbase, m->cfg.vocab, &kb, &e)) die_err(&e);
     int K = tw ? topk : 0;
     stats st = {0}, kls = {0}, base = {0};
     int64_t top1_same = 0;
@@ -267,23 +261,20 @@ int main(int argc, char **argv) {
     float *lp = malloc(sizeof(float) * N), *lse = malloc(sizeof(float) * N);
     uint8_t *sel = malloc(N);
     int *blen = malloc(sizeof(int) * N);
-    int32_t *kid = K ? malloc(sizeof(int32_t) * (size_t)N * K) : NULL;
+    int32_t *kid = K ? malloc(sizeof(int32_t) * (size_t)N * K) : NULL, *counted = malloc(sizeof(int32_t) * N);
+    double *klw = tr ? malloc(sizeof(double) * 5 * ((size_t)kb + 1)) : NULL;
     float *klg = K ? malloc(sizeof(float) * (size_t)N * K) : NULL;
     klctx kc = {0};
     if (tr) {
         kc.k = kb;
         kc.rec_of_row = malloc(sizeof(int) * N);
+        kc.rec = malloc(sizeof(ppl_base_row) * N);
         kc.sid = malloc(sizeof(int32_t) * (size_t)N * kb);
-        kc.sperm = malloc(sizeof(int) * (size_t)N * kb);
         kc.blp = malloc(sizeof(float) * (size_t)N * kb);
         kc.cur = malloc(sizeof(float) * (size_t)N * kb);
-        kc.btarget = malloc(sizeof(int32_t) * N);
-        kc.btlp = malloc(sizeof(float) * N);
-        kc.btop1 = malloc(sizeof(int32_t) * N);
-        if (!kc.rec_of_row || !kc.sid || !kc.sperm || !kc.blp || !kc.cur || !kc.btarget || !kc.btlp || !kc.btop1)
-            die(1, "out of memory");
+        if (!kc.rec_of_row || !kc.rec || !kc.sid || !kc.blp || !kc.cur || !klw) die(1, "out of memory");
     }
-    if (!bids || !tg || !am || !lp || !lse || !sel || !blen || (K && (!kid || !klg))) die(1, "out of memory");
+    if (!bids || !tg || !am || !lp || !lse || !sel || !blen || !counted || (K && (!kid || !klg))) die(1, "out of memory");
 
     progress pr;
     progress_start(&pr, "ppl", (double)total, "tok");
@@ -311,26 +302,21 @@ int main(int argc, char **argv) {
             for (int r = 0; r < rows; r++) {
                 kc.rec_of_row[r] = -1;
                 if (!sel[r]) continue;
-                topk_rec rec;
-                int got = topk_reader_next(tr, &rec, &e);
+                if (done + slots >= total) continue;   /* past --max-tokens: not compared */
+                ppl_base_row rec;
+                int got = ppl_base_next(tr, &rec, &e);
                 if (got < 0) die_err(&e);
                 if (got == 0) die(1, "%s: fewer saved tokens than this run scores", klbase);
                 if (rec.target != tg[r]) die(1, "%s: saved token %lld is id %d, this run's is %d (not the same text/tokenizer/options?)",
                                              klbase, (long long)(done + slots), rec.target, tg[r]);
                 int sl = slots++;
                 kc.rec_of_row[r] = sl;
-                kc.btarget[sl] = rec.target;
-                kc.btlp[sl] = rec.target_lp;
-                kc.btop1[sl] = rec.id[0];
-                int32_t *sid = kc.sid + (size_t)sl * kb;
-                int *pm = kc.sperm + (size_t)sl * kb;
+                /* copies: the next block read may replace the rows ppl_base_next points into */
+                memcpy(kc.sid + (size_t)sl * kb, rec.id, sizeof(int32_t) * kb);
                 memcpy(kc.blp + (size_t)sl * kb, rec.lp, sizeof(float) * kb);
-                for (int j = 0; j < kb; j++) { /* insertion sort by id, k is small */
-                    int i = j;
-                    while (i > 0 && sid[i - 1] > rec.id[j]) { sid[i] = sid[i - 1]; pm[i] = pm[i - 1]; i--; }
-                    sid[i] = rec.id[j];
-                    pm[i] = j;
-                }
+                rec.id = kc.sid + (size_t)sl * kb;
+                rec.lp = kc.blp + (size_t)sl * kb;
+                kc.rec[sl] = rec;
                 for (int j = 0; j < kb; j++) kc.cur[(size_t)sl * kb + j] = NAN;
             }
         }
@@ -345,7 +331,9 @@ int main(int argc, char **argv) {
         for (int si = s0; si < s1; si++) {
             const seg *s = &pl.s[si];
             for (int t = 0; t < s->n; t++, r++) {
+                counted[r] = -1;
                 if (!sel[r] || done >= total) continue;
+                counted[r] = tg[r];
                 double nll = -lp[r];
                 stat_add(&st, nll);
                 done++;
@@ -357,27 +345,14 @@ int main(int argc, char **argv) {
                     cJSON_AddNumberToObject(o, "nll", nll);
                     emit(o);
                 }
-                if (tw) {
-                    for (int j = 0; j < K; j++) klg[(size_t)r * K + j] -= lse[r];
-                    topk_rec rec = {tg[r], lp[r], kid + (size_t)r * K, klg + (size_t)r * K};
-                    if (topk_writer_put(tw, &rec, &e)) die_err(&e);
-                }
                 if (tr) {
                     int sl = kc.rec_of_row[r];
-                    const float *bl = kc.blp + (size_t)sl * kb, *cl = kc.cur + (size_t)sl * kb;
-                    double kl = 0, pb = 0, qb = 0;
-                    for (int j = 0; j < kb; j++) {
-                        double p = exp((double)bl[j]), lq = cl[j] - lse[r];
-                        kl += p * (bl[j] - lq);
-                        pb += p;
-                        qb += exp(lq);
-                    }
-                    double pr_ = 1 - pb, qr = 1 - qb;
-                    if (pr_ > 1e-12) kl += pr_ * (log(pr_) - log(qr > 1e-12 ? qr : 1e-12));
-                    if (kl < 0) kl = 0;
+                    const ppl_base_row *br = &kc.rec[sl];
+                    double kl = ppl_row_kl(br, kb, kc.cur + (size_t)sl * kb, lse[r], klw);
                     stat_add(&kls, kl);
-                    stat_add(&base, -kc.btlp[sl]);
-                    top1_same += am[r] == kc.btop1[sl];
+                    if (isnan(br->target_lp)) has_base_lp = 0;
+                    else stat_add(&base, -br->target_lp);
+                    top1_same += am[r] == br->top1;
                     if (klv_n == klv_cap) {
                         klv_cap = klv_cap ? klv_cap * 2 : 4096;
                         klv = realloc(klv, sizeof(float) * klv_cap);
@@ -387,18 +362,19 @@ int main(int argc, char **argv) {
                 }
             }
         }
+        if (tw && ppl_saver_put(tw, rows, bids, counted, kid, klg, lse, lp, &e)) die_err(&e);
         progress_update(&pr, (double)done);
         s0 = s1;
     }
     progress_end(&pr);
     double secs = now_seconds() - t0;
     if (tr) {
-        topk_rec rec;
-        int more = done >= total && max_tokens == 0 ? topk_reader_next(tr, &rec, &e) : 0;
+        ppl_base_row rec;
+        int more = done >= total && max_tokens == 0 ? ppl_base_next(tr, &rec, &e) : 0;
         if (more < 0) die_err(&e);
         if (more > 0) die(1, "%s: more saved tokens than this run scores", klbase);
     }
-    if (tw && topk_writer_finish(tw, &e)) die_err(&e);
+    if (tw && ppl_saver_finish(tw, &e)) die_err(&e);
     double mean = stat_mean(&st), se = stat_se(&st);
     cJSON *o = cJSON_CreateObject();
     cJSON_AddNumberToObject(o, "ppl", exp(mean));
@@ -428,17 +404,20 @@ int main(int argc, char **argv) {
         PCT("max", 1.0);
 #undef PCT
         cJSON_AddNumberToObject(o, "top1_agree", (double)top1_same / kls.n);
-        cJSON_AddNumberToObject(o, "base_ppl", exp(stat_mean(&base)));
-        cJSON_AddNumberToObject(o, "ppl_ratio", exp(mean - stat_mean(&base)));
+        if (has_base_lp) {   /* a kd-train cache has no target log-probs */
+            cJSON_AddNumberToObject(o, "base_ppl", exp(stat_mean(&base)));
+            cJSON_AddNumberToObject(o, "ppl_ratio", exp(mean - stat_mean(&base)));
+        }
         cJSON_AddNumberToObject(o, "base_topk", kb);
     }
     emit(o);
     if (!g_opt.quiet)
         fprintf(stderr, "ppl: %.4f ± %.4f over %lld tokens, %.1f tokens/s\n", exp(mean), exp(mean) * se,
                 (long long)st.n, secs > 0 ? st.n / secs : 0);
-    if (tr) topk_reader_close(tr);
+    if (tr) ppl_base_close(tr);
     free(klv); free(bids); free(tg); free(am); free(lp); free(lse); free(sel); free(blen); free(kid); free(klg);
-    free(kc.rec_of_row); free(kc.sid); free(kc.sperm); free(kc.blp); free(kc.cur); free(kc.btarget); free(kc.btlp); free(kc.btop1);
+    free(counted); free(klw);
+    free(kc.rec_of_row); free(kc.rec); free(kc.sid); free(kc.blp); free(kc.cur);
     if (line_ids) for (int i = 0; i < nlines; i++) free(line_ids[i]);
     free(line_ids);
     free(ids);

@@ -95,7 +95,7 @@ static void print_summary(const st_info *const *v, int n, const char *config_jso
     lop_config c;
     lop_err e;
     int have_cfg = config_json && config_parse(&c, config_json, &e) == 0;
-    if (config_json && !have_cfg) warn("config ignored: %s", e.msg);
+    if (config_json && !have_cfg) tool_warn("config ignored: %s", e.msg);
     for (int i = 0; i < n; i++) {
         params += st_numel(v[i]); bytes += v[i]->nbytes;
         int l = config_tensor_layer(have_cfg ? &c : NULL, v[i]->name, NULL);

@@ -140,7 +140,7 @@ int main(int argc, char **argv) {
         die_usage("--data, --one-shot and --dump-acts are for --method wanda");
     }
     if (j.sparsity >= 0.99)
-        warn("--sparsity %g zeroes (nearly) every selected weight: the model will not work", j.sparsity);
+        tool_warn("--sparsity %g zeroes (nearly) every selected weight: the model will not work", j.sparsity);
     out_input("model", j.model);
     out_input("data", j.data);
     j.output = out_output("-o", j.output, OUT_MODEL);

@@ -5,9 +5,8 @@
 #include <string.h>
 #include <unistd.h>
 #include <zstd.h>
+#include "check.h"
 
-static int fails;
-#define CHECK(c) do { if (!(c)) { printf("%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #c); fails++; } } while (0)
 
 static char dir[64];
 

@@ -8,9 +8,8 @@
 #include <string.h>
 #include "config.h"
 #include "fsutil.h"
+#include "check.h"
 
-static int fails;
-#define CHECK(c, ...) do { if (!(c)) { fails++; printf("FAIL %s:%d: ", __FILE__, __LINE__); printf(__VA_ARGS__); printf("\n"); } } while (0)
 static char root[4096];
 
 static char *slurp(const char *rel) {

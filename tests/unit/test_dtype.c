@@ -5,9 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include "dtype.h"
+#include "check.h"
 
-static int fails;
-#define CHECK(c, ...) do { if (!(c)) { fails++; if (fails < 20) { printf("FAIL %s:%d: ", __FILE__, __LINE__); printf(__VA_ARGS__); printf("\n"); } } } while (0)
 
 /* f16 bits -> value, straight from the IEEE definition (2^128-style overflow: 0x7c00 = 65536) */
 static double ref_f16(unsigned h) {

@@ -8,16 +8,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include "nn.h"
+#include "check.h"
 
-static int fails;
-#define CHECK(cond, ...) do { if (!(cond)) { fails++; printf("FAIL %s:%d: ", __FILE__, __LINE__); \
-    printf(__VA_ARGS__); printf("\n"); } } while (0)
 
 static uint64_t rng = 0x9E3779B97F4A7C15ull;
-static float frand(void) { /* uniform [-1, 1) */
-    rng ^= rng << 13; rng ^= rng >> 7; rng ^= rng << 17;
-    return (float)((rng >> 11) * (1.0 / 9007199254740992.0)) * 2.0f - 1.0f;
-}
+static float frand(void) { return check_frand(&rng); }
 /* independent of the code under test: round to nearest even by integer arithmetic */
 static double bf16_round(float f) {
     uint32_t u;

@@ -21,9 +21,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include "check.h"
 
-static int fails;
-#define CHECK(cond, ...) do { if (!(cond)) { printf("FAIL: " __VA_ARGS__); printf("\n"); fails++; } } while (0)
 
 static double urand(uint64_t *s) {
     *s = *s * 6364136223846793005ull + 1442695040888963407ull;

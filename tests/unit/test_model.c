@@ -13,11 +13,9 @@
 #include <string.h>
 #include <unistd.h>
 #include "model.h"
+#include "check.h"
 
-static int fails;
 static double worst_nll, worst_hidden, worst_logit;
-#define CHECK(cond, ...) do { if (!(cond)) { fails++; printf("FAIL %s:%d: ", __FILE__, __LINE__); \
-    printf(__VA_ARGS__); printf("\n"); } } while (0)
 
 static char shared[PATH_MAX];
 

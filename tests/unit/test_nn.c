@@ -4,16 +4,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include "nn.h"
+#include "check.h"
 
-static int fails;
-#define CHECK(cond, ...) do { if (!(cond)) { fails++; printf("FAIL %s:%d: ", __FILE__, __LINE__); \
-    printf(__VA_ARGS__); printf("\n"); } } while (0)
 
 static uint64_t rng = 88172645463325252ull;
-static float frand(void) { /* uniform [-1, 1) */
-    rng ^= rng << 13; rng ^= rng >> 7; rng ^= rng << 17;
-    return (float)((rng >> 11) * (1.0 / 9007199254740992.0)) * 2.0f - 1.0f;
-}
+static float frand(void) { return check_frand(&rng); }
 static float *randv(size_t n, float s) {
     float *p = malloc(n * sizeof *p);
     for (size_t i = 0; i < n; i++) p[i] = frand() * s;

@@ -3,8 +3,8 @@
 #include "optim.h"
 #include <math.h>
 #include <stdio.h>
+#include "check.h"
 
-static int fails;
 static void expect(const char *what, double got, double want, double tol) {
     int ok = fabs(got - want) <= tol * fmax(1.0, fabs(want));
     if (!ok) fails++;

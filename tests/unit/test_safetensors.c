@@ -7,9 +7,8 @@
 #include <unistd.h>
 #include "fsutil.h"
 #include "safetensors.h"
+#include "check.h"
 
-static int fails;
-#define CHECK(c, ...) do { if (!(c)) { fails++; printf("FAIL %s:%d: ", __FILE__, __LINE__); printf(__VA_ARGS__); printf("\n"); } } while (0)
 
 static st_info mk(const char *name, st_dtype t, int64_t a, int64_t b) {
     st_info i = {0};

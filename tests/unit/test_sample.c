@@ -4,9 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include "sample.h"
+#include "check.h"
 
-static int fails;
-#define CHECK(c, ...) do { if (!(c)) { fails++; printf("FAIL %s:%d: ", __FILE__, __LINE__); printf(__VA_ARGS__); printf("\n"); } } while (0)
 
 static void penalty(void) {
     float z[6] = {2.0f, -1.0f, 0.5f, -3.0f, 0.0f, 4.0f};

@@ -10,9 +10,8 @@
 #include <zstd.h>
 #include "task.h"
 #include "task_text.h"
+#include "check.h"
 
-static int fails;
-#define CHECK(c) do { if (!(c)) { printf("FAIL %s:%d: %s\n", __FILE__, __LINE__, #c); fails++; } } while (0)
 #define CHECK_STR(a, b) do { const char *a_ = (a), *b_ = (b); \
     if (!a_ || strcmp(a_, b_)) { printf("FAIL %s:%d: got \"%s\"\n  want \"%s\"\n", __FILE__, __LINE__, a_ ? a_ : "(null)", b_); fails++; } } while (0)
 
@@ -26,12 +25,12 @@ static void test_text(void) {
     s = hellaswag_preprocess("q [unclosed"); CHECK_STR(s, "q [unclosed"); free(s);
     s = hellaswag_preprocess("[a]][b]"); CHECK_STR(s, "]"); free(s);
     /* Python's strip: U+00A0, U+3000, \x1c are whitespace; U+200B is not */
-    s = py_strip("\xc2\xa0\t x y\xe3\x80\x80\x1c"); CHECK_STR(s, "x y"); free(s);
-    s = py_strip("\xe2\x80\x8bz"); CHECK_STR(s, "\xe2\x80\x8bz"); free(s);
-    s = py_strip("   "); CHECK_STR(s, ""); free(s);
-    CHECK(py_trailing_space("ab \n\t", 5) == 3);
-    CHECK(py_trailing_space("the ", 4) == 1);
-    CHECK(py_trailing_space("\xe3\x80\x80", 3) == 3);
+    s = task_py_strip("\xc2\xa0\t x y\xe3\x80\x80\x1c"); CHECK_STR(s, "x y"); free(s);
+    s = task_py_strip("\xe2\x80\x8bz"); CHECK_STR(s, "\xe2\x80\x8bz"); free(s);
+    s = task_py_strip("   "); CHECK_STR(s, ""); free(s);
+    CHECK(task_py_trailing_space("ab \n\t", 5) == 3);
+    CHECK(task_py_trailing_space("the ", 4) == 1);
+    CHECK(task_py_trailing_space("\xe3\x80\x80", 3) == 3);
     CHECK(utf8_len("\xd0\x9f\xd1\x80\xd0\xb8") == 3); /* "При" */
     CHECK(utf8_len(" a kilogram of iron") == 19);
     char *ch[4] = {"0", "4", "2", "6"};
@@ -100,19 +99,19 @@ static void test_scoring(void) {
     CHECK(sc.acc == 1 && sc.ll == -10);
     /* mean and stderr against sqrt((sum x^2 - n mean^2) / (n-1) / n) */
     double v[5] = {1, 0, 1, 1, 0}, m, se;
-    agg_mean(v, 5, &m, &se);
+    task_agg_mean(v, 5, &m, &se);
     double s2 = 0;
     for (int i = 0; i < 5; i++) s2 += v[i] * v[i];
     CHECK(fabs(m - 0.6) < 1e-15 && fabs(se - sqrt((s2 - 5 * 0.36) / 4 / 5)) < 1e-12);
-    agg_mean(v, 1, &m, &se);
+    task_agg_mean(v, 1, &m, &se);
     CHECK(m == 1 && isnan(se));
     double lls[3] = {-1, -2, -3};
-    agg_perplexity(lls, 3, &m, &se);
+    task_agg_perplexity(lls, 3, &m, &se);
     CHECK(fabs(m - exp(2.0)) < 1e-12 && fabs(se - exp(2.0) * 1.0 / sqrt(3.0)) < 1e-12);
     /* group: weighted mean; pooled stderr from the per-task variances written out */
     double means[2] = {0.5, 0.25}, ses[2] = {0.1, 0.2};
     int sizes[2] = {10, 30};
-    agg_group(means, ses, sizes, 2, &m, &se);
+    task_agg_group(means, ses, sizes, 2, &m, &se);
     double pooled = (9 * 0.01 * 10 + 29 * 0.04 * 30) / (40 - 2);
     CHECK(fabs(m - (5 + 7.5) / 40) < 1e-15 && fabs(se - sqrt(pooled / 40)) < 1e-12);
 }

@@ -12,11 +12,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include "check.h"
 
-static int fails, checks;
 static char tmpdir[] = "/tmp/lop_tok_test.XXXXXX";
 
-#define CHECK(cond, ...) do { checks++; if (!(cond)) { fails++; printf("FAIL %s:%d: ", __FILE__, __LINE__); printf(__VA_ARGS__); printf("\n"); } } while (0)
 
 /* JSON string literal of s (for building vocabularies) */
 static void jstr(char *out, const char *s) {

@@ -11,8 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include "check.h"
 
-static int fails;
 /* a whole file, NUL-terminated (libcommon's reader), or NULL */
 static char *slurp(const char *path) {
     char *b; size_t n; lop_err e;
