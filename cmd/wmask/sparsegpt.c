@@ -192,7 +192,7 @@ int wm_sgpt_prune(const wm_job *j, const char *name, float *wf, int64_t rows, in
             int64_t cum = (int64_t)((__int128)q->zeros * i2 / cols);
             int64_t take = allot(q->zeros, tdone, cum, zb, zleft_all - zb, m, rows * (cols - i2), zt_all);
             zleft_all -= zb;
-            memset(M, 0, (size_t)rows * bw);
+            memset(M, 0, (size_t)rows * B);
             qsort(tc, (size_t)m, sizeof *tc, cand_cmp);
             for (int64_t t = 0; t < take; t++) {
                 int64_t r = tc[t].pos / bw, c = tc[t].pos % bw;
