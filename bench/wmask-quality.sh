@@ -35,7 +35,7 @@ for method in magnitude wanda sparsegpt; do
       t1=$(date +%s.%N)
       p=$(ppl_of_m "$o" "$@")
       s=$(tail -1 "$o.jsonl" | python3 -c 'import json,sys;s=json.load(sys.stdin);print(s["sparsity"],s["peak_rss_mb"])')
-      echo "{\"model\":\"$name\",\"method\":\"$method\",\"sparsity\":\"$sp\",\"owl\":${owl:+true}${owl:-false},\"ppl\":$p,\"achieved\":${s% *},\"wmask_seconds\":$(awk "BEGIN{printf \"%.1f\", $t1 - $t0}"),\"peak_rss_mb\":${s#* }}" | tee -a "$res"
+      echo "{\"model\":\"$name\",\"method\":\"$method\",\"sparsity\":\"$sp\",\"owl\":$([ -n "$owl" ] && echo true || echo false),\"ppl\":$p,\"achieved\":${s% *},\"wmask_seconds\":$(awk "BEGIN{printf \"%.1f\", $t1 - $t0}"),\"peak_rss_mb\":${s#* }}" | tee -a "$res"
       rm -f "$o"
     done
   done
