@@ -18,18 +18,20 @@ Algorithm 1, Frantar & Alistarh 2023, not from wmask's C code).
       Then compares with OUT: the zero sets must be equal (a near-tie may flip: at most 0.1% of
       a tensor's weights, reported), every kept weight within 1e-4 · max|W| (relative to the
       stored dtype's rounding), every row/group count exact. Prints "ok ..." or "FAIL: ...".
-  wmask_sgpt_ref.py owl REPORT S
+  wmask_sgpt_ref.py owl REPORT S [IN OUT [magnitude]]
       The --owl report: per-layer sparsities present, their parameter-weighted mean equal to
       floor(S·P)/P exactly (whole weights), sum of the layers' zeros == the summary's zeros
       (when no input weight was zero), spread <= 2λ (+ rounding), order follows the outlier
-      ratios (more outliers, lower sparsity).
+      ratios (more outliers, lower sparsity). With IN and OUT: every row of every tensor has
+      its share of the tensor's budget (zeros // rows, one more for the first zeros % rows rows)
+      and, for magnitude, its zeros are its lowest |W|.
 """
 import json, math, re, struct, sys
 from fractions import Fraction
 
 try:
     import numpy as np
-except ImportError:  # the bats test skips before calling us without numpy
+except ImportError:  # the bats tests skip before calling us without numpy
     print("SKIP: numpy missing")
     sys.exit(3)
 
@@ -39,6 +41,12 @@ DT = {"F32": np.float32, "F16": np.float16, "F64": np.float64}
 def read_st(path):
     import os
     if os.path.isdir(path):
+        idx = os.path.join(path, "model.safetensors.index.json")
+        if os.path.exists(idx):
+            out = {}
+            for f in sorted(set(json.load(open(idx))["weight_map"].values())):
+                out.update(read_st(os.path.join(path, f)))
+            return out
         path = os.path.join(path, "model.safetensors")
     raw = open(path, "rb").read()
     n = struct.unpack("<Q", raw[:8])[0]
@@ -233,6 +241,25 @@ def owl(a):
     for l in lay:
         if per.get(l["layer"]) != l["zeros"]:
             fail("layer %d: tensors' zeros %s != budget %d" % (l["layer"], per.get(l["layer"]), l["zeros"]))
+    if len(a) >= 4:
+        A, Bm = read_st(a[2]), read_st(a[3])
+        for l in lines:
+            if l.get("action") != "prune":
+                continue
+            W0, W1 = A[l["tensor"]][1], Bm[l["tensor"]][1]
+            rows = W0.shape[0]
+            k = l["owl_zeros"]
+            want = np.array([k // rows + (r < k % rows) for r in range(rows)])
+            z = W1 == 0
+            if not (z.sum(axis=1) == want).all():
+                fail(l["tensor"] + ": row zero counts differ from the tensor's OWL budget")
+            if len(a) >= 5 and a[4] == "magnitude":
+                for r in range(rows):
+                    zr, kr = np.abs(W0[r][z[r]]), np.abs(W0[r][~z[r]])
+                    if zr.size and kr.size and zr.max() > kr.min():
+                        fail("%s row %d: a zeroed |W| %g above a kept %g" % (l["tensor"], r, zr.max(), kr.min()))
+                    if (W1[r][~z[r]] != W0[r][~z[r]]).any():
+                        fail("%s row %d: a kept weight changed" % (l["tensor"], r))
     print("ok layers=%d mean=%s spread=%.4f" % (len(lay), Fraction(Z, P), max(sp) - min(sp)))
 
 
