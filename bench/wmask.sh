@@ -9,7 +9,9 @@
 #  3. What Llama-3-8B would need with sparsegpt at 128 x 512: memory by its parts and time from
 #     the flop counts, at the rates measured on the Qwen3-0.6B shape in step 2 (computed, not run).
 # Random weights of the real shapes (bench/wmask-gen-model.py); outputs in bench/out/.
-# env: SAMPLES, CTX (a loaded machine can run fewer: the JSON says how many tokens were used).
+# env: SAMPLES, CTX (a loaded machine can run fewer: the JSON says how many tokens were used);
+#      SHAPES ("gemma-3-270m qwen3-0.6b"); ESTIMATE_ONLY=1: only step 3, from the runs in
+#      $OUT/wmask-calib.jsonl (the Qwen3-0.6B rates, else gemma-3-270m's).
 set -u
 cd "$(dirname "$0")/.."
 OUT=${LOP_BENCH_OUT:-$PWD/bench/out}
@@ -20,6 +22,7 @@ BIN=$PWD/bin
 gen() { [ -f "$OUT/$1/model.safetensors" ] || python3 bench/wmask-gen-model.py "$1" "$OUT/$1" "$SHARED" >/dev/null; }
 rss_of() { awk -F': ' '/Maximum resident/{printf "%.0f", $2/1024}' "$1"; }
 
+if [ -z "${ESTIMATE_ONLY:-}" ]; then
 gen qwen3-0.6b
 M=$OUT/qwen3-0.6b/model.safetensors
 bytes=$(stat -c %s "$M")
@@ -59,10 +62,11 @@ print(json.dumps(r))" | tee -a "$OUT/wmask-calib.jsonl"
   rm -rf "$o"
 }
 : > "$OUT/wmask-calib.jsonl"
-for shape in gemma-3-270m qwen3-0.6b; do
+for shape in ${SHAPES:-gemma-3-270m qwen3-0.6b}; do
   gen $shape
   for method in wanda sparsegpt; do calib_bench $shape $method; done
 done
+fi
 
 # 3. Llama-3-8B (32 layers, hidden 4096, MLP 14336, 32 x 128 query / 8 x 128 kv heads, bf16),
 #    sparsegpt at 128 x 512 tokens: memory by part, and time at the rates measured above.
@@ -87,9 +91,14 @@ def flops(m, tokens, ctx):
     return dict(lin=lin, fwd=fwd, hess=hess, sel=chol + obs, mats=mats, ins=ins)
 
 q06 = shape(1024, 3072, 28, 16, 8, 128, 151936)
+g270 = shape(640, 2048, 18, 4, 1, 256, 262144)
 l8 = shape(4096, 14336, 32, 32, 8, 128, 128256)
-r = runs[("qwen3-0.6b-shape", "wmask-sparsegpt")]
-fq = flops(q06, S * T, T)
+if ("qwen3-0.6b-shape", "wmask-sparsegpt") in runs:
+    ref, r = "qwen3-0.6b", runs[("qwen3-0.6b-shape", "wmask-sparsegpt")]
+    fq = flops(q06, r["tokens"], T)
+else:
+    ref, r = "gemma-3-270m", runs[("gemma-3-270m-shape", "wmask-sparsegpt")]
+    fq = flops(g270, r["tokens"], T)
 rate = dict(fwd=fq["fwd"] / r["forward_seconds"], hess=fq["hess"] / max(r["hessian_seconds"], 1e-9),
             sel=fq["sel"] / max(r["select_seconds"], 1e-9))
 tok = 128 * 512
@@ -107,7 +116,8 @@ out = {"bench": "wmask-sparsegpt-estimate", "model": "Llama-3-8B", "tokens": tok
        "memory_gb": {k: round(v, 2) for k, v in mem.items()}, "memory_total_gb": round(sum(mem.values()), 1),
        "tflop": {"forward": round(f8["fwd"] / 1e12, 1), "hessian": round(f8["hess"] / 1e12, 1),
                  "cholesky_obs": round(f8["sel"] / 1e12, 1)},
-       "rates_gflops_measured_qwen3_0.6b": {k: round(v / 1e9, 1) for k, v in rate.items()},
+       "rates_measured_on": ref + "-shape, %d tokens" % r["tokens"],
+       "rates_gflops": {k: round(v / 1e9, 1) for k, v in rate.items()},
        "hours_at_those_rates": round((f8["fwd"] / rate["fwd"] + f8["hess"] / rate["hess"] +
                                       f8["sel"] / rate["sel"]) / 3600, 2)}
 print(json.dumps(out))
