@@ -22,6 +22,7 @@ BIN=$PWD/bin
 gen() { [ -f "$OUT/$1/model.safetensors" ] || python3 bench/wmask-gen-model.py "$1" "$OUT/$1" "$SHARED" >/dev/null; }
 rss_of() { awk -F': ' '/Maximum resident/{printf "%.0f", $2/1024}' "$1"; }
 
+SAMPLES=${SAMPLES:-128} CTX=${CTX:-512}
 if [ -z "${ESTIMATE_ONLY:-}" ]; then
 gen qwen3-0.6b
 M=$OUT/qwen3-0.6b/model.safetensors
@@ -43,7 +44,6 @@ printf '{"bench":"wmask-magnitude","reference":"cp","mb_per_s":%.1f}\n' \
     "$(echo "$bytes / 1048576 / ($t1 - $t0)" | bc -l)"
 rm -f "$OUT/q06-copy.safetensors" "$OUT/q06-pruned.safetensors"
 
-SAMPLES=${SAMPLES:-128} CTX=${CTX:-512}
 DATA=$SHARED/data/corpus/war_and_peace_pg2600.txt
 calib_bench() { # shape method
   local o=$OUT/$1-$2
