@@ -4,7 +4,8 @@
 # wmask(1) and docs/readme/06-wmask.md comes from it.
 #   bash bench/wmask-quality.sh MODEL TRAIN TEST [ppl options, e.g. --lines]
 # env: SAMPLES (calibration sequences, 128), CTX (tokens each, 512), OUT (bench/out/quality),
-#      BIN (./bin), OWL_LAMBDA (0.08), METHODS ("magnitude wanda sparsegpt").
+#      BIN (./bin), OWL_LAMBDA (0.08), METHODS ("magnitude wanda sparsegpt"), SPARSITIES
+#      ("0.5 0.7 2:4").
 # Prints one JSON line per run, then a markdown table.
 set -eu
 cd "$(dirname "$0")/.."
@@ -21,7 +22,7 @@ ppl_of_m() { local m=$1; shift; "$BIN/ppl" -q -m "$m" "$@" "$TEST" | python3 -c 
 dense=$(ppl_of_m "$M" "$@")
 echo "{\"model\":\"$name\",\"method\":\"dense\",\"ppl\":$dense}" | tee -a "$res"
 for method in ${METHODS:-magnitude wanda sparsegpt}; do
-  for sp in 0.5 0.7 2:4; do
+  for sp in ${SPARSITIES:-0.5 0.7 2:4}; do
     for owl in "" "--owl"; do
       if [ "$sp" = 2:4 ]; then sel="--nm 2:4"; else sel="--sparsity $sp"; fi
       cal=""
@@ -51,5 +52,6 @@ print("|---|---|---|---|---|---|---|")
 for m in ("magnitude", "wanda", "sparsegpt"):
     c = {(r["sparsity"], r["owl"]): r["ppl"] for r in rows[1:] if r["method"] == m}
     if c:
-        print("| %s | %s |" % (m, " | ".join("%.2f" % c[(s, o)] for s in ("0.5", "0.7", "2:4") for o in (False, True))))
+        print("| %s | %s |" % (m, " | ".join("%.2f" % c[(s, o)] if (s, o) in c else "-"
+                                             for s in ("0.5", "0.7", "2:4") for o in (False, True))))
 EOF
