@@ -19,7 +19,7 @@ name=$(basename "$M")
 res=$OUT/$name.jsonl
 : > "$res"
 ppl_of_m() { local m=$1; shift; "$BIN/ppl" -q -m "$m" "$@" "$TEST" | python3 -c 'import json,sys;print(json.load(sys.stdin)["ppl"])'; }
-dense=$(ppl_of_m "$M" "$@")
+dense=${DENSE_PPL:-$(ppl_of_m "$M" "$@")}   # DENSE_PPL: known already (a split grid)
 echo "{\"model\":\"$name\",\"method\":\"dense\",\"ppl\":$dense}" | tee -a "$res"
 for method in ${METHODS:-magnitude wanda sparsegpt}; do
   for sp in ${SPARSITIES:-0.5 0.7 2:4}; do
