@@ -10,6 +10,10 @@
 #include "model_priv.h"
 #include "nn.h"
 
+static int g_allow_long;
+void lop_allow_long_context(int on) { g_allow_long = on; }
+int lop_long_context_allowed(void) { return g_allow_long; }
+
 int engine_init(lop_model *m, lop_err *e) {
     engine_priv *p = m->priv;
     const lop_config *c = &m->cfg;
@@ -167,6 +171,13 @@ static int batch_index(lop_model *m, lop_batch *b, const lop_kv *kv, lop_err *e)
             seq[off[i] + t] = i;
         }
     }
+    if (m->cfg.max_pos > 0 && !lop_long_context_allowed())
+        for (int i = 0; i < b->B; i++) {
+            int last = (kv ? kv->len[i] : 0) + b->len[i];
+            if (last > m->cfg.max_pos)
+                return lop_fail(e, "%d positions: past the model's context (max_position_embeddings "
+                                "%d; --allow-long-context runs them)", last, m->cfg.max_pos);
+        }
     for (int64_t i = 0; i < N; i++)
         if (b->ids[i] < 0 || b->ids[i] >= m->cfg.vocab)
             return lop_failc(e, LOP_EUSAGE, "token id %d out of range (vocab %d)", b->ids[i], m->cfg.vocab);
@@ -175,6 +186,13 @@ static int batch_index(lop_model *m, lop_batch *b, const lop_kv *kv, lop_err *e)
     b->pos = pos;
     b->seq = seq;
     return 0;
+}
+
+static int all_finite(const float *x, size_t n) {
+    int bad = 0;
+    #pragma omp parallel for reduction(|:bad) schedule(static) if (n > (1u << 16))
+    for (size_t i = 0; i < n; i++) bad |= !isfinite(x[i]);
+    return !bad;
 }
 
 static void embed_forward(lop_model *m, float *x, const lop_batch *b) {
@@ -344,6 +362,9 @@ int lop_forward(lop_model *m, lop_batch *b, const lop_fwd_opts *opts, lop_head_r
     rope_table(m->acts.rope_full, b->pos, p->inv_full, N, c->head_dim);
     if (c->gemma) rope_table(m->acts.rope_local, b->pos, p->inv_local, N, c->head_dim);
     else memcpy(m->acts.rope_local, m->acts.rope_full, sizeof(float) * (size_t)N * c->head_dim);
+    if (!all_finite(x, (size_t)N * C))
+        return lop_fail(e, "non-finite values (NaN or Inf) in the embedding (%s)",
+                        m->embed.name ? m->embed.name : "embed_tokens.weight");
     for (int l = 0; l < end; l++) {
         lop_layer_acts *s = &m->acts.layer[l];
         float *x_out = l + 1 < L ? m->acts.layer[l + 1].x_in : m->acts.x_final;
@@ -353,6 +374,11 @@ int lop_forward(lop_model *m, lop_batch *b, const lop_fwd_opts *opts, lop_head_r
         } else if (attention_block(m, l, s, b, o, e) || mlp_block(m, l, s, x_out, b, o, e)) {
             return -1;
         }
+        /* no number is silently wrong: the first layer whose output is not finite is named (one
+         * pass over the residual, ~1e-4 of the layer's work) */
+        if (!all_finite(x_out, (size_t)N * C))
+            return lop_fail(e, "non-finite values (NaN or Inf) first appear in layer %d (%slayers.%d.*)",
+                            l, m->cfg.prefix, l);
         if (hk && hk->resid) HOOK(hk->resid(hk->user, l, LOP_RESID_OUT, x_out, b));
     }
     if (o->kv && end == L)

@@ -340,12 +340,12 @@ CAL() { echo "--data $SHARED/data/stories/train.txt --samples 8 --ctx 64"; }
   [[ "$output" == *"spread=0.1000" ]]
   # N:M: whole N per layer, mean N exact (equal layers); λ·M < 0.5 keeps every layer at 2:4
   prune_check "$ST" --method sparsegpt $(CAL) --owl --nm 2:4 --owl-lambda 0.25
-  run pyjson "import json;print(' '.join(l['nm'] for l in map(json.loads,open('$T/rep.jsonl')) if l['action']=='owl'))"
+  run pyjson "import json;print(' '.join(l['nm'] for l in map(json.loads,open('$T/rep.jsonl')) if l.get('action')=='owl'))"
   [ "$output" = "1:4 1:4 2:4 3:4 3:4" ]
   run pyjson "import json;s=[json.loads(l) for l in open('$T/rep.jsonl')][-1];print(s['sparsity'])"
   [ "$output" = "0.5" ]
   prune_check "$ST" --method wanda $(CAL) --owl --nm 2:4
-  run pyjson "import json;print(set(l['nm'] for l in map(json.loads,open('$T/rep.jsonl')) if l['action']=='owl'))"
+  run pyjson "import json;print(set(l['nm'] for l in map(json.loads,open('$T/rep.jsonl')) if l.get('action')=='owl'))"
   [ "$output" = "{'2:4'}" ]
 }
 

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "blas_tune.h"
+#include "outpath.h"
 #include "tool.h"
 #include "wmask.h"
 
@@ -46,7 +47,7 @@ static void usage(FILE *f) {
 "      --owl-m M         the outlier threshold multiple (default 5)\n"
 "  output:\n"
 "      --max-shard-size SIZE  shard size of a folder output (default 5GB)\n"
-"      --zstd LEVEL      compress a file/stream output with zstd\n"
+"      --zstd[=LEVEL]    compress a file/stream output with zstd (default level 3)\n"
 TOOL_COMMON_HELP);
 }
 
@@ -66,11 +67,12 @@ static const struct option longopts[] = {
     {"data", required_argument, 0, O_DATA},
     {"samples", required_argument, 0, O_SAMPLES},
     {"ctx", required_argument, 0, O_CTX},
+    {"seq-len", required_argument, 0, O_CTX}, {"max-length", required_argument, 0, O_CTX},
     {"batch", required_argument, 0, O_BATCH},
     {"one-shot", no_argument, 0, O_ONESHOT},
     {"dump-acts", required_argument, 0, O_DUMP},
     {"max-shard-size", required_argument, 0, O_SHARD},
-    {"zstd", required_argument, 0, O_ZSTD},
+    {"zstd", optional_argument, 0, O_ZSTD},
     {"damp", required_argument, 0, O_DAMP},
     {"blocksize", required_argument, 0, O_BLOCK},
     {"owl", no_argument, 0, O_OWL},
@@ -133,7 +135,7 @@ int main(int argc, char **argv) {
         case O_ONESHOT: j.one_shot = 1; break;
         case O_DUMP: j.dump_acts = optarg; break;
         case O_SHARD: j.max_shard = opt_size("--max-shard-size", optarg); break;
-        case O_ZSTD: j.zstd_level = (int)opt_int("--zstd", optarg, 1, 22); break;
+        case O_ZSTD: j.zstd_level = optarg ? (int)opt_int("--zstd", optarg, 1, 22) : 3; break;  /* --zstd[=L], as the other tools */
         case O_DAMP: j.damp = opt_double("--damp", optarg, 0, 100); break;
         case O_BLOCK: j.blocksize = (int)opt_int("--blocksize", optarg, 1, 4096); break;
         case O_OWL: j.owl = 1; break;
@@ -172,6 +174,15 @@ int main(int argc, char **argv) {
         if (j.scope == SCOPE_GLOBAL) die_usage("--owl sets each layer's sparsity: no --scope global");
         if (j.one_shot) die_usage("--owl does not combine with --one-shot");
     }
+    if (j.sparsity >= 0.99)
+        warn("--sparsity %g zeroes (nearly) every selected weight: the model will not work", j.sparsity);
+    out_input("model", j.model);
+    out_input("data", j.data);
+    j.output = out_output("-o", j.output, OUT_MODEL);
+    j.dump_acts = out_output("--dump-acts", j.dump_acts, OUT_MODEL);
+    out_check();
+    if (out_is_folder(j.output)) out_source_usable(j.model);
+    out_space(j.output, out_model_bytes(j.model));
     tool_apply_threads();
 
     lop_err e = {0};
