@@ -192,7 +192,7 @@ static int prune_layer_sgpt(wanda *wd, int l, lop_err *e) {
         wd->tot->t_select += now_seconds() - t0;
         if (rc) {
             free(dead);
-            return lop_wrap(e, "layer %d %s", l, lop_proj_name(wd->hown[sl]));
+            return lop_wrap(e, "%s", wd->m->layers[l].proj[wd->hown[sl]].name);
         }
         for (int p = 0; p < PROJ_N && !rc; p++)
             if (SLOT[p] == sl && wd->target[l * PROJ_N + p]) rc = prune_proj(wd, l, p, wd->H[sl], dead, e);
@@ -214,8 +214,8 @@ static int alloc_hess(wanda *wd, int l, lop_err *e) {
         wd->hin[sl] = proj_in(wd->m, l, p);
         wd->H[sl] = calloc((size_t)(wd->hin[sl] * wd->hin[sl]), sizeof(double));
         if (!wd->H[sl])
-            return lop_fail(e, "out of memory: the Hessian of layer %d %s (%lld² doubles)", l,
-                            lop_proj_name(p), (long long)wd->hin[sl]);
+            return lop_fail(e, "out of memory: the Hessian of %s's input (%lld² doubles)",
+                            wd->m->layers[l].proj[p].name, (long long)wd->hin[sl]);
     }
     return 0;
 }
