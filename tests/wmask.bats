@@ -15,6 +15,7 @@ teardown() { if [ -n "${T:-}" ]; then rm -rf "$T"; fi; }
 # run wmask into $T/out.safetensors with the report in $T/rep.jsonl, then check it
 prune_check() { # model, then wmask options
   local m=$1; shift
+  rm -f "$T/out.safetensors" "$T/acts.safetensors"   # the output guard refuses to replace them without -f
   run wmask -q -m "$m" -o "$T/out.safetensors" "$@"
   [ "$status" -eq 0 ] || { echo "$output"; return 1; }
   printf '%s\n' "$output" > "$T/rep.jsonl"
@@ -352,12 +353,12 @@ CAL() { echo "--data $SHARED/data/stories/train.txt --samples 8 --ctx 64"; }
 @test "wmask sparsegpt and --owl: sanitizer build" {
   need_san wmask
   need_engine
-  run "$SANBIN/wmask" -q -m "$ST" -o "$T/o.safetensors" --method sparsegpt $(CAL) --owl --blocksize 48
+  run "$SANBIN/wmask" -q -m "$ST" -o "$T/o1.safetensors" --method sparsegpt $(CAL) --owl --blocksize 48
   [ "$status" -eq 0 ] || { echo "$output"; return 1; }
-  run "$SANBIN/wmask" -q -m "$ST" -o "$T/o.safetensors" --method sparsegpt $(CAL) --nm 2:4 --scope row
+  run "$SANBIN/wmask" -q -m "$ST" -o "$T/o2.safetensors" --method sparsegpt $(CAL) --nm 2:4 --scope row
   [ "$status" -eq 0 ] || { echo "$output"; return 1; }
-  run "$SANBIN/wmask" -q -m "$ST" -o "$T/o.safetensors" --method sparsegpt $(CAL) --scope tensor --sparsity 0.4
+  run "$SANBIN/wmask" -q -m "$ST" -o "$T/o3.safetensors" --method sparsegpt $(CAL) --scope tensor --sparsity 0.4
   [ "$status" -eq 0 ] || { echo "$output"; return 1; }
-  run "$SANBIN/wmask" -q -m "$ST" -o "$T/o.safetensors" $(CAL) --owl
+  run "$SANBIN/wmask" -q -m "$ST" -o "$T/o4.safetensors" $(CAL) --owl
   [ "$status" -eq 0 ] || { echo "$output"; return 1; }
 }
