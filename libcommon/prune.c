@@ -86,12 +86,17 @@ static int64_t count_zeros(const float *w, int64_t n) {
 
 int prune_rows(float *w, int64_t rows, int64_t cols, const float *norm, double sparsity,
                prune_stat *st) {
-    int64_t k = prune_count(sparsity, cols);
+    return prune_rows_k(w, rows, cols, norm, prune_count(sparsity, cols), 0, st);
+}
+
+int prune_rows_k(float *w, int64_t rows, int64_t cols, const float *norm, int64_t k,
+                 int64_t extra, prune_stat *st) {
     int64_t before = count_zeros(w, rows * cols);
     uint32_t maxkey = 0;
     int fail = 0;
-    if (k > 0 && cols > 0xffffffffLL) return -1; /* the column must fit the key's low half */
-    if (k > 0) {
+    if (k < 0 || k > cols || extra < 0 || extra > rows || (extra > 0 && k >= cols)) return -1;
+    if ((k > 0 || extra > 0) && cols > 0xffffffffLL) return -1; /* the column must fit the key's low half */
+    if (k > 0 || extra > 0) {
 #pragma omp parallel reduction(max : maxkey) reduction(| : fail) if (rows * cols >= PAR_MIN)
         {
             uint64_t *tmp = malloc((size_t)cols * sizeof *tmp);
@@ -99,7 +104,9 @@ int prune_rows(float *w, int64_t rows, int64_t cols, const float *norm, double s
             else {
 #pragma omp for schedule(static)
                 for (int64_t r = 0; r < rows; r++) {
-                    uint32_t m = select_row(w + r * cols, cols, norm, k, tmp);
+                    int64_t kr = k + (r < extra);
+                    if (!kr) continue;
+                    uint32_t m = select_row(w + r * cols, cols, norm, kr, tmp);
                     if (m > maxkey) maxkey = m;
                 }
             }
@@ -109,7 +116,7 @@ int prune_rows(float *w, int64_t rows, int64_t cols, const float *norm, double s
     if (fail) return -1;
     st->zeros = count_zeros(w, rows * cols);
     st->pruned = st->zeros - before;
-    st->threshold = (k > 0 && rows > 0) ? prune_key_score(maxkey) : 0.0f;
+    st->threshold = ((k > 0 || extra > 0) && rows > 0) ? prune_key_score(maxkey) : 0.0f;
     return 0;
 }
 

@@ -53,6 +53,13 @@ typedef struct prune_stat {
 int prune_rows(float *w, int64_t rows, int64_t cols, const float *norm, double sparsity,
                prune_stat *st);
 
+/* Per row with a count: rows r < extra zero k+1 of their weights, the others k (0 <= k <= cols,
+ * 0 <= extra <= rows; k < cols when extra > 0). A tensor's total zero budget z spread over its
+ * rows is k = z / rows, extra = z % rows (wmask --owl). Returns -1 on bad counts or allocation
+ * failure. prune_rows is prune_rows_k(k = prune_count(sparsity, cols), extra = 0). */
+int prune_rows_k(float *w, int64_t rows, int64_t cols, const float *norm, int64_t k,
+                 int64_t extra, prune_stat *st);
+
 /* N:M: in every group of m consecutive weights of a row (cols % m == 0), the n lowest are set
  * to 0. Returns -1 if cols % m != 0, n > m or m > 256. */
 int prune_nm(float *w, int64_t rows, int64_t cols, const float *norm, int n, int m,

@@ -2,6 +2,7 @@
  * rule, and the JSON lines. */
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include "arch.h"
@@ -144,23 +145,32 @@ void wm_raw_apply(void *raw, const float *w, st_dtype t, uint64_t n) {
     }
 }
 
+wm_quota wm_quota_default(const wm_job *j, int64_t rows, int64_t cols) {
+    wm_quota q = {.nm_n = j->nm_n};
+    q.zeros = j->scope == SCOPE_ROW ? rows * prune_count(j->sparsity, cols)
+                                    : prune_count(j->sparsity, rows * cols);
+    return q;
+}
+
 int wm_prune_matrix(const wm_job *j, const char *name, float *w, int64_t rows, int64_t cols,
-                    const float *norm, prune_stat *st, lop_err *e) {
+                    const float *norm, const wm_quota *q, prune_stat *st, lop_err *e) {
+    wm_quota dq = wm_quota_default(j, rows, cols);
+    if (!q) q = &dq;
     if (j->nm_m) {
         if (cols % j->nm_m)
             return lop_fail(e, "%s: rows of %lld weights do not split into groups of %d (--nm %d:%d)",
                             name, (long long)cols, j->nm_m, j->nm_n, j->nm_m);
-        if (prune_nm(w, rows, cols, norm, j->nm_n, j->nm_m, st)) return lop_fail(e, "%s: --nm failed", name);
+        if (prune_nm(w, rows, cols, norm, q->nm_n, j->nm_m, st)) return lop_fail(e, "%s: --nm failed", name);
         return 0;
     }
     if (j->scope == SCOPE_ROW) {
-        if (prune_rows(w, rows, cols, norm, j->sparsity, st))
+        if (prune_rows_k(w, rows, cols, norm, rows ? q->zeros / rows : 0, rows ? q->zeros % rows : 0, st))
             return lop_fail(e, "%s: out of memory", name);
         return 0;
     }
     /* per tensor: the radix select over this one matrix */
     prune_sel s;
-    if (prune_sel_init(&s, prune_count(j->sparsity, rows * cols)))
+    if (prune_sel_init(&s, q->zeros))
         return lop_fail(e, "out of memory");
     while (!prune_sel_done(&s)) {
         prune_sel_add(&s, w, rows, cols, norm);
@@ -172,13 +182,33 @@ int wm_prune_matrix(const wm_job *j, const char *name, float *w, int64_t rows, i
     return 0;
 }
 
+void wm_raw_store(void *raw, const float *w, st_dtype t, uint64_t n) {
+    st_from_f32(raw, w, t, n);
+    size_t sz = st_dtype_size(t);
+    uint8_t *b = raw;
+    for (uint64_t i = 0; i < n; i++) {
+        if (w[i] == 0.0f || w[i] != w[i]) continue;
+        int neg = signbit(w[i]) != 0;
+        if (sz == 2) {
+            uint16_t v; memcpy(&v, b + i * 2, 2);
+            if (!(v & 0x7fffu)) { v = (uint16_t)((neg ? 0x8000u : 0) | 1u); memcpy(b + i * 2, &v, 2); }
+        } else if (sz == 4) {
+            uint32_t v; memcpy(&v, b + i * 4, 4);
+            if (!(v & 0x7fffffffu)) { v = (neg ? 0x80000000u : 0) | 1u; memcpy(b + i * 4, &v, 4); }
+        } else {
+            uint64_t v; memcpy(&v, b + i * 8, 8);
+            if (!(v & 0x7fffffffffffffffull)) { v = (neg ? 0x8000000000000000ull : 0) | 1u; memcpy(b + i * 8, &v, 8); }
+        }
+    }
+}
+
 /* JSON lines: the tool layer's rule (json_stream: --log FILE, else stdout, else stderr when
  * stdout carries the output stream) */
 static void report(const char *output, cJSON *o) {
     emit_json(o, !strcmp(output, "-"));
 }
 
-void wm_report_tensor(const char *output, const st_info *t, const prune_stat *st, wm_totals *tot) {
+static cJSON *tensor_line(const st_info *t, const prune_stat *st, wm_totals *tot) {
     uint64_t n = st_numel(t);
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "action", "prune");
@@ -190,17 +220,43 @@ void wm_report_tensor(const char *output, const st_info *t, const prune_stat *st
     cJSON_AddNumberToObject(o, "pruned", (double)st->pruned);
     cJSON_AddNumberToObject(o, "sparsity", n ? (double)st->zeros / (double)n : 0.0);
     cJSON_AddNumberToObject(o, "threshold", (double)st->threshold);
-    report(output, o);
     tot->tensors++;
     tot->sel_params += (int64_t)n;
     tot->sel_zeros += st->zeros;
+    return o;
+}
+
+void wm_report_tensor(const char *output, const st_info *t, const prune_stat *st, wm_totals *tot) {
+    report(output, tensor_line(t, st, tot));
+}
+
+void wm_report_tensor_q(const wm_job *j, const st_info *t, const prune_stat *st, const wm_quota *q,
+                        double loss, wm_totals *tot) {
+    cJSON *o = tensor_line(t, st, tot);
+    uint64_t n = st_numel(t);
+    if (j->owl && q) {
+        if (j->nm_m) {
+            char nm[32];
+            snprintf(nm, sizeof nm, "%d:%d", q->nm_n, j->nm_m);
+            cJSON_AddStringToObject(o, "owl_nm", nm);
+        } else {
+            cJSON_AddNumberToObject(o, "owl_zeros", (double)q->zeros);
+            cJSON_AddNumberToObject(o, "owl_sparsity", n ? (double)q->zeros / (double)n : 0.0);
+        }
+    }
+    if (loss >= 0) {
+        cJSON_AddNumberToObject(o, "obs_loss", loss);
+        tot->obs_loss += loss;
+    }
+    report(j->output, o);
 }
 
 void wm_report_summary(const wm_job *j, const wm_totals *tot) {
     static const char *scopes[] = {"row", "tensor", "global"};
+    static const char *methods[] = {"magnitude", "wanda", "sparsegpt"};
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "action", "summary");
-    cJSON_AddStringToObject(o, "method", j->method == METHOD_WANDA ? "wanda" : "magnitude");
+    cJSON_AddStringToObject(o, "method", methods[j->method]);
     if (j->nm_m) {
         char nm[32];
         snprintf(nm, sizeof nm, "%d:%d", j->nm_n, j->nm_m);
@@ -218,11 +274,42 @@ void wm_report_summary(const wm_job *j, const wm_totals *tot) {
     cJSON_AddNumberToObject(o, "model_sparsity",
                             tot->model_params ? (double)tot->model_zeros / tot->model_params : 0.0);
     cJSON_AddNumberToObject(o, "seconds", tot->t_total);
-    if (j->method == METHOD_WANDA) {
+    if (j->method != METHOD_MAGNITUDE) {
         cJSON_AddNumberToObject(o, "forward_seconds", tot->t_forward);
         cJSON_AddNumberToObject(o, "select_seconds", tot->t_select);
+    }
+    if (j->method == METHOD_SPARSEGPT) {
+        cJSON_AddNumberToObject(o, "hessian_seconds", tot->t_hessian);
+        cJSON_AddNumberToObject(o, "damp", j->damp);
+        cJSON_AddNumberToObject(o, "blocksize", j->blocksize);
+        cJSON_AddNumberToObject(o, "obs_loss", tot->obs_loss);
+    }
+    if (j->owl) {
+        cJSON_AddNumberToObject(o, "owl_lambda", j->owl_lambda);
+        cJSON_AddNumberToObject(o, "owl_m", j->owl_m);
+        cJSON_AddNumberToObject(o, "owl_seconds", tot->t_owl);
     }
     cJSON_AddNumberToObject(o, "peak_rss_mb", (double)peak_rss_bytes() / (1 << 20));  /* kept for old scripts */
     cJSON_AddNumberToObject(o, "peak_rss_bytes", (double)peak_rss_bytes());
     report(j->output, o);
+}
+
+void wm_owl_report(const wm_job *j, const wm_owl *o) {
+    for (int l = 0; l < o->L; l++) {
+        if (!o->params[l]) continue;
+        cJSON *x = cJSON_CreateObject();
+        cJSON_AddStringToObject(x, "action", "owl");
+        cJSON_AddNumberToObject(x, "layer", l);
+        cJSON_AddNumberToObject(x, "outlier_ratio", o->ratio[l]);
+        cJSON_AddNumberToObject(x, "owl_sparsity", o->sparsity[l]);
+        cJSON_AddNumberToObject(x, "params", (double)o->params[l]);
+        cJSON_AddNumberToObject(x, "zeros", (double)o->zeros[l]);
+        cJSON_AddNumberToObject(x, "sparsity", (double)o->zeros[l] / (double)o->params[l]);
+        if (j->nm_m) {
+            char nm[32];
+            snprintf(nm, sizeof nm, "%d:%d", o->nm_n[l], j->nm_m);
+            cJSON_AddStringToObject(x, "nm", nm);
+        }
+        report(j->output, x);
+    }
 }

@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include "calib.h"
+#include "model.h"
 #include "tool.h"
 #include "wmask.h"
 
@@ -79,6 +81,32 @@ static int global_threshold(const char *path, const uint8_t *sel, int64_t k, pru
     return 0;
 }
 
+/* --owl: the layer budgets need the dense model's activations (one calibration pass), then the
+ * model is closed and streamed as usual. */
+static int owl_plan(const wm_job *j, const wm_targets *tg, wm_owl *o, wm_totals *tot, lop_err *e) {
+    if (!strcmp(j->model, "-"))
+        return lop_failc(e, LOP_EUSAGE, "--owl reads the model twice (calibration, then pruning): "
+                         "give a path, not a stream on stdin");
+    lop_model *m;
+    lop_calib cal = {0};
+    uint8_t *target = NULL;
+    int rc = -1;
+    if (lop_model_open(&m, j->model, e)) return -1;
+    target = calloc((size_t)m->cfg.n_layers * PROJ_N, 1);
+    if (!target) { lop_fail(e, "out of memory"); goto out; }
+    if (wm_find_targets(m, tg, target, e)) goto out;
+    if (wm_load_calib(j, m, &cal, e)) goto out;
+    note("owl: %d calibration sequences, %lld tokens", cal.n, (long long)cal.tokens);
+    if (wm_owl_plan(o, j, m, &cal, j->batch, target, tot, e)) goto out;
+    wm_owl_report(j, o);
+    rc = 0;
+out:
+    free(target);
+    calib_free(&cal);
+    lop_model_free(m);
+    return rc;
+}
+
 int wm_run_magnitude(const wm_job *j, const wm_targets *tg, wm_totals *tot, lop_err *e) {
     char spool[PATH_MAX] = "";
     const char *path = j->model;
@@ -93,6 +121,8 @@ int wm_run_magnitude(const wm_job *j, const wm_targets *tg, wm_totals *tot, lop_
     wm_buf fb = {0}, ob = {0};
     prune_sel gs = {0};
     int64_t ties = 0;
+    wm_owl owl = {0};
+    if (j->owl && owl_plan(j, tg, &owl, tot, e)) return -1;
     if (st_reader_open(&r, path, e)) goto out;
     const st_info *inf = st_reader_infos(r, &n);
     sel = malloc(n ? (size_t)n : 1);
@@ -125,10 +155,12 @@ int wm_run_magnitude(const wm_job *j, const wm_targets *tg, wm_totals *tot, lop_
             st_to_f32(wf, data, t->dtype, numel);
             prune_stat st;
             if (global) prune_sel_apply(&gs, &ties, wf, rows, cols, NULL, &st);
-            else if (wm_prune_matrix(j, t->name, wf, rows, cols, NULL, &st, e)) goto out;
+            const wm_quota *q = j->owl ? wm_owl_quota(&owl, t->name) : NULL;
+            if (j->owl && !q) { lop_fail(e, "%s: not in the OWL plan", t->name); goto out; }
+            if (!global && wm_prune_matrix(j, t->name, wf, rows, cols, NULL, q, &st, e)) goto out;
             memcpy(raw, data, t->nbytes);
             wm_raw_apply(raw, wf, t->dtype, numel);
-            wm_report_tensor(j->output, t, &st, tot);
+            wm_report_tensor_q(j, t, &st, q, -1, tot);
             outp = raw;
         }
         tot->model_zeros += wm_raw_zeros(outp, t->dtype, numel);
@@ -145,6 +177,7 @@ out:
     if (spool[0]) unlink(spool);
     if (gs.hist) prune_sel_free(&gs);
     free(sel);
+    wm_owl_free(&owl);
     free(fb.p);
     free(ob.p);
     return rc;

@@ -1,4 +1,5 @@
-/* wmask — unstructured and N:M weight pruning (magnitude and Wanda): options and dispatch. */
+/* wmask — unstructured and N:M weight pruning (magnitude, Wanda, SparseGPT; OWL layer sparsities):
+ * options and dispatch. */
 #include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,15 +10,18 @@
 
 static void usage(FILE *f) {
     fprintf(f,
-"usage: wmask -m MODEL -o OUT [--sparsity S] [--method magnitude|wanda] [--scope row|tensor|global]\n"
-"             [--nm N:M] [--data FILE --samples N --ctx N] [--include RE] [--exclude RE]\n"
+"usage: wmask -m MODEL -o OUT [--sparsity S] [--method magnitude|wanda|sparsegpt]\n"
+"             [--scope row|tensor|global] [--nm N:M] [--data FILE --samples N --ctx N] [--owl]\n"
+"             [--include RE] [--exclude RE]\n"
 "Zeroes the lowest-scored weights of the attention and MLP projections of every layer, keeping\n"
 "shapes, dtypes and config (zeros alone make a model neither smaller nor faster: see wmask(1)).\n"
 "  -m, --model PATH      HF folder, .safetensors file (maybe .zst), or - (a tensor stream)\n"
 "  -o, --output PATH     folder, .safetensors file, or - (stream on stdout)\n"
 "      --sparsity S      fraction of each selection to zero, 0..1 (default 0.5); exact:\n"
 "                        floor(S*n) weights of each row/tensor/all, already-zero ones count\n"
-"      --method M        magnitude (score |W|, default) or wanda (score |W|*||X_j||, needs --data)\n"
+"      --method M        magnitude (score |W|, default), wanda (score |W|*||X_j||, needs --data)\n"
+"                        or sparsegpt (OBS: prune by w^2/[H^-1]_jj^2 and update the other weights\n"
+"                        from the inputs' Hessian H = 2/n X^T X, layer by layer; needs --data)\n"
 "      --scope S         row (default: each output row to the same sparsity), tensor, or global\n"
 "                        (one threshold over every selected tensor)\n"
 "      --nm N:M          in every M consecutive weights of a row zero the N lowest (2:4);\n"
@@ -25,7 +29,7 @@ static void usage(FILE *f) {
 "      --include RE      select tensors whose name matches RE (PCRE2; repeatable; replaces the\n"
 "                        default set of attention/MLP projection weights)\n"
 "      --exclude RE      drop tensors whose name matches RE from the selection (repeatable)\n"
-"  wanda:\n"
+"  calibration (wanda, sparsegpt, --owl):\n"
 "      --data FILE       calibration text: one example per line, .jsonl with \"text\", maybe .zst\n"
 "      --samples N       calibration sequences (default 128)\n"
 "      --ctx N           tokens per sequence (default 512, at most the model's context)\n"
@@ -33,6 +37,14 @@ static void usage(FILE *f) {
 "      --one-shot        norms from one pass over the dense model (default: layer by layer, each\n"
 "                        layer's inputs from the already-pruned layers before it, as Wanda does)\n"
 "      --dump-acts FILE  debug: write every linear layer's input X (float32) to FILE\n"
+"  sparsegpt:\n"
+"      --damp L          dampening: H += L * mean(diag H) * I (default 0.01)\n"
+"      --blocksize N     columns per OBS block (default 128)\n"
+"  OWL (outlier-weighted layerwise sparsity; any method; needs --data):\n"
+"      --owl             each layer's sparsity from its share of outlier scores |W|*||X||\n"
+"                        above M x the layer's mean: target +- lambda, weighted mean exact\n"
+"      --owl-lambda L    the spread: sparsities span 2L (default 0.08)\n"
+"      --owl-m M         the outlier threshold multiple (default 5)\n"
 "  output:\n"
 "      --max-shard-size SIZE  shard size of a folder output (default 5GB)\n"
 "      --zstd[=LEVEL]    compress a file/stream output with zstd (default level 3)\n"
@@ -40,7 +52,8 @@ TOOL_COMMON_HELP);
 }
 
 enum { O_SPARSITY = 0x100, O_METHOD, O_SCOPE, O_NM, O_INCLUDE, O_EXCLUDE, O_DATA, O_SAMPLES,
-       O_CTX, O_BATCH, O_ONESHOT, O_DUMP, O_SHARD, O_ZSTD };
+       O_CTX, O_BATCH, O_ONESHOT, O_DUMP, O_SHARD, O_ZSTD, O_DAMP, O_BLOCK, O_OWL, O_OWL_L,
+       O_OWL_M };
 
 static const struct option longopts[] = {
     {"model", required_argument, 0, 'm'},
@@ -60,6 +73,11 @@ static const struct option longopts[] = {
     {"dump-acts", required_argument, 0, O_DUMP},
     {"max-shard-size", required_argument, 0, O_SHARD},
     {"zstd", optional_argument, 0, O_ZSTD},
+    {"damp", required_argument, 0, O_DAMP},
+    {"blocksize", required_argument, 0, O_BLOCK},
+    {"owl", no_argument, 0, O_OWL},
+    {"owl-lambda", required_argument, 0, O_OWL_L},
+    {"owl-m", required_argument, 0, O_OWL_M},
     TOOL_COMMON_LONGOPTS,
     {0, 0, 0, 0}};
 
@@ -79,7 +97,8 @@ static void parse_nm(wm_job *j, const char *arg) {
 int main(int argc, char **argv) {
     tool_blas_reexec(argv); /* OpenBLAS kernels and a passive OpenMP wait policy: see blas_tune.h */
     tool_init("wmask", argc, argv);
-    wm_job j = {.sparsity = 0.5, .samples = 128, .ctx = 512, .batch = 8};
+    wm_job j = {.sparsity = 0.5, .samples = 128, .ctx = 512, .batch = 8, .damp = 0.01,
+                .blocksize = 128, .owl_lambda = 0.08, .owl_m = 5};
     int have_sparsity = 0, have_scope = 0, c;
     while ((c = getopt_long(argc, argv, "m:o:" TOOL_COMMON_SHORTOPTS, longopts, NULL)) != -1) {
         if (tool_common_opt(c, optarg, usage)) continue;
@@ -90,7 +109,8 @@ int main(int argc, char **argv) {
         case O_METHOD:
             if (!strcmp(optarg, "magnitude")) j.method = METHOD_MAGNITUDE;
             else if (!strcmp(optarg, "wanda")) j.method = METHOD_WANDA;
-            else die_usage("--method: expected magnitude or wanda, got '%s'", optarg);
+            else if (!strcmp(optarg, "sparsegpt")) j.method = METHOD_SPARSEGPT;
+            else die_usage("--method: expected magnitude, wanda or sparsegpt, got '%s'", optarg);
             break;
         case O_SCOPE:
             if (!strcmp(optarg, "row")) j.scope = SCOPE_ROW;
@@ -116,6 +136,11 @@ int main(int argc, char **argv) {
         case O_DUMP: j.dump_acts = optarg; break;
         case O_SHARD: j.max_shard = opt_size("--max-shard-size", optarg); break;
         case O_ZSTD: j.zstd_level = optarg ? (int)opt_int("--zstd", optarg, 1, 22) : 3; break;  /* --zstd[=L], as the other tools */
+        case O_DAMP: j.damp = opt_double("--damp", optarg, 0, 100); break;
+        case O_BLOCK: j.blocksize = (int)opt_int("--blocksize", optarg, 1, 4096); break;
+        case O_OWL: j.owl = 1; break;
+        case O_OWL_L: j.owl_lambda = opt_double("--owl-lambda", optarg, 0, 0.5); break;
+        case O_OWL_M: j.owl_m = opt_double("--owl-m", optarg, 0, 1e6); break;
         default: die_usage("unexpected option");
         }
     }
@@ -136,8 +161,18 @@ int main(int argc, char **argv) {
         if (j.scope == SCOPE_GLOBAL && !j.one_shot)
             die_usage("--method wanda --scope global needs --one-shot (one threshold over all "
                       "layers needs every layer's scores before any layer is pruned)");
-    } else if (j.data || j.one_shot || j.dump_acts) {
-        die_usage("--data, --one-shot and --dump-acts are for --method wanda");
+    } else if (j.method == METHOD_SPARSEGPT) {
+        if (!j.data) die_usage("--method sparsegpt needs calibration text (--data FILE)");
+        if (j.scope == SCOPE_GLOBAL)
+            die_usage("--method sparsegpt updates the weights as it prunes: no --scope global");
+        if (j.one_shot) die_usage("--one-shot is for --method wanda (sparsegpt runs layer by layer)");
+    } else if ((j.data && !j.owl) || j.one_shot || j.dump_acts) {
+        die_usage("--data, --one-shot and --dump-acts are for --method wanda or sparsegpt (or --owl)");
+    }
+    if (j.owl) {
+        if (!j.data) die_usage("--owl needs calibration text (--data FILE)");
+        if (j.scope == SCOPE_GLOBAL) die_usage("--owl sets each layer's sparsity: no --scope global");
+        if (j.one_shot) die_usage("--owl does not combine with --one-shot");
     }
     if (j.sparsity >= 0.99)
         tool_warn("--sparsity %g zeroes (nearly) every selected weight: the model will not work", j.sparsity);
@@ -155,8 +190,8 @@ int main(int argc, char **argv) {
     if (wm_targets_new(&tg, &j, &e)) die_err(&e);
     wm_totals tot = {0};
     double t0 = now_seconds();
-    int rc = j.method == METHOD_WANDA ? wm_run_wanda(&j, tg, &tot, &e)
-                                      : wm_run_magnitude(&j, tg, &tot, &e);
+    int rc = j.method != METHOD_MAGNITUDE ? wm_run_wanda(&j, tg, &tot, &e)
+                                          : wm_run_magnitude(&j, tg, &tot, &e);
     wm_targets_free(tg);
     if (rc) die_err(&e);
     tot.t_total = now_seconds() - t0;

@@ -12,7 +12,16 @@
  * a residual hook that replaces layer l's input by the stored one, chunk by chunk (--batch).
  * --one-shot: one forward over the dense model collects every layer's norms, then all prune.
  * Memory: the stored residual [tokens, C] float32, the pruned copies of the target tensors (in
- * their stored dtype, kept until the output is written), one float32 matrix at a time. */
+ * their stored dtype, kept until the output is written), one float32 matrix at a time.
+ *
+ * --method sparsegpt runs the same three passes: pass 1 accumulates, instead of the norms, the
+ * Hessian H = Σ_t x_t x_tᵀ (float64) of each distinct input of layer l — 4 of them: q/k/v share
+ * the attention input, gate/up the MLP input, then o's and down's — and step 2 prunes and updates
+ * with SparseGPT (sparsegpt.c), one H turned into its inverse's Cholesky factor for all the
+ * projections that read that input. Memory: the layer's H's, Σ in² · 8 bytes (e.g. Qwen3-0.6B:
+ * 1024² · 2 + 2048² + 3072² doubles = 136 MB), freed before the next layer.
+ * --owl: first one pass of the dense model for OWL's layer sparsities (owl.c), then as above with
+ * each tensor's budget from the plan. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,7 +56,17 @@ typedef struct wanda {
     float **dump;            /* [L*PROJ_N] --dump-acts: X [tokens, in] */
     int *dump_in;            /* [L*PROJ_N] in_features of the dumped X */
     wm_totals *tot;
+    /* sparsegpt: layer cur's Hessians, one per distinct input (slot), and which projection feeds
+     * each slot (the first target reading it) */
+    double *H[4];
+    int64_t hin[4];
+    int hown[4];
+    wm_owl owl;
+    int have_owl;
 } wanda;
+
+/* q, k, v read the attention input; o its own; gate, up the MLP input; down its own. */
+static const int SLOT[PROJ_N] = {0, 0, 0, 1, 2, 2, 3};
 
 static int proj_in(const lop_model *m, int layer, lop_proj p) {
     return (int)m->layers[layer].proj[p].cols;
@@ -74,6 +93,14 @@ static int hook_linear(void *user, int layer, lop_proj p, const char *name, cons
     if (!wd->collect || (wd->cur >= 0 && layer != wd->cur)) return 0;
     int k = layer * PROJ_N + (int)p;
     if (!wd->target[k]) return 0;
+    if (wd->j->method == METHOD_SPARSEGPT) {
+        int sl = SLOT[p];
+        if (wd->hown[sl] == (int)p && wd->H[sl]) {
+            double t0 = now_seconds();
+            if (wm_hess_add(wd->H[sl], X, rows, in)) return 1;
+            wd->tot->t_hessian += now_seconds() - t0;
+        }
+    } else {
     double *ss = wd->ss[k];
     /* columns split among threads: each thread owns its ss[j], rows run in order (deterministic) */
 #pragma omp parallel for schedule(static) if ((int64_t)rows * in >= (1 << 16))
@@ -81,6 +108,7 @@ static int hook_linear(void *user, int layer, lop_proj p, const char *name, cons
         double acc = 0;
         for (int i = 0; i < rows; i++) { double v = X[(int64_t)i * in + jc]; acc += v * v; }
         ss[jc] += acc;
+    }
     }
     if (wd->dump) {
         if (!wd->dump[k]) {
@@ -113,22 +141,33 @@ static int run_pass(wanda *wd, const lop_calib *cal, int layer_end, const uint8_
 
 /* Prune projection p of layer l with the collected norms; keep the pruned copy and point the
  * model at it (later passes see the pruned layer). global: only compute the norms. */
-static int prune_proj(wanda *wd, int l, lop_proj p, lop_err *e) {
+static int prune_proj(wanda *wd, int l, lop_proj p, const double *U, const uint8_t *dead,
+                      lop_err *e) {
     int k = l * PROJ_N + (int)p;
     lop_wref *w = lop_weight(wd->m, l, p);
     int64_t rows = w->rows, cols = w->cols;
     uint64_t n = (uint64_t)rows * cols;
-    double t0 = now_seconds();
+    double t0 = now_seconds(), loss = -1;
     float *norm = malloc((size_t)cols * sizeof *norm), *wf = malloc(n * sizeof *wf);
     void *raw = malloc(n * st_dtype_size(w->dtype));
     if (!norm || !wf || !raw) { free(norm); free(wf); free(raw); return lop_fail(e, "out of memory"); }
-    for (int64_t c = 0; c < cols; c++) norm[c] = (float)sqrt(wd->ss[k][c]);
     st_to_f32(wf, w->data, w->dtype, n);
+    wm_quota dq = wm_quota_default(wd->j, rows, cols);
+    const wm_quota *q = wd->have_owl ? &wd->owl.quota[k] : &dq;
     prune_stat st;
-    int rc = wm_prune_matrix(wd->j, w->name, wf, rows, cols, norm, &st, e);
+    int rc;
+    if (U) {
+        rc = wm_sgpt_prune(wd->j, w->name, wf, rows, cols, U, dead, q, &st, &loss, e);
+        if (!rc) wm_raw_store(raw, wf, w->dtype, n);
+    } else {
+        for (int64_t c = 0; c < cols; c++) norm[c] = (float)sqrt(wd->ss[k][c]);
+        rc = wm_prune_matrix(wd->j, w->name, wf, rows, cols, norm, q, &st, e);
+        if (!rc) {
+            memcpy(raw, w->data, n * st_dtype_size(w->dtype));
+            wm_raw_apply(raw, wf, w->dtype, n);
+        }
+    }
     if (!rc) {
-        memcpy(raw, w->data, n * st_dtype_size(w->dtype));
-        wm_raw_apply(raw, wf, w->dtype, n);
         wd->masked[k] = raw;
         w->data = raw;
     } else free(raw);
@@ -137,7 +176,47 @@ static int prune_proj(wanda *wd, int l, lop_proj p, lop_err *e) {
     wd->tot->t_select += now_seconds() - t0;
     if (rc) return -1;
     int ti = st_find(wd->m->st, w->name);
-    wm_report_tensor(wd->j->output, &wd->m->st->info[ti], &st, wd->tot);
+    wm_report_tensor_q(wd->j, &wd->m->st->info[ti], &st, q, loss, wd->tot);
+    return 0;
+}
+
+/* sparsegpt, layer l after pass 1: each slot's H -> U, then its projections. */
+static int prune_layer_sgpt(wanda *wd, int l, lop_err *e) {
+    for (int sl = 0; sl < 4; sl++) {
+        if (!wd->H[sl]) continue;
+        int64_t n = wd->hin[sl];
+        uint8_t *dead = malloc((size_t)n);
+        if (!dead) return lop_fail(e, "out of memory");
+        double t0 = now_seconds();
+        int rc = wm_hess_prepare(wd->H[sl], n, wd->tokens, wd->j->damp, dead, e);
+        wd->tot->t_select += now_seconds() - t0;
+        if (rc) {
+            free(dead);
+            return lop_wrap(e, "%s", wd->m->layers[l].proj[wd->hown[sl]].name);
+        }
+        for (int p = 0; p < PROJ_N && !rc; p++)
+            if (SLOT[p] == sl && wd->target[l * PROJ_N + p]) rc = prune_proj(wd, l, p, wd->H[sl], dead, e);
+        free(dead);
+        free(wd->H[sl]);
+        wd->H[sl] = NULL;
+        if (rc) return -1;
+    }
+    return 0;
+}
+
+/* sparsegpt, before pass 1 of layer l: zeroed H's for the slots that have targets. */
+static int alloc_hess(wanda *wd, int l, lop_err *e) {
+    for (int sl = 0; sl < 4; sl++) { wd->hown[sl] = -1; wd->H[sl] = NULL; }
+    for (int p = 0; p < PROJ_N; p++) {
+        int sl = SLOT[p];
+        if (!wd->target[l * PROJ_N + p] || wd->hown[sl] >= 0) continue;
+        wd->hown[sl] = p;
+        wd->hin[sl] = proj_in(wd->m, l, p);
+        wd->H[sl] = calloc((size_t)(wd->hin[sl] * wd->hin[sl]), sizeof(double));
+        if (!wd->H[sl])
+            return lop_fail(e, "out of memory: the Hessian of %s's input (%lld² doubles)",
+                            wd->m->layers[l].proj[p].name, (long long)wd->hin[sl]);
+    }
     return 0;
 }
 
@@ -188,23 +267,24 @@ static int prune_global(wanda *wd, lop_err *e) {
 }
 
 /* Which tensors are targets: every selected name must be a layer's linear projection. */
-static int find_targets(wanda *wd, const wm_targets *tg, lop_err *e) {
-    st_model *st = wd->m->st;
+int wm_find_targets(lop_model *m, const wm_targets *tg, uint8_t *target, lop_err *e) {
+    st_model *st = m->st;
+    int L = m->cfg.n_layers;
     int count = 0;
     for (int i = 0; i < st->n; i++) {
         if (!wm_targets_match(tg, st->info[i].name)) continue;
         int found = 0;
-        for (int l = 0; l < wd->L && !found; l++)
+        for (int l = 0; l < L && !found; l++)
             for (int p = 0; p < PROJ_N && !found; p++) {
-                const lop_wref *w = &wd->m->layers[l].proj[p];
+                const lop_wref *w = &m->layers[l].proj[p];
                 if (w->name && !strcmp(w->name, st->info[i].name)) {
-                    wd->target[l * PROJ_N + p] = 1;
+                    target[l * PROJ_N + p] = 1;
                     found = 1;
                 }
             }
         if (!found)
-            return lop_failc(e, LOP_EUSAGE, "%s: not a linear projection of a layer; wanda scores "
-                             "need its input activations (use --method magnitude, or --exclude it)",
+            return lop_failc(e, LOP_EUSAGE, "%s: not a linear projection of a layer; wanda, sparsegpt "
+                             "and --owl need its input activations (use --method magnitude, or --exclude it)",
                              st->info[i].name);
         count++;
     }
@@ -264,20 +344,20 @@ out:
     return rc;
 }
 
-static int load_calib(wanda *wd, lop_calib *cal, lop_err *e) {
-    const char *src = wd->m->st->source_dir;
-    if (!src) return lop_fail(e, "%s: no tokenizer folder known (wanda needs tokenizer.json)", wd->j->model);
+int wm_load_calib(const wm_job *j, lop_model *m, lop_calib *cal, lop_err *e) {
+    const char *src = m->st->source_dir;
+    if (!src) return lop_fail(e, "%s: no tokenizer folder known (calibration needs tokenizer.json)", j->model);
     lop_tokenizer *tok;
     if (tok_load(&tok, src, e)) return -1;
     lop_calib_opts o = calib_default_opts();
-    o.ctx = wd->j->ctx;
-    if (wd->m->cfg.max_pos > 0 && o.ctx > wd->m->cfg.max_pos) o.ctx = wd->m->cfg.max_pos;
-    o.samples = wd->j->samples;
+    o.ctx = j->ctx;
+    if (m->cfg.max_pos > 0 && o.ctx > m->cfg.max_pos) o.ctx = m->cfg.max_pos;
+    o.samples = j->samples;
     o.random = 1;
     o.seed = g_opt.seed;
-    int rc = calib_load(cal, wd->j->data, tok, &o, e);
+    int rc = calib_load(cal, j->data, tok, &o, e);
     tok_free(tok);
-    if (rc) return lop_wrap(e, "%s", wd->j->data);
+    if (rc) return lop_wrap(e, "%s", j->data);
     return 0;
 }
 
@@ -295,23 +375,29 @@ int wm_run_wanda(const wm_job *j, const wm_targets *tg, wm_totals *tot, lop_err 
     wd.masked = calloc((size_t)K, sizeof *wd.masked);
     skip = calloc((size_t)wd.L, 1);
     if (!wd.target || !wd.ss || !wd.masked || !skip) { lop_fail(e, "out of memory"); goto out; }
-    if (find_targets(&wd, tg, e)) goto out;
+    if (wm_find_targets(wd.m, tg, wd.target, e)) goto out;
     for (int k = 0; k < K; k++)
-        if (wd.target[k] && !(wd.ss[k] = calloc((size_t)proj_in(wd.m, k / PROJ_N, k % PROJ_N), sizeof(double)))) {
+        if (wd.target[k] && j->method == METHOD_WANDA && !(wd.ss[k] = calloc((size_t)proj_in(wd.m, k / PROJ_N, k % PROJ_N), sizeof(double)))) {
             lop_fail(e, "out of memory");
             goto out;
         }
-    if (load_calib(&wd, &cal, e)) goto out;
+    if (wm_load_calib(j, wd.m, &cal, e)) goto out;
     wd.tokens = cal.tokens;
-    note("wanda: %d calibration sequences, %lld tokens, %s", cal.n, (long long)cal.tokens,
+    note("%s: %d calibration sequences, %lld tokens, %s",
+         j->method == METHOD_WANDA ? "wanda" : "sparsegpt", cal.n, (long long)cal.tokens,
          j->one_shot ? "one shot" : "layer by layer");
+    if (j->owl) {
+        if (wm_owl_plan(&wd.owl, j, wd.m, &cal, j->batch, wd.target, tot, e)) goto out;
+        wd.have_owl = 1;
+        wm_owl_report(j, &wd.owl);
+    }
     if (j->dump_acts) {
         wd.dump = calloc((size_t)K, sizeof *wd.dump);
         wd.dump_in = calloc((size_t)K, sizeof *wd.dump_in);
         if (!wd.dump || !wd.dump_in) { lop_fail(e, "out of memory"); goto out; }
     }
     progress pg;
-    progress_start(&pg, "wanda", wd.L, "layers");
+    progress_start(&pg, j->method == METHOD_WANDA ? "wanda" : "sparsegpt", wd.L, "layers");
     if (j->one_shot) {
         wd.collect = 1;
         if (run_pass(&wd, &cal, 0, NULL, e)) goto out;
@@ -320,7 +406,7 @@ int wm_run_wanda(const wm_job *j, const wm_targets *tg, wm_totals *tot, lop_err 
             if (prune_global(&wd, e)) goto out;
         } else {
             for (int k = 0; k < K; k++)
-                if (wd.target[k] && prune_proj(&wd, k / PROJ_N, k % PROJ_N, e)) goto out;
+                if (wd.target[k] && prune_proj(&wd, k / PROJ_N, k % PROJ_N, NULL, NULL, e)) goto out;
         }
     } else {
         wd.resid = malloc((size_t)cal.tokens * wd.C * sizeof(float));
@@ -329,9 +415,14 @@ int wm_run_wanda(const wm_job *j, const wm_targets *tg, wm_totals *tot, lop_err 
             wd.cur = l;
             /* pass 1: dense layer l on the stored input (layer 0: store the embeddings) */
             wd.collect = 1; wd.in_mode = l == 0 ? 0 : 1; wd.capture_out = 0;
+            if (j->method == METHOD_SPARSEGPT && alloc_hess(&wd, l, e)) goto out;
             if (run_pass(&wd, &cal, l + 1, skip, e)) goto out;
-            for (int p = 0; p < PROJ_N; p++)
-                if (wd.target[l * PROJ_N + p] && prune_proj(&wd, l, p, e)) goto out;
+            if (j->method == METHOD_SPARSEGPT) {
+                if (prune_layer_sgpt(&wd, l, e)) goto out;
+            } else {
+                for (int p = 0; p < PROJ_N; p++)
+                    if (wd.target[l * PROJ_N + p] && prune_proj(&wd, l, p, NULL, NULL, e)) goto out;
+            }
             /* pass 3: the pruned layer l gives the input of layer l+1 */
             if (l + 1 < wd.L) {
                 wd.collect = 0; wd.in_mode = 1; wd.capture_out = 1;
@@ -354,6 +445,8 @@ out:
     }
     free(wd.ss); free(wd.masked); free(wd.dump); free(wd.dump_in); free(wd.target);
     free(wd.resid); free(skip);
+    for (int sl = 0; sl < 4; sl++) free(wd.H[sl]);
+    if (wd.have_owl) wm_owl_free(&wd.owl);
     calib_free(&cal);
     lop_model_free(wd.m); /* its wrefs may point at the freed copies: it never reads them here */
     return rc;

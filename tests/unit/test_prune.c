@@ -110,6 +110,33 @@ static void test_rows(int use_norm, int quantize) {
     free(w); free(r); free(idx);
 }
 
+/* prune_rows_k: a tensor budget spread over rows (k each, k+1 for the first `extra` rows) */
+static void test_rows_k(void) {
+    int64_t rows = 23, cols = 100;
+    float *w = malloc(rows * cols * 4), *r = malloc(rows * cols * 4), norm[100];
+    int64_t idx[100];
+    for (int64_t j = 0; j < cols; j++) norm[j] = fabsf(uniform()) * 2;
+    int64_t budgets[] = {0, 1, 22, 23, 1151, 2299, 2300};
+    for (size_t bi = 0; bi < sizeof budgets / sizeof *budgets; bi++) {
+        int64_t zb = budgets[bi], k = zb / rows, extra = zb % rows;
+        for (int64_t i = 0; i < rows * cols; i++) w[i] = uniform(); /* no zeros before */
+        memcpy(r, w, rows * cols * 4);
+        prune_stat st;
+        CHECK(prune_rows_k(w, rows, cols, norm, k, extra, &st) == 0, "prune_rows_k %lld", (long long)zb);
+        for (int64_t i = 0; i < rows; i++) {
+            for (int64_t j = 0; j < cols; j++) idx[j] = i * cols + j;
+            ref_prune(r, idx, cols, k + (i < extra), norm, cols, 0);
+        }
+        CHECK(same(w, r, rows * cols), "rows_k %lld: differs from reference", (long long)zb);
+        CHECK(st.zeros == zb && st.pruned == zb, "rows_k: %lld zeros for a budget of %lld",
+              (long long)st.zeros, (long long)zb);
+    }
+    prune_stat st;
+    CHECK(prune_rows_k(w, rows, cols, NULL, 100, 1, &st) == -1, "k = cols with extra rows must fail");
+    CHECK(prune_rows_k(w, rows, cols, NULL, 3, 24, &st) == -1, "extra > rows must fail");
+    free(w); free(r);
+}
+
 static void test_nm(int use_norm) {
     int64_t rows = 9, cols = 64;
     float *w = malloc(rows * cols * 4), *r = malloc(rows * cols * 4), norm[64];
@@ -228,6 +255,7 @@ int main(void) {
         for (int u = 0; u < 2; u++) { test_rows(u, q); test_global(u, q); }
     test_nm(0);
     test_nm(1);
+    test_rows_k();
     if (fails) { printf("%d failures\n", fails); return 1; }
     printf("test_prune: ok\n");
     return 0;
