@@ -74,7 +74,7 @@ have_shared=0
 tokenizers() {   # the real tokenizers, each with what its decode(encode(x)) must give back
   local list=""
   for spec in tokenizers/llama3_1=exact models/qwen3-tiny=nfc models/gemma3-tiny=space \
-              models/llama-tiny=space models/prose13m=space; do
+              models/llama-tiny=sp models/prose13m=sp; do
     [ -f "$SHARED/${spec%=*}/tokenizer.json" ] && list="$list:$SHARED/$spec"
   done
   echo "${list#:}"
@@ -100,7 +100,7 @@ run_one() {      # target, seconds -> one line: target execs exec/s edges corpus
   fi
   mkdir -p "$art"
   local dict=(); [ -f tests/fuzz/lop.dict ] && dict=(-dict=tests/fuzz/lop.dict)
-  local maxlen=65536; [ "$t" = tok_encode ] && maxlen=16384
+  local maxlen=65536; [ "$t" = tok_encode ] && maxlen=16384; [ "$t" = tok_json ] && maxlen=131072
   local lim=(-rss_limit_mb=2048 -timeout=10 -max_len=$maxlen "${dict[@]}")
   local rc=0
   if [ $MODE = smoke ]; then

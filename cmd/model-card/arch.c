@@ -2,6 +2,7 @@
  * needs names and shapes, never tensor data. */
 #include "arch.h"
 #include <cjson/cJSON.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,7 +47,8 @@ static int file_exists(const char *p) {
 
 static int jint(const cJSON *o, const char *k, int dflt) {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
-    return cJSON_IsNumber(v) ? (int)v->valuedouble : dflt;
+    /* out of int's range (1e300 in a hostile config) is as good as absent: no undefined cast */
+    return cJSON_IsNumber(v) && v->valuedouble > INT_MIN && v->valuedouble <= INT_MAX ? (int)v->valuedouble : dflt;
 }
 
 static void jstr(const cJSON *o, const char *k, char *dst, size_t n) {
@@ -81,9 +83,13 @@ static int count_file(const char *path, int64_t *params, lop_err *e) {
         const cJSON *d;
         cJSON_ArrayForEach(d, shape) {
             if (!cJSON_IsNumber(d) || d->valuedouble < 0 || d->valuedouble > 1e15) { cJSON_Delete(j); return lop_fail(e, "%s: tensor %s has a bad shape", path, t->string); }
-            n *= (int64_t)d->valuedouble;
+            if (__builtin_mul_overflow(n, (int64_t)d->valuedouble, &n)) n = INT64_MAX;
         }
-        *params += n;
+        if (n == INT64_MAX || __builtin_add_overflow(*params, n, params)) {
+            lop_fail(e, "%s: tensor %s: more parameters than a count can hold", path, t->string);
+            cJSON_Delete(j);
+            return -1;
+        }
     }
     cJSON_Delete(j);
     return 0;

@@ -92,7 +92,7 @@ struct topk_reader {
     FILE *f;
     char *path;
     ZSTD_DCtx *z;
-    int k;
+    int k, vocab;
     void *in;
     size_t in_cap;
     ZSTD_inBuffer zin;
@@ -144,7 +144,9 @@ int topk_reader_open(topk_reader **rp, const char *path, int *k, int *vocab, lop
     uint32_t u[2];
     memcpy(u, h + 8, 8);
     if (u[0] < 1 || u[0] > 1u << 20 || u[1] < 1) { lop_fail(e, "%s: bad header (k %u, vocab %u)", path, u[0], u[1]); topk_reader_close(r); return -1; }
+    if (u[1] > INT32_MAX) { lop_fail(e, "%s: bad header (vocab %u)", path, u[1]); topk_reader_close(r); return -1; }
     r->k = (int)u[0];
+    r->vocab = (int)u[1];
     r->rec_len = 8 + (size_t)r->k * 8;
     r->rec = malloc(r->rec_len);
     r->id = malloc(sizeof(int32_t) * r->k);
@@ -163,6 +165,11 @@ int topk_reader_next(topk_reader *r, topk_rec *out, lop_err *e) {
     memcpy(&out->target_lp, r->rec + 4, 4);
     memcpy(r->id, r->rec + 8, 4 * (size_t)r->k);
     memcpy(r->lp, r->rec + 8 + 4 * (size_t)r->k, 4 * (size_t)r->k);
+    /* --kl-base matches these against the model's logits: an id outside the vocabulary would
+     * never match and turn the KL into NaN without a word */
+    if (out->target < 0 || out->target >= r->vocab) return lop_fail(e, "%s: corrupt record (target %d, vocab %d)", r->path, out->target, r->vocab);
+    for (int j = 0; j < r->k; j++)
+        if (r->id[j] < 0 || r->id[j] >= r->vocab) return lop_fail(e, "%s: corrupt record (id %d, vocab %d)", r->path, r->id[j], r->vocab);
     out->id = r->id;
     out->lp = r->lp;
     return 1;

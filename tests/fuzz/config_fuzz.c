@@ -1,6 +1,8 @@
 /* config_fuzz.c — libFuzzer target for config.json (every family: llama, qwen2, qwen3,
  * gemma3_text, gemma3 with text_config; rope settings old and new; layer_types, sliding-window
- * patterns, max_window_layers). Also model-card's own config reader (arch_read).
+ * patterns, max_window_layers). Also model-card's own reader (arch_read: config.json and the
+ * parameter count from a safetensors header).
+ * Input: config.json [FZ_SEP model.safetensors (for arch_read)].
  * Checks, for a config that parses:
  *   - the parameter count equals the sum of the tensor shapes the model loader binds (model.c's
  *     table, recomputed here in 128-bit arithmetic: no overflow, no formula drift);
@@ -62,7 +64,9 @@ static void reparse(const lop_config *c, lop_config *out, const char *what) {
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-    char *text = fz_strndup(data, size);
+    const uint8_t *part[2]; size_t len[2];
+    int np = fz_split(data, size, part, len, 2);
+    char *text = fz_strndup(part[0], len[0]);
     lop_config c, r;
     lop_err e;
     if (config_parse(&c, text, &e) == 0) {
@@ -97,7 +101,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         config_free(&c);
     }
     /* model-card's reader of the same file */
-    fz_write("config.json", data, size);
+    fz_write("config.json", part[0], len[0]);
+    if (np > 1) fz_write("model.safetensors", part[1], len[1]);
+    else unlink(fz_path("model.safetensors"));
     mc_arch a;
     arch_read(&a, fz_dir(), &e);
     free(text);

@@ -14,6 +14,7 @@
 #include <zstd.h>
 #include "fuzz_util.h"
 #include "task.h"
+#include "utf8.h"
 
 static const char *const NAMES[16] = {
     "hellaswag", "piqa", "mmlu_anatomy", "arc_easy", "arc_challenge", "openbookqa", "copa", "boolq",
@@ -39,9 +40,13 @@ static void put(const char *rel, const uint8_t *d, size_t n, int mode) {
     free(z);
 }
 
+/* code points as Python counts them after decoding with errors="replace" */
 static size_t code_points(const char *s) {
-    size_t n = 0;
-    for (; *s; s++) n += ((unsigned char)*s & 0xC0) != 0x80;
+    size_t len, n = 0;
+    char *f = utf8_lossy(s, strlen(s), &len);
+    if (!f) abort();
+    for (size_t i = 0; i < len; i++) n += ((unsigned char)f[i] & 0xC0) != 0x80;
+    free(f);
     return n;
 }
 
