@@ -11,7 +11,7 @@ PREFIX   ?= /usr/local
 CC       ?= gcc
 SAN      ?= 0
 DEB_PKGS := build-essential pkg-config libcjson-dev libopenblas-dev libzstd-dev libpcre2-dev \
-            libutf8proc-dev bats bats-assert bats-support zstd python3
+            libutf8proc-dev bats bats-assert bats-support zstd python3 clang libclang-rt-14-dev
 BENCH_PKGS := python3-torch python3-numpy hyperfine
 
 ifeq ($(SAN),1)

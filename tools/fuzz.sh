@@ -104,20 +104,25 @@ run_one() {      # target, seconds -> one line: target execs exec/s edges corpus
   local lim=(-rss_limit_mb=2048 -timeout=10 -max_len=$maxlen "${dict[@]}")
   local rc=0
   if [ $MODE = smoke ]; then
+    # every committed input once (crashes fixed must stay fixed), then a few seconds of fuzzing
+    # from them into a throw-away corpus (new inputs go to the first folder, never to tests/)
     corpus=$(mktemp -d "$OUT/smoke.XXXXXX")
-    # every committed input once (regressions: crashes fixed must stay fixed)...
-    if [ -d "$committed" ] && [ -n "$(ls -A "$committed")" ]; then
-      "$bin" "${lim[@]}" -runs=0 "$committed" > "$art/smoke.log" 2>&1 || rc=$?
+    local seeds=(); [ -d "$committed" ] && seeds=("$committed")
+    : > "$art/smoke.log"
+    if [ ${#seeds[@]} -gt 0 ]; then
+      "$bin" "${lim[@]}" -runs=0 "${seeds[@]}" >> "$art/smoke.log" 2>&1 || rc=$?
     fi
-    # ...then a few seconds of fuzzing from them
-    [ $rc = 0 ] && { "$bin" "${lim[@]}" -max_total_time="$s" -artifact_prefix="$art/" -print_final_stats=1 \
-        "$corpus" ${committed:+$( [ -d "$committed" ] && echo "$committed")} >> "$art/smoke.log" 2>&1 || rc=$?; }
+    if [ $rc = 0 ]; then
+      "$bin" "${lim[@]}" -max_total_time="$s" -artifact_prefix="$art/" -print_final_stats=1 \
+        "$corpus" "${seeds[@]}" >> "$art/smoke.log" 2>&1 || rc=$?
+    fi
     rm -rf "$corpus"
   else
     corpus=$OUT/corpus/$t; mkdir -p "$corpus"
     local sd; sd=$(seeds_for "$t")
+    local seeds=("$sd"); [ -d "$committed" ] && seeds+=("$committed")
     "$bin" "${lim[@]}" -max_total_time="$s" -artifact_prefix="$art/" -print_final_stats=1 \
-      "$corpus" "$sd" $( [ -d "$committed" ] && echo "$committed") > "$art/log.txt" 2>&1 || rc=$?
+      "$corpus" "${seeds[@]}" > "$art/log.txt" 2>&1 || rc=$?
   fi
   local log=$art/log.txt; [ $MODE = smoke ] && log=$art/smoke.log
   local ex eps cov

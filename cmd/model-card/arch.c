@@ -78,11 +78,11 @@ static int count_file(const char *path, int64_t *params, lop_err *e) {
     cJSON_ArrayForEach(t, j) {
         if (!strcmp(t->string, "__metadata__")) continue;
         const cJSON *shape = cJSON_GetObjectItemCaseSensitive(t, "shape");
-        if (!cJSON_IsArray(shape)) { cJSON_Delete(j); return lop_fail(e, "%s: tensor %s has no shape", path, t->string); }
+        if (!cJSON_IsArray(shape)) { lop_fail(e, "%s: tensor %s has no shape", path, t->string); cJSON_Delete(j); return -1; }
         int64_t n = 1;
         const cJSON *d;
         cJSON_ArrayForEach(d, shape) {
-            if (!cJSON_IsNumber(d) || d->valuedouble < 0 || d->valuedouble > 1e15) { cJSON_Delete(j); return lop_fail(e, "%s: tensor %s has a bad shape", path, t->string); }
+            if (!cJSON_IsNumber(d) || d->valuedouble < 0 || d->valuedouble > 1e15) { lop_fail(e, "%s: tensor %s has a bad shape", path, t->string); cJSON_Delete(j); return -1; }
             if (__builtin_mul_overflow(n, (int64_t)d->valuedouble, &n)) n = INT64_MAX;
         }
         if (n == INT64_MAX || __builtin_add_overflow(*params, n, params)) {

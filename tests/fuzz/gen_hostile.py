@@ -201,3 +201,16 @@ w("config", "st-shape-overflow", json.dumps(LLAMA).encode() + SEP +
   sthead({"a": {"dtype": "F32", "shape": [10**15, 10**15], "data_offsets": [0, 0]}}))
 w("config", "st-sum-overflow", json.dumps(LLAMA).encode() + SEP +
   sthead({k: {"dtype": "F32", "shape": [10**15, 9000], "data_offsets": [0, 0]} for k in "abc"}))
+
+# ---- safetensors: every defect of tests/gen-malformed.py, and a 2^31-length claim
+import tempfile
+with tempfile.TemporaryDirectory() as td:
+    subprocess.run([sys.executable, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "gen-malformed.py"), td],
+                   check=True, stdout=subprocess.DEVNULL)
+    for f in sorted(os.listdir(td)):
+        p = os.path.join(td, f)
+        if f != "manifest.tsv" and os.path.isfile(p) and os.path.getsize(p) <= 4096:
+            w("st_header", f, open(p, "rb").read())
+w("st_header", "len-2e31", struct.pack("<Q", 2**31) + b'{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}')
+w("st_header", "shape-2e31", sthead({"a": {"dtype": "F32", "shape": [2**31, 2**31, 2**31], "data_offsets": [0, 8]}}) + b"\0" * 8)
+w("st_header", "deep-meta", sthead({"__metadata__": {"a": "b"}}) [:8] + deep_obj.encode())

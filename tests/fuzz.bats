@@ -1,0 +1,51 @@
+#!/usr/bin/env bats
+# Fuzz smoke (tools/fuzz.sh --smoke): every libFuzzer target (ASan+UBSan) runs each committed
+# seed and crash reproducer of tests/fuzz/seeds/<target>/ once, then fuzzes for a few seconds
+# from them. A parser regression (a crash, leak, hang, sanitizer report or broken property on a
+# saved input) fails here. `make fuzz` runs the long campaign.
+# Needs clang and its runtime (libclang-rt-14-dev; `make deps` installs both). Skipped with
+# LOP_NO_SAN=1 (`make test-fast`), like the other sanitizer runs.
+load helpers
+
+SMOKE_SECONDS=${LOP_FUZZ_SMOKE_SECONDS:-2}
+
+setup_file() {
+  export FUZZ_SKIP=""
+  if [ -n "${LOP_NO_SAN:-}" ]; then FUZZ_SKIP="LOP_NO_SAN set: sanitizer runs skipped"; return 0; fi
+  if ! command -v clang >/dev/null; then FUZZ_SKIP="clang absent (make deps installs clang libclang-rt-14-dev)"; return 0; fi
+  local probe="$BATS_FILE_TMPDIR/probe"
+  printf 'int LLVMFuzzerTestOneInput(const char *d, unsigned long n) { (void)d; (void)n; return 0; }\n' > "$probe.c"
+  if ! clang -fsanitize=fuzzer "$probe.c" -o "$probe" 2>/dev/null; then
+    FUZZ_SKIP="libFuzzer absent (apt-get install libclang-rt-14-dev)"; return 0
+  fi
+  bash "$ROOT/tools/fuzz.sh" --build > "$BATS_FILE_TMPDIR/build.log" 2>&1 || {
+    cat "$BATS_FILE_TMPDIR/build.log" >&2; export FUZZ_BUILD_FAILED=1; }
+}
+
+smoke() {
+  [ -z "$FUZZ_SKIP" ] || skip "$FUZZ_SKIP"
+  [ -z "${FUZZ_BUILD_FAILED:-}" ] || { echo "the fuzz targets did not build"; return 1; }
+  run env FUZZ_TARGETS="$1" bash "$ROOT/tools/fuzz.sh" --smoke "$SMOKE_SECONDS"
+  echo "$output"
+  [ "$status" -eq 0 ]
+}
+
+@test "fuzz smoke: safetensors header" { smoke st_header; }
+@test "fuzz smoke: tokenizer.json + tokenizer_config.json" { smoke tok_json; }
+@test "fuzz smoke: tokenizer encode on arbitrary bytes (real tokenizers)" { need_shared; smoke tok_encode; }
+@test "fuzz smoke: config.json (every family) and model-card's reader" { smoke config; }
+@test "fuzz smoke: training and calibration data" { smoke train_data; }
+@test "fuzz smoke: eval data (JSONL, MMLU CSV, hellaswag)" { smoke eval_data; }
+@test "fuzz smoke: kd teacher cache" { smoke kd_cache; }
+@test "fuzz smoke: ppl top-k file" { smoke topk; }
+@test "fuzz smoke: training checkpoints" { smoke ckpt; }
+@test "fuzz smoke: model-card logs and card" { smoke mc_logs; }
+
+@test "fuzz: every target has a smoke test here and committed seeds" {
+  [ -z "$FUZZ_SKIP" ] || skip "$FUZZ_SKIP"
+  for f in "$ROOT"/tests/fuzz/*_fuzz.c; do
+    t=$(basename "$f" _fuzz.c)
+    grep -q "smoke $t;" "$BATS_TEST_FILENAME" || { echo "no smoke test for $t"; return 1; }
+    [ "$t" = st_header ] || [ -n "$(ls -A "$ROOT/tests/fuzz/seeds/$t" 2>/dev/null)" ] || { echo "no seeds for $t"; return 1; }
+  done
+}
