@@ -49,3 +49,37 @@ smoke() {
     [ "$t" = st_header ] || [ -n "$(ls -A "$ROOT/tests/fuzz/seeds/$t" 2>/dev/null)" ] || { echo "no seeds for $t"; return 1; }
   done
 }
+
+# ---- resource limits (README "Fuzzing": each limit documented and tested)
+
+@test "limits: hostile size claims (2^31-byte zstd frames, headers, k, shapes) allocate under 64 MB" {
+  [ -z "$FUZZ_SKIP" ] || skip "$FUZZ_SKIP"
+  [ -z "${FUZZ_BUILD_FAILED:-}" ] || { echo "the fuzz targets did not build"; return 1; }
+  for t in st_header config kd_cache topk ckpt eval_data mc_logs tok_json train_data; do
+    run env OMP_NUM_THREADS=1 ASAN_OPTIONS=detect_leaks=1:allocator_may_return_null=1 \
+      "$ROOT/build/fuzz/${t}_fuzz" -runs=0 -malloc_limit_mb=64 -rss_limit_mb=1024 -timeout=10 "$ROOT/tests/fuzz/seeds/$t"
+    [ "$status" -eq 0 ] || { echo "$t:"; echo "$output" | grep -E "ERROR|SUMMARY|malloc|property" | head; return 1; }
+  done
+}
+
+@test "limits: a tokenizer regex that backtracks catastrophically fails fast with 'match limit exceeded'" {
+  T=$(scratch)
+  python3 - "$T" <<'PY'
+import json, sys
+d = sys.argv[1]
+tok = {"version": "1.0", "added_tokens": [], "normalizer": None, "post_processor": None, "decoder": None,
+       "pre_tokenizer": {"type": "Split", "pattern": {"Regex": "(a+)+$"}, "behavior": "Isolated", "invert": False},
+       "model": {"type": "BPE", "vocab": {"a": 0, "!": 1}, "merges": [], "byte_fallback": False, "unk_token": None}}
+json.dump(tok, open(d + "/tokenizer.json", "w"))
+open(d + "/text", "w").write("a" * 5000 + "!")
+PY
+  start=$(date +%s)
+  run lm-tok -m "$T/tokenizer.json" --count "$T/text"
+  [ "$status" -eq 1 ]
+  [[ "$output" == *"match limit exceeded"* ]]
+  [ $(( $(date +%s) - start )) -lt 10 ]
+  printf 'aaaa' > "$T/ok"   # the same tokenizer on text it matches quickly still works
+  run lm-tok -m "$T/tokenizer.json" --count "$T/ok"
+  [ "$status" -eq 0 ]
+  rm -rf "$T"
+}
