@@ -2,6 +2,7 @@
  * length rules, and hellaswag's preprocess. */
 #include "task_text.h"
 #include "task.h"
+#include "utf8.h"
 #include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -218,6 +219,10 @@ int text_read_file(const char *path, char **buf, size_t *len, lop_err *e) {
     if (rc) return -1;
     if (*len == 0) { free(*buf); return lop_fail(e, "%s: empty file", path); }
     if (memchr(*buf, 0, *len)) { free(*buf); return lop_fail(e, "%s: binary data (NUL byte) in a text file", path); }
+    /* the harness reads its files as UTF-8 (Python raises on anything else): so do we, rather
+     * than guess code points (acc_norm's lengths) for bytes Python would never have read */
+    size_t ok = utf8_valid_prefix(*buf, *len);
+    if (ok != *len) { free(*buf); return lop_fail(e, "%s: invalid UTF-8 at byte offset %zu", path, ok); }
     return 0;
 }
 

@@ -53,6 +53,9 @@ static double num(const cJSON *o, const char *k, double d) {
 /* a JSON number as an int / long long: NaN is 0, beyond the range saturates (a cast would be
  * undefined; a hostile or broken log may hold 1e300) */
 static int to_int(double v) { return v != v ? 0 : v >= INT_MAX ? INT_MAX : v <= INT_MIN ? INT_MIN : (int)v; }
+/* a layer number: no model has a million layers, and clamping there keeps spans and sums of
+ * hostile numbers inside int */
+static int to_layer(double v) { return v != v ? 0 : v >= (1 << 20) ? (1 << 20) : v <= -(1 << 20) ? -(1 << 20) : (int)v; }
 static long long to_ll(double v) { return v != v ? 0 : v >= 9.2e18 ? LLONG_MAX : v <= -9.2e18 ? LLONG_MIN : (long long)v; }
 static const char *str(const cJSON *o, const char *k) {
     const cJSON *v = get(o, k);
@@ -108,19 +111,24 @@ static int add_dropped(mc_logs *L, int layer) {
 }
 
 static int add_dropped_json(mc_logs *L, const cJSON *v) {
-    if (cJSON_IsNumber(v)) return add_dropped(L, to_int(v->valuedouble));
+    if (cJSON_IsNumber(v)) return add_dropped(L, to_layer(v->valuedouble));
     const cJSON *x;
-    if (cJSON_IsArray(v)) cJSON_ArrayForEach(x, v) if (cJSON_IsNumber(x) && add_dropped(L, to_int(x->valuedouble))) return -1;
+    if (cJSON_IsArray(v)) cJSON_ArrayForEach(x, v) if (cJSON_IsNumber(x) && add_dropped(L, to_layer(x->valuedouble))) return -1;
     return 0;
 }
 
 /* "A-B" or [A,B] or [A,..,B] -> a, b */
 static int range_of(const cJSON *v, int *a, int *b) {
-    if (cJSON_IsString(v)) return sscanf(v->valuestring, "%d-%d", a, b) == 2 ? 0 : -1;
+    if (cJSON_IsString(v)) {
+        double x, y;
+        if (sscanf(v->valuestring, "%lf-%lf", &x, &y) != 2) return -1;
+        *a = to_layer(x); *b = to_layer(y);
+        return 0;
+    }
     if (cJSON_IsArray(v) && cJSON_GetArraySize(v) >= 2) {
         const cJSON *f = cJSON_GetArrayItem(v, 0), *l = cJSON_GetArrayItem(v, cJSON_GetArraySize(v) - 1);
         if (!cJSON_IsNumber(f) || !cJSON_IsNumber(l)) return -1;
-        *a = to_int(f->valuedouble); *b = to_int(l->valuedouble);
+        *a = to_layer(f->valuedouble); *b = to_layer(l->valuedouble);
         return 0;
     }
     return -1;
@@ -143,7 +151,7 @@ static int take_merge(mc_logs *L, const cJSON *o) {
     if (!r) r = get(o, "merged");
     int ok = r && range_of(r, &a, &b) == 0;
     if (!ok && has_num(o, "start") && has_num(o, "end")) {
-        a = to_int(num(o, "start", 0)); b = to_int(num(o, "end", 0)); ok = 1;
+        a = to_layer(num(o, "start", 0)); b = to_layer(num(o, "end", 0)); ok = 1;
     }
     if (!ok) { /* layer-merge's closing statistics */
         merge_scalars(&L->merge_stats, o, NULL);
@@ -170,8 +178,8 @@ static int is_drop_line(const cJSON *o) {
 static void take_params(mc_logs *L, const cJSON *o) {
     static const char *const before[] = {"params_before", "before", "params_in", NULL};
     static const char *const after[] = {"params_after", "after", "params_out", NULL};
-    for (int i = 0; before[i]; i++) if (has_num(o, before[i])) { L->params_before = (int64_t)num(o, before[i], 0); break; }
-    for (int i = 0; after[i]; i++) if (has_num(o, after[i])) { L->params_after = (int64_t)num(o, after[i], 0); break; }
+    for (int i = 0; before[i]; i++) if (has_num(o, before[i])) { L->params_before = to_ll(num(o, before[i], 0)); break; }
+    for (int i = 0; after[i]; i++) if (has_num(o, after[i])) { L->params_after = to_ll(num(o, after[i], 0)); break; }
 }
 
 static int take_drop(mc_logs *L, const cJSON *o) {
@@ -180,7 +188,7 @@ static int take_drop(mc_logs *L, const cJSON *o) {
     if (get(o, "dropped")) rc = add_dropped_json(L, get(o, "dropped"));
     else if (get(o, "drop")) rc = add_dropped_json(L, get(o, "drop"));
     else if (get(o, "removed")) rc = add_dropped_json(L, get(o, "removed"));
-    else if (act && has_num(o, "layer")) rc = add_dropped(L, to_int(num(o, "layer", 0)));
+    else if (act && has_num(o, "layer")) rc = add_dropped(L, to_layer(num(o, "layer", 0)));
     take_params(L, o);
     return rc;
 }
@@ -246,7 +254,7 @@ static int take_line(mc_logs *L, mc_stage *s, const cJSON *o) {
         if (strcmp(L->score_metric, metric)) return 0;
         if (grow((void **)&L->scores, L->nscores, sizeof *L->scores)) return -1;
         mc_score *x = &L->scores[L->nscores++];
-        x->layer = to_int(has_num(o, "layer") ? num(o, "layer", 0) : num(o, "start", 0));
+        x->layer = to_layer(has_num(o, "layer") ? num(o, "layer", 0) : num(o, "start", 0));
         x->n = to_int(num(o, "n", 1));
         x->score = num(o, "score", 0);
         return 0;
