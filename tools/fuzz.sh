@@ -32,8 +32,28 @@
 # regression inputs) plus, at fuzz time, ../shared's real files (tests/fuzz/make_seeds.py; never
 # committed) and valid files the targets write themselves (LOP_FUZZ_WRITE_SEEDS). Corpora grow in
 # build/fuzz/corpus/<target>; crashes land in build/fuzz/<target>/ (crash-*, leak-*, timeout-*).
-# Limits every target runs under: -rss_limit_mb=2048 -timeout=10 (a hang or an allocation without
-# bound is a finding), -max_len 65536 (1 MB for tok_encode's texts is not needed: 16 KB).
+# Limits every target runs under: -rss_limit_mb=2048 (and libFuzzer's malloc limit, the same), and
+# -timeout=10: a hang or an allocation without bound is a finding. -max_len 64 KB (tok_json 128 KB:
+# shrunk real tokenizers; tok_encode 16 KB of text).
+#
+# Found and fixed (reproducers in tests/fuzz/seeds/<target>/crash-*, hostile seeds h-*):
+#   config     libcommon/config.c: sizes each in range but their product overflowed int64 in
+#              config_param_count (hidden 2^20 x 2^16 layers x ...): configs implying more than
+#              2^53 parameters are refused
+#   config     cmd/model-card/arch.c: (int) casts of out-of-range numbers (max_position_embeddings
+#              4.7e17); int64 overflow summing safetensors shapes; a use-after-free naming a tensor
+#              in an error after the header's JSON was freed
+#   eval_data  libcommon/task_load.c: integer fields (gold 2^31) cast before the range check;
+#              libcommon/task_text.c: eval files are now UTF-8 as the harness reads them (invalid
+#              bytes gave acc_norm lengths Python could not have computed)
+#   kd_cache   libcommon/kd_cache.c: a zstd section's declared size was trusted: 13 bytes made it
+#              malloc 2 GB; a frame may now claim no more than its bytes can hold
+#   topk       cmd/ppl/topk_file.c: ids and targets outside the vocabulary were accepted (--kl-base
+#              then reported NaN without a word); the reader refuses them
+#   mc_logs    cmd/model-card/logs.c, card.c: undefined casts of huge numbers (step 1e20) and int
+#              overflow summing merge spans; numbers saturate, layer numbers are clamped
+#   tok_json   libcommon/tok_regex.c: PCRE2 ran under its build-time defaults; it now runs under
+#              explicit match/depth/heap/JIT-stack limits (a catastrophic regex fails in < 1 s)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MODE=run
@@ -104,18 +124,13 @@ run_one() {      # target, seconds -> one line: target execs exec/s edges corpus
   local lim=(-rss_limit_mb=2048 -timeout=10 -max_len=$maxlen "${dict[@]}")
   local rc=0
   if [ $MODE = smoke ]; then
-    # every committed input once (crashes fixed must stay fixed), then a few seconds of fuzzing
-    # from them into a throw-away corpus (new inputs go to the first folder, never to tests/)
+    # every committed input runs first (libFuzzer executes the whole seed corpus before it
+    # fuzzes: crashes fixed must stay fixed), then a few seconds of fuzzing from them into a
+    # throw-away corpus (new inputs go to the first folder, never into tests/)
     corpus=$(mktemp -d "$OUT/smoke.XXXXXX")
     local seeds=(); [ -d "$committed" ] && seeds=("$committed")
-    : > "$art/smoke.log"
-    if [ ${#seeds[@]} -gt 0 ]; then
-      "$bin" "${lim[@]}" -runs=0 "${seeds[@]}" >> "$art/smoke.log" 2>&1 || rc=$?
-    fi
-    if [ $rc = 0 ]; then
-      "$bin" "${lim[@]}" -max_total_time="$s" -artifact_prefix="$art/" -print_final_stats=1 \
-        "$corpus" "${seeds[@]}" >> "$art/smoke.log" 2>&1 || rc=$?
-    fi
+    "$bin" "${lim[@]}" -max_total_time="$s" -artifact_prefix="$art/" -print_final_stats=1 \
+      "$corpus" "${seeds[@]}" > "$art/smoke.log" 2>&1 || rc=$?
     rm -rf "$corpus"
   else
     corpus=$OUT/corpus/$t; mkdir -p "$corpus"
