@@ -14,8 +14,9 @@ PREFIX   ?= /usr/local
 CC       ?= gcc
 SAN      ?= 0
 PORTABLE ?= 0
+# clang + libclang-rt-14-dev: libFuzzer, for `make fuzz` and the fuzz smoke of `make test` (tests/fuzz.bats)
 DEB_PKGS := build-essential pkg-config libcjson-dev libopenblas-dev libzstd-dev libpcre2-dev \
-            libutf8proc-dev bats bats-assert bats-support zstd python3
+            libutf8proc-dev bats bats-assert bats-support zstd python3 clang libclang-rt-14-dev
 BENCH_PKGS := python3-torch python3-numpy hyperfine
 
 ifeq ($(SAN),1)
@@ -105,6 +106,7 @@ bench: deps
 	@$(MAKE) --no-print-directory all
 	@bash bench/run.sh
 
+# make fuzz [FUZZ_SECONDS=N] [FUZZ_TARGETS="a b"] [FUZZ_JOBS=J]: every parser under libFuzzer (tools/fuzz.sh)
 fuzz:
 	@bash tools/fuzz.sh $(FUZZ_SECONDS)
 

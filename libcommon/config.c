@@ -258,6 +258,15 @@ int config_parse(lop_config *c, const char *json_text, lop_err *e) {
     }
     c->sliding_window = (int)sw;
     if (parse_layer_types(c, tj, e) || parse_rope(c, tj, f->rope_theta, e)) { config_free(c); return -1; }
+    /* each size is bounded, their products are not: refuse a config whose parameter count
+     * overflows what config_param_count (int64) and byte sizes can hold; 2^53 is 4000 times
+     * the largest model there is */
+    double h = c->hidden, q = (double)c->n_heads * c->head_dim, kv = (double)c->n_kv_heads * c->head_dim;
+    double per_layer = 2 * h * q + 2 * h * kv + 3 * h * c->inter + q + 2 * kv + 2.0 * c->inter + 6 * h + 2.0 * c->head_dim;
+    if ((double)c->vocab * h * 2 + h + c->n_layers * per_layer > 9007199254740992.0) {
+        config_free(c);
+        return lop_fail(e, "config.json: the sizes imply more than 2^53 parameters");
+    }
     c->bos_id = get_token(tj, c->json, "bos_token_id");
     c->eos_id = get_token(tj, c->json, "eos_token_id");
     c->pad_id = get_token(tj, c->json, "pad_token_id");

@@ -65,6 +65,16 @@ void kdc_topk(const float *z, int V, double T, int k, int32_t *ids, float *lp, f
     for (int j = 0; j < k; j++) mark[ids[j]] = 0;
 }
 
+/* The content size a zstd frame declares, or ZSTD_CONTENTSIZE_ERROR when its len bytes could not
+ * hold that much: a block gives at most 128 KB and takes at least 3 bytes, so a header that
+ * claims 2 GB in 13 bytes is refused before anything is allocated for it. */
+static unsigned long long frame_size(const void *z, size_t len) {
+    unsigned long long raw = ZSTD_getFrameContentSize(z, len);
+    if (raw == ZSTD_CONTENTSIZE_ERROR || raw == ZSTD_CONTENTSIZE_UNKNOWN) return ZSTD_CONTENTSIZE_ERROR;
+    if (raw > ((unsigned long long)len / 3 + 1) * (128u << 10)) return ZSTD_CONTENTSIZE_ERROR;
+    return raw;
+}
+
 /* ---------------------------------------------------------------- byte planes */
 
 static void shuffle4(uint8_t *dst, const uint8_t *src, size_t n) { /* n 4-byte values */
@@ -289,8 +299,8 @@ static int load_vocab(kd_cache *c, uint64_t off, uint64_t len, int ntok, lop_err
     uint8_t *z = malloc(len);
     if (!z) return lop_fail(e, "out of memory");
     if (rd(c, z, len, off, e)) { free(z); return -1; }
-    unsigned long long raw = ZSTD_getFrameContentSize(z, len);
-    if (raw == ZSTD_CONTENTSIZE_ERROR || raw == ZSTD_CONTENTSIZE_UNKNOWN || raw > ((uint64_t)1 << 31)) {
+    unsigned long long raw = frame_size(z, len);
+    if (raw == ZSTD_CONTENTSIZE_ERROR || raw > ((uint64_t)1 << 31) || raw < 4ull * ntok) {
         free(z); return lop_fail(e, "%s: corrupt vocabulary section", c->path);
     }
     uint8_t *b = malloc(raw + 1);
@@ -413,7 +423,7 @@ int kdc_read(kd_cache *c, int64_t g, kdc_block *b, lop_err *e) {
     uint64_t off = c->index[2 * g], len = c->index[2 * g + 1];
     if (grow(&c->comp, &c->compcap, len ? len : 1)) return lop_fail(e, "out of memory");
     if (rd(c, c->comp, len, off, e)) return -1;
-    unsigned long long raw = ZSTD_getFrameContentSize(c->comp, len);
+    unsigned long long raw = frame_size(c->comp, len);
     int k = c->k;
     uint64_t maxraw = 12 + 8ull * MAX_T + (8ull * k + 8) * MAX_T;
     if (raw == ZSTD_CONTENTSIZE_ERROR || raw == ZSTD_CONTENTSIZE_UNKNOWN || raw < 12 || raw > maxraw)

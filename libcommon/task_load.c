@@ -83,8 +83,9 @@ static const char *jstr(cJSON *o, const char *k, const lop_task *t, int line, lo
 static int jint(cJSON *o, const char *k, int lo, int hi, const lop_task *t, int line, int *out,
                 lop_err *e) {
     cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
-    if (!cJSON_IsNumber(v) || v->valuedouble != (double)(int)v->valuedouble || v->valueint < lo ||
-        v->valueint > hi)
+    /* range first: casting 2^31 or NaN to int is undefined */
+    if (!cJSON_IsNumber(v) || !(v->valuedouble >= lo && v->valuedouble <= hi) ||
+        v->valuedouble != (double)(int)v->valuedouble)
         return lop_fail(e, "%s:%d: field \"%s\" must be an integer in [%d, %d]", t->source, line,
                         k, lo, hi);
     *out = v->valueint;

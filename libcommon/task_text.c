@@ -3,6 +3,7 @@
 #include "task_text.h"
 #include "task.h"
 #include "textio.h"
+#include "utf8.h"
 #include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -49,6 +50,10 @@ int text_read_file(const char *path, char **buf, size_t *len, lop_err *e) {
     free(z);
     if (rc) return -1;
     if (*len == 0) { free(*buf); return lop_fail(e, "%s: empty file", path); }
+    /* (NUL bytes are refused by text_read) the harness reads its files as UTF-8 (Python raises on anything else): so do we, rather
+     * than guess code points (acc_norm's lengths) for bytes Python would never have read */
+    size_t ok = utf8_valid_prefix(*buf, *len);
+    if (ok != *len) { free(*buf); return lop_fail(e, "%s: invalid UTF-8 at byte offset %zu", path, ok); }
     return 0;
 }
 

@@ -4,7 +4,11 @@
  *    rewritten to explicit classes;
  *  - onig's \h is a hex digit (PCRE2: horizontal space); \w is letters, marks, Nd and Pc;
  *  - matches are iterated like onig's find_iter: an empty match right where the previous match
- *    ended is skipped by advancing one character. */
+ *    ended is skipped by advancing one character.
+ * Patterns come from strangers' tokenizer.json files, so every match runs under explicit limits
+ * (below), whatever PCRE2's build-time defaults are: a pattern that backtracks catastrophically,
+ * such as (a+)+$ on "aaaa...!", fails with "regex match failed: match limit exceeded" within a
+ * fraction of a second instead of running for minutes or taking gigabytes. */
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include "tok_internal.h"
 #include <pcre2.h>
@@ -12,6 +16,11 @@
 #include <string.h>
 
 struct tregex { pcre2_code *code; int jit; };
+
+#define RX_MATCH_LIMIT 10000000u     /* backtracking steps of one match attempt (PCRE2's default) */
+#define RX_DEPTH_LIMIT 1000000u      /* nested backtracking points (interpreter; default 10M) */
+#define RX_HEAP_LIMIT (256u << 10)   /* KiB of backtracking memory (interpreter; default 20 GB) */
+#define RX_JIT_STACK_MAX (256u << 20) /* bytes of JIT stack, taken only when a piece needs it */
 
 #define WS_LIST "\\t\\n\\x0B\\f\\r\\x20\\x85\\xA0\\x{1680}\\x{2000}-\\x{200A}\\x{2028}\\x{2029}\\x{202F}\\x{205F}\\x{3000}"
 #define WORD_LIST "\\p{L}\\p{M}\\p{Nd}\\p{Pc}"
@@ -112,18 +121,28 @@ void rx_scratch_free(rx_scratch *x) {
     x->md = x->mc = x->js = NULL;
 }
 
+/* the match context with the limits above (made on first use, one per scratch) */
+static int rx_context(rx_scratch *x) {
+    if (x->mc) return 0;
+    if (!(x->mc = pcre2_match_context_create(NULL))) return -1;
+    pcre2_set_match_limit(x->mc, RX_MATCH_LIMIT);
+    pcre2_set_depth_limit(x->mc, RX_DEPTH_LIMIT);
+    pcre2_set_heap_limit(x->mc, RX_HEAP_LIMIT);
+    return 0;
+}
+
 int rx_next(const tregex *r, rx_scratch *x, const char *s, size_t n, size_t *pos, size_t *last,
             size_t *ms, size_t *me, lop_err *e) {
     if (!x->md && !(x->md = pcre2_match_data_create(1, NULL))) return lop_fail(e, "out of memory");
+    if (rx_context(x)) return lop_fail(e, "out of memory");
     while (*pos <= n) {
         int rc = r->jit
             ? pcre2_jit_match(r->code, (PCRE2_SPTR)s, n, *pos, 0, x->md, x->mc)
             : pcre2_match(r->code, (PCRE2_SPTR)s, n, *pos, PCRE2_NO_UTF_CHECK, x->md, x->mc);
         if (rc == PCRE2_ERROR_JIT_STACKLIMIT && !x->js) {
             /* a long piece with deep backtracking: a bigger JIT stack, then retry */
-            x->mc = pcre2_match_context_create(NULL);
-            x->js = pcre2_jit_stack_create(64 * 1024, 256 * 1024 * 1024, NULL);
-            if (!x->mc || !x->js) return lop_fail(e, "out of memory");
+            x->js = pcre2_jit_stack_create(64 * 1024, RX_JIT_STACK_MAX, NULL);
+            if (!x->js) return lop_fail(e, "out of memory");
             pcre2_jit_stack_assign(x->mc, NULL, x->js);
             continue;
         }

@@ -2,6 +2,7 @@
 #include "card.h"
 #include "retention.h"
 #include "tool.h"
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -80,13 +81,20 @@ static void facts_get(facts *F, const mc_logs *L, const mc_card_opts *o) {
         qsort(F->dropped, L->ndropped, sizeof(int), cmp_int);
     } else if (!F->dropped) F->ndropped = 0;
     for (int i = 0; i < L->nmerges; i++) {
-        if (L->merges[i].accepted) { F->merges_accepted++; F->layers_merged_away += L->merges[i].gone; }
+        if (L->merges[i].accepted) {   /* saturating: the logs are a stranger's numbers */
+            F->merges_accepted++;
+            if (__builtin_add_overflow(F->layers_merged_away, L->merges[i].gone, &F->layers_merged_away))
+                F->layers_merged_away = L->merges[i].gone > 0 ? INT_MAX : INT_MIN;
+        }
         else F->merges_rejected++;
     }
     F->p_before = o->base->params >= 0 ? o->base->params : L->params_before;
     F->p_after = o->model && o->model->params >= 0 ? o->model->params : L->params_after;
     if (o->model) F->after_layers = o->model->n_layers;
-    else if (F->ndropped || F->layers_merged_away) F->after_layers = o->base->n_layers - F->ndropped - F->layers_merged_away;
+    else if (F->ndropped || F->layers_merged_away) {
+        long long n = (long long)o->base->n_layers - F->ndropped - F->layers_merged_away;
+        F->after_layers = n < INT_MIN ? INT_MIN : n > INT_MAX ? INT_MAX : (int)n;
+    }
     else F->after_layers = -1;
     for (int i = 0; i < L->nst; i++) if (L->st[i].nsteps) {
         F->trained = 1;

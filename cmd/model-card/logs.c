@@ -1,6 +1,7 @@
 /* logs.c — recognize the tools' JSON lines by their keys and collect them per stage. */
 #include "logs.h"
 #include "textio.h"
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -49,6 +50,13 @@ static double num(const cJSON *o, const char *k, double d) {
     const cJSON *v = get(o, k);
     return cJSON_IsNumber(v) ? v->valuedouble : d;
 }
+/* a JSON number as an int / long long: NaN is 0, beyond the range saturates (a cast would be
+ * undefined; a hostile or broken log may hold 1e300) */
+static int to_int(double v) { return v != v ? 0 : v >= INT_MAX ? INT_MAX : v <= INT_MIN ? INT_MIN : (int)v; }
+/* a layer number: no model has a million layers, and clamping there keeps spans and sums of
+ * hostile numbers inside int */
+static int to_layer(double v) { return v != v ? 0 : v >= (1 << 20) ? (1 << 20) : v <= -(1 << 20) ? -(1 << 20) : (int)v; }
+static long long to_ll(double v) { return v != v ? 0 : v >= 9.2e18 ? LLONG_MAX : v <= -9.2e18 ? LLONG_MIN : (long long)v; }
 static const char *str(const cJSON *o, const char *k) {
     const cJSON *v = get(o, k);
     return cJSON_IsString(v) ? v->valuestring : NULL;
@@ -103,19 +111,24 @@ static int add_dropped(mc_logs *L, int layer) {
 }
 
 static int add_dropped_json(mc_logs *L, const cJSON *v) {
-    if (cJSON_IsNumber(v)) return add_dropped(L, (int)v->valuedouble);
+    if (cJSON_IsNumber(v)) return add_dropped(L, to_layer(v->valuedouble));
     const cJSON *x;
-    if (cJSON_IsArray(v)) cJSON_ArrayForEach(x, v) if (cJSON_IsNumber(x) && add_dropped(L, (int)x->valuedouble)) return -1;
+    if (cJSON_IsArray(v)) cJSON_ArrayForEach(x, v) if (cJSON_IsNumber(x) && add_dropped(L, to_layer(x->valuedouble))) return -1;
     return 0;
 }
 
 /* "A-B" or [A,B] or [A,..,B] -> a, b */
 static int range_of(const cJSON *v, int *a, int *b) {
-    if (cJSON_IsString(v)) return sscanf(v->valuestring, "%d-%d", a, b) == 2 ? 0 : -1;
+    if (cJSON_IsString(v)) {
+        double x, y;
+        if (sscanf(v->valuestring, "%lf-%lf", &x, &y) != 2) return -1;
+        *a = to_layer(x); *b = to_layer(y);
+        return 0;
+    }
     if (cJSON_IsArray(v) && cJSON_GetArraySize(v) >= 2) {
         const cJSON *f = cJSON_GetArrayItem(v, 0), *l = cJSON_GetArrayItem(v, cJSON_GetArraySize(v) - 1);
         if (!cJSON_IsNumber(f) || !cJSON_IsNumber(l)) return -1;
-        *a = (int)f->valuedouble; *b = (int)l->valuedouble;
+        *a = to_layer(f->valuedouble); *b = to_layer(l->valuedouble);
         return 0;
     }
     return -1;
@@ -138,7 +151,7 @@ static int take_merge(mc_logs *L, const cJSON *o) {
     if (!r) r = get(o, "merged");
     int ok = r && range_of(r, &a, &b) == 0;
     if (!ok && has_num(o, "start") && has_num(o, "end")) {
-        a = (int)num(o, "start", 0); b = (int)num(o, "end", 0); ok = 1;
+        a = to_layer(num(o, "start", 0)); b = to_layer(num(o, "end", 0)); ok = 1;
     }
     if (!ok) { /* layer-merge's closing statistics */
         merge_scalars(&L->merge_stats, o, NULL);
@@ -165,8 +178,8 @@ static int is_drop_line(const cJSON *o) {
 static void take_params(mc_logs *L, const cJSON *o) {
     static const char *const before[] = {"params_before", "before", "params_in", NULL};
     static const char *const after[] = {"params_after", "after", "params_out", NULL};
-    for (int i = 0; before[i]; i++) if (has_num(o, before[i])) { L->params_before = (int64_t)num(o, before[i], 0); break; }
-    for (int i = 0; after[i]; i++) if (has_num(o, after[i])) { L->params_after = (int64_t)num(o, after[i], 0); break; }
+    for (int i = 0; before[i]; i++) if (has_num(o, before[i])) { L->params_before = to_ll(num(o, before[i], 0)); break; }
+    for (int i = 0; after[i]; i++) if (has_num(o, after[i])) { L->params_after = to_ll(num(o, after[i], 0)); break; }
 }
 
 static int take_drop(mc_logs *L, const cJSON *o) {
@@ -175,7 +188,7 @@ static int take_drop(mc_logs *L, const cJSON *o) {
     if (get(o, "dropped")) rc = add_dropped_json(L, get(o, "dropped"));
     else if (get(o, "drop")) rc = add_dropped_json(L, get(o, "drop"));
     else if (get(o, "removed")) rc = add_dropped_json(L, get(o, "removed"));
-    else if (act && has_num(o, "layer")) rc = add_dropped(L, (int)num(o, "layer", 0));
+    else if (act && has_num(o, "layer")) rc = add_dropped(L, to_layer(num(o, "layer", 0)));
     take_params(L, o);
     return rc;
 }
@@ -214,13 +227,13 @@ static void take_step(mc_stage *s, const cJSON *o) {
     double loss = num(o, "loss", NAN), lr = num(o, "lr", NAN);
     if (s->nsteps == 0) { s->first_loss = loss; s->min_loss = loss; s->peak_lr = 0; }
     s->nsteps++;
-    s->last_step = (long long)num(o, "step", 0);
+    s->last_step = to_ll(num(o, "step", 0));
     s->last_loss = loss;
     if (loss < s->min_loss) s->min_loss = loss;
     if (lr > s->peak_lr) s->peak_lr = lr;
     double ts = has_num(o, "tokens_per_s") ? num(o, "tokens_per_s", 0) : num(o, "tok_s", -1);
     if (ts >= 0) { s->sum_tok_s += ts; s->n_tok_s++; }
-    if (has_num(o, "tokens")) s->tokens += (long long)num(o, "tokens", 0);
+    if (has_num(o, "tokens") && __builtin_add_overflow(s->tokens, to_ll(num(o, "tokens", 0)), &s->tokens)) s->tokens = LLONG_MAX;
     /* kd-train: the loss's terms */
     static const char *const kd[] = {"ce", "fkl", "rkl", "skl", "srkl", "jsd", "tvd", "kl", NULL};
     for (int i = 0; kd[i]; i++) if (get(o, kd[i])) snprintf(s->train_tool, sizeof s->train_tool, "kd-train");
@@ -240,14 +253,14 @@ static int take_line(mc_logs *L, mc_stage *s, const cJSON *o) {
     }
     const char *task = str(o, "task"), *metric = str(o, "metric");
     if (task && metric && has_num(o, "value"))
-        return add_eval(s, task, metric, num(o, "value", 0), num(o, "stderr", -1), (long long)num(o, "n", -1));
+        return add_eval(s, task, metric, num(o, "value", 0), num(o, "stderr", -1), to_ll(num(o, "n", -1)));
     if (metric && has_num(o, "score") && (has_num(o, "layer") || has_num(o, "start"))) {
         if (!L->score_metric[0]) snprintf(L->score_metric, sizeof L->score_metric, "%s", metric);
         if (strcmp(L->score_metric, metric)) return 0;
         if (grow((void **)&L->scores, L->nscores, sizeof *L->scores)) return -1;
         mc_score *x = &L->scores[L->nscores++];
-        x->layer = (int)(has_num(o, "layer") ? num(o, "layer", 0) : num(o, "start", 0));
-        x->n = (int)num(o, "n", 1);
+        x->layer = to_layer(has_num(o, "layer") ? num(o, "layer", 0) : num(o, "start", 0));
+        x->n = to_int(num(o, "n", 1));
         x->score = num(o, "score", 0);
         return 0;
     }
@@ -257,7 +270,7 @@ static int take_line(mc_logs *L, mc_stage *s, const cJSON *o) {
         /* ppl's "stderr" is that of the mean NLL; "ppl_stderr" that of the perplexity */
         s->ppl_stderr = has_num(o, "ppl_stderr") ? num(o, "ppl_stderr", -1) : num(o, "stderr", -1);
         s->nll = num(o, "nll", NAN);
-        s->ppl_tokens = (long long)num(o, "tokens", -1);
+        s->ppl_tokens = to_ll(num(o, "tokens", -1));
         return 0;
     }
     if (get(o, "pos") && get(o, "nll")) return 0; /* ppl --per-token */
@@ -284,7 +297,7 @@ static int take_harness(mc_stage *s, const cJSON *root) {
     cJSON_ArrayForEach(t, res) {
         long long n = -1;
         const cJSON *nt = ns ? get(ns, t->string) : NULL;
-        if (nt) n = (long long)num(nt, "effective", num(nt, "original", -1));
+        if (nt) n = to_ll(num(nt, "effective", num(nt, "original", -1)));
         cJSON_ArrayForEach(f, t) {
             if (!cJSON_IsNumber(f) || strstr(f->string, "_stderr")) continue;
             char metric[64];
