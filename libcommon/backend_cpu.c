@@ -184,11 +184,3 @@ int lop_device_parse(const char *s) {
     return -2;
 }
 
-#ifndef LOP_CUDA
-int lop_backend_has_cuda(void) { return 0; }
-int lop_backend_cuda_new(lop_backend **out, int dev, const lop_config *c, lop_err *e) {
-    (void)dev; (void)c;
-    *out = NULL;
-    return lop_failc(e, LOP_EUSAGE, "this build has no CUDA (rebuild with nvcc on the PATH, or make CUDA=1)");
-}
-#endif
