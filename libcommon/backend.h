@@ -83,7 +83,8 @@ typedef struct lop_backend_ops {
     /* out[n] = a[n] + b[n] */
     int (*add)(lop_backend *be, float *out, const float *a, const float *b, size_t n, lop_err *e);
     int (*head)(lop_backend *be, const lop_head_args *a, lop_head_req *h, lop_err *e);
-    /* kv cache buffers (model_kv.c allocates through alloc) */
+    /* the most backend memory in use so far (device backends; 0 for the cpu), bytes */
+    size_t (*mem_peak)(lop_backend *be);
 } lop_backend_ops;
 
 struct lop_backend {

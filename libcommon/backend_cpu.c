@@ -145,6 +145,8 @@ static int cpu_head(lop_backend *be, const lop_head_args *a, lop_head_req *h, lo
     return head_forward_cpu(a, h, e);
 }
 
+static size_t cpu_mem_peak(lop_backend *be) { (void)be; return 0; }
+
 static const lop_backend_ops cpu_ops = {
     .destroy = cpu_destroy, .alloc = cpu_alloc, .release = cpu_release,
     .upload = cpu_copy, .download = cpu_copy, .copy = cpu_copy,
@@ -152,7 +154,7 @@ static const lop_backend_ops cpu_ops = {
     .weights_changed = cpu_weights_changed, .gemm_supported = cpu_gemm_supported,
     .embed = cpu_embed, .matmul = cpu_matmul, .rmsnorm = cpu_rmsnorm,
     .rope_table = cpu_rope_table, .rope_apply = cpu_rope_apply, .attention = cpu_attention,
-    .glu = cpu_glu, .add = cpu_add, .head = cpu_head,
+    .glu = cpu_glu, .add = cpu_add, .head = cpu_head, .mem_peak = cpu_mem_peak,
 };
 
 int lop_backend_cpu_new(lop_backend **out, const lop_config *cfg, lop_err *e) {

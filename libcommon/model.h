@@ -211,6 +211,9 @@ int lop_kv_copy(lop_kv *dst, int di, const lop_kv *src, int si, int n, lop_err *
  * backward) needs the cpu. */
 int lop_model_set_device(lop_model *m, const char *device, lop_err *e);
 const char *lop_model_device(const lop_model *m); /* "cpu", "cuda:0" */
+/* Device memory the model has used at most (weights, activations, scratch; cuBLAS's and the CUDA
+ * context's own excepted), bytes; 0 on the cpu. */
+size_t lop_model_device_peak(const lop_model *m);
 /* A caller that changed weights in place, or pointed a lop_wref at new data that may reuse an
  * address it had before, tells the device backend to re-read every replaced weight. */
 int lop_model_weights_changed(lop_model *m, lop_err *e);

@@ -89,6 +89,11 @@ const char *lop_model_device(const lop_model *m) {
     return p->be->name;
 }
 
+size_t lop_model_device_peak(const lop_model *m) {
+    const engine_priv *p = m->priv;
+    return p->be->op->mem_peak(p->be);
+}
+
 int lop_model_weights_changed(lop_model *m, lop_err *e) {
     engine_priv *p = m->priv;
     return p->be->op->weights_changed(p->be, e);

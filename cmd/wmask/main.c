@@ -32,6 +32,8 @@ static void usage(FILE *f) {
 "      --one-shot        norms from one pass over the dense model (default: layer by layer, each\n"
 "                        layer's inputs from the already-pruned layers before it, as Wanda does)\n"
 "      --dump-acts FILE  debug: write every linear layer's input X (float32) to FILE\n"
+"      --device D        where the calibration forwards run: cpu (default), cuda, cuda:N (the\n"
+"                        pruning itself stays on the cpu; a build made where nvcc is)\n"
 "  output:\n"
 "      --max-shard-size SIZE  shard size of a folder output (default 5GB)\n"
 "      --zstd LEVEL      compress a file/stream output with zstd\n"
@@ -39,7 +41,7 @@ TOOL_COMMON_HELP);
 }
 
 enum { O_SPARSITY = 0x100, O_METHOD, O_SCOPE, O_NM, O_INCLUDE, O_EXCLUDE, O_DATA, O_SAMPLES,
-       O_CTX, O_BATCH, O_ONESHOT, O_DUMP, O_SHARD, O_ZSTD };
+       O_CTX, O_BATCH, O_ONESHOT, O_DUMP, O_SHARD, O_ZSTD, O_DEVICE };
 
 static const struct option longopts[] = {
     {"model", required_argument, 0, 'm'},
@@ -58,6 +60,7 @@ static const struct option longopts[] = {
     {"dump-acts", required_argument, 0, O_DUMP},
     {"max-shard-size", required_argument, 0, O_SHARD},
     {"zstd", required_argument, 0, O_ZSTD},
+    {"device", required_argument, 0, O_DEVICE},
     TOOL_COMMON_LONGOPTS,
     {0, 0, 0, 0}};
 
@@ -114,12 +117,15 @@ int main(int argc, char **argv) {
         case O_DUMP: j.dump_acts = optarg; break;
         case O_SHARD: j.max_shard = opt_size("--max-shard-size", optarg); break;
         case O_ZSTD: j.zstd_level = (int)opt_int("--zstd", optarg, 1, 22); break;
+        case O_DEVICE: j.device = optarg; break;
         default: die_usage("unexpected option");
         }
     }
     if (optind < argc) die_usage("unexpected argument '%s'", argv[optind]);
     if (!j.model) die_usage("-m/--model is required");
     if (!j.output) die_usage("-o/--output is required");
+    if (j.device && j.method != METHOD_WANDA && strcmp(j.device, "cpu"))
+        die_usage("--device goes with --method wanda (magnitude runs no forward)");
     if (j.nm_m) {
         double s = (double)j.nm_n / j.nm_m;
         if (have_sparsity && j.sparsity != s)

@@ -24,6 +24,7 @@ typedef struct wm_job {
     const char *data;
     int samples, ctx, batch, one_shot;
     const char *dump_acts;       /* debug: the linear layers' inputs X as safetensors */
+    const char *device;          /* --device: where the calibration forwards run (NULL: cpu) */
     /* output */
     uint64_t max_shard;
     int zstd_level;

@@ -59,6 +59,7 @@ typedef struct cu_be {
     int *h_meta;          /* host copy of what S_META holds */
     size_t h_meta_n;
     int meta_ntiles;
+    size_t mem_base, mem_peak; /* device memory in use when made, and the most since */
     float inv_cache[2][512];
     float *inv_dev[2];
 } cu_be;
@@ -78,6 +79,14 @@ typedef struct cu_be {
 
 static int kdt(st_dtype t) { return t == ST_BF16 ? KDT_BF16 : t == ST_F16 ? KDT_F16 : KDT_F32; }
 
+/* sample the device's memory in use (after every allocation: that is where peaks happen) */
+static void mem_sample(cu_be *c) {
+    size_t fr = 0, tot = 0;
+    if (cudaMemGetInfo(&fr, &tot) != cudaSuccess) { cudaGetLastError(); return; }
+    size_t used = tot - fr;
+    if (used > c->mem_peak) c->mem_peak = used;
+}
+
 /* a growable device scratch buffer */
 static void *scratch(cu_be *c, int s, size_t bytes, lop_err *e) {
     if (bytes <= c->scr_cap[s] && c->scr[s]) return c->scr[s];
@@ -91,6 +100,7 @@ static void *scratch(cu_be *c, int s, size_t bytes, lop_err *e) {
         return NULL;
     }
     c->scr_cap[s] = want;
+    mem_sample(c);
     return c->scr[s];
 }
 
@@ -109,10 +119,16 @@ static void cu_destroy(lop_backend *be) {
 }
 
 static void *cu_alloc(lop_backend *be, size_t n) {
-    (void)be;
     void *p = NULL;
     if (cudaMalloc(&p, n ? n : 256) != cudaSuccess) { cudaGetLastError(); return NULL; }
+    mem_sample((cu_be *)be);
     return p;
+}
+
+static size_t cu_mem_peak(lop_backend *be) {
+    cu_be *c = (cu_be *)be;
+    mem_sample(c);
+    return c->mem_peak > c->mem_base ? c->mem_peak - c->mem_base : 0;
 }
 
 static void cu_release(lop_backend *be, void *p) { (void)be; if (p) cudaFree(p); }
@@ -235,6 +251,7 @@ static const void *weight_dev(cu_be *c, const lop_wref *w, int vec, lop_err *e) 
     }
     c->bufs[c->nbufs++] = b;
     s->buf = b;
+    mem_sample(c);
     return b->dev;
 }
 
@@ -600,7 +617,7 @@ static const lop_backend_ops cuda_ops = {
     cu_destroy, cu_alloc, cu_release, cu_upload, cu_download, cu_copy,
     cu_weights_fit, cu_weight_load, cu_weights_changed, cu_gemm_supported,
     cu_embed, cu_matmul, cu_rmsnorm, cu_rope_table, cu_rope_apply, cu_attention,
-    cu_glu, cu_add, cu_head,
+    cu_glu, cu_add, cu_head, cu_mem_peak,
 };
 
 /* The one symbol liblop_cuda.so exports (backend_cuda_load.c finds it with dlsym). */
@@ -629,6 +646,8 @@ extern "C" __attribute__((visibility("default"))) int lop_cuda_backend_new(lop_b
     }
     cublasSetMathMode(c->blas, CUBLAS_DEFAULT_MATH); /* no TF32: --gemm f32 means float32 */
     cublasSetStream(c->blas, c->st);
+    size_t fr = 0, tot = 0;
+    if (cudaMemGetInfo(&fr, &tot) == cudaSuccess) c->mem_base = c->mem_peak = tot - fr;
     *out = &c->be;
     return 0;
 }
