@@ -55,7 +55,7 @@ if has test; then
 fi
 if has bench; then
   stage "bench/gpu-forward.sh"
-  LOP_SHARED=$W/shared LOP_BENCH_OUT=/tmp/bench timeout 560 bash bench/gpu-forward.sh > "$OUT/bench.log" 2>&1
+  LOP_SHARED=$W/shared LOP_BENCH_OUT=/tmp/bench timeout $(( ${GPU_DEADLINE:-575} - SECONDS )) bash bench/gpu-forward.sh > "$OUT/bench.log" 2>&1
   echo "rc=$?"
   cp /tmp/bench/table.jsonl "$OUT/" 2>/dev/null
   grep -v '^{' "$OUT/bench.log" | tail -20
