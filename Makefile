@@ -71,7 +71,7 @@ $(B)/libcommon/%.o: libcommon/%.c $(wildcard libcommon/*.h)
 
 $(B)/cuda/%.o: libcommon/cuda/%.cu $(wildcard libcommon/cuda/*.cuh libcommon/*.h)
 	@mkdir -p $(dir $@)
-	$(NVCC) $(NVFLAGS) $(CUDA_ARCH) -Ilibcommon -Ilibcommon/cuda -I/usr/include/x86_64-linux-gnu/openblas-pthread -c $< -o $@
+	$(NVCC) $(NVFLAGS) $(CUDA_ARCH) $(filter -I%,$(CFLAGS)) -Ilibcommon -Ilibcommon/cuda -c $< -o $@
 
 # the CUDA backend: a shared object with its own copies of err.c and dtype.c (backend_cuda_load.c)
 $(B)/cuda/%.o: libcommon/%.c $(wildcard libcommon/*.h)

@@ -35,7 +35,7 @@ if has build || [ ! -x "$W/lop/bin/ppl" ]; then
   export LDFLAGS="-L$L -L$L/openblas-pthread -Wl,-rpath,$L -Wl,-rpath,$L/openblas-pthread"
   nvcc --version | tail -2; ls /usr/local/cuda/lib64 2>/dev/null | grep -c cublas
   if ! make -C "$W/lop" -j"$(nproc)" all CUDA=1 CUDA_ARCH="-gencode arch=compute_90,code=sm_90" > "$OUT/build.log" 2>&1; then
-    grep -E "error|Error" "$OUT/build.log" | head -30
+    grep -E "error:|Error [0-9]|undefined" "$OUT/build.log" | head -30
     exit 1
   fi
   echo "built: $(ls "$W/lop/bin" | wc -l) tools, $(ls -la "$W/lop/build/liblop_cuda.so" | awk '{print $5}') bytes of liblop_cuda.so"
