@@ -28,6 +28,9 @@ for name in $MODELS; do
   [ -f "$dir/model.safetensors" ] || LOP_SHARED=$SHARED $PY bench/gen-model.py --torch-device cuda "$name" "$dir" > /dev/null || continue
   nb=$NB; [ "$name" = qwen3-4b ] && nb=$((NB / 2))
   nf=$((nb / 4 > 2 ? nb / 4 : 2))
+  # where the time goes (ops synchronized one by one: a breakdown, not a rate)
+  LOP_CUDA_PROFILE=1 bin/ppl -q -m "$dir" --ctx 512 --batch-tokens 8192 --max-tokens $((4 * 16 * 511)) \
+    --device cuda --gemm bf16 "$TEXT" 2>&1 >/dev/null | sed "s/^/  [$name bf16] /"
   for g in bf16 f32; do
     n=$nb; [ $g = f32 ] && n=$nf
     ntok=$((n * 16 * 511))

@@ -36,6 +36,7 @@ typedef struct lop_attn_args {
     int layer;
     int Hq, Hkv, D, window;
     float scale, softcap;
+    lop_gemm gemm;           /* bf16: a device may run q.k and p.v on bf16 tensor cores too */
 } lop_attn_args;
 
 /* The head over the rows of xn: see model.h's lop_head_req (its out arrays are host memory). */

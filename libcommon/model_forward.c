@@ -321,7 +321,7 @@ static int attention_block(lop_model *m, int l, lop_layer_acts *s, lop_batch *b,
         .out = s->att_out, .att = s->att, .att_off = m->acts.att_off, .q = s->q, .k = s->k,
         .v = s->v, .B = b->B, .len = b->len, .off = b->off, .kv = o->kv, .layer = l, .Hq = Hq,
         .Hkv = Hkv, .D = D, .window = sliding ? c->sliding_window : 0,
-        .scale = (float)c->attn_scale, .softcap = (float)c->attn_softcap};
+        .scale = (float)c->attn_scale, .softcap = (float)c->attn_softcap, .gemm = (lop_gemm)p->gemm};
     OP(attention(BE, &aa, e));
     if (hk && hk->linear_in && hook_linear(m, hk, l, PROJ_O, s->att_out, N, qd, b, e)) return -1;
     if (mm(m, s->o, s->att_out, &w->proj[PROJ_O], &w->vec[LVEC_O_BIAS], N, e)) return -1;

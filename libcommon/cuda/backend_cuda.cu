@@ -37,6 +37,12 @@ typedef struct dbuf {     /* one device copy of host weight data */
 
 typedef struct wslot { const lop_wref *key; dbuf *buf; } wslot;
 
+/* LOP_CUDA_PROFILE=1: time each kind of op (synchronizing around it, so only for a breakdown) and
+ * print the totals to stderr when the backend is destroyed */
+enum { P_EMBED, P_MATMUL, P_NORM, P_ROPE, P_ATTN, P_GLU, P_ADD, P_HEAD, P_COPY, P_N };
+static const char *prof_names[P_N] = {"embed", "matmul", "rmsnorm", "rope", "attention", "glu", "add",
+                                      "head", "copy"};
+
 enum { S_WCONV, S_XBF, S_IDS, S_POS, S_SEQ, S_META, S_HX, S_HXB, S_HLG, S_HST, S_HROW, S_HTGT, S_INV,
        S_N };
 
@@ -60,6 +66,9 @@ typedef struct cu_be {
     size_t h_meta_n;
     int meta_ntiles;
     size_t mem_base, mem_peak; /* device memory in use when made, and the most since */
+    int prof;
+    double prof_s[P_N], prof_t0;
+    long prof_n[P_N];
     float inv_cache[2][512];
     float *inv_dev[2];
 } cu_be;
@@ -78,6 +87,24 @@ typedef struct cu_be {
     } while (0)
 
 static int kdt(st_dtype t) { return t == ST_BF16 ? KDT_BF16 : t == ST_F16 ? KDT_F16 : KDT_F32; }
+
+#include <time.h>
+static double now_s(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec + 1e-9 * t.tv_nsec;
+}
+static void prof_begin(cu_be *c) {
+    if (!c->prof) return;
+    cudaDeviceSynchronize();
+    c->prof_t0 = now_s();
+}
+static void prof_end(cu_be *c, int k) {
+    if (!c->prof) return;
+    cudaDeviceSynchronize();
+    c->prof_s[k] += now_s() - c->prof_t0;
+    c->prof_n[k]++;
+}
 
 /* sample the device's memory in use (after every allocation: that is where peaks happen) */
 static void mem_sample(cu_be *c) {
@@ -108,6 +135,15 @@ static void *scratch(cu_be *c, int s, size_t bytes, lop_err *e) {
 
 static void cu_destroy(lop_backend *be) {
     cu_be *c = (cu_be *)be;
+    if (c->prof) {
+        double tot = 0;
+        for (int k = 0; k < P_N; k++) tot += c->prof_s[k];
+        fprintf(stderr, "lop cuda profile (%s): %.1f ms in ops\n", c->be.name, tot * 1e3);
+        for (int k = 0; k < P_N; k++)
+            if (c->prof_n[k])
+                fprintf(stderr, "  %-10s %9.2f ms %5.1f%%  %ld calls\n", prof_names[k], c->prof_s[k] * 1e3,
+                        tot > 0 ? 100 * c->prof_s[k] / tot : 0, c->prof_n[k]);
+    }
     for (int s = 0; s < S_N; s++) if (c->scr[s]) cudaFree(c->scr[s]);
     for (int i = 0; i < c->nbufs; i++) { if (c->bufs[i]->dev) cudaFree(c->bufs[i]->dev); free(c->bufs[i]); }
     for (int i = 0; i < 2; i++) if (c->inv_dev[i]) cudaFree(c->inv_dev[i]);
@@ -146,12 +182,20 @@ static int cu_download(lop_backend *be, void *dst, const void *src, size_t n, lo
     return 0;
 }
 
-static int cu_copy(lop_backend *be, void *dst, const void *src, size_t n, lop_err *e) {
+static int cu_copy_impl(lop_backend *be, void *dst, const void *src, size_t n, lop_err *e) {
     cu_be *c = (cu_be *)be;
     c->gen++;
     if (dst == src || !n) return 0;
     CU(cudaMemcpyAsync(dst, src, n, cudaMemcpyDeviceToDevice, c->st), "copy");
     return 0;
+}
+
+static int cu_copy(lop_backend *be, void *dst, const void *src, size_t n, lop_err *e) {
+    cu_be *c_ = (cu_be *)be;
+    prof_begin(c_);
+    int r_ = cu_copy_impl(be, dst, src, n, e);
+    prof_end(c_, P_COPY);
+    return r_;
 }
 
 /* ---- weights ---- */
@@ -288,7 +332,7 @@ static lop_gemm cu_gemm_supported(lop_backend *be, lop_gemm g) { (void)be; retur
 
 /* ---- ops ---- */
 
-static int cu_embed(lop_backend *be, float *out, const int32_t *ids, const lop_wref *t, int N,
+static int cu_embed_impl(lop_backend *be, float *out, const int32_t *ids, const lop_wref *t, int N,
                     int C, float scale, lop_err *e) {
     cu_be *c = (cu_be *)be;
     c->gen++;
@@ -301,7 +345,16 @@ static int cu_embed(lop_backend *be, float *out, const int32_t *ids, const lop_w
     return 0;
 }
 
-static int cu_matmul(lop_backend *be, float *out, const float *x, const lop_wref *w,
+static int cu_embed(lop_backend *be, float *out, const int32_t *ids, const lop_wref *t, int N,
+                    int C, float scale, lop_err *e) {
+    cu_be *c_ = (cu_be *)be;
+    prof_begin(c_);
+    int r_ = cu_embed_impl(be, out, ids, t, N, C, scale, e);
+    prof_end(c_, P_EMBED);
+    return r_;
+}
+
+static int cu_matmul_impl(lop_backend *be, float *out, const float *x, const lop_wref *w,
                      const lop_wref *bias, int N, lop_gemm g, lop_err *e) {
     cu_be *c = (cu_be *)be;
     int IC = (int)w->cols, OC = (int)w->rows;
@@ -350,7 +403,16 @@ static int cu_matmul(lop_backend *be, float *out, const float *x, const lop_wref
     return 0;
 }
 
-static int cu_rmsnorm(lop_backend *be, float *out, float *rstd, const float *x, const lop_wref *w,
+static int cu_matmul(lop_backend *be, float *out, const float *x, const lop_wref *w,
+                     const lop_wref *bias, int N, lop_gemm g, lop_err *e) {
+    cu_be *c_ = (cu_be *)be;
+    prof_begin(c_);
+    int r_ = cu_matmul_impl(be, out, x, w, bias, N, g, e);
+    prof_end(c_, P_MATMUL);
+    return r_;
+}
+
+static int cu_rmsnorm_impl(lop_backend *be, float *out, float *rstd, const float *x, const lop_wref *w,
                       int N, int C, float eps, int gemma, lop_err *e) {
     cu_be *c = (cu_be *)be;
     c->gen++;
@@ -360,7 +422,16 @@ static int cu_rmsnorm(lop_backend *be, float *out, float *rstd, const float *x, 
     return 0;
 }
 
-static int cu_rope_table(lop_backend *be, float *cs, const int *pos, const float *inv, int N,
+static int cu_rmsnorm(lop_backend *be, float *out, float *rstd, const float *x, const lop_wref *w,
+                      int N, int C, float eps, int gemma, lop_err *e) {
+    cu_be *c_ = (cu_be *)be;
+    prof_begin(c_);
+    int r_ = cu_rmsnorm_impl(be, out, rstd, x, w, N, C, eps, gemma, e);
+    prof_end(c_, P_NORM);
+    return r_;
+}
+
+static int cu_rope_table_impl(lop_backend *be, float *cs, const int *pos, const float *inv, int N,
                          int D, lop_err *e) {
     cu_be *c = (cu_be *)be;
     c->gen++;
@@ -383,12 +454,30 @@ static int cu_rope_table(lop_backend *be, float *cs, const int *pos, const float
     return 0;
 }
 
-static int cu_rope_apply(lop_backend *be, float *x, const float *cs, int N, int H, int D,
+static int cu_rope_table(lop_backend *be, float *cs, const int *pos, const float *inv, int N,
+                         int D, lop_err *e) {
+    cu_be *c_ = (cu_be *)be;
+    prof_begin(c_);
+    int r_ = cu_rope_table_impl(be, cs, pos, inv, N, D, e);
+    prof_end(c_, P_ROPE);
+    return r_;
+}
+
+static int cu_rope_apply_impl(lop_backend *be, float *x, const float *cs, int N, int H, int D,
                          lop_err *e) {
     cu_be *c = (cu_be *)be;
     c->gen++;
     CU(k_rope_apply(x, cs, N, H, D, c->st), "rope");
     return 0;
+}
+
+static int cu_rope_apply(lop_backend *be, float *x, const float *cs, int N, int H, int D,
+                         lop_err *e) {
+    cu_be *c_ = (cu_be *)be;
+    prof_begin(c_);
+    int r_ = cu_rope_apply_impl(be, x, cs, N, H, D, e);
+    prof_end(c_, P_ROPE);
+    return r_;
 }
 
 /* the attention's per-sequence and per-tile tables (and, with a cache, seq/pos of every row),
@@ -436,7 +525,7 @@ static int attn_meta(cu_be *c, const lop_attn_args *a, attn_seq_d **seqs, attn_t
     return 0;
 }
 
-static int cu_attention(lop_backend *be, const lop_attn_args *a, lop_err *e) {
+static int cu_attention_impl(lop_backend *be, const lop_attn_args *a, lop_err *e) {
     cu_be *c = (cu_be *)be;
     c->gen++;
     if (a->att) return lop_failc(e, LOP_EUSAGE, "attention probabilities are kept on the cpu only");
@@ -452,12 +541,24 @@ static int cu_attention(lop_backend *be, const lop_attn_args *a, lop_err *e) {
         K = kc;
         V = vc;
     }
-    CU(k_attention(a->out, a->q, K, V, seqs, tiles, c->meta_ntiles, a->Hq, a->Hkv, a->D, a->scale,
-                   a->window, a->softcap, c->st), "attention");
+    if (a->gemm == LOP_GEMM_BF16 && k_attention_bf16_supports(a->D))
+        CU(k_attention_bf16(a->out, a->q, K, V, seqs, tiles, c->meta_ntiles, a->Hq, a->Hkv, a->D,
+                            a->scale, a->window, a->softcap, c->st), "attention (tensor cores)");
+    else
+        CU(k_attention(a->out, a->q, K, V, seqs, tiles, c->meta_ntiles, a->Hq, a->Hkv, a->D, a->scale,
+                       a->window, a->softcap, c->st), "attention");
     return 0;
 }
 
-static int cu_glu(lop_backend *be, float *h, const float *gate, const float *up, size_t n,
+static int cu_attention(lop_backend *be, const lop_attn_args *a, lop_err *e) {
+    cu_be *c_ = (cu_be *)be;
+    prof_begin(c_);
+    int r_ = cu_attention_impl(be, a, e);
+    prof_end(c_, P_ATTN);
+    return r_;
+}
+
+static int cu_glu_impl(lop_backend *be, float *h, const float *gate, const float *up, size_t n,
                   lop_act act, lop_err *e) {
     cu_be *c = (cu_be *)be;
     c->gen++;
@@ -465,11 +566,28 @@ static int cu_glu(lop_backend *be, float *h, const float *gate, const float *up,
     return 0;
 }
 
-static int cu_add(lop_backend *be, float *out, const float *a, const float *b, size_t n, lop_err *e) {
+static int cu_glu(lop_backend *be, float *h, const float *gate, const float *up, size_t n,
+                  lop_act act, lop_err *e) {
+    cu_be *c_ = (cu_be *)be;
+    prof_begin(c_);
+    int r_ = cu_glu_impl(be, h, gate, up, n, act, e);
+    prof_end(c_, P_GLU);
+    return r_;
+}
+
+static int cu_add_impl(lop_backend *be, float *out, const float *a, const float *b, size_t n, lop_err *e) {
     cu_be *c = (cu_be *)be;
     c->gen++;
     CU(k_add(out, a, b, n, c->st), "add");
     return 0;
+}
+
+static int cu_add(lop_backend *be, float *out, const float *a, const float *b, size_t n, lop_err *e) {
+    cu_be *c_ = (cu_be *)be;
+    prof_begin(c_);
+    int r_ = cu_add_impl(be, out, a, b, n, e);
+    prof_end(c_, P_ADD);
+    return r_;
 }
 
 /* insert (v, id) into a sorted top-K list (ties: lower id first), as model_head.c */
@@ -486,7 +604,7 @@ static void topk_insert(int32_t *ids, float *vals, int *n, int K, float v, int32
     vals[i] = v; ids[i] = id;
 }
 
-static int cu_head(lop_backend *be, const lop_head_args *a, lop_head_req *h, lop_err *e) {
+static int cu_head_impl(lop_backend *be, const lop_head_args *a, lop_head_req *h, lop_err *e) {
     cu_be *c = (cu_be *)be;
     c->gen++;
     int N = a->N, C = a->C, V = a->V;
@@ -613,6 +731,14 @@ out:
     return rc;
 }
 
+static int cu_head(lop_backend *be, const lop_head_args *a, lop_head_req *h, lop_err *e) {
+    cu_be *c_ = (cu_be *)be;
+    prof_begin(c_);
+    int r_ = cu_head_impl(be, a, h, e);
+    prof_end(c_, P_HEAD);
+    return r_;
+}
+
 static const lop_backend_ops cuda_ops = {
     cu_destroy, cu_alloc, cu_release, cu_upload, cu_download, cu_copy,
     cu_weights_fit, cu_weight_load, cu_weights_changed, cu_gemm_supported,
@@ -646,6 +772,8 @@ extern "C" __attribute__((visibility("default"))) int lop_cuda_backend_new(lop_b
     }
     cublasSetMathMode(c->blas, CUBLAS_DEFAULT_MATH); /* no TF32: --gemm f32 means float32 */
     cublasSetStream(c->blas, c->st);
+    const char *pe = getenv("LOP_CUDA_PROFILE");
+    c->prof = pe && *pe && strcmp(pe, "0");
     size_t fr = 0, tot = 0;
     if (cudaMemGetInfo(&fr, &tot) == cudaSuccess) c->mem_base = c->mem_peak = tot - fr;
     *out = &c->be;

@@ -19,16 +19,23 @@ cudaError_t k_head_init(head_state_d *st, int R, cudaStream_t s) {
     return cudaGetLastError();
 }
 
-/* one block of 256 threads per row */
+/* merge two (max, sum of exp(x - max)) pairs */
+__device__ __forceinline__ void lse_merge(float &m, float &s, float m2, float s2) {
+    if (m2 == -INFINITY) return;
+    if (m == -INFINITY) { m = m2; s = s2; return; }
+    if (m2 > m) { s = s * expf(m - m2) + s2; m = m2; }
+    else s += s2 * expf(m2 - m);
+}
+
+/* one block of 256 threads per row; one pass over the logits (online max and sum) */
 __global__ void __launch_bounds__(256) head_reduce_k(float *lg, head_state_d *st,
                                                      const int32_t *target, int nv, int v0, float cap) {
-    __shared__ float smax[8], sval[8];
+    __shared__ float smax[8], ssum[8], sval[8];
     __shared__ int sid[8];
-    __shared__ double ssum[8];
     int r = blockIdx.x, tid = threadIdx.x, lane = tid & 31, w = tid >> 5;
     float *row = lg + (size_t)r * nv;
-    int tg = target ? target[r] : -1;
-    float mx = -INFINITY, best = -INFINITY;
+    int tg = target ? target[r] - v0 : -1;
+    float m = -INFINITY, sum = 0.0f, best = -INFINITY;
     int bid = 0x7fffffff;
     for (int j = tid; j < nv; j += 256) {
         float x = row[j];
@@ -37,50 +44,35 @@ __global__ void __launch_bounds__(256) head_reduce_k(float *lg, head_state_d *st
             row[j] = x;
         }
         if (x > best) { best = x; bid = j; } /* j increases: the first of equal values stays */
-        mx = fmaxf(mx, x);
-        if (v0 + j == tg) st[r].tlogit = x;
+        if (x > m) { sum = (m == -INFINITY ? 0.0f : sum * expf(m - x)) + 1.0f; m = x; }
+        else sum += expf(x - m);
+        if (j == tg) st[r].tlogit = x;
     }
     for (int off = 16; off; off >>= 1) {
         float ob = __shfl_xor_sync(0xffffffffu, best, off);
         int oi = __shfl_xor_sync(0xffffffffu, bid, off);
         if (ob > best || (ob == best && oi < bid)) { best = ob; bid = oi; }
-        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, off));
+        float om = __shfl_xor_sync(0xffffffffu, m, off), os = __shfl_xor_sync(0xffffffffu, sum, off);
+        lse_merge(m, sum, om, os);
     }
-    if (lane == 0) { smax[w] = mx; sval[w] = best; sid[w] = bid; }
-    __syncthreads();
-    if (tid < 32) {
-        mx = lane < 8 ? smax[lane] : -INFINITY;
-        best = lane < 8 ? sval[lane] : -INFINITY;
-        bid = lane < 8 ? sid[lane] : 0x7fffffff;
-        for (int off = 16; off; off >>= 1) {
-            float ob = __shfl_xor_sync(0xffffffffu, best, off);
-            int oi = __shfl_xor_sync(0xffffffffu, bid, off);
-            if (ob > best || (ob == best && oi < bid)) { best = ob; bid = oi; }
-            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, off));
-        }
-        if (lane == 0) { smax[0] = mx; sval[0] = best; sid[0] = bid; }
-    }
-    __syncthreads();
-    float bm = smax[0];
-    float part = 0.0f;
-    for (int j = tid; j < nv; j += 256) part += expf(row[j] - bm);
-    double ps = part;
-    for (int off = 16; off; off >>= 1) ps += __shfl_xor_sync(0xffffffffu, ps, off);
-    if (lane == 0) ssum[w] = ps;
+    if (lane == 0) { smax[w] = m; ssum[w] = sum; sval[w] = best; sid[w] = bid; }
     __syncthreads();
     if (tid == 0) {
-        double bs = 0;
-        for (int i = 0; i < 8; i++) bs += ssum[i];
+        for (int i = 1; i < 8; i++) {
+            lse_merge(smax[0], ssum[0], smax[i], ssum[i]);
+            if (sval[i] > sval[0] || (sval[i] == sval[0] && sid[i] < sid[0])) { sval[0] = sval[i]; sid[0] = sid[i]; }
+        }
+        float bm = smax[0];
+        double bs = ssum[0];
         head_state_d s = st[r];
         double M = s.mx;
         if (bm > M) {
             s.sum = s.sum * exp(M - (double)bm) + bs;
             s.mx = bm;
-        } else {
+        } else if (bm != -INFINITY) {
             s.sum += bs * exp((double)bm - M);
         }
         if (sval[0] > s.amax) { s.amax = sval[0]; s.amax_id = v0 + sid[0]; }
-        s.tlogit = st[r].tlogit;
         st[r] = s;
     }
 }

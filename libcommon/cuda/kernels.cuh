@@ -56,6 +56,13 @@ cudaError_t k_attention(float *out, const float *q, const float *k, const float 
                         const attn_seq_d *seqs, const attn_tile_d *tiles, int ntiles, int Hq,
                         int Hkv, int D, float scale, int window, float softcap, cudaStream_t s);
 
+/* The same on tensor cores (attention_mma.cu), for --gemm bf16: q, k, v rounded to bf16, scores,
+ * softmax and output accumulation in float32. D in {64, 128, 256} (k_attention_bf16_supports). */
+int k_attention_bf16_supports(int D);
+cudaError_t k_attention_bf16(float *out, const float *q, const float *k, const float *v,
+                             const attn_seq_d *seqs, const attn_tile_d *tiles, int ntiles, int Hq,
+                             int Hkv, int D, float scale, int window, float softcap, cudaStream_t s);
+
 /* ---- head (head.cu) ---- */
 /* per selected row running reductions over vocabulary chunks */
 typedef struct head_state_d {

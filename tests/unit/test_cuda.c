@@ -156,7 +156,7 @@ static lop_kv *kv_make(lop_backend *be, int B, int max_t, int L, int row) {
     return kv;
 }
 
-static void t_attention(int D, int Hq, int Hkv, int window, float softcap, int cached) {
+static void t_attention_g(int D, int Hq, int Hkv, int window, float softcap, int cached, lop_gemm g) {
     enum { B = 4 };
     int len[B] = {1, 70, 200, 129}, off[B + 1] = {0};
     for (int b = 0; b < B; b++) off[b + 1] = off[b] + len[b];
@@ -185,13 +185,13 @@ static void t_attention(int D, int Hq, int Hkv, int window, float softcap, int c
         a.kv = hk;
     }
     CK(H->op->attention(H, &a, &E));
-    a.out = dout; a.q = dq; a.k = dk; a.v = dv; a.kv = gk;
+    a.out = dout; a.q = dq; a.k = dk; a.v = dv; a.kv = gk; a.gemm = g;
     CK(G->op->attention(G, &a, &E));
     float *got = host_of(dout, (size_t)N * qd);
     char what[128];
-    snprintf(what, sizeof what, "attention D=%d Hq=%d Hkv=%d window=%d softcap=%g%s", D, Hq, Hkv,
-             window, softcap, cached ? " kv-cache" : "");
-    cmp(what, got, ref, (size_t)N * qd, 2e-5);
+    snprintf(what, sizeof what, "attention%s D=%d Hq=%d Hkv=%d window=%d softcap=%g%s",
+             g == LOP_GEMM_BF16 ? " bf16" : "", D, Hq, Hkv, window, softcap, cached ? " kv-cache" : "");
+    cmp(what, got, ref, (size_t)N * qd, g == LOP_GEMM_BF16 ? 1e-2 : 2e-5);
     if (cached) { /* the cache rows the call wrote */
         float *gkc = host_of(gk->k[0], (size_t)B * 400 * kd);
         cmp("  kv cache keys written", gkc, hk->k[0], (size_t)B * 400 * kd, 0);
@@ -199,6 +199,10 @@ static void t_attention(int D, int Hq, int Hkv, int window, float softcap, int c
     }
     free(got); free(q); free(k); free(v); free(ref);
     G->op->release(G, dq); G->op->release(G, dk); G->op->release(G, dv); G->op->release(G, dout);
+}
+
+static void t_attention(int D, int Hq, int Hkv, int window, float softcap, int cached) {
+    t_attention_g(D, Hq, Hkv, window, softcap, cached, LOP_GEMM_F32);
 }
 
 static void t_glu_add(void) {
@@ -308,6 +312,13 @@ int main(void) {
     t_attention(128, 8, 8, 0, 50.0f, 0);
     t_attention(64, 6, 2, 0, 0, 1);
     t_attention(128, 4, 2, 40, 0, 1);
+    /* the tensor-core kernel of --gemm bf16 (head dims 64, 128, 256) */
+    t_attention_g(64, 4, 2, 0, 0, 0, LOP_GEMM_BF16);
+    t_attention_g(128, 8, 2, 0, 0, 0, LOP_GEMM_BF16);
+    t_attention_g(256, 4, 1, 32, 0, 0, LOP_GEMM_BF16);
+    t_attention_g(128, 4, 4, 0, 50.0f, 0, LOP_GEMM_BF16);
+    t_attention_g(128, 4, 2, 40, 0, 1, LOP_GEMM_BF16);
+    t_attention_g(256, 8, 4, 0, 0, 1, LOP_GEMM_BF16);
     t_glu_add();
     t_head(200, 64, 40000, 0, 0, LOP_GEMM_F32);
     t_head(70, 48, 33000, 30.0f, 5, LOP_GEMM_F32);
