@@ -56,7 +56,7 @@ done
 # lm-eval hellaswag: lop's items/s vs the same requests through transformers
 lm=$OUT/models/qwen3-0.6b
 if [ -f "$lm/model.safetensors" ] && [ -d "$SHARED/data/eval" ]; then
-  bin/lm-eval -q -m "$lm" --data-dir "$SHARED/data/eval" --tasks hellaswag --limit 400 --device cuda --gemm bf16 \
+  bin/lm-eval -q -m "$lm" --data-dir "$SHARED/data/eval" --tasks hellaswag --limit 400 --device cuda --gemm bf16 --batch-tokens 16384 \
     --timing --log-samples "$OUT/hs.jsonl" > "$OUT/lm-eval.out" 2>&1
   lt=$(grep '"timing"' "$OUT/lm-eval.out" | tail -1)
   ht=$($PY bench/gpu_hf.py loglik "$lm" "$OUT/hs.jsonl" --dtype bf16 --batch 32 2>"$OUT/hf-loglik.err" | tail -1)
