@@ -77,6 +77,10 @@ typedef struct lop_backend_ops {
                       int D, lop_err *e);
     /* rotate every head of x[N, H*D] in place by the table */
     int (*rope_apply)(lop_backend *be, float *x, const float *cs, int N, int H, int D, lop_err *e);
+    /* optional fusion (NULL: the core calls rmsnorm then rope_apply): out[N, H*D] = rope(rmsnorm
+     * of each head of x with w [D]), rstd [N*H]; returns 1 (nothing done) for a D it lacks */
+    int (*qk_norm_rope)(lop_backend *be, float *out, float *rstd, const float *x, const lop_wref *w,
+                        const float *cs, int N, int H, int D, float eps, int gemma, lop_err *e);
     int (*attention)(lop_backend *be, const lop_attn_args *a, lop_err *e);
     /* h[n] = act(gate[n]) * up[n] */
     int (*glu)(lop_backend *be, float *h, const float *gate, const float *up, size_t n,

@@ -153,7 +153,8 @@ static const lop_backend_ops cpu_ops = {
     .weight_load = cpu_weight_load, .weights_fit = cpu_weights_fit,
     .weights_changed = cpu_weights_changed, .gemm_supported = cpu_gemm_supported,
     .embed = cpu_embed, .matmul = cpu_matmul, .rmsnorm = cpu_rmsnorm,
-    .rope_table = cpu_rope_table, .rope_apply = cpu_rope_apply, .attention = cpu_attention,
+    .rope_table = cpu_rope_table, .rope_apply = cpu_rope_apply, .qk_norm_rope = NULL,
+    .attention = cpu_attention,
     .glu = cpu_glu, .add = cpu_add, .head = cpu_head, .mem_peak = cpu_mem_peak,
 };
 

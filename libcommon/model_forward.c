@@ -304,19 +304,31 @@ static int attention_block(lop_model *m, int l, lop_layer_acts *s, lop_batch *b,
         mm(m, s->k_raw, s->xn_attn, &w->proj[PROJ_K], &w->vec[LVEC_K_BIAS], N, e) ||
         mm(m, s->v, s->xn_attn, &w->proj[PROJ_V], &w->vec[LVEC_V_BIAS], N, e))
         return -1;
-    if (c->qk_norm) {
-        OP(rmsnorm(BE, s->q, s->q_rstd, s->q_raw, &w->vec[LVEC_Q_NORM], N * Hq, D, (float)c->eps,
-                   c->gemma, e));
-        OP(rmsnorm(BE, s->k, s->k_rstd, s->k_raw, &w->vec[LVEC_K_NORM], N * Hkv, D, (float)c->eps,
-                   c->gemma, e));
-    } else {
-        OP(copy(BE, s->q, s->q_raw, sizeof(float) * (size_t)N * qd, e));
-        OP(copy(BE, s->k, s->k_raw, sizeof(float) * (size_t)N * kd, e));
-    }
     int sliding = c->layer_sliding && c->layer_sliding[l] && c->sliding_window > 0;
     const float *cs = sliding && c->gemma ? m->acts.rope_local : m->acts.rope_full;
-    OP(rope_apply(BE, s->q, cs, N, Hq, D, e));
-    OP(rope_apply(BE, s->k, cs, N, Hkv, D, e));
+    int fused = 0;
+    if (c->qk_norm && BE->op->qk_norm_rope) { /* one pass where the backend has it */
+        int r = BE->op->qk_norm_rope(BE, s->q, s->q_rstd, s->q_raw, &w->vec[LVEC_Q_NORM], cs, N, Hq, D,
+                                     (float)c->eps, c->gemma, e);
+        if (r == 0)
+            r = BE->op->qk_norm_rope(BE, s->k, s->k_rstd, s->k_raw, &w->vec[LVEC_K_NORM], cs, N, Hkv, D,
+                                     (float)c->eps, c->gemma, e);
+        if (r < 0) return -1;
+        fused = r == 0;
+    }
+    if (!fused) {
+        if (c->qk_norm) {
+            OP(rmsnorm(BE, s->q, s->q_rstd, s->q_raw, &w->vec[LVEC_Q_NORM], N * Hq, D, (float)c->eps,
+                       c->gemma, e));
+            OP(rmsnorm(BE, s->k, s->k_rstd, s->k_raw, &w->vec[LVEC_K_NORM], N * Hkv, D, (float)c->eps,
+                       c->gemma, e));
+        } else {
+            OP(copy(BE, s->q, s->q_raw, sizeof(float) * (size_t)N * qd, e));
+            OP(copy(BE, s->k, s->k_raw, sizeof(float) * (size_t)N * kd, e));
+        }
+        OP(rope_apply(BE, s->q, cs, N, Hq, D, e));
+        OP(rope_apply(BE, s->k, cs, N, Hkv, D, e));
+    }
     lop_attn_args aa = {
         .out = s->att_out, .att = s->att, .att_off = m->acts.att_off, .q = s->q, .k = s->k,
         .v = s->v, .B = b->B, .len = b->len, .off = b->off, .kv = o->kv, .layer = l, .Hq = Hq,

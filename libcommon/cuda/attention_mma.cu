@@ -2,26 +2,38 @@
  * mma.sync m16n8k16): q, k, v rounded to bf16 as they are staged in shared memory, scores and the
  * output accumulated in float32 registers, softmax (max, exp, sum) in float32. One block of 4
  * warps takes 64 queries of one head (16 rows a warp) and walks the keys they may see (causal,
- * sliding window) in tiles of 32; nothing of size [T, Tk] is ever stored.
+ * sliding window) in tiles of 64; nothing of size [T, Tk] is ever stored.
  *
  * Fragment layouts (PTX ISA, mma.m16n8k16 with .bf16 inputs, g = lane/4, c = lane%4):
  *   A (16x16, row major): a0 = A[g][2c..2c+1], a1 = A[g+8][2c..], a2 = A[g][2c+8..], a3 = A[g+8][2c+8..]
  *   B (16x8, k x n):      b0 = B[2c..2c+1][g], b1 = B[2c+8..2c+9][g]
  *   C (16x8, float32):    c0,c1 = C[g][2c..2c+1], c2,c3 = C[g+8][2c..2c+1]
  * so the scores' C fragments of two neighbouring 8-key tiles are exactly the A fragment of P for
- * the P.V product (no shared-memory round trip), and V is staged transposed (Vt[d][key]) so that
- * B's pairs of keys are contiguous. Row strides are padded by 8 bf16: the 32 lanes of a fragment
- * load hit 32 different banks. */
+ * the P.V product (no shared-memory round trip). Fragments come from shared memory through
+ * ldmatrix (x4: four 8x8 matrices an instruction; .trans for V, staged row-major like K). Row
+ * strides are padded by 8 bf16 (16 bytes): the 8 rows of each 8x8 load hit 32 different banks. */
 #include "kernels.cuh"
 #include <cuda_bf16.h>
 #include <math.h>
 
 #define MBQ 64
-#define MBK 32
+#define MBK 64
 
 __device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
     __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
     return *(uint32_t *)&v;
+}
+
+__device__ __forceinline__ void ldsm_x4(uint32_t *r, const void *p) {
+    uint32_t a = (uint32_t)__cvta_generic_to_shared(p);
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(a));
+}
+
+__device__ __forceinline__ void ldsm_x4_t(uint32_t *r, const void *p) {
+    uint32_t a = (uint32_t)__cvta_generic_to_shared(p);
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(a));
 }
 
 __device__ __forceinline__ void mma_bf16(float *d, const uint32_t *a, uint32_t b0, uint32_t b1) {
@@ -36,12 +48,13 @@ __global__ void __launch_bounds__(128) attn_mma_k(float *__restrict__ out, const
                                                   const float *__restrict__ k, const float *__restrict__ v,
                                                   const attn_seq_d *__restrict__ seqs,
                                                   const attn_tile_d *__restrict__ tiles, int Hq, int Hkv,
-                                                  float scale, int window, float softcap) {
-    constexpr int LDQ = D + 8, LDK = D + 8, LDV = MBK + 8;
+                                                  float scale, int window, float softcap,
+                                                  __nv_bfloat16 *__restrict__ ob) {
+    constexpr int LDQ = D + 8, LDK = D + 8, LDV = D + 8;
     extern __shared__ __align__(16) unsigned char smraw[];
     __nv_bfloat16 *Qs = (__nv_bfloat16 *)smraw;        /* [MBQ][LDQ] */
     __nv_bfloat16 *Ks = Qs + MBQ * LDQ;                 /* [MBK][LDK] */
-    __nv_bfloat16 *Vt = Ks + MBK * LDK;                 /* [D][LDV]   */
+    __nv_bfloat16 *Vs = Ks + MBK * LDK;                 /* [MBK][LDV] */
     const attn_tile_d tl = tiles[blockIdx.x];
     const attn_seq_d sq = seqs[tl.b];
     const int h = blockIdx.y, kh = h / (Hq / Hkv);
@@ -82,28 +95,26 @@ __global__ void __launch_bounds__(128) attn_mma_k(float *__restrict__ out, const
             }
             uint2 pk = {pack_bf16(x.x, x.y), pack_bf16(x.z, x.w)};
             *(uint2 *)(Ks + r * LDK + d) = pk;
-            Vt[(d + 0) * LDV + r] = __float2bfloat16_rn(y.x);
-            Vt[(d + 1) * LDV + r] = __float2bfloat16_rn(y.y);
-            Vt[(d + 2) * LDV + r] = __float2bfloat16_rn(y.z);
-            Vt[(d + 3) * LDV + r] = __float2bfloat16_rn(y.w);
+            uint2 pv = {pack_bf16(y.x, y.y), pack_bf16(y.z, y.w)};
+            *(uint2 *)(Vs + r * LDV + d) = pv;
         }
         __syncthreads();
-        /* S[16 x 32] = Q K^T for this warp's rows */
+        /* S[16 x 64] = Q K^T for this warp's rows */
         float s[MBK / 8][4];
 #pragma unroll
         for (int n = 0; n < MBK / 8; n++) s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.0f;
-        const __nv_bfloat16 *qw = Qs + (warp * 16) * LDQ;
+        const __nv_bfloat16 *qw = Qs + (warp * 16 + (lane & 15)) * LDQ + (lane >> 4) * 8;
+        const __nv_bfloat16 *kw = Ks + ((lane >> 4) * 8 + (lane & 7)) * LDK + ((lane >> 3) & 1) * 8;
 #pragma unroll
         for (int kc = 0; kc < D / 16; kc++) {
             uint32_t a[4];
-            a[0] = *(const uint32_t *)(qw + g * LDQ + kc * 16 + 2 * c);
-            a[1] = *(const uint32_t *)(qw + (g + 8) * LDQ + kc * 16 + 2 * c);
-            a[2] = *(const uint32_t *)(qw + g * LDQ + kc * 16 + 2 * c + 8);
-            a[3] = *(const uint32_t *)(qw + (g + 8) * LDQ + kc * 16 + 2 * c + 8);
+            ldsm_x4(a, qw + kc * 16);
 #pragma unroll
-            for (int n = 0; n < MBK / 8; n++) {
-                const __nv_bfloat16 *kr = Ks + (n * 8 + g) * LDK + kc * 16 + 2 * c;
-                mma_bf16(s[n], a, *(const uint32_t *)kr, *(const uint32_t *)(kr + 8));
+            for (int n = 0; n < MBK / 8; n += 2) {
+                uint32_t b[4]; /* b0, b1 of key tiles n and n+1 */
+                ldsm_x4(b, kw + n * 8 * LDK + kc * 16);
+                mma_bf16(s[n], a, b[0], b[1]);
+                mma_bf16(s[n + 1], a, b[2], b[3]);
             }
         }
         /* scale, softcap, mask; online softmax per row (4 lanes share a row) */
@@ -150,7 +161,7 @@ __global__ void __launch_bounds__(128) attn_mma_k(float *__restrict__ out, const
             o[j][0] *= alpha[0]; o[j][1] *= alpha[0];
             o[j][2] *= alpha[1]; o[j][3] *= alpha[1];
         }
-        /* O[16 x D] += P[16 x 32] V[32 x D]; P's A fragments are the scores' C fragments */
+        /* O[16 x D] += P[16 x 64] V[64 x D]; P's A fragments are the scores' C fragments */
 #pragma unroll
         for (int kc = 0; kc < MBK / 16; kc++) {
             uint32_t a[4];
@@ -158,10 +169,13 @@ __global__ void __launch_bounds__(128) attn_mma_k(float *__restrict__ out, const
             a[1] = pack_bf16(s[2 * kc][2], s[2 * kc][3]);
             a[2] = pack_bf16(s[2 * kc + 1][0], s[2 * kc + 1][1]);
             a[3] = pack_bf16(s[2 * kc + 1][2], s[2 * kc + 1][3]);
+            const __nv_bfloat16 *vr = Vs + (kc * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * LDV + (lane >> 4) * 8;
 #pragma unroll
-            for (int j = 0; j < D / 8; j++) {
-                const __nv_bfloat16 *vr = Vt + (j * 8 + g) * LDV + kc * 16 + 2 * c;
-                mma_bf16(o[j], a, *(const uint32_t *)vr, *(const uint32_t *)(vr + 8));
+            for (int j = 0; j < D / 8; j += 2) {
+                uint32_t b[4]; /* b0, b1 of d tiles j and j+1 */
+                ldsm_x4_t(b, vr + j * 8);
+                mma_bf16(o[j], a, b[0], b[1]);
+                mma_bf16(o[j + 1], a, b[2], b[3]);
             }
         }
     }
@@ -172,17 +186,22 @@ __global__ void __launch_bounds__(128) attn_mma_k(float *__restrict__ out, const
         if (row >= nq) continue;
         float inv = 1.0f / l_i[rs];
         float *orow = out + (size_t)(sq.qoff + tl.t0 + row) * ldq + h * D;
+        __nv_bfloat16 *brow = ob ? ob + (size_t)(sq.qoff + tl.t0 + row) * ldq + h * D : NULL;
 #pragma unroll
-        for (int j = 0; j < D / 8; j++)
-            *(float2 *)(orow + j * 8 + 2 * c) = make_float2(o[j][2 * rs] * inv, o[j][2 * rs + 1] * inv);
+        for (int j = 0; j < D / 8; j++) {
+            float2 y = make_float2(o[j][2 * rs] * inv, o[j][2 * rs + 1] * inv);
+            *(float2 *)(orow + j * 8 + 2 * c) = y;
+            if (brow) *(uint32_t *)(brow + j * 8 + 2 * c) = pack_bf16(y.x, y.y);
+        }
     }
 }
 
 template <int D>
 static cudaError_t launch_mma(float *out, const float *q, const float *k, const float *v,
                               const attn_seq_d *seqs, const attn_tile_d *tiles, int ntiles, int Hq,
-                              int Hkv, float scale, int window, float softcap, cudaStream_t s) {
-    size_t smem = sizeof(__nv_bfloat16) * ((size_t)MBQ * (D + 8) + (size_t)MBK * (D + 8) + (size_t)D * (MBK + 8));
+                              int Hkv, float scale, int window, float softcap, __nv_bfloat16 *ob,
+                              cudaStream_t s) {
+    size_t smem = sizeof(__nv_bfloat16) * ((size_t)MBQ * (D + 8) + 2 * (size_t)MBK * (D + 8));
     static int set = 0;
     if (!set) {
         cudaError_t r = cudaFuncSetAttribute(attn_mma_k<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
@@ -190,7 +209,7 @@ static cudaError_t launch_mma(float *out, const float *q, const float *k, const 
         set = 1;
     }
     dim3 grid((unsigned)ntiles, (unsigned)Hq);
-    attn_mma_k<D><<<grid, 128, smem, s>>>(out, q, k, v, seqs, tiles, Hq, Hkv, scale, window, softcap);
+    attn_mma_k<D><<<grid, 128, smem, s>>>(out, q, k, v, seqs, tiles, Hq, Hkv, scale, window, softcap, ob);
     return cudaGetLastError();
 }
 
@@ -199,10 +218,11 @@ int k_attention_bf16_supports(int D) { return D == 64 || D == 128 || D == 256; }
 
 cudaError_t k_attention_bf16(float *out, const float *q, const float *k, const float *v,
                              const attn_seq_d *seqs, const attn_tile_d *tiles, int ntiles, int Hq,
-                             int Hkv, int D, float scale, int window, float softcap, cudaStream_t s) {
+                             int Hkv, int D, float scale, int window, float softcap,
+                             __nv_bfloat16 *ob, cudaStream_t s) {
     if (ntiles <= 0) return cudaSuccess;
-    if (D == 64) return launch_mma<64>(out, q, k, v, seqs, tiles, ntiles, Hq, Hkv, scale, window, softcap, s);
-    if (D == 128) return launch_mma<128>(out, q, k, v, seqs, tiles, ntiles, Hq, Hkv, scale, window, softcap, s);
-    if (D == 256) return launch_mma<256>(out, q, k, v, seqs, tiles, ntiles, Hq, Hkv, scale, window, softcap, s);
+    if (D == 64) return launch_mma<64>(out, q, k, v, seqs, tiles, ntiles, Hq, Hkv, scale, window, softcap, ob, s);
+    if (D == 128) return launch_mma<128>(out, q, k, v, seqs, tiles, ntiles, Hq, Hkv, scale, window, softcap, ob, s);
+    if (D == 256) return launch_mma<256>(out, q, k, v, seqs, tiles, ntiles, Hq, Hkv, scale, window, softcap, ob, s);
     return cudaErrorInvalidValue;
 }

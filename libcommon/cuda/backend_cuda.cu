@@ -58,6 +58,8 @@ typedef struct cu_be {
     int nbufs, bufs_cap;
     int loading;          /* inside weight_load: buffers made are the model's originals */
     unsigned long gen;    /* bumped by every op that may write device memory, except matmul */
+    int hidden;           /* the model's width: norms of this width feed GEMMs */
+    lop_gemm last_gemm;   /* of the last matmul: producers write a bf16 copy when it was bf16 */
     const float *xbf_src; /* the bf16 copy in S_XBF is of this input ... */
     size_t xbf_n;
     unsigned long xbf_gen;/* ... made at this gen */
@@ -332,6 +334,18 @@ static lop_gemm cu_gemm_supported(lop_backend *be, lop_gemm g) { (void)be; retur
 
 /* ---- ops ---- */
 
+/* Where a producer writes the bf16 copy of its output for the next bf16 GEMM (which then skips its
+ * own conversion), or NULL when the GEMMs run in float32. Call after the op's gen bump. */
+static __nv_bfloat16 *shadow_for(cu_be *c, const float *out, size_t n, lop_err *e) {
+    if (c->last_gemm != LOP_GEMM_BF16) return NULL;
+    __nv_bfloat16 *b = (__nv_bfloat16 *)scratch(c, S_XBF, n * 2, e);
+    if (!b) { c->xbf_src = NULL; return NULL; }
+    c->xbf_src = out;
+    c->xbf_n = n;
+    c->xbf_gen = c->gen;
+    return b;
+}
+
 static int cu_embed_impl(lop_backend *be, float *out, const int32_t *ids, const lop_wref *t, int N,
                     int C, float scale, lop_err *e) {
     cu_be *c = (cu_be *)be;
@@ -362,6 +376,7 @@ static int cu_matmul_impl(lop_backend *be, float *out, const float *x, const lop
     if (!W) return -1;
     st_dtype wdt = w->dtype == ST_F64 ? ST_F32 : w->dtype;
     const float one = 1.0f, zero = 0.0f;
+    c->last_gemm = g;
     if (g == LOP_GEMM_BF16) {
         size_t nx = (size_t)N * IC;
         __nv_bfloat16 *xb;
@@ -418,8 +433,29 @@ static int cu_rmsnorm_impl(lop_backend *be, float *out, float *rstd, const float
     c->gen++;
     const float *wd = (const float *)weight_dev(c, w, 1, e);
     if (!wd) return -1;
-    CU(k_rmsnorm(out, rstd, x, wd, N, C, eps, gemma, c->st), "rmsnorm");
+    __nv_bfloat16 *ob = C == c->hidden ? shadow_for(c, out, (size_t)N * C, e) : NULL;
+    CU(k_rmsnorm(out, rstd, x, wd, N, C, eps, gemma, ob, c->st), "rmsnorm");
     return 0;
+}
+
+static int cu_qk_norm_rope_impl(lop_backend *be, float *out, float *rstd, const float *x, const lop_wref *w,
+                                const float *cs, int N, int H, int D, float eps, int gemma, lop_err *e) {
+    cu_be *c = (cu_be *)be;
+    if (!k_qk_norm_rope_supports(D)) return 1;
+    c->gen++;
+    const float *wd = (const float *)weight_dev(c, w, 1, e);
+    if (!wd) return -1;
+    CU(k_qk_norm_rope(out, rstd, x, wd, cs, N, H, D, eps, gemma, c->st), "qk norm + rope");
+    return 0;
+}
+
+static int cu_qk_norm_rope(lop_backend *be, float *out, float *rstd, const float *x, const lop_wref *w,
+                           const float *cs, int N, int H, int D, float eps, int gemma, lop_err *e) {
+    cu_be *c_ = (cu_be *)be;
+    prof_begin(c_);
+    int r_ = cu_qk_norm_rope_impl(be, out, rstd, x, w, cs, N, H, D, eps, gemma, e);
+    prof_end(c_, P_ROPE);
+    return r_;
 }
 
 static int cu_rmsnorm(lop_backend *be, float *out, float *rstd, const float *x, const lop_wref *w,
@@ -541,9 +577,11 @@ static int cu_attention_impl(lop_backend *be, const lop_attn_args *a, lop_err *e
         K = kc;
         V = vc;
     }
-    if (a->gemm == LOP_GEMM_BF16 && k_attention_bf16_supports(a->D))
+    if (a->gemm == LOP_GEMM_BF16 && k_attention_bf16_supports(a->D)) {
+        __nv_bfloat16 *ob = shadow_for(c, a->out, (size_t)N * a->Hq * a->D, e);
         CU(k_attention_bf16(a->out, a->q, K, V, seqs, tiles, c->meta_ntiles, a->Hq, a->Hkv, a->D,
-                            a->scale, a->window, a->softcap, c->st), "attention (tensor cores)");
+                            a->scale, a->window, a->softcap, ob, c->st), "attention (tensor cores)");
+    }
     else
         CU(k_attention(a->out, a->q, K, V, seqs, tiles, c->meta_ntiles, a->Hq, a->Hkv, a->D, a->scale,
                        a->window, a->softcap, c->st), "attention");
@@ -562,7 +600,8 @@ static int cu_glu_impl(lop_backend *be, float *h, const float *gate, const float
                   lop_act act, lop_err *e) {
     cu_be *c = (cu_be *)be;
     c->gen++;
-    CU(k_glu(h, gate, up, n, act == ACT_GELU_TANH ? 1 : 0, c->st), "glu");
+    __nv_bfloat16 *hb = shadow_for(c, h, n, e);
+    CU(k_glu(h, gate, up, n, act == ACT_GELU_TANH ? 1 : 0, hb, c->st), "glu");
     return 0;
 }
 
@@ -742,7 +781,7 @@ static int cu_head(lop_backend *be, const lop_head_args *a, lop_head_req *h, lop
 static const lop_backend_ops cuda_ops = {
     cu_destroy, cu_alloc, cu_release, cu_upload, cu_download, cu_copy,
     cu_weights_fit, cu_weight_load, cu_weights_changed, cu_gemm_supported,
-    cu_embed, cu_matmul, cu_rmsnorm, cu_rope_table, cu_rope_apply, cu_attention,
+    cu_embed, cu_matmul, cu_rmsnorm, cu_rope_table, cu_rope_apply, cu_qk_norm_rope, cu_attention,
     cu_glu, cu_add, cu_head, cu_mem_peak,
 };
 
@@ -766,6 +805,8 @@ extern "C" __attribute__((visibility("default"))) int lop_cuda_backend_new(lop_b
     c->be.host_mem = 0;
     c->be.device = dev;
     c->st = 0;
+    c->hidden = cfg->hidden;
+    c->last_gemm = LOP_GEMM_F32;
     if (cublasCreate(&c->blas) != CUBLAS_STATUS_SUCCESS) {
         free(c);
         return lop_fail(e, "cublas: cannot create a handle on cuda:%d", dev);

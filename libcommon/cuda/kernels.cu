@@ -72,7 +72,7 @@ cudaError_t k_embed(float *out, const int32_t *ids, const void *table, int dt, i
 
 /* one warp per row */
 __global__ void rmsnorm_k(float *out, float *rstd, const float *x, const float *w, int N, int C,
-                          float eps, int gemma) {
+                          float eps, int gemma, __nv_bfloat16 *ob) {
     int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x & 31;
     if (row >= N) return;
     const float *xr = x + (size_t)row * C;
@@ -82,16 +82,65 @@ __global__ void rmsnorm_k(float *out, float *rstd, const float *x, const float *
     for (int off = 16; off; off >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, off);
     float r = (float)(1.0 / sqrt((double)(float)(ss / C) + (double)eps));
     if (rstd && lane == 0) rstd[row] = r;
-    if (gemma)
-        for (int i = lane; i < C; i += 32) o[i] = __fmul_rn(__fmul_rn(xr[i], r), __fadd_rn(1.0f, w[i]));
-    else
-        for (int i = lane; i < C; i += 32) o[i] = __fmul_rn(__fmul_rn(xr[i], r), w[i]);
+    __nv_bfloat16 *obr = ob ? ob + (size_t)row * C : NULL;
+    for (int i = lane; i < C; i += 32) {
+        float y = __fmul_rn(__fmul_rn(xr[i], r), gemma ? __fadd_rn(1.0f, w[i]) : w[i]);
+        o[i] = y;
+        if (obr) obr[i] = __float2bfloat16_rn(y);
+    }
 }
 
 cudaError_t k_rmsnorm(float *out, float *rstd, const float *x, const float *w, int N, int C,
-                      float eps, int gemma, cudaStream_t s) {
+                      float eps, int gemma, __nv_bfloat16 *out_bf16, cudaStream_t s) {
     if (N <= 0) return cudaSuccess;
-    rmsnorm_k<<<(N + 7) / 8, 256, 0, s>>>(out, rstd, x, w, N, C, eps, gemma);
+    rmsnorm_k<<<(N + 7) / 8, 256, 0, s>>>(out, rstd, x, w, N, C, eps, gemma, out_bf16);
+    return cudaGetLastError();
+}
+
+/* one warp per (row, head): rmsnorm of the head's D values, then its rotation; lane holds
+ * elements lane + 32 j, so the pair (i, i + D/2) is in one lane when D/2 is a multiple of 32 */
+template <int D>
+__global__ void qk_norm_rope_k(float *out, float *rstd, const float *x, const float *w, const float *cs,
+                               int N, int H, float eps, int gemma) {
+    constexpr int J = D / 32, HALF = D / 2;
+    size_t rh = (size_t)blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
+    int lane = threadIdx.x & 31;
+    if (rh >= (size_t)N * H) return;
+    const float *xr = x + rh * D;
+    float v[J];
+    double ss = 0;
+#pragma unroll
+    for (int j = 0; j < J; j++) { v[j] = xr[lane + 32 * j]; ss += (double)v[j] * v[j]; }
+    for (int off = 16; off; off >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, off);
+    float r = (float)(1.0 / sqrt((double)(float)(ss / D) + (double)eps));
+    if (rstd && lane == 0) rstd[rh] = r;
+#pragma unroll
+    for (int j = 0; j < J; j++) {
+        int i = lane + 32 * j;
+        v[j] = __fmul_rn(__fmul_rn(v[j], r), gemma ? __fadd_rn(1.0f, w[i]) : w[i]);
+    }
+    const float *c = cs + (rh / H) * D;
+    float *o = out + rh * D;
+#pragma unroll
+    for (int j = 0; j < J / 2; j++) {
+        int i = lane + 32 * j;
+        float x1 = v[j], x2 = v[j + J / 2], cc = c[i], sn = c[HALF + i];
+        o[i] = __fsub_rn(__fmul_rn(x1, cc), __fmul_rn(x2, sn));
+        o[i + HALF] = __fadd_rn(__fmul_rn(x2, cc), __fmul_rn(x1, sn));
+    }
+}
+
+int k_qk_norm_rope_supports(int D) { return D == 64 || D == 128 || D == 256; }
+
+cudaError_t k_qk_norm_rope(float *out, float *rstd, const float *x, const float *w, const float *cs,
+                           int N, int H, int D, float eps, int gemma, cudaStream_t s) {
+    size_t rows = (size_t)N * H;
+    if (!rows) return cudaSuccess;
+    unsigned g = (unsigned)((rows + 7) / 8);
+    if (D == 64) qk_norm_rope_k<64><<<g, 256, 0, s>>>(out, rstd, x, w, cs, N, H, eps, gemma);
+    else if (D == 128) qk_norm_rope_k<128><<<g, 256, 0, s>>>(out, rstd, x, w, cs, N, H, eps, gemma);
+    else if (D == 256) qk_norm_rope_k<256><<<g, 256, 0, s>>>(out, rstd, x, w, cs, N, H, eps, gemma);
+    else return cudaErrorInvalidValue;
     return cudaGetLastError();
 }
 
@@ -129,7 +178,7 @@ cudaError_t k_rope_apply(float *x, const float *cs, int N, int H, int D, cudaStr
     return cudaGetLastError();
 }
 
-__global__ void glu_k(float *h, const float *gate, const float *up, size_t n, int act) {
+__global__ void glu_k(float *h, const float *gate, const float *up, size_t n, int act, __nv_bfloat16 *hb) {
     GRID_STRIDE(i, n) {
         float x = gate[i];
         float a;
@@ -139,13 +188,16 @@ __global__ void glu_k(float *h, const float *gate, const float *up, size_t n, in
         } else {
             a = x / (1.0f + expf(-x));
         }
-        h[i] = a * up[i];
+        float y = a * up[i];
+        h[i] = y;
+        if (hb) hb[i] = __float2bfloat16_rn(y);
     }
 }
 
-cudaError_t k_glu(float *h, const float *gate, const float *up, size_t n, int act, cudaStream_t s) {
+cudaError_t k_glu(float *h, const float *gate, const float *up, size_t n, int act,
+                  __nv_bfloat16 *h_bf16, cudaStream_t s) {
     if (!n) return cudaSuccess;
-    glu_k<<<grid_for(n, 256), 256, 0, s>>>(h, gate, up, n, act);
+    glu_k<<<grid_for(n, 256), 256, 0, s>>>(h, gate, up, n, act, h_bf16);
     return cudaGetLastError();
 }
 

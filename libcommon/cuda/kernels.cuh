@@ -18,15 +18,22 @@ cudaError_t k_to_bf16(__nv_bfloat16 *dst, const void *src, int dt, size_t n, cud
 cudaError_t k_embed(float *out, const int32_t *ids, const void *table, int dt, int N, int C,
                     float scale, cudaStream_t s);
 /* out[N, C] = x * rstd * w (gemma: * (1 + w)); rstd[N] (may be NULL) = 1/sqrt(mean x^2 + eps),
- * the mean of squares in double as the CPU kernel */
+ * the mean of squares in double as the CPU kernel; out_bf16 (or NULL): the same rounded to bf16
+ * (the next bf16 GEMM's input, written in the same pass) */
 cudaError_t k_rmsnorm(float *out, float *rstd, const float *x, const float *w, int N, int C,
-                      float eps, int gemma, cudaStream_t s);
+                      float eps, int gemma, __nv_bfloat16 *out_bf16, cudaStream_t s);
+/* qk-norm then RoPE in one pass: out[N, H*D] = rope(rmsnorm of each head of x), the float ops of
+ * k_rmsnorm then k_rope_apply in the same order; D in {64, 128, 256} (k_qk_norm_rope_supports) */
+int k_qk_norm_rope_supports(int D);
+cudaError_t k_qk_norm_rope(float *out, float *rstd, const float *x, const float *w, const float *cs,
+                           int N, int H, int D, float eps, int gemma, cudaStream_t s);
 /* cs[N, D]: cos(pos[n] * inv[i]) for i < D/2, then sin (angles in double) */
 cudaError_t k_rope_table(float *cs, const int *pos, const float *inv, int N, int D, cudaStream_t s);
 /* x[N, H*D] rotated in place by cs[N, D] (rotate_half pairs i, i + D/2) */
 cudaError_t k_rope_apply(float *x, const float *cs, int N, int H, int D, cudaStream_t s);
-/* h[n] = act(gate[n]) * up[n]; act 0 SiLU, 1 GELU (tanh) */
-cudaError_t k_glu(float *h, const float *gate, const float *up, size_t n, int act, cudaStream_t s);
+/* h[n] = act(gate[n]) * up[n]; act 0 SiLU, 1 GELU (tanh); h_bf16 (or NULL): h rounded to bf16 */
+cudaError_t k_glu(float *h, const float *gate, const float *up, size_t n, int act,
+                  __nv_bfloat16 *h_bf16, cudaStream_t s);
 /* out[n] = a[n] + b[n] */
 cudaError_t k_add(float *out, const float *a, const float *b, size_t n, cudaStream_t s);
 /* out[N, OC] += bias[OC] */
@@ -61,7 +68,8 @@ cudaError_t k_attention(float *out, const float *q, const float *k, const float 
 int k_attention_bf16_supports(int D);
 cudaError_t k_attention_bf16(float *out, const float *q, const float *k, const float *v,
                              const attn_seq_d *seqs, const attn_tile_d *tiles, int ntiles, int Hq,
-                             int Hkv, int D, float scale, int window, float softcap, cudaStream_t s);
+                             int Hkv, int D, float scale, int window, float softcap,
+                             __nv_bfloat16 *out_bf16, cudaStream_t s);
 
 /* ---- head (head.cu) ---- */
 /* per selected row running reductions over vocabulary chunks */

@@ -143,6 +143,38 @@ static void t_rope(int N, int H_, int D) {
     G->op->release(G, dcs); G->op->release(G, dx);
 }
 
+/* the fused qk-norm + rope against the cpu's rmsnorm then rope_apply (exact: the same float ops) */
+static void t_qk_norm_rope(int N, int H_, int D, int gemma) {
+    if (!G->op->qk_norm_rope) return;
+    float inv[512];
+    lop_rope r = {.type = ROPE_DEFAULT, .theta = 1e4};
+    rope_inv_freq(inv, D, &r);
+    int *pos = malloc(sizeof(int) * N);
+    for (int i = 0; i < N; i++) pos[i] = i % 700;
+    void *raw;
+    lop_wref w = wmat(ST_BF16, 1, D, 1, &raw);
+    size_t n = (size_t)N * H_ * D;
+    float *cs = malloc(sizeof(float) * N * D), *x = malloc(n * 4), *ref = malloc(n * 4), *rr = malloc(sizeof(float) * N * H_);
+    fill(x, n, 3);
+    float *dcs = dev_nan((size_t)N * D), *dx = dev_of(x, n * 4), *dout = dev_nan(n), *dr = dev_nan((size_t)N * H_);
+    CK(H->op->rope_table(H, cs, pos, inv, N, D, &E));
+    CK(G->op->rope_table(G, dcs, pos, inv, N, D, &E));
+    CK(H->op->rmsnorm(H, ref, rr, x, &w, N * H_, D, 1e-6f, gemma, &E));
+    CK(H->op->rope_apply(H, ref, cs, N, H_, D, &E));
+    int rc = G->op->qk_norm_rope(G, dout, dr, dx, &w, dcs, N, H_, D, 1e-6f, gemma, &E);
+    char what[96];
+    snprintf(what, sizeof what, "qk-norm + rope fused D=%d H=%d%s", D, H_, gemma ? " (gemma)" : "");
+    if (rc) { printf("FAIL %s: returned %d\n", what, rc); fails++; }
+    else {
+        float *got = host_of(dout, n), *gr = host_of(dr, (size_t)N * H_);
+        cmp(what, got, ref, n, 1e-6);
+        cmp("  its rstd", gr, rr, (size_t)N * H_, 1e-6);
+        free(got); free(gr);
+    }
+    free(pos); free(cs); free(x); free(ref); free(rr); free(raw);
+    G->op->release(G, dcs); G->op->release(G, dx); G->op->release(G, dout); G->op->release(G, dr);
+}
+
 /* a minimal lop_kv on a backend (as model_kv.c lays it out) */
 static lop_kv *kv_make(lop_backend *be, int B, int max_t, int L, int row) {
     lop_kv *kv = calloc(1, sizeof *kv);
@@ -306,6 +338,9 @@ int main(void) {
     t_rmsnorm(4096, 128, 1);
     t_rope(300, 4, 128);
     t_rope(70, 2, 8);
+    t_qk_norm_rope(300, 16, 128, 0);
+    t_qk_norm_rope(100, 4, 256, 1);
+    t_qk_norm_rope(77, 8, 64, 0);
     int dims[] = {8, 16, 64, 100, 128, 256};
     for (int i = 0; i < 6; i++) t_attention(dims[i], 4, 2, 0, 0, 0);
     t_attention(256, 4, 1, 32, 0, 0);
