@@ -62,7 +62,11 @@ static void cmp(const char *what, const float *got, const float *ref, size_t n, 
 
 #define CK(x) do { if (x) { printf("FAIL %s: %s\n", #x, E.msg); fails++; return; } } while (0)
 
+/* A fresh weight. The device keeps one copy per lop_wref (keyed by its address) while it points
+ * at the same data: these stack wrefs and freed-then-reused buffers would look unchanged, so the
+ * device is told to re-read them (as a tool that frees and replaces weights must do). */
 static lop_wref wmat(st_dtype dt, int rows, int cols, float scale, void **keep) {
+    if (G->op->weights_changed(G, &E)) { fprintf(stderr, "weights_changed: %s\n", E.msg); exit(1); }
     size_t n = (size_t)rows * cols;
     float *f = malloc(n * sizeof *f);
     fill(f, n, scale);
