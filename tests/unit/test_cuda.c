@@ -316,6 +316,11 @@ static void t_head(int N, int C, int V, float cap, int topk, lop_gemm g) {
 }
 
 int main(void) {
+#if defined(__SANITIZE_ADDRESS__)
+    printf("test_cuda: skipped under AddressSanitizer (the CUDA runtime and ASan's shadow memory "
+           "do not share an address space by default)\n");
+    return 0;
+#endif
     if (!lop_backend_has_cuda()) {
         printf("test_cuda: skipped: this build has no CUDA (nvcc was not found; make CUDA=1)\n");
         return 0;
