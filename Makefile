@@ -140,6 +140,7 @@ fuzz:
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1
 	install -m 755 $(TOOL_BINS) $(DESTDIR)$(PREFIX)/bin/
+	install -m 755 tools/lop-get-eval-data $(DESTDIR)$(PREFIX)/bin/
 	install -m 644 $(wildcard man/*.1) $(DESTDIR)$(PREFIX)/share/man/man1/
 	$(if $(CUDA_SO),install -d $(DESTDIR)$(PREFIX)/lib/lop && install -m 755 $(CUDA_SO) $(DESTDIR)$(PREFIX)/lib/lop/)
 

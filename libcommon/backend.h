@@ -88,6 +88,11 @@ typedef struct lop_backend_ops {
     /* out[n] = a[n] + b[n] */
     int (*add)(lop_backend *be, float *out, const float *a, const float *b, size_t n, lop_err *e);
     int (*head)(lop_backend *be, const lop_head_args *a, lop_head_req *h, lop_err *e);
+    /* NaN/Inf check of x[n] for the core's error messages: 1 if found now, 0 if not (or deferred:
+     * a device records it under slot, slot 0 starting a forward's record), -1 on error; then
+     * nonfinite_first(nslots) gives the first slot recorded since (-1: none, -2: error) */
+    int (*nonfinite)(lop_backend *be, const float *x, size_t n, int slot, lop_err *e);
+    int (*nonfinite_first)(lop_backend *be, int nslots, lop_err *e);
     /* the most backend memory in use so far (device backends; 0 for the cpu), bytes */
     size_t (*mem_peak)(lop_backend *be);
 } lop_backend_ops;

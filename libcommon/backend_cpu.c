@@ -1,6 +1,7 @@
 /* backend_cpu.c — the CPU backend: host memory, the nn_*.c float32 kernels, OpenBLAS and the
  * AVX512-BF16 GEMM (gemm_bf16.c). Each op is the call model_forward.c made before the seam
  * existed, so numbers are the same bit for bit. */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include "backend.h"
@@ -147,6 +148,19 @@ static int cpu_head(lop_backend *be, const lop_head_args *a, lop_head_req *h, lo
 
 static size_t cpu_mem_peak(lop_backend *be) { (void)be; return 0; }
 
+static int cpu_nonfinite(lop_backend *be, const float *x, size_t n, int slot, lop_err *e) {
+    (void)be; (void)slot; (void)e;
+    int bad = 0;
+    #pragma omp parallel for reduction(|:bad) schedule(static) if (n > (1u << 16))
+    for (size_t i = 0; i < n; i++) bad |= !isfinite(x[i]);
+    return bad;
+}
+
+static int cpu_nonfinite_first(lop_backend *be, int nslots, lop_err *e) {
+    (void)be; (void)nslots; (void)e;
+    return -1; /* answered at once by cpu_nonfinite */
+}
+
 static const lop_backend_ops cpu_ops = {
     .destroy = cpu_destroy, .alloc = cpu_alloc, .release = cpu_release,
     .upload = cpu_copy, .download = cpu_copy, .copy = cpu_copy,
@@ -155,7 +169,8 @@ static const lop_backend_ops cpu_ops = {
     .embed = cpu_embed, .matmul = cpu_matmul, .rmsnorm = cpu_rmsnorm,
     .rope_table = cpu_rope_table, .rope_apply = cpu_rope_apply, .qk_norm_rope = NULL,
     .attention = cpu_attention,
-    .glu = cpu_glu, .add = cpu_add, .head = cpu_head, .mem_peak = cpu_mem_peak,
+    .glu = cpu_glu, .add = cpu_add, .head = cpu_head, .nonfinite = cpu_nonfinite,
+    .nonfinite_first = cpu_nonfinite_first, .mem_peak = cpu_mem_peak,
 };
 
 int lop_backend_cpu_new(lop_backend **out, const lop_config *cfg, lop_err *e) {

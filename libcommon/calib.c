@@ -1,12 +1,12 @@
 /* calib.c — reading calibration files and cutting token streams into samples (see calib.h).
  * The tokenizing step is in calib_load.c, so this file links without the tokenizer. */
 #include "calib.h"
+#include "textio.h"
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <zstd.h>
 
 lop_calib_opts calib_default_opts(void) {
     lop_calib_opts o = {CALIB_AUTO, 2048, 0, 0, 0, NULL};
@@ -15,72 +15,8 @@ lop_calib_opts calib_default_opts(void) {
 
 /* ---- whole files ---- */
 
-static int read_all(FILE *f, const char *path, char **buf, size_t *len, lop_err *e) {
-    size_t cap = 1 << 16, n = 0;
-    char *b = malloc(cap);
-    if (!b) return lop_fail(e, "out of memory");
-    for (;;) {
-        if (cap - n < 1 << 15) {
-            char *nb = cap > SIZE_MAX / 2 ? NULL : realloc(b, cap * 2);
-            if (!nb) { free(b); return lop_fail(e, "%s: out of memory", path); }
-            b = nb; cap *= 2;
-        }
-        size_t got = fread(b + n, 1, cap - n - 1, f);
-        n += got;
-        if (got == 0) break;
-    }
-    if (ferror(f)) { free(b); return lop_fail(e, "%s: read error: %s", path, strerror(errno)); }
-    b[n] = 0;
-    *buf = b; *len = n;
-    return 0;
-}
-
-static int unzstd(char **buf, size_t *len, const char *path, lop_err *e) {
-    ZSTD_DStream *ds = ZSTD_createDStream();
-    if (!ds) return lop_fail(e, "out of memory");
-    size_t cap = *len * 4 + (1 << 16), n = 0;
-    char *out = malloc(cap);
-    ZSTD_inBuffer in = {*buf, *len, 0};
-    int rc = 0;
-    size_t last = 1;
-    while (out && (in.pos < in.size || last != 0)) {
-        if (cap - n < 1 << 16) {
-            char *no = realloc(out, cap * 2);
-            if (!no) { free(out); out = NULL; break; }
-            out = no; cap *= 2;
-        }
-        ZSTD_outBuffer ob = {out, cap - n - 1, n};
-        size_t before_in = in.pos, before_out = n;
-        last = ZSTD_decompressStream(ds, &ob, &in);
-        if (ZSTD_isError(last)) {
-            rc = lop_fail(e, "%s: bad zstd data: %s", path, ZSTD_getErrorName(last));
-            break;
-        }
-        n = ob.pos;
-        if (in.pos == in.size && last != 0 && n == before_out && in.pos == before_in) {
-            rc = lop_fail(e, "%s: truncated zstd data", path);
-            break;
-        }
-    }
-    ZSTD_freeDStream(ds);
-    if (!out) return lop_fail(e, "%s: out of memory", path);
-    if (rc) { free(out); return rc; }
-    out[n] = 0;
-    free(*buf);
-    *buf = out; *len = n;
-    return 0;
-}
-
 int calib_read_file(const char *path, char **buf, size_t *len, lop_err *e) {
-    FILE *f = strcmp(path, "-") ? fopen(path, "rb") : stdin;
-    if (!f) return lop_fail(e, "%s: %s", path, strerror(errno));
-    int rc = read_all(f, path, buf, len, e);
-    if (f != stdin) fclose(f);
-    if (rc) return rc;
-    const unsigned char *u = (const unsigned char *)*buf;
-    if (*len >= 4 && u[0] == 0x28 && u[1] == 0xB5 && u[2] == 0x2F && u[3] == 0xFD)
-        if (unzstd(buf, len, path, e)) { free(*buf); *buf = NULL; return -1; }
-    return 0;
+    return text_read(path, buf, len, e);
 }
 
 static int ends_with(const char *s, size_t n, const char *suf) {

@@ -4,7 +4,7 @@
  * Missing keys take the transformers default of the family (a Gemma 3 text_config often holds
  * only a few keys); only the sizes that have no sensible default are required. */
 #include "config.h"
-#include "st_internal.h"
+#include "sbuf.h"
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -92,7 +92,7 @@ static int parse_rope(lop_config *c, const cJSON *tj, double def_theta, lop_err 
         if (full || slide) {
             if (rope_from(full, theta, &c->rope_full, e)) return -1;
             if (rope_from(slide ? slide : full, slide ? local_theta : theta, &c->rope_local, e)) return -1;
-            if (!slide && !c->gemma) c->rope_local = c->rope_full;
+            if (!slide && !c->family->local_rope) c->rope_local = c->rope_full;
             return 0;
         }
         if (rope_from(rp, theta, &c->rope_full, e)) return -1;
@@ -101,7 +101,7 @@ static int parse_rope(lop_config *c, const cJSON *tj, double def_theta, lop_err 
         if (rope_from(rs, theta, &c->rope_full, e)) return -1;
         c->rope_full.theta = theta;
     }
-    if (c->gemma) rope_from(NULL, local_theta, &c->rope_local, e); /* Gemma 3: local layers unscaled */
+    if (c->family->local_rope) rope_from(NULL, local_theta, &c->rope_local, e); /* Gemma 3: local layers unscaled */
     else c->rope_local = c->rope_full;
     return 0;
 }
@@ -127,12 +127,12 @@ static int parse_layer_types(lop_config *c, const cJSON *tj, lop_err *e) {
         }
         return 0;
     }
-    if (c->arch == ARCH_GEMMA3) {      /* HF: sliding unless (i+1) is a multiple of the pattern */
+    if (c->family->sliding == ARCH_SLIDING_PATTERN) { /* HF: sliding unless (i+1) is a multiple of the pattern */
         long pat = 6;
         const char *k = get(tj, "sliding_window_pattern") ? "sliding_window_pattern" : "_sliding_window_pattern";
         if (get_int(tj, k, 6, 0, 1, 1 << 20, &pat, e)) return -1;
         for (int i = 0; i < L; i++) c->layer_sliding[i] = ((i + 1) % pat) != 0;
-    } else if (c->arch == ARCH_QWEN2 || c->arch == ARCH_QWEN3) {
+    } else if (c->family->sliding == ARCH_SLIDING_MAX_WINDOW) {
         long mwl = 0;                      /* HF: sliding from layer max_window_layers on */
         if (get_int(tj, "max_window_layers", 28, 0, 0, 1 << 30, &mwl, e)) return -1;
         for (int i = 0; i < L; i++) c->layer_sliding[i] = c->sliding_window > 0 && i >= mwl;
@@ -182,14 +182,6 @@ static void keep_literals(cJSON *root, const char *s, size_t len) {
 
 /* ---- parse ---- */
 
-typedef struct { lop_arch arch; const char *type; long vocab, inter, layers, heads; int tied; double theta; } family;
-static const family FAMILIES[] = {
-    {ARCH_LLAMA, "llama", 32000, 11008, 32, 32, 0, 10000.0},
-    {ARCH_QWEN2, "qwen2", 151936, 22016, 32, 32, 0, 10000.0},
-    {ARCH_QWEN3, "qwen3", 151936, 22016, 32, 32, 0, 10000.0},
-    {ARCH_GEMMA3, "gemma3_text", 262208, 9216, 26, 8, 1, 1000000.0},
-};
-
 int config_parse(lop_config *c, const char *json_text, lop_err *e) {
     memset(c, 0, sizeof *c);
     if (!json_text) return lop_fail(e, "config.json: no config");
@@ -202,36 +194,39 @@ int config_parse(lop_config *c, const char *json_text, lop_err *e) {
     snprintf(c->model_type, sizeof c->model_type, "%s", mt->valuestring);
     cJSON *tj = c->json;
     const char *type = c->model_type;
-    int multimodal = !strcmp(type, "gemma3");
-    if (multimodal) {
+    const lop_family *wrapped = arch_family_wrapping(type);
+    if (wrapped) {
         tj = cJSON_GetObjectItemCaseSensitive(c->json, "text_config");
-        if (!cJSON_IsObject(tj)) { config_free(c); return lop_fail(e, "config.json: model_type gemma3 without a \"text_config\" object"); }
-        type = "gemma3_text";
+        if (!cJSON_IsObject(tj)) {
+            config_free(c);
+            return lop_fail(e, "config.json: model_type %s without a \"text_config\" object", wrapped->wrapper_type);
+        }
+        type = wrapped->model_type;
     }
     c->text_json = tj;
-    const family *f = NULL;
-    for (size_t i = 0; i < sizeof FAMILIES / sizeof *FAMILIES; i++) if (!strcmp(type, FAMILIES[i].type)) f = &FAMILIES[i];
+    const lop_family *f = arch_family_find(type);
     if (!f) {
-        lop_fail(e, "config.json: model_type '%s' is not supported (llama, qwen2, qwen3, gemma3_text, gemma3)", c->model_type);
+        lop_fail(e, "config.json: model_type '%s' is not supported (%s)", c->model_type, arch_family_list());
         config_free(c);
         return -1;
     }
     c->arch = f->arch;
-    c->gemma = f->arch == ARCH_GEMMA3;
-    int g = c->gemma;
+    c->family = f;
+    c->gemma = f->norm_one_plus_w;
+    int opt = f->sizes_optional;
     long vocab = 0, hidden = 0, inter = 0, L = 0, nh = 1, nkv = 1, hd = 0, maxp = 0, sw = 0;
     const int big = 1 << 30;
-    if (get_int(tj, "vocab_size", f->vocab, !g, 1, big, &vocab, e) ||
+    if (get_int(tj, "vocab_size", f->vocab, !opt, 1, big, &vocab, e) ||
         get_int(tj, "hidden_size", 0, 1, 1, 1 << 20, &hidden, e) ||
-        get_int(tj, "intermediate_size", f->inter, !g, 1, big, &inter, e) ||
+        get_int(tj, "intermediate_size", f->inter, !opt, 1, big, &inter, e) ||
         get_int(tj, "num_hidden_layers", f->layers, 1, 0, 1 << 16, &L, e) ||
-        get_int(tj, "num_attention_heads", f->heads, !g, 1, 1 << 16, &nh, e) ||
-        get_int(tj, "num_key_value_heads", g ? 4 : nh, 0, 1, 1 << 16, &nkv, e) ||
-        get_int(tj, "head_dim", g ? 256 : hidden / nh, 0, 1, 1 << 16, &hd, e) ||
-        get_int(tj, "max_position_embeddings", g ? 131072 : f->arch == ARCH_LLAMA ? 2048 : 32768, 0, 1, big, &maxp, e) ||
+        get_int(tj, "num_attention_heads", f->heads, !opt, 1, 1 << 16, &nh, e) ||
+        get_int(tj, "num_key_value_heads", f->kv_heads ? f->kv_heads : nh, 0, 1, 1 << 16, &nkv, e) ||
+        get_int(tj, "head_dim", f->head_dim ? f->head_dim : hidden / nh, 0, 1, 1 << 16, &hd, e) ||
+        get_int(tj, "max_position_embeddings", f->max_pos, 0, 1, big, &maxp, e) ||
         get_num(tj, "rms_norm_eps", 1e-6, &c->eps, e)) { config_free(c); return -1; }
     if (nh % nkv) { config_free(c); return lop_fail(e, "config.json: num_attention_heads %ld is not a multiple of num_key_value_heads %ld", nh, nkv); }
-    if (!g && f->arch != ARCH_QWEN3 && !get(tj, "head_dim") && hidden % nh) {
+    if (!f->head_dim && !f->qk_norm && !get(tj, "head_dim") && hidden % nh) {
         config_free(c);
         return lop_fail(e, "config.json: hidden_size %ld is not a multiple of num_attention_heads %ld", hidden, nh);
     }
@@ -239,37 +234,36 @@ int config_parse(lop_config *c, const char *json_text, lop_err *e) {
     c->n_heads = (int)nh; c->n_kv_heads = (int)nkv; c->head_dim = (int)hd; c->max_pos = (int)maxp;
     /* tie_word_embeddings may sit at the top of a multimodal config */
     c->tied = get_bool(tj, "tie_word_embeddings", get_bool(c->json, "tie_word_embeddings", f->tied));
-    int ab = get_bool(tj, "attention_bias", 0);
-    switch (f->arch) {
-    case ARCH_QWEN2: c->attn_bias = 1; c->o_bias = 0; break;              /* q/k/v always biased */
-    default: c->attn_bias = ab; c->o_bias = ab; break;
-    }
-    c->mlp_bias = f->arch == ARCH_LLAMA && get_bool(tj, "mlp_bias", 0);
-    c->qk_norm = f->arch == ARCH_QWEN3 || g;
-    const cJSON *act = get(tj, g ? "hidden_activation" : "hidden_act");
-    if (!act && g) act = get(tj, "hidden_act");
-    const char *an = cJSON_IsString(act) ? act->valuestring : g ? "gelu_pytorch_tanh" : "silu";
+    int ab = f->attention_bias_key && get_bool(tj, "attention_bias", 0);
+    c->attn_bias = f->qkv_bias || ab;
+    c->o_bias = ab;
+    c->mlp_bias = f->mlp_bias_key && get_bool(tj, "mlp_bias", 0);
+    c->qk_norm = f->qk_norm;
+    const cJSON *act = get(tj, f->act_key);
+    if (!act) act = get(tj, "hidden_act");
+    const char *an = cJSON_IsString(act) ? act->valuestring : f->act_default;
     if (!strcmp(an, "silu") || !strcmp(an, "swish")) c->act = ACT_SILU;
     else if (!strcmp(an, "gelu_pytorch_tanh") || !strcmp(an, "gelu_new") || !strcmp(an, "gelu_fast")) c->act = ACT_GELU_TANH;
     else { lop_fail(e, "config.json: activation '%s' is not supported (silu, gelu_pytorch_tanh)", an); config_free(c); return -1; }
     double qpas = hd;
-    if (g && get_num(tj, "query_pre_attn_scalar", 256, &qpas, e)) { config_free(c); return -1; }
+    if (f->query_pre_attn_scalar && get_num(tj, "query_pre_attn_scalar", 256, &qpas, e)) { config_free(c); return -1; }
     if (!(qpas > 0)) { config_free(c); return lop_fail(e, "config.json: query_pre_attn_scalar must be positive"); }
     c->attn_scale = 1.0 / sqrt(qpas);
-    if (g && (get_num(tj, "attn_logit_softcapping", 0, &c->attn_softcap, e) ||
+    if (f->softcaps && (get_num(tj, "attn_logit_softcapping", 0, &c->attn_softcap, e) ||
               get_num(tj, "final_logit_softcapping", 0, &c->final_softcap, e))) { config_free(c); return -1; }
-    if (g) {
+    if (f->sliding == ARCH_SLIDING_PATTERN) {
         if (get_int(tj, "sliding_window", 4096, 0, 0, big, &sw, e)) { config_free(c); return -1; }
-    } else if ((f->arch == ARCH_QWEN2 || f->arch == ARCH_QWEN3) && get_bool(tj, "use_sliding_window", 0)) {
+    } else if (f->sliding == ARCH_SLIDING_MAX_WINDOW && get_bool(tj, "use_sliding_window", 0)) {
         if (get_int(tj, "sliding_window", 4096, 0, 0, big, &sw, e)) { config_free(c); return -1; }
     }
     c->sliding_window = (int)sw;
-    if (parse_layer_types(c, tj, e) || parse_rope(c, tj, f->theta, e)) { config_free(c); return -1; }
+    if (parse_layer_types(c, tj, e) || parse_rope(c, tj, f->rope_theta, e)) { config_free(c); return -1; }
     c->bos_id = get_token(tj, c->json, "bos_token_id");
     c->eos_id = get_token(tj, c->json, "eos_token_id");
     c->pad_id = get_token(tj, c->json, "pad_token_id");
-    snprintf(c->prefix, sizeof c->prefix, "%s", multimodal ? "language_model.model." : "model.");
-    snprintf(c->head_name, sizeof c->head_name, "%s", multimodal ? "language_model.lm_head.weight" : "lm_head.weight");
+    const char *outer = wrapped ? wrapped->wrapper_prefix : "";
+    snprintf(c->prefix, sizeof c->prefix, "%s%s", outer, f->prefix);
+    snprintf(c->head_name, sizeof c->head_name, "%s%s", outer, f->head);
     return 0;
 }
 
@@ -283,6 +277,58 @@ void config_free(lop_config *c) {
 void config_tensor_name(const lop_config *c, int layer, const char *suffix, char *buf, int len) {
     if (layer < 0) snprintf(buf, (size_t)len, "%s%s", c->prefix, suffix);
     else snprintf(buf, (size_t)len, "%slayers.%d.%s", c->prefix, layer, suffix);
+}
+
+/* ---- tensor names and shapes (arch.h's table + this config's sizes and bias keys) ---- */
+
+int config_has_vec(const lop_config *c, lop_lvec v) {
+    if ((unsigned)v >= LVEC_N || !c->family) return 0;
+    const arch_vec *x = &c->family->vec[v];
+    if (!x->suffix) return 0;
+    switch (x->when) {
+    case ARCH_ALWAYS: return 1;
+    case ARCH_IF_ATTN_BIAS: return c->attn_bias;
+    case ARCH_IF_O_BIAS: return c->o_bias;
+    case ARCH_IF_MLP_BIAS: return c->mlp_bias;
+    default: return 0;
+    }
+}
+
+const char *config_proj_name(const lop_config *c, int layer, lop_proj p, char *buf, int len) {
+    char suf[128];
+    config_tensor_name(c, layer, arch_proj_suffix(c->family, p, suf, sizeof suf), buf, len);
+    return buf;
+}
+
+const char *config_vec_name(const lop_config *c, int layer, lop_lvec v, char *buf, int len) {
+    if (!config_has_vec(c, v)) { if (len > 0) buf[0] = 0; return buf; }
+    config_tensor_name(c, layer, c->family->vec[v].suffix, buf, len);
+    return buf;
+}
+
+const char *config_embed_name(const lop_config *c, char *buf, int len) {
+    config_tensor_name(c, -1, c->family->embed, buf, len);
+    return buf;
+}
+
+const char *config_final_norm_name(const lop_config *c, char *buf, int len) {
+    config_tensor_name(c, -1, c->family->final_norm, buf, len);
+    return buf;
+}
+
+void config_proj_shape(const lop_config *c, lop_proj p, int64_t *rows, int64_t *cols) {
+    int64_t C = c->hidden, FF = c->inter, qd = (int64_t)c->n_heads * c->head_dim,
+            kd = (int64_t)c->n_kv_heads * c->head_dim;
+    const int64_t shape[PROJ_N][2] = {{qd, C}, {kd, C}, {kd, C}, {C, qd}, {FF, C}, {FF, C}, {C, FF}};
+    *rows = (unsigned)p < PROJ_N ? shape[p][0] : 0;
+    *cols = (unsigned)p < PROJ_N ? shape[p][1] : 0;
+}
+
+int64_t config_vec_len(const lop_config *c, lop_lvec v) {
+    int64_t C = c->hidden, FF = c->inter, D = c->head_dim, qd = (int64_t)c->n_heads * D,
+            kd = (int64_t)c->n_kv_heads * D;
+    const int64_t len[LVEC_N] = {C, C, C, C, D, D, qd, kd, kd, C, FF, FF, C};
+    return (unsigned)v < LVEC_N ? len[v] : 0;
 }
 
 int config_tensor_layer(const lop_config *c, const char *name, const char **rest) {
@@ -300,17 +346,40 @@ int config_tensor_layer(const lop_config *c, const char *name, const char **rest
     return -1;
 }
 
-int config_detect_prefix(lop_config *c, const char *const *names, int n) {
-    static const char emb[] = "embed_tokens.weight";
+int config_check_layer_count(const lop_config *c, const char *const *names, int n, lop_err *e) {
+    size_t pl = strlen(c->prefix);
+    int top = -1;
+    const char *at = NULL;
     for (int i = 0; i < n; i++) {
-        size_t len = strlen(names[i]), k = sizeof emb - 1;
+        const char *s = names[i];
+        if (strncmp(s, c->prefix, pl) || strncmp(s + pl, "layers.", 7)) continue;
+        const char *q = s + pl + 7;
+        long v = 0;
+        if (*q < '0' || *q > '9') continue;
+        while (*q >= '0' && *q <= '9' && v < 1 << 24) v = v * 10 + (*q++ - '0');
+        if (*q == '.' && v > top) { top = (int)v; at = s; }
+    }
+    if (top >= c->n_layers)
+        return lop_fail(e, "config.json says num_hidden_layers %d, but the tensors hold %d layers "
+                           "('%s'): config and weights disagree", c->n_layers, top + 1, at);
+    return 0;
+}
+
+int config_detect_prefix(lop_config *c, const char *const *names, int n) {
+    const lop_family *f = c->family ? c->family : arch_family(ARCH_LLAMA);
+    const char *emb = f->embed;
+    for (int i = 0; i < n; i++) {
+        size_t len = strlen(names[i]), k = strlen(emb);
         if (len < k || strcmp(names[i] + len - k, emb) || len - k >= sizeof c->prefix) continue;
         if (len - k && names[i][len - k - 1] != '.') continue;
         snprintf(c->prefix, sizeof c->prefix, "%.*s", (int)(len - k), names[i]);
-        /* "model." -> "lm_head.weight"; "language_model.model." -> "language_model.lm_head.weight" */
-        const char *m = strstr(c->prefix, "model.");
-        size_t pre = m && !strcmp(m, "model.") ? (size_t)(m - c->prefix) : strlen(c->prefix);
-        snprintf(c->head_name, sizeof c->head_name, "%.*slm_head.weight", (int)pre, c->prefix);
+        /* the head sits beside the text model: "model." -> "lm_head.weight";
+         * "language_model.model." -> "language_model.lm_head.weight"; any other layout
+         * ("model.language_model.", transformers >= 4.52) has it at the top: "lm_head.weight" */
+        size_t pl = strlen(c->prefix), fl = strlen(f->prefix);
+        size_t pre = pl >= fl && !strcmp(c->prefix + pl - fl, f->prefix) &&
+                     (pl == fl || c->prefix[pl - fl - 1] == '.') ? pl - fl : 0;
+        snprintf(c->head_name, sizeof c->head_name, "%.*s%s", (int)pre, c->prefix, f->head);
         return 0;
     }
     return -1;
@@ -346,7 +415,7 @@ int config_keep_layers(lop_config *c, const int *keep, int n, lop_err *e) {
     uint8_t *ns = calloc((size_t)(n ? n : 1), 1);
     if (!ns) return lop_fail(e, "out of memory");
     for (int i = 0; i < n; i++) ns[i] = c->layer_sliding[keep[i]];
-    if (!had_types && (c->gemma || any_sliding)) {
+    if (!had_types && (c->family->sliding == ARCH_SLIDING_PATTERN || any_sliding)) {
         cJSON *lt = cJSON_CreateArray();
         for (int i = 0; lt && i < n; i++) cJSON_AddItemToArray(lt, cJSON_CreateString(ns[i] ? "sliding_attention" : "full_attention"));
         if (!lt) { free(ns); return lop_fail(e, "out of memory"); }
@@ -355,7 +424,7 @@ int config_keep_layers(lop_config *c, const int *keep, int n, lop_err *e) {
     /* Qwen: layers >= max_window_layers slide; the kept layers below it are the first ones, so
      * their count is the new boundary (untouched when it was past the last layer: all full) */
     const cJSON *mw = get(tj, "max_window_layers");
-    if ((c->arch == ARCH_QWEN2 || c->arch == ARCH_QWEN3) && cJSON_IsNumber(mw) && mw->valuedouble < L) {
+    if (c->family->sliding == ARCH_SLIDING_MAX_WINDOW && cJSON_IsNumber(mw) && mw->valuedouble < L) {
         int k = 0;
         for (int i = 0; i < n; i++) k += keep[i] < mw->valuedouble;
         cJSON_ReplaceItemInObjectCaseSensitive(tj, "max_window_layers", cJSON_CreateNumber(k));
@@ -370,7 +439,7 @@ int config_keep_layers(lop_config *c, const int *keep, int n, lop_err *e) {
 
 /* ---- writing ---- */
 
-static void put_number(st_buf *b, const cJSON *v) {
+static void put_number(sbuf *b, const cJSON *v) {
     double d = v->valuedouble;
     if (v->valuestring && strtod(v->valuestring, NULL) == d) { sb_puts(b, v->valuestring); return; }
     if (!isfinite(d)) { sb_puts(b, "null"); return; }
@@ -383,7 +452,7 @@ static void put_number(st_buf *b, const cJSON *v) {
     sb_puts(b, s);
 }
 
-static void put_value(st_buf *b, const cJSON *v, int depth) {
+static void put_value(sbuf *b, const cJSON *v, int depth) {
     if (cJSON_IsNull(v)) sb_puts(b, "null");
     else if (cJSON_IsTrue(v)) sb_puts(b, "true");
     else if (cJSON_IsFalse(v)) sb_puts(b, "false");
@@ -407,24 +476,23 @@ static void put_value(st_buf *b, const cJSON *v, int depth) {
 }
 
 char *config_to_json(const lop_config *c) {
-    st_buf b = {0};
+    sbuf b = {0};
     put_value(&b, c->json, 0);
     sb_puts(&b, "\n");
-    if (b.oom) { free(b.p); return NULL; }
-    return b.p;
+    if (b.oom) { free(b.s); return NULL; }
+    return b.s;
 }
 
 /* ---- parameter counts ---- */
 
 int64_t config_layer_param_count(const lop_config *c) {
-    int64_t h = c->hidden, q = (int64_t)c->n_heads * c->head_dim, kv = (int64_t)c->n_kv_heads * c->head_dim;
-    int64_t n = h * q + 2 * h * kv + q * h;              /* q, k, v, o projections */
-    if (c->attn_bias) n += q + 2 * kv;
-    if (c->o_bias) n += h;
-    if (c->qk_norm) n += 2 * c->head_dim;               /* q_norm, k_norm */
-    n += 3 * h * c->inter;                              /* gate, up, down */
-    if (c->mlp_bias) n += 2 * c->inter + h;
-    n += (c->gemma ? 4 : 2) * h;                        /* the layer's RMSNorms */
+    int64_t n = 0, rows, cols;
+    for (int p = 0; p < PROJ_N; p++) {
+        config_proj_shape(c, (lop_proj)p, &rows, &cols);
+        n += rows * cols;
+    }
+    for (int v = 0; v < LVEC_N; v++)
+        if (config_has_vec(c, (lop_lvec)v)) n += config_vec_len(c, (lop_lvec)v);
     return n;
 }
 

@@ -5,10 +5,9 @@
 #define LOP_CONFIG_H
 #include <stdint.h>
 #include <cjson/cJSON.h>
+#include "arch.h"
 #include "err.h"
 
-typedef enum { ARCH_LLAMA, ARCH_QWEN2, ARCH_QWEN3, ARCH_GEMMA3 } lop_arch;
-typedef enum { ACT_SILU, ACT_GELU_TANH } lop_act;
 typedef enum { ROPE_DEFAULT, ROPE_LINEAR, ROPE_LLAMA3 } lop_rope_type;
 
 typedef struct lop_rope {
@@ -21,6 +20,7 @@ typedef struct lop_rope {
 
 typedef struct lop_config {
     lop_arch arch;
+    const lop_family *family; /* the architecture table's row (arch.h) */
     char model_type[64];     /* as written: "llama", "qwen2", "qwen3", "gemma3_text", "gemma3" */
     int vocab, hidden, inter, n_layers, n_heads, n_kv_heads, head_dim, max_pos;
     double eps;              /* rms_norm_eps */
@@ -53,11 +53,27 @@ void config_free(lop_config *c);
 /* "model.layers.3.self_attn.q_proj.weight" for (3, "self_attn.q_proj.weight"); layer < 0: the
  * prefix alone ("model.embed_tokens.weight" for (-1, "embed_tokens.weight")). */
 void config_tensor_name(const lop_config *c, int layer, const char *suffix, char *buf, int len);
+/* The full names of a model's tensors, from the architecture table (arch.h):
+ * projection p of a layer, per-layer vector v ("" and 0 when this model has none), the embedding,
+ * the final norm. The head's name is c->head_name. */
+const char *config_proj_name(const lop_config *c, int layer, lop_proj p, char *buf, int len);
+const char *config_vec_name(const lop_config *c, int layer, lop_lvec v, char *buf, int len);
+const char *config_embed_name(const lop_config *c, char *buf, int len);
+const char *config_final_norm_name(const lop_config *c, char *buf, int len);
+/* Whether this model has per-layer vector v (its family's row and the config's bias keys). */
+int config_has_vec(const lop_config *c, lop_lvec v);
+/* Shapes: projection p is [rows, cols] (PyTorch's [out_features, in_features]); vector v has
+ * config_vec_len elements. */
+void config_proj_shape(const lop_config *c, lop_proj p, int64_t *rows, int64_t *cols);
+int64_t config_vec_len(const lop_config *c, lop_lvec v);
 /* Layer index of a tensor name ("...layers.N...."), or -1. *rest points after "layers.N.". */
 int config_tensor_layer(const lop_config *c, const char *name, const char **rest);
 /* Set prefix and head_name from the checkpoint's own names (the one ending in
  * "embed_tokens.weight"): multimodal Gemma 3 checkpoints differ ("language_model.model." in hub
  * files, "model.language_model." in newer ones). 0 if found, -1 if not (prefix unchanged). */
+/* The tensors (names[n]) hold no layer past the config's num_hidden_layers (missing layers are
+ * found when the tensors are bound): a config and weights that disagree are an error. */
+int config_check_layer_count(const lop_config *c, const char *const *names, int n, lop_err *e);
 int config_detect_prefix(lop_config *c, const char *const *names, int n);
 /* Keep only layers keep[0..n) (sorted, distinct): num_hidden_layers, an explicit layer_types with
  * each kept layer's own type, and every other per-layer list in the JSON updated.

@@ -22,10 +22,26 @@ int fs_temp_open(const char *path, char **tmp, lop_err *e);
 int fs_commit(int fd, const char *tmp, const char *path, lop_err *e);
 /* Write buf to path atomically. */
 int fs_write_file_atomic(const char *path, const void *buf, size_t n, lop_err *e);
+/* Temporaries: every temporary file or folder libcommon creates is announced (created 1) and,
+ * once renamed into place or removed, withdrawn (created 0) through this hook, so that the tool
+ * layer can remove leftovers on a signal or exit. NULL (the default): no hook. */
+typedef void (*fs_temp_hook_fn)(const char *path, int created);
+void fs_set_temp_hook(fs_temp_hook_fn fn);
+void fs_temp_note(const char *path, int created);
+/* mkdtemp for "dir/.base.tmp.XXXXXX"-style templates, announced through the hook; made 0755-umask
+ * (mkdtemp makes 0700). NULL on failure (errno set). */
+char *fs_temp_dir(char *tmpl);
+/* Put the finished folder tmpdir at path: renamed when path does not exist; else the old folder is
+ * moved aside (".base.old.XXXXXX"), tmpdir renamed into place, the old one removed (restored if
+ * the rename fails). The caller has decided that path may be replaced. */
+int fs_dir_replace(const char *tmpdir, const char *path, lop_err *e);
 /* Remove a folder tree (best effort; for temporaries). */
 void fs_rm_rf(const char *path);
 /* Absolute, canonical path (realpath), malloc'd; NULL on failure. */
 char *fs_abspath(const char *path);
+/* The path of `to` relative to the folder `from_dir` ("../base"), both resolved with realpath
+ * first; malloc'd, NULL if either does not exist. */
+char *fs_relpath(const char *from_dir, const char *to);
 /* Folder part of a path ("." when none), malloc'd. */
 char *fs_dirname(const char *path);
 #endif

@@ -225,7 +225,7 @@ static void wfree(kd_cache_w *w) {
 void kdc_abort(kd_cache_w *w) {
     if (!w) return;
     if (w->fd >= 0) close(w->fd);
-    if (w->tmp) unlink(w->tmp);
+    if (w->tmp) { unlink(w->tmp); fs_temp_note(w->tmp, 0); }
     wfree(w);
 }
 

@@ -1,6 +1,7 @@
 /* layers.c — layer maps, tensor plans for dropping / renaming / merging layers, and the streaming
  * executor (see layers.h). */
 #include "layers.h"
+#include "arch.h"
 #include <cjson/cJSON.h>
 #include <ctype.h>
 #include <limits.h>
@@ -119,15 +120,7 @@ int layer_find_prefix(const st_info *infos, int n, char *prefix, int len, int *n
     return 0;
 }
 
-int layer_rest_merged(const char *rest) {
-    static const char *const merged[] = {
-        "self_attn.q_proj.", "self_attn.k_proj.", "self_attn.v_proj.", "self_attn.o_proj.",
-        "mlp.gate_proj.", "mlp.up_proj.", "mlp.down_proj.", "self_attn.q_norm.", "self_attn.k_norm.",
-    };
-    for (size_t i = 0; i < sizeof merged / sizeof *merged; i++)
-        if (!strncmp(rest, merged[i], strlen(merged[i]))) return 1;
-    return 0;
-}
+int layer_rest_merged(const char *rest) { return arch_suffix_merged(rest); }
 
 /* ---- plans ---- */
 

@@ -7,10 +7,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *proj_names[PROJ_N] = {"q_proj", "k_proj", "v_proj", "o_proj",
-                                         "gate_proj", "up_proj", "down_proj"};
-const char *lop_proj_name(lop_proj p) { return (unsigned)p < PROJ_N ? proj_names[p] : "?"; }
-
 /* Bind name to r with the expected shape (cols == 0: a vector of rows elements). */
 static int bind(lop_model *m, lop_wref *r, const char *name, int64_t rows, int64_t cols,
                 int required, lop_err *e) {
@@ -40,44 +36,20 @@ static int bind(lop_model *m, lop_wref *r, const char *name, int64_t rows, int64
     return 0;
 }
 
+/* Every per-layer tensor the architecture table (arch.h) gives this config. */
 static int bind_layer(lop_model *m, int l, lop_err *e) {
     const lop_config *c = &m->cfg;
     lop_layer_w *w = &m->layers[l];
-    int C = c->hidden, FF = c->inter, qd = c->n_heads * c->head_dim, kd = c->n_kv_heads * c->head_dim;
     char n[256];
-#define NAME(s) (config_tensor_name(c, l, s, n, sizeof n), n)
-    int64_t shape[PROJ_N][2] = {{qd, C}, {kd, C}, {kd, C}, {C, qd}, {FF, C}, {FF, C}, {C, FF}};
-    static const char *pn[PROJ_N] = {"self_attn.q_proj.weight", "self_attn.k_proj.weight",
-        "self_attn.v_proj.weight", "self_attn.o_proj.weight", "mlp.gate_proj.weight",
-        "mlp.up_proj.weight", "mlp.down_proj.weight"};
-    for (int p = 0; p < PROJ_N; p++)
-        if (bind(m, &w->proj[p], NAME(pn[p]), shape[p][0], shape[p][1], 1, e)) return -1;
-    if (bind(m, &w->vec[LVEC_ATTN_NORM], NAME("input_layernorm.weight"), C, 0, 1, e)) return -1;
-    if (c->gemma) {
-        if (bind(m, &w->vec[LVEC_POST_ATTN_NORM], NAME("post_attention_layernorm.weight"), C, 0, 1, e) ||
-            bind(m, &w->vec[LVEC_MLP_NORM], NAME("pre_feedforward_layernorm.weight"), C, 0, 1, e) ||
-            bind(m, &w->vec[LVEC_POST_MLP_NORM], NAME("post_feedforward_layernorm.weight"), C, 0, 1, e))
-            return -1;
-    } else if (bind(m, &w->vec[LVEC_MLP_NORM], NAME("post_attention_layernorm.weight"), C, 0, 1, e)) {
-        return -1;
+    for (int p = 0; p < PROJ_N; p++) {
+        int64_t rows, cols;
+        config_proj_shape(c, (lop_proj)p, &rows, &cols);
+        if (bind(m, &w->proj[p], config_proj_name(c, l, (lop_proj)p, n, sizeof n), rows, cols, 1, e)) return -1;
     }
-    if (c->qk_norm &&
-        (bind(m, &w->vec[LVEC_Q_NORM], NAME("self_attn.q_norm.weight"), c->head_dim, 0, 1, e) ||
-         bind(m, &w->vec[LVEC_K_NORM], NAME("self_attn.k_norm.weight"), c->head_dim, 0, 1, e)))
-        return -1;
-    if (c->attn_bias &&
-        (bind(m, &w->vec[LVEC_Q_BIAS], NAME("self_attn.q_proj.bias"), qd, 0, 1, e) ||
-         bind(m, &w->vec[LVEC_K_BIAS], NAME("self_attn.k_proj.bias"), kd, 0, 1, e) ||
-         bind(m, &w->vec[LVEC_V_BIAS], NAME("self_attn.v_proj.bias"), kd, 0, 1, e)))
-        return -1;
-    if (c->o_bias && bind(m, &w->vec[LVEC_O_BIAS], NAME("self_attn.o_proj.bias"), C, 0, 1, e))
-        return -1;
-    if (c->mlp_bias &&
-        (bind(m, &w->vec[LVEC_GATE_BIAS], NAME("mlp.gate_proj.bias"), FF, 0, 1, e) ||
-         bind(m, &w->vec[LVEC_UP_BIAS], NAME("mlp.up_proj.bias"), FF, 0, 1, e) ||
-         bind(m, &w->vec[LVEC_DOWN_BIAS], NAME("mlp.down_proj.bias"), C, 0, 1, e)))
-        return -1;
-#undef NAME
+    for (int v = 0; v < LVEC_N; v++)
+        if (config_has_vec(c, (lop_lvec)v) &&
+            bind(m, &w->vec[v], config_vec_name(c, l, (lop_lvec)v, n, sizeof n), config_vec_len(c, (lop_lvec)v), 0, 1, e))
+            return -1;
     return 0;
 }
 
@@ -116,12 +88,18 @@ int lop_model_from_st(lop_model **out, st_model *st, const char *config_json, in
     const lop_config *c = &m->cfg;
     char n[256];
     if (check_config(c, e)) goto fail;
+    {   /* more layers in the tensors than in the config: refused (fewer: bind names the missing) */
+        const char **names = malloc(sizeof(char *) * (st->n ? st->n : 1));
+        if (!names) { lop_fail(e, "out of memory"); goto fail; }
+        for (int i = 0; i < st->n; i++) names[i] = st->info[i].name;
+        int bad = config_check_layer_count(c, names, st->n, e);
+        free(names);
+        if (bad) goto fail;
+    }
     m->layers = calloc(c->n_layers ? c->n_layers : 1, sizeof *m->layers);
     if (!m->layers) { lop_fail(e, "out of memory"); goto fail; }
-    config_tensor_name(c, -1, "embed_tokens.weight", n, sizeof n);
-    if (bind(m, &m->embed, n, c->vocab, c->hidden, 1, e)) goto fail;
-    config_tensor_name(c, -1, "norm.weight", n, sizeof n);
-    if (bind(m, &m->final_norm, n, c->hidden, 0, 1, e)) goto fail;
+    if (bind(m, &m->embed, config_embed_name(c, n, sizeof n), c->vocab, c->hidden, 1, e)) goto fail;
+    if (bind(m, &m->final_norm, config_final_norm_name(c, n, sizeof n), c->hidden, 0, 1, e)) goto fail;
     if (c->tied) {
         m->head = m->embed;
     } else if (bind(m, &m->head, c->head_name, c->vocab, c->hidden, 0, e)) {

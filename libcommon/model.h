@@ -43,27 +43,7 @@ typedef struct lop_wref {
     const char *name;        /* full tensor name ("model.layers.3.mlp.up_proj.weight"), or NULL */
 } lop_wref;
 
-/* The linear projections of a layer, in the order a layer uses them. */
-typedef enum lop_proj {
-    PROJ_Q, PROJ_K, PROJ_V, PROJ_O, PROJ_GATE, PROJ_UP, PROJ_DOWN, PROJ_N
-} lop_proj;
-const char *lop_proj_name(lop_proj p); /* "q_proj", ..., "down_proj" */
-
-/* Every other per-layer tensor (norm weights and biases). */
-typedef enum lop_lvec {
-    LVEC_ATTN_NORM,      /* input_layernorm [C] */
-    LVEC_POST_ATTN_NORM, /* Gemma: post_attention_layernorm (on the attention output) [C];
-                            others: post_attention_layernorm is the MLP's input norm = LVEC_MLP_NORM */
-    LVEC_MLP_NORM,       /* Gemma: pre_feedforward_layernorm; others: post_attention_layernorm [C] */
-    LVEC_POST_MLP_NORM,  /* Gemma: post_feedforward_layernorm [C] */
-    LVEC_Q_NORM,         /* per-head q norm [D] (Qwen3, Gemma 3) */
-    LVEC_K_NORM,         /* per-head k norm [D] */
-    LVEC_Q_BIAS, LVEC_K_BIAS, LVEC_V_BIAS, /* [Hq*D], [Hkv*D], [Hkv*D] (Qwen2, llama attention_bias) */
-    LVEC_O_BIAS,         /* [C] (llama attention_bias) */
-    LVEC_GATE_BIAS, LVEC_UP_BIAS, LVEC_DOWN_BIAS, /* [I], [I], [C] (llama mlp_bias) */
-    LVEC_N
-} lop_lvec;
-
+/* lop_proj (PROJ_Q..PROJ_DOWN) and lop_lvec (LVEC_*): arch.h, whose table names them. */
 typedef struct lop_layer_w {
     lop_wref proj[PROJ_N]; /* q [Hq*D, C], k [Hkv*D, C], v [Hkv*D, C], o [C, Hq*D],
                               gate [I, C], up [I, C], down [C, I] */
@@ -127,6 +107,13 @@ typedef struct lop_model {
     lop_acts acts;       /* activations of the last forward */
     void *priv;          /* engine scratch, rope tables */
 } lop_model;
+
+/* Positions past the config's max_position_embeddings are an error of lop_forward (and of the
+ * trainer's forward) unless allowed: a process-wide choice the tool layer makes from
+ * --allow-long-context. Rope runs as the config describes (its rope_scaling included), unchanged
+ * past the limit. */
+void lop_allow_long_context(int on);
+int lop_long_context_allowed(void);
 
 /* Open path (HF folder, .safetensors file, "-") and parse its config. */
 int lop_model_open(lop_model **out, const char *path, lop_err *e);

@@ -10,6 +10,10 @@
 #include "model_priv.h"
 #include "nn.h"
 
+static int g_allow_long;
+void lop_allow_long_context(int on) { g_allow_long = on; }
+int lop_long_context_allowed(void) { return g_allow_long; }
+
 int engine_init(lop_model *m, lop_err *e) {
     engine_priv *p = m->priv;
     const lop_config *c = &m->cfg;
@@ -210,6 +214,13 @@ static int batch_index(lop_model *m, lop_batch *b, const lop_kv *kv, lop_err *e)
             seq[off[i] + t] = i;
         }
     }
+    if (m->cfg.max_pos > 0 && !lop_long_context_allowed())
+        for (int i = 0; i < b->B; i++) {
+            int last = (kv ? kv->len[i] : 0) + b->len[i];
+            if (last > m->cfg.max_pos)
+                return lop_fail(e, "%d positions: past the model's context (max_position_embeddings "
+                                "%d; --allow-long-context runs them)", last, m->cfg.max_pos);
+        }
     for (int64_t i = 0; i < N; i++)
         if (b->ids[i] < 0 || b->ids[i] >= m->cfg.vocab)
             return lop_failc(e, LOP_EUSAGE, "token id %d out of range (vocab %d)", b->ids[i], m->cfg.vocab);
@@ -257,6 +268,30 @@ static float *host_view(lop_model *m, const float *x, size_t n, int slot, lop_er
 }
 
 #define HOOK(call) do { if (call) return lop_fail(e, "a hook stopped the forward"); } while (0)
+
+/* the error for non-finite values first seen at slot (0: the embedding, l + 1: layer l's output) */
+static int nonfinite_fail(lop_model *m, int slot, lop_err *e) {
+    if (slot == 0)
+        return lop_fail(e, "non-finite values (NaN or Inf) in the embedding (%s)",
+                        m->embed.name ? m->embed.name : "embed_tokens.weight");
+    return lop_fail(e, "non-finite values (NaN or Inf) first appear in layer %d (%slayers.%d.*)",
+                    slot - 1, m->cfg.prefix, slot - 1);
+}
+
+static int nonfinite_check(lop_model *m, const float *x, size_t n, int slot, lop_err *e) {
+    engine_priv *p = m->priv;
+    int r = p->be->op->nonfinite(p->be, x, n, slot, e);
+    if (r < 0) return -1;
+    return r ? nonfinite_fail(m, slot, e) : 0;
+}
+
+/* a device's deferred answer: the first slot flagged during the forward, if any */
+static int nonfinite_done(lop_model *m, int nslots, lop_err *e) {
+    engine_priv *p = m->priv;
+    int first = p->be->op->nonfinite_first(p->be, nslots, e);
+    if (first == -2) return -1;
+    return first >= 0 ? nonfinite_fail(m, first, e) : 0;
+}
 
 static int hook_linear(lop_model *m, const lop_hooks *hk, int l, int pj, const float *X, int N,
                        int in, const lop_batch *b, lop_err *e) {
@@ -412,6 +447,9 @@ int lop_forward(lop_model *m, lop_batch *b, const lop_fwd_opts *opts, lop_head_r
     OP(rope_table(BE, m->acts.rope_full, b->pos, p->inv_full, N, c->head_dim, e));
     if (c->gemma) OP(rope_table(BE, m->acts.rope_local, b->pos, p->inv_local, N, c->head_dim, e));
     else OP(copy(BE, m->acts.rope_local, m->acts.rope_full, sizeof(float) * (size_t)N * c->head_dim, e));
+    /* no number is silently wrong: the embedding and every layer's output are checked for NaN and
+     * Inf (slot 0 and l + 1; a device answers at the end of the forward, naming the first) */
+    if (nonfinite_check(m, x, (size_t)N * C, 0, e)) return -1;
     for (int l = 0; l < end; l++) {
         lop_layer_acts *s = &m->acts.layer[l];
         float *x_out = l + 1 < L ? m->acts.layer[l + 1].x_in : m->acts.x_final;
@@ -421,8 +459,12 @@ int lop_forward(lop_model *m, lop_batch *b, const lop_fwd_opts *opts, lop_head_r
         } else if (attention_block(m, l, s, b, o, e) || mlp_block(m, l, s, x_out, b, o, e)) {
             return -1;
         }
+        /* the first layer whose output is not finite is named (one pass over the residual, ~1e-4
+         * of the layer's work) */
+        if (nonfinite_check(m, x_out, (size_t)N * C, l + 1, e)) return -1;
         if (hk && hk->resid && hook_resid(m, hk, l, LOP_RESID_OUT, x_out, b, e)) return -1;
     }
+    if (nonfinite_done(m, end + 1, e)) return -1;
     if (o->kv && end == L)
         for (int i = 0; i < b->B; i++) o->kv->len[i] += b->len[i];
     if (end < L) return 0;

@@ -90,7 +90,7 @@ int head_forward_cpu(const lop_head_args *a, lop_head_req *h, lop_err *e) {
     /* the selected rows */
     int *row = malloc(sizeof(int) * (size_t)N), *wl = malloc(sizeof(int) * (size_t)N);
     if (!row || !wl) { free(row); free(wl); return lop_fail(e, "out of memory"); }
-    int R = 0, nwant = 0;
+    int R = 0, nwant = 0, nonfinite = 0;
     for (int i = 0; i < N; i++) {
         int want = h->want_logits && h->want_logits[i] && h->logits;
         if (!h->select || h->select[i] || want) {
@@ -201,6 +201,9 @@ int head_forward_cpu(const lop_head_args *a, lop_head_req *h, lop_err *e) {
         for (int r = 0; r < R; r++) {
             int i = row[r];
             double lse = s0->mx[r] + log(s0->sum[r]);
+            /* every hidden state was finite (lop_forward checks): a non-finite logit is the head's */
+            if (!isfinite(lse) || (h->target && h->target[i] >= 0 && h->target[i] < V && !isfinite(tlogit[r])))
+                nonfinite = 1;
             if (h->lse) h->lse[i] = (float)lse;
             if (h->target_logprob)
                 h->target_logprob[i] = h->target && h->target[i] >= 0 && h->target[i] < V
@@ -221,6 +224,9 @@ int head_forward_cpu(const lop_head_args *a, lop_head_req *h, lop_err *e) {
     free(row);
     free(wl);
     if (fail) return lop_fail(e, "out of memory in the lm_head");
+    if (nonfinite)
+        return lop_fail(e, "non-finite logits (NaN or Inf): the hidden states are finite, the lm_head "
+                           "(%s) is not", m->head.name ? m->head.name : "lm_head.weight");
     if (stop) return lop_fail(e, "a head block callback stopped the forward");
     return 0;
 }

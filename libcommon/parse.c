@@ -41,7 +41,12 @@ static int cmp_int(const void *a, const void *b) {
 }
 
 int parse_ranges(const char *s, int limit, int **out, int *n, lop_err *e) {
+    return parse_ranges_dup(s, limit, out, n, NULL, e);
+}
+
+int parse_ranges_dup(const char *s, int limit, int **out, int *n, int *dup, lop_err *e) {
     *out = NULL; *n = 0;
+    if (dup) *dup = -1;
     if (!s || !*s) return lop_failc(e, LOP_EUSAGE, "empty range list");
     int cap = 16, cnt = 0;
     int *v = malloc(cap * sizeof *v);
@@ -78,7 +83,10 @@ int parse_ranges(const char *s, int limit, int **out, int *n, lop_err *e) {
     }
     qsort(v, cnt, sizeof *v, cmp_int);
     int m = 0;
-    for (int i = 0; i < cnt; i++) if (m == 0 || v[m - 1] != v[i]) v[m++] = v[i];
+    for (int i = 0; i < cnt; i++) {
+        if (m == 0 || v[m - 1] != v[i]) v[m++] = v[i];
+        else if (dup && *dup < 0) *dup = v[i];
+    }
     *out = v; *n = m;
     return 0;
 bad:

@@ -11,6 +11,8 @@ int parse_size(const char *s, uint64_t *out, lop_err *e);
 /* "0-7,25-33,40" -> sorted, de-duplicated indices; every index must be < limit (limit < 0: no
  * limit). *out is malloc'd. */
 int parse_ranges(const char *s, int limit, int **out, int *n, lop_err *e);
+/* The same; *dup = the lowest index listed more than once (a union, likely a typo), or -1. */
+int parse_ranges_dup(const char *s, int limit, int **out, int *n, int *dup, lop_err *e);
 int parse_int(const char *s, long long lo, long long hi, long long *out, lop_err *e);
 int parse_double(const char *s, double *out, lop_err *e);
 #endif

@@ -53,6 +53,21 @@ void st_close(st_model *m);
  * caller that copied it elsewhere. The bytes stay valid: a later read faults them back in. */
 void st_release(const st_model *m, int i);
 
+/* ---- PEFT LoRA adapters (st_adapter.c) ----
+ * A folder with adapter_config.json + adapter_model.safetensors and no model weights is opened by
+ * st_open / st_reader_open as the adapted model: its base (base_model_name_or_path: an absolute
+ * path, a path relative to the adapter folder or to the working folder, or a hub id found in the
+ * local Hugging Face cache; or the override below) with every targeted weight replaced by
+ * W + s B A in float32 (PEFT's arithmetic; s = lora_alpha/r, or /sqrt(r) with use_rslora).
+ * __metadata__ gains "adapter" and "adapter_base" (absolute paths). */
+void st_adapter_set_base(const char *path);  /* the tools' --base PATH; NULL: none */
+int st_is_adapter(const char *dir);          /* 1 if dir is such an adapter folder */
+/* The folder of an adapter's base, resolved as st_open does (malloc'd into *base). */
+int st_adapter_base_path(const char *dir, char **base, lop_err *e);
+/* "ORG/NAME" when path lies in a Hugging Face cache snapshot (models--ORG--NAME/snapshots/..),
+ * else NULL (malloc'd). */
+char *st_adapter_hub_id(const char *path);
+
 /* ---- streaming ---- */
 typedef struct st_reader st_reader;
 int st_reader_open(st_reader **out, const char *path, lop_err *e);

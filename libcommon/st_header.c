@@ -232,64 +232,9 @@ int st_parse_image(const unsigned char *base, uint64_t size, st_info **infos, in
 
 /* ---- building ---- */
 
-void sb_put(st_buf *b, const char *s, size_t n) {
-    if (b->oom) return;
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 256;
-        while (cap < b->len + n + 1) cap *= 2;
-        char *p = realloc(b->p, cap);
-        if (!p) { b->oom = 1; return; }
-        b->p = p; b->cap = cap;
-    }
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = 0;
-}
-
-void sb_puts(st_buf *b, const char *s) { sb_put(b, s, strlen(s)); }
-
-void sb_printf(st_buf *b, const char *fmt, ...) {
-    char tmp[256];
-    va_list ap; va_start(ap, fmt);
-    int k = vsnprintf(tmp, sizeof tmp, fmt, ap);
-    va_end(ap);
-    if (k < 0) { b->oom = 1; return; }
-    if ((size_t)k < sizeof tmp) { sb_put(b, tmp, (size_t)k); return; }
-    char *big = malloc((size_t)k + 1);
-    if (!big) { b->oom = 1; return; }
-    va_start(ap, fmt);
-    vsnprintf(big, (size_t)k + 1, fmt, ap);
-    va_end(ap);
-    sb_put(b, big, (size_t)k);
-    free(big);
-}
-
-void sb_json_string(st_buf *b, const char *s) {
-    sb_put(b, "\"", 1);
-    const char *run = s;
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c >= 0x20 && c != '"' && c != '\\') continue;
-        sb_put(b, run, (size_t)(s - run));
-        run = s + 1;
-        switch (c) {
-        case '"': sb_puts(b, "\\\""); break;
-        case '\\': sb_puts(b, "\\\\"); break;
-        case '\n': sb_puts(b, "\\n"); break;
-        case '\t': sb_puts(b, "\\t"); break;
-        case '\r': sb_puts(b, "\\r"); break;
-        case '\b': sb_puts(b, "\\b"); break;
-        case '\f': sb_puts(b, "\\f"); break;
-        default: sb_printf(b, "\\u%04x", c);
-        }
-    }
-    sb_put(b, run, (size_t)(s - run));
-    sb_put(b, "\"", 1);
-}
-
 unsigned char *st_build_header(const st_info *infos, int n, const char *const *meta_kv, int n_meta,
                                size_t *len) {
-    st_buf b = {0};
+    sbuf b = {0};
     sb_put(&b, "\0\0\0\0\0\0\0\0", 8);
     sb_puts(&b, "{");
     if (n_meta > 0) {
@@ -313,9 +258,9 @@ unsigned char *st_build_header(const st_info *infos, int n, const char *const *m
     }
     sb_puts(&b, "}");
     while (b.len % 8) sb_puts(&b, " ");   /* data starts 8-aligned, as safetensors writers do */
-    if (b.oom) { free(b.p); return NULL; }
+    if (b.oom) { free(b.s); return NULL; }
     uint64_t h = b.len - 8;
-    for (int i = 0; i < 8; i++) b.p[i] = (char)(h >> (8 * i));
+    for (int i = 0; i < 8; i++) b.s[i] = (char)(h >> (8 * i));
     *len = b.len;
-    return (unsigned char *)b.p;
+    return (unsigned char *)b.s;
 }

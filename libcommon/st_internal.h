@@ -5,6 +5,7 @@
 #include <stdint.h>
 #include <zstd.h>
 #include "safetensors.h"
+#include "sbuf.h"
 
 #define ST_ZSTD_MAGIC 0xFD2FB528u /* first 4 bytes of a zstd frame, little endian */
 
@@ -45,10 +46,12 @@ int st_check_prefix(const unsigned char p[8], uint64_t size, uint64_t *hlen, lop
  * key/value pairs of strings for __metadata__. Returns malloc'd bytes, *len set. */
 unsigned char *st_build_header(const st_info *infos, int n, const char *const *meta_kv, int n_meta,
                                size_t *len);
-/* Append s as a JSON string literal (quotes and escapes) to a growing buffer. */
-typedef struct st_buf { char *p; size_t len, cap; int oom; } st_buf;
-void sb_put(st_buf *b, const char *s, size_t n);
-void sb_puts(st_buf *b, const char *s);
-void sb_printf(st_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-void sb_json_string(st_buf *b, const char *s);
+/* An adapter folder opened as its merged model (st_adapter.c), and the hooks it uses in st_read.c:
+ * m takes ownership of base (closed with m) and of buf (freed with m); st_priv_unmap marks tensor
+ * i as no longer the base's bytes. */
+int st_adapter_open(st_model *m, const char *dir, lop_err *e);
+const char *st_adapter_base(void);  /* the --base override, or NULL */
+int st_priv_set_base(st_model *m, st_model *base, lop_err *e);
+int st_priv_own(st_model *m, void *buf, lop_err *e);
+void st_priv_unmap(st_model *m, int i);
 #endif

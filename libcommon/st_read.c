@@ -18,6 +18,8 @@ typedef struct model_priv {
     region *reg; int nreg;        /* mappings / buffers backing the tensors */
     void **owned; int nowned;     /* aligned copies of tensors whose bytes were misaligned */
     int *reg_of;                  /* [n] region of tensor i (-1: an owned copy) */
+    st_model *base;               /* an adapter's base: tensors not replaced are its bytes */
+    int *base_of;                 /* [n] with base: tensor i is base's tensor base_of[i] (-1: owned) */
 } model_priv;
 
 static int add_region(model_priv *p, void *addr, size_t len, int mapped) {
@@ -227,9 +229,31 @@ int st_open(st_model **out, const char *path, lop_err *e) {
     model_priv *p = calloc(1, sizeof *p);
     if (!m || !p) { free(m); free(p); return lop_fail(e, "out of memory"); }
     m->priv = p;
-    if (open_any(m, path, e)) { st_close(m); return -1; }
+    int rc = strcmp(path, "-") && st_is_adapter(path) ? st_adapter_open(m, path, e) : open_any(m, path, e);
+    if (rc) { st_close(m); return -1; }
     *out = m;
     return 0;
+}
+
+/* ---- for st_adapter.c: a model whose bytes are another model's, some replaced ---- */
+int st_priv_set_base(st_model *m, st_model *base, lop_err *e) {
+    model_priv *p = m->priv;
+    if (!(p->base_of = malloc(((size_t)m->n + 1) * sizeof *p->base_of))) return lop_fail(e, "out of memory");
+    for (int i = 0; i < m->n; i++) p->base_of[i] = i;
+    p->base = base;
+    return 0;
+}
+int st_priv_own(st_model *m, void *buf, lop_err *e) {
+    model_priv *p = m->priv;
+    void **no = realloc(p->owned, (size_t)(p->nowned + 1) * sizeof *no);
+    if (!no) return lop_fail(e, "out of memory");
+    p->owned = no;
+    p->owned[p->nowned++] = buf;
+    return 0;
+}
+void st_priv_unmap(st_model *m, int i) {
+    model_priv *p = m->priv;
+    if (p->base_of && i >= 0 && i < m->n) p->base_of[i] = -1;
 }
 
 int st_find(const st_model *m, const char *name) {
@@ -243,7 +267,9 @@ void st_close(st_model *m) {
     if (p) {
         for (int i = 0; i < p->nreg; i++) free_image(p->reg[i].addr, p->reg[i].len, p->reg[i].mapped);
         for (int i = 0; i < p->nowned; i++) free(p->owned[i]);
-        free(p->reg); free(p->owned); free(p->reg_of); free(p);
+        free(p->reg); free(p->owned); free(p->reg_of); free(p->base_of);
+        st_close(p->base);
+        free(p);
     }
     st_infos_free(m->info, m->n);
     free(m->data);
@@ -334,6 +360,10 @@ const cJSON *st_reader_metadata(const st_reader *r) { return r->m ? r->m->metada
  * (MADV_DONTNEED on owned heap bytes would zero them). */
 void st_release(const st_model *m, int i) {
     const model_priv *p = m ? m->priv : NULL;
+    if (p && p->base) {
+        if (i >= 0 && i < m->n && p->base_of[i] >= 0) st_release(p->base, p->base_of[i]);
+        return;
+    }
     if (!p || i < 0 || i >= m->n || p->reg_of[i] < 0 || !p->reg[p->reg_of[i]].mapped) return;
     long pg = sysconf(_SC_PAGESIZE);
     uintptr_t a = (uintptr_t)m->data[i], b = a + m->info[i].nbytes;

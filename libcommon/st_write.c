@@ -155,6 +155,10 @@ int st_writer_open(st_writer **out, const char *path, const st_info *infos, int 
     if (!w) return lop_fail(e, "out of memory");
     w->fd = -1; w->cur = -1; w->n = n;
     w->path = strdup(path);
+    /* "healed/" names the folder "healed": without the slash, its parent is where the temporary
+     * folder goes */
+    if (w->path) for (size_t k = strlen(w->path); k > 1 && w->path[k - 1] == '/'; k--) w->path[k - 1] = 0;
+    if (w->path) path = w->path;
     w->infos = calloc((size_t)(n ? n : 1), sizeof *w->infos);
     if (!w->path || !w->infos) { st_writer_abort(w); return lop_fail(e, "out of memory"); }
     for (int i = 0; i < n; i++) {
@@ -189,8 +193,7 @@ int st_writer_open(st_writer **out, const char *path, const st_info *infos, int 
             else {
                 snprintf(w->tmpdir, len, "%s/.%s.tmp.XXXXXX", parent, base);
                 if (!fs_is_dir(parent)) rc = lop_fail(e, "%s: folder %s does not exist", path, parent);
-                else if (!mkdtemp(w->tmpdir)) { rc = lop_fail(e, "%s: cannot create a temporary folder: %s", path, strerror(errno)); free(w->tmpdir); w->tmpdir = NULL; }
-                else { mode_t um = umask(0); umask(um); chmod(w->tmpdir, 0777 & ~um); } /* mkdtemp made it 0700 */
+                else if (!fs_temp_dir(w->tmpdir)) { rc = lop_fail(e, "%s: cannot create a temporary folder: %s", path, strerror(errno)); free(w->tmpdir); w->tmpdir = NULL; }
             }
             free(parent);
         }
@@ -248,7 +251,7 @@ static int finish_folder(st_writer *w, lop_err *e) {
     char name[64];
     int rc = 0;
     if (w->nshards > 1) {                           /* the index, as transformers writes it */
-        st_buf b = {0};
+        sbuf b = {0};
         uint64_t total = 0;
         for (int i = 0; i < w->n; i++) total += w->infos[i].nbytes;
         sb_printf(&b, "{\n  \"metadata\": {\n    \"total_size\": %" PRIu64 "\n  },\n  \"weight_map\": {", total);
@@ -261,8 +264,8 @@ static int finish_folder(st_writer *w, lop_err *e) {
         sb_puts(&b, "\n  }\n}\n");
         char *p = join(w->tmpdir, "model.safetensors.index.json");
         if (b.oom || !p) rc = lop_fail(e, "out of memory");
-        else rc = fs_write_file_atomic(p, b.p, b.len, e);
-        free(p); free(b.p);
+        else rc = fs_write_file_atomic(p, b.s, b.len, e);
+        free(p); free(b.s);
         if (rc) return -1;
     }
     char *cp = join(w->tmpdir, "config.json");
@@ -287,37 +290,23 @@ static int finish_folder(st_writer *w, lop_err *e) {
     for (int i = 0; w->source && TOKENIZER_FILES[i] && !rc; i++) {
         char *sp = join(w->source, TOKENIZER_FILES[i]), *dp = join(w->tmpdir, TOKENIZER_FILES[i]);
         if (!sp || !dp) rc = lop_fail(e, "out of memory");
-        else if (fs_is_file(sp)) rc = fs_copy_file(sp, dp, e);
+        else if (fs_is_file(sp)) {
+            struct stat ss;
+            /* an empty tokenizer.json would make the output unloadable: refuse to carry it */
+            if (!strcmp(TOKENIZER_FILES[i], "tokenizer.json") && stat(sp, &ss) == 0 && ss.st_size == 0)
+                rc = lop_fail(e, "%s is empty: the output would carry an unusable tokenizer", sp);
+            else rc = fs_copy_file(sp, dp, e);
+        }
         free(sp); free(dp);
     }
     if (rc) return -1;
     /* into place: rename the finished folder over the old one (moved aside, then removed) */
     struct stat st;
-    if (lstat(w->path, &st) != 0) {
-        if (rename(w->tmpdir, w->path) != 0) return lop_fail(e, "%s: %s", w->path, strerror(errno));
-        return 0;
+    if (lstat(w->path, &st) == 0) {
+        if (!S_ISDIR(st.st_mode)) return lop_fail(e, "%s: exists and is not a folder", w->path);
+        if (replaceable(w->path, e)) return -1;
     }
-    if (!S_ISDIR(st.st_mode)) return lop_fail(e, "%s: exists and is not a folder", w->path);
-    if (replaceable(w->path, e)) return -1;
-    char *parent = fs_dirname(w->path);
-    const char *base = strrchr(w->path, '/');
-    base = base && base[1] ? base + 1 : w->path;
-    size_t len = strlen(parent ? parent : ".") + strlen(base) + 32;
-    char *old = malloc(len);
-    if (!old || !parent) { free(old); free(parent); return lop_fail(e, "out of memory"); }
-    snprintf(old, len, "%s/.%s.old.XXXXXX", parent, base);
-    free(parent);
-    if (!mkdtemp(old)) { rc = lop_fail(e, "%s: %s", w->path, strerror(errno)); free(old); return rc; }
-    if (rename(w->path, old) != 0) { rc = lop_fail(e, "%s: %s", w->path, strerror(errno)); rmdir(old); free(old); return rc; }
-    if (rename(w->tmpdir, w->path) != 0) {
-        rc = lop_fail(e, "%s: %s", w->path, strerror(errno));
-        rename(old, w->path);                       /* put the old folder back */
-        free(old);
-        return rc;
-    }
-    fs_rm_rf(old);
-    free(old);
-    return 0;
+    return fs_dir_replace(w->tmpdir, w->path, e);
 }
 
 static void writer_free(st_writer *w) {
@@ -351,7 +340,7 @@ int st_writer_finish(st_writer *w, lop_err *e) {
 void st_writer_abort(st_writer *w) {
     if (!w) return;
     if (w->kind != W_STREAM && w->fd >= 0) close(w->fd);
-    if (w->tmp) unlink(w->tmp);
-    if (w->tmpdir) fs_rm_rf(w->tmpdir);
+    if (w->tmp) { unlink(w->tmp); fs_temp_note(w->tmp, 0); }
+    if (w->tmpdir) { fs_rm_rf(w->tmpdir); fs_temp_note(w->tmpdir, 0); }
     writer_free(w);
 }

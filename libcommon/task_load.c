@@ -44,9 +44,9 @@ static char **alloc_strs(int n) {
 
 static char *cat2(const char *a, const char *b) {
     sbuf s = {0};
-    sb_add(&s, a);
-    sb_add(&s, b);
-    return sb_take(&s);
+    sb_puts(&s, a);
+    sb_puts(&s, b);
+    return text_take(&s);
 }
 
 /* one context (taken over), continuations delim + choice[i] */
@@ -134,9 +134,9 @@ static char *rebuild_query(query_rule r, const char *q, const lop_task *t, int l
             size_t c = strlen(conn[i]);
             if (n >= c && !strcmp(q + n - c, conn[i])) {
                 sbuf b = {0};
-                sb_addn(&b, q, n - c);
-                sb_add(&b, conn[i] + 1); /* " because" */
-                return sb_take(&b);
+                sb_put(&b, q, n - c);
+                sb_puts(&b, conn[i] + 1); /* " because" */
+                return text_take(&b);
             }
         }
         lop_fail(e, "%s:%d: copa query does not end with \", because\" or \", therefore\"", t->source, line);
@@ -154,9 +154,9 @@ static char *lower_first(const char *s) {
     utf8proc_uint8_t buf[8];
     utf8proc_ssize_t w = utf8proc_encode_char(utf8proc_tolower(cp), buf);
     sbuf b = {0};
-    sb_addn(&b, (const char *)buf, (size_t)w);
-    sb_add(&b, s + k);
-    return sb_take(&b);
+    sb_put(&b, (const char *)buf, (size_t)w);
+    sb_puts(&b, s + k);
+    return text_take(&b);
 }
 
 static int load_jsonl(lop_task *t, query_rule rule, const char *delim, lop_err *e) {
@@ -306,11 +306,11 @@ static int load_piqa(lop_task *t, const char *dir, lop_err *e) {
         const char *s2 = s1 ? jstr(o, "sol2", t, line, e) : NULL;
         if (!s2) { rc = -1; cJSON_Delete(o); break; }
         sbuf b = {0};
-        sb_add(&b, "Question: ");
-        sb_add(&b, goal);
-        sb_add(&b, "\nAnswer:");
+        sb_puts(&b, "Question: ");
+        sb_puts(&b, goal);
+        sb_puts(&b, "\nAnswer:");
         char *ch[2] = {(char *)s1, (char *)s2};
-        doc_mc(new_doc(t, &cap), sb_take(&b), " ", ch, 2, gold);
+        doc_mc(new_doc(t, &cap), text_take(&b), " ", ch, 2, gold);
         cJSON_Delete(o);
     }
     free(buf);
@@ -343,8 +343,10 @@ static int read_mmlu_csv(const char *path, mmlu_row **rows, int *n, lop_err *e) 
         if (nf == 1 && !f[0][0]) { csv_free(f, nf); continue; } /* blank line */
         char *endp;
         long a = nf == 6 ? strtol(f[5], &endp, 10) : -1;
+        /* the original release (Hendrycks' data.tar) writes the answer as a letter */
+        if (nf == 6 && f[5][0] >= 'A' && f[5][0] <= 'D' && !f[5][1]) { a = f[5][0] - 'A'; endp = f[5] + 1; }
         if (nf != 6 || endp == f[5] || *endp || a < 0 || a > 3) {
-            rc = lop_fail(e, "%s: record %d: expected question,choice0..choice3,answer(0-3)", path, rec);
+            rc = lop_fail(e, "%s: record %d: expected question,choice0..choice3,answer (0-3 or A-D)", path, rec);
             csv_free(f, nf);
             break;
         }
@@ -386,19 +388,19 @@ static int load_mmlu(lop_task *t, const char *dir, const char *subject, int k, l
     }
     /* description + the first k dev examples (the harness's first_n sampler) */
     sbuf pre = {0};
-    sb_add(&pre, "The following are multiple choice questions (with answers) about ");
-    for (const char *s = subject; *s; s++) sb_addn(&pre, *s == '_' ? " " : s, 1);
-    sb_add(&pre, ".\n\n");
+    sb_puts(&pre, "The following are multiple choice questions (with answers) about ");
+    for (const char *s = subject; *s; s++) sb_put(&pre, *s == '_' ? " " : s, 1);
+    sb_puts(&pre, ".\n\n");
     static const char *letters[4] = {"A", "B", "C", "D"};
     for (int i = 0; i < k; i++) {
         char *dt = mmlu_doc_text(dev[i].q, dev[i].c);
-        sb_add(&pre, dt);
-        sb_add(&pre, " ");
-        sb_add(&pre, letters[dev[i].answer]);
-        sb_add(&pre, "\n\n");
+        sb_puts(&pre, dt);
+        sb_puts(&pre, " ");
+        sb_puts(&pre, letters[dev[i].answer]);
+        sb_puts(&pre, "\n\n");
         free(dt);
     }
-    char *prefix = sb_take(&pre);
+    char *prefix = text_take(&pre);
     int cap = 0;
     for (int i = 0; i < nt; i++) {
         char *dt = mmlu_doc_text(test[i].q, test[i].c);

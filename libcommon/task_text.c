@@ -2,6 +2,7 @@
  * length rules, and hellaswag's preprocess. */
 #include "task_text.h"
 #include "task.h"
+#include "textio.h"
 #include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -9,7 +10,6 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#include <zstd.h>
 
 /* Small allocations only; running out of memory for a prompt string is not recoverable in any
  * useful way, so it aborts rather than threading an error through every string operation. */
@@ -27,24 +27,9 @@ char *xstrdup(const char *s) {
     return d;
 }
 
-void sb_addn(sbuf *b, const char *s, size_t n) {
-    if (b->n + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 64;
-        while (cap < b->n + n + 1) cap *= 2;
-        b->s = xrealloc(b->s, cap);
-        b->cap = cap;
-    }
-    memcpy(b->s + b->n, s, n);
-    b->n += n;
-    b->s[b->n] = 0;
-}
-
-void sb_add(sbuf *b, const char *s) { sb_addn(b, s, strlen(s)); }
-
-char *sb_take(sbuf *b) {
-    char *s = b->s ? b->s : xstrdup("");
-    b->s = NULL;
-    b->n = b->cap = 0;
+char *text_take(sbuf *b) {
+    char *s = sb_take(b);
+    if (!s) abort();
     return s;
 }
 
@@ -98,8 +83,8 @@ char *py_strip(const char *s) {
     }
     size_t end = len - py_trailing_space(s + i, len - i);
     sbuf b = {0};
-    sb_addn(&b, s + i, end > i ? end - i : 0);
-    return sb_take(&b);
+    sb_put(&b, s + i, end > i ? end - i : 0);
+    return text_take(&b);
 }
 
 /* ---- hellaswag ---- */
@@ -109,11 +94,11 @@ char *hellaswag_preprocess(const char *text) {
     sbuf b = {0};
     /* " [title]" -> ". " */
     for (const char *p = t; *p;) {
-        if (!strncmp(p, " [title]", 8)) { sb_add(&b, ". "); p += 8; }
-        else sb_addn(&b, p++, 1);
+        if (!strncmp(p, " [title]", 8)) { sb_puts(&b, ". "); p += 8; }
+        else sb_put(&b, p++, 1);
     }
     free(t);
-    t = sb_take(&b);
+    t = text_take(&b);
     /* re.sub(r"\[.*?\]", "", t): '.' does not match a newline */
     for (const char *p = t; *p;) {
         if (*p == '[') {
@@ -121,103 +106,46 @@ char *hellaswag_preprocess(const char *text) {
             while (*q && *q != ']' && *q != '\n') q++;
             if (*q == ']') { p = q + 1; continue; }
         }
-        sb_addn(&b, p++, 1);
+        sb_put(&b, p++, 1);
     }
     free(t);
-    t = sb_take(&b);
+    t = text_take(&b);
     /* str.replace("  ", " "): non-overlapping, left to right */
     for (const char *p = t; *p;) {
-        if (p[0] == ' ' && p[1] == ' ') { sb_add(&b, " "); p += 2; }
-        else sb_addn(&b, p++, 1);
+        if (p[0] == ' ' && p[1] == ' ') { sb_puts(&b, " "); p += 2; }
+        else sb_put(&b, p++, 1);
     }
     free(t);
-    return sb_take(&b);
+    return text_take(&b);
 }
 
 char *mmlu_doc_text(const char *question, char *const choices[4]) {
     sbuf b = {0};
     char *q = py_strip(question);
-    sb_add(&b, q);
+    sb_puts(&b, q);
     free(q);
     static const char *letter[4] = {"\nA. ", "\nB. ", "\nC. ", "\nD. "};
-    for (int i = 0; i < 4; i++) { sb_add(&b, letter[i]); sb_add(&b, choices[i]); }
-    sb_add(&b, "\nAnswer:");
-    return sb_take(&b);
+    for (int i = 0; i < 4; i++) { sb_puts(&b, letter[i]); sb_puts(&b, choices[i]); }
+    sb_puts(&b, "\nAnswer:");
+    return text_take(&b);
 }
 
 /* ---- files ---- */
 
-static int read_raw(const char *path, char **buf, size_t *len, lop_err *e) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return lop_fail(e, "%s: %s", path, strerror(errno));
-    struct stat st;
-    if (fstat(fileno(f), &st) || !S_ISREG(st.st_mode)) {
-        fclose(f);
-        return lop_fail(e, "%s: not a regular file", path);
-    }
-    char *b = malloc((size_t)st.st_size + 1);
-    if (!b) { fclose(f); return lop_fail(e, "%s: out of memory", path); }
-    size_t n = fread(b, 1, (size_t)st.st_size, f);
-    int bad = ferror(f);
-    fclose(f);
-    if (bad || n != (size_t)st.st_size) { free(b); return lop_fail(e, "%s: read error", path); }
-    b[n] = 0;
-    *buf = b;
-    *len = n;
-    return 0;
-}
-
-static int unzstd(const char *path, char **buf, size_t *len, lop_err *e) {
-    char *z;
-    size_t zn;
-    if (read_raw(path, &z, &zn, e)) return -1;
-    ZSTD_DStream *ds = ZSTD_createDStream();
-    ZSTD_initDStream(ds);
-    sbuf out = {0};
-    ZSTD_inBuffer in = {z, zn, 0};
-    char tmp[1 << 16];
-    size_t ret = 1;
-    while (in.pos < in.size) {
-        ZSTD_outBuffer ob = {tmp, sizeof tmp, 0};
-        ret = ZSTD_decompressStream(ds, &ob, &in);
-        if (ZSTD_isError(ret)) break;
-        sb_addn(&out, tmp, ob.pos);
-    }
-    /* flush what the decoder still holds */
-    while (!ZSTD_isError(ret) && ret != 0) {
-        ZSTD_outBuffer ob = {tmp, sizeof tmp, 0};
-        ret = ZSTD_decompressStream(ds, &ob, &in);
-        if (ZSTD_isError(ret) || ob.pos == 0) break;
-        sb_addn(&out, tmp, ob.pos);
-    }
-    ZSTD_freeDStream(ds);
-    free(z);
-    if (ZSTD_isError(ret) || ret != 0) {
-        free(out.s);
-        return lop_fail(e, "%s: bad or truncated zstd data%s%s", path,
-                        ZSTD_isError(ret) ? ": " : "", ZSTD_isError(ret) ? ZSTD_getErrorName(ret) : "");
-    }
-    *len = out.n;
-    *buf = sb_take(&out);
-    return 0;
-}
-
 int text_read_file(const char *path, char **buf, size_t *len, lop_err *e) {
-    size_t pl = strlen(path);
-    int rc;
-    if (pl > 4 && !strcmp(path + pl - 4, ".zst")) rc = unzstd(path, buf, len, e);
-    else if (access(path, F_OK) != 0) {
-        char *z = malloc(pl + 5);
-        if (!z) return lop_fail(e, "out of memory");
+    /* a data folder may hold FILE.zst only; zstd or not is decided by the bytes (textio.c) */
+    char *z = NULL;
+    if (strcmp(path, "-") && access(path, F_OK) != 0) {
+        size_t pl = strlen(path);
+        if ((z = malloc(pl + 5)) == NULL) return lop_fail(e, "out of memory");
         memcpy(z, path, pl);
         memcpy(z + pl, ".zst", 5);
-        if (access(z, F_OK) == 0) rc = unzstd(z, buf, len, e);
-        else rc = lop_fail(e, "%s: %s", path, strerror(ENOENT));
-        free(z);
-    } else rc = read_raw(path, buf, len, e);
+        if (access(z, F_OK) != 0) { free(z); return lop_fail(e, "%s: %s", path, strerror(ENOENT)); }
+    }
+    int rc = text_read(z ? z : path, buf, len, e);
+    free(z);
     if (rc) return -1;
     if (*len == 0) { free(*buf); return lop_fail(e, "%s: empty file", path); }
-    if (memchr(*buf, 0, *len)) { free(*buf); return lop_fail(e, "%s: binary data (NUL byte) in a text file", path); }
     return 0;
 }
 
@@ -236,19 +164,19 @@ int csv_record(const char **pp, const char *end, char ***fields, lop_err *e) {
             for (;;) {
                 if (p >= end) { free(b.s); csv_free(f, n); return lop_fail(e, "CSV: unterminated quoted field"); }
                 if (*p == '"') {
-                    if (p + 1 < end && p[1] == '"') { sb_addn(&b, "\"", 1); p += 2; continue; }
+                    if (p + 1 < end && p[1] == '"') { sb_put(&b, "\"", 1); p += 2; continue; }
                     p++;
                     break;
                 }
-                sb_addn(&b, p++, 1);
+                sb_put(&b, p++, 1);
             }
             /* text after the closing quote up to the separator is kept, as Python's csv does */
-            while (p < end && *p != ',' && *p != '\n' && *p != '\r') sb_addn(&b, p++, 1);
+            while (p < end && *p != ',' && *p != '\n' && *p != '\r') sb_put(&b, p++, 1);
         } else {
-            while (p < end && *p != ',' && *p != '\n' && *p != '\r') sb_addn(&b, p++, 1);
+            while (p < end && *p != ',' && *p != '\n' && *p != '\r') sb_put(&b, p++, 1);
         }
         f = xrealloc(f, sizeof(char *) * (size_t)(n + 1));
-        f[n++] = sb_take(&b);
+        f[n++] = text_take(&b);
         if (p < end && *p == ',') { p++; continue; }
         if (p < end && *p == '\r') p++;
         if (p < end && *p == '\n') p++;

@@ -5,14 +5,12 @@
 #include <stddef.h>
 #include <cjson/cJSON.h>
 #include "err.h"
+#include "sbuf.h"
 
-typedef struct sbuf { char *s; size_t n, cap; } sbuf;
-void sb_add(sbuf *b, const char *s);
-void sb_addn(sbuf *b, const char *s, size_t n);
-char *sb_take(sbuf *b); /* the NUL-terminated string (never NULL); b is reset */
+/* sb_take that never returns NULL: out of memory for a prompt string aborts (see task_text.c) */
+char *text_take(sbuf *b);
 
-/* Read path, or path.zst when path is absent (or path itself ending in .zst), decompressed.
- * *buf is malloc'd and NUL-terminated. An empty file is an error. */
+/* text_read (textio.h) of path, or of path.zst when path is absent. An empty file is an error. */
 int text_read_file(const char *path, char **buf, size_t *len, lop_err *e);
 
 /* CSV: parse one record starting at *p (advanced past its line end). Fields are malloc'd.

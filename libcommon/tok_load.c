@@ -11,6 +11,7 @@
  *    no normalizer, a Metaspace pre-tokenizer (prepend "always" when legacy, else "first"), and
  *    the decoder Replace/ByteFallback/Fuse/Strip. We do the same (TOK_LOAD_JSON_ONLY: don't). */
 #include "tok_internal.h"
+#include "safetensors.h"
 #include "tok_json.h"
 #include "utf8.h"
 #include <pthread.h>
@@ -568,6 +569,17 @@ int tok_load_ex(lop_tokenizer **out, const char *path, unsigned flags, lop_err *
     if (stat(path, &st)) return lop_fail(e, "%s: no such file or folder", path);
     if (S_ISDIR(st.st_mode)) {
         snprintf(jpath, sizeof jpath, "%s/tokenizer.json", path);
+        /* a LoRA adapter folder without tokenizer files: its base's tokenizer */
+        static int depth;
+        if (stat(jpath, &st) && st_is_adapter(path) && depth < 8) {
+            char *base;
+            if (st_adapter_base_path(path, &base, e)) return -1;
+            depth++;
+            int rc = tok_load_ex(out, base, flags, e);
+            depth--;
+            free(base);
+            return rc;
+        }
         snprintf(cpath, sizeof cpath, "%s/tokenizer_config.json", path);
     } else {
         snprintf(jpath, sizeof jpath, "%s", path);

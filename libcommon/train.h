@@ -32,17 +32,16 @@
 #include "optim.h"
 #include "safetensors.h"
 
-/* projections a LoRA may target (bit i of tr_opts.lora_targets), in PEFT's module names */
-enum { TR_Q, TR_K, TR_V, TR_O, TR_GATE, TR_UP, TR_DOWN, TR_NPROJ };
-extern const char *const tr_proj_names[TR_NPROJ]; /* "q_proj", ..., "down_proj" */
-/* "q,k,v,o,gate,up,down" (or "all", or full names "q_proj,...") -> bit mask; -1 if unknown */
+/* Projections a LoRA may target: bit p (lop_proj, arch.h) of tr_opts.lora_targets; PEFT's module
+ * names are arch_proj_module(p).
+ * "q,k,v,o,gate,up,down" (or "all", or full names "q_proj,...") -> bit mask; -1 if unknown */
 int tr_parse_targets(const char *s, unsigned *mask, lop_err *e);
 
 typedef struct tr_opts {
     int lora_rank;          /* 0: full fine-tuning */
     double lora_alpha;      /* scale = alpha / rank */
     double lora_dropout;    /* on the LoRA branch's input */
-    unsigned lora_targets;  /* bit mask of TR_Q.. */
+    unsigned lora_targets;  /* bit mask of PROJ_Q.. */
     int keep_sparsity;      /* weights exactly zero in the input stay zero (full fine-tuning) */
     int recompute;          /* keep only each layer's input; recompute the layer in the backward */
     int decay_vectors;      /* weight decay on norm weights and biases too (plain torch AdamW over

@@ -1,11 +1,11 @@
 /* train_data.c — reading, tokenizing, packing and batching training data (see train_data.h). */
 #include "train_data.h"
 #include "fsutil.h"
+#include "textio.h"
 #include "optim.h"
 #include <cjson/cJSON.h>
 #include <stdlib.h>
 #include <string.h>
-#include <zstd.h>
 
 struct tr_data {
     int pretok;
@@ -149,52 +149,18 @@ static int add_ids(tr_data *d, cJSON *arr, int64_t line, lop_err *e) {
     return r ? -1 : end_doc(d, e);
 }
 
-static int decompress(char **buf, size_t *len, const char *path, lop_err *e) {
-    unsigned char *b = (unsigned char *)*buf;
-    if (*len < 4 || !(b[0] == 0x28 && b[1] == 0xB5 && b[2] == 0x2F && b[3] == 0xFD)) return 0;
-    ZSTD_DStream *z = ZSTD_createDStream();
-    size_t cap = *len * 4 + (1 << 20), n = 0;
-    char *out = malloc(cap + 1);
-    if (!z || !out) { ZSTD_freeDStream(z); free(out); return lop_fail(e, "out of memory"); }
-    ZSTD_initDStream(z);
-    ZSTD_inBuffer in = {*buf, *len, 0};
-    while (in.pos < in.size) {
-        if (cap - n < (1 << 20)) {
-            char *t = realloc(out, cap * 2 + 1);
-            if (!t) { free(out); ZSTD_freeDStream(z); return lop_fail(e, "out of memory"); }
-            out = t; cap *= 2;
-        }
-        ZSTD_outBuffer ob = {out + n, cap - n, 0};
-        size_t r = ZSTD_decompressStream(z, &ob, &in);
-        if (ZSTD_isError(r)) {
-            free(out); ZSTD_freeDStream(z);
-            return lop_fail(e, "%s: zstd: %s", path, ZSTD_getErrorName(r));
-        }
-        n += ob.pos;
-        if (r == 0 && in.pos == in.size) break;
-        if (ob.pos == 0 && in.pos == in.size) break;
-    }
-    ZSTD_freeDStream(z);
-    out[n] = 0;
-    free(*buf);
-    *buf = out; *len = n;
-    return 0;
-}
-
 int tr_data_load(tr_data **out, const char *path, const lop_tokenizer *tok, const tr_data_opts *o,
                  lop_err *e) {
     *out = NULL;
     if (o->seq_len < 1) return lop_failc(e, LOP_EUSAGE, "--seq-len must be positive");
     char *buf; size_t len;
-    if (fs_read_all(path, &buf, &len, e)) return -1;
-    if (decompress(&buf, &len, path, e)) { free(buf); return -1; }
+    if (text_read(path, &buf, &len, e)) return -1;
     tr_data *d = calloc(1, sizeof *d);
     if (!d) { free(buf); return lop_fail(e, "out of memory"); }
     d->seq_len = o->seq_len; d->shuffle = o->shuffle; d->seed = o->seed; d->epoch = -1;
     d->pad_id = o->pad_id >= 0 ? o->pad_id : (o->eos_id >= 0 ? o->eos_id : 0);
     int eos = o->eos_id >= 0 ? o->eos_id : (tok ? tok_eos(tok) : -1);
     const char *tmpl = o->tmpl ? o->tmpl : TR_DEFAULT_TEMPLATE;
-    if (memchr(buf, 0, len)) { lop_fail(e, "%s: binary data (a NUL byte)", path); goto fail; }
     const char *p = buf, *end = buf + len;
     while (p < end && (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t')) p++;
     int jsonl = p < end && *p == '{';
@@ -214,6 +180,8 @@ int tr_data_load(tr_data **out, const char *path, const lop_tokenizer *tok, cons
                     cJSON_Delete(obj);
                     lop_fail(e, "%s:%lld: not a JSON object", path, (long long)line); goto fail;
                 }
+                /* a lop tool's provenance line (lm-tok output used as data): not data */
+                if (cJSON_HasObjectItem(obj, "provenance")) { cJSON_Delete(obj); s = nl + 1; continue; }
                 cJSON *ids = cJSON_GetObjectItem(obj, "ids");
                 int k = cJSON_IsArray(ids) ? 2 : jstr(obj, "response") ? 1 : jstr(obj, "text") ? 0 : -1;
                 if (k < 0) {

@@ -95,8 +95,27 @@ static int save_model(tr_model *m, const char *out, int merge, lop_err *e) {
     return st_writer_finish(w, e);
 }
 
+static int save_adapter_in(tr_model *m, const char *out, const char *base_path, lop_err *e);
+
+/* the adapter folder is built under a temporary name beside out and renamed into place */
 static int save_adapter(tr_model *m, const char *out, const char *base_path, lop_err *e) {
-    if (fs_mkdir_p(out, e)) return -1;
+    char *parent = fs_dirname(out);
+    const char *base = strrchr(out, '/');
+    base = base && base[1] ? base + 1 : out;
+    size_t len = strlen(parent ? parent : ".") + strlen(base) + 32;
+    char *tmp = malloc(len);
+    if (!parent || !tmp) { free(parent); free(tmp); return lop_fail(e, "out of memory"); }
+    snprintf(tmp, len, "%s/.%s.tmp.XXXXXX", parent, base);
+    free(parent);
+    if (!fs_temp_dir(tmp)) { int rc = lop_fail(e, "%s: cannot create a temporary folder: %s", out, strerror(errno)); free(tmp); return rc; }
+    int rc = save_adapter_in(m, tmp, base_path, e);
+    if (!rc) rc = fs_dir_replace(tmp, out, e);
+    if (rc) { fs_rm_rf(tmp); fs_temp_note(tmp, 0); }
+    free(tmp);
+    return rc;
+}
+
+static int save_adapter_in(tr_model *m, const char *out, const char *base_path, lop_err *e) {
     int n = 0;
     for (int i = 0; i < m->np; i++) n += m->p[i].st_index < 0;
     st_info *infos = calloc(n ? n : 1, sizeof *infos);
@@ -122,7 +141,20 @@ static int save_adapter(tr_model *m, const char *out, const char *base_path, lop
     if (rc) return -1;
     /* adapter_config.json as PEFT writes it */
     cJSON *c = cJSON_CreateObject();
-    char *abs = base_path ? fs_abspath(base_path) : NULL;
+    /* The base as a hub id when it came from the Hugging Face cache, else as a path relative to
+     * the adapter folder: the pair stays valid when both folders move together (lop resolves it
+     * against the adapter folder first; PEFT's AutoPeftModel resolves against the working folder,
+     * see heal-sft(1)). An absolute path only when no relative one exists. */
+    char *abs = base_path ? st_adapter_hub_id(base_path) : NULL;
+    if (!abs && base_path) {
+        char *aa = fs_abspath(out), *bb = fs_abspath(base_path);
+        /* relative only when the two share a folder below the root: "../../../work/x" would
+         * survive no move at all */
+        const char *s1 = aa ? strchr(aa + 1, '/') : NULL;
+        if (s1 && bb && !strncmp(aa, bb, (size_t)(s1 - aa) + 1)) abs = fs_relpath(out, base_path);
+        free(aa); free(bb);
+    }
+    if (!abs && base_path) abs = fs_abspath(base_path);
     cJSON_AddItemToObject(c, "alpha_pattern", cJSON_CreateObject());
     cJSON_AddNullToObject(c, "auto_mapping");
     if (abs || base_path) cJSON_AddStringToObject(c, "base_model_name_or_path", abs ? abs : base_path);
@@ -142,8 +174,8 @@ static int save_adapter(tr_model *m, const char *out, const char *base_path, lop
     cJSON_AddItemToObject(c, "rank_pattern", cJSON_CreateObject());
     cJSON_AddNullToObject(c, "revision");
     cJSON *t = cJSON_AddArrayToObject(c, "target_modules");
-    for (int i = 0; i < TR_NPROJ; i++)
-        if (m->opt.lora_targets >> i & 1) cJSON_AddItemToArray(t, cJSON_CreateString(tr_proj_names[i]));
+    for (int i = 0; i < PROJ_N; i++)
+        if (m->opt.lora_targets >> i & 1) cJSON_AddItemToArray(t, cJSON_CreateString(arch_proj_module((lop_proj)i)));
     cJSON_AddStringToObject(c, "task_type", "CAUSAL_LM");
     cJSON_AddFalseToObject(c, "use_dora");
     cJSON_AddFalseToObject(c, "use_rslora");
@@ -172,7 +204,7 @@ int tr_ckpt_save(const tr_model *m, const char *dir, const char *state_json, lop
     char *tmp = malloc(len);
     snprintf(tmp, len, "%s.tmp.XXXXXX", dir);
     free(parent);
-    if (!mkdtemp(tmp)) { lop_fail(e, "%s: %s", tmp, strerror(errno)); free(tmp); return -1; }
+    if (!fs_temp_dir(tmp)) { lop_fail(e, "%s: %s", tmp, strerror(errno)); free(tmp); return -1; }
     int n = 0;
     for (int i = 0; i < m->np; i++) n += m->p[i].trainable ? 3 : 0;
     st_info *infos = calloc(n ? n : 1, sizeof *infos);
@@ -202,12 +234,8 @@ int tr_ckpt_save(const tr_model *m, const char *dir, const char *state_json, lop
     for (int i = 0; i < n && !rc; i++) rc = st_writer_put(w, i, data[i], e);
     if (w) { if (!rc) rc = st_writer_finish(w, e); else st_writer_abort(w); }
     if (!rc) rc = fs_write_file_atomic(jp, state_json, strlen(state_json), e);
-    if (!rc) {
-        struct stat sb;
-        if (!stat(dir, &sb)) fs_rm_rf(dir); /* an older checkpoint of the same step */
-        if (rename(tmp, dir) != 0) rc = lop_fail(e, "%s: %s", dir, strerror(errno));
-    }
-    if (rc) fs_rm_rf(tmp);
+    if (!rc) rc = fs_dir_replace(tmp, dir, e); /* an older checkpoint of the same step goes */
+    if (rc) { fs_rm_rf(tmp); fs_temp_note(tmp, 0); }
     for (int i = 0; i < k; i++) free(names[i]);
     free(names); free(infos); free(data); free(sp); free(jp); free(tmp);
     return rc;

@@ -9,11 +9,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-const char *const tr_proj_names[TR_NPROJ] = {"q_proj", "k_proj", "v_proj", "o_proj",
-                                              "gate_proj", "up_proj", "down_proj"};
-/* per-layer vectors */
-enum { V_ATTN_NORM, V_POST_ATTN, V_MLP_NORM, V_POST_MLP, V_QN, V_KN,
-       V_QB, V_KB, V_VB, V_OB, V_GB, V_UB, V_DB, V_N };
 
 typedef struct acts {
     float *x_in;           /* [N,C] layer input (own buffer per layer even with recompute) */
@@ -32,14 +27,14 @@ typedef struct acts {
     float *gate, *up, *h;  /* [N,FF] */
     float *mlp_out;        /* [N,C] */
     float *rstd_post_mlp;  /* [N] */
-    float *xa[TR_NPROJ];   /* LoRA: [N,r] dropout(x) @ A^T */
+    float *xa[PROJ_N];   /* LoRA: [N,r] dropout(x) @ A^T */
 } acts;
 
 typedef struct tr_priv {
     int L, embed, head, fnorm;
-    int (*proj)[TR_NPROJ];    /* [L][7] param index */
-    int (*vec)[V_N];          /* [L][V_N] param index or -1 */
-    int (*lora)[TR_NPROJ];    /* [L][7] index of lora_A (lora_B = +1), or -1 */
+    int (*proj)[PROJ_N];    /* [L][7] param index */
+    int (*vec)[LVEC_N];          /* [L][LVEC_N] param index or -1 */
+    int (*lora)[PROJ_N];    /* [L][7] index of lora_A (lora_B = +1), or -1 */
     float *inv_full, *inv_local; /* [D/2] */
     float *wscratch;          /* largest matrix, float32 */
     size_t wscratch_n;
@@ -65,15 +60,14 @@ typedef struct tr_priv {
 /* ---------------------------------------------------------------- parameters */
 
 int tr_parse_targets(const char *s, unsigned *mask, lop_err *e) {
-    static const char *shortn[TR_NPROJ] = {"q", "k", "v", "o", "gate", "up", "down"};
     *mask = 0;
     char buf[256];
     snprintf(buf, sizeof buf, "%s", s);
     for (char *tok = strtok(buf, ","); tok; tok = strtok(NULL, ",")) {
         if (!strcmp(tok, "all")) { *mask = 0x7f; continue; }
         int found = -1;
-        for (int i = 0; i < TR_NPROJ; i++)
-            if (!strcmp(tok, shortn[i]) || !strcmp(tok, tr_proj_names[i])) found = i;
+        for (int i = 0; i < PROJ_N; i++)
+            if (!strcmp(tok, arch_proj_short((lop_proj)i)) || !strcmp(tok, arch_proj_module((lop_proj)i))) found = i;
         if (found < 0)
             return lop_failc(e, LOP_EUSAGE, "unknown LoRA target '%s' (q,k,v,o,gate,up,down)", tok);
         *mask |= 1u << found;
@@ -186,7 +180,9 @@ int tr_open(tr_model **out, const char *path, const tr_opts *o, uint64_t seed, l
         if (!names) { lop_fail(e, "out of memory"); goto fail; }
         for (int i = 0; i < m->st->n; i++) names[i] = m->st->info[i].name;
         config_detect_prefix(&m->cfg, names, m->st->n);
+        int bad = config_check_layer_count(&m->cfg, names, m->st->n, e);
         free(names);
+        if (bad) { lop_wrap(e, "%s", path); goto fail; }
     }
     const lop_config *c = &m->cfg;
     int L = c->n_layers, C = c->hidden, H = c->n_heads, KV = c->n_kv_heads, D = c->head_dim,
@@ -198,42 +194,27 @@ int tr_open(tr_model **out, const char *path, const tr_opts *o, uint64_t seed, l
     q->proj = malloc(sizeof(*q->proj) * L);
     q->vec = malloc(sizeof(*q->vec) * L);
     q->lora = malloc(sizeof(*q->lora) * L);
-    int cap = 3 + L * (TR_NPROJ * 3 + V_N);
+    int cap = 3 + L * (PROJ_N * 3 + LVEC_N);
     m->p = calloc(cap, sizeof(tr_param));
     if (!q->proj || !q->vec || !q->lora || !m->p) { lop_fail(e, "out of memory"); goto fail; }
     char nm[512];
-    config_tensor_name(c, -1, "embed_tokens.weight", nm, sizeof nm);
-    if ((q->embed = model_param(m, cap, nm, V, C, 0, e)) < 0) goto fail;
-    int64_t pr[TR_NPROJ][2] = {{H * D, C}, {KV * D, C}, {KV * D, C}, {C, H * D},
-                               {FF, C}, {FF, C}, {C, FF}};
+    if ((q->embed = model_param(m, cap, config_embed_name(c, nm, sizeof nm), V, C, 0, e)) < 0) goto fail;
+    /* every per-layer tensor the architecture table (arch.h) gives this config, in its order */
     for (int l = 0; l < L; l++) {
-        for (int k = 0; k < TR_NPROJ; k++) {
-            char suf[64];
-            snprintf(suf, sizeof suf, "%s.%s.weight", k < 4 ? "self_attn" : "mlp", tr_proj_names[k]);
-            config_tensor_name(c, l, suf, nm, sizeof nm);
-            if ((q->proj[l][k] = model_param(m, cap, nm, pr[k][0], pr[k][1], 0, e)) < 0) goto fail;
+        for (int k = 0; k < PROJ_N; k++) {
+            int64_t rows, cols;
+            config_proj_shape(c, (lop_proj)k, &rows, &cols);
+            config_proj_name(c, l, (lop_proj)k, nm, sizeof nm);
+            if ((q->proj[l][k] = model_param(m, cap, nm, rows, cols, 0, e)) < 0) goto fail;
         }
-        static const char *vn[V_N] = {
-            "input_layernorm.weight", "post_attention_layernorm.weight",
-            "pre_feedforward_layernorm.weight", "post_feedforward_layernorm.weight",
-            "self_attn.q_norm.weight", "self_attn.k_norm.weight",
-            "self_attn.q_proj.bias", "self_attn.k_proj.bias", "self_attn.v_proj.bias",
-            "self_attn.o_proj.bias", "mlp.gate_proj.bias", "mlp.up_proj.bias", "mlp.down_proj.bias"};
-        int64_t vl[V_N] = {C, C, C, C, D, D, H * D, KV * D, KV * D, C, FF, FF, C};
-        int want[V_N] = {1, c->gemma, c->gemma, c->gemma, c->qk_norm, c->qk_norm,
-                         c->attn_bias, c->attn_bias, c->attn_bias, c->o_bias,
-                         c->mlp_bias, c->mlp_bias, c->mlp_bias};
-        for (int k = 0; k < V_N; k++) {
+        for (int k = 0; k < LVEC_N; k++) {
             q->vec[l][k] = -1;
-            const char *name = vn[k];
-            if (k == V_MLP_NORM && !c->gemma) { want[k] = 1; name = "post_attention_layernorm.weight"; }
-            if (!want[k]) continue;
-            config_tensor_name(c, l, name, nm, sizeof nm);
-            if ((q->vec[l][k] = model_param(m, cap, nm, vl[k], 1, 0, e)) < 0) goto fail;
+            if (!config_has_vec(c, (lop_lvec)k)) continue;
+            config_vec_name(c, l, (lop_lvec)k, nm, sizeof nm);
+            if ((q->vec[l][k] = model_param(m, cap, nm, config_vec_len(c, (lop_lvec)k), 1, 0, e)) < 0) goto fail;
         }
     }
-    config_tensor_name(c, -1, "norm.weight", nm, sizeof nm);
-    if ((q->fnorm = model_param(m, cap, nm, C, 1, 0, e)) < 0) goto fail;
+    if ((q->fnorm = model_param(m, cap, config_final_norm_name(c, nm, sizeof nm), C, 1, 0, e)) < 0) goto fail;
     q->head = q->embed;
     if (!c->tied && (q->head = model_param(m, cap, c->head_name, V, C, 0, e)) < 0) goto fail;
 
@@ -260,7 +241,7 @@ int tr_open(tr_model **out, const char *path, const tr_opts *o, uint64_t seed, l
     if (!q->wscratch) { lop_fail(e, "out of memory"); goto fail; }
     trng rng; trng_seed(&rng, seed ^ 0x4c6f5241ull);
     for (int l = 0; l < L; l++)
-        for (int k = 0; k < TR_NPROJ; k++) {
+        for (int k = 0; k < PROJ_N; k++) {
             q->lora[l][k] = -1;
             if (!lora || !(o->lora_targets >> k & 1)) continue;
             tr_param *base = &m->p[q->proj[l][k]];
@@ -350,7 +331,7 @@ static int ensure_acts(tr_model *m, int B, int T, lop_err *e) {
            V = c->vocab, r = m->opt.lora_rank;
     int L = q->L, keep = m->opt.recompute ? 1 : L;
     int nl = 0;
-    for (int k = 0; k < TR_NPROJ; k++) nl += (m->opt.lora_targets >> k & 1) && r;
+    for (int k = 0; k < PROJ_N; k++) nl += (m->opt.lora_targets >> k & 1) && r;
     size_t per = N * (5 * C + 3 * H * D + 3 * KV * D + 3 * FF + 5 + H + KV + nl * r) +
                  (size_t)B * H * T * T;
     size_t maxw = FF > C ? FF : C;
@@ -384,7 +365,7 @@ static int ensure_acts(tr_model *m, int B, int T, lop_err *e) {
         a->gate = TAKE(N * FF); a->up = TAKE(N * FF); a->h = TAKE(N * FF);
         a->mlp_out = TAKE(N * C);
         a->rstd_post_mlp = TAKE(N);
-        for (int k = 0; k < TR_NPROJ; k++)
+        for (int k = 0; k < PROJ_N; k++)
             a->xa[k] = (r && (m->opt.lora_targets >> k & 1)) ? TAKE(N * r) : NULL;
     }
     (void)per;
@@ -406,7 +387,7 @@ static int ensure_acts(tr_model *m, int B, int T, lop_err *e) {
 
 /* ---------------------------------------------------------------- layers */
 
-static const int proj_bias[TR_NPROJ] = {V_QB, V_KB, V_VB, V_OB, V_GB, V_UB, V_DB};
+static const int proj_bias[PROJ_N] = {LVEC_Q_BIAS, LVEC_K_BIAS, LVEC_V_BIAS, LVEC_O_BIAS, LVEC_GATE_BIAS, LVEC_UP_BIAS, LVEC_DOWN_BIAS};
 
 static inline float *G(tr_model *m, int i) { return i >= 0 && m->p[i].trainable ? m->p[i].g : NULL; }
 static inline const float *Wv(tr_model *m, int i) { return i >= 0 ? m->p[i].w : NULL; }
@@ -414,7 +395,7 @@ static inline const float *Wv(tr_model *m, int i) { return i >= 0 ? m->p[i].w : 
 /* LoRA dropout: a counter-based hash decides each element, so the backward (and a recomputed
  * forward, and a resumed run) sees the same mask without storing it */
 static inline int drop_keep(uint64_t seed, int l, int k, size_t i, double p) {
-    uint64_t z = seed ^ ((uint64_t)(l * TR_NPROJ + k + 1) * 0x9e3779b97f4a7c15ull) ^ (i * 0xd1b54a32d192ed03ull);
+    uint64_t z = seed ^ ((uint64_t)(l * PROJ_N + k + 1) * 0x9e3779b97f4a7c15ull) ^ (i * 0xd1b54a32d192ed03ull);
     z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
     z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
     z ^= z >> 31;
@@ -515,13 +496,13 @@ static void layer_forward(tr_model *m, int l, acts *a, float *x_out) {
     int N = q->N, C = c->hidden, H = c->n_heads, KV = c->n_kv_heads, D = c->head_dim, FF = c->inter;
     float eps = (float)c->eps;
     int gm = c->gemma, *vec = q->vec[l];
-    rmsnorm_forward(a->xn_attn, a->rstd_attn, a->x_in, Wv(m, vec[V_ATTN_NORM]), N, C, eps, gm);
-    lin_fwd(m, l, TR_Q, a->xn_attn, a->q_raw, a);
-    lin_fwd(m, l, TR_K, a->xn_attn, a->k_raw, a);
-    lin_fwd(m, l, TR_V, a->xn_attn, a->v, a);
+    rmsnorm_forward(a->xn_attn, a->rstd_attn, a->x_in, Wv(m, vec[LVEC_ATTN_NORM]), N, C, eps, gm);
+    lin_fwd(m, l, PROJ_Q, a->xn_attn, a->q_raw, a);
+    lin_fwd(m, l, PROJ_K, a->xn_attn, a->k_raw, a);
+    lin_fwd(m, l, PROJ_V, a->xn_attn, a->v, a);
     if (c->qk_norm) {
-        rmsnorm_forward(a->q, a->q_rstd, a->q_raw, Wv(m, vec[V_QN]), N * H, D, eps, gm);
-        rmsnorm_forward(a->k, a->k_rstd, a->k_raw, Wv(m, vec[V_KN]), N * KV, D, eps, gm);
+        rmsnorm_forward(a->q, a->q_rstd, a->q_raw, Wv(m, vec[LVEC_Q_NORM]), N * H, D, eps, gm);
+        rmsnorm_forward(a->k, a->k_rstd, a->k_raw, Wv(m, vec[LVEC_K_NORM]), N * KV, D, eps, gm);
     } else {
         memcpy(a->q, a->q_raw, sizeof(float) * N * H * D);
         memcpy(a->k, a->k_raw, sizeof(float) * N * KV * D);
@@ -531,23 +512,23 @@ static void layer_forward(tr_model *m, int l, acts *a, float *x_out) {
     rope_forward(a->q, q->pos, inv, N, H, D);
     rope_forward(a->k, q->pos, inv, N, KV, D);
     attn_forward(m, a, sliding ? c->sliding_window : 0);
-    lin_fwd(m, l, TR_O, a->att_out, a->o, a);
+    lin_fwd(m, l, PROJ_O, a->att_out, a->o, a);
     size_t nc = (size_t)N * C;
-    if (gm) rmsnorm_forward(a->x_mid, a->rstd_post_attn, a->o, Wv(m, vec[V_POST_ATTN]), N, C, eps, 1);
+    if (gm) rmsnorm_forward(a->x_mid, a->rstd_post_attn, a->o, Wv(m, vec[LVEC_POST_ATTN_NORM]), N, C, eps, 1);
     else memcpy(a->x_mid, a->o, nc * sizeof(float));
     add_into(a->x_mid, a->x_in, nc);
-    rmsnorm_forward(a->xn_mlp, a->rstd_mlp, a->x_mid, Wv(m, vec[V_MLP_NORM]), N, C, eps, gm);
-    lin_fwd(m, l, TR_GATE, a->xn_mlp, a->gate, a);
-    lin_fwd(m, l, TR_UP, a->xn_mlp, a->up, a);
+    rmsnorm_forward(a->xn_mlp, a->rstd_mlp, a->x_mid, Wv(m, vec[LVEC_MLP_NORM]), N, C, eps, gm);
+    lin_fwd(m, l, PROJ_GATE, a->xn_mlp, a->gate, a);
+    lin_fwd(m, l, PROJ_UP, a->xn_mlp, a->up, a);
     glu_forward(a->h, a->gate, a->up, (size_t)N * FF, c->act);
-    lin_fwd(m, l, TR_DOWN, a->h, a->mlp_out, a);
+    lin_fwd(m, l, PROJ_DOWN, a->h, a->mlp_out, a);
     if (!x_out) {
         if (gm) { /* only rstd_post_mlp is needed; the output goes to scratch */
-            rmsnorm_forward(q->dA, a->rstd_post_mlp, a->mlp_out, Wv(m, vec[V_POST_MLP]), N, C, eps, 1);
+            rmsnorm_forward(q->dA, a->rstd_post_mlp, a->mlp_out, Wv(m, vec[LVEC_POST_MLP_NORM]), N, C, eps, 1);
         }
         return;
     }
-    if (gm) rmsnorm_forward(x_out, a->rstd_post_mlp, a->mlp_out, Wv(m, vec[V_POST_MLP]), N, C, eps, 1);
+    if (gm) rmsnorm_forward(x_out, a->rstd_post_mlp, a->mlp_out, Wv(m, vec[LVEC_POST_MLP_NORM]), N, C, eps, 1);
     else memcpy(x_out, a->mlp_out, nc * sizeof(float));
     add_into(x_out, a->x_mid, nc);
 }
@@ -563,30 +544,30 @@ static void layer_backward(tr_model *m, int l, acts *a) {
     const float *dm = q->dres;
     if (gm) {
         zero(q->dA, nc);
-        tr_rmsnorm_backward(q->dA, G(m, vec[V_POST_MLP]), q->dres, a->mlp_out, a->rstd_post_mlp,
-                            Wv(m, vec[V_POST_MLP]), N, C, 1);
+        tr_rmsnorm_backward(q->dA, G(m, vec[LVEC_POST_MLP_NORM]), q->dres, a->mlp_out, a->rstd_post_mlp,
+                            Wv(m, vec[LVEC_POST_MLP_NORM]), N, C, 1);
         dm = q->dA;
     }
     zero(q->dh, (size_t)N * FF);
-    lin_bwd(m, l, TR_DOWN, q->dh, dm, a->h, a);
+    lin_bwd(m, l, PROJ_DOWN, q->dh, dm, a->h, a);
     zero(q->dgate, (size_t)N * FF); zero(q->dup, (size_t)N * FF);
     tr_glu_backward(q->dgate, q->dup, q->dh, a->gate, a->up, (size_t)N * FF, c->act == ACT_GELU_TANH);
     zero(q->dxn, nc);
-    lin_bwd(m, l, TR_GATE, q->dxn, q->dgate, a->xn_mlp, a);
-    lin_bwd(m, l, TR_UP, q->dxn, q->dup, a->xn_mlp, a);
-    tr_rmsnorm_backward(q->dres, G(m, vec[V_MLP_NORM]), q->dxn, a->x_mid, a->rstd_mlp,
-                        Wv(m, vec[V_MLP_NORM]), N, C, gm);
+    lin_bwd(m, l, PROJ_GATE, q->dxn, q->dgate, a->xn_mlp, a);
+    lin_bwd(m, l, PROJ_UP, q->dxn, q->dup, a->xn_mlp, a);
+    tr_rmsnorm_backward(q->dres, G(m, vec[LVEC_MLP_NORM]), q->dxn, a->x_mid, a->rstd_mlp,
+                        Wv(m, vec[LVEC_MLP_NORM]), N, C, gm);
     /* attention branch */
     const float *dob = q->dres;
     if (gm) {
         zero(q->dA, nc);
-        tr_rmsnorm_backward(q->dA, G(m, vec[V_POST_ATTN]), q->dres, a->o, a->rstd_post_attn,
-                            Wv(m, vec[V_POST_ATTN]), N, C, 1);
+        tr_rmsnorm_backward(q->dA, G(m, vec[LVEC_POST_ATTN_NORM]), q->dres, a->o, a->rstd_post_attn,
+                            Wv(m, vec[LVEC_POST_ATTN_NORM]), N, C, 1);
         dob = q->dA;
     }
     size_t nq = (size_t)N * H * D, nk = (size_t)N * KV * D;
     zero(q->datt, nq);
-    lin_bwd(m, l, TR_O, q->datt, dob, a->att_out, a);
+    lin_bwd(m, l, PROJ_O, q->datt, dob, a->att_out, a);
     zero(q->dq, nq); zero(q->dk, nk); zero(q->dv, nk);
     int sliding = c->layer_sliding && c->layer_sliding[l];
     tr_attention_backward(q->dq, q->dk, q->dv, q->ascr, q->datt, a->att, a->q, a->k, a->v, q->B,
@@ -598,18 +579,18 @@ static void layer_backward(tr_model *m, int l, acts *a) {
     const float *dqr = q->dq, *dkr = q->dk;
     if (c->qk_norm) {
         zero(q->dq_raw, nq); zero(q->dk_raw, nk);
-        tr_rmsnorm_backward(q->dq_raw, G(m, vec[V_QN]), q->dq, a->q_raw, a->q_rstd,
-                            Wv(m, vec[V_QN]), N * H, D, gm);
-        tr_rmsnorm_backward(q->dk_raw, G(m, vec[V_KN]), q->dk, a->k_raw, a->k_rstd,
-                            Wv(m, vec[V_KN]), N * KV, D, gm);
+        tr_rmsnorm_backward(q->dq_raw, G(m, vec[LVEC_Q_NORM]), q->dq, a->q_raw, a->q_rstd,
+                            Wv(m, vec[LVEC_Q_NORM]), N * H, D, gm);
+        tr_rmsnorm_backward(q->dk_raw, G(m, vec[LVEC_K_NORM]), q->dk, a->k_raw, a->k_rstd,
+                            Wv(m, vec[LVEC_K_NORM]), N * KV, D, gm);
         dqr = q->dq_raw; dkr = q->dk_raw;
     }
     zero(q->dxn, nc);
-    lin_bwd(m, l, TR_Q, q->dxn, dqr, a->xn_attn, a);
-    lin_bwd(m, l, TR_K, q->dxn, dkr, a->xn_attn, a);
-    lin_bwd(m, l, TR_V, q->dxn, q->dv, a->xn_attn, a);
-    tr_rmsnorm_backward(q->dres, G(m, vec[V_ATTN_NORM]), q->dxn, a->x_in, a->rstd_attn,
-                        Wv(m, vec[V_ATTN_NORM]), N, C, gm);
+    lin_bwd(m, l, PROJ_Q, q->dxn, dqr, a->xn_attn, a);
+    lin_bwd(m, l, PROJ_K, q->dxn, dkr, a->xn_attn, a);
+    lin_bwd(m, l, PROJ_V, q->dxn, q->dv, a->xn_attn, a);
+    tr_rmsnorm_backward(q->dres, G(m, vec[LVEC_ATTN_NORM]), q->dxn, a->x_in, a->rstd_attn,
+                        Wv(m, vec[LVEC_ATTN_NORM]), N, C, gm);
 }
 
 /* The head's two products over n rows: forward out[n, V] = x[n, C] @ Wh^T, backward
@@ -636,6 +617,29 @@ static void head_gemm(tr_model *m, const float *in, int n, float *out, int backw
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, C, nv, 1.0f, in + v0, V, w, C,
                         1.0f, out, C);
     }
+}
+
+static int finite_all(const float *x, size_t n) {
+    int bad = 0;
+    #pragma omp parallel for reduction(|:bad) schedule(static) if (n > (1u << 16))
+    for (size_t i = 0; i < n; i++) bad |= !isfinite(x[i]);
+    return !bad;
+}
+
+/* a non-finite loss: name the first layer whose output is not finite (every layer's input is kept,
+ * with --recompute too), else the head */
+static int nonfinite_fail(tr_model *m, double ls, lop_err *e) {
+    tr_priv *q = P(m);
+    size_t nc = (size_t)q->N * m->cfg.hidden;
+    for (int l = 0; l <= q->L; l++) {
+        const float *x = l < q->L ? q->a[l].x_in : q->x_final;
+        if (finite_all(x, nc)) continue;
+        if (l == 0) return lop_fail(e, "loss is not finite (%g): the embedding holds NaN or Inf", ls);
+        return lop_fail(e, "loss is not finite (%g): non-finite values first appear in layer %d "
+                           "(%slayers.%d.*)", ls, l - 1, m->cfg.prefix, l - 1);
+    }
+    return lop_fail(e, "loss is not finite (%g): the hidden states are finite, the logits (lm_head) "
+                       "or the loss are not", ls);
 }
 
 /* final norm, chunked head, loss; backward: dres = dL/d x_final */
@@ -665,7 +669,7 @@ static int head_pass(tr_model *m, const tr_batch *b, float gscale, tr_loss_fn lo
         tr_loss_chunk lc = {q->logits, b->targets + r0, r0, n, V, gscale};
         int64_t k = 0;
         double ls = loss(&lc, ctx, &k);
-        if (!isfinite(ls)) return lop_fail(e, "loss is not finite (%g) at rows %d..%d", ls, r0, r0 + n - 1);
+        if (!isfinite(ls)) return nonfinite_fail(m, ls, e);
         st->loss_sum += ls; st->scored += k;
         if (!backward) continue;
         if (fsc > 0) tr_softcap_backward(q->logits, q->capped, (size_t)n * V, fsc);

@@ -9,6 +9,9 @@ export PATH="$BIN:$PATH"
 export ASAN_OPTIONS=${ASAN_OPTIONS:-exitcode=86:detect_leaks=0:abort_on_error=0}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-exitcode=87:print_stacktrace=1:halt_on_error=1}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
+# Every tool's first JSON line is its provenance (CLI.md); the suites that check a tool's result
+# lines run without it (LOP_PROVENANCE=0), and tests/provenance.bats checks it with it on.
+export LOP_PROVENANCE=${LOP_PROVENANCE:-0}
 load /usr/lib/bats/bats-support/load
 load /usr/lib/bats/bats-assert/load
 

@@ -295,6 +295,9 @@ EOF
   need_shared
   T=$(scratch)
   run lm-eval -m "$MODELS/stories260K" --data-dir "$T/none" --tasks piqa
+  [ "$status" -eq 1 ]; assert_output --partial "$T/none: no eval data folder"
+  mkdir "$T/none"
+  run lm-eval -m "$MODELS/stories260K" --data-dir "$T/none" --tasks piqa
   [ "$status" -eq 1 ]; assert_output --partial "$T/none/piqa-official"
   : > "$T/empty.jsonl"
   run lm-eval -m "$MODELS/stories260K" --task-file "$T/empty.jsonl"
@@ -311,7 +314,7 @@ EOF
   run lm-eval -q -m "$MODELS/stories260K" --task-file "$T/ok.jsonl" --max-length 2 --target-delimiter " xx yy zz"
   [ "$status" -eq 1 ]; assert_output --partial "context"
   echo '{"results": 1}' > "$T/notres.json"
-  run lm-eval -q --merge "$T/notres.json"
+  run lm-eval -q --merge "$T/notres.json" "$T/notres.json"
   [ "$status" -eq 1 ]; assert_output --partial "lop_samples"
   [ -z "$(ls "$T" | grep '\.tmp\.')" ]
 }
@@ -344,7 +347,7 @@ EOF
   [ "$status" -eq 2 ]
   T=$(scratch)
   for g in f32 bf16; do
-    run lm-eval -q -m "$MODELS/stories260K" --tasks piqa --limit 20 --gemm $g --log-samples "$T/$g.jsonl"
+    run lm-eval -q -m "$MODELS/stories260K" --data-dir "$(EVAL)" --tasks piqa --limit 20 --gemm $g --log-samples "$T/$g.jsonl"
     assert_success
   done
   python3 - "$T/f32.jsonl" "$T/bf16.jsonl" <<'PY'

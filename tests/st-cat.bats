@@ -212,7 +212,7 @@ for l in map(json.loads, open(sys.argv[2])):
     assert abs(l['std'] - sd) <= 1e-7 * sd + 1e-12, (l, sd)
     # cJSON prints 15 significant digits when they read back within its epsilon
     assert abs(l['min'] - min(xs)) <= 1e-14 * abs(min(xs)) and abs(l['max'] - max(xs)) <= 1e-14 * abs(max(xs))
-    assert l['zeros'] == sum(x == 0 for x in xs) / n and l['nan'] == 0 and l['inf'] == 0
+    assert l['zeros'] == sum(x == 0 for x in xs) and l['sparsity'] == sum(x == 0 for x in xs) / n and l['nan'] == 0 and l['inf'] == 0
 PY
 }
 

@@ -1,8 +1,13 @@
 /* tool.c — the tool layer: messages, exits, common options, threads, progress, JSON lines. */
 #include "tool.h"
+#include "safetensors.h"
+#include "cleanup.h"
+#include "provenance.h"
+#include "model.h"
 #include "parse.h"
 #include "model.h"
 #include <cblas.h>
+#include <errno.h>
 #include <omp.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -12,12 +17,16 @@
 #include <unistd.h>
 
 tool_opts g_opt;
+static FILE *g_log;   /* --log FILE */
 const char *g_tool = "lop";
+int g_argc;
+char **g_argv;
 
 void tool_init(const char *name, int argc, char **argv) {
-    (void)argc; (void)argv;
+    g_argc = argc; g_argv = argv;
     g_tool = name;
     memset(&g_opt, 0, sizeof g_opt);
+    cleanup_install();
     /* A closed stdout pipe (| head) must end us quietly, like cat, not with a signal trace. */
 }
 
@@ -91,6 +100,13 @@ int tool_common_opt(int c, const char *arg, void (*usage)(FILE *)) {
     case TOOL_OPT_SEED: g_opt.seed = (uint64_t)opt_int("--seed", arg, 0, INT64_MAX); return 1;
     case 'q': g_opt.quiet = 1; return 1;
     case TOOL_OPT_PROGRESS: g_opt.progress = 1; return 1;
+    case TOOL_OPT_ADAPTER_BASE: st_adapter_set_base(arg); return 1;
+    case TOOL_OPT_LOG:
+        if (g_log) fclose(g_log);
+        if (!(g_log = fopen(arg, "a"))) die(1, "--log %s: %s", arg, strerror(errno));
+        return 1;
+    case 'f': g_opt.force = 1; return 1;
+    case TOOL_OPT_LONG: g_opt.allow_long = 1; lop_allow_long_context(1); return 1;
     case '?': fprintf(stderr, "%s: see %s --help\n", g_tool, g_tool); exit(2);
     default: return 0;
     }
@@ -104,6 +120,18 @@ void tool_set_device(struct lop_model *m, const char *device) {
     note("running on %s (weights uploaded in %.1f s)", lop_model_device(m), now_seconds() - t0);
 }
 
+void tool_check_context(const char *what, long long n, int max_pos) {
+    if (max_pos <= 0 || n <= max_pos) return;
+    if (!g_opt.allow_long)
+        die(1, "%s: %lld positions, past the model's context (max_position_embeddings %d): numbers "
+               "the model was never trained for (--allow-long-context runs them anyway)",
+            what, n, max_pos);
+    static int warned;
+    if (!warned++)
+        warn("%s: %lld positions, past max_position_embeddings %d (--allow-long-context): rope runs "
+             "as the config says, unchanged beyond it; expect degraded numbers", what, n, max_pos);
+}
+
 void tool_apply_threads(void) {
     int n = g_opt.threads > 0 ? g_opt.threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
     if (n < 1) n = 1;
@@ -112,14 +140,23 @@ void tool_apply_threads(void) {
     openblas_set_num_threads(n);
 }
 
-void emit(cJSON *obj) {
+FILE *json_stream(int stdout_is_data) {
+    return g_log ? g_log : stdout_is_data ? stderr : stdout;
+}
+
+void emit_json(cJSON *obj, int stdout_is_data) {
+    FILE *f = json_stream(stdout_is_data);
+    if (f == stderr && g_opt.quiet) { cJSON_Delete(obj); return; }  /* -q: nothing on stderr */
+    prov_write(f);   /* the first JSON line of every tool (provenance.h) */
     char *s = cJSON_PrintUnformatted(obj);
     cJSON_Delete(obj);
     if (!s) die(1, "out of memory");
-    int bad = fputs(s, stdout) < 0 || fputc('\n', stdout) < 0 || fflush(stdout) != 0;
+    int bad = fputs(s, f) < 0 || fputc('\n', f) < 0 || fflush(f) != 0;
     free(s);
-    if (bad) die(1, "writing to stdout failed");
+    if (bad) die(1, "writing the JSON lines failed");
 }
+
+void emit(cJSON *obj) { emit_json(obj, 0); }
 
 double now_seconds(void) {
     struct timespec ts;

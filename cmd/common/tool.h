@@ -20,33 +20,56 @@ typedef struct tool_opts {
     uint64_t seed;    /* --seed N */
     int quiet;        /* -q/--quiet */
     int progress;     /* --progress: draw a bar even when stderr is not a terminal */
+    int force;        /* -f/--force: an existing output may be replaced (never an input) */
+    int allow_long;   /* --allow-long-context: positions past max_position_embeddings allowed */
 } tool_opts;
 extern tool_opts g_opt;
 extern const char *g_tool;
+extern int g_argc;    /* the command line as given (for provenance and "resume with: ...") */
+extern char **g_argv;
 
 /* Long options every tool accepts; splice into your option table with TOOL_COMMON_LONGOPTS
  * and handle codes >= TOOL_OPT_BASE (and 'h','t','q') through tool_common_opt(). */
-enum { TOOL_OPT_BASE = 0x1000, TOOL_OPT_VERSION, TOOL_OPT_SEED, TOOL_OPT_PROGRESS };
+enum { TOOL_OPT_BASE = 0x1000, TOOL_OPT_VERSION, TOOL_OPT_SEED, TOOL_OPT_PROGRESS, TOOL_OPT_LONG,
+       TOOL_OPT_ADAPTER_BASE, TOOL_OPT_LOG };
 #define TOOL_COMMON_LONGOPTS                                   \
     {"help", no_argument, 0, 'h'},                             \
     {"version", no_argument, 0, TOOL_OPT_VERSION},             \
     {"threads", required_argument, 0, 't'},                    \
     {"seed", required_argument, 0, TOOL_OPT_SEED},             \
     {"quiet", no_argument, 0, 'q'},                            \
-    {"progress", no_argument, 0, TOOL_OPT_PROGRESS}
-#define TOOL_COMMON_SHORTOPTS "ht:q"
+    {"progress", no_argument, 0, TOOL_OPT_PROGRESS},           \
+    {"force", no_argument, 0, 'f'},                            \
+    {"allow-long-context", no_argument, 0, TOOL_OPT_LONG},     \
+    {"base", required_argument, 0, TOOL_OPT_ADAPTER_BASE},     \
+    {"log", required_argument, 0, TOOL_OPT_LOG}
+#define TOOL_COMMON_SHORTOPTS "ht:qf"
 /* Help text lines for the common options, to print at the end of --help. */
 #define TOOL_COMMON_HELP                                                             \
     "  -t, --threads N     threads (default: all cores)\n"                            \
     "      --seed N        random seed (default 0)\n"                                \
     "  -q, --quiet         no messages on stderr but errors\n"                       \
     "      --progress      draw the progress bar even when stderr is not a terminal\n" \
+    "  -f, --force         replace an existing output file or folder (atomically; never an\n" \
+    "                      input of the run, never a folder holding files lop does not write)\n" \
+    "      --allow-long-context  run positions past the config's max_position_embeddings\n" \
+    "                      (an error otherwise: see lop(7) CONTEXT)\n"                     \
+    "      --log FILE      write the JSON lines to FILE (appended) instead of stdout; the way\n" \
+    "                      to keep them when -o - puts tensors on stdout\n"                \
+    "      --base PATH     the base model of a LoRA adapter folder given as a model\n"  \
+    "                      (default: its adapter_config.json's base_model_name_or_path)\n" \
     "  -h, --help          this help, on stdout\n"                                   \
     "      --version       print the version\n"
 
+/* Name for messages; keeps argv; installs the temporary-file cleanup and signal handlers
+ * (cleanup.h). */
 void tool_init(const char *name, int argc, char **argv);
+/* The context check of a tool that runs a model: n positions (what names them: "--ctx 4096") of
+ * a model whose config says max_pos (<= 0: unknown). Dies (exit 1) unless --allow-long-context;
+ * with it, warns once. */
+void tool_check_context(const char *opt, long long n, int max_pos);
 /* Handles -h (prints usage via the given function, exit 0), --version, -t, --seed, -q,
- * --progress. Returns 1 if c was a common option, 0 if not. '?' (getopt error) -> exit 2. */
+ * --progress, -f/--force, --allow-long-context. Returns 1 if c was a common option, 0 if not. '?' (getopt error) -> exit 2. */
 int tool_common_opt(int c, const char *arg, void (*usage)(FILE *));
 /* Apply -t to OpenMP and OpenBLAS (call after option parsing). */
 void tool_apply_threads(void);
@@ -70,8 +93,14 @@ void note(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Warning on stderr ("tool: warning: ..."), even with -q. */
 void warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
-/* Print one JSON object as a line on stdout, flush, free it. Exits 1 on a write error. */
+/* Print one JSON object as a line on stdout (or the --log FILE), flush, free it; the provenance
+ * line goes first (provenance.h). Exits 1 on a write error. */
 void emit(cJSON *obj);
+/* Where JSON lines go: the --log FILE when given, else stdout, or stderr when stdout carries a
+ * tensor stream (stdout_is_data). One rule for every tool (documented in lop(7)). */
+FILE *json_stream(int stdout_is_data);
+/* emit() to json_stream(stdout_is_data) */
+void emit_json(cJSON *obj, int stdout_is_data);
 /* 4022468096 -> "4,022,468,096" in buf[n] (parameter counts to the unit, readable) */
 const char *commas(int64_t v, char *buf, size_t n);
 /* Parse helpers that die with exit 2 on bad values, naming the option. */

@@ -1,12 +1,18 @@
 /* train_cli.c — the training tools' shared options and step loop (see train_cli.h). The options,
  * defaults and JSON lines are heal-sft's, so every training tool reads and reports alike. */
 #include "train_cli.h"
+#include "provenance.h"
+#include "cleanup.h"
 #include "fsutil.h"
+#include "outpath.h"
 #include <dirent.h>
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+static uint64_t fnv(uint64_t h, const void *p, size_t n);
 
 void train_args_init(train_args *a) {
     memset(a, 0, sizeof *a);
@@ -57,6 +63,7 @@ int train_cli_opt(train_args *a, int c, const char *arg) {
     case TO_CKPT: a->ckpt_dir = arg; break;
     case TO_RESUME: a->resume = arg; break;
     case TO_EVERY: a->eval_every = opt_int("--eval-every", arg, 1, 1ll << 40); break;
+    case TO_LIMIT: a->save_limit = opt_int("--save-total-limit", arg, 1, 1ll << 40); break;
     default: return 0;
     }
     return 1;
@@ -72,10 +79,21 @@ void train_cli_check(train_args *a, int need_out) {
     if (a->merge && !a->lrank) die_usage("--merge-lora needs --lora-rank");
     if (a->lr < 0) a->lr = a->lrank ? 2e-4 : 2e-5;
     if (a->lalpha < 0) a->lalpha = 2.0 * a->lrank;
+    /* the output guard: every input and output, before anything loads */
+    out_input("model", a->model);
+    out_input("data", a->data);
+    out_input("eval data", a->eval);
+    out_input("checkpoint", a->resume);
+    int adapter = a->lrank && !a->merge;
+    if (a->out) a->out = out_output("-o", a->out, adapter ? OUT_FOLDER : OUT_MODEL);
     if (!a->ckpt_dir && a->out) {
         snprintf(a->ckpt_buf, sizeof a->ckpt_buf, "%s.ckpt", a->out);
         a->ckpt_dir = a->ckpt_buf;
     }
+    if (a->ckpt_dir) a->ckpt_dir = out_output("--ckpt-dir", a->ckpt_dir, OUT_CKPTS);
+    out_check();
+    if (a->out && !adapter && out_is_folder(a->out)) out_source_usable(a->model);
+    if (a->out && !adapter) out_space(a->out, out_model_bytes(a->model));
 }
 
 tr_data *train_cli_data(const train_args *a, const char *path, const lop_tokenizer *tok,
@@ -117,6 +135,38 @@ void train_cli_open(const train_args *a, train_run *r) {
     }
     r->per_step = (int64_t)a->batch * a->accum;
     r->total = train_cli_total_steps(a, r->data);
+    train_cli_scan(r->data, &r->max_T, &r->data_fp);
+    train_cli_check_context(a, r->max_T, r->m->cfg.max_pos);
+    /* the recipe, resolved, for the provenance line (model-card renders it) */
+    prov_opt_num("seq_len", a->seq);
+    prov_opt_num("batch", a->batch);
+    prov_opt_num("grad_accum", a->accum);
+    prov_opt_num("global_batch_sequences", (double)r->per_step);
+    prov_opt_num("steps", (double)r->total);
+    prov_opt_num("epochs", a->steps ? (double)r->total * (double)r->per_step / (double)tr_data_blocks(r->data) : a->epochs);
+    prov_opt_num("lr", a->lr);
+    prov_opt_str("schedule", sched_name(a->sched));
+    prov_opt_num("warmup", (double)a->warmup);
+    prov_opt_num("weight_decay", a->wd);
+    prov_opt_num("beta1", a->b1); prov_opt_num("beta2", a->b2); prov_opt_num("adam_eps", a->eps);
+    prov_opt_num("clip", a->clip);
+    prov_opt_bool("shuffle", a->shuffle);
+    prov_opt_bool("recompute", a->recompute);
+    prov_opt_bool("keep_sparsity", a->keep_sparse);
+    prov_opt_str("data", a->data);
+    prov_opt_str("eval_data", a->eval);
+    prov_opt_num("data_sequences", (double)tr_data_blocks(r->data));
+    if (a->lrank) {
+        prov_opt_num("lora_rank", a->lrank); prov_opt_num("lora_alpha", a->lalpha);
+        prov_opt_num("lora_dropout", a->ldrop); prov_opt_bool("merge_lora", a->merge);
+    }
+    prov_opt_str("resume", a->resume);
+}
+
+void train_cli_check_context(const train_args *a, int max_T, int max_pos) {
+    char what[80];
+    snprintf(what, sizeof what, "--seq-len %d (the longest training sequence)", a->seq);
+    tool_check_context(what, max_T, max_pos);
 }
 
 void train_cli_close(train_run *r) {
@@ -166,21 +216,232 @@ static char *find_ckpt(const char *dir) {
     return strdup(p);
 }
 
+/* ---------------------------------------------------------------- checkpoints and resume */
+
+static uint64_t fnv(uint64_t h, const void *p, size_t n) {
+    const unsigned char *c = p;
+    for (size_t i = 0; i < n; i++) { h ^= c[i]; h *= 0x100000001b3ull; }
+    return h;
+}
+
+uint64_t train_cli_model_fingerprint(const st_model *st) {
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (int i = 0; i < st->n; i++) {
+        const st_info *t = &st->info[i];
+        h = fnv(h, t->name, strlen(t->name) + 1);
+        h = fnv(h, &t->dtype, sizeof t->dtype);
+        h = fnv(h, t->shape, sizeof t->shape[0] * (size_t)t->ndim);
+        const unsigned char *d = st->data[i];
+        size_t nb = (size_t)t->nbytes, k = nb < 64 ? nb : 64;
+        if (d && nb) {   /* first, middle and last bytes: a changed weight file shows */
+            h = fnv(h, d, k);
+            h = fnv(h, d + nb / 2 - (nb / 2 < k / 2 ? nb / 2 : k / 2), k / 2);
+            h = fnv(h, d + nb - k, k);
+        }
+    }
+    return h;
+}
+
+void train_cli_scan(tr_data *d, int *max_T, uint64_t *fp) {
+    uint64_t h = 0xcbf29ce484222325ull;
+    int32_t *ids = NULL, *tg = NULL; size_t cap = 0; int T, mx = 0; lop_err e;
+    for (int64_t g = 0; g < tr_data_blocks(d); g++) {
+        if (tr_data_batch(d, g, 1, &ids, &tg, &cap, &T, &e) < 0) die_err(&e);
+        if (T > mx) mx = T;
+        h = fnv(h, &T, sizeof T);
+        h = fnv(h, ids, sizeof *ids * (size_t)T);
+        h = fnv(h, tg, sizeof *tg * (size_t)T);
+    }
+    free(ids); free(tg);
+    *max_T = mx; *fp = h;
+}
+
+static void add_hex(cJSON *o, const char *k, uint64_t v) {
+    char b[24];
+    snprintf(b, sizeof b, "%016llx", (unsigned long long)v);
+    cJSON_AddStringToObject(o, k, b);
+}
+
+/* The options a run's numbers depend on, as recorded in every checkpoint and compared on
+ * --resume. Not here: threads (the kernels are deterministic for a thread count... and lop's are
+ * for any), --recompute (the same arithmetic), evaluation and checkpoint options. */
+static cJSON *run_options(const train_args *a, const train_run *r, const train_hooks *h) {
+    static const char *sched[] = {"constant", "linear", "cosine"};
+    cJSON *o = cJSON_CreateObject();
+    add_hex(o, "model", train_cli_model_fingerprint(r->m->st));
+    add_hex(o, "data", r->data_fp);
+    cJSON_AddNumberToObject(o, "steps", (double)r->total);
+    cJSON_AddNumberToObject(o, "seq_len", a->seq);
+    cJSON_AddNumberToObject(o, "batch", a->batch);
+    cJSON_AddNumberToObject(o, "grad_accum", a->accum);
+    cJSON_AddBoolToObject(o, "shuffle", a->shuffle);
+    cJSON_AddNumberToObject(o, "seed", (double)g_opt.seed);
+    cJSON_AddNumberToObject(o, "lr", a->lr);
+    cJSON_AddStringToObject(o, "schedule", (unsigned)a->sched < 3 ? sched[a->sched] : "?");
+    cJSON_AddNumberToObject(o, "warmup", (double)a->warmup);
+    cJSON_AddNumberToObject(o, "weight_decay", a->wd);
+    cJSON_AddNumberToObject(o, "beta1", a->b1);
+    cJSON_AddNumberToObject(o, "beta2", a->b2);
+    cJSON_AddNumberToObject(o, "adam_eps", a->eps);
+    cJSON_AddNumberToObject(o, "clip", a->clip);
+    cJSON_AddBoolToObject(o, "keep_sparsity", a->keep_sparse);
+    cJSON_AddNumberToObject(o, "lora_rank", a->lrank);
+    if (a->lrank) {
+        cJSON_AddNumberToObject(o, "lora_alpha", a->lalpha);
+        cJSON_AddNumberToObject(o, "lora_targets", a->targets);
+        cJSON_AddNumberToObject(o, "lora_dropout", a->ldrop);
+    }
+    if (h->options) h->options(h->user, o);
+    return o;
+}
+
+/* the differences between a checkpoint's recorded options and this run's, as "key X (checkpoint
+ * Y)"; only_model: nothing is left to train, so only the model matters */
+static int diff_options(const cJSON *saved, const cJSON *now, int only_model, char *buf, size_t n) {
+    int k = 0;
+    size_t len = 0;
+    buf[0] = 0;
+    for (const cJSON *x = now->child; x; x = x->next) {
+        if (only_model && strcmp(x->string, "model")) continue;
+        const cJSON *y = cJSON_GetObjectItemCaseSensitive(saved, x->string);
+        char *a = cJSON_PrintUnformatted(x), *b = y ? cJSON_PrintUnformatted(y) : NULL;
+        if (a && (!b || strcmp(a, b))) {
+            if (len + 80 < n)
+                len += snprintf(buf + len, n - len, "%s%s %s (checkpoint: %s)", k ? ", " : "",
+                                x->string, a, b ? b : "none");
+            k++;
+        }
+        free(a); free(b);
+    }
+    return k;
+}
+
+static int cmp_long(const void *x, const void *y) {
+    long a = *(const long *)x, b = *(const long *)y;
+    return (a > b) - (a < b);
+}
+
+/* keep the newest `keep` step-N folders of dir (keep 0: remove them all) */
+static void prune_ckpts(const char *dir, long long keep) {
+    DIR *d = opendir(dir);
+    if (!d) return;
+    long *steps = NULL;
+    int n = 0, cap = 0;
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        long s; char tail;
+        if (sscanf(de->d_name, "step-%ld%c", &s, &tail) != 1) continue;
+        if (n == cap && !(steps = realloc(steps, sizeof *steps * (cap = cap ? 2 * cap : 16)))) die(1, "out of memory");
+        steps[n++] = s;
+    }
+    closedir(d);
+    qsort(steps, n, sizeof *steps, cmp_long);
+    for (int i = 0; i + keep < n; i++) {
+        char p[4200];
+        snprintf(p, sizeof p, "%s/step-%ld", dir, steps[i]);
+        fs_rm_rf(p);
+    }
+    free(steps);
+}
+
+static void save_ckpt(const train_args *a, train_run *r, const cJSON *opts, int64_t step) {
+    static int cleared;
+    lop_err e;
+    if (!cleared++ && g_opt.force && !a->resume) prune_ckpts(a->ckpt_dir, 0); /* -f: a new run */
+    char dir[4200];
+    snprintf(dir, sizeof dir, "%s/step-%lld", a->ckpt_dir, (long long)step);
+    cJSON *st = cJSON_CreateObject();
+    cJSON_AddNumberToObject(st, "step", (double)step);
+    cJSON_AddNumberToObject(st, "total_steps", (double)r->total);
+    cJSON_AddNumberToObject(st, "data_block", (double)(step * r->per_step));
+    cJSON_AddNumberToObject(st, "seed", (double)g_opt.seed);
+    cJSON_AddStringToObject(st, "tool", g_tool);
+    cJSON_AddItemToObject(st, "options", cJSON_Duplicate(opts, 1));
+    char *js = cJSON_Print(st);
+    cJSON_Delete(st);
+    if (!js) die(1, "out of memory");
+    size_t n = strlen(js);
+    char *jn = realloc(js, n + 2);
+    if (!jn) die(1, "out of memory");
+    jn[n] = '\n'; jn[n + 1] = 0;
+    if (tr_ckpt_save(r->m, dir, jn, &e)) die_err(&e);
+    free(jn);
+    if (a->save_limit) prune_ckpts(a->ckpt_dir, a->save_limit);
+}
+
+/* append s to b, single-quoted for a POSIX shell when it needs quoting */
+static void shell_word(char *b, size_t n, const char *s) {
+    size_t len = strlen(b);
+    int plain = *s != 0;
+    for (const char *p = s; *p && plain; p++)
+        plain = strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_./=:,+@%", *p) != NULL;
+    if (len + 2 < n && len) b[len++] = ' ';
+    if (plain) { snprintf(b + len, n - len, "%s", s); return; }
+    if (len + 1 < n) b[len++] = '\'';
+    for (const char *p = s; *p && len + 5 < n; p++) {
+        if (*p == '\'') { memcpy(b + len, "'\\''", 4); len += 4; }
+        else b[len++] = *p;
+    }
+    if (len + 1 < n) b[len++] = '\'';
+    b[len < n ? len : n - 1] = 0;
+}
+
+/* SIGINT/SIGTERM: the step in progress has finished; write a checkpoint of the last finished step
+ * (unless there is none, or it was just written), say how to resume, and end as the signal asks */
+_Noreturn static void stop_run(const train_args *a, train_run *r, const cJSON *opts, int sig,
+                               int64_t done, int64_t start, int64_t saved) {
+    const char *sn = sig == SIGINT ? "SIGINT" : sig == SIGTERM ? "SIGTERM" : "a signal";
+    if (done <= start || !a->ckpt_dir) {
+        fprintf(stderr, "%s: interrupted (%s) before a step finished: nothing to save\n", g_tool, sn);
+        cleanup_exit_signal(sig);
+    }
+    if (saved != done) save_ckpt(a, r, opts, done);
+    char dir[4200], cmd[16384] = "";
+    snprintf(dir, sizeof dir, "%s/step-%lld", a->ckpt_dir, (long long)done);
+    for (int i = 0; i < g_argc; i++) {
+        if (!strcmp(g_argv[i], "--resume")) { i++; continue; }
+        if (!strncmp(g_argv[i], "--resume=", 9)) continue;
+        shell_word(cmd, sizeof cmd, i ? g_argv[i] : g_tool);
+    }
+    shell_word(cmd, sizeof cmd, "--resume");
+    shell_word(cmd, sizeof cmd, dir);
+    fprintf(stderr, "%s: interrupted (%s) after step %lld of %lld; checkpoint %s; resume with: %s\n",
+            g_tool, sn, (long long)done, (long long)r->total, dir, cmd);
+    cleanup_exit_signal(sig);
+}
+
 void train_cli_loop(const train_args *a, train_run *r, const train_hooks *h) {
     tr_model *m = r->m;
     lop_err e;
-    int64_t total = r->total, per_step = r->per_step, start = 0;
+    int64_t total = r->total, per_step = r->per_step, start = 0, saved = -1;
+    cJSON *opts = NULL;
     if (a->resume) {
         char *dir = find_ckpt(a->resume), *js = NULL;
         if (tr_ckpt_load(m, dir, &js, &e)) die_err(&e);
         cJSON *st = cJSON_Parse(js);
         cJSON *s = cJSON_GetObjectItem(st, "step"), *tt = cJSON_GetObjectItem(st, "total_steps");
         if (!cJSON_IsNumber(s)) die(1, "%s/state.json: no step", dir);
-        start = (int64_t)s->valuedouble;
+        start = saved = (int64_t)s->valuedouble;
         if (cJSON_IsNumber(tt) && !a->steps) total = r->total = (int64_t)tt->valuedouble;
+        opts = run_options(a, r, h);
+        cJSON *was = cJSON_GetObjectItem(st, "options");
+        if (!cJSON_IsObject(was)) {
+            warn("%s records no options (an older checkpoint): the run cannot be checked to match it", dir);
+        } else {
+            char diff[2048];
+            int nd = diff_options(was, opts, start >= total, diff, sizeof diff);
+            if (nd && !g_opt.force)
+                die(2, "--resume %s: %d option%s from the checkpoint's run, so the result would "
+                       "not be the one it started: %s (-f/--force continues anyway)",
+                    dir, nd, nd > 1 ? "s differ" : " differs", diff);
+            if (nd) warn("--resume %s with different options (--force): %s", dir, diff);
+        }
         note("resuming from %s at step %lld", dir, (long long)start);
         cJSON_Delete(st); free(js); free(dir);
     }
+    if (!opts) opts = run_options(a, r, h);
+    /* from here a signal stops the run after the step in progress, with a checkpoint */
+    cleanup_defer_signals();
     adamw_hp hp = {a->b1, a->b2, a->eps, a->wd};
     int32_t **ids = calloc(a->accum, sizeof *ids), **tg = calloc(a->accum, sizeof *tg);
     size_t *cap = calloc(a->accum, sizeof *cap);
@@ -195,6 +456,8 @@ void train_cli_loop(const train_args *a, train_run *r, const train_hooks *h) {
     double t_start = now_seconds();
     int64_t tokens_done = 0;
     for (int64_t step = start + 1; step <= total; step++) {
+        int sig = cleanup_stop_signal();
+        if (sig) stop_run(a, r, opts, sig, step - 1, start, saved);
         double t0 = now_seconds();
         int64_t g0 = (step - 1) * per_step, scored = 0, toks = 0;
         for (int k = 0; k < a->accum; k++) {
@@ -237,18 +500,16 @@ void train_cli_loop(const train_args *a, train_run *r, const train_hooks *h) {
         if (r->eval && a->eval_every && step % a->eval_every == 0 && step != total)
             eval_run(m, r->eval, a->batch, step);
         if (a->save_every && (step % a->save_every == 0 || step == total)) {
-            char dir[4200], js[512];
-            snprintf(dir, sizeof dir, "%s/step-%lld", a->ckpt_dir, (long long)step);
-            snprintf(js, sizeof js,
-                     "{\"step\": %lld, \"total_steps\": %lld, \"data_block\": %lld, \"seed\": %llu}\n",
-                     (long long)step, (long long)total, (long long)(step * per_step),
-                     (unsigned long long)g_opt.seed);
-            if (tr_ckpt_save(m, dir, js, &e)) die_err(&e);
+            save_ckpt(a, r, opts, step);
+            saved = step;
         }
     }
     progress_end(&pr);
+    int sig = cleanup_stop_signal();
+    if (sig) stop_run(a, r, opts, sig, total > start ? total : start, start, saved);
     if (r->eval) eval_run(m, r->eval, a->batch, total);
     if (tr_save(m, a->out, a->merge, a->model, &e)) die_err(&e);
+    cJSON_Delete(opts);
     double secs = now_seconds() - t_start;
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "output", a->out);

@@ -26,7 +26,7 @@ typedef struct train_args {
     char *tmpl;
     int seq, batch, accum, shuffle, recompute, keep_sparse, merge, lrank;
     double epochs, lr, wd, b1, b2, eps, clip, lalpha, ldrop;
-    long long steps, warmup, save_every, eval_every;
+    long long steps, warmup, save_every, eval_every, save_limit;
     sched_kind sched;
     unsigned targets;
     char ckpt_buf[4096];
@@ -35,12 +35,13 @@ typedef struct train_args {
 enum { TRAIN_OPT_BASE = 0x200, TO_DATA, TO_EVAL, TO_TMPL, TO_SEQ, TO_NOSHUF, TO_BATCH, TO_ACC,
        TO_EPOCHS, TO_STEPS, TO_LR, TO_SCHED, TO_WARM, TO_WD, TO_B1, TO_B2, TO_EPS, TO_CLIP,
        TO_RECOMP, TO_NOSPARSE, TO_LRANK, TO_LALPHA, TO_LTGT, TO_LDROP, TO_MERGE, TO_SAVE, TO_CKPT,
-       TO_RESUME, TO_EVERY, TRAIN_OPT_END };
+       TO_RESUME, TO_EVERY, TO_LIMIT, TRAIN_OPT_END };
 
 #define TRAIN_CLI_LONGOPTS                                                                       \
     {"model", required_argument, 0, 'm'}, {"output", required_argument, 0, 'o'},                 \
     {"data", required_argument, 0, TO_DATA}, {"eval-data", required_argument, 0, TO_EVAL},       \
     {"template", required_argument, 0, TO_TMPL}, {"seq-len", required_argument, 0, TO_SEQ},      \
+    {"ctx", required_argument, 0, TO_SEQ}, {"max-length", required_argument, 0, TO_SEQ},          \
     {"no-shuffle", no_argument, 0, TO_NOSHUF}, {"batch", required_argument, 0, TO_BATCH},        \
     {"grad-accum", required_argument, 0, TO_ACC}, {"epochs", required_argument, 0, TO_EPOCHS},   \
     {"steps", required_argument, 0, TO_STEPS}, {"lr", required_argument, 0, TO_LR},              \
@@ -53,7 +54,8 @@ enum { TRAIN_OPT_BASE = 0x200, TO_DATA, TO_EVAL, TO_TMPL, TO_SEQ, TO_NOSHUF, TO_
     {"lora-targets", required_argument, 0, TO_LTGT},                                             \
     {"lora-dropout", required_argument, 0, TO_LDROP}, {"merge-lora", no_argument, 0, TO_MERGE},  \
     {"save-every", required_argument, 0, TO_SAVE}, {"ckpt-dir", required_argument, 0, TO_CKPT},  \
-    {"resume", required_argument, 0, TO_RESUME}, {"eval-every", required_argument, 0, TO_EVERY}
+    {"resume", required_argument, 0, TO_RESUME}, {"eval-every", required_argument, 0, TO_EVERY}, \
+    {"save-total-limit", required_argument, 0, TO_LIMIT}
 #define TRAIN_CLI_SHORTOPTS "m:o:"
 
 #define TRAIN_CLI_HELP                                                                           \
@@ -66,9 +68,11 @@ enum { TRAIN_OPT_BASE = 0x200, TO_DATA, TO_EVAL, TO_TMPL, TO_SEQ, TO_NOSHUF, TO_
 "      --eval-data FILE   held-out data: loss and ppl every --eval-every steps and at the end\n"  \
 "      --template T       instruction template ({prompt} {instruction} {context} {context_block}\n" \
 "                         {response}); @FILE reads it from a file (default: Alpaca-style)\n"     \
-"      --seq-len N        tokens per packed sequence (default 512)\n"                            \
+"      --seq-len N        tokens per packed sequence (default 512; --ctx and --max-length\n"\
+"                         are the same option)\n"                            \
 "      --no-shuffle       keep the documents in file order (default: shuffled with --seed)\n"    \
-"  -o, --output PATH      output folder (written atomically)\n"                                  \
+"  -o, --output PATH      output folder (written atomically; an existing one is replaced only\n" \
+"                         with -f/--force, and never when it is an input of the run)\n"      \
 "\n"                                                                                             \
 "Optimization (AdamW with PyTorch semantics):\n"                                                 \
 "      --batch B          sequences per micro-batch (default 1)\n"                               \
@@ -95,14 +99,22 @@ enum { TRAIN_OPT_BASE = 0x200, TO_DATA, TO_EVAL, TO_TMPL, TO_SEQ, TO_NOSHUF, TO_
 "Checkpoints and evaluation:\n"                                                                  \
 "      --save-every N     checkpoint every N steps (weights, AdamW state, data position)\n"      \
 "      --ckpt-dir DIR     checkpoints go to DIR/step-N (default OUT.ckpt)\n"                     \
+"      --save-total-limit N  keep only the newest N checkpoints (older step-N folders removed)\n" \
 "      --resume DIR       continue from a checkpoint (DIR/step-N, or the latest in DIR),\n"      \
-"                         bit-for-bit as if never stopped (same options and data)\n"             \
+"                         bit-for-bit as if never stopped: the options that change the numbers\n" \
+"                         and the data's fingerprint are recorded, and a difference is refused\n" \
+"                         (listed) unless -f/--force. SIGINT/SIGTERM: the current step ends, a\n" \
+"                         checkpoint is written to the checkpoint folder, and the exact command\n" \
+"                         to resume is printed (exit 130/143). A checkpoint is not a model:\n"   \
+"                         --resume CKPT --steps N (its step) -o DIR writes it as one\n"           \
 "      --eval-every N     evaluate every N steps (default: only at the end)\n"
 
 void train_args_init(train_args *a);
 /* 1 if c was a training option (handled), 0 if not; dies (exit 2) on a bad value */
 int train_cli_opt(train_args *a, int c, const char *arg);
-/* required options and defaults; need_out: -o is required */
+/* required options and defaults; need_out: -o is required. Registers the run's inputs (model,
+ * data, eval data, --resume) and outputs (-o, the checkpoint folder) with the output guard and
+ * checks them (outpath.h): a tool with more inputs (a teacher) calls out_input() before. */
 void train_cli_check(train_args *a, int need_out);
 
 typedef struct train_run {
@@ -111,7 +123,15 @@ typedef struct train_run {
     tr_data *data, *eval;
     int64_t total;          /* optimizer steps */
     int64_t per_step;       /* blocks per step = batch * grad-accum */
+    int max_T;              /* the longest training sequence (positions) */
+    uint64_t data_fp;       /* fingerprint of the first epoch's blocks, in training order */
 } train_run;
+/* One pass over an epoch's blocks: the longest (positions) and a fingerprint of them all (tokens,
+ * targets, lengths, in training order: what the data, --seq-len, the template, the tokenizer,
+ * --seed and --no-shuffle make of the data). */
+void train_cli_scan(tr_data *d, int *max_T, uint64_t *fp);
+/* --seq-len against a model's context: dies unless --allow-long-context (tool_check_context) */
+void train_cli_check_context(const train_args *a, int max_T, int max_pos);
 /* Open model (LoRA as asked), tokenizer and data; compute the step count. Dies on errors. */
 void train_cli_open(const train_args *a, train_run *r);
 /* Open only the data with a given tokenizer (save-teacher mode: no student needed). */
@@ -132,7 +152,12 @@ typedef struct train_hooks {
     /* after each step's line is built (before it is printed): add fields, reset sums */
     void (*step_fields)(void *user, cJSON *o, const tr_stats *st);
     const char *what;       /* progress label (tool name) */
+    /* add the tool's own options that change the numbers (loss, teacher) to the checkpoint's
+     * "options" object, compared on --resume */
+    void (*options)(void *user, cJSON *o);
 } train_hooks;
+/* A cheap fingerprint of a model: tensor names, dtypes, shapes and sampled bytes of each. */
+uint64_t train_cli_model_fingerprint(const st_model *st);
 void train_cli_loop(const train_args *a, train_run *r, const train_hooks *h);
 void train_cli_close(train_run *r);
 #endif

@@ -1,6 +1,7 @@
 /* kd-train — distill a teacher's next-token distributions into a (pruned) student, on the CPU:
  * heal-sft's training loop (full or LoRA) with a distillation loss (libcommon/kd.h), the teacher
  * run on the fly or read from a top-k cache written once (libcommon/kd_cache.h). */
+#include "outpath.h"
 #include "tool.h"
 #include "blas_tune.h"
 #include "train_cli.h"
@@ -11,6 +12,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static void usage(FILE *f) {
@@ -233,6 +236,11 @@ static void save_teacher(train_args *a, kd_args *ka) {
     const char **ts = tok_strings(tt, &ntt);
     if (a->model) V = check_pair(a->model, ts, ntt, ka->teacher, V, "teacher");
     tr_data *d = train_cli_data(a, a->data, tt, &t->cfg, a->shuffle);
+    {
+        int mT; uint64_t fp;
+        train_cli_scan(d, &mT, &fp);
+        train_cli_check_context(a, mT, t->cfg.max_pos);
+    }
     int64_t nb = tr_data_blocks(d), G = train_cli_total_steps(a, d) * a->batch * a->accum;
     if (!a->shuffle && G > nb) G = nb; /* epochs repeat the same blocks */
     double T = ka->spec.temperature;
@@ -315,6 +323,39 @@ static void save_teacher(train_args *a, kd_args *ka) {
     tr_data_free(d); tok_free(tt); tr_free(t);
 }
 
+/* ---------------------------------------------------------------- resume checks */
+
+static char g_teacher_fp[40];   /* the teacher's (or cache's) fingerprint, for the checkpoint */
+
+/* a cache's identity: its size and its first and last 64 KiB (its index and trailer) */
+static void cache_fingerprint(const char *path) {
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    struct stat st;
+    uint64_t h = 0xcbf29ce484222325ull;
+    if (fd >= 0 && fstat(fd, &st) == 0) {
+        static unsigned char b[1 << 16];
+        off_t at[2] = {0, st.st_size > (off_t)sizeof b ? st.st_size - (off_t)sizeof b : 0};
+        for (int i = 0; i < 2; i++) {
+            ssize_t r = pread(fd, b, sizeof b, at[i]);
+            for (ssize_t j = 0; j < r; j++) { h ^= b[j]; h *= 0x100000001b3ull; }
+        }
+        h ^= (uint64_t)st.st_size;
+    }
+    if (fd >= 0) close(fd);
+    snprintf(g_teacher_fp, sizeof g_teacher_fp, "cache:%016llx", (unsigned long long)h);
+}
+
+static void kd_options(void *user, cJSON *o) {
+    const kd_ctx *k = user;
+    char spec[256];
+    kd_spec_str(&k->spec, spec, sizeof spec);
+    cJSON_AddStringToObject(o, "loss", spec);
+    cJSON_AddNumberToObject(o, "temperature", k->spec.temperature);
+    cJSON_AddNumberToObject(o, "skew", k->spec.skew);
+    cJSON_AddNumberToObject(o, "jsd_beta", k->spec.jsd_beta);
+    if (g_teacher_fp[0]) cJSON_AddStringToObject(o, "teacher", g_teacher_fp);
+}
+
 /* ---------------------------------------------------------------- main */
 
 int main(int argc, char **argv) {
@@ -356,10 +397,16 @@ int main(int argc, char **argv) {
     }
     if (optind < argc) die_usage("unexpected argument '%s'", argv[optind]);
     if (ka.teacher && ka.cache) die_usage("--teacher and --teacher-cache exclude each other");
+    out_input("teacher", ka.teacher);
+    out_input("teacher cache", ka.cache);
     if (ka.save) {
         if (!ka.teacher) die_usage("--save-teacher needs --teacher");
         if (!a.data) die_usage("--data is required");
         if (a.out) die_usage("--save-teacher only writes the cache; train from it with --teacher-cache");
+        out_input("model", a.model);
+        out_input("data", a.data);
+        ka.save = out_output("--save-teacher", ka.save, OUT_FILE);
+        out_check();
         tool_apply_threads();
         save_teacher(&a, &ka);
         free(a.tmpl);
@@ -380,6 +427,7 @@ int main(int argc, char **argv) {
     if (ka.cache) {
         if (kdc_open(&C.c, ka.cache, &e)) die_err(&e);
         C.path = ka.cache;
+        cache_fingerprint(ka.cache);
         double ct = kdc_temperature(C.c);
         if (ka.temp_given && fabs(ct - ka.spec.temperature) > 1e-9 * ct)
             die_usage("--temperature %g: the cache %s holds log-probabilities at temperature %g",
@@ -392,6 +440,8 @@ int main(int argc, char **argv) {
         tr_opts fo = TR_OPTS_DEFAULT;
         fo.lora_rank = 1; fo.lora_targets = 0; fo.recompute = 1; /* frozen: nothing trains */
         if (tr_open(&L.t, ka.teacher, &fo, 0, &e)) die_err(&e);
+        snprintf(g_teacher_fp, sizeof g_teacher_fp, "model:%016llx",
+                 (unsigned long long)train_cli_model_fingerprint(L.t->st));
         lop_tokenizer *tt = load_tok(L.t->st, ka.teacher);
         int nts = 0;
         const char **ts = tt ? tok_strings(tt, &nts) : NULL;
@@ -400,6 +450,7 @@ int main(int argc, char **argv) {
         if (tt) tok_free(tt);
     }
     train_cli_open(&a, &r);
+    if (L.t) train_cli_check_context(&a, r.max_T, L.t->cfg.max_pos);
     k.spec = ka.spec;
     if (!k.V) k.V = r.m->cfg.vocab;
     train_hooks h = {0};
@@ -407,6 +458,7 @@ int main(int argc, char **argv) {
     h.loss = kd_loss; h.loss_ctx = &k;
     h.user = &k; h.step_fields = step_terms;
     h.loss_failed = &k.failed; h.loss_err = &k.err;
+    h.options = kd_options;
     if (ka.cache) {
         k.teacher = cache_rows; k.user = &C;
         h.before_batch = cache_before; h.batch_user = &C;

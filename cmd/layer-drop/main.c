@@ -1,7 +1,9 @@
 /* layer-drop — remove whole transformer layers, renumber the rest, fix the config; streaming. */
 #include "layers.h"
+#include "outpath.h"
 #include "parse.h"
 #include "tool.h"
+#include "provenance.h"
 #include <getopt.h>
 #include <locale.h>
 #include <math.h>
@@ -20,7 +22,7 @@ static void usage(FILE *f) {
         "      --drop LIST         layers to remove, e.g. 2,5-7\n"
         "      --keep LIST         layers to keep, e.g. 0-7,25-33 (the others are removed)\n"
         "      --scores FILE       layer-score output: remove the lowest-scoring layers (needs --n or --percent)\n"
-        "      --n K               how many layers to remove with --scores\n"
+        "  -n, --n K               how many layers to remove with --scores\n"
         "      --percent P         remove round(P%% of the layers): the lowest-scoring with --scores,\n"
         "                          else the deepest ones before the last layer (Gromov et al.)\n"
         "      --max-shard-size S  folder output: bytes per shard (default 5G; K/M/G, GB/MB)\n"
@@ -36,10 +38,7 @@ enum { OPT_DROP = 1, OPT_KEEP, OPT_SCORES, OPT_N, OPT_PERCENT, OPT_SHARD, OPT_ZS
 static FILE *g_json;   /* stdout, or stderr when stdout carries the tensor stream */
 
 static void out_json(cJSON *o) {
-    if (g_json == stdout) { emit(o); return; }
-    char *s = cJSON_PrintUnformatted(o);
-    cJSON_Delete(o);
-    if (s) { fprintf(g_json, "%s\n", s); free(s); }
+    emit_json(o, g_json != stdout);
 }
 
 static void on_bytes(void *user, uint64_t bytes) { progress_update(user, bytes / 1e6); }
@@ -59,7 +58,7 @@ int main(int argc, char **argv) {
     double percent = -1;
     st_write_opts wo = {0, 0};
     int c;
-    while ((c = getopt_long(argc, argv, "m:o:" TOOL_COMMON_SHORTOPTS, lo, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "m:o:n:" TOOL_COMMON_SHORTOPTS, lo, NULL)) != -1) {
         if (tool_common_opt(c, optarg, usage)) continue;
         switch (c) {
         case 'm': model = optarg; break;
@@ -67,7 +66,7 @@ int main(int argc, char **argv) {
         case OPT_DROP: drop = optarg; break;
         case OPT_KEEP: keep = optarg; break;
         case OPT_SCORES: scores = optarg; break;
-        case OPT_N: k = opt_int("--n", optarg, 1, 1 << 20); break;
+        case 'n': case OPT_N: k = opt_int("--n", optarg, 1, 1 << 20); break;
         case OPT_PERCENT: percent = opt_double("--percent", optarg, 0, 100); break;
         case OPT_SHARD: wo.max_shard_size = opt_size("--max-shard-size", optarg); break;
         case OPT_ZSTD: wo.zstd_level = optarg ? (int)opt_int("--zstd", optarg, 1, 22) : 3; break;
@@ -81,6 +80,11 @@ int main(int argc, char **argv) {
     if (forms != 1) die_usage("give exactly one of --drop, --keep, --scores, --percent");
     if (k >= 0 && !scores) die_usage("--n goes with --scores");
     if (scores && (k < 0) == (percent < 0)) die_usage("--scores needs one of --n K or --percent P");
+    out_input("model", model);
+    out_input("scores", scores);
+    out = out_output("-o", out, OUT_MODEL);
+    out_check();
+    if (out_is_folder(out)) out_source_usable(model);
     tool_apply_threads();
     setlocale(LC_NUMERIC, "C");
     g_json = strcmp(out, "-") ? stdout : stderr;
@@ -96,7 +100,9 @@ int main(int argc, char **argv) {
     if (!gone) die(1, "out of memory");
     int *v = NULL, nv = 0;
     if (drop || keep) {
-        if (parse_ranges(drop ? drop : keep, L, &v, &nv, &e)) die_usage("%s: %s", drop ? "--drop" : "--keep", e.msg);
+        int dup;
+        if (parse_ranges_dup(drop ? drop : keep, L, &v, &nv, &dup, &e)) die_usage("%s: %s", drop ? "--drop" : "--keep", e.msg);
+        if (dup >= 0) warn("%s %s: layer %d is listed more than once", drop ? "--drop" : "--keep", drop ? drop : keep, dup);
         for (int i = 0; i < L; i++) gone[i] = keep ? 1 : 0;
         for (int i = 0; i < nv; i++) gone[v[i]] = drop ? 1 : 0;
     } else {
@@ -132,6 +138,7 @@ int main(int argc, char **argv) {
     progress pg;
     uint64_t total = 0;
     for (int i = 0; i < s.n; i++) total += s.infos[i].nbytes;
+    out_space(out, total);   /* at most the input's bytes */
     progress_start(&pg, "copying", total / 1e6, "MB");
     if (surgery_write(&s, &map, LMERGE_RDSC, out, &wo, &plan, on_bytes, &pg, &e)) die_err(&e);
     progress_end(&pg);

@@ -16,7 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define NKIND (PROJ_N + 9)   /* the merged tensors of a layer: 7 projections + 7 biases + q/k norms */
+#define NKIND (PROJ_N + LVEC_N) /* a layer's tensors: projections, then its vectors (the merged ones) */
 #define BATCH_TOKENS 4096    /* calibration rows per forward */
 
 laco_opts laco_default_opts(void) {
@@ -24,11 +24,12 @@ laco_opts laco_default_opts(void) {
     return o;
 }
 
-static const lop_lvec kvec[9] = {LVEC_Q_BIAS, LVEC_K_BIAS, LVEC_V_BIAS, LVEC_O_BIAS, LVEC_GATE_BIAS,
-                                 LVEC_UP_BIAS, LVEC_DOWN_BIAS, LVEC_Q_NORM, LVEC_K_NORM};
-
+/* The tensors that merge: every projection, and the vectors the architecture table marks merged
+ * (the projections' biases, q/k norms; never the layer norms). NULL: not merged. */
 static lop_wref *kind_ref(lop_model *m, int layer, int k) {
-    return k < PROJ_N ? lop_weight(m, layer, (lop_proj)k) : lop_layer_vec(m, layer, kvec[k - PROJ_N]);
+    if (k < PROJ_N) return lop_weight(m, layer, (lop_proj)k);
+    lop_lvec v = (lop_lvec)(k - PROJ_N);
+    return m->cfg.family->vec[v].merged ? lop_layer_vec(m, layer, v) : NULL;
 }
 
 typedef struct {

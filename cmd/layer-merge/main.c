@@ -4,7 +4,9 @@
 #include "laco.h"
 #include "layers.h"
 #include "parse.h"
+#include "outpath.h"
 #include "tool.h"
+#include "provenance.h"
 #include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
@@ -53,10 +55,7 @@ enum { OPT_MERGE = 1, OPT_AVERAGE, OPT_REPLACE, OPT_LACO, OPT_MAXC, OPT_DATA, OP
 FILE *g_json;
 
 void out_json(cJSON *o) {
-    if (g_json == stdout) { emit(o); return; }
-    char *s = cJSON_PrintUnformatted(o);
-    cJSON_Delete(o);
-    if (s) { fprintf(g_json, "%s\n", s); fflush(g_json); free(s); }
+    emit_json(o, g_json != stdout);
 }
 
 const char *rule_name(lop_merge_rule r) {
@@ -102,6 +101,7 @@ static void merge_fixed(const char *model, const char *out, int (*pairs)[2], int
     progress pg;
     uint64_t total = 0;
     for (int i = 0; i < s.n; i++) total += s.infos[i].nbytes;
+    out_space(out, total);
     progress_start(&pg, "merging", total / 1e6, "MB");
     if (surgery_write(&s, &map, rule, out, wo, &plan, on_bytes, &pg, &e)) die_err(&e);
     progress_end(&pg);
@@ -133,6 +133,7 @@ int main(int argc, char **argv) {
         {"replace", no_argument, 0, OPT_REPLACE}, {"laco", no_argument, 0, OPT_LACO},
         {"max-compression", required_argument, 0, OPT_MAXC}, {"data", required_argument, 0, OPT_DATA},
         {"samples", required_argument, 0, OPT_SAMPLES}, {"ctx", required_argument, 0, OPT_CTX},
+        {"seq-len", required_argument, 0, OPT_CTX}, {"max-length", required_argument, 0, OPT_CTX},
         {"lines", no_argument, 0, OPT_LINES}, {"device", required_argument, 0, OPT_DEVICE},
         {"max-shard-size", required_argument, 0, OPT_SHARD}, {"zstd", optional_argument, 0, OPT_ZSTD},
         TOOL_COMMON_LONGOPTS, {0, 0, 0, 0}};
@@ -190,6 +191,11 @@ int main(int argc, char **argv) {
     if (laco && !lc.data) die_usage("--laco needs --data FILE (calibration text)");
     if (!laco && lc.data) die_usage("--data goes with --laco");
     if (!laco && lc.device) die_usage("--device goes with --laco (--merge runs no forward)");
+    out_input("model", model);
+    out_input("data", lc.data);
+    out = out_output("-o", out, OUT_MODEL);
+    out_check();
+    if (out_is_folder(out)) out_source_usable(model);
     tool_apply_threads();
     g_json = strcmp(out, "-") ? stdout : stderr;
     if (laco) {

@@ -15,6 +15,7 @@
 #include "parse.h"
 #include "tokenizer.h"
 #include "tool.h"
+#include "provenance.h"
 #include <getopt.h>
 #include <math.h>
 #include <stdlib.h>
@@ -255,6 +256,7 @@ int main(int argc, char **argv) {
         {"model", required_argument, 0, 'm'}, {"data", required_argument, 0, OPT_DATA},
         {"metric", required_argument, 0, OPT_METRIC}, {"block", required_argument, 0, OPT_BLOCK},
         {"samples", required_argument, 0, OPT_SAMPLES}, {"ctx", required_argument, 0, OPT_CTX},
+        {"seq-len", required_argument, 0, OPT_CTX}, {"max-length", required_argument, 0, OPT_CTX},
         {"lines", no_argument, 0, OPT_LINES}, {"layers", required_argument, 0, OPT_LAYERS},
         {"gemm", required_argument, 0, OPT_GEMM}, {"device", required_argument, 0, OPT_DEVICE},
         TOOL_COMMON_LONGOPTS, {0, 0, 0, 0}};
@@ -263,7 +265,7 @@ int main(int argc, char **argv) {
     lop_gemm gemm = LOP_GEMM_F32;
     lop_calib_opts co = calib_default_opts();
     co.samples = 128; co.ctx = 512;
-    int c;
+    int c, ctx_set = 0;
     while ((c = getopt_long(argc, argv, "m:" TOOL_COMMON_SHORTOPTS, lo, NULL)) != -1) {
         if (tool_common_opt(c, optarg, usage)) continue;
         switch (c) {
@@ -275,7 +277,7 @@ int main(int argc, char **argv) {
             break;
         case OPT_BLOCK: block = (int)opt_int("--block", optarg, 1, 1 << 20); block_set = 1; break;
         case OPT_SAMPLES: co.samples = (int)opt_int("--samples", optarg, 0, 1 << 24); break;
-        case OPT_CTX: co.ctx = (int)opt_int("--ctx", optarg, 2, 1 << 22); break;
+        case OPT_CTX: co.ctx = (int)opt_int("--ctx", optarg, 2, 1 << 22); ctx_set = 1; break;
         case OPT_LINES: lines = 1; break;
         case OPT_LAYERS: only = optarg; break;
         case OPT_GEMM:
@@ -295,10 +297,18 @@ int main(int argc, char **argv) {
     lop_err e;
     score_ctx s;
     memset(&s, 0, sizeof s);
+    prov_input("model", model);
+    prov_input("data", data);
     if (lop_model_open(&s.m, model, &e)) die_err(&e);
     tool_set_device(s.m, device);
     if (gemm != LOP_GEMM_F32 && lop_model_set_gemm(s.m, gemm) != gemm)
         warn("--gemm bf16: this CPU has no AVX512-BF16; computing in float32");
+    if (!ctx_set && s.m->cfg.max_pos > 0 && co.ctx > s.m->cfg.max_pos) co.ctx = s.m->cfg.max_pos;
+    {   /* an explicit --ctx past the model's context is refused (tool_check_context) */
+        char what[48];
+        snprintf(what, sizeof what, "--ctx %d", co.ctx);
+        tool_check_context(what, co.ctx, s.m->cfg.max_pos);
+    }
     s.L = s.m->cfg.n_layers; s.C = s.m->cfg.hidden;
     if (block > s.L) die_usage("--block %d: the model has %d layers", block, s.L);
     int L = s.L, C = s.C, nblk = L - block + 1;

@@ -19,7 +19,10 @@
 #include "task.h"
 #include "task_text.h"
 #include "tokenizer.h"
+#include "cleanup.h"
+#include "outpath.h"
 #include "tool.h"
+#include "provenance.h"
 
 static void usage(FILE *f) {
     fprintf(f,
@@ -34,9 +37,10 @@ static void usage(FILE *f) {
         "                          arc_challenge, openbookqa, copa, boolq, winogrande, lambada_openai,\n"
         "                          mmlu (57 mmlu_<subject> tasks), mmlu_stem, mmlu_humanities,\n"
         "                          mmlu_social_sciences, mmlu_other, mmlu_<subject>\n"
-        "      --list-tasks        print every built-in task and group name, then exit\n"
-        "      --data-dir DIR      the eval data folder (default: $LOP_EVAL_DATA, ./data/eval or\n"
-        "                          ../shared/data/eval, the first that exists)\n"
+        "      --list-tasks        print every built-in task and group name, then exit (also:\n"
+        "                          --tasks list)\n"
+        "      --data-dir DIR      the eval data folder (default: $LOP_EVAL_DATA, else\n"
+        "                          ~/.local/share/lop/eval); lop-get-eval-data builds it\n"
         "      --task-file FILE    also evaluate a JSONL task (repeatable): {\"query\",\"choices\",\"gold\"},\n"
         "                          {\"context_options\",\"continuation\",\"gold\"} or {\"context\",\"continuation\"}\n"
         "      --target-delimiter S  text put before each choice of a --task-file (default \" \")\n"
@@ -56,14 +60,21 @@ static void usage(FILE *f) {
         "                          rounded to bf16, float32 sums (AVX512-BF16 CPUs, else f32 with a\n"
         "                          warning); per-token log-probs move by up to ~0.1 (mean ~0.01)\n"
         TOOL_DEVICE_HELP
+        "lm-evaluation-harness's spellings work too: --model_args pretrained=PATH[,tokenizer=P]\n"
+        "[,max_length=N][,add_bos_token=True][,dtype=D] (with it, --model hf is the backend's name),\n"
+        "--num_fewshot, --output_path FILE, --log_samples FILE, --batch_size N|auto (accepted; results\n"
+        "never depend on batching), --tasks list. --ctx and --seq-len mean --max-length. The table\n"
+        "goes to stdout when stdout is a terminal, else to stderr.\n\n"
         TOOL_COMMON_HELP);
 }
 
 enum { O_TASKS = 0x100, O_DATA, O_TASKFILE, O_LIMIT, O_FEWSHOT, O_LOGS, O_SHARD, O_COMPARE,
-       O_MERGE, O_ADDBOS, O_MAXLEN, O_BATCH, O_NOREUSE, O_DELIM, O_LIST, O_TOK, O_TIMING, O_GEMM, O_DEVICE };
+       O_MERGE, O_ADDBOS, O_MAXLEN, O_BATCH, O_NOREUSE, O_DELIM, O_LIST, O_TOK, O_TIMING, O_GEMM,
+       O_MODEL_ARGS, O_BATCH_SIZE, O_DEVICE };
 
 typedef struct args {
     const char *model, *tokenizer, *tasks, *data_dir, *output, *log_samples, *compare, *delim, *device;
+    const char *pretrained;  /* --model_args pretrained=PATH (wins over the harness's --model hf) */
     const char **task_files;
     int n_task_files;
     double limit;
@@ -78,10 +89,12 @@ static void write_atomic(const char *path, const char *text) {
     snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid());
     FILE *f = fopen(tmp, "wb");
     if (!f) die(1, "%s: cannot write (%s)", path, strerror(errno));
+    tmp_add(tmp);
     size_t n = strlen(text);
     int bad = fwrite(text, 1, n, f) != n;
     bad |= fclose(f) != 0;
-    if (bad || rename(tmp, path)) { unlink(tmp); die(1, "%s: write failed", path); }
+    if (bad || rename(tmp, path)) { unlink(tmp); tmp_del(tmp); die(1, "%s: write failed", path); }
+    tmp_del(tmp);
 }
 
 static cJSON *read_json(const char *path) {
@@ -95,13 +108,17 @@ static cJSON *read_json(const char *path) {
     return j;
 }
 
+/* --data-dir, else $LOP_EVAL_DATA, else ${XDG_DATA_HOME:-~/.local/share}/lop/eval: where
+ * tools/lop-get-eval-data writes by default (never the test fixtures' folder). */
 static const char *find_data_dir(const char *given) {
     if (given) return given;
     const char *env = getenv("LOP_EVAL_DATA");
     if (env && *env) return env;
-    struct stat st;
-    if (!stat("data/eval", &st) && S_ISDIR(st.st_mode)) return "data/eval";
-    return "../shared/data/eval";
+    static char dflt[4096];
+    const char *xdg = getenv("XDG_DATA_HOME"), *home = getenv("HOME");
+    if (xdg && *xdg) snprintf(dflt, sizeof dflt, "%s/lop/eval", xdg);
+    else snprintf(dflt, sizeof dflt, "%s/.local/share/lop/eval", home && *home ? home : ".");
+    return dflt;
 }
 
 /* ---- the evaluation ---- */
@@ -121,7 +138,7 @@ static void parse_shard(const char *s, int *i, int *n) {
 }
 
 static int model_is_gemma(const lop_model *m) {
-    return m->cfg.arch == ARCH_GEMMA3 || strstr(m->cfg.model_type, "gemma") != NULL;
+    return m->cfg.family->harness_bos || strstr(m->cfg.model_type, "gemma") != NULL;
 }
 
 static char *tokenizer_path(const args *a) {
@@ -165,27 +182,29 @@ static void log_samples(const char *path, lop_task *tasks, int nt, ll_doc **docs
             if (tasks[t].metrics & MET_ACC_NORM) cJSON_AddNumberToObject(o, "acc_norm", s->acc_norm);
             if (tasks[t].metrics & MET_PPL) cJSON_AddNumberToObject(o, "perplexity", s->ll);
             char *line = cJSON_PrintUnformatted(o);
-            sb_add(&b, line);
-            sb_add(&b, "\n");
+            sb_puts(&b, line);
+            sb_puts(&b, "\n");
             free(line);
             cJSON_Delete(o);
         }
-    char *text = sb_take(&b);
+    char *text = text_take(&b);
     write_atomic(path, text);
     free(text);
 }
 
 static void finish(res_set *rs, const args *a) {
     res_emit_lines(rs);
-    if (!g_opt.quiet) res_print_table(rs, stderr);
+    /* the table is for people: on stdout when that is a terminal (as the harness prints it),
+     * else on stderr so that stdout stays JSON lines */
+    if (!g_opt.quiet) res_print_table(rs, isatty(1) ? stdout : stderr);
     if (a->output) {
         cJSON *j = res_to_json(rs);
         char *s = cJSON_Print(j);
         sbuf b = {0};
-        sb_add(&b, s);
-        sb_add(&b, "\n");
+        sb_puts(&b, s);
+        sb_puts(&b, "\n");
         free(s);
-        char *text = sb_take(&b);
+        char *text = text_take(&b);
         write_atomic(a->output, text);
         free(text);
         cJSON_Delete(j);
@@ -200,6 +219,7 @@ static void finish(res_set *rs, const args *a) {
 
 static void run_merge(const args *a, char **files, int n) {
     if (n < 1) die_usage("--merge needs result files");
+    if (n == 1 && !a->compare) die_usage("--merge of one file (%s): merging needs the --output files of two or more shards", files[0]);
     res_set *in = calloc((size_t)n, sizeof(res_set)), out;
     lop_err e;
     for (int i = 0; i < n; i++) {
@@ -226,7 +246,20 @@ static void run_eval(const args *a) {
     lop_task *tasks = calloc((size_t)nt, sizeof(lop_task));
     const char *dir = find_data_dir(a->data_dir);
     for (int i = 0; i < nn; i++)
-        if (task_load(&tasks[i], names[i], dir, a->fewshot, &e)) die_err(&e);
+        if (task_load(&tasks[i], names[i], dir, a->fewshot, &e)) {
+            struct stat sd;
+            if (stat(dir, &sd) || !S_ISDIR(sd.st_mode))
+                die(1, "%s: no eval data folder here (build it with: lop-get-eval-data%s%s; or pass --data-dir)",
+                    dir, a->data_dir ? " " : "", a->data_dir ? dir : "");
+            die_err(&e);
+        }
+    prov_opt_str("tasks", a->tasks);
+    prov_opt_str("data_dir", nn ? dir : NULL);
+    prov_opt_num("limit", a->limit);
+    prov_opt_num("num_fewshot", a->fewshot);
+    prov_opt_bool("add_bos", a->add_bos);
+    prov_opt_str("target_delimiter", a->delim);
+    for (int i = 0; i < nn; i++) prov_input("eval data", tasks[i].source);
     for (int i = 0; i < a->n_task_files; i++) {
         if (task_load_file(&tasks[nn + i], a->task_files[i], a->delim, &e)) die_err(&e);
         if (a->fewshot > 0) die_usage("--num-fewshot: task files have no dev split (%s)", a->task_files[i]);
@@ -247,6 +280,11 @@ static void run_eval(const args *a) {
     free(tp);
     int gemma = model_is_gemma(m), add_bos = a->add_bos || gemma;
     int max_len = a->max_len > 0 ? a->max_len : m->cfg.max_pos > 0 ? m->cfg.max_pos : 2048;
+    if (a->max_len > 0) {   /* requests are cut to max_len: past the model's context is refused */
+        char what[48];
+        snprintf(what, sizeof what, "--max-length %d", a->max_len);
+        tool_check_context(what, a->max_len, m->cfg.max_pos);
+    }
     if (gemma && !a->add_bos) note("model type %s: a BOS token is added (as the harness does for Gemma)", m->cfg.model_type);
     /* encode every request (the tokenizer is thread-safe) */
     int total_docs = 0;
@@ -392,6 +430,29 @@ static void run_eval(const args *a) {
     lop_model_free(m);
 }
 
+/* --model_args pretrained=PATH[,tokenizer=PATH][,max_length=N][,add_bos_token=True][,dtype=..]:
+ * the harness's HF backend arguments. dtype is accepted for scripts' sake: lop computes in
+ * float32 (or --gemm bf16), whatever the weights' dtype; other keys are noted and ignored. */
+static void model_args(args *a, const char *spec) {
+    char *s = strdup(spec), *save = NULL;
+    if (!s) die(1, "out of memory");
+    for (char *kv = strtok_r(s, ",", &save); kv; kv = strtok_r(NULL, ",", &save)) {
+        char *eq = strchr(kv, '=');
+        if (!eq || eq == kv) die_usage("--model_args: expected key=value, not '%s'", kv);
+        *eq = 0;
+        const char *k = kv, *v = eq + 1;
+        if (!strcmp(k, "pretrained")) a->pretrained = strdup(v);
+        else if (!strcmp(k, "tokenizer")) a->tokenizer = strdup(v);
+        else if (!strcmp(k, "max_length")) a->max_len = (int)opt_int("--model_args max_length", v, 2, 1 << 24);
+        else if (!strcmp(k, "add_bos_token")) a->add_bos = !strcasecmp(v, "true") || !strcmp(v, "1");
+        else if (!strcmp(k, "dtype") || !strcmp(k, "torch_dtype")) {
+            if (strcmp(v, "auto") && strcmp(v, "float32") && strcmp(v, "bfloat16") && strcmp(v, "float16"))
+                die_usage("--model_args dtype=%s: expected auto, float32, bfloat16 or float16", v);
+        } else note("--model_args %s=%s does not apply to lop (ignored)", k, v);
+    }
+    free(s);
+}
+
 int main(int argc, char **argv) {
     tool_init("lm-eval", argc, argv);
     args a = {0};
@@ -407,14 +468,30 @@ int main(int argc, char **argv) {
         {"no-reuse", no_argument, 0, O_NOREUSE}, {"target-delimiter", required_argument, 0, O_DELIM},
         {"list-tasks", no_argument, 0, O_LIST}, {"tokenizer", required_argument, 0, O_TOK},
         {"timing", no_argument, 0, O_TIMING}, {"gemm", required_argument, 0, O_GEMM},
-        {"device", required_argument, 0, O_DEVICE}, TOOL_COMMON_LONGOPTS, {0, 0, 0, 0}};
+        {"device", required_argument, 0, O_DEVICE},
+        /* lm-evaluation-harness's spellings, so its command lines run as they are */
+        {"model_args", required_argument, 0, O_MODEL_ARGS}, {"num_fewshot", required_argument, 0, O_FEWSHOT},
+        {"output_path", required_argument, 0, 'o'}, {"batch_size", required_argument, 0, O_BATCH_SIZE},
+        {"ctx", required_argument, 0, O_MAXLEN}, {"seq-len", required_argument, 0, O_MAXLEN},
+        {"log_samples", required_argument, 0, O_LOGS},
+        TOOL_COMMON_LONGOPTS, {0, 0, 0, 0}};
     int c;
     while ((c = getopt_long(argc, argv, "m:o:" TOOL_COMMON_SHORTOPTS, lo, NULL)) != -1) {
         if (tool_common_opt(c, optarg, usage)) continue;
         switch (c) {
         case 'm': a.model = optarg; break;
         case 'o': a.output = optarg; break;
-        case O_TASKS: a.tasks = optarg; break;
+        case O_TASKS:
+            if (!strcmp(optarg, "list")) { /* the harness's `--tasks list` */
+                for (const char *const *n = task_builtin_names(); *n; n++) printf("%s\n", *n);
+                return 0;
+            }
+            a.tasks = optarg;
+            break;
+        case O_MODEL_ARGS: model_args(&a, optarg); break;
+        case O_BATCH_SIZE: /* results never depend on batching; --batch-tokens sizes the forward */
+            if (strncmp(optarg, "auto", 4)) opt_int("--batch_size", optarg, 1, 1 << 20);
+            break;
         case O_DATA: a.data_dir = optarg; break;
         case O_TASKFILE:
             a.task_files = realloc(a.task_files, sizeof(char *) * (size_t)(a.n_task_files + 1));
@@ -446,6 +523,16 @@ int main(int argc, char **argv) {
         default: die_usage("unknown option (see --help)");
         }
     }
+    /* every output checked before the model loads or a task runs */
+    out_input("model", a.model);
+    out_input("tokenizer", a.tokenizer);
+    out_input("compare", a.compare);
+    if (!a.merge) out_input("eval data", find_data_dir(a.data_dir));
+    for (int i = 0; i < a.n_task_files; i++) out_input("task file", a.task_files[i]);
+    if (a.merge) for (int i = optind; i < argc; i++) out_input("results", argv[i]);
+    a.output = out_output("-o", a.output, OUT_FILE);
+    a.log_samples = out_output("--log-samples", a.log_samples, OUT_FILE);
+    out_check();
     tool_apply_threads();
     if (a.merge) {
         if (a.model || a.tasks || a.n_task_files) die_usage("--merge combines result files: no -m, --tasks or --task-file");
@@ -453,7 +540,9 @@ int main(int argc, char **argv) {
         return 0;
     }
     if (optind < argc) die_usage("unexpected argument '%s'", argv[optind]);
-    if (!a.model) die_usage("no model: give -m MODEL");
+    /* the harness's --model names a backend (hf, vllm, ...) and --model_args the weights */
+    if (a.pretrained) a.model = a.pretrained;
+    if (!a.model) die_usage("no model: give -m MODEL (or --model_args pretrained=PATH)");
     if (!a.tasks && !a.n_task_files) die_usage("no tasks: give --tasks LIST and/or --task-file FILE");
     run_eval(&a);
     free(a.task_files);

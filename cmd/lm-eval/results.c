@@ -1,5 +1,6 @@
 /* results.c — metrics from per-document values, groups, and every output of lm-eval. */
 #include "results.h"
+#include "retention.h"
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -534,89 +535,104 @@ void res_print_table(const res_set *rs, FILE *f) {
 
 /* ---- --compare ---- */
 
-static int base_value(const cJSON *base, const char *task, const char *metric, double *v) {
+static int base_value(const cJSON *base, const char *task, const char *metric, double *v, double *se) {
     const cJSON *r = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(base, "results"), task);
-    char key[64];
+    char key[96];
     snprintf(key, sizeof key, "%s,none", metric);
     const cJSON *x = cJSON_GetObjectItemCaseSensitive(r, key);
     if (!cJSON_IsNumber(x)) return -1;
     *v = x->valuedouble;
+    snprintf(key, sizeof key, "%s_stderr,none", metric);
+    const cJSON *y = cJSON_GetObjectItemCaseSensitive(r, key);
+    *se = cJSON_IsNumber(y) ? y->valuedouble : -1;
     return 0;
 }
 
-typedef struct crow { char task[96]; mval m; double base, ret; int top; } crow;
-
+/* retention against a base results file, by the one rule of libcommon/retention.h */
 int res_compare(const res_set *rs, const cJSON *base, const char *base_path, FILE *table, lop_err *e) {
     if (!cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(base, "results")))
         return lop_fail(e, "%s: no \"results\" object (not a results file)", base_path);
     int cap = rs->nt * 3 + 64, n = 0, sz;
-    crow *c = xcalloc((size_t)cap, sizeof(crow));
+    ret_row *c = xcalloc((size_t)cap, sizeof(ret_row));
+    char (*names)[96] = xcalloc((size_t)cap, sizeof *names);
     mval m[3];
     const char **g;
     int ng = res_group_rows(rs, &g);
-    /* tasks at the top level: not inside an evaluated group; groups: mmlu, or a category alone */
     for (int i = 0; i < ng; i++) {
-        int k = group_metrics(rs, g[i], m, &sz), top = 1;
-        for (int j = 0; j < ng; j++) if (!strcmp(g[j], "mmlu") && strcmp(g[i], "mmlu")) top = 0;
-        for (int j = 0; j < k; j++) { snprintf(c[n].task, sizeof c[n].task, "%s", g[i]); c[n].m = m[j]; c[n].top = top; n++; }
+        int k = group_metrics(rs, g[i], m, &sz);
+        for (int j = 0; j < k; j++) {
+            snprintf(names[n], sizeof names[n], "%s", g[i]);
+            c[n] = (ret_row){.task = names[n], .metric = m[j].metric, .value = m[j].value, .se = m[j].se,
+                             .n = m[j].n, .higher_better = m[j].higher_better};
+            n++;
+        }
     }
     for (int t = 0; t < rs->nt; t++) {
-        int k = tres_metrics(&rs->t[t], m), top = 1;
-        for (int i = 0; i < ng; i++)
-            if (!strcmp(g[i], rs->t[t].group) || (!strcmp(g[i], "mmlu") && rs->t[t].group[0])) top = 0;
-        for (int j = 0; j < k; j++) { snprintf(c[n].task, sizeof c[n].task, "%s", rs->t[t].name); c[n].m = m[j]; c[n].top = top; n++; }
+        int k = tres_metrics(&rs->t[t], m);
+        for (int j = 0; j < k; j++) {
+            snprintf(names[n], sizeof names[n], "%s", rs->t[t].name);
+            c[n] = (ret_row){.task = names[n], .metric = m[j].metric, .value = m[j].value, .se = m[j].se,
+                             .n = m[j].n, .higher_better = m[j].higher_better};
+            n++;
+        }
     }
-    double sum_ret = 0, sum_v = 0, sum_b = 0, sum_pret = 0;
-    int n_cap = 0, n_ppl = 0;
+    for (int i = 0; i < n; i++)
+        if (base_value(base, c[i].task, c[i].metric, &c[i].base, &c[i].base_se)) c[i].base = NAN;
+    ret_summary S;
+    ret_compute(c, n, &S);
     if (table) {
-        fprintf(table, "|%-32s|%-10s|%9s|%9s|%10s|\n", "Task", "Metric", "Value", "Base", "Retention");
-        fprintf(table, "|%.32s|%.10s|%.8s:|%.8s:|%.9s:|\n", "--------------------------------", "----------",
-                "--------", "--------", "---------");
+        fprintf(table, "|%-32s|%-10s|%9s|%9s|%6s|%6s|%11s|\n", "Task", "Metric", "Value", "Base", "n", "Chance", "Retention");
+        fprintf(table, "|%.32s|%.10s|%.8s:|%.8s:|%.5s:|%.5s:|%.10s:|\n", "--------------------------------", "----------",
+                "--------", "--------", "-----", "-----", "----------");
     }
     for (int i = 0; i < n; i++) {
-        if (base_value(base, c[i].task, c[i].m.metric, &c[i].base)) {
-            if (table) fprintf(table, "|%-32s|%-10s|%9.4f|%9s|%10s|\n", c[i].task, c[i].m.metric, c[i].m.value, "-", "-");
+        double ch = ret_chance(c[i].task);
+        char chs[16], ns[24];
+        snprintf(chs, sizeof chs, ch >= 0 && c[i].higher_better ? "%.2f" : "-", ch);
+        snprintf(ns, sizeof ns, c[i].n >= 0 ? "%lld" : "-", c[i].n);
+        if (isnan(c[i].base)) {
+            if (table) fprintf(table, "|%-32s|%-10s|%9.4f|%9s|%6s|%6s|%11s|\n", c[i].task, c[i].metric, c[i].value, "-", ns, chs, "-");
             continue;
         }
-        int ppl = !c[i].m.higher_better;
-        c[i].ret = ppl ? c[i].base / c[i].m.value * 100 : c[i].m.value / c[i].base * 100;
         cJSON *o = cJSON_CreateObject();
         cJSON_AddStringToObject(o, "task", c[i].task);
-        cJSON_AddStringToObject(o, "metric", c[i].m.metric);
-        cJSON_AddNumberToObject(o, "value", c[i].m.value);
+        cJSON_AddStringToObject(o, "metric", c[i].metric);
+        cJSON_AddNumberToObject(o, "value", c[i].value);
         cJSON_AddNumberToObject(o, "base", c[i].base);
-        cJSON_AddItemToObject(o, "retention", isfinite(c[i].ret) ? cJSON_CreateNumber(c[i].ret) : cJSON_CreateNull());
+        cJSON_AddItemToObject(o, "retention", isfinite(c[i].retention) ? cJSON_CreateNumber(c[i].retention) : cJSON_CreateNull());
+        if (c[i].n >= 0) cJSON_AddNumberToObject(o, "n", (double)c[i].n);
+        if (ch >= 0 && c[i].higher_better) cJSON_AddNumberToObject(o, "chance", ch);
+        cJSON_AddBoolToObject(o, "within_noise", c[i].noise);
         emit(o);
-        if (table) fprintf(table, "|%-32s|%-10s|%9.4f|%9.4f|%9.2f%%|\n", c[i].task, c[i].m.metric, c[i].m.value, c[i].base, c[i].ret);
-        if (!c[i].top) continue;
-        if (ppl) { sum_pret += c[i].ret; n_ppl++; continue; }
-        /* a task's capability number: acc_norm where it has one, else acc */
-        int has_norm = 0;
-        for (int j = 0; j < n; j++) has_norm |= !strcmp(c[j].task, c[i].task) && !strcmp(c[j].m.metric, "acc_norm");
-        if (!strcmp(c[i].m.metric, has_norm ? "acc_norm" : "acc")) {
-            sum_ret += c[i].ret; sum_v += c[i].m.value; sum_b += c[i].base; n_cap++;
-        }
+        if (table) fprintf(table, "|%-32s|%-10s|%9.4f|%9.4f|%6s|%6s|%9.2f%%%s|\n", c[i].task, c[i].metric, c[i].value,
+                           c[i].base, ns, chs, c[i].retention, c[i].noise ? " ~" : "  ");
     }
-    if (n_cap) {
+    if (S.n_cap) {
         cJSON *o = cJSON_CreateObject();
         cJSON_AddStringToObject(o, "compare", "capability");
-        cJSON_AddNumberToObject(o, "tasks", n_cap);
-        cJSON_AddNumberToObject(o, "avg", sum_v / n_cap);
-        cJSON_AddNumberToObject(o, "base_avg", sum_b / n_cap);
-        cJSON_AddNumberToObject(o, "retention", sum_ret / n_cap);
-        cJSON_AddNumberToObject(o, "avg_retention", sum_v / sum_b * 100);
+        cJSON_AddNumberToObject(o, "tasks", S.n_cap);
+        cJSON_AddNumberToObject(o, "avg", S.avg);
+        cJSON_AddNumberToObject(o, "base_avg", S.base_avg);
+        cJSON_AddNumberToObject(o, "retention", S.capability);
+        cJSON_AddNumberToObject(o, "within_noise", S.n_noise);
         emit(o);
-        if (table) fprintf(table, "\ncapability retention (mean of %d tasks' this/base): %.2f%%  (average %.4f vs %.4f: %.2f%%)\n",
-                           n_cap, sum_ret / n_cap, sum_v / n_cap, sum_b / n_cap, sum_v / sum_b * 100);
+        if (table) {
+            fprintf(table, "\ncapability retention (mean of %d tasks' this/base, acc_norm where a task has it): %.2f%%"
+                           "  (average %.4f vs %.4f)\n", S.n_cap, S.capability, S.avg, S.base_avg);
+            if (S.n_noise)
+                fprintf(table, "~ %d of %d tasks differ from the base by less than two standard errors: at this n "
+                               "their retention does not tell the models apart\n", S.n_noise, S.n_cap);
+        }
     }
-    if (n_ppl) {
+    if (S.n_ppl) {
         cJSON *o = cJSON_CreateObject();
         cJSON_AddStringToObject(o, "compare", "perplexity");
-        cJSON_AddNumberToObject(o, "tasks", n_ppl);
-        cJSON_AddNumberToObject(o, "retention", sum_pret / n_ppl);
+        cJSON_AddNumberToObject(o, "tasks", S.n_ppl);
+        cJSON_AddNumberToObject(o, "retention", S.perplexity);
         emit(o);
-        if (table) fprintf(table, "perplexity retention (mean of %d tasks' base/this): %.2f%%\n", n_ppl, sum_pret / n_ppl);
+        if (table) fprintf(table, "perplexity retention (mean of %d tasks' base/this): %.2f%%\n", S.n_ppl, S.perplexity);
     }
     free(c);
+    free(names);
     return 0;
 }

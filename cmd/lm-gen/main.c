@@ -10,9 +10,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include "model.h"
+#include "textio.h"
 #include "sample.h"
 #include "tokenizer.h"
 #include "tool.h"
+#include "provenance.h"
 #include "blas_tune.h"
 
 static void usage(FILE *f) {
@@ -37,29 +39,6 @@ static void usage(FILE *f) {
         "                            of streamed text\n"
         TOOL_DEVICE_HELP
         TOOL_COMMON_HELP);
-}
-
-static char *read_all(const char *path, size_t *len) {
-    FILE *f = strcmp(path, "-") ? fopen(path, "rb") : stdin;
-    if (!f) die(1, "%s: %s", path, strerror(errno));
-    size_t cap = 4096, n = 0;
-    char *buf = malloc(cap);
-    for (;;) {
-        if (!buf) die(1, "out of memory");
-        if (n + 1 >= cap) {
-            if (cap > ((size_t)1 << 30)) die(1, "%s: prompt larger than 1 GB", path);
-            buf = realloc(buf, cap *= 2);
-            continue;
-        }
-        size_t got = fread(buf + n, 1, cap - 1 - n, f);
-        n += got;
-        if (got == 0) break;
-    }
-    if (ferror(f)) die(1, "%s: read error", path);
-    if (f != stdin) fclose(f);
-    buf[n] = 0;
-    *len = n;
-    return buf;
 }
 
 typedef struct gen_opts {
@@ -249,6 +228,8 @@ int main(int argc, char **argv) {
 
     lop_err e;
     lop_model *m;
+    prov_input("model", model);
+    prov_input("prompts", file);
     if (lop_model_open(&m, model, &e)) die_err(&e);
     tool_set_device(m, device);
     lop_tokenizer *tok;
@@ -259,7 +240,8 @@ int main(int argc, char **argv) {
         generate(m, tok, p, strlen(p), &go);
     } else {
         size_t len;
-        char *txt = read_all(file, &len);
+        char *txt;
+        if (text_read(file, &txt, &len, &e)) die_err(&e);
         if (!go.jsonl) generate(m, tok, txt, len, &go);
         else {
             int lineno = 0;

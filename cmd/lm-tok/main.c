@@ -1,6 +1,7 @@
 /* lm-tok — encode and decode text with a model's Hugging Face tokenizer, exactly as
  * transformers does. JSON lines out. See man/lm-tok.1. */
 #include "tool.h"
+#include "provenance.h"
 #include "tokenizer.h"
 #include "utf8.h"
 #include "tok_json.h"
@@ -17,6 +18,7 @@ static void usage(FILE *f) {
         "transformers loads them) and print JSON lines.\n"
         "\n"
         "  -m, --model PATH    model folder or tokenizer.json\n"
+        "      --data FILE     the input (the same as the FILE argument)\n"
         "      --no-special    do not add BOS/EOS (HF add_special_tokens=False)\n"
         "      --jsonl         input is JSON lines {\"text\": ...}: one result line per input line\n"
         "      --decode        input is JSON lines {\"ids\": [...]}: print {\"text\": ...}\n"
@@ -34,7 +36,7 @@ static void usage(FILE *f) {
         "Without --jsonl/--decode the whole input is one text: {\"ids\":[...],\"tokens\":[...]}.\n");
 }
 
-enum { O_NOSPECIAL = 1, O_JSONL, O_DECODE, O_SKIP, O_COUNT, O_LOSSY, O_JSONONLY, O_IDSONLY, O_INFO, O_STATS };
+enum { O_DATA = 0x300, O_NOSPECIAL = 1, O_JSONL, O_DECODE, O_SKIP, O_COUNT, O_LOSSY, O_JSONONLY, O_IDSONLY, O_INFO, O_STATS };
 
 static struct {
     int no_special, jsonl, decode, skip, count, lossy, json_only, ids_only, info, stats;
@@ -137,6 +139,7 @@ static void do_line(const lop_tokenizer *t, char *line, size_t len, long lineno,
     }
     tj_doc doc; lop_err e;
     if (tj_parse(&doc, line, len, &e)) { snprintf(err, errsz, "line %ld: %s", lineno, e.msg); free(fixed); return; }
+    if (tj_get(doc.root, "provenance")) goto out;   /* another lop tool's first line: no output */
     if (o.decode) {
         const tj *a = tj_get(doc.root, "ids");
         if (!a || a->type != TJ_ARR) { snprintf(err, errsz, "line %ld: expected {\"ids\": [...]}", lineno); goto out; }
@@ -218,8 +221,10 @@ static void run_lines(const lop_tokenizer *t, char *in, size_t len) {
 
 int main(int argc, char **argv) {
     tool_init("lm-tok", argc, argv);
+    const char *data = NULL;
     static struct option lo[] = {
         {"model", required_argument, 0, 'm'},
+        {"data", required_argument, 0, O_DATA},
         {"no-special", no_argument, 0, O_NOSPECIAL},
         {"jsonl", no_argument, 0, O_JSONL},
         {"decode", no_argument, 0, O_DECODE},
@@ -237,6 +242,7 @@ int main(int argc, char **argv) {
     while ((c = getopt_long(argc, argv, "m:" TOOL_COMMON_SHORTOPTS, lo, NULL)) != -1) {
         switch (c) {
         case 'm': model = optarg; break;
+        case O_DATA: data = optarg; break;
         case O_NOSPECIAL: o.no_special = 1; break;
         case O_JSONL: o.jsonl = 1; break;
         case O_DECODE: o.decode = 1; break;
@@ -256,7 +262,8 @@ int main(int argc, char **argv) {
     if (o.skip && !o.decode) die_usage("--skip-special goes with --decode");
     if (o.decode && (o.count || o.ids_only || o.no_special)) die_usage("--count, --ids-only and --no-special are for encoding");
     tool_apply_threads();
-    const char *path = optind < argc ? argv[optind] : "-";
+    if (data && optind < argc) die_usage("both --data and a FILE argument");
+    const char *path = data ? data : optind < argc ? argv[optind] : "-";
 
     lop_tokenizer *t;
     lop_err e;
@@ -264,6 +271,9 @@ int main(int argc, char **argv) {
     struct timespec l0, l1;
     clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &l0);
     if (tok_load_ex(&t, model, o.json_only ? TOK_LOAD_JSON_ONLY : 0, &e)) die_err(&e);
+    prov_input("tokenizer", model);
+    prov_input("text", path);
+    if (!o.count) prov_write(stdout);   /* before the first line, whichever writer prints it */
     double t_load = now_seconds() - t0;
     clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &l1);
     double t_load_cpu = (l1.tv_sec - l0.tv_sec) + (l1.tv_nsec - l0.tv_nsec) * 1e-9;

@@ -1,5 +1,6 @@
 /* card.c — markdown sections of the model card, each from one kind of log. */
 #include "card.h"
+#include "retention.h"
 #include "tool.h"
 #include <math.h>
 #include <stdio.h>
@@ -8,7 +9,7 @@
 
 /* ---------- small formatters ---------- */
 
-static const char *thou(char *buf, long long v) { fmt_thousands(buf, 32, v); return buf; }
+static const char *thou(char *buf, long long v) { return commas(v, buf, 32); }
 
 static int cmp_int(const void *a, const void *b) { return *(const int *)a - *(const int *)b; }
 
@@ -99,6 +100,7 @@ static void facts_get(facts *F, const mc_logs *L, const mc_card_opts *o) {
 static void front_matter(sbuf *b, const facts *F, const mc_card_opts *o) {
     sb_puts(b, "---\n");
     sb_printf(b, "base_model: %s\n", o->base_id);
+    if (o->license) sb_printf(b, "license: %s\n", o->license);
     sb_puts(b, "library_name: transformers\npipeline_tag: text-generation\ntags:\n- lop\n- pruned\n");
     if (F->ndropped) sb_puts(b, "- depth-pruning\n");
     if (F->merges_accepted) sb_puts(b, "- layer-merging\n");
@@ -169,8 +171,7 @@ static void architecture(sbuf *b, const facts *F, const mc_card_opts *o) {
     arch_row_int(b, "KV heads", a->n_kv_heads, m ? m->n_kv_heads : a->n_kv_heads, 1);
     arch_row_int(b, "head dim", a->head_dim, m ? m->head_dim : a->head_dim, 1);
     arch_row_int(b, "vocabulary", a->vocab, m ? m->vocab : a->vocab, 1);
-    if (a->tied >= 0) sb_printf(b, "| tied embeddings | %s | %s |\n", a->tied ? "yes" : "no",
-                                (m && m->tied >= 0 ? m->tied : a->tied) ? "yes" : "no");
+    sb_printf(b, "| tied embeddings | %s | %s |\n", a->tied ? "yes" : "no", (m ? m->tied : a->tied) ? "yes" : "no");
     if (a->dtype[0] || (m && m->dtype[0])) sb_printf(b, "| dtype | %s | %s |\n", a->dtype[0] ? a->dtype : "—",
                                                    m && m->dtype[0] ? m->dtype : (a->dtype[0] ? a->dtype : "—"));
     char x[32], y[32];
@@ -179,7 +180,7 @@ static void architecture(sbuf *b, const facts *F, const mc_card_opts *o) {
         sb_printf(b, "%s (−%.2f%%) |\n", thou(y, F->p_after), 100.0 * (double)(F->p_before - F->p_after) / (double)F->p_before);
     else sb_printf(b, "%s |\n", F->p_after >= 0 ? thou(y, F->p_after) : "—");
     sb_puts(b, "\n");
-    if (m && (m->n_sliding || m->n_full))
+    if (m && m->types_listed && (m->n_sliding || m->n_full))
         sb_puts(b, "The pruned config.json lists `layer_types` explicitly, so every kept layer keeps its own "
                    "attention type (transformers would otherwise re-derive the pattern from the new "
                    "indices).\n\n");
@@ -304,11 +305,77 @@ static void training(sbuf *b, const mc_logs *L) {
     }
 }
 
+static const char *base_name(const char *p) {
+    const char *s = strrchr(p, '/');
+    return s && s[1] ? s + 1 : p;
+}
+
+/* the text a ppl stage was measured on: its provenance line's "text" option */
+static const char *prov_text(const mc_stage *s) {
+    for (int k = 0; k < s->nprov; k++) {
+        const cJSON *t = cJSON_GetObjectItemCaseSensitive(s->prov[k], "tool");
+        const cJSON *o = cJSON_GetObjectItemCaseSensitive(s->prov[k], "options");
+        const cJSON *x = cJSON_GetObjectItemCaseSensitive(o, "text");
+        if (cJSON_IsString(t) && !strcmp(t->valuestring, "ppl") && cJSON_IsString(x)) return x->valuestring;
+    }
+    return NULL;
+}
+
+/* "Provenance": every stage's command lines, resolved options and input fingerprints, as the
+ * tools recorded them in their first JSON line */
+static void provenance_section(sbuf *b, const mc_logs *L) {
+    int any = 0;
+    for (int i = 0; i < L->nst; i++) any |= L->st[i].nprov > 0;
+    if (!any) return;
+    sb_puts(b, "## Provenance\n\nEach stage as run (from the first JSON line of each tool's log).\n\n");
+    for (int i = 0; i < L->nst; i++) for (int k = 0; k < L->st[i].nprov; k++) {
+        const cJSON *p = L->st[i].prov[k];
+        const cJSON *tool = cJSON_GetObjectItemCaseSensitive(p, "tool"), *ver = cJSON_GetObjectItemCaseSensitive(p, "version");
+        const cJSON *tm = cJSON_GetObjectItemCaseSensitive(p, "time"), *av = cJSON_GetObjectItemCaseSensitive(p, "argv");
+        sb_printf(b, "### `%s`: %s %s%s%s\n\n```sh\n", L->st[i].label, cJSON_IsString(tool) ? tool->valuestring : "?",
+                  cJSON_IsString(ver) ? ver->valuestring : "", cJSON_IsString(tm) ? ", " : "", cJSON_IsString(tm) ? tm->valuestring : "");
+        const cJSON *a;
+        int first = 1;
+        cJSON_ArrayForEach(a, av) {
+            if (!cJSON_IsString(a)) continue;
+            int plain = a->valuestring[0] != 0;
+            for (const char *c = a->valuestring; *c && plain; c++) plain = !strchr(" \t\"'$`\\|&;<>()*?[]{}!", *c);
+            sb_printf(b, plain ? "%s%s" : "%s'%s'", first ? "" : " ", a->valuestring);
+            first = 0;
+        }
+        sb_puts(b, "\n```\n\n");
+        const cJSON *opts = cJSON_GetObjectItemCaseSensitive(p, "options");
+        const cJSON *seed = cJSON_GetObjectItemCaseSensitive(p, "seed"), *thr = cJSON_GetObjectItemCaseSensitive(p, "threads");
+        sb_puts(b, "| setting | value |\n|---|---|\n");
+        if (cJSON_IsNumber(seed)) sb_printf(b, "| seed | %.0f |\n", seed->valuedouble);
+        if (cJSON_IsNumber(thr)) sb_printf(b, "| threads | %.0f |\n", thr->valuedouble);
+        if (cJSON_IsObject(opts)) sb_kv_rows(b, opts);
+        sb_puts(b, "\n");
+        const cJSON *ins = cJSON_GetObjectItemCaseSensitive(p, "inputs");
+        if (cJSON_GetArraySize(ins)) {
+            sb_puts(b, "| input | file | bytes | fingerprint |\n|---|---|---|---|\n");
+            const cJSON *in;
+            cJSON_ArrayForEach(in, ins) {
+                const cJSON *r = cJSON_GetObjectItemCaseSensitive(in, "role"), *pa = cJSON_GetObjectItemCaseSensitive(in, "path");
+                const cJSON *by = cJSON_GetObjectItemCaseSensitive(in, "bytes"), *h = cJSON_GetObjectItemCaseSensitive(in, "hash");
+                const cJSON *hw = cJSON_GetObjectItemCaseSensitive(in, "hashed");
+                char x[32];
+                sb_printf(b, "| %s | `%s` | %s | %s%s%s%s |\n", cJSON_IsString(r) ? r->valuestring : "?",
+                          cJSON_IsString(pa) ? base_name(pa->valuestring) : "?",
+                          cJSON_IsNumber(by) ? thou(x, (long long)by->valuedouble) : "—",
+                          cJSON_IsString(h) ? "fnv1a64 " : "", cJSON_IsString(h) ? h->valuestring : "—",
+                          cJSON_IsString(hw) ? " of " : "", cJSON_IsString(hw) ? hw->valuestring : "");
+            }
+            sb_puts(b, "\n");
+        }
+    }
+}
+
 static void perplexity(sbuf *b, const mc_logs *L, const mc_stage *base) {
     int any = 0;
     for (int i = 0; i < L->nst; i++) any |= L->st[i].has_ppl;
     if (!any) return;
-    sb_puts(b, "## Perplexity\n\n| stage | ppl | ± stderr | tokens | retention |\n|---|---|---|---|---|\n");
+    sb_puts(b, "## Perplexity\n\n| stage | ppl | ± stderr | tokens | text | retention |\n|---|---|---|---|---|---|\n");
     for (int k = -1; k < L->nst; k++) { /* the reference first, then the others in order */
         const mc_stage *s = k < 0 ? base : &L->st[k];
         if (!s || (k >= 0 && s == base)) continue;
@@ -318,6 +385,10 @@ static void perplexity(sbuf *b, const mc_logs *L, const mc_stage *base) {
         else sb_puts(b, "—");
         sb_puts(b, " | ");
         if (s->ppl_tokens >= 0) { char x[32]; sb_puts(b, thou(x, s->ppl_tokens)); }
+        else sb_puts(b, "—");
+        sb_puts(b, " | ");
+        const char *txt = prov_text(s);
+        if (txt) sb_printf(b, "`%s`", base_name(txt));
         else sb_puts(b, "—");
         sb_puts(b, " | ");
         if (base && base->has_ppl && s->ppl > 0) sb_printf(b, "%.1f%%", 100.0 * base->ppl / s->ppl);
@@ -346,15 +417,27 @@ static void benchmarks(sbuf *b, const mc_logs *L, const mc_stage *base) {
     if (!ncol) { free(col); return; }
     const mc_stage *last = col[ncol - 1];
     int cmp = base && base->nev && last != base;
-    sb_puts(b, "## Benchmarks\n\n| task | metric |");
+    /* retention by the one rule (libcommon/retention.h), as lm-eval --compare computes it */
+    ret_row *rr = NULL;
+    ret_summary S = {0};
+    if (cmp) {
+        rr = calloc((size_t)last->nev + 1, sizeof *rr);
+        if (!rr) { free(col); return; }
+        for (int k = 0; k < last->nev; k++) {
+            const mc_eval *lv = &last->ev[k], *bv = find_eval(base, lv->task, lv->metric);
+            rr[k] = (ret_row){.task = lv->task, .metric = lv->metric, .value = lv->value, .se = lv->stderr_,
+                              .n = lv->n, .base = bv ? bv->value : NAN, .base_se = bv ? bv->stderr_ : -1,
+                              .higher_better = !lower_better(lv->metric)};
+        }
+        ret_compute(rr, last->nev, &S);
+    }
+    sb_puts(b, "## Benchmarks\n\n| task | metric | n | chance |");
     for (int j = 0; j < ncol; j++) sb_printf(b, " %s |", col[j]->label);
     if (cmp) sb_printf(b, " retention (%s) |", last->label);
-    sb_puts(b, "\n|---|---|");
+    sb_puts(b, "\n|---|---|---|---|");
     for (int j = 0; j < ncol + cmp; j++) sb_puts(b, "---|");
     sb_puts(b, "\n");
     /* rows: every (task, metric) in order of first appearance over the columns */
-    double ret_sum = 0;
-    int ret_n = 0;
     for (int i = 0; i < ncol; i++) for (int k = 0; k < col[i]->nev; k++) {
         const mc_eval *row = &col[i]->ev[k];
         int seen = 0;
@@ -362,7 +445,12 @@ static void benchmarks(sbuf *b, const mc_logs *L, const mc_stage *base) {
         for (int k2 = 0; k2 < k && !seen; k2++)
             seen = !strcmp(col[i]->ev[k2].task, row->task) && !strcmp(col[i]->ev[k2].metric, row->metric);
         if (seen) continue;
-        sb_printf(b, "| %s | %s |", row->task, row->metric);
+        double ch = ret_chance(row->task);
+        sb_printf(b, "| %s | %s | ", row->task, row->metric);
+        if (row->n >= 0) sb_printf(b, "%lld", row->n);
+        else sb_puts(b, "—");
+        if (ch >= 0 && !lower_better(row->metric)) sb_printf(b, " | %.2f |", ch);
+        else sb_puts(b, " | — |");
         for (int j = 0; j < ncol; j++) {
             const mc_eval *v = find_eval(col[j], row->task, row->metric);
             if (!v) { sb_puts(b, " — |"); continue; }
@@ -371,19 +459,36 @@ static void benchmarks(sbuf *b, const mc_logs *L, const mc_stage *base) {
             sb_puts(b, " |");
         }
         if (cmp) {
-            const mc_eval *bv = find_eval(base, row->task, row->metric), *lv = find_eval(last, row->task, row->metric);
-            if (bv && lv && bv->value > 0 && lv->value > 0) {
-                double r = lower_better(row->metric) ? 100.0 * bv->value / lv->value : 100.0 * lv->value / bv->value;
-                sb_printf(b, " %.1f%% |", r);
-                if (!lower_better(row->metric)) { ret_sum += r; ret_n++; }
-            } else sb_puts(b, " — |");
+            const ret_row *x = NULL;
+            for (int q = 0; q < last->nev; q++)
+                if (!strcmp(rr[q].task, row->task) && !strcmp(rr[q].metric, row->metric)) x = &rr[q];
+            if (x && isfinite(x->retention)) sb_printf(b, " %.1f%%%s |", x->retention, x->noise ? " ~" : "");
+            else sb_puts(b, " — |");
         }
         sb_puts(b, "\n");
     }
     sb_puts(b, "\n");
-    if (cmp && ret_n)
-        sb_printf(b, "Capability retention of `%s` (mean of value / base × 100 over the %d higher-is-better "
-                     "metrics above): %.1f%%.\n\n", last->label, ret_n, ret_sum / ret_n);
+    if (cmp && S.n_cap) {
+        sb_printf(b, "Capability retention of `%s`: %.1f%% (mean of value / base × 100 over %d top-level "
+                     "task%s, acc_norm where a task has it, else acc; the rule lm-eval --compare uses).\n",
+                  last->label, S.capability, S.n_cap, S.n_cap > 1 ? "s" : "");
+        if (S.n_noise)
+            sb_printf(b, "~ marks a difference smaller than two standard errors: at this n, %d of the %d tasks "
+                         "do not tell the two models apart.\n", S.n_noise, S.n_cap);
+        sb_puts(b, "\n");
+    }
+    /* eval settings as run */
+    for (int j = 0; j < ncol; j++) for (int k = 0; k < col[j]->nprov; k++) {
+        const cJSON *p = col[j]->prov[k], *t = cJSON_GetObjectItemCaseSensitive(p, "tool");
+        const cJSON *o = cJSON_GetObjectItemCaseSensitive(p, "options");
+        if (!cJSON_IsString(t) || strcmp(t->valuestring, "lm-eval") || !cJSON_IsObject(o)) continue;
+        const cJSON *lim = cJSON_GetObjectItemCaseSensitive(o, "limit"), *fs = cJSON_GetObjectItemCaseSensitive(o, "num_fewshot");
+        sb_printf(b, "`%s` evaluated with %s%.0f-shot prompts", col[j]->label, "", cJSON_IsNumber(fs) ? fs->valuedouble : 0);
+        if (cJSON_IsNumber(lim) && lim->valuedouble > 0)
+            sb_printf(b, lim->valuedouble < 1 ? ", --limit %.3g of each task" : ", --limit %.0f documents per task", lim->valuedouble);
+        sb_puts(b, ".\n");
+    }
+    free(rr);
     free(col);
 }
 
@@ -425,6 +530,7 @@ void card_render(sbuf *b, const mc_logs *L, const mc_card_opts *o) {
     training(b, L);
     perplexity(b, L, base);
     benchmarks(b, L, base);
+    provenance_section(b, L);
     loading(b, o);
     provenance(b, L);
     free(F.dropped);

@@ -1,12 +1,11 @@
 /* logs.c — recognize the tools' JSON lines by their keys and collect them per stage. */
 #include "logs.h"
+#include "textio.h"
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-
-#define MAX_LOG (1u << 30) /* a log larger than 1 GB is surely not a log */
 
 void logs_init(mc_logs *L) {
     memset(L, 0, sizeof *L);
@@ -19,6 +18,7 @@ void logs_free(mc_logs *L) {
         free(L->st[i].ev);
         cJSON_Delete(L->st[i].train_terms);
         cJSON_Delete(L->st[i].train_info);
+        for (int k = 0; k < L->st[i].nprov; k++) cJSON_Delete(L->st[i].prov[k]);
     }
     free(L->st);
     free(L->scores);
@@ -233,6 +233,11 @@ static void take_step(mc_stage *s, const cJSON *o) {
 }
 
 static int take_line(mc_logs *L, mc_stage *s, const cJSON *o) {
+    const cJSON *pv = cJSON_GetObjectItemCaseSensitive(o, "provenance");
+    if (cJSON_IsObject(pv)) {
+        if (s->nprov < MC_MAX_FILES && !(s->prov[s->nprov++] = cJSON_Duplicate(pv, 1))) return -1;
+        return 0;
+    }
     const char *task = str(o, "task"), *metric = str(o, "metric");
     if (task && metric && has_num(o, "value"))
         return add_eval(s, task, metric, num(o, "value", 0), num(o, "stderr", -1), (long long)num(o, "n", -1));
@@ -305,31 +310,6 @@ static void label_from_path(char *dst, size_t n, const char *path) {
     if (dot && dot != dst) *dot = 0;
 }
 
-static char *slurp(const char *path, size_t *len, lop_err *e) {
-    FILE *f = fopen(path, "rb");
-    if (!f) { lop_fail(e, "%s: cannot open", path); return NULL; }
-    size_t cap = 1 << 16, n = 0;
-    char *buf = malloc(cap);
-    while (buf) {
-        if (n + 1 >= cap) {
-            if (cap >= MAX_LOG) { free(buf); fclose(f); lop_fail(e, "%s: larger than 1 GB", path); return NULL; }
-            char *b2 = realloc(buf, cap * 2);
-            if (!b2) { free(buf); buf = NULL; break; }
-            buf = b2; cap *= 2;
-        }
-        size_t got = fread(buf + n, 1, cap - 1 - n, f);
-        n += got;
-        if (got == 0) break;
-    }
-    int bad = ferror(f);
-    fclose(f);
-    if (!buf) { lop_fail(e, "%s: out of memory", path); return NULL; }
-    if (bad) { free(buf); lop_fail(e, "%s: read error", path); return NULL; }
-    buf[n] = 0;
-    *len = n;
-    return buf;
-}
-
 int logs_read(mc_logs *L, const char *arg, lop_err *e) {
     char label[128] = "";
     const char *path = arg, *eq = strchr(arg, '=');
@@ -343,9 +323,10 @@ int logs_read(mc_logs *L, const char *arg, lop_err *e) {
     }
     if (!*path) return lop_failc(e, LOP_EUSAGE, "--log %s: no file", arg);
     if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) return lop_fail(e, "%s: is a folder, not a log", path);
+    if (strcmp(path, "-") && stat(path, &st) != 0) return lop_fail(e, "%s: cannot open", path);
     size_t len;
-    char *txt = slurp(path, &len, e);
-    if (!txt) return -1;
+    char *txt;
+    if (text_read(path, &txt, &len, e)) return -1;   /* "-", .zst, NUL bytes refused */
     if (!label[0]) label_from_path(label, sizeof label, path);
     /* logs of one stage (same label) are one stage: base.ppl.jsonl + base.eval.jsonl */
     mc_stage *s = NULL;
@@ -358,7 +339,6 @@ int logs_read(mc_logs *L, const char *arg, lop_err *e) {
         snprintf(s->label, sizeof s->label, "%s", label);
     }
     if (s->nfiles < MC_MAX_FILES) s->file[s->nfiles++] = path;
-    if (memchr(txt, 0, len)) { free(txt); return lop_fail(e, "%s: binary data, not JSON lines", path); }
 
     /* a whole-file JSON object with "results": lm-eval --output / the harness's results file */
     cJSON *whole = cJSON_ParseWithOpts(txt, NULL, 1);
@@ -378,7 +358,8 @@ int logs_read(mc_logs *L, const char *arg, lop_err *e) {
         lineno++;
         char *q = p;
         while (*q == ' ' || *q == '\t' || *q == '\r') q++;
-        if (*q) {
+        if (*q && *q != '{') s->human++;   /* "layer-drop: ..." caught in the same file */
+        else if (*q) {
             cJSON *o = cJSON_Parse(q);
             if (!cJSON_IsObject(o)) rc = lop_fail(e, "%s:%d: not a JSON object", path, lineno);
             else if (take_line(L, s, o)) rc = lop_fail(e, "out of memory");

@@ -13,7 +13,9 @@
  *   {"merge"|"layers","similarity","accepted"}, {"merged"..} layer-merge
  *   {"sparsity" + "tensor"|"name"}          wmask per tensor; lines with other sparsity keys:
  *                                            its summary
- * Lines nobody recognizes are counted and otherwise ignored (tools may add fields freely). */
+ *   {"provenance":{...}}                    every tool's first line -> the stage's recipe as run
+ * Lines nobody recognizes are counted and otherwise ignored (tools may add fields freely); lines
+ * that are not JSON at all (a tool's human messages caught with 2>) are counted and skipped. */
 #ifndef MC_LOGS_H
 #define MC_LOGS_H
 #include <stdint.h>
@@ -49,6 +51,9 @@ typedef struct mc_stage {
     double eval_loss, eval_ppl; /* last held-out values, < 0 when none */
     cJSON *train_terms;      /* last step line's other numeric terms (kd: ce, skl, ...) */
     cJSON *train_info;       /* scalar fields of non-step lines of a training log (its recipe) */
+    cJSON *prov[MC_MAX_FILES]; /* provenance lines of the stage's logs (the recipe as run) */
+    int nprov;
+    int human;               /* lines that are not JSON (a tool's messages caught with 2>) */
     int unknown;             /* lines not recognized */
     int lines;
 } mc_stage;

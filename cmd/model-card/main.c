@@ -7,10 +7,15 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#include "arch.h"
+#include "folder.h"
+#include "fsutil.h"
 #include "card.h"
 #include "logs.h"
+#include "cleanup.h"
+#include "outpath.h"
 #include "tool.h"
+#include "safetensors.h"
+#include <cjson/cJSON.h>
 
 static void usage(FILE *f) {
     fprintf(f,
@@ -41,20 +46,46 @@ static const char *dir_name(const char *p) {
     return s ? s + 1 : buf;
 }
 
-/* temp file beside the target, renamed into place */
-static void write_atomic(const char *path, const char *data, size_t len) {
-    size_t pl = strlen(path) + 32;
-    char *tmp = malloc(pl);
-    if (!tmp) die(1, "out of memory");
-    snprintf(tmp, pl, "%s.tmp.%ld", path, (long)getpid());
-    FILE *f = fopen(tmp, "wb");
-    if (!f) { free(tmp); die(1, "%s: cannot write", path); }
-    int bad = fwrite(data, 1, len, f) != len;
-    bad |= fflush(f) != 0;
-    bad |= fsync(fileno(f)) != 0;
-    bad |= fclose(f) != 0;
-    if (bad || rename(tmp, path) != 0) { unlink(tmp); free(tmp); die(1, "%s: cannot write", path); }
-    free(tmp);
+/* The base's hub id: from the Hugging Face cache path it lies in, from an adapter's
+ * base_model_name_or_path, or from config.json's _name_or_path when that is an "org/name" id. */
+static char *base_identity(const char *base) {
+    char *id = st_adapter_hub_id(base);
+    if (id) return id;
+    const char *keys[2] = {"adapter_config.json", "config.json"};
+    const char *fields[2] = {"base_model_name_or_path", "_name_or_path"};
+    for (int k = 0; k < 2 && !id; k++) {
+        char p[4096], *txt = NULL; size_t len; lop_err e;
+        snprintf(p, sizeof p, "%s/%s", base, keys[k]);
+        if (!fs_is_file(p) || fs_read_all(p, &txt, &len, &e)) continue;
+        cJSON *j = cJSON_ParseWithLength(txt, len);
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, fields[k]);
+        if (cJSON_IsString(v) && v->valuestring[0] != '/' && v->valuestring[0] != '.' &&
+            strchr(v->valuestring, '/') && !strchr(strchr(v->valuestring, '/') + 1, '/'))
+            id = strdup(v->valuestring);
+        cJSON_Delete(j);
+        free(txt);
+    }
+    return id;
+}
+
+/* license: from the base folder's README.md front matter (what the hub's model cards carry) */
+static char *base_license(const char *base) {
+    char p[4096], *txt = NULL, *out = NULL; size_t len; lop_err e;
+    snprintf(p, sizeof p, "%s/README.md", base);
+    if (!fs_is_file(p) || fs_read_all(p, &txt, &len, &e)) return NULL;
+    if (!strncmp(txt, "---", 3)) {
+        char *end = strstr(txt + 3, "\n---");
+        for (char *l = strchr(txt, '\n'); l && (!end || l < end); l = strchr(l + 1, '\n')) {
+            if (strncmp(l + 1, "license:", 8)) continue;
+            char *v = l + 9;
+            while (*v == ' ') v++;
+            size_t n = strcspn(v, "\r\n");
+            if (n) out = strndup(v, n);
+            break;
+        }
+    }
+    free(txt);
+    return out;
 }
 
 enum { OPT_NAME = 0x2000, OPT_BASE_ID };
@@ -90,10 +121,15 @@ int main(int argc, char **argv) {
     if (!base) die_usage("--base BASE is required");
     if (!nlogs) die_usage("no --log given");
 
+    out_input("base", base);
+    out_input("model", model);
+    for (int i = 0; i < nlogs; i++) out_input("log", logs[i]);
+    out = out_output("-o", out, OUT_FILE);
+    out_check();
     lop_err e;
     mc_arch a_base, a_model;
-    if (arch_read(&a_base, base, &e)) die_err(&e);
-    if (model && arch_read(&a_model, model, &e)) die_err(&e);
+    if (mc_folder_read(&a_base, base, &e)) die_err(&e);
+    if (model && mc_folder_read(&a_model, model, &e)) die_err(&e);
     mc_logs L;
     logs_init(&L);
     for (int i = 0; i < nlogs; i++)
@@ -101,16 +137,21 @@ int main(int argc, char **argv) {
 
     char namebuf[512], idbuf[512];
     if (!name) { snprintf(namebuf, sizeof namebuf, "%s", model ? dir_name(model) : "pruned-model"); name = namebuf; }
+    char *hub = NULL, *license = NULL;
+    if (!base_id) base_id = hub = base_identity(base);
     if (!base_id) { snprintf(idbuf, sizeof idbuf, "%s", dir_name(base)); base_id = idbuf; }
-    mc_card_opts o = {.name = name, .base_id = base_id, .base = &a_base, .model = model ? &a_model : NULL};
+    license = base_license(base);
+    mc_card_opts o = {.name = name, .base_id = base_id, .license = license, .base = &a_base,
+                      .model = model ? &a_model : NULL};
     sbuf b = {0};
     card_render(&b, &L, &o);
+    free(hub); free(license);
     if (b.oom) die(1, "out of memory");
 
     if (!strcmp(out, "-")) {
         if (fwrite(b.s, 1, b.len, stdout) != b.len || fflush(stdout)) die(1, "writing to stdout failed");
     } else {
-        write_atomic(out, b.s, b.len);
+        if (fs_write_file_atomic(out, b.s, b.len, &e)) die_err(&e);
         cJSON *j = cJSON_CreateObject();
         cJSON_AddStringToObject(j, "output", out);
         cJSON_AddNumberToObject(j, "bytes", (double)b.len);

@@ -9,9 +9,12 @@
 #include <string.h>
 #include "blas_tune.h"
 #include "model.h"
+#include "textio.h"
 #include "plan.h"
 #include "tokenizer.h"
+#include "outpath.h"
 #include "tool.h"
+#include "provenance.h"
 #include "topk_file.h"
 
 static void usage(FILE *f) {
@@ -19,7 +22,9 @@ static void usage(FILE *f) {
         "usage: ppl -m MODEL [options] [FILE|-]\n"
         "Perplexity of MODEL on the text in FILE (default: stdin).\n\n"
         "  -m, --model PATH      HF model folder, .safetensors file, or - (stream)\n"
-        "  -c, --ctx N           window length in tokens (default: the model's context, at most 4096)\n"
+        "  -c, --ctx N           window length in tokens (default: the model's context, at most 4096);\n"
+        "                        --seq-len and --max-length are the same option\n"
+        "      --data FILE       the text (the same as the FILE argument)\n"
         "  -s, --stride N        window step (default: ctx); each window scores only tokens no\n"
         "                        earlier window scored (Hugging Face's strided perplexity)\n"
         "      --llama-cpp       llama.cpp's rule: chunks of ctx tokens, BOS at each chunk's start,\n"
@@ -40,7 +45,7 @@ static void usage(FILE *f) {
         TOOL_COMMON_HELP);
 }
 
-enum { O_LLAMA = 0x100, O_LINES, O_PER_TOKEN, O_SAVE, O_KL, O_TOPK, O_BATCH, O_MAXTOK, O_GEMM, O_DEVICE };
+enum { O_LLAMA = 0x100, O_LINES, O_PER_TOKEN, O_SAVE, O_KL, O_TOPK, O_BATCH, O_MAXTOK, O_GEMM, O_DATA, O_DEVICE };
 
 typedef struct stats { double sum, sum2; int64_t n; } stats;
 static void stat_add(stats *s, double x) { s->sum += x; s->sum2 += x * x; s->n++; }
@@ -49,25 +54,6 @@ static double stat_se(const stats *s) {
     if (s->n < 2) return 0;
     double m = stat_mean(s), v = (s->sum2 / s->n - m * m) * s->n / (s->n - 1);
     return v > 0 ? sqrt(v / s->n) : 0;
-}
-
-static char *read_all(const char *path, size_t *len) {
-    FILE *f = strcmp(path, "-") ? fopen(path, "rb") : stdin;
-    if (!f) die(1, "%s: cannot open", path);
-    size_t cap = 1 << 16, n = 0;
-    char *b = malloc(cap);
-    for (;;) {
-        if (!b) die(1, "out of memory");
-        size_t got = fread(b + n, 1, cap - n - 1, f);
-        n += got;
-        if (got == 0) break;
-        if (n + 1 == cap) b = realloc(b, cap *= 2);
-    }
-    if (ferror(f)) die(1, "%s: read error", path);
-    if (f != stdin) fclose(f);
-    b[n] = 0;
-    *len = n;
-    return b;
 }
 
 /* the KL comparison: base records for the rows of one forward, and the current model's
@@ -107,12 +93,15 @@ static int cmp_f(const void *a, const void *b) {
 int main(int argc, char **argv) {
     tool_blas_reexec(argv);
     tool_init("ppl", argc, argv);
-    const char *model = NULL, *save = NULL, *klbase = NULL, *device = NULL;
+    const char *model = NULL, *save = NULL, *klbase = NULL, *data = NULL, *device = NULL;
     int ctx = 0, stride = 0, llama = 0, lines = 0, per_token = 0, topk = 64;
     long long batch_tokens = 0, max_tokens = 0;
     lop_gemm gemm = LOP_GEMM_F32;
     static struct option lo[] = {
         {"model", required_argument, 0, 'm'}, {"ctx", required_argument, 0, 'c'},
+        /* one vocabulary across the tools: --seq-len / --max-length mean --ctx, --data the text */
+        {"seq-len", required_argument, 0, 'c'}, {"max-length", required_argument, 0, 'c'},
+        {"data", required_argument, 0, O_DATA},
         {"stride", required_argument, 0, 's'}, {"llama-cpp", no_argument, 0, O_LLAMA},
         {"lines", no_argument, 0, O_LINES}, {"per-token", no_argument, 0, O_PER_TOKEN},
         {"save-logits", required_argument, 0, O_SAVE}, {"kl-base", required_argument, 0, O_KL},
@@ -128,6 +117,7 @@ int main(int argc, char **argv) {
         case 's': stride = (int)opt_int("--stride", optarg, 1, 1 << 20); break;
         case O_LLAMA: llama = 1; break;
         case O_LINES: lines = 1; break;
+        case O_DATA: data = optarg; break;
         case O_PER_TOKEN: per_token = 1; break;
         case O_SAVE: save = optarg; break;
         case O_KL: klbase = optarg; break;
@@ -142,10 +132,15 @@ int main(int argc, char **argv) {
         }
     }
     if (!model) die_usage("-m/--model is required");
-    if (optind + 1 < argc) die_usage("one input file at most");
+    if (optind + 1 < argc || (data && optind < argc)) die_usage("one input file at most");
     if (llama && lines) die_usage("--llama-cpp and --lines exclude each other");
     if (llama && stride) die_usage("--llama-cpp has no --stride");
-    const char *input = optind < argc ? argv[optind] : "-";
+    const char *input = data ? data : optind < argc ? argv[optind] : "-";
+    out_input("model", model);
+    out_input("text", input);
+    out_input("kl-base", klbase);
+    save = out_output("--save-logits", save, OUT_FILE);
+    out_check();
     tool_apply_threads();
 
     lop_err e = {0};
@@ -157,15 +152,25 @@ int main(int argc, char **argv) {
     const char *tokdir = m->st->source_dir ? m->st->source_dir : model;
     lop_tokenizer *tk;
     if (tok_load(&tk, tokdir, &e)) die_err(&e);
-    if (!ctx) ctx = m->cfg.max_pos > 0 && m->cfg.max_pos < 4096 ? m->cfg.max_pos : 4096;
+    if (ctx) {
+        char what[48];
+        snprintf(what, sizeof what, "--ctx %d", ctx);
+        tool_check_context(what, ctx, m->cfg.max_pos);
+    }
+    else ctx = m->cfg.max_pos > 0 && m->cfg.max_pos < 4096 ? m->cfg.max_pos : 4096;
     if (!stride) stride = ctx;
     if (stride > ctx) die_usage("--stride %d is larger than --ctx %d", stride, ctx);
     if (!batch_tokens) batch_tokens = ctx > 2048 ? ctx : 2048;
     if (batch_tokens < ctx) batch_tokens = ctx;
+    prov_opt_num("ctx", ctx); prov_opt_num("stride", stride);
+    prov_opt_str("mode", lines ? "lines" : llama ? "llama-cpp" : "windows");
+    prov_opt_str("gemm", gemm == LOP_GEMM_BF16 ? "bf16" : "f32");
+    prov_opt_str("text", input);
 
     /* tokens and the plan */
     size_t len;
-    char *text = read_all(input, &len);
+    char *text;
+    if (text_read(input, &text, &len, &e)) die_err(&e);
     plan pl = {0};
     int32_t **line_ids = NULL;
     int32_t *ids = NULL;
@@ -414,7 +419,8 @@ int main(int argc, char **argv) {
     cJSON_AddNumberToObject(o, "tokens_per_s", secs > 0 ? st.n / secs : 0);
     cJSON_AddNumberToObject(o, "gflop", flops / 1e9);
     cJSON_AddNumberToObject(o, "gflop_per_s", secs > 0 ? flops / 1e9 / secs : 0);
-    cJSON_AddNumberToObject(o, "peak_rss_mb", (double)(peak_rss_bytes() >> 20));
+    cJSON_AddNumberToObject(o, "peak_rss_mb", (double)(peak_rss_bytes() >> 20));  /* kept for old scripts */
+    cJSON_AddNumberToObject(o, "peak_rss_bytes", (double)peak_rss_bytes());
     cJSON_AddNumberToObject(o, "act_mb", (double)(lop_act_bytes(m) >> 20));
     if (strcmp(lop_model_device(m), "cpu"))
         cJSON_AddNumberToObject(o, "gpu_peak_mb", (double)(lop_model_device_peak(m) >> 20));

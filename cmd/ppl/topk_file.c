@@ -1,5 +1,6 @@
 /* topk_file.c — see topk_file.h. zstd streaming in both directions; the writer is atomic. */
 #include "topk_file.h"
+#include "cleanup.h"
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -46,6 +47,7 @@ int topk_writer_open(topk_writer **wp, const char *path, int k, int vocab, lop_e
     sprintf(w->tmp, "%s.tmp.%d", path, (int)getpid());
     w->f = fopen(w->tmp, "wb");
     if (!w->f) { lop_fail(e, "%s: cannot create", w->tmp); topk_writer_abort(w); return -1; }
+    tmp_add(w->tmp);   /* removed on a signal or an exit before finish */
     ZSTD_CCtx_setParameter(w->z, ZSTD_c_compressionLevel, 3);
     unsigned char h[16];
     memcpy(h, MAGIC, 8);
@@ -78,13 +80,14 @@ int topk_writer_finish(topk_writer *w, lop_err *e) {
     w->f = NULL;
     if (!r && rename(w->tmp, w->path)) r = lop_fail(e, "%s: cannot rename into place", w->path);
     if (r) unlink(w->tmp);
+    tmp_del(w->tmp);
     writer_free(w);
     return r;
 }
 
 void topk_writer_abort(topk_writer *w) {
     if (!w) return;
-    if (w->f) { fclose(w->f); unlink(w->tmp); }
+    if (w->f) { fclose(w->f); unlink(w->tmp); tmp_del(w->tmp); }
     writer_free(w);
 }
 

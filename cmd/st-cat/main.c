@@ -12,6 +12,7 @@
 #include "parse.h"
 #include "safetensors.h"
 #include "stats.h"
+#include "outpath.h"
 #include "tool.h"
 
 static void usage(FILE *f) {
@@ -23,7 +24,8 @@ static void usage(FILE *f) {
         "  -l, --list            one JSON line per tensor: name, dtype, shape, params, bytes\n"
         "      --summary         one JSON line: tensors, params, bytes, layers (with a config also\n"
         "                        the per-layer parameter counts and the embedding/head share)\n"
-        "      --stats           one JSON line per tensor: min, max, mean, std, zeros, nan, inf\n"
+        "      --stats           one JSON line per tensor: min, max, mean, std, zeros (count),\n"
+        "                        sparsity (fraction of zeros), nan, inf\n"
         "      --dtype T         convert floating-point tensors to T: f32, bf16 or f16\n"
         "      --select REGEX    keep only tensors whose name matches (PCRE2, unanchored)\n"
         "      --exclude REGEX   drop tensors whose name matches\n"
@@ -121,7 +123,7 @@ static void print_summary(const st_info *const *v, int n, const char *config_jso
         uint64_t *per = calloc((size_t)(nl ? nl : 1), sizeof *per);
         uint64_t emb = 0, head = 0;
         char ename[160];
-        config_tensor_name(&c, -1, "embed_tokens.weight", ename, sizeof ename);
+        config_embed_name(&c, ename, sizeof ename);
         for (int i = 0; i < n; i++) {
             int l = config_tensor_layer(&c, v[i]->name, NULL);
             if (l >= 0 && per) per[l] += st_numel(v[i]);
@@ -160,7 +162,9 @@ static void print_stats(const st_info *t, const void *data) {
         cJSON_AddNullToObject(o, "min"); cJSON_AddNullToObject(o, "max");
         cJSON_AddNullToObject(o, "mean"); cJSON_AddNullToObject(o, "std");
     }
-    cJSON_AddNumberToObject(o, "zeros", s.n ? (double)s.zeros / (double)s.n : 0);
+    /* the suite's one meaning: "zeros" is a count, "sparsity" the fraction (as wmask reports) */
+    cJSON_AddNumberToObject(o, "zeros", (double)s.zeros);
+    cJSON_AddNumberToObject(o, "sparsity", s.n ? (double)s.zeros / (double)s.n : 0);
     cJSON_AddNumberToObject(o, "nan", (double)s.nan);
     cJSON_AddNumberToObject(o, "inf", (double)s.inf);
     emit(o);
@@ -215,6 +219,13 @@ int main(int argc, char **argv) {
     if (!out) out = "-";
     if (writing && !strcmp(out, "-") && isatty(1))
         die_usage("refusing to write binary safetensors to a terminal (use -o FILE, or -l/--summary/--stats)");
+    if (writing) {
+        for (int i = 0; i < np; i++) out_input("input", paths[i]);
+        out_input("config", cfg_path);
+        out = out_output("-o", out, OUT_MODEL);
+        out_check();
+        for (int i = 0; i < np && out_is_folder(out); i++) out_source_usable(paths[i]);
+    }
     tool_apply_threads();
 
     pcre2_code *rs = sel ? compile_re("--select", sel) : NULL, *rx = exc ? compile_re("--exclude", exc) : NULL;
@@ -295,6 +306,9 @@ int main(int argc, char **argv) {
 
     st_writer *w = NULL;
     if (writing) {
+        uint64_t out_bytes = 0;
+        for (int i = 0; i < total; i++) out_bytes += oinfo[i].nbytes;
+        out_space(out, out_bytes);
         st_write_opts wo = {.max_shard_size = shard, .zstd_level = zlevel};
         if (st_writer_open(&w, out, oinfo, total, config, source, &wo, &e)) die_err(&e);
     }

@@ -4,13 +4,32 @@
 #include <pcre2.h>
 #include <stdlib.h>
 #include <string.h>
+#include "arch.h"
 #include "tool.h"
+#include "provenance.h"
 #include "wmask.h"
 
-/* The attention and MLP projections of every layer, whatever the prefix ("model.",
- * "language_model.model.", none): never embeddings, norms, biases or the lm_head. */
-static const char *DEFAULT_TARGETS =
-    "(^|\\.)layers\\.[0-9]+\\.(self_attn|mlp)\\.(q|k|v|o|gate|up|down)_proj\\.weight$";
+/* The default target set: the linear projections of every layer of every family in the
+ * architecture table, whatever the prefix ("model.", "language_model.model.", none): never
+ * embeddings, norms, biases or the lm_head. "(^|\.)layers\.[0-9]+\.(self_attn\.q_proj|...)\.weight$" */
+static void default_targets(char *re, size_t n) {
+    size_t k = (size_t)snprintf(re, n, "(^|\\.)layers\\.[0-9]+\\.(");
+    int first = 1;
+    for (int a = 0; a < ARCH_N; a++)
+        for (int p = 0; p < PROJ_N; p++) {
+            const char *path = arch_family((lop_arch)a)->proj[p];
+            int seen = 0;   /* each module path once */
+            for (int b = 0; b < a && !seen; b++) seen = !strcmp(arch_family((lop_arch)b)->proj[p], path);
+            if (seen) continue;
+            if (!first && k + 1 < n) re[k++] = '|';
+            first = 0;
+            for (const char *c = path; *c && k + 2 < n; c++) {
+                if (*c == '.') re[k++] = '\\';
+                re[k++] = *c;
+            }
+        }
+    snprintf(re + k, n > k ? n - k : 0, ")\\.weight$");
+}
 
 struct wm_targets {
     pcre2_code *inc[WM_MAX_RE + 1], *exc[WM_MAX_RE];
@@ -36,7 +55,9 @@ int wm_targets_new(wm_targets **out, const wm_job *j, lop_err *e) {
     if (!t) return lop_fail(e, "out of memory");
     *out = t;
     if (j->n_include == 0) {
-        if (compile(&t->inc[t->n_inc++], "default targets", DEFAULT_TARGETS, e)) goto fail;
+        char re[1024];
+        default_targets(re, sizeof re);
+        if (compile(&t->inc[t->n_inc++], "default targets", re, e)) goto fail;
     }
     for (int i = 0; i < j->n_include; i++)
         if (compile(&t->inc[t->n_inc++], "--include", j->include[i], e)) goto fail;
@@ -151,14 +172,10 @@ int wm_prune_matrix(const wm_job *j, const char *name, float *w, int64_t rows, i
     return 0;
 }
 
-/* JSON lines go to stdout, unless stdout carries the output stream (-o -): then to stderr
- * (not with -q). */
+/* JSON lines: the tool layer's rule (json_stream: --log FILE, else stdout, else stderr when
+ * stdout carries the output stream) */
 static void report(const char *output, cJSON *o) {
-    if (strcmp(output, "-")) { emit(o); return; }
-    char *s = g_opt.quiet ? NULL : cJSON_PrintUnformatted(o);
-    cJSON_Delete(o);
-    if (s) fprintf(stderr, "%s\n", s);
-    free(s);
+    emit_json(o, !strcmp(output, "-"));
 }
 
 void wm_report_tensor(const char *output, const st_info *t, const prune_stat *st, wm_totals *tot) {
@@ -205,6 +222,7 @@ void wm_report_summary(const wm_job *j, const wm_totals *tot) {
         cJSON_AddNumberToObject(o, "forward_seconds", tot->t_forward);
         cJSON_AddNumberToObject(o, "select_seconds", tot->t_select);
     }
-    cJSON_AddNumberToObject(o, "peak_rss_mb", (double)peak_rss_bytes() / (1 << 20));
+    cJSON_AddNumberToObject(o, "peak_rss_mb", (double)peak_rss_bytes() / (1 << 20));  /* kept for old scripts */
+    cJSON_AddNumberToObject(o, "peak_rss_bytes", (double)peak_rss_bytes());
     report(j->output, o);
 }

@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "blas_tune.h"
+#include "outpath.h"
 #include "tool.h"
 #include "wmask.h"
 
@@ -36,7 +37,7 @@ static void usage(FILE *f) {
 "                        pruning itself stays on the cpu; a build made where nvcc is)\n"
 "  output:\n"
 "      --max-shard-size SIZE  shard size of a folder output (default 5GB)\n"
-"      --zstd LEVEL      compress a file/stream output with zstd\n"
+"      --zstd[=LEVEL]    compress a file/stream output with zstd (default level 3)\n"
 TOOL_COMMON_HELP);
 }
 
@@ -55,11 +56,12 @@ static const struct option longopts[] = {
     {"data", required_argument, 0, O_DATA},
     {"samples", required_argument, 0, O_SAMPLES},
     {"ctx", required_argument, 0, O_CTX},
+    {"seq-len", required_argument, 0, O_CTX}, {"max-length", required_argument, 0, O_CTX},
     {"batch", required_argument, 0, O_BATCH},
     {"one-shot", no_argument, 0, O_ONESHOT},
     {"dump-acts", required_argument, 0, O_DUMP},
     {"max-shard-size", required_argument, 0, O_SHARD},
-    {"zstd", required_argument, 0, O_ZSTD},
+    {"zstd", optional_argument, 0, O_ZSTD},
     {"device", required_argument, 0, O_DEVICE},
     TOOL_COMMON_LONGOPTS,
     {0, 0, 0, 0}};
@@ -116,7 +118,7 @@ int main(int argc, char **argv) {
         case O_ONESHOT: j.one_shot = 1; break;
         case O_DUMP: j.dump_acts = optarg; break;
         case O_SHARD: j.max_shard = opt_size("--max-shard-size", optarg); break;
-        case O_ZSTD: j.zstd_level = (int)opt_int("--zstd", optarg, 1, 22); break;
+        case O_ZSTD: j.zstd_level = optarg ? (int)opt_int("--zstd", optarg, 1, 22) : 3; break;  /* --zstd[=L], as the other tools */
         case O_DEVICE: j.device = optarg; break;
         default: die_usage("unexpected option");
         }
@@ -143,6 +145,15 @@ int main(int argc, char **argv) {
     } else if (j.data || j.one_shot || j.dump_acts) {
         die_usage("--data, --one-shot and --dump-acts are for --method wanda");
     }
+    if (j.sparsity >= 0.99)
+        warn("--sparsity %g zeroes (nearly) every selected weight: the model will not work", j.sparsity);
+    out_input("model", j.model);
+    out_input("data", j.data);
+    j.output = out_output("-o", j.output, OUT_MODEL);
+    j.dump_acts = out_output("--dump-acts", j.dump_acts, OUT_MODEL);
+    out_check();
+    if (out_is_folder(j.output)) out_source_usable(j.model);
+    out_space(j.output, out_model_bytes(j.model));
     tool_apply_threads();
 
     lop_err e = {0};

@@ -221,7 +221,7 @@ static int write_dump(const wanda *wd, lop_err *e) {
     if (!inf || !names || !data) { lop_fail(e, "out of memory"); goto out; }
     for (int k = 0; k < K; k++) {
         if (!wd->dump[k]) continue;
-        snprintf(names[n], sizeof names[n], "layers.%d.%s", k / PROJ_N, lop_proj_name(k % PROJ_N));
+        snprintf(names[n], sizeof names[n], "layers.%d.%s", k / PROJ_N, arch_proj_module((lop_proj)(k % PROJ_N)));
         inf[n] = (st_info){.name = names[n], .dtype = ST_F32, .ndim = 2,
                            .shape = {wd->tokens, wd->dump_in[k]},
                            .nbytes = (uint64_t)wd->tokens * wd->dump_in[k] * 4};

@@ -43,7 +43,7 @@ enum { P_EMBED, P_MATMUL, P_NORM, P_ROPE, P_ATTN, P_GLU, P_ADD, P_HEAD, P_COPY, 
 static const char *prof_names[P_N] = {"embed", "matmul", "rmsnorm", "rope", "attention", "glu", "add",
                                       "head", "copy"};
 
-enum { S_WCONV, S_XBF, S_IDS, S_POS, S_SEQ, S_META, S_HX, S_HXB, S_HLG, S_HST, S_HROW, S_HTGT, S_INV,
+enum { S_FLAGS, S_WCONV, S_XBF, S_IDS, S_POS, S_SEQ, S_META, S_HX, S_HXB, S_HLG, S_HST, S_HROW, S_HTGT, S_INV,
        S_N };
 
 typedef struct cu_be {
@@ -59,6 +59,7 @@ typedef struct cu_be {
     int loading;          /* inside weight_load: buffers made are the model's originals */
     unsigned long gen;    /* bumped by every op that may write device memory, except matmul */
     int hidden;           /* the model's width: norms of this width feed GEMMs */
+    int n_slots;          /* NaN/Inf flags: the embedding and each layer */
     lop_gemm last_gemm;   /* of the last matmul: producers write a bf16 copy when it was bf16 */
     const float *xbf_src; /* the bf16 copy in S_XBF is of this input ... */
     size_t xbf_n;
@@ -438,6 +439,29 @@ static int cu_rmsnorm_impl(lop_backend *be, float *out, float *rstd, const float
     return 0;
 }
 
+/* NaN/Inf checks without a sync per layer: a flag per slot on the device, read once per forward */
+static int cu_nonfinite(lop_backend *be, const float *x, size_t n, int slot, lop_err *e) {
+    cu_be *c = (cu_be *)be;
+    int *f = (int *)scratch(c, S_FLAGS, sizeof(int) * (size_t)(c->n_slots), e);
+    if (!f) return -1;
+    if (slot < 0 || slot >= c->n_slots) return 0;
+    if (slot == 0) CU(cudaMemsetAsync(f, 0, sizeof(int) * (size_t)c->n_slots, c->st), "memset");
+    CU(k_nonfinite(x, n, f + slot, c->st), "finite check");
+    return 0;
+}
+
+static int cu_nonfinite_first(lop_backend *be, int nslots, lop_err *e) {
+    cu_be *c = (cu_be *)be;
+    if (!c->scr[S_FLAGS]) return -1;
+    if (nslots > c->n_slots) nslots = c->n_slots;
+    int h[4096];
+    if (nslots > 4096) nslots = 4096;
+    cudaError_t r = cudaMemcpy(h, c->scr[S_FLAGS], sizeof(int) * (size_t)nslots, cudaMemcpyDeviceToHost);
+    if (r != cudaSuccess) { lop_fail(e, "cuda: download: %s", cudaGetErrorString(r)); return -2; }
+    for (int i = 0; i < nslots; i++) if (h[i]) return i;
+    return -1;
+}
+
 static int cu_qk_norm_rope_impl(lop_backend *be, float *out, float *rstd, const float *x, const lop_wref *w,
                                 const float *cs, int N, int H, int D, float eps, int gemma, lop_err *e) {
     cu_be *c = (cu_be *)be;
@@ -782,7 +806,7 @@ static const lop_backend_ops cuda_ops = {
     cu_destroy, cu_alloc, cu_release, cu_upload, cu_download, cu_copy,
     cu_weights_fit, cu_weight_load, cu_weights_changed, cu_gemm_supported,
     cu_embed, cu_matmul, cu_rmsnorm, cu_rope_table, cu_rope_apply, cu_qk_norm_rope, cu_attention,
-    cu_glu, cu_add, cu_head, cu_mem_peak,
+    cu_glu, cu_add, cu_head, cu_nonfinite, cu_nonfinite_first, cu_mem_peak,
 };
 
 /* The one symbol liblop_cuda.so exports (backend_cuda_load.c finds it with dlsym). */
@@ -806,6 +830,7 @@ extern "C" __attribute__((visibility("default"))) int lop_cuda_backend_new(lop_b
     c->be.device = dev;
     c->st = 0;
     c->hidden = cfg->hidden;
+    c->n_slots = cfg->n_layers + 2;
     c->last_gemm = LOP_GEMM_F32;
     if (cublasCreate(&c->blas) != CUBLAS_STATUS_SUCCESS) {
         free(c);

@@ -211,6 +211,19 @@ cudaError_t k_add(float *out, const float *a, const float *b, size_t n, cudaStre
     return cudaGetLastError();
 }
 
+__global__ void nonfinite_k(const float *x, size_t n, int *flag) {
+    int bad = 0;
+    GRID_STRIDE(i, n) bad |= !isfinite(x[i]);
+    if (__any_sync(0xffffffffu, bad) && (threadIdx.x & 31) == 0) *flag = 1;
+}
+
+cudaError_t k_nonfinite(const float *x, size_t n, int *flag, cudaStream_t s) {
+    if (!n) return cudaSuccess;
+    size_t g = (n + 255) / 256;
+    nonfinite_k<<<(unsigned)(g > 65536 ? 65536 : g), 256, 0, s>>>(x, n, flag);
+    return cudaGetLastError();
+}
+
 __global__ void add_bias_k(float *out, const float *bias, int N, int OC) {
     size_t n = (size_t)N * OC;
     GRID_STRIDE(i, n) out[i] += bias[i % OC];

@@ -36,6 +36,8 @@ cudaError_t k_glu(float *h, const float *gate, const float *up, size_t n, int ac
                   __nv_bfloat16 *h_bf16, cudaStream_t s);
 /* out[n] = a[n] + b[n] */
 cudaError_t k_add(float *out, const float *a, const float *b, size_t n, cudaStream_t s);
+/* flag[0] = 1 if any of x[n] is NaN or Inf (flag left alone otherwise) */
+cudaError_t k_nonfinite(const float *x, size_t n, int *flag, cudaStream_t s);
 /* out[N, OC] += bias[OC] */
 cudaError_t k_add_bias(float *out, const float *bias, int N, int OC, cudaStream_t s);
 /* dst[r, C] = src[row[r], C] for r < R */
