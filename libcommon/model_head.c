@@ -226,7 +226,7 @@ int head_forward_cpu(const lop_head_args *a, lop_head_req *h, lop_err *e) {
     if (fail) return lop_fail(e, "out of memory in the lm_head");
     if (nonfinite)
         return lop_fail(e, "non-finite logits (NaN or Inf): the hidden states are finite, the lm_head "
-                           "(%s) is not", m->head.name ? m->head.name : "lm_head.weight");
+                           "(%s) is not", W->name ? W->name : "lm_head.weight");
     if (stop) return lop_fail(e, "a head block callback stopped the forward");
     return 0;
 }

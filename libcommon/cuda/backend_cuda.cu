@@ -772,6 +772,12 @@ static int cu_head_impl(lop_backend *be, const lop_head_args *a, lop_head_req *h
         hs = (head_state_d *)malloc(sizeof *hs * R);
         if (!hs) { lop_fail(e, "out of memory"); goto out; }
         CU(cudaMemcpy(hs, dst, sizeof *hs * R, cudaMemcpyDeviceToHost), "download head state");
+        for (int q = 0; q < R; q++) /* as the cpu head: non-finite logits are an error */
+            if (!isfinite(hs[q].mx) || !isfinite(hs[q].sum)) {
+                lop_fail(e, "non-finite logits (NaN or Inf): the hidden states are finite, the lm_head "
+                            "(%s) is not", a->w->name ? a->w->name : "lm_head.weight");
+                goto out;
+            }
         for (int q = 0; q < R; q++) {
             int i = row[q];
             double lse = hs[q].mx + log(hs[q].sum);
