@@ -120,6 +120,7 @@ test-fast: all
 test-cuda:
 	@$(MAKE) --no-print-directory -j$(JOBS) CUDA=1 all
 	@$(B)/test_cuda
+	@LOP_TEST_DEVICE=cuda $(B)/test_model
 	@bats tests/cuda.bats
 
 demo: deps
