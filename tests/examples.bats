@@ -18,6 +18,7 @@ run_example() {
 @test "examples/gemma3-magnitude-50: make check" { run_example gemma3-magnitude-50; }
 @test "examples/gemma3-prune-distill: make check" { run_example gemma3-prune-distill; }
 @test "examples/qwen3-laco: make check" { run_example qwen3-laco; }
+@test "examples/qwen3-minitron-width: make check" { run_example qwen3-minitron-width; }
 
 @test "examples: every folder has a Makefile with check and a README" {
   n=0

@@ -24,6 +24,12 @@ int mc_folder_read(mc_arch *a, const char *path, lop_err *e) {
     int dir = fs_is_dir(path);
     char cp[2048];
     snprintf(cp, sizeof cp, dir ? "%s/config.json" : "%s", path);
+    if (dir && st_is_adapter(path)) {   /* a LoRA adapter: the architecture is its base's */
+        char *b;
+        if (st_adapter_base_path(path, &b, e)) return -1;
+        snprintf(cp, sizeof cp, "%s/config.json", b);
+        free(b);
+    }
     char *txt;
     size_t len;
     if (text_read(cp, &txt, &len, e)) return -1;
