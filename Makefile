@@ -8,6 +8,9 @@
 #           `make PORTABLE=1` builds for any x86-64-v2 CPU instead of this machine's (-march=native):
 #           a binary built with -march=native may stop with "illegal instruction" on an older CPU.
 #           The AVX512-BF16 GEMM is chosen at run time either way (gemm_bf16.c).
+# CUDA: libcommon/cuda/*.cu (the GPU backend) -> build/liblop_cuda.so when nvcc is found (PATH or
+# /usr/local/cuda/bin) or with `make CUDA=1`; the tools load it only for --device cuda, so
+# without it (CI has no nvcc) they are the same programs. `make test-cuda` checks it on a GPU.
 
 SHELL    := /bin/bash
 PREFIX   ?= /usr/local
@@ -33,15 +36,34 @@ else
   OPT := -O3 -march=native -g
 endif
 
+NVCC ?= $(shell command -v nvcc 2>/dev/null || ls /usr/local/cuda/bin/nvcc 2>/dev/null)
+ifeq ($(SAN),1)
+  CUDA ?= 0
+else ifneq ($(strip $(NVCC)),)
+  CUDA ?= 1
+else
+  CUDA ?= 0
+endif
+# GPU code: Ampere and Hopper machine code, plus PTX the driver compiles for newer chips
+CUDA_ARCH ?= -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=sm_90 \
+             -gencode arch=compute_90,code=compute_90
+
 CFLAGS  ?=
 # OpenBLAS's headers where pkg-config says (Debian: openblas-pthread/), else the usual place
 BLAS_CFLAGS := $(shell pkg-config --cflags openblas 2>/dev/null || echo -I/usr/include/x86_64-linux-gnu/openblas-pthread)
 CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -fopenmp $(OPT) -Ilibcommon $(BLAS_CFLAGS)
-LDLIBS  := -lcjson -lopenblas -lzstd -lpcre2-8 -lutf8proc -lm -lpthread
+LDLIBS  := -lcjson -lopenblas -lzstd -lpcre2-8 -lutf8proc -lm -lpthread -ldl
 LDFLAGS += -fopenmp $(filter -fsanitize=%,$(OPT))
 
 LIB_SRC   := $(wildcard libcommon/*.c)
 LIB_OBJ   := $(patsubst libcommon/%.c,$(B)/libcommon/%.o,$(LIB_SRC))
+CU_SRC    := $(wildcard libcommon/cuda/*.cu)
+ifeq ($(CUDA),1)
+  CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(NVCC))
+  CUDA_SO := $(B)/liblop_cuda.so
+  CU_OBJ  := $(patsubst libcommon/cuda/%.cu,$(B)/cuda/%.o,$(CU_SRC)) $(B)/cuda/err.o $(B)/cuda/dtype.o
+  NVFLAGS ?= -O3 -std=c++17 -lineinfo -Xcompiler -Wall,-fPIC,-fvisibility=hidden
+endif
 CLI_SRC   := $(wildcard cmd/common/*.c)
 CLI_OBJ   := $(patsubst cmd/common/%.c,$(B)/cli/%.o,$(CLI_SRC))
 TOOLS     := $(notdir $(patsubst %/,%,$(dir $(wildcard cmd/*/main.c))))
@@ -50,13 +72,25 @@ UNIT_SRC  := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(patsubst tests/unit/%.c,$(B)/%,$(UNIT_SRC))
 
 .SECONDEXPANSION:
-.PHONY: all deps test test-fast test-san unit demo demo-stories bench install clean fuzz check-deps
-all: $(TOOL_BINS) $(UNIT_BINS)
+.PHONY: all deps test test-fast test-san test-cuda unit demo demo-stories bench install clean fuzz check-deps
+all: $(TOOL_BINS) $(UNIT_BINS) $(CUDA_SO)
 
 # objects depend on the headers they include (-MMD: the compiler writes the list beside each .o)
 $(B)/libcommon/%.o: libcommon/%.c Makefile
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
+
+$(B)/cuda/%.o: libcommon/cuda/%.cu $(wildcard libcommon/cuda/*.cuh libcommon/*.h)
+	@mkdir -p $(dir $@)
+	$(NVCC) $(NVFLAGS) $(CUDA_ARCH) $(filter -I%,$(CFLAGS)) -Ilibcommon -Ilibcommon/cuda -c $< -o $@
+
+# the CUDA backend: a shared object with its own copies of err.c and dtype.c (backend_cuda_load.c)
+$(B)/cuda/%.o: libcommon/%.c $(wildcard libcommon/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -fPIC -fvisibility=hidden -c $< -o $@
+
+$(B)/liblop_cuda.so: $(CU_OBJ)
+	$(CXX) -shared -o $@ $^ -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublas -lcudart
 
 $(B)/cli/%.o: cmd/common/%.c Makefile
 	@mkdir -p $(dir $@)
@@ -94,6 +128,14 @@ test: deps
 test-fast: all
 	@LOP_NO_SAN=1 bash tests/run.sh
 
+# On a GPU machine: every CUDA kernel against the CPU kernel on random data, then the tools with
+# --device cuda against the CPU and the goldens (tests/cuda.bats; both skip without a GPU).
+test-cuda:
+	@$(MAKE) --no-print-directory -j$(JOBS) CUDA=1 all
+	@$(B)/test_cuda
+	@LOP_TEST_DEVICE=cuda $(B)/test_model
+	@bats tests/cuda.bats
+
 demo: deps
 	@$(MAKE) --no-print-directory -j$(JOBS) all
 	@bash tools/demo.sh
@@ -115,6 +157,7 @@ install: all
 	install -m 755 $(TOOL_BINS) $(DESTDIR)$(PREFIX)/bin/
 	install -m 755 tools/lop-get-eval-data $(DESTDIR)$(PREFIX)/bin/
 	install -m 644 $(wildcard man/*.1) $(DESTDIR)$(PREFIX)/share/man/man1/
+	$(if $(CUDA_SO),install -d $(DESTDIR)$(PREFIX)/lib/lop && install -m 755 $(CUDA_SO) $(DESTDIR)$(PREFIX)/lib/lop/)
 
 clean:
 	rm -rf build build-san build-portable bin bin-san bin-portable

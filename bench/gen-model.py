@@ -7,6 +7,9 @@ benchmarks: config.json, model.safetensors (bf16), and the family's tokenizer co
     bench/gen-model.py qwen3-0.6b OUT_DIR        # 596,049,920 params (Qwen3ForCausalLM)
     bench/gen-model.py llama-3.2-1b OUT_DIR      # 1,235,814,400 params (LlamaForCausalLM)
     bench/gen-model.py gemma-3-4b OUT_DIR        # 3,880,263,168 params (Gemma-3-4B's text model)
+    bench/gen-model.py qwen3-4b OUT_DIR          # 4,022,468,096 params (Qwen3ForCausalLM)
+    bench/gen-model.py --torch-device cuda ...   # draw the numbers with torch on a GPU (seconds
+                                                 # for 4B; another stream than numpy's)
 
 Weights: normal(0, 0.02) for matrices and embeddings; norm weights as the trained models keep
 them (Gemma's x*(1+w): around 0; others: around 1). Needs numpy only. Deterministic (--seed).
@@ -42,6 +45,19 @@ CONFIGS = {
             "initializer_range": 0.02, "intermediate_size": 3072,
             "max_position_embeddings": 40960, "max_window_layers": 28, "model_type": "qwen3",
             "num_attention_heads": 16, "num_hidden_layers": 28, "num_key_value_heads": 8,
+            "rms_norm_eps": 1e-06, "rope_scaling": None, "rope_theta": 1000000,
+            "sliding_window": None, "tie_word_embeddings": True, "torch_dtype": "bfloat16",
+            "transformers_version": "4.51.0", "use_cache": True, "use_sliding_window": False,
+            "vocab_size": 151936}),
+    "qwen3-4b": dict(
+        tokenizer="models/qwen3-tiny", params=4022468096,
+        config={
+            "architectures": ["Qwen3ForCausalLM"], "attention_bias": False,
+            "attention_dropout": 0.0, "bos_token_id": 151643, "eos_token_id": 151645,
+            "head_dim": 128, "hidden_act": "silu", "hidden_size": 2560,
+            "initializer_range": 0.02, "intermediate_size": 9728,
+            "max_position_embeddings": 40960, "max_window_layers": 36, "model_type": "qwen3",
+            "num_attention_heads": 32, "num_hidden_layers": 36, "num_key_value_heads": 8,
             "rms_norm_eps": 1e-06, "rope_scaling": None, "rope_theta": 1000000,
             "sliding_window": None, "tie_word_embeddings": True, "torch_dtype": "bfloat16",
             "transformers_version": "4.51.0", "use_cache": True, "use_sliding_window": False,
@@ -122,6 +138,7 @@ def main():
     ap.add_argument("name", choices=sorted(CONFIGS))
     ap.add_argument("out")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--torch-device", default=None, help="draw the weights with torch on this device")
     a = ap.parse_args()
     spec = CONFIGS[a.name]
     cfg = spec["config"]
@@ -138,6 +155,12 @@ def main():
     hj = json.dumps(header, separators=(",", ":")).encode()
     hj += b" " * (-len(hj) % 8)
     rng = np.random.default_rng(a.seed)
+    normal = lambda shape: rng.standard_normal(shape, dtype=np.float32)
+    if a.torch_device:
+        import torch
+        g = torch.Generator(device=a.torch_device)
+        g.manual_seed(a.seed)
+        normal = lambda shape: torch.randn(shape, generator=g, device=a.torch_device).cpu().numpy()
     tmp = os.path.join(a.out, ".model.safetensors.tmp")
     with open(tmp, "wb") as f:
         f.write(struct.pack("<Q", len(hj)))
@@ -147,9 +170,9 @@ def main():
                 rows = shape[0]
                 step = max(1, (1 << 24) // shape[1])  # ~64 MB of float32 at a time
                 for r in range(0, rows, step):
-                    f.write(bf16(rng.standard_normal((min(step, rows - r), shape[1]), dtype=np.float32) * 0.02))
+                    f.write(bf16(normal((min(step, rows - r), shape[1])) * 0.02))
             else:
-                w = rng.standard_normal(shape, dtype=np.float32) * 0.05
+                w = normal(shape) * 0.05
                 f.write(bf16(w if gemma else 1.0 + w))
     os.replace(tmp, os.path.join(a.out, "model.safetensors"))
     with open(os.path.join(a.out, "config.json"), "w") as f:

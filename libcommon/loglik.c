@@ -165,20 +165,13 @@ static int run_batch(lop_model *m, ll_doc *docs, const dinfo *di, int nb, int L,
         st->forwards++;
         st->rows += N1;
         /* every request of a document starts from a copy of its prefix */
-        int64_t row = (int64_t)m->cfg.n_kv_heads * m->cfg.head_dim;
         int s1 = 0, s2 = 0;
         for (int i = 0; i < nb; i++) {
             const ll_doc *d = &docs[di[i].idx];
             int P = di[i].P;
             for (int r = 0; r < d->n; r++, s2++) {
                 kv2->len[s2] = P;
-                if (P == 0) continue;
-                for (int l = 0; l < m->cfg.n_layers; l++) {
-                    memcpy(kv2->k[l] + (int64_t)s2 * kv2->max_t * row, kv1->k[l] + (int64_t)s1 * kv1->max_t * row,
-                           sizeof(float) * (size_t)(P * row));
-                    memcpy(kv2->v[l] + (int64_t)s2 * kv2->max_t * row, kv1->v[l] + (int64_t)s1 * kv1->max_t * row,
-                           sizeof(float) * (size_t)(P * row));
-                }
+                if (P > 0 && lop_kv_copy(kv2, s2, kv1, s1, P, e)) goto out;
             }
             if (P > 0) s1++;
         }

@@ -172,16 +172,38 @@ typedef struct lop_hooks {
     int (*final)(void *user, const float *h, const float *hn, const lop_batch *b);
 } lop_hooks;
 
-/* ---- a KV cache for incremental decoding ---- */
+/* ---- a KV cache for incremental decoding ----
+ * The buffers live where the model runs (lop_model_set_device): host memory on the cpu, device
+ * memory on a GPU (then read them only through lop_kv_copy). Make the cache after set_device. */
 typedef struct lop_kv {
     int B, max_t;        /* sequences, positions each can hold */
     int n_layers;
-    int *len;            /* [B] positions cached so far */
+    int *len;            /* [B] positions cached so far (host) */
     float **k, **v;      /* [n_layers] -> [B, max_t, Hkv*D] (post-norm, post-rope keys) */
+    int64_t row;         /* Hkv*D */
+    struct lop_backend *be; /* the backend that owns k/v */
 } lop_kv;
 int lop_kv_new(lop_kv **out, const lop_model *m, int B, int max_t, lop_err *e);
 void lop_kv_reset(lop_kv *kv); /* len = 0 */
 void lop_kv_free(lop_kv *kv);
+/* Copy positions 0..n-1 of sequence si of src into sequence di of dst (every layer), e.g. a
+ * shared prompt prefix; dst->len[di] is set to n. Both caches of one model. */
+int lop_kv_copy(lop_kv *dst, int di, const lop_kv *src, int si, int n, lop_err *e);
+
+/* ---- where the forward runs ----
+ * "cpu" (default), "cuda" or "cuda:N" (a build with the CUDA backend: lop_backend_has_cuda()).
+ * On a GPU the weights are uploaded once in their stored dtype (an error if they do not fit);
+ * the GEMM mode asked of lop_model_set_gemm is kept. Activations (m->acts) then live in device
+ * memory: read them through hooks, which always receive host copies. keep_acts (the trainer's
+ * backward) needs the cpu. */
+int lop_model_set_device(lop_model *m, const char *device, lop_err *e);
+const char *lop_model_device(const lop_model *m); /* "cpu", "cuda:0" */
+/* Device memory the model has used at most (weights, activations, scratch; cuBLAS's and the CUDA
+ * context's own excepted), bytes; 0 on the cpu. */
+size_t lop_model_device_peak(const lop_model *m);
+/* A caller that changed weights in place, or pointed a lop_wref at new data that may reuse an
+ * address it had before, tells the device backend to re-read every replaced weight. */
+int lop_model_weights_changed(lop_model *m, lop_err *e);
 
 /* ---- forward options ---- */
 typedef struct lop_fwd_opts {

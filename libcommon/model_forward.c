@@ -20,12 +20,8 @@ int engine_init(lop_model *m, lop_err *e) {
     int D = c->head_dim;
     p->inv_full = malloc(sizeof(float) * D / 2);
     p->inv_local = malloc(sizeof(float) * D / 2);
-    int mv = c->hidden;
-    if (c->inter > mv) mv = c->inter;
-    if (c->n_heads * D > mv) mv = c->n_heads * D;
-    p->maxvec = mv;
-    p->vec = malloc(sizeof(float) * (size_t)LVEC_N * mv);
-    if (!p->inv_full || !p->inv_local || !p->vec) return lop_fail(e, "out of memory");
+    if (!p->inv_full || !p->inv_local) return lop_fail(e, "out of memory");
+    if (lop_backend_cpu_new(&p->be, c, e)) return -1;
     rope_inv_freq(p->inv_full, D, &c->rope_full);
     rope_inv_freq(p->inv_local, D, c->gemma ? &c->rope_local : &c->rope_full);
     return 0;
@@ -36,22 +32,75 @@ void engine_free(lop_model *m) {
     if (!p) return;
     free(p->inv_full);
     free(p->inv_local);
-    free(p->vec);
-    free(p->arena);
+    if (p->be) {
+        if (p->arena) p->be->op->release(p->be, p->arena);
+        p->be->op->destroy(p->be);
+    }
     free(p->ibuf);
     free(p->att_off);
-    free(p->aseq);
+    free(p->stage);
     free(m->acts.layer);
 }
 
-/* float32 copy of a vector weight (norm weight or bias) into slot `slot` of p->vec; NULL if absent */
-static const float *vecf(lop_model *m, const lop_wref *r, int slot) {
+/* every weight view of the model (for uploads) */
+static int each_weight(lop_model *m, int (*fn)(lop_backend *, const lop_wref *, void *), void *u) {
     engine_priv *p = m->priv;
-    if (!r->data) return NULL;
-    if (r->dtype == ST_F32) return r->data;
-    float *d = p->vec + (size_t)slot * p->maxvec;
-    nn_to_f32_serial(d, r->data, r->dtype, (size_t)(r->rows * r->cols));
-    return d;
+    if (fn(p->be, &m->embed, u) || fn(p->be, &m->final_norm, u)) return -1;
+    if (fn(p->be, &m->head, u)) return -1; /* tied: the backend shares the embedding's copy */
+    for (int l = 0; l < m->cfg.n_layers; l++) {
+        for (int k = 0; k < PROJ_N; k++)
+            if (m->layers[l].proj[k].data && fn(p->be, &m->layers[l].proj[k], u)) return -1;
+        for (int k = 0; k < LVEC_N; k++)
+            if (m->layers[l].vec[k].data && fn(p->be, &m->layers[l].vec[k], u)) return -1;
+    }
+    return 0;
+}
+
+static size_t wref_bytes(const lop_wref *w) {
+    return w->data ? (size_t)(w->rows * w->cols) * st_dtype_size(w->dtype) : 0;
+}
+
+static int load_one(lop_backend *be, const lop_wref *w, void *u) {
+    return be->op->weight_load(be, w, (lop_err *)u);
+}
+
+int lop_model_set_device(lop_model *m, const char *device, lop_err *e) {
+    engine_priv *p = m->priv;
+    int dev = lop_device_parse(device);
+    if (dev == -2) return lop_failc(e, LOP_EUSAGE, "--device: expected cpu, cuda or cuda:N, not '%s'", device);
+    lop_backend *nb;
+    if (dev == -1 ? lop_backend_cpu_new(&nb, &m->cfg, e) : lop_backend_cuda_new(&nb, dev, &m->cfg, e))
+        return -1;
+    if (p->arena) p->be->op->release(p->be, p->arena);
+    p->arena = NULL;
+    p->arena_cap = 0;
+    p->be->op->destroy(p->be);
+    p->be = nb;
+    p->gemm = nb->op->gemm_supported(nb, (lop_gemm)p->gemm_req);
+    /* weights once, in their stored dtype (a device backend checks they fit first) */
+    size_t bytes = wref_bytes(&m->embed) + wref_bytes(&m->final_norm) +
+                   (m->head.data != m->embed.data ? wref_bytes(&m->head) : 0);
+    for (int l = 0; l < m->cfg.n_layers; l++) {
+        for (int k = 0; k < PROJ_N; k++) bytes += wref_bytes(&m->layers[l].proj[k]);
+        for (int k = 0; k < LVEC_N; k++) bytes += wref_bytes(&m->layers[l].vec[k]);
+    }
+    if (nb->op->weights_fit(nb, bytes, e) || each_weight(m, load_one, e)) return -1;
+    return 0;
+}
+
+const char *lop_model_device(const lop_model *m) {
+    const engine_priv *p = m->priv;
+    return p->be->name;
+}
+
+size_t lop_model_device_peak(const lop_model *m) {
+    const engine_priv *p = m->priv;
+    return p->be->op->mem_peak(p->be);
+}
+
+int lop_model_weights_changed(lop_model *m, lop_err *e) {
+    engine_priv *p = m->priv;
+    return p->be->op->weights_changed(p->be, e);
 }
 
 static float *take(float **a, size_t n) {
@@ -77,11 +126,11 @@ static int arena_layout(lop_model *m, int N, int keep, int64_t att_total, lop_er
         if (!m->acts.layer) return lop_fail(e, "out of memory");
     }
     if (total > p->arena_cap) {
-        free(p->arena);
-        p->arena = NULL;
+        if (p->arena) p->be->op->release(p->be, p->arena);
         p->arena_cap = 0;
-        if (posix_memalign((void **)&p->arena, 64, total * sizeof(float)))
-            return lop_fail(e, "out of memory for activations (%zu MB for %d rows)",
+        p->arena = p->be->op->alloc(p->be, total * sizeof(float));
+        if (!p->arena)
+            return lop_fail(e, "out of %s memory for activations (%zu MB for %d rows)", p->be->name,
                             total * sizeof(float) >> 20, N);
         p->arena_cap = total;
     }
@@ -155,12 +204,6 @@ static int batch_index(lop_model *m, lop_batch *b, const lop_kv *kv, lop_err *e)
         p->ibuf_cap = p->ibuf ? need : 0;
         if (!p->ibuf) return lop_fail(e, "out of memory");
     }
-    if (b->B > p->aseq_cap) {
-        free(p->aseq);
-        p->aseq = malloc(sizeof(attn_seq) * b->B);
-        p->aseq_cap = p->aseq ? b->B : 0;
-        if (!p->aseq) return lop_fail(e, "out of memory");
-    }
     int *off = p->ibuf, *pos = off + b->B + 1, *seq = pos + N;
     off[0] = 0;
     for (int i = 0; i < b->B; i++) {
@@ -188,28 +231,10 @@ static int batch_index(lop_model *m, lop_batch *b, const lop_kv *kv, lop_err *e)
     return 0;
 }
 
-static int all_finite(const float *x, size_t n) {
-    int bad = 0;
-    #pragma omp parallel for reduction(|:bad) schedule(static) if (n > (1u << 16))
-    for (size_t i = 0; i < n; i++) bad |= !isfinite(x[i]);
-    return !bad;
-}
-
-static void embed_forward(lop_model *m, float *x, const lop_batch *b) {
-    const lop_config *c = &m->cfg;
-    embedding_forward(x, b->ids, m->embed.data, m->embed.dtype, b->N, c->hidden,
-                      c->gemma ? (float)sqrt((double)c->hidden) : 1.0f);
-}
-
-/* out = a + b over n floats */
-static void add_forward(float *out, const float *a, const float *b, size_t n) {
-    #pragma omp parallel for schedule(static) if (n > 65536)
-    for (size_t i = 0; i < n; i++) out[i] = a[i] + b[i];
-}
-
 lop_gemm lop_model_set_gemm(lop_model *m, lop_gemm g) {
     engine_priv *p = m->priv;
-    p->gemm = g == LOP_GEMM_BF16 && gemm_bf16_available() ? LOP_GEMM_BF16 : LOP_GEMM_F32;
+    p->gemm_req = g;
+    p->gemm = p->be->op->gemm_supported(p->be, g);
     return (lop_gemm)p->gemm;
 }
 
@@ -225,17 +250,77 @@ int lop_gemm_parse(const char *s, lop_gemm *out) {
     return 0;
 }
 
-static int mm(lop_model *m, float *out, const float *x, const lop_wref *w, const float *bias,
-              int N, lop_err *e) {
+/* ---- hooks see host memory: device activations go through a staging copy ---- */
+
+/* host view of n floats of backend memory x (slot 0 or 1 of the staging buffer) */
+static float *host_view(lop_model *m, const float *x, size_t n, int slot, lop_err *e) {
     engine_priv *p = m->priv;
-    int r = p->gemm == LOP_GEMM_BF16
-        ? matmul_forward_bf16(out, x, w->data, w->dtype, bias, N, (int)w->cols, (int)w->rows, 0)
-        : matmul_forward(out, x, w->data, w->dtype, bias, N, (int)w->cols, (int)w->rows, 0);
-    if (r) return lop_fail(e, "out of memory in a matmul");
-    return 0;
+    if (p->be->host_mem) return (float *)x;
+    if (2 * n > p->stage_cap) {
+        free(p->stage);
+        p->stage = malloc(sizeof(float) * 2 * n);
+        p->stage_cap = p->stage ? 2 * n : 0;
+        if (!p->stage) { lop_fail(e, "out of memory for a hook's copy of %zu floats", n); return NULL; }
+    }
+    float *h = p->stage + (size_t)slot * n;
+    if (p->be->op->download(p->be, h, x, sizeof(float) * n, e)) return NULL;
+    return h;
 }
 
 #define HOOK(call) do { if (call) return lop_fail(e, "a hook stopped the forward"); } while (0)
+
+/* the error for non-finite values first seen at slot (0: the embedding, l + 1: layer l's output) */
+static int nonfinite_fail(lop_model *m, int slot, lop_err *e) {
+    if (slot == 0)
+        return lop_fail(e, "non-finite values (NaN or Inf) in the embedding (%s)",
+                        m->embed.name ? m->embed.name : "embed_tokens.weight");
+    return lop_fail(e, "non-finite values (NaN or Inf) first appear in layer %d (%slayers.%d.*)",
+                    slot - 1, m->cfg.prefix, slot - 1);
+}
+
+static int nonfinite_check(lop_model *m, const float *x, size_t n, int slot, lop_err *e) {
+    engine_priv *p = m->priv;
+    int r = p->be->op->nonfinite(p->be, x, n, slot, e);
+    if (r < 0) return -1;
+    return r ? nonfinite_fail(m, slot, e) : 0;
+}
+
+/* a device's deferred answer: the first slot flagged during the forward, if any */
+static int nonfinite_done(lop_model *m, int nslots, lop_err *e) {
+    engine_priv *p = m->priv;
+    int first = p->be->op->nonfinite_first(p->be, nslots, e);
+    if (first == -2) return -1;
+    return first >= 0 ? nonfinite_fail(m, first, e) : 0;
+}
+
+static int hook_linear(lop_model *m, const lop_hooks *hk, int l, int pj, const float *X, int N,
+                       int in, const lop_batch *b, lop_err *e) {
+    const float *h = host_view(m, X, (size_t)N * in, 0, e);
+    if (!h) return -1;
+    HOOK(hk->linear_in(hk->user, l, pj, m->layers[l].proj[pj].name, h, N, in, b));
+    return 0;
+}
+
+/* the residual hook may modify x: copied back to the device afterwards */
+static int hook_resid(lop_model *m, const lop_hooks *hk, int l, lop_resid_where wh, float *x,
+                      const lop_batch *b, lop_err *e) {
+    engine_priv *p = m->priv;
+    size_t n = (size_t)b->N * m->cfg.hidden;
+    float *h = host_view(m, x, n, 0, e);
+    if (!h) return -1;
+    HOOK(hk->resid(hk->user, l, wh, h, b));
+    if (!p->be->host_mem && p->be->op->upload(p->be, x, h, sizeof(float) * n, e)) return -1;
+    return 0;
+}
+
+#define BE (p->be)
+#define OP(call) do { if (BE->op->call) return -1; } while (0)
+
+static int mm(lop_model *m, float *out, const float *x, const lop_wref *w, const lop_wref *bias,
+              int N, lop_err *e) {
+    engine_priv *p = m->priv;
+    return BE->op->matmul(BE, out, x, w, bias, N, (lop_gemm)p->gemm, e);
+}
 
 static int attention_block(lop_model *m, int l, lop_layer_acts *s, lop_batch *b,
                            const lop_fwd_opts *o, lop_err *e) {
@@ -245,57 +330,54 @@ static int attention_block(lop_model *m, int l, lop_layer_acts *s, lop_batch *b,
     const lop_hooks *hk = o->hooks;
     int N = b->N, C = c->hidden, D = c->head_dim, Hq = c->n_heads, Hkv = c->n_kv_heads;
     int qd = Hq * D, kd = Hkv * D;
-    rmsnorm_forward(s->xn_attn, s->rstd_attn, s->x_in, vecf(m, &w->vec[LVEC_ATTN_NORM], 0), N, C,
-                    (float)c->eps, c->gemma);
+    OP(rmsnorm(BE, s->xn_attn, s->rstd_attn, s->x_in, &w->vec[LVEC_ATTN_NORM], N, C, (float)c->eps,
+               c->gemma, e));
     if (hk && hk->linear_in)
         for (int pj = PROJ_Q; pj <= PROJ_V; pj++)
-            HOOK(hk->linear_in(hk->user, l, pj, w->proj[pj].name, s->xn_attn, N, C, b));
-    if (mm(m, s->q_raw, s->xn_attn, &w->proj[PROJ_Q], vecf(m, &w->vec[LVEC_Q_BIAS], 1), N, e) ||
-        mm(m, s->k_raw, s->xn_attn, &w->proj[PROJ_K], vecf(m, &w->vec[LVEC_K_BIAS], 2), N, e) ||
-        mm(m, s->v, s->xn_attn, &w->proj[PROJ_V], vecf(m, &w->vec[LVEC_V_BIAS], 3), N, e))
+            if (hook_linear(m, hk, l, pj, s->xn_attn, N, C, b, e)) return -1;
+    if (mm(m, s->q_raw, s->xn_attn, &w->proj[PROJ_Q], &w->vec[LVEC_Q_BIAS], N, e) ||
+        mm(m, s->k_raw, s->xn_attn, &w->proj[PROJ_K], &w->vec[LVEC_K_BIAS], N, e) ||
+        mm(m, s->v, s->xn_attn, &w->proj[PROJ_V], &w->vec[LVEC_V_BIAS], N, e))
         return -1;
-    if (c->qk_norm) {
-        rmsnorm_forward(s->q, s->q_rstd, s->q_raw, vecf(m, &w->vec[LVEC_Q_NORM], 4), N * Hq, D,
-                        (float)c->eps, c->gemma);
-        rmsnorm_forward(s->k, s->k_rstd, s->k_raw, vecf(m, &w->vec[LVEC_K_NORM], 5), N * Hkv, D,
-                        (float)c->eps, c->gemma);
-    } else {
-        memcpy(s->q, s->q_raw, sizeof(float) * (size_t)N * qd);
-        memcpy(s->k, s->k_raw, sizeof(float) * (size_t)N * kd);
-    }
     int sliding = c->layer_sliding && c->layer_sliding[l] && c->sliding_window > 0;
     const float *cs = sliding && c->gemma ? m->acts.rope_local : m->acts.rope_full;
-    rope_apply(s->q, cs, N, Hq, D);
-    rope_apply(s->k, cs, N, Hkv, D);
-    float scale = (float)c->attn_scale;
-    attn_seq *as = p->aseq;
-    for (int i = 0; i < b->B; i++) {
-        int T = b->len[i], r0 = b->off[i];
-        const float *K = s->k + (size_t)r0 * kd, *V = s->v + (size_t)r0 * kd;
-        int q0 = 0;
-        if (o->kv) {
-            lop_kv *kv = o->kv;
-            q0 = kv->len[i];
-            float *kc = kv->k[l] + (size_t)i * kv->max_t * kd, *vc = kv->v[l] + (size_t)i * kv->max_t * kd;
-            memcpy(kc + (size_t)q0 * kd, K, sizeof(float) * (size_t)T * kd);
-            memcpy(vc + (size_t)q0 * kd, V, sizeof(float) * (size_t)T * kd);
-            K = kc;
-            V = vc;
-        }
-        as[i] = (attn_seq){s->att_out + (size_t)r0 * qd, s->att ? s->att + m->acts.att_off[i] : NULL,
-                           s->q + (size_t)r0 * qd, K, V, T, q0 + T, q0};
+    int fused = 0;
+    if (c->qk_norm && BE->op->qk_norm_rope) { /* one pass where the backend has it */
+        int r = BE->op->qk_norm_rope(BE, s->q, s->q_rstd, s->q_raw, &w->vec[LVEC_Q_NORM], cs, N, Hq, D,
+                                     (float)c->eps, c->gemma, e);
+        if (r == 0)
+            r = BE->op->qk_norm_rope(BE, s->k, s->k_rstd, s->k_raw, &w->vec[LVEC_K_NORM], cs, N, Hkv, D,
+                                     (float)c->eps, c->gemma, e);
+        if (r < 0) return -1;
+        fused = r == 0;
     }
-    attention_forward_batch(as, b->B, Hq, Hkv, D, scale, sliding ? c->sliding_window : 0,
-                            (float)c->attn_softcap);
-    if (hk && hk->linear_in)
-        HOOK(hk->linear_in(hk->user, l, PROJ_O, w->proj[PROJ_O].name, s->att_out, N, qd, b));
-    if (mm(m, s->o, s->att_out, &w->proj[PROJ_O], vecf(m, &w->vec[LVEC_O_BIAS], 6), N, e)) return -1;
+    if (!fused) {
+        if (c->qk_norm) {
+            OP(rmsnorm(BE, s->q, s->q_rstd, s->q_raw, &w->vec[LVEC_Q_NORM], N * Hq, D, (float)c->eps,
+                       c->gemma, e));
+            OP(rmsnorm(BE, s->k, s->k_rstd, s->k_raw, &w->vec[LVEC_K_NORM], N * Hkv, D, (float)c->eps,
+                       c->gemma, e));
+        } else {
+            OP(copy(BE, s->q, s->q_raw, sizeof(float) * (size_t)N * qd, e));
+            OP(copy(BE, s->k, s->k_raw, sizeof(float) * (size_t)N * kd, e));
+        }
+        OP(rope_apply(BE, s->q, cs, N, Hq, D, e));
+        OP(rope_apply(BE, s->k, cs, N, Hkv, D, e));
+    }
+    lop_attn_args aa = {
+        .out = s->att_out, .att = s->att, .att_off = m->acts.att_off, .q = s->q, .k = s->k,
+        .v = s->v, .B = b->B, .len = b->len, .off = b->off, .kv = o->kv, .layer = l, .Hq = Hq,
+        .Hkv = Hkv, .D = D, .window = sliding ? c->sliding_window : 0,
+        .scale = (float)c->attn_scale, .softcap = (float)c->attn_softcap, .gemm = (lop_gemm)p->gemm};
+    OP(attention(BE, &aa, e));
+    if (hk && hk->linear_in && hook_linear(m, hk, l, PROJ_O, s->att_out, N, qd, b, e)) return -1;
+    if (mm(m, s->o, s->att_out, &w->proj[PROJ_O], &w->vec[LVEC_O_BIAS], N, e)) return -1;
     if (c->gemma) { /* post-attention norm, into x_mid, then the residual */
-        rmsnorm_forward(s->x_mid, s->rstd_post_attn, s->o, vecf(m, &w->vec[LVEC_POST_ATTN_NORM], 7),
-                        N, C, (float)c->eps, 1);
-        add_forward(s->x_mid, s->x_mid, s->x_in, (size_t)N * C);
+        OP(rmsnorm(BE, s->x_mid, s->rstd_post_attn, s->o, &w->vec[LVEC_POST_ATTN_NORM], N, C,
+                   (float)c->eps, 1, e));
+        OP(add(BE, s->x_mid, s->x_mid, s->x_in, (size_t)N * C, e));
     } else {
-        add_forward(s->x_mid, s->o, s->x_in, (size_t)N * C);
+        OP(add(BE, s->x_mid, s->o, s->x_in, (size_t)N * C, e));
     }
     return 0;
 }
@@ -303,28 +385,27 @@ static int attention_block(lop_model *m, int l, lop_layer_acts *s, lop_batch *b,
 static int mlp_block(lop_model *m, int l, lop_layer_acts *s, float *x_out, lop_batch *b,
                      const lop_fwd_opts *o, lop_err *e) {
     const lop_config *c = &m->cfg;
+    engine_priv *p = m->priv;
     lop_layer_w *w = &m->layers[l];
     const lop_hooks *hk = o->hooks;
     int N = b->N, C = c->hidden, FF = c->inter;
-    rmsnorm_forward(s->xn_mlp, s->rstd_mlp, s->x_mid, vecf(m, &w->vec[LVEC_MLP_NORM], 0), N, C,
-                    (float)c->eps, c->gemma);
+    OP(rmsnorm(BE, s->xn_mlp, s->rstd_mlp, s->x_mid, &w->vec[LVEC_MLP_NORM], N, C, (float)c->eps,
+               c->gemma, e));
     if (hk && hk->linear_in)
         for (int pj = PROJ_GATE; pj <= PROJ_UP; pj++)
-            HOOK(hk->linear_in(hk->user, l, pj, w->proj[pj].name, s->xn_mlp, N, C, b));
-    if (mm(m, s->gate, s->xn_mlp, &w->proj[PROJ_GATE], vecf(m, &w->vec[LVEC_GATE_BIAS], 1), N, e) ||
-        mm(m, s->up, s->xn_mlp, &w->proj[PROJ_UP], vecf(m, &w->vec[LVEC_UP_BIAS], 2), N, e))
+            if (hook_linear(m, hk, l, pj, s->xn_mlp, N, C, b, e)) return -1;
+    if (mm(m, s->gate, s->xn_mlp, &w->proj[PROJ_GATE], &w->vec[LVEC_GATE_BIAS], N, e) ||
+        mm(m, s->up, s->xn_mlp, &w->proj[PROJ_UP], &w->vec[LVEC_UP_BIAS], N, e))
         return -1;
-    glu_forward(s->h, s->gate, s->up, (size_t)N * FF, c->act);
-    if (hk && hk->linear_in)
-        HOOK(hk->linear_in(hk->user, l, PROJ_DOWN, w->proj[PROJ_DOWN].name, s->h, N, FF, b));
-    if (mm(m, s->mlp_out, s->h, &w->proj[PROJ_DOWN], vecf(m, &w->vec[LVEC_DOWN_BIAS], 3), N, e))
-        return -1;
+    OP(glu(BE, s->h, s->gate, s->up, (size_t)N * FF, c->act, e));
+    if (hk && hk->linear_in && hook_linear(m, hk, l, PROJ_DOWN, s->h, N, FF, b, e)) return -1;
+    if (mm(m, s->mlp_out, s->h, &w->proj[PROJ_DOWN], &w->vec[LVEC_DOWN_BIAS], N, e)) return -1;
     if (c->gemma) {
-        rmsnorm_forward(x_out, s->rstd_post_mlp, s->mlp_out, vecf(m, &w->vec[LVEC_POST_MLP_NORM], 4),
-                        N, C, (float)c->eps, 1);
-        add_forward(x_out, x_out, s->x_mid, (size_t)N * C);
+        OP(rmsnorm(BE, x_out, s->rstd_post_mlp, s->mlp_out, &w->vec[LVEC_POST_MLP_NORM], N, C,
+                   (float)c->eps, 1, e));
+        OP(add(BE, x_out, x_out, s->x_mid, (size_t)N * C, e));
     } else {
-        add_forward(x_out, s->mlp_out, s->x_mid, (size_t)N * C);
+        OP(add(BE, x_out, s->mlp_out, s->x_mid, (size_t)N * C, e));
     }
     return 0;
 }
@@ -338,6 +419,10 @@ int lop_forward(lop_model *m, lop_batch *b, const lop_fwd_opts *opts, lop_head_r
     const lop_hooks *hk = o->hooks;
     int L = c->n_layers, C = c->hidden;
     int end = o->layer_end > 0 && o->layer_end < L ? o->layer_end : L;
+    if (o->keep_acts && !BE->host_mem)
+        return lop_failc(e, LOP_EUSAGE, "keeping activations for a backward runs on the cpu only (device %s)", BE->name);
+    if (o->kv && o->kv->be != BE)
+        return lop_failc(e, LOP_EUSAGE, "the kv cache was made for another device than %s", BE->name);
     if (batch_index(m, b, o->kv, e)) return -1;
     int N = b->N;
     int64_t att_total = 0;
@@ -356,37 +441,43 @@ int lop_forward(lop_model *m, lop_batch *b, const lop_fwd_opts *opts, lop_head_r
     }
     if (arena_layout(m, N, o->keep_acts, att_total, e)) return -1;
     m->acts.att_off = o->keep_acts ? p->att_off : NULL;
-    if (openblas_get_num_threads() != 1) openblas_set_num_threads(1);
+    if (BE->host_mem && openblas_get_num_threads() != 1) openblas_set_num_threads(1);
     float *x = L ? m->acts.layer[0].x_in : m->acts.x_final;
-    embed_forward(m, x, b);
-    rope_table(m->acts.rope_full, b->pos, p->inv_full, N, c->head_dim);
-    if (c->gemma) rope_table(m->acts.rope_local, b->pos, p->inv_local, N, c->head_dim);
-    else memcpy(m->acts.rope_local, m->acts.rope_full, sizeof(float) * (size_t)N * c->head_dim);
-    if (!all_finite(x, (size_t)N * C))
-        return lop_fail(e, "non-finite values (NaN or Inf) in the embedding (%s)",
-                        m->embed.name ? m->embed.name : m->cfg.family->embed);
+    OP(embed(BE, x, b->ids, &m->embed, N, C, c->gemma ? (float)sqrt((double)c->hidden) : 1.0f, e));
+    OP(rope_table(BE, m->acts.rope_full, b->pos, p->inv_full, N, c->head_dim, e));
+    if (c->gemma) OP(rope_table(BE, m->acts.rope_local, b->pos, p->inv_local, N, c->head_dim, e));
+    else OP(copy(BE, m->acts.rope_local, m->acts.rope_full, sizeof(float) * (size_t)N * c->head_dim, e));
+    /* no number is silently wrong: the embedding and every layer's output are checked for NaN and
+     * Inf (slot 0 and l + 1; a device answers at the end of the forward, naming the first) */
+    if (nonfinite_check(m, x, (size_t)N * C, 0, e)) return -1;
     for (int l = 0; l < end; l++) {
         lop_layer_acts *s = &m->acts.layer[l];
         float *x_out = l + 1 < L ? m->acts.layer[l + 1].x_in : m->acts.x_final;
-        if (hk && hk->resid) HOOK(hk->resid(hk->user, l, LOP_RESID_IN, s->x_in, b));
+        if (hk && hk->resid && hook_resid(m, hk, l, LOP_RESID_IN, s->x_in, b, e)) return -1;
         if (o->skip && o->skip[l]) {
-            memcpy(x_out, s->x_in, sizeof(float) * (size_t)N * C);
+            OP(copy(BE, x_out, s->x_in, sizeof(float) * (size_t)N * C, e));
         } else if (attention_block(m, l, s, b, o, e) || mlp_block(m, l, s, x_out, b, o, e)) {
             return -1;
         }
-        /* no number is silently wrong: the first layer whose output is not finite is named (one
-         * pass over the residual, ~1e-4 of the layer's work) */
-        if (!all_finite(x_out, (size_t)N * C))
-            return lop_fail(e, "non-finite values (NaN or Inf) first appear in layer %d (%slayers.%d.*)",
-                            l, m->cfg.prefix, l);
-        if (hk && hk->resid) HOOK(hk->resid(hk->user, l, LOP_RESID_OUT, x_out, b));
+        /* the first layer whose output is not finite is named (one pass over the residual, ~1e-4
+         * of the layer's work) */
+        if (nonfinite_check(m, x_out, (size_t)N * C, l + 1, e)) return -1;
+        if (hk && hk->resid && hook_resid(m, hk, l, LOP_RESID_OUT, x_out, b, e)) return -1;
     }
+    if (nonfinite_done(m, end + 1, e)) return -1;
     if (o->kv && end == L)
         for (int i = 0; i < b->B; i++) o->kv->len[i] += b->len[i];
     if (end < L) return 0;
-    rmsnorm_forward(m->acts.xn_final, m->acts.rstd_final, m->acts.x_final, vecf(m, &m->final_norm, 0),
-                    N, C, (float)c->eps, c->gemma);
-    if (hk && hk->final) HOOK(hk->final(hk->user, m->acts.x_final, m->acts.xn_final, b));
+    OP(rmsnorm(BE, m->acts.xn_final, m->acts.rstd_final, m->acts.x_final, &m->final_norm, N, C,
+               (float)c->eps, c->gemma, e));
+    if (hk && hk->final) {
+        const float *h = host_view(m, m->acts.x_final, (size_t)N * C, 0, e);
+        const float *hn = h ? host_view(m, m->acts.xn_final, (size_t)N * C, 1, e) : NULL;
+        if (!hn) return -1;
+        HOOK(hk->final(hk->user, h, hn, b));
+    }
     if (!head) return 0;
-    return head_forward(m, m->acts.xn_final, N, head, e);
+    lop_head_args ha = {.xn = m->acts.xn_final, .N = N, .C = C, .V = c->vocab, .w = &m->head,
+                        .softcap = (float)c->final_softcap, .gemm = (lop_gemm)p->gemm};
+    return BE->op->head(BE, &ha, head, e);
 }

@@ -8,8 +8,7 @@
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
-#include "model.h"
-#include "model_priv.h"
+#include "backend.h"
 #include "nn.h"
 
 #define VB 256  /* vocabulary rows per block */
@@ -83,10 +82,10 @@ static void state_free(head_state *s) {
     free(s->mx); free(s->sum); free(s->kid); free(s->kval); free(s->kn);
 }
 
-int head_forward(lop_model *m, const float *xn, int N, lop_head_req *h, lop_err *e) {
-    const lop_config *c = &m->cfg;
-    int C = c->hidden, V = c->vocab;
-    const lop_wref *W = &m->head;
+int head_forward_cpu(const lop_head_args *a, lop_head_req *h, lop_err *e) {
+    const float *xn = a->xn;
+    int N = a->N, C = a->C, V = a->V;
+    const lop_wref *W = a->w;
     size_t es = st_dtype_size(W->dtype);
     /* the selected rows */
     int *row = malloc(sizeof(int) * (size_t)N), *wl = malloc(sizeof(int) * (size_t)N);
@@ -118,7 +117,7 @@ int head_forward(lop_model *m, const float *xn, int N, lop_head_req *h, lop_err 
     if (!fail) for (int r = 0; r < R; r++) tlogit[r] = NAN;
     int nblk = (V + VB - 1) / VB, stop = 0;
     /* bf16 GEMM: the selected rows rounded to bf16 once, in chunks of whole packed row blocks */
-    int bf16 = ((engine_priv *)m->priv)->gemm == LOP_GEMM_BF16;
+    int bf16 = a->gemm == LOP_GEMM_BF16;
     int rc = bf16 ? RC / GB_ROWS * GB_ROWS : RC, K2 = (C + 1) / 2;
     uint32_t *Xp = NULL;
     if (!fail && bf16) {
@@ -126,7 +125,7 @@ int head_forward(lop_model *m, const float *xn, int N, lop_head_req *h, lop_err 
         if (Xp) gemm_bf16_pack_x(Xp, X, R, C, C);
         else fail = 1;
     }
-    float cap = (float)c->final_softcap;
+    float cap = a->softcap;
     if (!fail) {
         #pragma omp parallel num_threads(nth)
         {
@@ -227,7 +226,7 @@ int head_forward(lop_model *m, const float *xn, int N, lop_head_req *h, lop_err 
     if (fail) return lop_fail(e, "out of memory in the lm_head");
     if (nonfinite)
         return lop_fail(e, "non-finite logits (NaN or Inf): the hidden states are finite, the lm_head "
-                           "(%s) is not", m->head.name ? m->head.name : m->cfg.family->head);
+                           "(%s) is not", W->name ? W->name : "unnamed");
     if (stop) return lop_fail(e, "a head block callback stopped the forward");
     return 0;
 }

@@ -5,6 +5,7 @@
 #include "provenance.h"
 #include "model.h"
 #include "parse.h"
+#include "model.h"
 #include <cblas.h>
 #include <errno.h>
 #include <omp.h>
@@ -109,6 +110,14 @@ int tool_common_opt(int c, const char *arg, void (*usage)(FILE *)) {
     case '?': fprintf(stderr, "%s: see %s --help\n", g_tool, g_tool); exit(2);
     default: return 0;
     }
+}
+
+void tool_set_device(struct lop_model *m, const char *device) {
+    if (!device || !strcmp(device, "cpu")) return;
+    lop_err e = {0};
+    double t0 = now_seconds();
+    if (lop_model_set_device(m, device, &e)) die_err(&e);
+    note("running on %s (weights uploaded in %.1f s)", lop_model_device(m), now_seconds() - t0);
 }
 
 void tool_check_context(const char *what, long long n, int max_pos) {

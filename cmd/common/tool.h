@@ -74,6 +74,17 @@ int tool_common_opt(int c, const char *arg, void (*usage)(FILE *));
 /* Apply -t to OpenMP and OpenBLAS (call after option parsing). */
 void tool_apply_threads(void);
 
+/* --device: where a model's forward runs ("cpu", "cuda", "cuda:N"). Call right after opening the
+ * model (before --gemm and before any kv cache); dies with the library's message (a build without
+ * CUDA, no GPU, a model too large for it). NULL or "cpu": nothing to do. */
+struct lop_model;
+void tool_set_device(struct lop_model *m, const char *device);
+#define TOOL_DEVICE_HELP \
+    "      --device D        where the forward runs: cpu (default), cuda or cuda:N (a GPU; needs a\n" \
+    "                        build made where nvcc is, which has build/liblop_cuda.so). Weights are\n" \
+    "                        uploaded once in their dtype; with --gemm f32 the numbers are the cpu's\n" \
+    "                        to ~1e-5; --gemm bf16 uses the tensor cores\n"
+
 _Noreturn void die(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 _Noreturn void die_usage(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 _Noreturn void die_err(const lop_err *e);

@@ -21,7 +21,7 @@
 #define BATCH_TOKENS 4096    /* calibration rows per forward */
 
 laco_opts laco_default_opts(void) {
-    laco_opts o = {4, 1, -1, 2, 0.65, 1.0, NULL, 5, 128, 0, LMERGE_RDSC};
+    laco_opts o = {4, 1, -1, 2, 0.65, 1.0, NULL, 5, 128, 0, LMERGE_RDSC, NULL};
     return o;
 }
 
@@ -191,6 +191,7 @@ int laco_run(const char *model, const char *out, const laco_opts *o, const st_wr
     laco_ctx c;
     memset(&c, 0, sizeof c);
     if (lop_model_open(&c.m, model, e)) return -1;
+    if (o->device && lop_model_set_device(c.m, o->device, e)) return -1;
     lop_model *m = c.m;
     int n0 = m->cfg.n_layers;
     int H = o->H < 0 ? n0 : o->H;
@@ -234,7 +235,8 @@ int laco_run(const char *model, const char *out, const laco_opts *o, const st_wr
             if (nb[k]) w->data = nb[k];
         }
         for (int j = 1; j <= mcount; j++) c.skip[cur[lay + j]] = 1;
-        if (run_all(&c, c.cur, e)) return -1;
+        /* freed merge buffers can come back at the same address: a GPU re-reads them */
+        if (lop_model_weights_changed(m, e) || run_all(&c, c.cur, e)) return -1;
         double sim = similarity(&c);
         int ok = sim > o->T;
         iters++;

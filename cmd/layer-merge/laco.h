@@ -14,6 +14,7 @@ typedef struct laco_opts {
     const char *data;       /* calibration file */
     int samples, ctx, lines;
     lop_merge_rule rule;
+    const char *device;     /* where the forwards run (NULL: cpu) */
 } laco_opts;
 
 laco_opts laco_default_opts(void);

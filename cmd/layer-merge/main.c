@@ -39,6 +39,8 @@ static void usage(FILE *f) {
         "      --samples N          calibration samples (default 5, as the official code's sentences)\n"
         "      --ctx N              tokens per sample (default 128)\n"
         "      --lines              one sample per line of a text file (default: packed windows)\n"
+        "      --device D           where LaCo's forwards run: cpu (default), cuda, cuda:N (a build\n"
+        "                           made where nvcc is; the merging itself stays on the cpu)\n"
         "      --max-shard-size S   folder output: bytes per shard (default 5G)\n"
         "      --zstd[=LEVEL]       compress a file or stream output with zstd\n"
         TOOL_COMMON_HELP
@@ -49,7 +51,7 @@ static void usage(FILE *f) {
 }
 
 enum { OPT_MERGE = 1, OPT_AVERAGE, OPT_REPLACE, OPT_LACO, OPT_MAXC, OPT_DATA, OPT_SAMPLES,
-       OPT_CTX, OPT_LINES, OPT_SHARD, OPT_ZSTD };
+       OPT_CTX, OPT_LINES, OPT_SHARD, OPT_ZSTD, OPT_DEVICE };
 
 static void on_bytes(void *user, uint64_t bytes) { progress_update(user, bytes / 1e6); }
 
@@ -108,7 +110,7 @@ int main(int argc, char **argv) {
         {"max-compression", required_argument, 0, OPT_MAXC}, {"data", required_argument, 0, OPT_DATA},
         {"samples", required_argument, 0, OPT_SAMPLES}, {"ctx", required_argument, 0, OPT_CTX},
         {"seq-len", required_argument, 0, OPT_CTX}, {"max-length", required_argument, 0, OPT_CTX},
-        {"lines", no_argument, 0, OPT_LINES},
+        {"lines", no_argument, 0, OPT_LINES}, {"device", required_argument, 0, OPT_DEVICE},
         {"max-shard-size", required_argument, 0, OPT_SHARD}, {"zstd", optional_argument, 0, OPT_ZSTD},
         TOOL_COMMON_LONGOPTS, {0, 0, 0, 0}};
     const char *model = NULL, *out = NULL;
@@ -151,6 +153,7 @@ int main(int argc, char **argv) {
         case OPT_SAMPLES: lc.samples = (int)opt_int("--samples", optarg, 1, 1 << 24); break;
         case OPT_CTX: lc.ctx = (int)opt_int("--ctx", optarg, 2, 1 << 20); break;
         case OPT_LINES: lc.lines = 1; break;
+        case OPT_DEVICE: lc.device = optarg; break;
         case OPT_SHARD: wo.max_shard_size = opt_size("--max-shard-size", optarg); break;
         case OPT_ZSTD: wo.zstd_level = optarg ? (int)opt_int("--zstd", optarg, 1, 22) : 3; break;
         default: die_usage("unknown option");
@@ -163,6 +166,7 @@ int main(int argc, char **argv) {
     if (!!np + laco != 1) die_usage("give --merge A-B (repeatable) or --laco");
     if (laco && !lc.data) die_usage("--laco needs --data FILE (calibration text)");
     if (!laco && lc.data) die_usage("--data goes with --laco");
+    if (!laco && lc.device) die_usage("--device goes with --laco (--merge runs no forward)");
     out_input("model", model);
     out_input("data", lc.data);
     out = out_output("-o", out, OUT_MODEL);

@@ -47,6 +47,7 @@ static void usage(FILE *f) {
         "      --gemm f32|bf16  precision of the matrix products (default f32). bf16: activations\n"
         "                       rounded to bf16, float32 sums (AVX512-BF16 CPUs, else f32 with a\n"
         "                       warning); per-token NLL moves by up to ~0.1 (mean ~0.01)\n"
+        TOOL_DEVICE_HELP
         TOOL_COMMON_HELP
         "\nOutput: one JSON line per layer {\"layer\",\"metric\",\"score\"} (blocks: {\"start\",\"n\",\n"
         "\"metric\",\"score\"}; ppl and kl add \"ppl\"), then {\"metric\",\"samples\",\"tokens\",...}.\n");
@@ -250,15 +251,16 @@ static void emit_score(int start, int n, int metric, double score, double ppl) {
 
 int main(int argc, char **argv) {
     tool_init("layer-score", argc, argv);
-    enum { OPT_DATA = 1, OPT_METRIC, OPT_BLOCK, OPT_SAMPLES, OPT_CTX, OPT_LINES, OPT_LAYERS, OPT_GEMM };
+    enum { OPT_DATA = 1, OPT_METRIC, OPT_BLOCK, OPT_SAMPLES, OPT_CTX, OPT_LINES, OPT_LAYERS, OPT_GEMM, OPT_DEVICE };
     static const struct option lo[] = {
         {"model", required_argument, 0, 'm'}, {"data", required_argument, 0, OPT_DATA},
         {"metric", required_argument, 0, OPT_METRIC}, {"block", required_argument, 0, OPT_BLOCK},
         {"samples", required_argument, 0, OPT_SAMPLES}, {"ctx", required_argument, 0, OPT_CTX},
         {"seq-len", required_argument, 0, OPT_CTX}, {"max-length", required_argument, 0, OPT_CTX},
         {"lines", no_argument, 0, OPT_LINES}, {"layers", required_argument, 0, OPT_LAYERS},
-        {"gemm", required_argument, 0, OPT_GEMM}, TOOL_COMMON_LONGOPTS, {0, 0, 0, 0}};
-    const char *model = NULL, *data = NULL, *only = NULL;
+        {"gemm", required_argument, 0, OPT_GEMM}, {"device", required_argument, 0, OPT_DEVICE},
+        TOOL_COMMON_LONGOPTS, {0, 0, 0, 0}};
+    const char *model = NULL, *data = NULL, *only = NULL, *device = NULL;
     int metric = M_BI, block = 1, lines = 0, block_set = 0;
     lop_gemm gemm = LOP_GEMM_F32;
     lop_calib_opts co = calib_default_opts();
@@ -281,6 +283,7 @@ int main(int argc, char **argv) {
         case OPT_GEMM:
             if (lop_gemm_parse(optarg, &gemm)) die_usage("--gemm: expected f32 or bf16, not '%s'", optarg);
             break;
+        case OPT_DEVICE: device = optarg; break;
         default: die_usage("unknown option");
         }
     }
@@ -297,6 +300,7 @@ int main(int argc, char **argv) {
     prov_input("model", model);
     prov_input("data", data);
     if (lop_model_open(&s.m, model, &e)) die_err(&e);
+    tool_set_device(s.m, device);
     if (gemm != LOP_GEMM_F32 && lop_model_set_gemm(s.m, gemm) != gemm)
         tool_warn("--gemm bf16: this CPU has no AVX512-BF16; computing in float32");
     if (!ctx_set && s.m->cfg.max_pos > 0 && co.ctx > s.m->cfg.max_pos) co.ctx = s.m->cfg.max_pos;

@@ -71,6 +71,7 @@ static void usage(FILE *f) {
         "      --gemm f32|bf16     precision of the matrix products (default f32). bf16: activations\n"
         "                          rounded to bf16, float32 sums (AVX512-BF16 CPUs, else f32 with a\n"
         "                          warning); per-token log-probs move by up to ~0.1 (mean ~0.01)\n"
+        TOOL_DEVICE_HELP
         "lm-evaluation-harness's spellings work too: --model_args pretrained=PATH[,tokenizer=P]\n"
         "[,max_length=N][,add_bos_token=True][,dtype=D] (with it, --model hf is the backend's name),\n"
         "--num_fewshot, --output_path FILE, --log_samples FILE, --batch_size N|auto (accepted; results\n"
@@ -81,10 +82,10 @@ static void usage(FILE *f) {
 
 enum { O_TASKS = 0x100, O_DATA, O_TASKFILE, O_LIMIT, O_FEWSHOT, O_LOGS, O_SHARD, O_COMPARE,
        O_MERGE, O_ADDBOS, O_MAXLEN, O_BATCH, O_NOREUSE, O_DELIM, O_LIST, O_TOK, O_TIMING, O_GEMM,
-       O_MODEL_ARGS, O_BATCH_SIZE };
+       O_MODEL_ARGS, O_BATCH_SIZE, O_DEVICE };
 
 typedef struct args {
-    const char *model, *tokenizer, *tasks, *data_dir, *output, *log_samples, *compare, *delim;
+    const char *model, *tokenizer, *tasks, *data_dir, *output, *log_samples, *compare, *delim, *device;
     const char *pretrained;  /* --model_args pretrained=PATH (wins over the harness's --model hf) */
     const char **task_files;
     int n_task_files;
@@ -282,6 +283,7 @@ static void run_eval(const args *a) {
     }
     lop_model *m;
     if (lop_model_open(&m, a->model, &e)) die_err(&e);
+    tool_set_device(m, a->device);
     if (a->gemm != LOP_GEMM_F32 && lop_model_set_gemm(m, a->gemm) != a->gemm)
         tool_warn("--gemm bf16: this CPU has no AVX512-BF16; computing in float32");
     lop_tokenizer *tok;
@@ -473,6 +475,7 @@ int main(int argc, char **argv) {
         {"no-reuse", no_argument, 0, O_NOREUSE}, {"target-delimiter", required_argument, 0, O_DELIM},
         {"list-tasks", no_argument, 0, O_LIST}, {"tokenizer", required_argument, 0, O_TOK},
         {"timing", no_argument, 0, O_TIMING}, {"gemm", required_argument, 0, O_GEMM},
+        {"device", required_argument, 0, O_DEVICE},
         /* lm-evaluation-harness's spellings, so its command lines run as they are */
         {"model_args", required_argument, 0, O_MODEL_ARGS}, {"num_fewshot", required_argument, 0, O_FEWSHOT},
         {"output_path", required_argument, 0, 'o'}, {"batch_size", required_argument, 0, O_BATCH_SIZE},
@@ -519,6 +522,7 @@ int main(int argc, char **argv) {
         case O_GEMM:
             if (lop_gemm_parse(optarg, &a.gemm)) die_usage("--gemm: expected f32 or bf16, not '%s'", optarg);
             break;
+        case O_DEVICE: a.device = optarg; break;
         case O_LIST: {
             for (const char *const *n = task_builtin_names(); *n; n++) printf("%s\n", *n);
             return 0;

@@ -37,6 +37,7 @@ static void usage(FILE *f) {
         "      --echo                print the prompt before the continuation\n"
         "      --jsonl               one JSON line per prompt (text, ids, counts, tokens/s) instead\n"
         "                            of streamed text\n"
+        TOOL_DEVICE_HELP
         TOOL_COMMON_HELP);
 }
 
@@ -177,7 +178,7 @@ static void generate(lop_model *m, const lop_tokenizer *tok, const char *prompt,
     free(g.prompt_text);
 }
 
-enum { OPT_TEMP = 0x2000, OPT_TOPK, OPT_TOPP, OPT_REP, OPT_JSONL, OPT_IGNORE_EOS, OPT_NO_SPECIAL, OPT_ECHO };
+enum { OPT_TEMP = 0x2000, OPT_TOPK, OPT_TOPP, OPT_REP, OPT_JSONL, OPT_IGNORE_EOS, OPT_NO_SPECIAL, OPT_ECHO, OPT_DEVICE };
 
 int main(int argc, char **argv) {
     tool_blas_reexec(argv); /* OpenBLAS kernels and passive OpenMP waits (blas_tune.h) */
@@ -194,9 +195,10 @@ int main(int argc, char **argv) {
         {"ignore-eos", no_argument, 0, OPT_IGNORE_EOS},
         {"no-special", no_argument, 0, OPT_NO_SPECIAL},
         {"echo", no_argument, 0, OPT_ECHO},
+        {"device", required_argument, 0, OPT_DEVICE},
         TOOL_COMMON_LONGOPTS,
         {0, 0, 0, 0}};
-    const char *model = NULL, *prompt = NULL;
+    const char *model = NULL, *prompt = NULL, *device = NULL;
     gen_opts go = {.max_tokens = 128, .add_special = 1,
                    .s = {.temperature = 0, .top_k = 0, .top_p = 1, .rep_penalty = 1}};
     int c;
@@ -214,6 +216,7 @@ int main(int argc, char **argv) {
         case OPT_IGNORE_EOS: go.ignore_eos = 1; break;
         case OPT_NO_SPECIAL: go.add_special = 0; break;
         case OPT_ECHO: go.echo = 1; break;
+        case OPT_DEVICE: device = optarg; break;
         default: die_usage("unknown option");
         }
     }
@@ -230,6 +233,7 @@ int main(int argc, char **argv) {
     prov_input("model", model);
     prov_input("prompts", file);
     if (lop_model_open(&m, model, &e)) die_err(&e);
+    tool_set_device(m, device);
     lop_tokenizer *tok;
     if (tok_load(&tok, m->st && m->st->source_dir ? m->st->source_dir : model, &e)) die_err(&e);
 

@@ -41,11 +41,12 @@ static void usage(FILE *f) {
         "                        activations to bf16 (weights already are) with float32 sums, on\n"
         "                        AVX512-BF16 CPUs (else f32, with a warning). Measured: per-token NLL\n"
         "                        within 0.11 nats of f32 (mean 0.004-0.015) on the fixture models;\n"
-        "                        stories260K ppl 3.8639 vs 3.8638\n"
+        "                        stories260K ppl 3.8639 vs 3.8638. On a GPU: bf16 tensor-core GEMMs\n"
+        TOOL_DEVICE_HELP
         TOOL_COMMON_HELP);
 }
 
-enum { O_LLAMA = 0x100, O_LINES, O_PER_TOKEN, O_SAVE, O_KL, O_TOPK, O_BATCH, O_MAXTOK, O_GEMM, O_DATA };
+enum { O_LLAMA = 0x100, O_LINES, O_PER_TOKEN, O_SAVE, O_KL, O_TOPK, O_BATCH, O_MAXTOK, O_GEMM, O_DATA, O_DEVICE };
 
 typedef struct stats { double sum, sum2; int64_t n; } stats;
 static void stat_add(stats *s, double x) { s->sum += x; s->sum2 += x * x; s->n++; }
@@ -89,7 +90,7 @@ static int cmp_f(const void *a, const void *b) {
 int main(int argc, char **argv) {
     tool_blas_reexec(argv);
     tool_init("ppl", argc, argv);
-    const char *model = NULL, *save = NULL, *klbase = NULL, *data = NULL;
+    const char *model = NULL, *save = NULL, *klbase = NULL, *data = NULL, *device = NULL;
     int ctx = 0, stride = 0, llama = 0, lines = 0, per_token = 0, topk = 64;
     long long batch_tokens = 0, max_tokens = 0;
     lop_gemm gemm = LOP_GEMM_F32;
@@ -103,7 +104,7 @@ int main(int argc, char **argv) {
         {"save-logits", required_argument, 0, O_SAVE}, {"kl-base", required_argument, 0, O_KL},
         {"topk", required_argument, 0, O_TOPK}, {"batch-tokens", required_argument, 0, O_BATCH},
         {"max-tokens", required_argument, 0, O_MAXTOK}, {"gemm", required_argument, 0, O_GEMM},
-        TOOL_COMMON_LONGOPTS, {0, 0, 0, 0}};
+        {"device", required_argument, 0, O_DEVICE}, TOOL_COMMON_LONGOPTS, {0, 0, 0, 0}};
     int c;
     while ((c = getopt_long(argc, argv, "m:c:s:" TOOL_COMMON_SHORTOPTS, lo, NULL)) != -1) {
         if (tool_common_opt(c, optarg, usage)) continue;
@@ -123,6 +124,7 @@ int main(int argc, char **argv) {
         case O_GEMM:
             if (lop_gemm_parse(optarg, &gemm)) die_usage("--gemm: expected f32 or bf16, not '%s'", optarg);
             break;
+        case O_DEVICE: device = optarg; break;
         default: die_usage("unknown option");
         }
     }
@@ -141,6 +143,7 @@ int main(int argc, char **argv) {
     lop_err e = {0};
     lop_model *m;
     if (lop_model_open(&m, model, &e)) die_err(&e);
+    tool_set_device(m, device);
     if (gemm != LOP_GEMM_F32 && lop_model_set_gemm(m, gemm) != gemm)
         tool_warn("--gemm bf16: this CPU has no AVX512-BF16; computing in float32");
     const char *tokdir = m->st->source_dir ? m->st->source_dir : model;
@@ -385,6 +388,7 @@ int main(int argc, char **argv) {
     cJSON_AddStringToObject(o, "mode", lines ? "lines" : llama ? "llama-cpp" : "windows");
     cJSON_AddNumberToObject(o, "ctx", ctx);
     cJSON_AddStringToObject(o, "gemm", lop_model_gemm(m) == LOP_GEMM_BF16 ? "bf16" : "f32");
+    cJSON_AddStringToObject(o, "device", lop_model_device(m));
     if (!llama) cJSON_AddNumberToObject(o, "stride", stride);
     if (lines) cJSON_AddNumberToObject(o, "lines", nlines);
     cJSON_AddNumberToObject(o, "seconds", secs);
@@ -394,6 +398,8 @@ int main(int argc, char **argv) {
     cJSON_AddNumberToObject(o, "peak_rss_mb", (double)(peak_rss_bytes() >> 20));  /* kept for old scripts */
     cJSON_AddNumberToObject(o, "peak_rss_bytes", (double)peak_rss_bytes());
     cJSON_AddNumberToObject(o, "act_mb", (double)(lop_act_bytes(m) >> 20));
+    if (strcmp(lop_model_device(m), "cpu"))
+        cJSON_AddNumberToObject(o, "gpu_peak_mb", (double)(lop_model_device_peak(m) >> 20));
     if (tr && kls.n) {
         qsort(klv, klv_n, sizeof *klv, cmp_f);
         cJSON *k = cJSON_AddObjectToObject(o, "kl");

@@ -45,6 +45,8 @@ static void usage(FILE *f) {
 "                        above M x the layer's mean: target +- lambda, weighted mean exact\n"
 "      --owl-lambda L    the spread: sparsities span 2L (default 0.08)\n"
 "      --owl-m M         the outlier threshold multiple (default 5)\n"
+"      --device D        where the calibration forwards run: cpu (default), cuda, cuda:N (the\n"
+"                        pruning itself stays on the cpu; a build made where nvcc is)\n"
 "  output:\n"
 "      --max-shard-size SIZE  shard size of a folder output (default 5GB)\n"
 "      --zstd[=LEVEL]    compress a file/stream output with zstd (default level 3)\n"
@@ -53,7 +55,7 @@ TOOL_COMMON_HELP);
 
 enum { O_SPARSITY = 0x100, O_METHOD, O_SCOPE, O_NM, O_INCLUDE, O_EXCLUDE, O_DATA, O_SAMPLES,
        O_CTX, O_BATCH, O_ONESHOT, O_DUMP, O_SHARD, O_ZSTD, O_DAMP, O_BLOCK, O_OWL, O_OWL_L,
-       O_OWL_M };
+       O_OWL_M, O_DEVICE };
 
 static const struct option longopts[] = {
     {"model", required_argument, 0, 'm'},
@@ -78,6 +80,7 @@ static const struct option longopts[] = {
     {"owl", no_argument, 0, O_OWL},
     {"owl-lambda", required_argument, 0, O_OWL_L},
     {"owl-m", required_argument, 0, O_OWL_M},
+    {"device", required_argument, 0, O_DEVICE},
     TOOL_COMMON_LONGOPTS,
     {0, 0, 0, 0}};
 
@@ -141,12 +144,15 @@ int main(int argc, char **argv) {
         case O_OWL: j.owl = 1; break;
         case O_OWL_L: j.owl_lambda = opt_double("--owl-lambda", optarg, 0, 0.5); break;
         case O_OWL_M: j.owl_m = opt_double("--owl-m", optarg, 0, 1e6); break;
+        case O_DEVICE: j.device = optarg; break;
         default: die_usage("unexpected option");
         }
     }
     if (optind < argc) die_usage("unexpected argument '%s'", argv[optind]);
     if (!j.model) die_usage("-m/--model is required");
     if (!j.output) die_usage("-o/--output is required");
+    if (j.device && j.method != METHOD_WANDA && strcmp(j.device, "cpu"))
+        die_usage("--device goes with --method wanda (magnitude runs no forward)");
     if (j.nm_m) {
         double s = (double)j.nm_n / j.nm_m;
         if (have_sparsity && j.sparsity != s)

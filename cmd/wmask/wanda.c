@@ -367,6 +367,7 @@ int wm_run_wanda(const wm_job *j, const wm_targets *tg, wm_totals *tot, lop_err 
     uint8_t *skip = NULL;
     int rc = -1, K = 0;
     if (lop_model_open(&wd.m, j->model, e)) return -1;
+    if (j->device && lop_model_set_device(wd.m, j->device, e)) { lop_model_free(wd.m); return -1; }
     wd.L = wd.m->cfg.n_layers;
     wd.C = wd.m->cfg.hidden;
     K = wd.L * PROJ_N;

@@ -30,6 +30,7 @@ typedef struct wm_job {
     /* OWL */
     int owl;
     double owl_lambda, owl_m;    /* --owl-lambda (0.08), --owl-m (5) */
+    const char *device;          /* --device: where the calibration forwards run (NULL: cpu) */
     /* output */
     uint64_t max_shard;
     int zstd_level;

@@ -41,8 +41,18 @@ static int32_t *json_ids(const cJSON *a, int *n) {
     return ids;
 }
 
-/* hidden states captured by the resid hook: h[k] = [N, C] copies */
+/* LOP_TEST_DEVICE=cuda (make test-cuda): the same goldens through the GPU backend; NLL must then
+ * be within 1e-4 of transformers' */
+static const char *device;
+
+/* hidden states captured by the resid hook: h[k] = [N, C] copies; h[L] by the final hook */
 typedef struct { float **h; int L, N, C; } cap;
+static int cap_final(void *u, const float *h, const float *hn, const lop_batch *b) {
+    (void)h;
+    cap *c = u;
+    memcpy(c->h[c->L], hn, sizeof(float) * (size_t)b->N * c->C);
+    return 0;
+}
 static int cap_resid(void *u, int layer, lop_resid_where w, float *x, const lop_batch *b) {
     cap *c = u;
     if (w == LOP_RESID_IN) memcpy(c->h[layer], x, sizeof(float) * (size_t)b->N * c->C);
@@ -55,8 +65,8 @@ static void check_text(lop_model *m, const char *mname, const char *tname, const
     int32_t *ids = json_ids(cJSON_GetObjectItem(t, "ids"), &n);
     int L = m->cfg.n_layers, C = m->cfg.hidden, V = m->cfg.vocab;
     cap cp = {calloc(L + 1, sizeof(float *)), L, n, C};
-    for (int l = 0; l < L; l++) cp.h[l] = malloc(sizeof(float) * n * C);
-    lop_hooks hk = {.user = &cp, .resid = cap_resid};
+    for (int l = 0; l <= L; l++) cp.h[l] = malloc(sizeof(float) * n * C);
+    lop_hooks hk = {.user = &cp, .resid = cap_resid, .final = cap_final};
     lop_fwd_opts o = {.hooks = &hk};
     int32_t *tg = malloc(sizeof(int32_t) * n), *topid = malloc(sizeof(int32_t) * n * 5);
     float *lp = malloc(sizeof(float) * n), *topv = malloc(sizeof(float) * n * 5), *lse = malloc(sizeof(float) * n);
@@ -82,7 +92,7 @@ static void check_text(lop_model *m, const char *mname, const char *tname, const
         CHECK(cJSON_GetArraySize(hf) == L + 1, "%s: %d hidden states, golden has %d", mname, L + 1, cJSON_GetArraySize(hf));
         double wh = 0;
         for (int k = 0; k <= L && k < cJSON_GetArraySize(hf); k++) {
-            const float *H = k < L ? cp.h[k] : m->acts.xn_final;
+            const float *H = cp.h[k];
             const cJSON *hk2 = cJSON_GetArrayItem(hf, k);
             for (int i = 0; i < n; i++) {
                 const cJSON *row = cJSON_GetArrayItem(hk2, i);
@@ -94,7 +104,7 @@ static void check_text(lop_model *m, const char *mname, const char *tname, const
                     if (d > wh) wh = d;
                 }
             }
-            if (k < L) { /* the arena keeps every layer's input too */
+            if (k < L && !device) { /* the arena keeps every layer's input too (host memory) */
                 double dd = 0;
                 for (size_t i = 0; i < (size_t)n * C; i++) dd = fmax(dd, fabs(cp.h[k][i] - m->acts.layer[k].x_in[i]));
                 CHECK(dd == 0, "%s/%s: acts.layer[%d].x_in differs from the hook's copy", mname, tname, k);
@@ -120,7 +130,7 @@ static void check_text(lop_model *m, const char *mname, const char *tname, const
         CHECK(fabs(mx + log(s) - lse[0]) < 1e-4 * fabs(lse[0]) + 1e-4, "%s/%s: lse %g vs %g", mname, tname, lse[0], mx + log(s));
     }
 out:
-    for (int l = 0; l < L; l++) free(cp.h[l]);
+    for (int l = 0; l <= L; l++) free(cp.h[l]);
     free(cp.h); free(ids); free(tg); free(lp); free(topid); free(topv); free(lse); free(logits0); free(want);
 }
 
@@ -243,6 +253,8 @@ static void check_greedy(lop_model *m, const cJSON *g) {
 int main(int argc, char **argv) {
     (void)argc;
     const char *env = getenv("LOP_SHARED");
+    device = getenv("LOP_TEST_DEVICE");
+    if (device && (!*device || !strcmp(device, "cpu"))) device = NULL;
     char exe[PATH_MAX];
     ssize_t k = readlink("/proc/self/exe", exe, sizeof exe - 1);
     if (env) snprintf(shared, sizeof shared, "%s", env);
@@ -257,6 +269,11 @@ int main(int argc, char **argv) {
         lop_model *m;
         lop_err e;
         if (lop_model_open(&m, path, &e)) { CHECK(0, "open %s: %s", models[i], e.msg); continue; }
+        if (device && lop_model_set_device(m, device, &e)) {
+            printf("test_model: skipped on %s: %s\n", device, e.msg);
+            lop_model_free(m);
+            return 0;
+        }
         snprintf(path, sizeof path, "%s/models/%s/golden.json", shared, models[i]);
         cJSON *g = load_json(path);
         const cJSON *texts = cJSON_GetObjectItem(g, "texts"), *t;
@@ -268,7 +285,9 @@ int main(int argc, char **argv) {
         cJSON_Delete(g);
         lop_model_free(m);
     }
-    printf("test_model: worst nll err %.3g, hidden rel err %.3g, logit err %.3g\n", worst_nll, worst_hidden, worst_logit);
+    printf("test_model%s%s: worst nll err %.3g, hidden rel err %.3g, logit err %.3g\n", device ? " on " : "",
+           device ? device : "", worst_nll, worst_hidden, worst_logit);
+    if (device) CHECK(worst_nll < 1e-4, "on %s: worst per-token NLL error %.3g >= 1e-4", device, worst_nll);
     if (fails) { printf("%d check(s) failed\n", fails); return 1; }
     return 0;
 }

@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# gpu-run.sh — everything one call to a GPU machine does, in one command: unpack the carried
+# Debian packages (no registry there) into /opt/lopdeps (bats into /, it is plain shell), unpack
+# the source tree and the ../shared fixtures, build with nvcc, then the CUDA checks (kernel unit
+# tests, the goldens on the GPU, tests/cuda.bats) and the benchmark (bench/gpu-forward.sh). Logs
+# go to $OUT; the benchmark's table is printed last.
+#
+#   bash .gpu/src/bench/gpu-run.sh [CARRIED_DIR]     # CARRIED_DIR (default .gpu) holds src/ (the
+#        tree), debs/ (as ../shared/device/README.md lists, plus zstd bats bats-assert
+#        bats-support) and shared.tar.zst (models/ and data/ the tests and the bench read)
+# Env: GPU_STAGES (default "build test bench"), OUT (default /tmp/lop-out), and
+#      gpu-forward.sh's LOP_GPU_MODELS / LOP_GPU_BATCHES.
+set -u
+G=$(cd "${1:-.gpu}" && pwd)
+OUT=${OUT:-/tmp/lop-out}
+STAGES=${GPU_STAGES:-build test bench}
+mkdir -p "$OUT"
+W=/tmp/w
+D=/opt/lopdeps
+L=$D/usr/lib/x86_64-linux-gnu
+stage() { echo "=== $1 ($(date -u +%T))"; }
+has() { case " $STAGES " in *" $1 "*) return 0;; esac; return 1; }
+
+export LD_LIBRARY_PATH=$L:$L/openblas-pthread${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+if has build || [ ! -x "$W/lop/bin/ppl" ]; then
+  stage "unpack"
+  rm -rf "$W"; mkdir -p "$W/lop" "$W/shared" "$D"
+  for f in "$G"/debs/*.deb; do
+    case $(basename "$f") in bats*) dpkg -x "$f" / ;; *) dpkg -x "$f" "$D" ;; esac
+  done
+  cp -a "$G/src/." "$W/lop/"
+  "$D/usr/bin/zstd" -dc --long=27 "$G/shared.tar.zst" | tar -C "$W/shared" -xf -
+  stage "build"
+  export CFLAGS="-I$D/usr/include -I$D/usr/include/x86_64-linux-gnu -I$D/usr/include/x86_64-linux-gnu/openblas-pthread"
+  export LDFLAGS="-L$L -L$L/openblas-pthread -Wl,-rpath,$L -Wl,-rpath,$L/openblas-pthread"
+  nvcc --version | tail -2; ls /usr/local/cuda/lib64 2>/dev/null | grep -c cublas
+  if ! make -C "$W/lop" -j"$(nproc)" all CUDA=1 CUDA_ARCH="-gencode arch=compute_90,code=sm_90" > "$OUT/build.log" 2>&1; then
+    grep -E "error:|Error [0-9]|undefined" "$OUT/build.log" | head -30
+    exit 1
+  fi
+  echo "built: $(ls "$W/lop/bin" | wc -l) tools, $(ls -la "$W/lop/build/liblop_cuda.so" | awk '{print $5}') bytes of liblop_cuda.so"
+fi
+cd "$W/lop"
+nvidia-smi --query-gpu=name,driver_version,memory.total,memory.used --format=csv,noheader
+if has test; then
+  stage "kernel unit tests (build/test_cuda)"
+  timeout 180 build/test_cuda > "$OUT/test_cuda.log" 2>&1; echo "rc=$?"
+  grep -E "^(FAIL|test_cuda)" "$OUT/test_cuda.log" | head -40
+  stage "goldens on the GPU (LOP_TEST_DEVICE=cuda build/test_model)"
+  LOP_TEST_DEVICE=cuda timeout 180 build/test_model > "$OUT/test_model.log" 2>&1; echo "rc=$?"
+  tail -12 "$OUT/test_model.log"
+  stage "tests/cuda.bats"
+  timeout 300 bats --print-output-on-failure tests/cuda.bats > "$OUT/cuda_bats.log" 2>&1; echo "rc=$?"
+  grep -vE "^\s*$" "$OUT/cuda_bats.log" | head -60
+fi
+if has bench; then
+  stage "bench/gpu-forward.sh"
+  LOP_SHARED=$W/shared LOP_BENCH_OUT=/tmp/bench timeout $(( ${GPU_DEADLINE:-575} - SECONDS )) bash bench/gpu-forward.sh > "$OUT/bench.log" 2>&1
+  echo "rc=$?"
+  cp /tmp/bench/table.jsonl "$OUT/" 2>/dev/null
+  grep -v '^{' "$OUT/bench.log" | tail -20
+fi
+stage done

@@ -1,0 +1,374 @@
+/* test_cuda.c — every CUDA backend op against the CPU backend's on fresh random data (backend.h):
+ * embedding, matmul (f32 and bf16 GEMMs, each weight dtype, bias), RMSNorm (plain and Gemma),
+ * RoPE, attention (GQA, causal, sliding window, softcap, head dims 8..256, a kv cache), GLU,
+ * add, and the head (logsumexp, target log-prob, argmax, top-k, full logits, softcap, several
+ * vocabulary chunks). Outputs are poisoned with NaN first, so an element never written fails.
+ * Bounds: float32 ops 2e-5 relative (rounding order), bf16 GEMMs 1e-2.
+ * Without CUDA in the build, or without a GPU, it says so and passes (make test-cuda on a GPU). */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "backend.h"
+#include "dtype.h"
+#include "nn.h"
+
+static int fails = 0;
+static uint64_t rng = 88172645463325252ull;
+static float frand(void) { /* uniform [-1, 1) */
+    rng ^= rng << 13; rng ^= rng >> 7; rng ^= rng << 17;
+    return (float)((rng >> 11) * (1.0 / 9007199254740992.0)) * 2.0f - 1.0f;
+}
+static void fill(float *x, size_t n, float s) { for (size_t i = 0; i < n; i++) x[i] = frand() * s; }
+
+static lop_backend *G, *H; /* gpu, cpu */
+static lop_err E;
+
+static void *dev_of(const void *h, size_t bytes) {
+    void *d = G->op->alloc(G, bytes);
+    if (!d || G->op->upload(G, d, h, bytes, &E)) { fprintf(stderr, "alloc/upload failed\n"); exit(1); }
+    return d;
+}
+static float *dev_nan(size_t n) {
+    float *t = malloc(n * sizeof *t);
+    for (size_t i = 0; i < n; i++) t[i] = NAN;
+    float *d = dev_of(t, n * sizeof *t);
+    free(t);
+    return d;
+}
+static float *host_of(const float *d, size_t n) {
+    float *h = malloc(n * sizeof *h);
+    if (G->op->download(G, h, d, n * sizeof *h, &E)) { fprintf(stderr, "download: %s\n", E.msg); exit(1); }
+    return h;
+}
+
+/* relative error ||a - b|| / ||b||; NaN anywhere fails */
+static void cmp(const char *what, const float *got, const float *ref, size_t n, double tol) {
+    double d = 0, r = 0, mx = 0;
+    size_t bad = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (isnan(got[i]) != isnan(ref[i])) bad++;
+        if (isnan(got[i]) || isnan(ref[i])) continue;
+        double x = (double)got[i] - ref[i];
+        d += x * x; r += (double)ref[i] * ref[i];
+        if (fabs(x) > mx) mx = fabs(x);
+    }
+    double rel = r > 0 ? sqrt(d / r) : sqrt(d);
+    int ok = !bad && rel <= tol;
+    printf("%-4s %-58s rel %.2e  max|d| %.2e%s\n", ok ? "ok" : "FAIL", what, rel, mx,
+           bad ? "  (NaN mismatch: an element not written)" : "");
+    if (!ok) fails++;
+}
+
+#define CK(x) do { if (x) { printf("FAIL %s: %s\n", #x, E.msg); fails++; return; } } while (0)
+
+/* A fresh weight. The device keeps one copy per lop_wref (keyed by its address) while it points
+ * at the same data: these stack wrefs and freed-then-reused buffers would look unchanged, so the
+ * device is told to re-read them (as a tool that frees and replaces weights must do). */
+static lop_wref wmat(st_dtype dt, int rows, int cols, float scale, void **keep) {
+    if (G->op->weights_changed(G, &E)) { fprintf(stderr, "weights_changed: %s\n", E.msg); exit(1); }
+    size_t n = (size_t)rows * cols;
+    float *f = malloc(n * sizeof *f);
+    fill(f, n, scale);
+    void *raw = malloc(n * st_dtype_size(dt));
+    st_from_f32(raw, f, dt, n);
+    free(f);
+    *keep = raw;
+    return (lop_wref){raw, dt, rows, cols, "w"};
+}
+
+static void t_embed(void) {
+    int V = 1000, C = 96, N = 77;
+    void *raw;
+    lop_wref t = wmat(ST_BF16, V, C, 1, &raw);
+    int32_t ids[77];
+    for (int i = 0; i < N; i++) ids[i] = (int)((frand() + 1) * 499.9);
+    float *ref = malloc(sizeof(float) * N * C), *d = dev_nan((size_t)N * C);
+    CK(H->op->embed(H, ref, ids, &t, N, C, 9.797959f, &E));
+    CK(G->op->embed(G, d, ids, &t, N, C, 9.797959f, &E));
+    float *got = host_of(d, (size_t)N * C);
+    cmp("embedding bf16 table, scale sqrt(C)", got, ref, (size_t)N * C, 0);
+    free(got); free(ref); free(raw); G->op->release(G, d);
+}
+
+static void t_matmul(st_dtype dt, int N, int IC, int OC, int bias, lop_gemm g) {
+    void *raw, *braw = NULL;
+    lop_wref w = wmat(dt, OC, IC, 0.1f, &raw), b = {0};
+    if (bias) b = wmat(ST_BF16, 1, OC, 1, &braw);
+    float *x = malloc(sizeof(float) * N * IC), *ref = malloc(sizeof(float) * N * OC);
+    fill(x, (size_t)N * IC, 1);
+    float *dx = dev_of(x, sizeof(float) * N * IC), *dout = dev_nan((size_t)N * OC);
+    CK(H->op->matmul(H, ref, x, &w, &b, N, LOP_GEMM_F32, &E));
+    CK(G->op->matmul(G, dout, dx, &w, &b, N, g, &E));
+    float *got = host_of(dout, (size_t)N * OC);
+    char what[128];
+    snprintf(what, sizeof what, "matmul %s W %s [%d x %d] N=%d%s", g == LOP_GEMM_BF16 ? "bf16" : "f32",
+             st_dtype_name(dt), OC, IC, N, bias ? " +bias" : "");
+    cmp(what, got, ref, (size_t)N * OC, g == LOP_GEMM_BF16 ? 1e-2 : 2e-5);
+    free(got); free(x); free(ref); free(raw); free(braw);
+    G->op->release(G, dx); G->op->release(G, dout);
+}
+
+static void t_rmsnorm(int N, int C, int gemma) {
+    void *raw;
+    lop_wref w = wmat(ST_BF16, 1, C, 1, &raw);
+    float *x = malloc(sizeof(float) * N * C), *ref = malloc(sizeof(float) * N * C), *rr = malloc(sizeof(float) * N);
+    fill(x, (size_t)N * C, 3);
+    float *dx = dev_of(x, sizeof(float) * N * C), *dout = dev_nan((size_t)N * C), *dr = dev_nan(N);
+    CK(H->op->rmsnorm(H, ref, rr, x, &w, N, C, 1e-6f, gemma, &E));
+    CK(G->op->rmsnorm(G, dout, dr, dx, &w, N, C, 1e-6f, gemma, &E));
+    float *got = host_of(dout, (size_t)N * C), *gr = host_of(dr, N);
+    char what[96];
+    snprintf(what, sizeof what, "rmsnorm%s N=%d C=%d", gemma ? " (gemma 1+w)" : "", N, C);
+    cmp(what, got, ref, (size_t)N * C, 1e-6);
+    cmp("  its rstd", gr, rr, N, 1e-6);
+    free(got); free(gr); free(x); free(ref); free(rr); free(raw);
+    G->op->release(G, dx); G->op->release(G, dout); G->op->release(G, dr);
+}
+
+static void t_rope(int N, int H_, int D) {
+    float inv[512];
+    lop_rope r = {.type = ROPE_DEFAULT, .theta = 1e6};
+    rope_inv_freq(inv, D, &r);
+    int *pos = malloc(sizeof(int) * N);
+    for (int i = 0; i < N; i++) pos[i] = i * 37 % 5000;
+    float *cs = malloc(sizeof(float) * N * D), *x = malloc(sizeof(float) * N * H_ * D);
+    fill(x, (size_t)N * H_ * D, 2);
+    float *dcs = dev_nan((size_t)N * D), *dx = dev_of(x, sizeof(float) * N * H_ * D);
+    CK(H->op->rope_table(H, cs, pos, inv, N, D, &E));
+    CK(G->op->rope_table(G, dcs, pos, inv, N, D, &E));
+    float *gcs = host_of(dcs, (size_t)N * D);
+    cmp("rope table (angles in double)", gcs, cs, (size_t)N * D, 1e-7);
+    CK(H->op->rope_apply(H, x, cs, N, H_, D, &E));
+    CK(G->op->rope_apply(G, dx, dcs, N, H_, D, &E));
+    float *gx = host_of(dx, (size_t)N * H_ * D);
+    cmp("rope apply", gx, x, (size_t)N * H_ * D, 1e-6);
+    free(pos); free(cs); free(x); free(gcs); free(gx);
+    G->op->release(G, dcs); G->op->release(G, dx);
+}
+
+/* the fused qk-norm + rope against the cpu's rmsnorm then rope_apply (exact: the same float ops) */
+static void t_qk_norm_rope(int N, int H_, int D, int gemma) {
+    if (!G->op->qk_norm_rope) return;
+    float inv[512];
+    lop_rope r = {.type = ROPE_DEFAULT, .theta = 1e4};
+    rope_inv_freq(inv, D, &r);
+    int *pos = malloc(sizeof(int) * N);
+    for (int i = 0; i < N; i++) pos[i] = i % 700;
+    void *raw;
+    lop_wref w = wmat(ST_BF16, 1, D, 1, &raw);
+    size_t n = (size_t)N * H_ * D;
+    float *cs = malloc(sizeof(float) * N * D), *x = malloc(n * 4), *ref = malloc(n * 4), *rr = malloc(sizeof(float) * N * H_);
+    fill(x, n, 3);
+    float *dcs = dev_nan((size_t)N * D), *dx = dev_of(x, n * 4), *dout = dev_nan(n), *dr = dev_nan((size_t)N * H_);
+    CK(H->op->rope_table(H, cs, pos, inv, N, D, &E));
+    CK(G->op->rope_table(G, dcs, pos, inv, N, D, &E));
+    CK(H->op->rmsnorm(H, ref, rr, x, &w, N * H_, D, 1e-6f, gemma, &E));
+    CK(H->op->rope_apply(H, ref, cs, N, H_, D, &E));
+    int rc = G->op->qk_norm_rope(G, dout, dr, dx, &w, dcs, N, H_, D, 1e-6f, gemma, &E);
+    char what[96];
+    snprintf(what, sizeof what, "qk-norm + rope fused D=%d H=%d%s", D, H_, gemma ? " (gemma)" : "");
+    if (rc) { printf("FAIL %s: returned %d\n", what, rc); fails++; }
+    else {
+        float *got = host_of(dout, n), *gr = host_of(dr, (size_t)N * H_);
+        cmp(what, got, ref, n, 1e-6);
+        cmp("  its rstd", gr, rr, (size_t)N * H_, 1e-6);
+        free(got); free(gr);
+    }
+    free(pos); free(cs); free(x); free(ref); free(rr); free(raw);
+    G->op->release(G, dcs); G->op->release(G, dx); G->op->release(G, dout); G->op->release(G, dr);
+}
+
+/* a minimal lop_kv on a backend (as model_kv.c lays it out) */
+static lop_kv *kv_make(lop_backend *be, int B, int max_t, int L, int row) {
+    lop_kv *kv = calloc(1, sizeof *kv);
+    kv->B = B; kv->max_t = max_t; kv->n_layers = L; kv->row = row; kv->be = be;
+    kv->len = calloc(B, sizeof(int));
+    kv->k = calloc(L, sizeof(float *)); kv->v = calloc(L, sizeof(float *));
+    for (int l = 0; l < L; l++) {
+        kv->k[l] = be->op->alloc(be, sizeof(float) * B * max_t * row);
+        kv->v[l] = be->op->alloc(be, sizeof(float) * B * max_t * row);
+    }
+    return kv;
+}
+
+static void t_attention_g(int D, int Hq, int Hkv, int window, float softcap, int cached, lop_gemm g) {
+    enum { B = 4 };
+    int len[B] = {1, 70, 200, 129}, off[B + 1] = {0};
+    for (int b = 0; b < B; b++) off[b + 1] = off[b] + len[b];
+    int N = off[B], qd = Hq * D, kd = Hkv * D;
+    float *q = malloc(sizeof(float) * N * qd), *k = malloc(sizeof(float) * N * kd),
+          *v = malloc(sizeof(float) * N * kd), *ref = malloc(sizeof(float) * N * qd);
+    fill(q, (size_t)N * qd, 1); fill(k, (size_t)N * kd, 1); fill(v, (size_t)N * kd, 1);
+    float *dq = dev_of(q, sizeof(float) * N * qd), *dk = dev_of(k, sizeof(float) * N * kd),
+          *dv = dev_of(v, sizeof(float) * N * kd), *dout = dev_nan((size_t)N * qd);
+    lop_attn_args a = {.out = ref, .q = q, .k = k, .v = v, .B = B, .len = len, .off = off, .Hq = Hq,
+                       .Hkv = Hkv, .D = D, .window = window, .scale = 1.0f / sqrtf((float)D),
+                       .softcap = softcap};
+    lop_kv *hk = NULL, *gk = NULL;
+    if (cached) { /* a prefix of 50 random positions already in each sequence's cache */
+        hk = kv_make(H, B, 400, 1, kd);
+        gk = kv_make(G, B, 400, 1, kd);
+        float *pre = malloc(sizeof(float) * B * 400 * kd);
+        fill(pre, (size_t)B * 400 * kd, 1);
+        memcpy(hk->k[0], pre, sizeof(float) * B * 400 * kd);
+        G->op->upload(G, gk->k[0], pre, sizeof(float) * B * 400 * kd, &E);
+        fill(pre, (size_t)B * 400 * kd, 1);
+        memcpy(hk->v[0], pre, sizeof(float) * B * 400 * kd);
+        G->op->upload(G, gk->v[0], pre, sizeof(float) * B * 400 * kd, &E);
+        free(pre);
+        for (int b = 0; b < B; b++) hk->len[b] = gk->len[b] = 50 + 3 * b;
+        a.kv = hk;
+    }
+    CK(H->op->attention(H, &a, &E));
+    a.out = dout; a.q = dq; a.k = dk; a.v = dv; a.kv = gk; a.gemm = g;
+    CK(G->op->attention(G, &a, &E));
+    float *got = host_of(dout, (size_t)N * qd);
+    char what[128];
+    snprintf(what, sizeof what, "attention%s D=%d Hq=%d Hkv=%d window=%d softcap=%g%s",
+             g == LOP_GEMM_BF16 ? " bf16" : "", D, Hq, Hkv, window, softcap, cached ? " kv-cache" : "");
+    cmp(what, got, ref, (size_t)N * qd, g == LOP_GEMM_BF16 ? 1e-2 : 2e-5);
+    if (cached) { /* the cache rows the call wrote */
+        float *gkc = host_of(gk->k[0], (size_t)B * 400 * kd);
+        cmp("  kv cache keys written", gkc, hk->k[0], (size_t)B * 400 * kd, 0);
+        free(gkc);
+    }
+    free(got); free(q); free(k); free(v); free(ref);
+    G->op->release(G, dq); G->op->release(G, dk); G->op->release(G, dv); G->op->release(G, dout);
+}
+
+static void t_attention(int D, int Hq, int Hkv, int window, float softcap, int cached) {
+    t_attention_g(D, Hq, Hkv, window, softcap, cached, LOP_GEMM_F32);
+}
+
+static void t_glu_add(void) {
+    size_t n = 100003;
+    float *g = malloc(n * 4), *u = malloc(n * 4), *ref = malloc(n * 4);
+    fill(g, n, 6); fill(u, n, 2);
+    float *dg = dev_of(g, n * 4), *du = dev_of(u, n * 4), *dh = dev_nan(n);
+    for (int act = 0; act < 2; act++) {
+        H->op->glu(H, ref, g, u, n, (lop_act)act, &E);
+        G->op->glu(G, dh, dg, du, n, (lop_act)act, &E);
+        float *got = host_of(dh, n);
+        cmp(act ? "glu GELU(tanh)" : "glu SiLU", got, ref, n, 1e-6);
+        free(got);
+    }
+    H->op->add(H, ref, g, u, n, &E);
+    G->op->add(G, dh, dg, du, n, &E);
+    float *got = host_of(dh, n);
+    cmp("add", got, ref, n, 0);
+    free(got); free(g); free(u); free(ref);
+    G->op->release(G, dg); G->op->release(G, du); G->op->release(G, dh);
+}
+
+static void t_head(int N, int C, int V, float cap, int topk, lop_gemm g) {
+    void *raw;
+    lop_wref w = wmat(ST_BF16, V, C, 0.2f, &raw);
+    float *xn = malloc(sizeof(float) * N * C);
+    fill(xn, (size_t)N * C, 1);
+    float *dx = dev_of(xn, sizeof(float) * N * C);
+    uint8_t *sel = malloc(N), *want = calloc(N, 1);
+    int32_t *tg = malloc(sizeof(int32_t) * N);
+    int nwant = 0;
+    for (int i = 0; i < N; i++) {
+        sel[i] = i % 3 != 1;
+        tg[i] = i % 7 == 0 ? -1 : (int)((frand() + 1) * 0.5 * (V - 1));
+        if (i == 2 || i == N - 1) { want[i] = 1; nwant++; }
+    }
+    float *lp[2], *lse[2], *lg[2], *tl[2];
+    int32_t *am[2], *ti[2];
+    for (int s = 0; s < 2; s++) {
+        lp[s] = calloc(N, 4); lse[s] = calloc(N, 4); am[s] = calloc(N, 4);
+        ti[s] = calloc((size_t)N * (topk ? topk : 1), 4); tl[s] = calloc((size_t)N * (topk ? topk : 1), 4);
+        lg[s] = calloc((size_t)nwant * V, 4);
+        lop_head_req h = {.select = sel, .target = tg, .target_logprob = lp[s], .lse = lse[s],
+                          .argmax = am[s], .topk = topk, .topk_id = ti[s], .topk_logit = tl[s],
+                          .want_logits = topk ? want : NULL, .logits = topk ? lg[s] : NULL};
+        lop_head_args a = {.xn = s ? dx : xn, .N = N, .C = C, .V = V, .w = &w, .softcap = cap,
+                           .gemm = s ? g : LOP_GEMM_F32};
+        lop_backend *be = s ? G : H;
+        CK(be->op->head(be, &a, &h, &E));
+    }
+    double tol = g == LOP_GEMM_BF16 ? 1e-2 : 2e-5;
+    char what[128];
+    snprintf(what, sizeof what, "head %s N=%d C=%d V=%d cap=%g topk=%d: target log-prob",
+             g == LOP_GEMM_BF16 ? "bf16" : "f32", N, C, V, cap, topk);
+    cmp(what, lp[1], lp[0], N, tol);
+    cmp("  logsumexp", lse[1], lse[0], N, tol);
+    int amiss = 0, tmiss = 0;
+    for (int i = 0; i < N; i++) {
+        if (!sel[i] && !(topk && want[i])) continue;
+        amiss += am[0][i] != am[1][i];
+        for (int k = 0; k < topk; k++) tmiss += ti[0][(size_t)i * topk + k] != ti[1][(size_t)i * topk + k];
+    }
+    int ok = g == LOP_GEMM_BF16 ? amiss <= N / 50 : amiss == 0;
+    printf("%-4s   argmax equal to the cpu's: %d rows differ\n", ok ? "ok" : "FAIL", amiss);
+    fails += !ok;
+    if (topk) {
+        ok = g == LOP_GEMM_BF16 ? tmiss <= N * topk / 10 : tmiss == 0;
+        printf("%-4s   top-%d ids equal: %d differ\n", ok ? "ok" : "FAIL", topk, tmiss);
+        fails += !ok;
+        cmp("  full logits of the wanted rows", lg[1], lg[0], (size_t)nwant * V, tol);
+    }
+    for (int s = 0; s < 2; s++) { free(lp[s]); free(lse[s]); free(am[s]); free(ti[s]); free(tl[s]); free(lg[s]); }
+    free(xn); free(sel); free(want); free(tg); free(raw);
+    G->op->release(G, dx);
+}
+
+int main(void) {
+#if defined(__SANITIZE_ADDRESS__)
+    printf("test_cuda: skipped under AddressSanitizer (the CUDA runtime and ASan's shadow memory "
+           "do not share an address space by default)\n");
+    return 0;
+#endif
+    if (!lop_backend_has_cuda()) {
+        printf("test_cuda: skipped: this build has no CUDA (nvcc was not found; make CUDA=1)\n");
+        return 0;
+    }
+    lop_config cfg;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.hidden = 4096; cfg.inter = 16384; cfg.n_heads = 32; cfg.head_dim = 256;
+    if (lop_backend_cuda_new(&G, 0, &cfg, &E)) {
+        printf("test_cuda: skipped: %s\n", E.msg);
+        return 0;
+    }
+    if (lop_backend_cpu_new(&H, &cfg, &E)) { printf("cpu backend: %s\n", E.msg); return 1; }
+    printf("test_cuda on %s\n", G->name);
+    t_embed();
+    for (int g = 0; g < 2; g++) {
+        lop_gemm gm = g ? LOP_GEMM_BF16 : LOP_GEMM_F32;
+        t_matmul(ST_BF16, 300, 640, 1024, 0, gm);
+        t_matmul(ST_F32, 77, 96, 200, 1, gm);
+        t_matmul(ST_F16, 5, 256, 129, 1, gm);
+        t_matmul(ST_BF16, 1, 1024, 3072, 0, gm);
+    }
+    t_rmsnorm(513, 640, 1);
+    t_rmsnorm(1000, 2560, 0);
+    t_rmsnorm(4096, 128, 1);
+    t_rope(300, 4, 128);
+    t_rope(70, 2, 8);
+    t_qk_norm_rope(300, 16, 128, 0);
+    t_qk_norm_rope(100, 4, 256, 1);
+    t_qk_norm_rope(77, 8, 64, 0);
+    int dims[] = {8, 16, 64, 100, 128, 256};
+    for (int i = 0; i < 6; i++) t_attention(dims[i], 4, 2, 0, 0, 0);
+    t_attention(256, 4, 1, 32, 0, 0);
+    t_attention(128, 8, 8, 0, 50.0f, 0);
+    t_attention(64, 6, 2, 0, 0, 1);
+    t_attention(128, 4, 2, 40, 0, 1);
+    /* the tensor-core kernel of --gemm bf16 (head dims 64, 128, 256) */
+    t_attention_g(64, 4, 2, 0, 0, 0, LOP_GEMM_BF16);
+    t_attention_g(128, 8, 2, 0, 0, 0, LOP_GEMM_BF16);
+    t_attention_g(256, 4, 1, 32, 0, 0, LOP_GEMM_BF16);
+    t_attention_g(128, 4, 4, 0, 50.0f, 0, LOP_GEMM_BF16);
+    t_attention_g(128, 4, 2, 40, 0, 1, LOP_GEMM_BF16);
+    t_attention_g(256, 8, 4, 0, 0, 1, LOP_GEMM_BF16);
+    t_glu_add();
+    t_head(200, 64, 40000, 0, 0, LOP_GEMM_F32);
+    t_head(70, 48, 33000, 30.0f, 5, LOP_GEMM_F32);
+    t_head(300, 128, 20000, 0, 1, LOP_GEMM_BF16);
+    G->op->destroy(G);
+    H->op->destroy(H);
+    printf("test_cuda: %s (%d failed)\n", fails ? "FAILED" : "all passed", fails);
+    return fails ? 1 : 0;
+}
