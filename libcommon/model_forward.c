@@ -273,7 +273,7 @@ static float *host_view(lop_model *m, const float *x, size_t n, int slot, lop_er
 static int nonfinite_fail(lop_model *m, int slot, lop_err *e) {
     if (slot == 0)
         return lop_fail(e, "non-finite values (NaN or Inf) in the embedding (%s)",
-                        m->embed.name ? m->embed.name : "embed_tokens.weight");
+                        m->embed.name ? m->embed.name : m->cfg.family->embed);
     return lop_fail(e, "non-finite values (NaN or Inf) first appear in layer %d (%slayers.%d.*)",
                     slot - 1, m->cfg.prefix, slot - 1);
 }

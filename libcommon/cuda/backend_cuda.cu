@@ -775,7 +775,7 @@ static int cu_head_impl(lop_backend *be, const lop_head_args *a, lop_head_req *h
         for (int q = 0; q < R; q++) /* as the cpu head: non-finite logits are an error */
             if (!isfinite(hs[q].mx) || !isfinite(hs[q].sum)) {
                 lop_fail(e, "non-finite logits (NaN or Inf): the hidden states are finite, the lm_head "
-                            "(%s) is not", a->w->name ? a->w->name : "lm_head.weight");
+                            "(%s) is not", a->w->name ? a->w->name : "unnamed");
                 goto out;
             }
         for (int q = 0; q < R; q++) {
