@@ -57,7 +57,7 @@ print(f"  {name}: {r['tokens_per_s']} tok/s, {r['gflop_per_s']} GFLOP/s = {100*r
       f"(x{r['rss_over_budget']}); "
       f"PyTorch eager {r.get('torch_tokens_per_s', '?')} tok/s (x{r.get('speedup_vs_torch', '?')})", file=sys.stderr)
 PY
-  # the same run with --gemm bf16 (activations rounded to bf16; see docs/readme/04-bf16.md)
+  # the same run with --gemm bf16 (activations rounded to bf16; see docs/bf16.md)
   [ "$bf16peak" != 0 ] || continue
   lopb=$(env -u OPENBLAS_CORETYPE bin/ppl -q -t $THREADS -m "$dir" --ctx 512 --max-tokens "$NTOK" --gemm bf16 "$TEXT") || { status=1; continue; }
   $PY - "$name" "$peak" "$bf16peak" "$lop" "$lopb" <<'PY'

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # wmask quality grid: perplexity after pruning with magnitude / wanda / sparsegpt at 50%, 70% and
 # 2:4, each uniform and with --owl (and the dense model). Not a timed benchmark: the table in
-# wmask(1) and docs/readme/06-wmask.md comes from it.
+# wmask(1) and docs/wmask.md comes from it.
 #   bash bench/wmask-quality.sh MODEL TRAIN TEST [ppl options, e.g. --lines]
 # env: SAMPLES (calibration sequences, 128), CTX (tokens each, 512), OUT (bench/out/quality),
 #      BIN (./bin), OWL_LAMBDA (0.08), METHODS ("magnitude wanda sparsegpt"), SPARSITIES

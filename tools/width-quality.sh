@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# tools/width-quality.sh — the width-prune quality table (man/width-prune.1, docs/readme/11-width.md):
+# tools/width-quality.sh — the width-prune quality table (man/width-prune.1, docs/width.md):
 # prose13m (../shared/models/prose13m) pruned by ~25% of its parameters, one shot (no healing),
 # perplexity on the prose test text:
 #   - importance methods at equal parameter counts: MLP neurons only (1024 -> 683 per layer) and
