@@ -155,7 +155,7 @@ def sandbox(shared, cmds):
     stories = open(os.path.join(shared, "data/stories/test.txt"), encoding="utf-8").read().split("\n")
     for t in TEXTS:
         with open(os.path.join(d, t), "w", encoding="utf-8") as f:
-            f.write("\n".join(stories[:12]) + "\n")
+            f.write("\n".join(stories[:4]) + "\n")
     wiki = open(os.path.join(shared, "data/wikitext-2-raw/wiki.test.raw"), encoding="utf-8").read()
     with open(os.path.join(d, "wiki.test.raw"), "w", encoding="utf-8") as f:
         f.write(wiki[:6000])
