@@ -38,7 +38,9 @@ void ret_compute(ret_row *r, int n, ret_summary *s) {
     for (int i = 0; i < n; i++) {
         ret_row *x = &r[i];
         x->retention = NAN; x->in_summary = 0; x->noise = 0;
-        if (!(x->base > 0) || !(x->value > 0) || !isfinite(x->base) || !isfinite(x->value)) continue;
+        /* a score of 0 retains 0% of a positive base; a perplexity needs both sides positive */
+        if (!(x->base > 0) || !isfinite(x->base) || !isfinite(x->value) || x->value < 0) continue;
+        if (!x->higher_better && !(x->value > 0)) continue;
         x->retention = x->higher_better ? x->value / x->base * 100 : x->base / x->value * 100;
         if (x->se >= 0 && x->base_se >= 0)
             x->noise = fabs(x->value - x->base) < 2 * sqrt(x->se * x->se + x->base_se * x->base_se);

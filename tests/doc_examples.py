@@ -79,6 +79,7 @@ def family(name):
     if "qwen" in n: return "qwen3-tiny"
     if "llama" in n and "stories" not in n: return "llama-tiny"
     if "stories" in n: return "stories260K"
+    if "prose" in n: return "prose13m"
     return None
 
 
@@ -124,7 +125,7 @@ def deepen(src, n_layers, out):
 
 
 MODEL_NAMES = ["gemma-3-270m", "gemma-3-1b", "gemma-3-4b", "Qwen3-0.6B", "Qwen3-4B", "qwen3-0.6b-cut",
-               "llama", "llama-7b", "stories260K", "base", "model", "M", "big", "pruned", "g4b-cut", "qwen3"]
+               "llama", "llama-7b", "stories260K", "base", "model", "M", "big", "pruned", "g4b-cut", "qwen3", "prose13m"]
 TEXTS = ["calib.txt", "held-out.txt", "thai-docs.txt", "train.txt", "docs.txt", "wiki.txt", "test.txt",
          "stories.txt", "text.txt"]
 
