@@ -371,7 +371,7 @@ int logs_read(mc_logs *L, const char *arg, lop_err *e) {
         lineno++;
         char *q = p;
         while (*q == ' ' || *q == '\t' || *q == '\r') q++;
-        if (*q && *q != '{') s->human++;   /* "layer-drop: ..." caught in the same file */
+        if (*q && *q != '{' && *q != '[') s->human++;   /* "layer-drop: ..." caught in the same file */
         else if (*q) {
             cJSON *o = cJSON_Parse(q);
             if (!cJSON_IsObject(o)) rc = lop_fail(e, "%s:%d: not a JSON object", path, lineno);
