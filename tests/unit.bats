@@ -59,6 +59,18 @@ unit() {   # unit DIR NAME
 @test "unit under ASan+UBSan: test_train" { unit build-san train SAN=1; }
 
 
+@test "unit: test_fsutil" { unit build fsutil; }
+@test "unit under ASan+UBSan: test_fsutil" { unit build-san fsutil SAN=1; }
+
+@test "unit: test_width" { unit build width; }
+@test "unit under ASan+UBSan: test_width" { unit build-san width SAN=1; }
+
+# the CUDA kernels against the CPU's: on a machine with a GPU (make test-cuda runs it there)
+@test "unit: test_cuda" {
+  command -v nvidia-smi >/dev/null && nvidia-smi -L >/dev/null 2>&1 || skip "no GPU here: make test-cuda runs test_cuda on one"
+  unit build cuda;
+}
+
 @test "unit: every tests/unit/test_*.c has its tests in this file" {
   for f in "$ROOT"/tests/unit/test_*.c; do
     n=$(basename "$f" .c)
