@@ -60,6 +60,12 @@ typedef struct lop_texts {
 lop_calib_opts calib_default_opts(void);   /* AUTO, ctx 2048, all samples, first ones */
 
 /* Tokenize a data file into samples as described above. */
+/* Calibration sequences for a model: its own tokenizer (the folder its weights came from), random
+ * windows (seed) of ctx tokens capped at the model's context, `samples` of them. What wmask
+ * (Wanda, SparseGPT, OWL) and width-prune (activation scores) both need. */
+struct lop_model;
+int calib_load_for_model(lop_calib *c, const struct lop_model *m, const char *path, int ctx, int samples,
+                         uint64_t seed, lop_err *e);
 int calib_load(lop_calib *c, const char *path, const lop_tokenizer *tok, const lop_calib_opts *o,
                lop_err *e);
 void calib_free(lop_calib *c);

@@ -1,6 +1,7 @@
 /* calib_load.c — calib_load(): read a data file, tokenize, cut into samples (rules in calib.h).
  * Kept apart from calib.c so that code using only the readers links without the tokenizer. */
 #include "calib.h"
+#include "model.h"
 #include <stdlib.h>
 #include <string.h>
 
@@ -99,4 +100,21 @@ int calib_load(lop_calib *c, const char *path, const lop_tokenizer *tok, const l
     calib_texts_free(&t);
     if (rc) lop_wrap(e, "%s", path);
     return rc;
+}
+
+int calib_load_for_model(lop_calib *c, const struct lop_model *m, const char *path, int ctx, int samples,
+                         uint64_t seed, lop_err *e) {
+    const char *src = m->st->source_dir;
+    if (!src) return lop_fail(e, "no tokenizer folder known for the model (calibration needs tokenizer.json)");
+    lop_tokenizer *tok;
+    if (tok_load(&tok, src, e)) return -1;
+    lop_calib_opts o = calib_default_opts();
+    o.ctx = ctx;
+    if (m->cfg.max_pos > 0 && o.ctx > m->cfg.max_pos) o.ctx = m->cfg.max_pos;
+    o.samples = samples;
+    o.random = 1;
+    o.seed = seed;
+    int rc = calib_load(c, path, tok, &o, e);
+    tok_free(tok);
+    return rc ? lop_wrap(e, "%s", path) : 0;
 }

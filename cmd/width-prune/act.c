@@ -86,20 +86,7 @@ static int hook_final(void *user, const float *h, const float *hn, const lop_bat
 }
 
 static int load_calib(wp_job *j, lop_model *m, lop_calib *cal, lop_err *e) {
-    const char *src = m->st->source_dir;
-    if (!src) return lop_fail(e, "%s: no tokenizer folder known (activation scores need tokenizer.json)", j->model);
-    lop_tokenizer *tok;
-    if (tok_load(&tok, src, e)) return -1;
-    lop_calib_opts o = calib_default_opts();
-    o.ctx = j->ctx;
-    if (m->cfg.max_pos > 0 && o.ctx > m->cfg.max_pos) o.ctx = m->cfg.max_pos;
-    o.samples = j->samples;
-    o.random = 1;
-    o.seed = g_opt.seed;
-    int rc = calib_load(cal, j->data, tok, &o, e);
-    tok_free(tok);
-    if (rc) return lop_wrap(e, "%s", j->data);
-    return 0;
+    return calib_load_for_model(cal, m, j->data, j->ctx, j->samples, g_opt.seed, e);
 }
 
 static int write_model(wp_job *j, st_model *st, lop_err *e) {

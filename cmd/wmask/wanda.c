@@ -345,20 +345,7 @@ out:
 }
 
 int wm_load_calib(const wm_job *j, lop_model *m, lop_calib *cal, lop_err *e) {
-    const char *src = m->st->source_dir;
-    if (!src) return lop_fail(e, "%s: no tokenizer folder known (calibration needs tokenizer.json)", j->model);
-    lop_tokenizer *tok;
-    if (tok_load(&tok, src, e)) return -1;
-    lop_calib_opts o = calib_default_opts();
-    o.ctx = j->ctx;
-    if (m->cfg.max_pos > 0 && o.ctx > m->cfg.max_pos) o.ctx = m->cfg.max_pos;
-    o.samples = j->samples;
-    o.random = 1;
-    o.seed = g_opt.seed;
-    int rc = calib_load(cal, j->data, tok, &o, e);
-    tok_free(tok);
-    if (rc) return lop_wrap(e, "%s", j->data);
-    return 0;
+    return calib_load_for_model(cal, m, j->data, j->ctx, j->samples, g_opt.seed, e);
 }
 
 int wm_run_wanda(const wm_job *j, const wm_targets *tg, wm_totals *tot, lop_err *e) {
