@@ -13,10 +13,19 @@ for l in sys.stdin:
   need_shared
   T=$(scratch)
   E="$SHARED/data/eval"
-  lm-eval -q -t 1 -m "$MODELS/stories260K" --data-dir "$E" --tasks mmlu_anatomy,mmlu_virology --num-fewshot 1 --limit 3 -o "$T/a.json" | untimed > "$T/a"
+  lm-eval -q -t 1 -m "$MODELS/stories260K" --data-dir "$E" --tasks mmlu_anatomy,mmlu_virology --num-fewshot 1 --limit 3 -o "$T/a.json" --log-samples "$T/a.samples" | untimed > "$T/a"
   lm-eval -q -t 1 --model hf --model_args "pretrained=$MODELS/stories260K,dtype=bfloat16,trust_remote_code=True" \
-      --data-dir "$E" --tasks mmlu_anatomy,mmlu_virology --num_fewshot 1 --limit 3 --batch_size auto --output_path "$T/b.json" | untimed > "$T/b"
+      --data-dir "$E" --tasks mmlu_anatomy,mmlu_virology --num_fewshot 1 --limit 3 --batch_size auto --log_samples \
+      --output_path "$T/b.json" | untimed > "$T/b"
   cmp "$T/a" "$T/b"
+  # --log_samples is the harness's switch: the samples go beside --output_path
+  cmp "$T/a.samples" "$T/b_samples.jsonl"
+  run lm-eval -m "$MODELS/stories260K" --data-dir "$E" --tasks copa --log_samples
+  [ "$status" -eq 2 ]; assert_output --partial "needs --output_path"
+  # provenance names the weights of --model_args, not the backend's name "hf"
+  LOP_PROVENANCE=1 lm-eval -q -t 1 --model hf --model_args "pretrained=$MODELS/stories260K" --data-dir "$E" \
+      --tasks mmlu_anatomy --limit 1 | head -1 > "$T/prov"
+  grep -q '"role":"model","given":"'"$MODELS/stories260K"'"' "$T/prov"
   python3 -c "
 import json
 a, b = json.load(open('$T/a.json')), json.load(open('$T/b.json'))

@@ -74,15 +74,16 @@ static void usage(FILE *f) {
         TOOL_DEVICE_HELP
         "lm-evaluation-harness's spellings work too: --model_args pretrained=PATH[,tokenizer=P]\n"
         "[,max_length=N][,add_bos_token=True][,dtype=D] (with it, --model hf is the backend's name),\n"
-        "--num_fewshot, --output_path FILE, --log_samples FILE, --batch_size N|auto (accepted; results\n"
-        "never depend on batching), --tasks list. --ctx and --seq-len mean --max-length. The table\n"
+        "--num_fewshot, --output_path FILE, --log_samples (a switch: the samples go to FILE_samples.jsonl,\n"
+        "FILE less a .json suffix), --batch_size N|auto (accepted; results never depend on batching),\n"
+        "--tasks list. --ctx and --seq-len mean --max-length. The table\n"
         "goes to stdout when stdout is a terminal, else to stderr.\n\n"
         TOOL_COMMON_HELP, groups);
 }
 
 enum { O_TASKS = 0x100, O_DATA, O_TASKFILE, O_LIMIT, O_FEWSHOT, O_LOGS, O_SHARD, O_COMPARE,
        O_MERGE, O_ADDBOS, O_MAXLEN, O_BATCH, O_NOREUSE, O_DELIM, O_LIST, O_TOK, O_TIMING, O_GEMM,
-       O_MODEL_ARGS, O_BATCH_SIZE, O_DEVICE };
+       O_MODEL_ARGS, O_BATCH_SIZE, O_DEVICE, O_LOGS_FLAG };
 
 typedef struct args {
     const char *model, *tokenizer, *tasks, *data_dir, *output, *log_samples, *compare, *delim, *device;
@@ -160,6 +161,19 @@ static char *tokenizer_path(const args *a) {
     char *p = strdup(a->model), *s = strrchr(p, '/');
     if (s) *s = 0;
     else { free(p); p = strdup("."); }
+    return p;
+}
+
+/* --log_samples's file: results.json -> results_samples.jsonl, in the same folder (the harness
+ * writes samples_<task>_<time>.jsonl beside its results; one file for all tasks keeps lop's format) */
+static char *samples_beside(const char *output) {
+    size_t n = strlen(output);
+    if (n > 5 && !strcmp(output + n - 5, ".json")) n -= 5;
+    else if (n > 6 && !strcmp(output + n - 6, ".jsonl")) n -= 6;
+    char *p = malloc(n + 16);
+    if (!p) die(1, "out of memory");
+    memcpy(p, output, n);
+    strcpy(p + n, "_samples.jsonl");
     return p;
 }
 
@@ -480,9 +494,9 @@ int main(int argc, char **argv) {
         {"model_args", required_argument, 0, O_MODEL_ARGS}, {"num_fewshot", required_argument, 0, O_FEWSHOT},
         {"output_path", required_argument, 0, 'o'}, {"batch_size", required_argument, 0, O_BATCH_SIZE},
         {"ctx", required_argument, 0, O_MAXLEN}, {"seq-len", required_argument, 0, O_MAXLEN},
-        {"log_samples", required_argument, 0, O_LOGS},
+        {"log_samples", no_argument, 0, O_LOGS_FLAG},
         TOOL_COMMON_LONGOPTS, {0, 0, 0, 0}};
-    int c;
+    int c, logs_flag = 0;
     while ((c = getopt_long(argc, argv, "m:o:" TOOL_COMMON_SHORTOPTS, lo, NULL)) != -1) {
         if (tool_common_opt(c, optarg, usage)) continue;
         switch (c) {
@@ -509,6 +523,7 @@ int main(int argc, char **argv) {
             break;
         case O_FEWSHOT: a.fewshot = (int)opt_int("--num-fewshot", optarg, 0, 1000); break;
         case O_LOGS: a.log_samples = optarg; break;
+        case O_LOGS_FLAG: logs_flag = 1; break;
         case O_SHARD: parse_shard(optarg, &a.shard_i, &a.shard_n); break;
         case O_COMPARE: a.compare = optarg; break;
         case O_MERGE: a.merge = 1; break;
@@ -530,6 +545,8 @@ int main(int argc, char **argv) {
         default: die_usage("unknown option (see --help)");
         }
     }
+    /* the harness's --model names a backend (hf, vllm, ...) and --model_args the weights */
+    if (a.pretrained) a.model = a.pretrained;
     /* every output checked before the model loads or a task runs */
     out_input("model", a.model);
     out_input("tokenizer", a.tokenizer);
@@ -537,6 +554,12 @@ int main(int argc, char **argv) {
     if (!a.merge) out_input("eval data", find_data_dir(a.data_dir));
     for (int i = 0; i < a.n_task_files; i++) out_input("task file", a.task_files[i]);
     if (a.merge) for (int i = optind; i < argc; i++) out_input("results", argv[i]);
+    if (logs_flag) {
+        /* the harness's --log_samples is a switch: the samples go beside --output_path */
+        if (a.log_samples) die_usage("--log_samples (beside --output_path) and --log-samples FILE: give one");
+        if (!a.output || !strcmp(a.output, "-")) die_usage("--log_samples needs --output_path FILE (the samples go beside it)");
+        a.log_samples = samples_beside(a.output);
+    }
     a.output = out_output("-o", a.output, OUT_FILE);
     a.log_samples = out_output("--log-samples", a.log_samples, OUT_FILE);
     out_check();
@@ -547,8 +570,6 @@ int main(int argc, char **argv) {
         return 0;
     }
     if (optind < argc) die_usage("unexpected argument '%s'", argv[optind]);
-    /* the harness's --model names a backend (hf, vllm, ...) and --model_args the weights */
-    if (a.pretrained) a.model = a.pretrained;
     if (!a.model) die_usage("no model: give -m MODEL (or --model_args pretrained=PATH)");
     if (!a.tasks && !a.n_task_files) die_usage("no tasks: give --tasks LIST and/or --task-file FILE");
     run_eval(&a);
