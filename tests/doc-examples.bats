@@ -28,8 +28,5 @@ run_doc() {
 @test "model-card(1) EXAMPLES run" { run_doc man/model-card.1; }
 @test "ppl(1) EXAMPLES run" { run_doc man/ppl.1; }
 @test "st-cat(1) EXAMPLES run" { run_doc man/st-cat.1; }
-@test "width-prune(1) EXAMPLES run" {
-  # its examples keep real widths (hidden 768 of Qwen3-0.6B) that the tiny fixtures do not have
-  skip "width-prune(1) examples name real model widths the fixtures lack (open: a widened sandbox)"
-}
+@test "width-prune(1) EXAMPLES run" { run_doc man/width-prune.1; }
 @test "wmask(1) EXAMPLES run" { run_doc man/wmask.1; }

@@ -70,7 +70,7 @@ def doc_commands(path):
 # document names first, else stories260K, the fastest), with the real model's layer count where
 # the name gives one, so that layer lists like --keep 0-7,25-33 mean what they say
 DEPTH = {"gemma-3-270m": 18, "gemma-3-1b": 26, "gemma-3-4b": 34, "qwen3-0.6b": 28, "qwen3-4b": 36,
-         "llama-7b": 32, "llama": 32}
+         "llama-7b": 32, "llama": 32, "llama-3.2-1b": 16}
 
 
 def family(name):
@@ -125,7 +125,7 @@ def deepen(src, n_layers, out):
 
 
 MODEL_NAMES = ["gemma-3-270m", "gemma-3-1b", "gemma-3-4b", "Qwen3-0.6B", "Qwen3-4B", "qwen3-0.6b-cut",
-               "llama", "llama-7b", "stories260K", "base", "model", "M", "big", "pruned", "g4b-cut", "qwen3", "prose13m"]
+               "llama", "llama-7b", "Llama-3.2-1B", "stories260K", "base", "model", "M", "big", "pruned", "g4b-cut", "qwen3", "prose13m"]
 TEXTS = ["calib.txt", "held-out.txt", "thai-docs.txt", "train.txt", "docs.txt", "wiki.txt", "test.txt",
          "stories.txt", "text.txt"]
 
@@ -158,8 +158,9 @@ def sandbox(shared, cmds):
         with open(os.path.join(d, t), "w", encoding="utf-8") as f:
             f.write("\n".join(stories[:4]) + "\n")
     wiki = open(os.path.join(shared, "data/wikitext-2-raw/wiki.test.raw"), encoding="utf-8").read()
-    with open(os.path.join(d, "wiki.test.raw"), "w", encoding="utf-8") as f:
-        f.write(wiki[:6000])
+    for w in ("wiki.test.raw", "wiki.train.raw"):
+        with open(os.path.join(d, w), "w", encoding="utf-8") as f:
+            f.write(wiki[:6000])
     import json
     with open(os.path.join(d, "prompts.jsonl"), "w") as f:
         for p in ("Once upon a time", "The little dog"):

@@ -168,6 +168,10 @@ EOF2
   # --mlp-percent 25 of 172 removes 43
   width-prune -q -m "$MODELS/stories260K" -o "$T/p" --mlp-percent 25 --importance maw > /dev/null
   [ "$(cfg "$T/p" intermediate_size)" = 129 ]
+  # --hidden-percent 25 of 32 channels is --hidden-keep 24, byte for byte
+  width-prune -q -m "$MODELS/qwen3-tiny" -o "$T/hp.safetensors" --hidden-percent 25 $CAL > /dev/null
+  width-prune -q -m "$MODELS/qwen3-tiny" -o "$T/hk.safetensors" --hidden-keep 24 $CAL > /dev/null
+  cmp "$T/hp.safetensors" "$T/hk.safetensors"
 }
 
 @test "bad requests exit 2 with one line" {
@@ -190,6 +194,9 @@ EOF2
   bad --importance magic --mlp-keep 3
   bad --importance maw                            # nothing to prune
   bad --mlp-keep 3 --mlp-percent 10 --importance maw
+  bad --hidden-keep 20 --hidden-percent 10 $CAL
+  bad --hidden-percent 100 $CAL
+  bad --hidden-percent 10 --importance maw
 }
 
 @test "sanitizers: activation and streaming paths, GQA and channels, errors" {

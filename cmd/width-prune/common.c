@@ -22,7 +22,12 @@ int wp_setup(wp_job *j, lop_err *e) {
         if (per < 1) return lop_failc(e, LOP_EUSAGE, "--head-percent %g of %d heads leaves none in a KV group", j->head_pct, Hq);
         nq = per * g;
     }
-    if (width_init(&j->w, c, j->hidden_keep, ni, nq, nkv, e)) return -1;
+    int nc = j->hidden_keep;
+    if (j->hidden_pct >= 0) {
+        nc = c->hidden - (int)llround(j->hidden_pct / 100.0 * c->hidden);
+        if (nc < 1) return lop_failc(e, LOP_EUSAGE, "--hidden-percent %g of %d channels leaves none", j->hidden_pct, c->hidden);
+    }
+    if (width_init(&j->w, c, nc, ni, nq, nkv, e)) return -1;
     lop_width *w = &j->w;
     j->cut_mlp = w->ni < w->F;
     j->cut_heads = w->nq < w->Hq || w->nkv < w->Hkv;

@@ -15,7 +15,7 @@
 static void usage(FILE *f) {
     fprintf(f,
 "usage: width-prune -m MODEL -o OUT [--mlp-keep N | --mlp-percent P]\n"
-"                   [--heads-keep H | --head-percent P] [--kv-keep G] [--hidden-keep D]\n"
+"                   [--heads-keep H | --head-percent P] [--kv-keep G] [--hidden-keep D | --hidden-percent P]\n"
 "                   [--importance activation|maw|vow|pon] [--data FILE --samples N --ctx N]\n"
 "Structured width pruning: removes MLP neurons (rows of gate/up_proj, columns of down_proj),\n"
 "attention heads (q/k/v/o_proj slices; head_dim and the q/k norms unchanged) and hidden channels\n"
@@ -36,6 +36,7 @@ static void usage(FILE *f) {
 "                          heads (default: all); chosen by the summed score of their heads\n"
 "      --hidden-keep D     hidden channels to keep (of hidden_size), the same in every layer;\n"
 "                          needs --importance activation\n"
+"      --hidden-percent P  remove round(P%% of hidden_size) hidden channels (as --hidden-keep)\n"
 "      --importance M      activation (default; needs --data): mean |activation| over the\n"
 "                          calibration tokens (neurons: the input of down_proj; heads: the L2\n"
 "                          norm of the head's contribution through o_proj; channels: every\n"
@@ -55,7 +56,7 @@ TOOL_COMMON_HELP
 "divides the final norm's 1+w by it) so that embeddings and logits keep their scale.\n");
 }
 
-enum { O_MLP_KEEP = 0x100, O_MLP_PCT, O_HEADS_KEEP, O_HEAD_PCT, O_KV_KEEP, O_HIDDEN, O_IMP, O_DATA,
+enum { O_MLP_KEEP = 0x100, O_MLP_PCT, O_HEADS_KEEP, O_HEAD_PCT, O_KV_KEEP, O_HIDDEN, O_HIDDEN_PCT, O_IMP, O_DATA,
        O_SAMPLES, O_CTX, O_BATCH, O_SHARD, O_ZSTD };
 
 int main(int argc, char **argv) {
@@ -66,12 +67,13 @@ int main(int argc, char **argv) {
         {"mlp-keep", required_argument, 0, O_MLP_KEEP}, {"mlp-percent", required_argument, 0, O_MLP_PCT},
         {"heads-keep", required_argument, 0, O_HEADS_KEEP}, {"head-percent", required_argument, 0, O_HEAD_PCT},
         {"kv-keep", required_argument, 0, O_KV_KEEP}, {"hidden-keep", required_argument, 0, O_HIDDEN},
+        {"hidden-percent", required_argument, 0, O_HIDDEN_PCT},
         {"importance", required_argument, 0, O_IMP}, {"data", required_argument, 0, O_DATA},
         {"samples", required_argument, 0, O_SAMPLES}, {"ctx", required_argument, 0, O_CTX},
         {"batch", required_argument, 0, O_BATCH},
         {"max-shard-size", required_argument, 0, O_SHARD}, {"zstd", optional_argument, 0, O_ZSTD},
         TOOL_COMMON_LONGOPTS, {0, 0, 0, 0}};
-    wp_job j = {.samples = 128, .ctx = 512, .batch = 8, .mlp_pct = -1, .head_pct = -1,
+    wp_job j = {.samples = 128, .ctx = 512, .batch = 8, .mlp_pct = -1, .head_pct = -1, .hidden_pct = -1,
                 .imp = WIDTH_ACTIVATION};
     int have_imp = 0, c;
     while ((c = getopt_long(argc, argv, "m:o:" TOOL_COMMON_SHORTOPTS, lo, NULL)) != -1) {
@@ -85,6 +87,7 @@ int main(int argc, char **argv) {
         case O_HEAD_PCT: j.head_pct = opt_double("--head-percent", optarg, 0, 100); break;
         case O_KV_KEEP: j.kv_keep = (int)opt_int("--kv-keep", optarg, 1, 1 << 20); break;
         case O_HIDDEN: j.hidden_keep = (int)opt_int("--hidden-keep", optarg, 1, 1 << 30); break;
+        case O_HIDDEN_PCT: j.hidden_pct = opt_double("--hidden-percent", optarg, 0, 100); break;
         case O_IMP:
             if (width_imp_parse(optarg, &j.imp))
                 die_usage("--importance: expected activation, maw, vow or pon, got '%s'", optarg);
@@ -104,17 +107,18 @@ int main(int argc, char **argv) {
     if (!j.output) die_usage("-o/--output is required");
     if (j.mlp_keep && j.mlp_pct >= 0) die_usage("give one of --mlp-keep and --mlp-percent");
     if (j.heads_keep && j.head_pct >= 0) die_usage("give one of --heads-keep and --head-percent");
-    if (!j.mlp_keep && j.mlp_pct < 0 && !j.heads_keep && j.head_pct < 0 && !j.kv_keep && !j.hidden_keep)
+    if (j.hidden_keep && j.hidden_pct >= 0) die_usage("give one of --hidden-keep and --hidden-percent");
+    if (!j.mlp_keep && j.mlp_pct < 0 && !j.heads_keep && j.head_pct < 0 && !j.kv_keep && !j.hidden_keep && j.hidden_pct < 0)
         die_usage("nothing to prune: give --mlp-keep/--mlp-percent, --heads-keep/--head-percent, "
-                  "--kv-keep or --hidden-keep");
+                  "--kv-keep or --hidden-keep/--hidden-percent");
     if (j.imp == WIDTH_ACTIVATION) {
         if (!j.data)
             die_usage("--importance activation%s needs calibration text (--data FILE); weight-only "
                       "scores need none: --importance maw, vow or pon", have_imp ? "" : " (the default)");
     } else {
         if (j.data) die_usage("--data is for --importance activation (%s scores weights only)", width_imp_name(j.imp));
-        if (j.hidden_keep)
-            die_usage("--hidden-keep needs --importance activation: channels are scored on the "
+        if (j.hidden_keep || j.hidden_pct >= 0)
+            die_usage("--hidden-keep/--hidden-percent needs --importance activation: channels are scored on the "
                       "residual stream (OptiPFair's weight scores are defined for MLP neurons)");
     }
     /* the output guard: inputs and the output checked before any work */

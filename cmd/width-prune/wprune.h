@@ -11,7 +11,7 @@ typedef struct wp_job {
     /* options */
     const char *model, *output, *data;
     int mlp_keep, heads_keep, kv_keep, hidden_keep;
-    double mlp_pct, head_pct;          /* -1: not given */
+    double mlp_pct, head_pct, hidden_pct; /* -1: not given */
     lop_width_imp imp;
     int samples, ctx, batch;
     st_write_opts wo;
