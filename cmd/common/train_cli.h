@@ -155,6 +155,12 @@ typedef struct train_hooks {
     /* add the tool's own options that change the numbers (loss, teacher) to the checkpoint's
      * "options" object, compared on --resume */
     void (*options)(void *user, cJSON *o);
+    /* the tool's running sums that its loss adds to (kd-train's terms): the loop keeps them per
+     * micro-batch and adds them in micro-batch order, so step_fields sees the same numbers for
+     * any rank count (mpirun); NULL/0: none */
+    double *stat;
+    int nstat;
+    int64_t *stat_n;
 } train_hooks;
 /* A cheap fingerprint of a model: tensor names, dtypes, shapes and sampled bytes of each. */
 uint64_t train_cli_model_fingerprint(const st_model *st);

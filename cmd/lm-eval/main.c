@@ -23,6 +23,7 @@
 #include "outpath.h"
 #include "tool.h"
 #include "provenance.h"
+#include "job.h"
 
 static void usage(FILE *f) {
     /* the groups from libcommon's one table (task.h), wrapped under --tasks */
@@ -246,6 +247,48 @@ static void run_merge(const args *a, char **files, int n) {
     res_free(&out);
 }
 
+/* A job (mpirun): every rank ran its shard; the others send their results (the --output JSON,
+ * per-document values included) to rank 0, which merges them as --merge does, so the merged
+ * results are the ones of --shard r/N + --merge. Returns 1 on ranks > 0 (nothing left to
+ * write), 0 on rank 0 with *rs replaced by the merge. */
+static int gather_results(res_set *rs, double t_start) {
+    lop_err e;
+    if (g_rank > 0) {
+        cJSON *j = res_to_json(rs);
+        char *s = cJSON_PrintUnformatted(j);
+        cJSON_Delete(j);
+        if (!s) die(1, "out of memory");
+        uint64_t n = strlen(s);
+        job_ok(par_send(g_par, 0, &n, sizeof n, &e), &e);
+        job_ok(par_send(g_par, 0, s, n, &e), &e);
+        free(s);
+        return 1;
+    }
+    res_set *in = calloc((size_t)g_ranks, sizeof *in), out;
+    if (!in) die(1, "out of memory");
+    in[0] = *rs;
+    for (int q = 1; q < g_ranks; q++) {
+        uint64_t n;
+        job_ok(par_recv(g_par, q, &n, sizeof n, &e), &e);
+        char *s = malloc(n + 1);
+        if (!s) die(1, "out of memory");
+        job_ok(par_recv(g_par, q, s, n, &e), &e);
+        s[n] = 0;
+        cJSON *j = cJSON_Parse(s);
+        free(s);
+        char what[32];
+        snprintf(what, sizeof what, "rank %d", q);
+        if (!j || res_from_json(&in[q], j, what, &e)) die(1, "%s: results unreadable: %s", what, j ? e.msg : "not JSON");
+        cJSON_Delete(j);
+    }
+    if (res_merge(&out, in, g_ranks, &e)) die_err(&e);
+    out.seconds = now_seconds() - t_start;
+    for (int q = 0; q < g_ranks; q++) res_free(&in[q]);
+    free(in);
+    *rs = out;
+    return 0;
+}
+
 static void run_eval(const args *a) {
     lop_err e;
     double t_start = now_seconds();
@@ -279,7 +322,17 @@ static void run_eval(const args *a) {
     for (int i = 0; i < nt; i++) {
         for (int j = 0; j < i; j++)
             if (!strcmp(tasks[i].name, tasks[j].name)) die_usage("task %s given twice", tasks[i].name);
-        task_select(&tasks[i], a->limit, a->shard_i, a->shard_n);
+        /* a job of N ranks: rank r takes shard r/N, rank 0 merges (gather_results) */
+        if (g_ranks > 1) task_select(&tasks[i], a->limit, g_rank, g_ranks);
+        else task_select(&tasks[i], a->limit, a->shard_i, a->shard_n);
+    }
+    {   /* hostile jobs: the same command and the same documents on every rank */
+        uint64_t fp = job_argv_fp();
+        for (int i = 0; i < nt; i++) {
+            fp = job_fp_mix(fp, tasks[i].name, strlen(tasks[i].name));
+            fp = job_fp_mix(fp, &tasks[i].n_docs, sizeof tasks[i].n_docs);
+        }
+        job_same("options or eval data", fp);
     }
     lop_model *m;
     if (lop_model_open(&m, a->model, &e)) die_err(&e);
@@ -403,6 +456,7 @@ static void run_eval(const args *a) {
         cJSON_AddStringToObject(rs.config, "shard", sh);
     } else cJSON_AddNullToObject(rs.config, "shard");
     cJSON_AddStringToObject(rs.config, "data_dir", dir);
+    if (g_ranks > 1 && gather_results(&rs, t_start)) goto done;   /* ranks > 0: sent to rank 0 */
     finish(&rs, a);
     if (a->log_samples) log_samples(a->log_samples, tasks, nt, docs, scores);
     double items_s = t_score > 0 ? total_docs / t_score : 0;
@@ -425,6 +479,7 @@ static void run_eval(const args *a) {
         cJSON_AddNumberToObject(tm, "peak_rss_bytes", (double)peak_rss_bytes());
         emit(o);
     }
+done:
     for (int i = 0; i < total_docs; i++) {
         for (int r = 0; r < all[i].n; r++) ll_req_free(&all[i].req[r]);
         free(all[i].req);
@@ -461,7 +516,7 @@ static void model_args(args *a, const char *spec) {
 }
 
 int main(int argc, char **argv) {
-    tool_init("lm-eval", argc, argv);
+    tool_init_job("lm-eval", argc, argv);
     args a = {0};
     a.delim = " ";
     static const struct option lo[] = {
@@ -539,7 +594,14 @@ int main(int argc, char **argv) {
     if (a.merge) for (int i = optind; i < argc; i++) out_input("results", argv[i]);
     a.output = out_output("-o", a.output, OUT_FILE);
     a.log_samples = out_output("--log-samples", a.log_samples, OUT_FILE);
-    out_check();
+    if (g_ranks > 1) {   /* a job: the ranks are the shards */
+        if (a.shard_n > 1) die_usage("--shard: under mpirun the ranks are the shards (rank r of N evaluates shard r/N)");
+        if (a.merge) die_usage("--merge runs as one process, not under mpirun");
+        if (a.log_samples) die_usage("--log-samples runs as one process (or --shard I/N), not under mpirun");
+        if (a.device && strcmp(a.device, "cpu")) die_usage("--device %s: GPU jobs under mpirun come later (docs/mpi.md)", a.device);
+    }
+    if (!g_rank) out_check();   /* rank 0 writes; the others wait for its decision */
+    job_sync();
     tool_apply_threads();
     if (a.merge) {
         if (a.model || a.tasks || a.n_task_files) die_usage("--merge combines result files: no -m, --tasks or --task-file");
