@@ -283,6 +283,10 @@ static int gather_results(res_set *rs, double t_start) {
     }
     if (res_merge(&out, in, g_ranks, &e)) die_err(&e);
     out.seconds = now_seconds() - t_start;
+    /* the one-process config, key order included: rank 0's with "shard" null in its place */
+    cJSON_Delete(out.config);
+    out.config = cJSON_Duplicate(in[0].config, 1);
+    cJSON_ReplaceItemInObjectCaseSensitive(out.config, "shard", cJSON_CreateNull());
     for (int q = 0; q < g_ranks; q++) res_free(&in[q]);
     free(in);
     *rs = out;
@@ -319,20 +323,21 @@ static void run_eval(const args *a) {
         if (task_load_file(&tasks[nn + i], a->task_files[i], a->delim, &e)) die_err(&e);
         if (a->fewshot > 0) die_usage("--num-fewshot: task files have no dev split (%s)", a->task_files[i]);
     }
-    for (int i = 0; i < nt; i++) {
-        for (int j = 0; j < i; j++)
-            if (!strcmp(tasks[i].name, tasks[j].name)) die_usage("task %s given twice", tasks[i].name);
-        /* a job of N ranks: rank r takes shard r/N, rank 0 merges (gather_results) */
-        if (g_ranks > 1) task_select(&tasks[i], a->limit, g_rank, g_ranks);
-        else task_select(&tasks[i], a->limit, a->shard_i, a->shard_n);
-    }
-    {   /* hostile jobs: the same command and the same documents on every rank */
+    {   /* hostile jobs: the same command and the same documents on every rank (before the
+         * ranks take their shards) */
         uint64_t fp = job_argv_fp();
         for (int i = 0; i < nt; i++) {
             fp = job_fp_mix(fp, tasks[i].name, strlen(tasks[i].name));
             fp = job_fp_mix(fp, &tasks[i].n_docs, sizeof tasks[i].n_docs);
         }
         job_same("options or eval data", fp);
+    }
+    for (int i = 0; i < nt; i++) {
+        for (int j = 0; j < i; j++)
+            if (!strcmp(tasks[i].name, tasks[j].name)) die_usage("task %s given twice", tasks[i].name);
+        /* a job of N ranks: rank r takes shard r/N, rank 0 merges (gather_results) */
+        if (g_ranks > 1) task_select(&tasks[i], a->limit, g_rank, g_ranks);
+        else task_select(&tasks[i], a->limit, a->shard_i, a->shard_n);
     }
     lop_model *m;
     if (lop_model_open(&m, a->model, &e)) die_err(&e);
