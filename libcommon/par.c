@@ -29,9 +29,8 @@ int par_open(lop_par **out, lop_err *e) { return par_mpi_open(out, e); }
 
 void par_close(lop_par *p) { if (p) p->ops->close(p); }
 
-_Noreturn void par_abort(lop_par *p, int code) {
+void par_abort(lop_par *p, int code) {
     if (p) p->ops->abort(p, code);
-    _Exit(code);
 }
 
 int par_rank(const lop_par *p) { return p ? p->rank : 0; }

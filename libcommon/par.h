@@ -42,8 +42,9 @@ int par_open(lop_par **out, lop_err *e);
 /* Finalize and free (call only on a successful end: a rank that failed just exits, and the
  * launcher ends the others). NULL: nothing. */
 void par_close(lop_par *p);
-/* End every rank of the job now with exit code `code` (MPI_Abort). Never returns. */
-_Noreturn void par_abort(lop_par *p, int code);
+/* Ask the transport to end every rank of the job with exit code `code` (MPI_Abort); returns
+ * only when it could not (NULL: nothing to do) and the caller exits as it would anyway. */
+void par_abort(lop_par *p, int code);
 
 int par_rank(const lop_par *p);   /* 0 for NULL */
 int par_size(const lop_par *p);   /* 1 for NULL */
