@@ -107,7 +107,11 @@ enum { TRAIN_OPT_BASE = 0x200, TO_DATA, TO_EVAL, TO_TMPL, TO_SEQ, TO_NOSHUF, TO_
 "                         checkpoint is written to the checkpoint folder, and the exact command\n" \
 "                         to resume is printed (exit 130/143). A checkpoint is not a model:\n"   \
 "                         --resume CKPT --steps N (its step) -o DIR writes it as one\n"           \
-"      --eval-every N     evaluate every N steps (default: only at the end)\n"
+"      --eval-every N     evaluate every N steps (default: only at the end)\n"                 \
+"\n"                                                                                             \
+"Several processes: mpirun -np N (a power of two dividing --grad-accum) shares each step's\n"     \
+"micro-batches between N ranks; the weights written are byte-identical for any N (man page,\n"   \
+"docs/mpi.md). Only rank 0 prints and writes; -t is per rank.\n"
 
 void train_args_init(train_args *a);
 /* 1 if c was a training option (handled), 0 if not; dies (exit 2) on a bad value */
