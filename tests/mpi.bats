@@ -87,12 +87,19 @@ for _ in range($2): print(json.dumps({'ids': [r.randrange($1) for _ in range($3)
   grep -q "stopped" "$T/err"
 }
 
-@test "hostile jobs are refused at start: ranks with other options; tools that run as one process" {
+@test "hostile jobs are refused at start: ranks with other options or data; tools that run as one process" {
   rand_ids 32000 4 17 7 > "$T/d.jsonl"
   c=(-q -t 1 -m "$MODELS/llama-tiny" --data "$T/d.jsonl" --grad-accum 2 --steps 1 --seq-len 16 -o "$T/o")
   run mpirun --allow-run-as-root --oversubscribe -q -np 1 heal-sft "${c[@]}" --lr 1e-4 : -np 1 heal-sft "${c[@]}" --lr 2e-4
   assert_failure 2
   [ "${#lines[@]}" -eq 1 ]; assert_output --partial "rank 1 of the job has different options"
+  [ ! -e "$T/o" ]
+  # the same command line, other data (each rank in its own folder): the data fingerprint differs
+  mkdir "$T/A" "$T/B"; rand_ids 32000 4 17 8 > "$T/A/d.jsonl"; rand_ids 32000 4 17 9 > "$T/B/d.jsonl"
+  c=(-q -t 1 -m "$MODELS/llama-tiny" --data d.jsonl --grad-accum 2 --steps 1 --seq-len 16 -o "$T/o")
+  run mpirun --allow-run-as-root --oversubscribe -q -np 1 -wdir "$T/A" heal-sft "${c[@]}" : -np 1 -wdir "$T/B" heal-sft "${c[@]}"
+  assert_failure 2
+  [ "${#lines[@]}" -eq 1 ]; assert_output --partial "different options, model or data"
   [ ! -e "$T/o" ]
   run mpi 2 ppl -m "$MODELS/llama-tiny" --data "$T/d.jsonl"
   assert_failure 2
