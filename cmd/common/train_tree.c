@@ -55,8 +55,17 @@ static void take(float *dst, const tr_model *m, int add) {
     for (int i = 0; i < m->np; i++) {
         const tr_param *p = &m->p[i];
         if (!trains(p)) continue;
-        if (add) for (size_t j = 0; j < p->n; j++) dst[o + j] = dst[o + j] + p->g[j];
-        else memcpy(dst + o, p->g, sizeof(float) * p->n);
+        float *d = dst + o;
+        const float *g = p->g;
+        int64_t n = (int64_t)p->n;
+        /* elementwise: the same bits for any thread count; threads for the memory bandwidth */
+        if (add) {
+            #pragma omp parallel for schedule(static) if (n >= (1 << 16))
+            for (int64_t j = 0; j < n; j++) d[j] = d[j] + g[j];
+        } else {
+            #pragma omp parallel for schedule(static) if (n >= (1 << 16))
+            for (int64_t j = 0; j < n; j += 4096) memcpy(d + j, g + j, sizeof(float) * (size_t)(n - j < 4096 ? n - j : 4096));
+        }
         o += p->n;
     }
 }
@@ -74,7 +83,9 @@ void tt_leaf(train_tree *t, const tr_model *m, int k) {
     /* pairwise: two complete neighbours of the same size become their parent */
     while (t->depth >= 2 && t->lvl[t->depth - 1] == t->lvl[t->depth - 2]) {
         float *a = t->s[t->depth - 2], *b = t->s[t->depth - 1];
-        for (size_t j = 0; j < t->n; j++) a[j] = a[j] + b[j];
+        int64_t n = (int64_t)t->n;
+        #pragma omp parallel for schedule(static) if (n >= (1 << 16))
+        for (int64_t j = 0; j < n; j++) a[j] = a[j] + b[j];
         t->lvl[t->depth - 2]++;
         t->depth--;
     }
@@ -90,7 +101,11 @@ int tt_finish(train_tree *t, tr_model *m, lop_par *p, lop_err *e) {
     for (int i = 0; i < m->np; i++) {
         tr_param *q = &m->p[i];
         if (!trains(q)) continue;
-        memcpy(q->g, s + o, sizeof(float) * q->n);
+        int64_t n = (int64_t)q->n;
+        float *g = q->g;
+        const float *src = s + o;
+        #pragma omp parallel for schedule(static) if (n >= (1 << 16))
+        for (int64_t j = 0; j < n; j += 4096) memcpy(g + j, src + j, sizeof(float) * (size_t)(n - j < 4096 ? n - j : 4096));
         o += q->n;
     }
     return 0;
