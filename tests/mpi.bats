@@ -3,13 +3,16 @@
 # the rank count (byte-identical for -np 1, 2, 4, and across a resume with another count);
 # kd-train --save-teacher, lm-eval, layer-score and wmask --method wanda give one process's
 # bytes; a killed rank ends the job in seconds with no output; hostile jobs are refused.
-# Skips without mpirun (make deps installs openmpi-bin). Tiny models, few steps: ~40 s.
+# Skips without mpirun (make deps installs openmpi-bin), but for the refusals that need none.
+# Tiny models, few steps, 10 mpirun launches (~1-2 s each of Open MPI start-up).
 load helpers
 
 setup() {
-  command -v mpirun > /dev/null || skip "mpirun is absent (Open MPI: make deps installs openmpi-bin)"
   need_shared
   T=$(scratch)
+}
+need_mpirun() {
+  command -v mpirun > /dev/null || skip "mpirun is absent (Open MPI: make deps installs openmpi-bin)"
 }
 
 # mpirun N tool args...: quiet (-q: no Open MPI banners), root allowed, more ranks than cores
@@ -24,6 +27,7 @@ r = random.Random($4)
 for _ in range($2): print(json.dumps({'ids': [r.randrange($1) for _ in range($3)]}))"; }
 
 @test "heal-sft full: -np 2 and -np 4 (resumed from the -np 2 checkpoint) write -np 1's bytes" {
+  need_mpirun
   rand_ids 32000 16 33 7 > "$T/d.jsonl"
   c=(-q -t 1 -m "$MODELS/llama-tiny" --data "$T/d.jsonl" --batch 1 --grad-accum 4 --steps 4 --seq-len 32 --seed 3)
   heal-sft "${c[@]}" -o "$T/n1" | grep '^{"step"' | cut -d, -f1-2 > "$T/n1.log"
@@ -42,6 +46,7 @@ for _ in range($2): print(json.dumps({'ids': [r.randrange($1) for _ in range($3)
 }
 
 @test "heal-sft LoRA with dropout: -np 2 writes -np 1's adapter" {
+  need_mpirun
   rand_ids 32000 8 33 5 > "$T/d.jsonl"
   c=(-q -t 1 -m "$MODELS/llama-tiny" --data "$T/d.jsonl" --batch 1 --grad-accum 2 --steps 3 --seq-len 32
      --lora-rank 4 --lora-dropout 0.1 --lr 1e-3 --seed 5)
@@ -51,6 +56,7 @@ for _ in range($2): print(json.dumps({'ids': [r.randrange($1) for _ in range($3)
 }
 
 @test "kd-train: on-the-fly teacher and --save-teacher under -np 2 = one process" {
+  need_mpirun
   STU=$MODELS/llama-tiny-student TEA=$MODELS/llama-tiny
   head -c 1500 "$SHARED/data/stories/train.txt" > "$T/d.txt"
   O=(-q -t 1 --data "$T/d.txt" --seq-len 32 --batch 1 --grad-accum 2 --steps 2 --temperature 2 --lr 1e-3)
@@ -64,6 +70,7 @@ for _ in range($2): print(json.dumps({'ids': [r.randrange($1) for _ in range($3)
 }
 
 @test "a rank killed mid-run ends the job within seconds: one line, non-zero, no output" {
+  need_mpirun
   rand_ids 32000 8 33 7 > "$T/d.jsonl"
   mpirun --allow-run-as-root --oversubscribe -q -np 2 heal-sft -q -t 1 -m "$MODELS/llama-tiny" \
     --data "$T/d.jsonl" --grad-accum 2 --steps 300 --seq-len 32 --save-every 1 --ckpt-dir "$T/ck" \
@@ -87,26 +94,35 @@ for _ in range($2): print(json.dumps({'ids': [r.randrange($1) for _ in range($3)
   grep -q "stopped" "$T/err"
 }
 
-@test "hostile jobs are refused at start: ranks with other options or data; tools that run as one process" {
-  rand_ids 32000 4 17 7 > "$T/d.jsonl"
-  c=(-q -t 1 -m "$MODELS/llama-tiny" --data "$T/d.jsonl" --grad-accum 2 --steps 1 --seq-len 16 -o "$T/o")
-  run mpirun --allow-run-as-root --oversubscribe -q -np 1 heal-sft "${c[@]}" --lr 1e-4 : -np 1 heal-sft "${c[@]}" --lr 2e-4
-  assert_failure 2
-  [ "${#lines[@]}" -eq 1 ]; assert_output --partial "rank 1 of the job has different options"
-  [ ! -e "$T/o" ]
-  # the same command line, other data (each rank in its own folder): the data fingerprint differs
+@test "hostile jobs are refused at start: ranks with other options or data" {
+  need_mpirun
+  # rank 1: another --lr; rank 2: the same command line on other data (each rank in its folder)
   mkdir "$T/A" "$T/B"; rand_ids 32000 4 17 8 > "$T/A/d.jsonl"; rand_ids 32000 4 17 9 > "$T/B/d.jsonl"
-  c=(-q -t 1 -m "$MODELS/llama-tiny" --data d.jsonl --grad-accum 2 --steps 1 --seq-len 16 -o "$T/o")
-  run mpirun --allow-run-as-root --oversubscribe -q -np 1 -wdir "$T/A" heal-sft "${c[@]}" : -np 1 -wdir "$T/B" heal-sft "${c[@]}"
+  c=(-q -t 1 -m "$MODELS/llama-tiny" --data d.jsonl --grad-accum 4 --steps 1 --seq-len 16 -o "$T/o")
+  run mpirun --allow-run-as-root --oversubscribe -q -np 1 -wdir "$T/A" heal-sft "${c[@]}" \
+    : -np 1 -wdir "$T/A" heal-sft "${c[@]}" --lr 1e-3 : -np 2 -wdir "$T/B" heal-sft "${c[@]}"
   assert_failure 2
-  [ "${#lines[@]}" -eq 1 ]; assert_output --partial "different options, model or data"
+  [ "${#lines[@]}" -eq 1 ]
+  assert_output --partial "ranks 1, 2, 3 of the job have different options, model or data"
   [ ! -e "$T/o" ]
-  run mpi 2 ppl -m "$MODELS/llama-tiny" --data "$T/d.jsonl"
+}
+
+@test "without mpirun's library, or for a tool that runs as one process: one clear line" {
+  # the launcher's environment without mpirun: no Open MPI needed to check either refusal
+  run env OMPI_COMM_WORLD_SIZE=2 OMPI_COMM_WORLD_RANK=0 LOP_MPI_LIB=/nonexistent/libmpi.so heal-sft --version
   assert_failure 2
-  [ "${#lines[@]}" -eq 1 ]; assert_output --partial "runs as one process"
+  [ "${#lines[@]}" -eq 1 ]; assert_output --partial "Open MPI's library cannot be loaded"
+  run env OMPI_COMM_WORLD_SIZE=2 OMPI_COMM_WORLD_RANK=0 ppl -m "$MODELS/llama-tiny" --data /dev/null
+  assert_failure 2
+  [ "${#lines[@]}" -eq 1 ]; assert_output --partial "ppl runs as one process"
+  # rank 1 of such a job leaves quietly (rank 0 speaks)
+  run env OMPI_COMM_WORLD_SIZE=2 OMPI_COMM_WORLD_RANK=1 ppl -m "$MODELS/llama-tiny" --data /dev/null
+  assert_failure 2
+  [ -z "$output" ]
 }
 
 @test "lm-eval, layer-score, wmask --method wanda under -np 2 give one process's results" {
+  need_mpirun
   args=(-q -t 1 -m "$MODELS/stories260K" --data-dir "$SHARED/data/eval" --tasks hellaswag,lambada_openai --limit 4 --batch-tokens 1)
   lm-eval "${args[@]}" -o "$T/e1.json" > "$T/e1.log"
   mpi 2 lm-eval "${args[@]}" -o "$T/e2.json" > "$T/e2.log"
