@@ -473,8 +473,9 @@ void train_cli_loop(const train_args *a, train_run *r, const train_hooks *h) {
          (long long)tr_data_docs(r->data), (long long)tr_data_tokens(r->data),
          (long long)tr_data_blocks(r->data), a->seq, (long long)total);
     if (g_ranks > 1)
-        note("a job of %d ranks: micro-batches %d..%d of each step's %d on each rank (rank 0: %d..%d)",
-             g_ranks, 0, a->accum - 1, a->accum, k0, k1 - 1);
+        note("a job of %d ranks: each computes %d of every step's %d micro-batches (%d sequences); "
+             "the gradients are summed in one fixed tree (the weights do not depend on the rank count)",
+             g_ranks, k1 - k0, a->accum, a->accum * a->batch);
     progress pr;
     progress_start(&pr, h->what, (double)total, "steps");
     double t_start = now_seconds();
