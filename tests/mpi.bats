@@ -123,10 +123,12 @@ for _ in range($2): print(json.dumps({'ids': [r.randrange($1) for _ in range($3)
 
 @test "lm-eval, layer-score, wmask --method wanda under -np 2 give one process's results" {
   need_mpirun
-  args=(-q -t 1 -m "$MODELS/stories260K" --data-dir "$SHARED/data/eval" --tasks hellaswag,lambada_openai --limit 4 --batch-tokens 1)
-  lm-eval "${args[@]}" -o "$T/e1.json" > "$T/e1.log"
-  mpi 2 lm-eval "${args[@]}" -o "$T/e2.json" > "$T/e2.log"
+  # batched forwards (the default --batch-tokens): the ranks run the one-process plan's batches
+  args=(-q -t 1 -m "$MODELS/stories260K" --data-dir "$SHARED/data/eval" --tasks hellaswag,lambada_openai --limit 6)
+  lm-eval "${args[@]}" -o "$T/e1.json" --log-samples "$T/e1.jsonl" > "$T/e1.log"
+  mpi 2 lm-eval "${args[@]}" -o "$T/e2.json" --log-samples "$T/e2.jsonl" > "$T/e2.log"
   diff "$T/e1.log" "$T/e2.log"
+  cmp "$T/e1.jsonl" "$T/e2.jsonl"
   diff <(grep -v '"date"\|total_evaluation_time' "$T/e1.json") <(grep -v '"date"\|total_evaluation_time' "$T/e2.json")
   a=(-q -t 1 -m "$MODELS/stories260K" --data "$SHARED/data/stories/test.txt" --samples 16 --ctx 256 --metric kl)
   layer-score "${a[@]}" | grep -v seconds > "$T/s1"

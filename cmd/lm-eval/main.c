@@ -247,50 +247,22 @@ static void run_merge(const args *a, char **files, int n) {
     res_free(&out);
 }
 
-/* A job (mpirun): every rank ran its shard; the others send their results (the --output JSON,
- * per-document values included) to rank 0, which merges them as --merge does, so the merged
- * results are the ones of --shard r/N + --merge. Returns 1 on ranks > 0 (nothing left to
- * write), 0 on rank 0 with *rs replaced by the merge. */
-static int gather_results(res_set *rs, double t_start) {
+/* A job (mpirun): rank r ran batches r, r+N, ... of the one-process plan (ll_opts part_i/n);
+ * each request's numbers sit on one rank and zeros elsewhere, so a sum over ranks copies them
+ * exactly: every rank then holds the one-process numbers, whatever --batch-tokens. */
+static void gather_scores(ll_doc *all, int nd) {
+    size_t n = 0, k = 0;
+    for (int i = 0; i < nd; i++) n += (size_t)all[i].n;
+    double *v = calloc(2 * (n ? n : 1), sizeof *v);
+    if (!v) die(1, "out of memory");
+    for (int i = 0; i < nd; i++)
+        for (int r = 0; r < all[i].n; r++, k += 2) { v[k] = all[i].req[r].ll; v[k + 1] = all[i].req[r].greedy; }
     lop_err e;
-    if (g_rank > 0) {
-        cJSON *j = res_to_json(rs);
-        char *s = cJSON_PrintUnformatted(j);
-        cJSON_Delete(j);
-        if (!s) die(1, "out of memory");
-        uint64_t n = strlen(s);
-        job_ok(par_send(g_par, 0, &n, sizeof n, &e), &e);
-        job_ok(par_send(g_par, 0, s, n, &e), &e);
-        free(s);
-        return 1;
-    }
-    res_set *in = calloc((size_t)g_ranks, sizeof *in), out;
-    if (!in) die(1, "out of memory");
-    in[0] = *rs;
-    for (int q = 1; q < g_ranks; q++) {
-        uint64_t n;
-        job_ok(par_recv(g_par, q, &n, sizeof n, &e), &e);
-        char *s = malloc(n + 1);
-        if (!s) die(1, "out of memory");
-        job_ok(par_recv(g_par, q, s, n, &e), &e);
-        s[n] = 0;
-        cJSON *j = cJSON_Parse(s);
-        free(s);
-        char what[32];
-        snprintf(what, sizeof what, "rank %d", q);
-        if (!j || res_from_json(&in[q], j, what, &e)) die(1, "%s: results unreadable: %s", what, j ? e.msg : "not JSON");
-        cJSON_Delete(j);
-    }
-    if (res_merge(&out, in, g_ranks, &e)) die_err(&e);
-    out.seconds = now_seconds() - t_start;
-    /* the one-process config, key order included: rank 0's with "shard" null in its place */
-    cJSON_Delete(out.config);
-    out.config = cJSON_Duplicate(in[0].config, 1);
-    cJSON_ReplaceItemInObjectCaseSensitive(out.config, "shard", cJSON_CreateNull());
-    for (int q = 0; q < g_ranks; q++) res_free(&in[q]);
-    free(in);
-    *rs = out;
-    return 0;
+    job_ok(par_sum_f64(g_par, v, 2 * n, &e), &e);
+    k = 0;
+    for (int i = 0; i < nd; i++)
+        for (int r = 0; r < all[i].n; r++, k += 2) { all[i].req[r].ll = v[k]; all[i].req[r].greedy = v[k + 1] != 0; }
+    free(v);
 }
 
 static void run_eval(const args *a) {
@@ -323,8 +295,7 @@ static void run_eval(const args *a) {
         if (task_load_file(&tasks[nn + i], a->task_files[i], a->delim, &e)) die_err(&e);
         if (a->fewshot > 0) die_usage("--num-fewshot: task files have no dev split (%s)", a->task_files[i]);
     }
-    {   /* hostile jobs: the same command and the same documents on every rank (before the
-         * ranks take their shards) */
+    {   /* hostile jobs: the same command and the same documents on every rank */
         uint64_t fp = job_argv_fp();
         for (int i = 0; i < nt; i++) {
             fp = job_fp_mix(fp, tasks[i].name, strlen(tasks[i].name));
@@ -335,9 +306,7 @@ static void run_eval(const args *a) {
     for (int i = 0; i < nt; i++) {
         for (int j = 0; j < i; j++)
             if (!strcmp(tasks[i].name, tasks[j].name)) die_usage("task %s given twice", tasks[i].name);
-        /* a job of N ranks: rank r takes shard r/N, rank 0 merges (gather_results) */
-        if (g_ranks > 1) task_select(&tasks[i], a->limit, g_rank, g_ranks);
-        else task_select(&tasks[i], a->limit, a->shard_i, a->shard_n);
+        task_select(&tasks[i], a->limit, a->shard_i, a->shard_n);
     }
     lop_model *m;
     if (lop_model_open(&m, a->model, &e)) die_err(&e);
@@ -392,10 +361,11 @@ static void run_eval(const args *a) {
     prog_ctx pc;
     progress_start(&pc.p, "scoring", total_docs, "items");
     ll_opts lo = {.max_len = max_len, .batch_tokens = a->batch_tokens, .no_reuse = a->no_reuse,
-                  .progress = on_progress, .user = &pc};
+                  .part_i = g_rank, .part_n = g_ranks, .progress = on_progress, .user = &pc};
     ll_stats st = {0};
     double t_score = now_seconds();
     if (ll_score(m, all, total_docs, &lo, &st, &e)) die_err(&e);
+    if (g_ranks > 1) gather_scores(all, total_docs);
     t_score = now_seconds() - t_score;
     progress_end(&pc.p);
     /* per-document metrics */
@@ -461,7 +431,7 @@ static void run_eval(const args *a) {
         cJSON_AddStringToObject(rs.config, "shard", sh);
     } else cJSON_AddNullToObject(rs.config, "shard");
     cJSON_AddStringToObject(rs.config, "data_dir", dir);
-    if (g_ranks > 1 && gather_results(&rs, t_start)) goto done;   /* ranks > 0: sent to rank 0 */
+    if (g_rank > 0) goto done;   /* a job: rank 0 writes */
     finish(&rs, a);
     if (a->log_samples) log_samples(a->log_samples, tasks, nt, docs, scores);
     double items_s = t_score > 0 ? total_docs / t_score : 0;
@@ -602,7 +572,6 @@ int main(int argc, char **argv) {
     if (g_ranks > 1) {   /* a job: the ranks are the shards */
         if (a.shard_n > 1) die_usage("--shard: under mpirun the ranks are the shards (rank r of N evaluates shard r/N)");
         if (a.merge) die_usage("--merge runs as one process, not under mpirun");
-        if (a.log_samples) die_usage("--log-samples runs as one process (or --shard I/N), not under mpirun");
         if (a.device && strcmp(a.device, "cpu")) die_usage("--device %s: GPU jobs under mpirun come later (docs/mpi.md)", a.device);
     }
     if (!g_rank) out_check();   /* rank 0 writes; the others wait for its decision */
