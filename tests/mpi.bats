@@ -55,7 +55,7 @@ for _ in range($2): print(json.dumps({'ids': [r.randrange($1) for _ in range($3)
   cmp "$T/a1/adapter_model.safetensors" "$T/a2/adapter_model.safetensors"
 }
 
-@test "kd-train: on-the-fly teacher and --save-teacher under -np 2 = one process" {
+@test "kd-train: on-the-fly teacher, --save-teacher and the cached teacher under -np 2 = one process" {
   need_mpirun
   STU=$MODELS/llama-tiny-student TEA=$MODELS/llama-tiny
   head -c 1500 "$SHARED/data/stories/train.txt" > "$T/d.txt"
@@ -67,6 +67,10 @@ for _ in range($2): print(json.dumps({'ids': [r.randrange($1) for _ in range($3)
   kd-train --teacher "$TEA" "${O[@]}" --save-teacher "$T/c1" --top-k 8 -m "$STU" > /dev/null
   mpi 2 kd-train --teacher "$TEA" "${O[@]}" --save-teacher "$T/c2" --top-k 8 -m "$STU" > /dev/null
   cmp "$T/c1" "$T/c2"
+  # training from the cache (written by the job): -np 2 = one process
+  kd-train -m "$STU" --teacher-cache "$T/c2" "${O[@]}" -o "$T/kc1" > /dev/null
+  mpi 2 kd-train -m "$STU" --teacher-cache "$T/c2" "${O[@]}" -o "$T/kc2" > /dev/null
+  cmp "$T/kc1/model.safetensors" "$T/kc2/model.safetensors"
 }
 
 @test "a rank killed mid-run ends the job within seconds: one line, non-zero, no output" {
