@@ -34,12 +34,13 @@ void tool_init(const char *name, int argc, char **argv) {
     /* A closed stdout pipe (| head) must end us quietly, like cat, not with a signal trace. */
     /* Started by mpirun: only the data-parallel tools (tool_init_job) run as a job; N copies of
      * any other tool would write the same output N times at once. */
-    if (!g_job_tool && par_launched(&g_rank, &g_ranks)) {
-        if (g_rank > 0) exit(2);
-        g_rank = 0; g_ranks = 1;
-        die(2, "started by mpirun (%s processes): %s runs as one process; heal-sft, kd-train, "
+    int r, n;
+    /* (a size the environment does not give, PMIx alone: not refused; it may be one task) */
+    if (!g_job_tool && par_launched(&r, &n) && n > 1) {
+        if (r > 0) exit(2);
+        die(2, "started by mpirun (%d processes): %s runs as one process; heal-sft, kd-train, "
                "lm-eval, layer-score and wmask --method wanda run as a job (see docs/mpi.md)",
-            getenv("OMPI_COMM_WORLD_SIZE") ? getenv("OMPI_COMM_WORLD_SIZE") : "several", name);
+            n, name);
     }
 }
 
