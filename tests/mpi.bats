@@ -45,14 +45,14 @@ for _ in range($2): print(json.dumps({'ids': [r.randrange($1) for _ in range($3)
   [ ! -e "$T/n3" ]
 }
 
-@test "heal-sft LoRA with dropout: -np 2 writes -np 1's adapter" {
+@test "heal-sft LoRA with dropout: -np 4 writes -np 1's adapter" {
   need_mpirun
   rand_ids 32000 8 33 5 > "$T/d.jsonl"
-  c=(-q -t 1 -m "$MODELS/llama-tiny" --data "$T/d.jsonl" --batch 1 --grad-accum 2 --steps 3 --seq-len 32
+  c=(-q -t 1 -m "$MODELS/llama-tiny" --data "$T/d.jsonl" --batch 1 --grad-accum 4 --steps 2 --seq-len 32
      --lora-rank 4 --lora-dropout 0.1 --lr 1e-3 --seed 5)
   heal-sft "${c[@]}" -o "$T/a1" > /dev/null
-  mpi 2 heal-sft "${c[@]}" -o "$T/a2" > /dev/null
-  cmp "$T/a1/adapter_model.safetensors" "$T/a2/adapter_model.safetensors"
+  mpi 4 heal-sft "${c[@]}" -o "$T/a4" > /dev/null
+  cmp "$T/a1/adapter_model.safetensors" "$T/a4/adapter_model.safetensors"
 }
 
 @test "kd-train: on-the-fly teacher, --save-teacher and the cached teacher under -np 2 = one process" {
