@@ -19,7 +19,8 @@ SAN      ?= 0
 PORTABLE ?= 0
 # clang + libclang-rt-14-dev: libFuzzer, for `make fuzz` and the fuzz smoke of `make test` (tests/fuzz.bats)
 DEB_PKGS := build-essential pkg-config libcjson-dev libopenblas-dev libzstd-dev libpcre2-dev \
-            libutf8proc-dev bats bats-assert bats-support zstd python3 clang libclang-rt-14-dev
+            libutf8proc-dev bats bats-assert bats-support zstd python3 clang libclang-rt-14-dev \
+            openmpi-bin libopenmpi-dev
 BENCH_PKGS := python3-torch python3-numpy hyperfine
 
 ifeq ($(SAN),1)

@@ -248,8 +248,8 @@ int ll_score(lop_model *m, ll_doc *docs, int nd, const ll_opts *o, ll_stats *sta
     }
     free(pl);
     qsort(di, (size_t)nd, sizeof *di, by_len_desc);
-    int done = 0, rc = 0;
-    for (int i = 0; i < nd && !rc;) {
+    int done = 0, rc = 0, k = 0;
+    for (int i = 0; i < nd && !rc; k++) {
         /* grow the batch while rows and the KV caches fit */
         int j = i, rows = 0, B1 = 0, B2 = 0, maxP = 0, maxI = 0;
         while (j < nd) {
@@ -261,7 +261,7 @@ int ll_score(lop_model *m, ll_doc *docs, int nd, const ll_opts *o, ll_stats *sta
             rows += x->rows; B1 = nB1; B2 = nB2; maxP = nP; maxI = nI;
             j++;
         }
-        rc = run_batch(m, docs, di + i, j - i, L, st, e);
+        if (o->part_n <= 1 || k % o->part_n == o->part_i) rc = run_batch(m, docs, di + i, j - i, L, st, e);
         done += j - i;
         i = j;
         if (!rc && o->progress) o->progress(o->user, done);

@@ -44,6 +44,10 @@ typedef struct ll_opts {
     int batch_tokens;      /* rows per forward, about (0: 2048) */
     int64_t kv_bytes;      /* memory for the KV caches of a batch (0: 512 MiB) */
     int no_reuse;          /* 1: run every request whole (for comparisons) */
+    /* a share of the work (mpirun jobs): run only batches k (in the plan's order, the same for
+     * every share) with k % part_n == part_i; the other requests keep ll 0, greedy 0. The plan
+     * does not depend on the share, so every request's numbers are the whole run's. 0/0: all. */
+    int part_i, part_n;
     /* called after each batch with the number of documents finished so far */
     void (*progress)(void *user, int docs_done);
     void *user;

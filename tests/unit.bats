@@ -40,6 +40,9 @@ unit() {   # unit DIR NAME
 @test "unit: test_optim" { unit build optim; }
 @test "unit under ASan+UBSan: test_optim" { unit build-san optim SAN=1; }
 
+@test "unit: test_par" { unit build par; }
+@test "unit under ASan+UBSan: test_par" { unit build-san par SAN=1; }
+
 @test "unit: test_prune" { unit build prune; }
 @test "unit under ASan+UBSan: test_prune" { unit build-san prune SAN=1; }
 

@@ -103,7 +103,19 @@ static void remove_all(void) {
         }
 }
 
+static char g_note[512];
+static volatile sig_atomic_t g_note_len;
+
+void cleanup_signal_note(const char *line) {
+    size_t n = line ? strlen(line) : 0;
+    if (n >= sizeof g_note) n = sizeof g_note - 1;
+    g_note_len = 0;
+    if (n) memcpy(g_note, line, n);
+    g_note_len = (sig_atomic_t)n;
+}
+
 _Noreturn void cleanup_exit_signal(int sig) {
+    if (g_note_len) { ssize_t w = write(2, g_note, (size_t)g_note_len); (void)w; }
     remove_all();
     signal(sig, SIG_DFL);
     sigset_t s;

@@ -17,6 +17,9 @@ void tmp_add(const char *path);         /* a temporary file or folder now exists
 void tmp_del(const char *path);         /* it was renamed into place or removed */
 void cleanup_defer_signals(void);       /* training tools: first signal = "stop after this step" */
 int cleanup_stop_signal(void);          /* the deferred signal (SIGINT, SIGTERM...) or 0 */
+/* A line (with its newline) written to stderr when a signal ends the process (async-signal-safe:
+ * kept in a static buffer); NULL: none. Rank 0 of an mpirun job says why it was stopped. */
+void cleanup_signal_note(const char *line);
 /* Remove every registered temporary, then exit 128+sig with the default action of sig
  * (re-raised, so a calling shell sees the signal). */
 _Noreturn void cleanup_exit_signal(int sig);

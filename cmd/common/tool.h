@@ -61,6 +61,11 @@ enum { TOOL_OPT_BASE = 0x1000, TOOL_OPT_VERSION, TOOL_OPT_SEED, TOOL_OPT_PROGRES
     "  -h, --help          this help, on stdout\n"                                   \
     "      --version       print the version\n"
 
+/* mpirun (docs/mpi.md, job.h): this process's rank and the job's size (0 and 1 outside a job).
+ * Only rank 0 prints notes, warnings, JSON lines and progress; an error of another rank is
+ * printed "tool: rank K: ...". g_failing: the process is exiting on an error (no MPI_Finalize). */
+extern int g_rank, g_ranks, g_failing, g_job_tool;
+
 /* Name for messages; keeps argv; installs the temporary-file cleanup and signal handlers
  * (cleanup.h). */
 void tool_init(const char *name, int argc, char **argv);

@@ -5,6 +5,8 @@
 #include "cleanup.h"
 #include "fsutil.h"
 #include "outpath.h"
+#include "job.h"
+#include "train_tree.h"
 #include <dirent.h>
 #include <math.h>
 #include <signal.h>
@@ -91,9 +93,16 @@ void train_cli_check(train_args *a, int need_out) {
         a->ckpt_dir = a->ckpt_buf;
     }
     if (a->ckpt_dir) a->ckpt_dir = out_output("--ckpt-dir", a->ckpt_dir, OUT_CKPTS);
-    out_check();
-    if (a->out && !adapter && out_is_folder(a->out)) out_source_usable(a->model);
-    if (a->out && !adapter) out_space(a->out, out_model_bytes(a->model));
+    /* a job: the rank count must fit the step's micro-batches (refused before anything loads),
+     * and rank 0, the only writer, decides about the outputs while the others wait */
+    int k0, k1;
+    tt_share(a->accum, g_ranks, g_rank, &k0, &k1);
+    if (!g_rank) {
+        out_check();
+        if (a->out && !adapter && out_is_folder(a->out)) out_source_usable(a->model);
+        if (a->out && !adapter) out_space(a->out, out_model_bytes(a->model));
+    }
+    job_sync();
 }
 
 tr_data *train_cli_data(const train_args *a, const char *path, const lop_tokenizer *tok,
@@ -137,6 +146,10 @@ void train_cli_open(const train_args *a, train_run *r) {
     r->total = train_cli_total_steps(a, r->data);
     train_cli_scan(r->data, &r->max_T, &r->data_fp);
     train_cli_check_context(a, r->max_T, r->m->cfg.max_pos);
+    /* hostile jobs: every rank must run the same command on the same model and data */
+    uint64_t fp = job_argv_fp(), mfp = train_cli_model_fingerprint(r->m->st);
+    fp = job_fp_mix(fp, &r->data_fp, sizeof r->data_fp);
+    job_same("options, model or data", job_fp_mix(fp, &mfp, sizeof mfp));
     /* the recipe, resolved, for the provenance line (model-card renders it) */
     prov_opt_num("seq_len", a->seq);
     prov_opt_num("batch", a->batch);
@@ -440,17 +453,29 @@ void train_cli_loop(const train_args *a, train_run *r, const train_hooks *h) {
         cJSON_Delete(st); free(js); free(dir);
     }
     if (!opts) opts = run_options(a, r, h);
-    /* from here a signal stops the run after the step in progress, with a checkpoint */
-    cleanup_defer_signals();
+    /* from here a signal stops the run after the step in progress, with a checkpoint; in a job
+     * of several ranks a signal ends it at once (the ranks would have to agree on the step) */
+    if (g_ranks == 1) cleanup_defer_signals();
     adamw_hp hp = {a->b1, a->b2, a->eps, a->wd};
     int32_t **ids = calloc(a->accum, sizeof *ids), **tg = calloc(a->accum, sizeof *tg);
     size_t *cap = calloc(a->accum, sizeof *cap);
     int *Ts = calloc(a->accum, sizeof *Ts);
-    if (!ids || !tg || !cap || !Ts) die(1, "out of memory");
+    /* per micro-batch: loss sum, scored rows, the tool's sums (added in micro-batch order, so
+     * the step's line is the same for any rank count) */
+    int ns = h->nstat, nrow = 3 + ns;
+    double *mb = malloc(sizeof *mb * (size_t)a->accum * nrow);
+    if (!ids || !tg || !cap || !Ts || !mb) die(1, "out of memory");
+    int k0, k1;
+    tt_share(a->accum, g_ranks, g_rank, &k0, &k1);
+    train_tree *tree = tt_new(m, a->accum);
     note("%s: %lld trainable parameters (%s), %lld documents, %lld tokens, %lld blocks of %d; %lld steps",
          a->model, (long long)m->trainable_params, a->lrank ? "LoRA" : "full fine-tuning",
          (long long)tr_data_docs(r->data), (long long)tr_data_tokens(r->data),
          (long long)tr_data_blocks(r->data), a->seq, (long long)total);
+    if (g_ranks > 1)
+        note("a job of %d ranks: each computes %d of every step's %d micro-batches (%d sequences); "
+             "the gradients are summed in one fixed tree (the weights do not depend on the rank count)",
+             g_ranks, k1 - k0, a->accum, a->accum * a->batch);
     progress pr;
     progress_start(&pr, h->what, (double)total, "steps");
     double t_start = now_seconds();
@@ -459,7 +484,10 @@ void train_cli_loop(const train_args *a, train_run *r, const train_hooks *h) {
         int sig = cleanup_stop_signal();
         if (sig) stop_run(a, r, opts, sig, step - 1, start, saved);
         double t0 = now_seconds();
+        uint64_t sent0 = par_bytes_sent(g_par);
         int64_t g0 = (step - 1) * per_step, scored = 0, toks = 0;
+        /* every rank reads every micro-batch's targets: the step's token count (the gradient's
+         * 1/tokens) is an exact integer, the same on every rank without a message */
         for (int k = 0; k < a->accum; k++) {
             int64_t s = tr_data_batch(r->data, g0 + (int64_t)k * a->batch, a->batch, &ids[k], &tg[k],
                                       &cap[k], &Ts[k], &e);
@@ -467,18 +495,38 @@ void train_cli_loop(const train_args *a, train_run *r, const train_hooks *h) {
             scored += s;
             toks += (int64_t)a->batch * Ts[k];
         }
-        tr_zero_grad(m);
         tr_stats st = {0, 0};
         float gscale = scored ? 1.0f / (float)scored : 0.0f;
-        for (int k = 0; k < a->accum; k++) {
+        memset(mb, 0, sizeof *mb * (size_t)a->accum * nrow);
+        for (int k = k0; k < k1; k++) {
             tr_batch b = {a->batch, Ts[k], ids[k], tg[k]};
             if (h->before_batch && h->before_batch(h->batch_user, &b, g0 + (int64_t)k * a->batch, &e))
                 die_err(&e);
             uint64_t dseed = g_opt.seed * 0x9e3779b97f4a7c15ull + (uint64_t)step * 131 + k;
-            if (tr_forward_backward(m, &b, gscale, h->loss, h->loss_ctx, dseed, &st, &e)) {
+            tr_stats sk = {0, 0};
+            if (ns) { memset(h->stat, 0, sizeof *h->stat * ns); *h->stat_n = 0; }
+            tr_zero_grad(m);
+            if (tr_forward_backward(m, &b, gscale, h->loss, h->loss_ctx, dseed, &sk, &e)) {
                 if (h->loss_failed && *h->loss_failed) die_err(h->loss_err);
                 die_err(&e);
             }
+            tt_leaf(tree, m, k);
+            double *row = mb + (size_t)k * nrow;
+            row[0] = sk.loss_sum; row[1] = (double)sk.scored;
+            row[2] = ns ? (double)*h->stat_n : 0;
+            for (int t = 0; t < ns; t++) row[3 + t] = h->stat[t];
+        }
+        if (tt_finish(tree, m, g_par, &e)) die_err(&e);
+        /* each micro-batch's numbers sit in one rank's rows, zeros elsewhere: the sum over ranks
+         * copies them exactly, and they are added in micro-batch order below */
+        if (par_sum_f64(g_par, mb, (size_t)a->accum * nrow, &e)) die_err(&e);
+        if (ns) { memset(h->stat, 0, sizeof *h->stat * ns); *h->stat_n = 0; }
+        for (int k = 0; k < a->accum; k++) {
+            const double *row = mb + (size_t)k * nrow;
+            st.loss_sum += row[0];
+            st.scored += (int64_t)row[1];
+            if (ns) *h->stat_n += (int64_t)row[2];
+            for (int t = 0; t < ns; t++) h->stat[t] += row[3 + t];
         }
         double norm = sqrt(tr_grad_sumsq(m));
         if (!isfinite(norm)) die(1, "step %lld: gradient norm is not finite", (long long)step);
@@ -495,12 +543,13 @@ void train_cli_loop(const train_args *a, train_run *r, const train_hooks *h) {
         cJSON_AddNumberToObject(o, "tokens", (double)toks);
         cJSON_AddNumberToObject(o, "scored", (double)scored);
         cJSON_AddNumberToObject(o, "tokens_per_s", dt > 0 ? toks / dt : 0);
+        if (g_ranks > 1) cJSON_AddNumberToObject(o, "sent_bytes", (double)(par_bytes_sent(g_par) - sent0));
         emit(o);
         progress_update(&pr, (double)(step - start));
         if (r->eval && a->eval_every && step % a->eval_every == 0 && step != total)
             eval_run(m, r->eval, a->batch, step);
         if (a->save_every && (step % a->save_every == 0 || step == total)) {
-            save_ckpt(a, r, opts, step);
+            if (!g_rank) save_ckpt(a, r, opts, step);   /* only rank 0 writes */
             saved = step;
         }
     }
@@ -508,8 +557,9 @@ void train_cli_loop(const train_args *a, train_run *r, const train_hooks *h) {
     int sig = cleanup_stop_signal();
     if (sig) stop_run(a, r, opts, sig, total > start ? total : start, start, saved);
     if (r->eval) eval_run(m, r->eval, a->batch, total);
-    if (tr_save(m, a->out, a->merge, a->model, &e)) die_err(&e);
+    if (!g_rank && tr_save(m, a->out, a->merge, a->model, &e)) die_err(&e);
     cJSON_Delete(opts);
+    tt_free(tree);
     double secs = now_seconds() - t_start;
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "output", a->out);
@@ -522,5 +572,5 @@ void train_cli_loop(const train_args *a, train_run *r, const train_hooks *h) {
     cJSON_AddNumberToObject(o, "act_bytes", (double)tr_act_bytes(m));
     emit(o);
     for (int k = 0; k < a->accum; k++) { free(ids[k]); free(tg[k]); }
-    free(ids); free(tg); free(cap); free(Ts);
+    free(ids); free(tg); free(cap); free(Ts); free(mb);
 }

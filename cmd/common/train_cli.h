@@ -107,7 +107,11 @@ enum { TRAIN_OPT_BASE = 0x200, TO_DATA, TO_EVAL, TO_TMPL, TO_SEQ, TO_NOSHUF, TO_
 "                         checkpoint is written to the checkpoint folder, and the exact command\n" \
 "                         to resume is printed (exit 130/143). A checkpoint is not a model:\n"   \
 "                         --resume CKPT --steps N (its step) -o DIR writes it as one\n"           \
-"      --eval-every N     evaluate every N steps (default: only at the end)\n"
+"      --eval-every N     evaluate every N steps (default: only at the end)\n"                 \
+"\n"                                                                                             \
+"Several processes: mpirun -np N (a power of two dividing --grad-accum) shares each step's\n"     \
+"micro-batches between N ranks; the weights written are byte-identical for any N (man page,\n"   \
+"docs/mpi.md). Only rank 0 prints and writes; -t is per rank.\n"
 
 void train_args_init(train_args *a);
 /* 1 if c was a training option (handled), 0 if not; dies (exit 2) on a bad value */
@@ -155,6 +159,12 @@ typedef struct train_hooks {
     /* add the tool's own options that change the numbers (loss, teacher) to the checkpoint's
      * "options" object, compared on --resume */
     void (*options)(void *user, cJSON *o);
+    /* the tool's running sums that its loss adds to (kd-train's terms): the loop keeps them per
+     * micro-batch and adds them in micro-batch order, so step_fields sees the same numbers for
+     * any rank count (mpirun); NULL/0: none */
+    double *stat;
+    int nstat;
+    int64_t *stat_n;
 } train_hooks;
 /* A cheap fingerprint of a model: tensor names, dtypes, shapes and sampled bytes of each. */
 uint64_t train_cli_model_fingerprint(const st_model *st);

@@ -4,6 +4,7 @@
 #include "tool.h"
 #include "blas_tune.h"
 #include "train_cli.h"
+#include "job.h"
 #include <getopt.h>
 #include <stdio.h>
 
@@ -21,7 +22,7 @@ static void usage(FILE *f) {
 
 int main(int argc, char **argv) {
     tool_blas_reexec(argv); /* SkylakeX GEMMs, passive OpenMP waiting (see blas_tune.h) */
-    tool_init("heal-sft", argc, argv);
+    tool_init_job("heal-sft", argc, argv);
     train_args a;
     train_args_init(&a);
     static struct option lo[] = {TRAIN_CLI_LONGOPTS, TOOL_COMMON_LONGOPTS, {0, 0, 0, 0}};

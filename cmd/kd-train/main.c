@@ -5,6 +5,7 @@
 #include "tool.h"
 #include "blas_tune.h"
 #include "train_cli.h"
+#include "job.h"
 #include "kd.h"
 #include "kd_cache.h"
 #include <math.h>
@@ -224,6 +225,45 @@ static void step_terms(void *u, cJSON *o, const tr_stats *st) {
 
 /* ---------------------------------------------------------------- --save-teacher */
 
+/* one block's cache entry travelling from a rank to rank 0 (mpirun) */
+typedef struct kd_piece {
+    int T, ns, k;
+    int32_t *ids, *tg, *top;
+    float *lp, *tail;
+} kd_piece;
+
+static void piece_send(const kd_piece *p) {
+    lop_err e;
+    int32_t hd[2] = {p->T, p->ns};
+    job_ok(par_send(g_par, 0, hd, sizeof hd, &e), &e);
+    job_ok(par_send(g_par, 0, p->ids, sizeof *p->ids * p->T, &e), &e);
+    job_ok(par_send(g_par, 0, p->tg, sizeof *p->tg * p->T, &e), &e);
+    job_ok(par_send(g_par, 0, p->top, sizeof *p->top * (size_t)p->ns * p->k, &e), &e);
+    job_ok(par_send(g_par, 0, p->lp, sizeof *p->lp * (size_t)p->ns * p->k, &e), &e);
+    job_ok(par_send(g_par, 0, p->tail, sizeof *p->tail * p->ns, &e), &e);
+}
+
+static void piece_recv(kd_piece *p, int from, int k) {
+    lop_err e;
+    int32_t hd[2];
+    job_ok(par_recv(g_par, from, hd, sizeof hd, &e), &e);
+    p->T = hd[0]; p->ns = hd[1]; p->k = k;
+    size_t nk = (size_t)(p->ns ? p->ns : 1) * k;
+    p->ids = realloc(p->ids, sizeof *p->ids * (p->T ? p->T : 1));
+    p->tg = realloc(p->tg, sizeof *p->tg * (p->T ? p->T : 1));
+    p->top = realloc(p->top, sizeof *p->top * nk);
+    p->lp = realloc(p->lp, sizeof *p->lp * nk);
+    p->tail = realloc(p->tail, sizeof *p->tail * (p->ns ? p->ns : 1));
+    if (!p->ids || !p->tg || !p->top || !p->lp || !p->tail) die(1, "out of memory");
+    job_ok(par_recv(g_par, from, p->ids, sizeof *p->ids * p->T, &e), &e);
+    job_ok(par_recv(g_par, from, p->tg, sizeof *p->tg * p->T, &e), &e);
+    job_ok(par_recv(g_par, from, p->top, sizeof *p->top * (size_t)p->ns * k, &e), &e);
+    job_ok(par_recv(g_par, from, p->lp, sizeof *p->lp * (size_t)p->ns * k, &e), &e);
+    job_ok(par_recv(g_par, from, p->tail, sizeof *p->tail * p->ns, &e), &e);
+}
+
+static void piece_free(kd_piece *p) { free(p->ids); free(p->tg); free(p->top); free(p->lp); free(p->tail); }
+
 static void save_teacher(train_args *a, kd_args *ka) {
     lop_err e;
     tr_opts fo = TR_OPTS_DEFAULT;
@@ -240,6 +280,9 @@ static void save_teacher(train_args *a, kd_args *ka) {
         int mT; uint64_t fp;
         train_cli_scan(d, &mT, &fp);
         train_cli_check_context(a, mT, t->cfg.max_pos);
+        uint64_t mfp = train_cli_model_fingerprint(t->st), h = job_argv_fp();
+        h = job_fp_mix(h, &fp, sizeof fp);
+        job_same("options, teacher or data", job_fp_mix(h, &mfp, sizeof mfp));
     }
     int64_t nb = tr_data_blocks(d), G = train_cli_total_steps(a, d) * a->batch * a->accum;
     if (!a->shuffle && G > nb) G = nb; /* epochs repeat the same blocks */
@@ -255,8 +298,8 @@ static void save_teacher(train_args *a, kd_args *ka) {
     cJSON_AddNumberToObject(meta, "teacher_vocab", t->cfg.vocab);
     char *mj = cJSON_PrintUnformatted(meta);
     cJSON_Delete(meta);
-    kd_cache_w *w;
-    if (kdc_create(&w, ka->save, V, k, T, mj, ts, ntt, ka->level, &e)) die_err(&e);
+    kd_cache_w *w = NULL;
+    if (!g_rank && kdc_create(&w, ka->save, V, k, T, mj, ts, ntt, ka->level, &e)) die_err(&e);
     free(mj);
     note("%s: caching the top-%d of %lld blocks (%lld per epoch) at temperature %g", ka->teacher, k,
          (long long)G, (long long)nb, T);
@@ -272,12 +315,15 @@ static void save_teacher(train_args *a, kd_args *ka) {
     progress_start(&pr, "kd-train teacher", (double)G, "blocks");
     double t0 = now_seconds();
     int64_t positions = 0, tokens = 0;
-    for (int64_t g = 0; g < G; g++) {
-        int Tb;
+    /* a job: rank r computes blocks r, r + N, ...; rank 0 writes them in order as they come */
+    kd_piece rp = {0};
+    for (int64_t g0 = 0; g0 < G; g0 += g_ranks) {
+        int64_t g = g0 + g_rank;
+        int Tb = 0, ns = 0;
+        if (g < G) {
         if (tr_data_batch(d, g, 1, &ids, &tg, &cap, &Tb, &e) < 0) die_err(&e);
         tr_batch b = {1, Tb, ids, tg};
         if (tr_forward_hidden(t, &b, &e)) die_err(&e);
-        int ns = 0;
         for (int i = 0; i < Tb; i++) ns += tg[i] >= 0;
         if ((size_t)ns * k > tcap || !top) {
             tcap = (size_t)(ns ? ns : 1) * k;
@@ -298,9 +344,25 @@ static void save_teacher(train_args *a, kd_args *ka) {
                          &tail[si[i]], marks + (size_t)omp_get_thread_num() * V);
             }
         }
+        }
+        if (g_rank > 0) {
+            if (g < G) piece_send(&(kd_piece){Tb, ns, k, ids, tg, top, lp, tail});
+            continue;
+        }
         if (kdc_put(w, Tb, ids, tg, top, lp, tail, &e)) { kdc_abort(w); die_err(&e); }
         positions += ns; tokens += Tb;
-        progress_update(&pr, (double)(g + 1));
+        for (int q = 1; q < g_ranks && g0 + q < G; q++) {
+            piece_recv(&rp, q, k);
+            if (kdc_put(w, rp.T, rp.ids, rp.tg, rp.top, rp.lp, rp.tail, &e)) { kdc_abort(w); die_err(&e); }
+            positions += rp.ns; tokens += rp.T;
+        }
+        progress_update(&pr, (double)(g0 + g_ranks < G ? g0 + g_ranks : G));
+    }
+    piece_free(&rp);
+    if (g_rank > 0) {   /* rank 0 writes the cache and the line */
+        free(ids); free(tg); free(lg); free(marks); free(top); free(lp); free(tail); free(ts);
+        tr_data_free(d); tok_free(tt); tr_free(t);
+        return;
     }
     progress_end(&pr);
     int64_t bytes = kdc_written_bytes(w), bbytes = kdc_block_bytes(w);
@@ -365,7 +427,7 @@ int main(int argc, char **argv) {
     if (policy) setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
     tool_blas_reexec(argv); /* AVX-512 GEMM kernels when the CPU has them (re-executes) */
     if (policy) execv("/proc/self/exe", argv);
-    tool_init("kd-train", argc, argv);
+    tool_init_job("kd-train", argc, argv);
     train_args a;
     train_args_init(&a);
     kd_args ka = {0};
@@ -406,7 +468,8 @@ int main(int argc, char **argv) {
         out_input("model", a.model);
         out_input("data", a.data);
         ka.save = out_output("--save-teacher", ka.save, OUT_FILE);
-        out_check();
+        if (!g_rank) out_check();   /* rank 0 writes the cache; the others wait for its decision */
+        job_sync();
         tool_apply_threads();
         save_teacher(&a, &ka);
         free(a.tmpl);
@@ -459,6 +522,7 @@ int main(int argc, char **argv) {
     h.user = &k; h.step_fields = step_terms;
     h.loss_failed = &k.failed; h.loss_err = &k.err;
     h.options = kd_options;
+    h.stat = k.sum; h.nstat = KD_NTERMS; h.stat_n = &k.scored;
     if (ka.cache) {
         k.teacher = cache_rows; k.user = &C;
         h.before_batch = cache_before; h.batch_user = &C;

@@ -16,6 +16,7 @@
 #include "tokenizer.h"
 #include "tool.h"
 #include "provenance.h"
+#include "job.h"
 #include <getopt.h>
 #include <math.h>
 #include <stdlib.h>
@@ -73,7 +74,19 @@ typedef struct {
     double *kl_s;         /* [rows] accumulated sum_v p_v (z_v - y_v) */
     float *zbuf, *abuf;
     size_t zcap, acap;
+    /* mpirun: this rank's batches [b0, b1); per-batch / per-token numbers in slots that only
+     * their rank fills, summed over ranks (exact: zeros elsewhere) and added in the one-process
+     * order */
+    int b0, b1;
+    double *cos_b;        /* bi: [nb, L] */
+    double *tok_nll, *tok_kl;   /* ppl/kl: [tokens] */
 } score_ctx;
+
+/* sum a slot array over the ranks (each slot filled by one rank: the sum is a copy) */
+static void slots_sum(double *x, size_t n) {
+    lop_err e;
+    job_ok(par_sum_f64(g_par, x, n, &e), &e);
+}
 
 static int make_batches(score_ctx *c, lop_err *e) {
     int n = c->cal.n;
@@ -131,10 +144,11 @@ static int pass_hooks(score_ctx *c, progress *pg, lop_err *e) {
     lop_hooks hk = {.user = c, .resid = hook_resid};
     lop_fwd_opts fo = {.hooks = &hk};
     double done = 0;
-    for (int i = 0; i < c->nb; i++) {
+    for (int i = c->b0; i < c->b1; i++) {
         int f = c->b_first[i];
         lop_batch b = {.B = c->b_count[i], .len = c->cal.len + f, .ids = c->cal.ids[f]};
         c->batch_first = f;
+        if (c->cos_b) c->cos_sum = c->cos_b + (size_t)i * c->L;
         if (lop_forward(c->m, &b, &fo, NULL, e)) return -1;
         done += batch_rows(c, i);
         progress_update(pg, done);
@@ -186,8 +200,11 @@ static int pass_head(score_ctx *c, const uint8_t *skip, int metric, int full, fl
                      float *lse_store, run_sum *out, progress *pg, double *done, lop_err *e) {
     memset(out, 0, sizeof *out);
     int64_t base = 0;
+    memset(c->tok_nll, 0, sizeof *c->tok_nll * (size_t)c->cal.tokens);
+    if (c->tok_kl) memset(c->tok_kl, 0, sizeof *c->tok_kl * (size_t)c->cal.tokens);
     for (int i = 0; i < c->nb; i++) {
         int f = c->b_first[i], N = batch_rows(c, i);
+        if (i < c->b0 || i >= c->b1) { base += N; continue; }   /* another rank's batch */
         lop_batch b = {.B = c->b_count[i], .len = c->cal.len + f, .ids = c->cal.ids[f]};
         int32_t *tgt = malloc(N * sizeof *tgt);
         float *lp = calloc(N, sizeof *lp), *lse = calloc(N, sizeof *lse);
@@ -220,10 +237,9 @@ static int pass_head(score_ctx *c, const uint8_t *skip, int metric, int full, fl
         rc = lop_forward(c->m, &b, &fo, &h, e);
         for (int k = 0; k < N && !rc; k++) {
             if (!sel[k]) continue;
-            out->nll -= lp[k];
-            out->n++;
+            c->tok_nll[base + k] = lp[k];
             if (metric == M_KL && full) lse_store[base + k] = lse[k];
-            if (metric == M_KL && !full) out->kl += c->kl_s[k] - lse_store[base + k] + lse[k];
+            if (metric == M_KL && !full) c->tok_kl[base + k] = c->kl_s[k] - lse_store[base + k] + lse[k];
         }
         if (metric == M_KL && !full) { free(c->kl_s); c->kl_s = NULL; }
         free(tgt); free(lp); free(lse); free(sel);
@@ -232,6 +248,19 @@ static int pass_head(score_ctx *c, const uint8_t *skip, int metric, int full, fl
         *done += N;
         progress_update(pg, *done);
     }
+    /* every rank's tokens, then the sums in token order (the one-process order) */
+    if (g_ranks > 1) {
+        slots_sum(c->tok_nll, (size_t)c->cal.tokens);
+        if (metric == M_KL && !full) slots_sum(c->tok_kl, (size_t)c->cal.tokens);
+    }
+    base = 0;
+    for (int q = 0; q < c->cal.n; q++)
+        for (int t = 0; t < c->cal.len[q]; t++, base++) {
+            if (t + 1 >= c->cal.len[q]) continue;   /* the last token has no target */
+            out->nll -= (float)c->tok_nll[base];
+            out->n++;
+            if (metric == M_KL && !full) out->kl += c->tok_kl[base];
+        }
     return 0;
 }
 
@@ -250,7 +279,7 @@ static void emit_score(int start, int n, int metric, double score, double ppl) {
 }
 
 int main(int argc, char **argv) {
-    tool_init("layer-score", argc, argv);
+    tool_init_job("layer-score", argc, argv);
     enum { OPT_DATA = 1, OPT_METRIC, OPT_BLOCK, OPT_SAMPLES, OPT_CTX, OPT_LINES, OPT_LAYERS, OPT_GEMM, OPT_DEVICE };
     static const struct option lo[] = {
         {"model", required_argument, 0, 'm'}, {"data", required_argument, 0, OPT_DATA},
@@ -326,6 +355,14 @@ int main(int argc, char **argv) {
     if (calib_load(&s.cal, data, tok, &co, &e)) die_err(&e);
     tok_free(tok);
     if (make_batches(&s, &e)) die_err(&e);
+    /* a job: contiguous shares of the batches (any rank count) */
+    s.b0 = (int)((int64_t)s.nb * g_rank / g_ranks);
+    s.b1 = (int)((int64_t)s.nb * (g_rank + 1) / g_ranks);
+    {   /* hostile jobs: the same command and calibration tokens on every rank */
+        uint64_t fp = job_argv_fp();
+        for (int i = 0; i < s.cal.n; i++) fp = job_fp_mix(fp, s.cal.ids[i], sizeof(int32_t) * s.cal.len[i]);
+        job_same("options or calibration data", fp);
+    }
     double t0 = now_seconds();
     progress pg;
     cJSON *sum = cJSON_CreateObject();
@@ -335,16 +372,24 @@ int main(int argc, char **argv) {
         int maxrows = 0;
         for (int i = 0; i < s.nb; i++) if (batch_rows(&s, i) > maxrows) maxrows = batch_rows(&s, i);
         if (metric == M_BI) {
-            s.cos_sum = calloc(L, sizeof *s.cos_sum);
+            s.cos_b = calloc((size_t)s.nb * L, sizeof *s.cos_b);
             s.prev = malloc((size_t)maxrows * C * sizeof *s.prev);
-            if (!s.cos_sum || !s.prev) die(1, "out of memory");
+            if (!s.cos_b || !s.prev) die(1, "out of memory");
         } else {
-            s.last = malloc((size_t)(L + 1) * s.cal.n * C * sizeof *s.last);
+            s.last = calloc((size_t)(L + 1) * s.cal.n * C, sizeof *s.last);
             if (!s.last) die(1, "out of memory");
         }
         progress_start(&pg, "scoring", (double)s.cal.tokens, "tok");
         if (pass_hooks(&s, &pg, &e)) die_err(&e);
         progress_end(&pg);
+        if (s.cos_b) {   /* the per-batch sums, added in batch order */
+            if (g_ranks > 1) slots_sum(s.cos_b, (size_t)s.nb * L);
+            s.cos_sum = calloc(L, sizeof *s.cos_sum);
+            if (!s.cos_sum) die(1, "out of memory");
+            for (int i = 0; i < s.nb; i++)
+                for (int l = 0; l < L; l++) s.cos_sum[l] += s.cos_b[(size_t)i * L + l];
+        }
+        if (s.last && g_ranks > 1) slots_sum(s.last, (size_t)(L + 1) * s.cal.n * C);
         if (metric == M_BI) {
             for (int l = 0; l < L; l++) if (want[l]) emit_score(l, 1, M_BI, 1.0 - s.cos_sum[l] / (double)s.cal.tokens, NAN);
         } else {
@@ -361,7 +406,7 @@ int main(int argc, char **argv) {
                 emit_score(l, block, M_ANGULAR, d / s.cal.n, NAN);
             }
         }
-        free(s.cos_sum); free(s.prev); free(s.last);
+        free(s.cos_sum); free(s.cos_b); free(s.prev); free(s.last);
     } else {
         uint8_t *skip = calloc(L, 1);
         float *hn_store = NULL, *lse_store = NULL;
@@ -370,7 +415,9 @@ int main(int argc, char **argv) {
             lse_store = malloc((size_t)s.cal.tokens * sizeof *lse_store);
             if (!hn_store || !lse_store) die(1, "out of memory");
         }
-        if (!skip) die(1, "out of memory");
+        s.tok_nll = calloc((size_t)s.cal.tokens, sizeof *s.tok_nll);
+        if (metric == M_KL) s.tok_kl = calloc((size_t)s.cal.tokens, sizeof *s.tok_kl);
+        if (!skip || !s.tok_nll || (metric == M_KL && !s.tok_kl)) die(1, "out of memory");
         double done = 0;
         int passes = 1;
         for (int l = 0; l < nblk; l++) passes += want[l];
@@ -390,7 +437,7 @@ int main(int argc, char **argv) {
         progress_end(&pg);
         cJSON_AddNumberToObject(sum, "base_ppl", ppl0);
         cJSON_AddNumberToObject(sum, "scored_tokens", (double)full.n);
-        free(skip); free(hn_store); free(lse_store);
+        free(skip); free(hn_store); free(lse_store); free(s.tok_nll); free(s.tok_kl);
         free(s.zbuf); free(s.abuf);
     }
     cJSON_AddNumberToObject(sum, "layers", L);

@@ -23,6 +23,7 @@
 #include "outpath.h"
 #include "tool.h"
 #include "provenance.h"
+#include "job.h"
 
 static void usage(FILE *f) {
     /* the groups from libcommon's one table (task.h), wrapped under --tasks */
@@ -260,6 +261,24 @@ static void run_merge(const args *a, char **files, int n) {
     res_free(&out);
 }
 
+/* A job (mpirun): rank r ran batches r, r+N, ... of the one-process plan (ll_opts part_i/n);
+ * each request's numbers sit on one rank and zeros elsewhere, so a sum over ranks copies them
+ * exactly: every rank then holds the one-process numbers, whatever --batch-tokens. */
+static void gather_scores(ll_doc *all, int nd) {
+    size_t n = 0, k = 0;
+    for (int i = 0; i < nd; i++) n += (size_t)all[i].n;
+    double *v = calloc(2 * (n ? n : 1), sizeof *v);
+    if (!v) die(1, "out of memory");
+    for (int i = 0; i < nd; i++)
+        for (int r = 0; r < all[i].n; r++, k += 2) { v[k] = all[i].req[r].ll; v[k + 1] = all[i].req[r].greedy; }
+    lop_err e;
+    job_ok(par_sum_f64(g_par, v, 2 * n, &e), &e);
+    k = 0;
+    for (int i = 0; i < nd; i++)
+        for (int r = 0; r < all[i].n; r++, k += 2) { all[i].req[r].ll = v[k]; all[i].req[r].greedy = v[k + 1] != 0; }
+    free(v);
+}
+
 static void run_eval(const args *a) {
     lop_err e;
     double t_start = now_seconds();
@@ -289,6 +308,14 @@ static void run_eval(const args *a) {
     for (int i = 0; i < a->n_task_files; i++) {
         if (task_load_file(&tasks[nn + i], a->task_files[i], a->delim, &e)) die_err(&e);
         if (a->fewshot > 0) die_usage("--num-fewshot: task files have no dev split (%s)", a->task_files[i]);
+    }
+    {   /* hostile jobs: the same command and the same documents on every rank */
+        uint64_t fp = job_argv_fp();
+        for (int i = 0; i < nt; i++) {
+            fp = job_fp_mix(fp, tasks[i].name, strlen(tasks[i].name));
+            fp = job_fp_mix(fp, &tasks[i].n_docs, sizeof tasks[i].n_docs);
+        }
+        job_same("options or eval data", fp);
     }
     for (int i = 0; i < nt; i++) {
         for (int j = 0; j < i; j++)
@@ -348,10 +375,11 @@ static void run_eval(const args *a) {
     prog_ctx pc;
     progress_start(&pc.p, "scoring", total_docs, "items");
     ll_opts lo = {.max_len = max_len, .batch_tokens = a->batch_tokens, .no_reuse = a->no_reuse,
-                  .progress = on_progress, .user = &pc};
+                  .part_i = g_rank, .part_n = g_ranks, .progress = on_progress, .user = &pc};
     ll_stats st = {0};
     double t_score = now_seconds();
     if (ll_score(m, all, total_docs, &lo, &st, &e)) die_err(&e);
+    if (g_ranks > 1) gather_scores(all, total_docs);
     t_score = now_seconds() - t_score;
     progress_end(&pc.p);
     /* per-document metrics */
@@ -417,6 +445,7 @@ static void run_eval(const args *a) {
         cJSON_AddStringToObject(rs.config, "shard", sh);
     } else cJSON_AddNullToObject(rs.config, "shard");
     cJSON_AddStringToObject(rs.config, "data_dir", dir);
+    if (g_rank > 0) goto done;   /* a job: rank 0 writes */
     finish(&rs, a);
     if (a->log_samples) log_samples(a->log_samples, tasks, nt, docs, scores);
     double items_s = t_score > 0 ? total_docs / t_score : 0;
@@ -439,6 +468,7 @@ static void run_eval(const args *a) {
         cJSON_AddNumberToObject(tm, "peak_rss_bytes", (double)peak_rss_bytes());
         emit(o);
     }
+done:
     for (int i = 0; i < total_docs; i++) {
         for (int r = 0; r < all[i].n; r++) ll_req_free(&all[i].req[r]);
         free(all[i].req);
@@ -475,7 +505,7 @@ static void model_args(args *a, const char *spec) {
 }
 
 int main(int argc, char **argv) {
-    tool_init("lm-eval", argc, argv);
+    tool_init_job("lm-eval", argc, argv);
     args a = {0};
     a.delim = " ";
     static const struct option lo[] = {
@@ -562,7 +592,13 @@ int main(int argc, char **argv) {
     }
     a.output = out_output("-o", a.output, OUT_FILE);
     a.log_samples = out_output("--log-samples", a.log_samples, OUT_FILE);
-    out_check();
+    if (g_ranks > 1) {   /* a job: the ranks are the shards */
+        if (a.shard_n > 1) die_usage("--shard: under mpirun the ranks are the shards (rank r of N evaluates shard r/N)");
+        if (a.merge) die_usage("--merge runs as one process, not under mpirun");
+        if (a.device && strcmp(a.device, "cpu")) die_usage("--device %s: GPU jobs under mpirun come later (docs/mpi.md)", a.device);
+    }
+    if (!g_rank) out_check();   /* rank 0 writes; the others wait for its decision */
+    job_sync();
     tool_apply_threads();
     if (a.merge) {
         if (a.model || a.tasks || a.n_task_files) die_usage("--merge combines result files: no -m, --tasks or --task-file");

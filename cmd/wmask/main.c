@@ -7,6 +7,7 @@
 #include "outpath.h"
 #include "tool.h"
 #include "wmask.h"
+#include "job.h"
 
 static void usage(FILE *f) {
     fprintf(f,
@@ -99,7 +100,7 @@ static void parse_nm(wm_job *j, const char *arg) {
 
 int main(int argc, char **argv) {
     tool_blas_reexec(argv); /* OpenBLAS kernels and a passive OpenMP wait policy: see blas_tune.h */
-    tool_init("wmask", argc, argv);
+    tool_init_job("wmask", argc, argv);
     wm_job j = {.sparsity = 0.5, .samples = 128, .ctx = 512, .batch = 8, .damp = 0.01,
                 .blocksize = 128, .owl_lambda = 0.08, .owl_m = 5};
     int have_sparsity = 0, have_scope = 0, c;
@@ -186,9 +187,19 @@ int main(int argc, char **argv) {
     out_input("data", j.data);
     j.output = out_output("-o", j.output, OUT_MODEL);
     j.dump_acts = out_output("--dump-acts", j.dump_acts, OUT_MODEL);
-    out_check();
-    out_source_usable(j.model);   /* a file output carries the config too (its metadata) */
-    out_space(j.output, out_model_bytes(j.model));
+    if (g_ranks > 1) {   /* a job (mpirun): the ranks share wanda's calibration sequences */
+        if (j.method != METHOD_WANDA)
+            die_usage("--method %s runs as one process; under mpirun only --method wanda shares its "
+                      "calibration across ranks", j.method == METHOD_MAGNITUDE ? "magnitude" : "sparsegpt");
+        if (j.dump_acts) die_usage("--dump-acts runs as one process, not under mpirun");
+        if (j.device && strcmp(j.device, "cpu")) die_usage("--device %s: GPU jobs under mpirun come later (docs/mpi.md)", j.device);
+    }
+    if (!g_rank) {   /* rank 0 writes; the others wait for its decision */
+        out_check();
+        out_source_usable(j.model);   /* a file output carries the config too (its metadata) */
+        out_space(j.output, out_model_bytes(j.model));
+    }
+    job_sync();
     tool_apply_threads();
 
     lop_err e = {0};

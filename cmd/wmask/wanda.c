@@ -38,6 +38,7 @@ int wm_run_wanda(const wm_job *j, const wm_targets *tg, wm_totals *tot, lop_err 
 #include "tokenizer.h"
 #include "tool.h"
 #include "wmask.h"
+#include "job.h"
 
 typedef struct wanda {
     const wm_job *j;
@@ -63,6 +64,11 @@ typedef struct wanda {
     int hown[4];
     wm_owl owl;
     int have_owl;
+    /* mpirun: this rank's chunks [c0, c1) of --batch sequences; each chunk's sums of squares go to
+     * its own slot (ssc[k][chunk * in + j]), summed over ranks (a copy: zeros elsewhere) and added
+     * in chunk order, the one process's order */
+    int c0, c1, nchunk, chunk;
+    double **ssc;
 } wanda;
 
 /* q, k, v read the attention input; o its own; gate, up the MLP input; down its own. */
@@ -102,6 +108,10 @@ static int hook_linear(void *user, int layer, lop_proj p, const char *name, cons
         }
     } else {
     double *ss = wd->ss[k];
+    if (wd->ssc) {   /* a job: this chunk's slot */
+        if (!wd->ssc[k] && !(wd->ssc[k] = calloc((size_t)wd->nchunk * in, sizeof(double)))) return 1;
+        ss = wd->ssc[k] + (size_t)wd->chunk * in;
+    }
     /* columns split among threads: each thread owns its ss[j], rows run in order (deterministic) */
 #pragma omp parallel for schedule(static) if ((int64_t)rows * in >= (1 << 16))
     for (int jc = 0; jc < in; jc++) {
@@ -129,13 +139,36 @@ static int run_pass(wanda *wd, const lop_calib *cal, int layer_end, const uint8_
     double t0 = now_seconds();
     wd->row0 = 0;
     int bs = wd->j->batch;
-    for (int s = 0; s < cal->n; s += bs) {
+    for (int s = 0, c = 0; s < cal->n; s += bs, c++) {
         int nb = cal->n - s < bs ? cal->n - s : bs;
         lop_batch b = {.B = nb, .len = cal->len + s, .ids = cal->ids[s]};
+        if (c < wd->c0 || c >= wd->c1) {   /* another rank's chunk */
+            for (int q = 0; q < nb; q++) wd->row0 += cal->len[s + q];
+            continue;
+        }
+        wd->chunk = c;
         if (lop_forward(wd->m, &b, &fo, NULL, e)) return -1;
         wd->row0 += b.N;
     }
     wd->tot->t_forward += now_seconds() - t0;
+    return 0;
+}
+
+/* a job, after a collecting pass: the chunks' sums of squares of the targets of layer l (-1:
+ * every layer) from every rank, added in chunk order into ss */
+static int reduce_ss(wanda *wd, int l, lop_err *e) {
+    if (!wd->ssc) return 0;
+    for (int k = 0; k < wd->L * PROJ_N; k++) {
+        if (!wd->target[k] || (l >= 0 && k / PROJ_N != l)) continue;
+        int in = proj_in(wd->m, k / PROJ_N, k % PROJ_N);
+        size_t n = (size_t)wd->nchunk * in;
+        if (!wd->ssc[k] && !(wd->ssc[k] = calloc(n, sizeof(double)))) return lop_fail(e, "out of memory");
+        if (par_sum_f64(g_par, wd->ssc[k], n, e)) return -1;
+        for (int c = 0; c < wd->nchunk; c++)
+            for (int j = 0; j < in; j++) wd->ss[k][j] += wd->ssc[k][(size_t)c * in + j];
+        free(wd->ssc[k]);
+        wd->ssc[k] = NULL;
+    }
     return 0;
 }
 
@@ -371,6 +404,15 @@ int wm_run_wanda(const wm_job *j, const wm_targets *tg, wm_totals *tot, lop_err 
         }
     if (wm_load_calib(j, wd.m, &cal, e)) goto out;
     wd.tokens = cal.tokens;
+    wd.nchunk = (cal.n + j->batch - 1) / j->batch;
+    wd.c0 = (int)((int64_t)wd.nchunk * g_rank / g_ranks);
+    wd.c1 = (int)((int64_t)wd.nchunk * (g_rank + 1) / g_ranks);
+    if (g_ranks > 1) {
+        uint64_t fp = job_argv_fp();   /* hostile jobs: the same command and tokens everywhere */
+        for (int i = 0; i < cal.n; i++) fp = job_fp_mix(fp, cal.ids[i], sizeof(int32_t) * cal.len[i]);
+        job_same("options or calibration data", fp);
+        if (!(wd.ssc = calloc((size_t)K, sizeof *wd.ssc))) { lop_fail(e, "out of memory"); goto out; }
+    }
     note("%s: %d calibration sequences, %lld tokens, %s",
          j->method == METHOD_WANDA ? "wanda" : "sparsegpt", cal.n, (long long)cal.tokens,
          j->one_shot ? "one shot" : "layer by layer");
@@ -389,6 +431,7 @@ int wm_run_wanda(const wm_job *j, const wm_targets *tg, wm_totals *tot, lop_err 
     if (j->one_shot) {
         wd.collect = 1;
         if (run_pass(&wd, &cal, 0, NULL, e)) goto out;
+        if (reduce_ss(&wd, -1, e)) goto out;
         wd.collect = 0;
         if (j->scope == SCOPE_GLOBAL && !j->nm_m) {
             if (prune_global(&wd, e)) goto out;
@@ -405,6 +448,7 @@ int wm_run_wanda(const wm_job *j, const wm_targets *tg, wm_totals *tot, lop_err 
             wd.collect = 1; wd.in_mode = l == 0 ? 0 : 1; wd.capture_out = 0;
             if (j->method == METHOD_SPARSEGPT && alloc_hess(&wd, l, e)) goto out;
             if (run_pass(&wd, &cal, l + 1, skip, e)) goto out;
+            if (reduce_ss(&wd, l, e)) goto out;
             if (j->method == METHOD_SPARSEGPT) {
                 if (prune_layer_sgpt(&wd, l, e)) goto out;
             } else {
@@ -423,15 +467,16 @@ int wm_run_wanda(const wm_job *j, const wm_targets *tg, wm_totals *tot, lop_err 
     progress_end(&pg);
     if (j->dump_acts && write_dump(&wd, e)) goto out;
     double t0 = now_seconds();
-    rc = write_model(&wd, e);
+    rc = g_rank ? 0 : write_model(&wd, e);   /* a job: rank 0 writes */
     tot->t_io += now_seconds() - t0;
 out:
     for (int k = 0; k < K; k++) {
         if (wd.ss) free(wd.ss[k]);
         if (wd.masked) free(wd.masked[k]);
+        if (wd.ssc) free(wd.ssc[k]);
         if (wd.dump) free(wd.dump[k]);
     }
-    free(wd.ss); free(wd.masked); free(wd.dump); free(wd.dump_in); free(wd.target);
+    free(wd.ss); free(wd.ssc); free(wd.masked); free(wd.dump); free(wd.dump_in); free(wd.target);
     free(wd.resid); free(skip);
     for (int sl = 0; sl < 4; sl++) free(wd.H[sl]);
     if (wd.have_owl) wm_owl_free(&wd.owl);
