@@ -322,6 +322,18 @@ static int mm(lop_model *m, float *out, const float *x, const lop_wref *w, const
     return BE->op->matmul(BE, out, x, w, bias, N, (lop_gemm)p->gemm, e);
 }
 
+/* out = x @ W^T (+ bias) + r, through the backend's fused op where it has one (no bias) */
+static int mm_add(lop_model *m, float *out, float *tmp, const float *x, const lop_wref *w,
+                  const lop_wref *bias, const float *r, int N, int OC, lop_err *e) {
+    engine_priv *p = m->priv;
+    if (BE->op->matmul_add && !(bias && bias->data) && !m->acts.keep) {
+        int rc = BE->op->matmul_add(BE, out, x, w, r, N, (lop_gemm)p->gemm, e);
+        if (rc <= 0) return rc;
+    }
+    if (mm(m, tmp, x, w, bias, N, e)) return -1;
+    return BE->op->add(BE, out, tmp, r, (size_t)N * OC, e);
+}
+
 static int attention_block(lop_model *m, int l, lop_layer_acts *s, lop_batch *b,
                            const lop_fwd_opts *o, lop_err *e) {
     const lop_config *c = &m->cfg;
@@ -371,13 +383,14 @@ static int attention_block(lop_model *m, int l, lop_layer_acts *s, lop_batch *b,
         .scale = (float)c->attn_scale, .softcap = (float)c->attn_softcap, .gemm = (lop_gemm)p->gemm};
     OP(attention(BE, &aa, e));
     if (hk && hk->linear_in && hook_linear(m, hk, l, PROJ_O, s->att_out, N, qd, b, e)) return -1;
-    if (mm(m, s->o, s->att_out, &w->proj[PROJ_O], &w->vec[LVEC_O_BIAS], N, e)) return -1;
     if (c->gemma) { /* post-attention norm, into x_mid, then the residual */
+        if (mm(m, s->o, s->att_out, &w->proj[PROJ_O], &w->vec[LVEC_O_BIAS], N, e)) return -1;
         OP(rmsnorm(BE, s->x_mid, s->rstd_post_attn, s->o, &w->vec[LVEC_POST_ATTN_NORM], N, C,
                    (float)c->eps, 1, e));
         OP(add(BE, s->x_mid, s->x_mid, s->x_in, (size_t)N * C, e));
-    } else {
-        OP(add(BE, s->x_mid, s->o, s->x_in, (size_t)N * C, e));
+    } else if (mm_add(m, s->x_mid, s->o, s->att_out, &w->proj[PROJ_O], &w->vec[LVEC_O_BIAS], s->x_in,
+                      N, C, e)) {
+        return -1;
     }
     return 0;
 }
@@ -394,18 +407,30 @@ static int mlp_block(lop_model *m, int l, lop_layer_acts *s, float *x_out, lop_b
     if (hk && hk->linear_in)
         for (int pj = PROJ_GATE; pj <= PROJ_UP; pj++)
             if (hook_linear(m, hk, l, pj, s->xn_mlp, N, C, b, e)) return -1;
-    if (mm(m, s->gate, s->xn_mlp, &w->proj[PROJ_GATE], &w->vec[LVEC_GATE_BIAS], N, e) ||
-        mm(m, s->up, s->xn_mlp, &w->proj[PROJ_UP], &w->vec[LVEC_UP_BIAS], N, e))
-        return -1;
-    OP(glu(BE, s->h, s->gate, s->up, (size_t)N * FF, c->act, e));
+    int fused = 0;
+    if (BE->op->mlp_glu && !m->acts.keep && !w->vec[LVEC_GATE_BIAS].data && !w->vec[LVEC_UP_BIAS].data) {
+        /* a device may keep gate/up (and h, when no hook reads it) in its GEMMs' own form */
+        int r = BE->op->mlp_glu(BE, s->h, s->gate, s->up, s->xn_mlp, &w->proj[PROJ_GATE],
+                                &w->proj[PROJ_UP], N, FF, c->act, hk && hk->linear_in,
+                                (lop_gemm)p->gemm, e);
+        if (r < 0) return -1;
+        fused = r == 0;
+    }
+    if (!fused) {
+        if (mm(m, s->gate, s->xn_mlp, &w->proj[PROJ_GATE], &w->vec[LVEC_GATE_BIAS], N, e) ||
+            mm(m, s->up, s->xn_mlp, &w->proj[PROJ_UP], &w->vec[LVEC_UP_BIAS], N, e))
+            return -1;
+        OP(glu(BE, s->h, s->gate, s->up, (size_t)N * FF, c->act, e));
+    }
     if (hk && hk->linear_in && hook_linear(m, hk, l, PROJ_DOWN, s->h, N, FF, b, e)) return -1;
-    if (mm(m, s->mlp_out, s->h, &w->proj[PROJ_DOWN], &w->vec[LVEC_DOWN_BIAS], N, e)) return -1;
     if (c->gemma) {
+        if (mm(m, s->mlp_out, s->h, &w->proj[PROJ_DOWN], &w->vec[LVEC_DOWN_BIAS], N, e)) return -1;
         OP(rmsnorm(BE, x_out, s->rstd_post_mlp, s->mlp_out, &w->vec[LVEC_POST_MLP_NORM], N, C,
                    (float)c->eps, 1, e));
         OP(add(BE, x_out, x_out, s->x_mid, (size_t)N * C, e));
-    } else {
-        OP(add(BE, x_out, s->mlp_out, s->x_mid, (size_t)N * C, e));
+    } else if (mm_add(m, x_out, s->mlp_out, s->h, &w->proj[PROJ_DOWN], &w->vec[LVEC_DOWN_BIAS],
+                      s->x_mid, N, C, e)) {
+        return -1;
     }
     return 0;
 }

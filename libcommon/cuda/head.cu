@@ -29,7 +29,8 @@ __device__ __forceinline__ void lse_merge(float &m, float &s, float m2, float s2
 
 /* one block of 256 threads per row; one pass over the logits (online max and sum) */
 __global__ void __launch_bounds__(256) head_reduce_k(float *lg, head_state_d *st,
-                                                     const int32_t *target, int nv, int v0, float cap) {
+                                                     const int32_t *target, int nv, int v0, float cap,
+                                                     int discard) {
     __shared__ float smax[8], ssum[8], sval[8];
     __shared__ int sid[8];
     int r = blockIdx.x, tid = threadIdx.x, lane = tid & 31, w = tid >> 5;
@@ -41,7 +42,7 @@ __global__ void __launch_bounds__(256) head_reduce_k(float *lg, head_state_d *st
         float x = row[j];
         if (cap > 0) {
             x = cap * tanhf(x / cap);
-            row[j] = x;
+            if (!discard) row[j] = x;
         }
         if (x > best) { best = x; bid = j; } /* j increases: the first of equal values stays */
         if (x > m) { sum = (m == -INFINITY ? 0.0f : sum * expf(m - x)) + 1.0f; m = x; }
@@ -57,6 +58,8 @@ __global__ void __launch_bounds__(256) head_reduce_k(float *lg, head_state_d *st
     }
     if (lane == 0) { smax[w] = m; ssum[w] = sum; sval[w] = best; sid[w] = bid; }
     __syncthreads();
+    if (discard) /* the row is read: its lines leave L2 without being written back to memory */
+        for (int j = tid * 32; j < nv; j += 256 * 32) asm volatile("discard.global.L2 [%0], 128;" ::"l"(row + j) : "memory");
     if (tid == 0) {
         for (int i = 1; i < 8; i++) {
             lse_merge(smax[0], ssum[0], smax[i], ssum[i]);
@@ -78,8 +81,9 @@ __global__ void __launch_bounds__(256) head_reduce_k(float *lg, head_state_d *st
 }
 
 cudaError_t k_head_reduce(float *lg, head_state_d *st, const int32_t *target, int R, int nv,
-                          int v0, float cap, cudaStream_t s) {
+                          int v0, float cap, int discard, cudaStream_t s) {
     if (R <= 0) return cudaSuccess;
-    head_reduce_k<<<R, 256, 0, s>>>(lg, st, target, nv, v0, cap);
+    if (nv % 32 || ((uintptr_t)lg & 127)) discard = 0; /* whole 128-byte lines of one row only */
+    head_reduce_k<<<R, 256, 0, s>>>(lg, st, target, nv, v0, cap, discard);
     return cudaGetLastError();
 }

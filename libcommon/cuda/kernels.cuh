@@ -34,6 +34,9 @@ cudaError_t k_rope_apply(float *x, const float *cs, int N, int H, int D, cudaStr
 /* h[n] = act(gate[n]) * up[n]; act 0 SiLU, 1 GELU (tanh); h_bf16 (or NULL): h rounded to bf16 */
 cudaError_t k_glu(float *h, const float *gate, const float *up, size_t n, int act,
                   __nv_bfloat16 *h_bf16, cudaStream_t s);
+/* the same from bf16 gate/up: h (float32, may be NULL) and h_bf16 (required) */
+cudaError_t k_glu_bf16(float *h, const __nv_bfloat16 *gate, const __nv_bfloat16 *up, size_t n,
+                       int act, __nv_bfloat16 *h_bf16, cudaStream_t s);
 /* out[n] = a[n] + b[n] */
 cudaError_t k_add(float *out, const float *a, const float *b, size_t n, cudaStream_t s);
 /* flag[0] = 1 if any of x[n] is NaN or Inf (flag left alone otherwise) */
@@ -84,7 +87,8 @@ typedef struct head_state_d {
 } head_state_d;
 cudaError_t k_head_init(head_state_d *st, int R, cudaStream_t s);
 /* logits lg[R, nv] of vocab ids v0..: softcap in place (cap > 0), then fold into st[r];
- * target[r] (-1: none) */
+ * target[r] (-1: none). discard: nothing reads the chunk afterwards, so its L2 lines are dropped
+ * without a write-back (a chunk small enough to stay in L2 then never reaches memory) */
 cudaError_t k_head_reduce(float *lg, head_state_d *st, const int32_t *target, int R, int nv,
-                          int v0, float cap, cudaStream_t s);
+                          int v0, float cap, int discard, cudaStream_t s);
 #endif

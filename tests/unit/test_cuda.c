@@ -1,7 +1,7 @@
 /* test_cuda.c — every CUDA backend op against the CPU backend's on fresh random data (backend.h):
  * embedding, matmul (f32 and bf16 GEMMs, each weight dtype, bias), RMSNorm (plain and Gemma),
  * RoPE, attention (GQA, causal, sliding window, softcap, head dims 8..256, a kv cache), GLU,
- * add, and the head (logsumexp, target log-prob, argmax, top-k, full logits, softcap, several
+ * add, the optional fusions (matmul + residual, gate/up + GLU), and the head (logsumexp, target log-prob, argmax, top-k, full logits, softcap, several
  * vocabulary chunks). Outputs are poisoned with NaN first, so an element never written fails.
  * Bounds: float32 ops 2e-5 relative (rounding order), bf16 GEMMs 1e-2.
  * Without CUDA in the build, or without a GPU, it says so and passes (make test-cuda on a GPU). */
@@ -261,6 +261,80 @@ static void t_glu_add(void) {
     G->op->release(G, dg); G->op->release(G, du); G->op->release(G, dh);
 }
 
+/* the fused projection + residual against the cpu's matmul then add (bf16; f32 is declined) */
+static void t_matmul_add(int N, int IC, int OC) {
+    if (!G->op->matmul_add) return;
+    void *raw;
+    lop_wref w = wmat(ST_BF16, OC, IC, 0.1f, &raw);
+    float *x = malloc(sizeof(float) * N * IC), *r = malloc(sizeof(float) * N * OC),
+          *ref = malloc(sizeof(float) * N * OC);
+    fill(x, (size_t)N * IC, 1);
+    fill(r, (size_t)N * OC, 0.5f);
+    float *dx = dev_of(x, sizeof(float) * N * IC), *dr = dev_of(r, sizeof(float) * N * OC),
+          *dout = dev_nan((size_t)N * OC);
+    CK(H->op->matmul(H, ref, x, &w, NULL, N, LOP_GEMM_F32, &E));
+    CK(H->op->add(H, ref, ref, r, (size_t)N * OC, &E));
+    int rc = G->op->matmul_add(G, dout, dx, &w, dr, N, LOP_GEMM_BF16, &E);
+    char what[128];
+    snprintf(what, sizeof what, "matmul + residual (cuBLASLt) bf16 [%d x %d] N=%d", OC, IC, N);
+    if (rc) { printf("FAIL %s: returned %d (%s)\n", what, rc, rc < 0 ? E.msg : "declined"); fails++; }
+    else {
+        float *got = host_of(dout, (size_t)N * OC);
+        cmp(what, got, ref, (size_t)N * OC, 1e-2);
+        free(got);
+    }
+    int f = G->op->matmul_add(G, dout, dx, &w, dr, N, LOP_GEMM_F32, &E);
+    printf("%-4s   --gemm f32 declined (the plain ops keep its numbers): %d\n", f == 1 ? "ok" : "FAIL", f);
+    fails += f != 1;
+    free(x); free(r); free(ref); free(raw);
+    G->op->release(G, dx); G->op->release(G, dr); G->op->release(G, dout);
+}
+
+/* gate/up GEMMs + GLU fused (bf16) against the cpu's two matmuls and glu; then, with need_h 0,
+ * the down projection through the bf16-only copy of h */
+static void t_mlp_glu(int N, int C, int FF, lop_act act) {
+    if (!G->op->mlp_glu) return;
+    void *rg, *ru, *rd;
+    lop_wref wg = wmat(ST_BF16, FF, C, 0.1f, &rg), wu = wmat(ST_BF16, FF, C, 0.1f, &ru),
+             wd = wmat(ST_F32, C, FF, 0.05f, &rd);
+    size_t nf = (size_t)N * FF;
+    float *x = malloc(sizeof(float) * N * C), *g = malloc(nf * 4), *u = malloc(nf * 4), *h = malloc(nf * 4),
+          *y = malloc(sizeof(float) * N * C);
+    fill(x, (size_t)N * C, 1);
+    CK(H->op->matmul(H, g, x, &wg, NULL, N, LOP_GEMM_F32, &E));
+    CK(H->op->matmul(H, u, x, &wu, NULL, N, LOP_GEMM_F32, &E));
+    CK(H->op->glu(H, h, g, u, nf, act, &E));
+    CK(H->op->matmul(H, y, h, &wd, NULL, N, LOP_GEMM_F32, &E));
+    float *dx = dev_of(x, sizeof(float) * N * C), *dg = dev_nan(nf), *du = dev_nan(nf), *dh = dev_nan(nf),
+          *dy = dev_nan((size_t)N * C);
+    char what[128];
+    snprintf(what, sizeof what, "gate,up GEMMs + %s (bf16) N=%d C=%d FF=%d", act ? "GELU" : "SiLU", N, C, FF);
+    int rc = G->op->mlp_glu(G, dh, dg, du, dx, &wg, &wu, N, FF, act, 1, LOP_GEMM_BF16, &E);
+    if (rc) { printf("FAIL %s: returned %d (%s)\n", what, rc, rc < 0 ? E.msg : "declined"); fails++; }
+    else {
+        float *got = host_of(dh, nf);
+        cmp(what, got, h, nf, 1e-2);
+        free(got);
+    }
+    /* need_h 0: h exists only as the down GEMM's bf16 input (its float32 stays NaN) */
+    G->op->release(G, dh);
+    dh = dev_nan(nf);
+    rc = G->op->mlp_glu(G, dh, dg, du, dx, &wg, &wu, N, FF, act, 0, LOP_GEMM_BF16, &E);
+    if (!rc) rc = G->op->matmul(G, dy, dh, &wd, NULL, N, LOP_GEMM_BF16, &E);
+    if (rc) { printf("FAIL mlp_glu need_h 0 + down: %d (%s)\n", rc, E.msg); fails++; }
+    else {
+        float *got = host_of(dy, (size_t)N * C);
+        cmp("  then the down GEMM on h's bf16-only copy", got, y, (size_t)N * C, 1e-2);
+        free(got);
+    }
+    int f = G->op->mlp_glu(G, dh, dg, du, dx, &wg, &wu, N, FF, act, 1, LOP_GEMM_F32, &E);
+    printf("%-4s   --gemm f32 declined: %d\n", f == 1 ? "ok" : "FAIL", f);
+    fails += f != 1;
+    free(x); free(g); free(u); free(h); free(y); free(rg); free(ru); free(rd);
+    G->op->release(G, dx); G->op->release(G, dg); G->op->release(G, du); G->op->release(G, dh);
+    G->op->release(G, dy);
+}
+
 static void t_head(int N, int C, int V, float cap, int topk, lop_gemm g) {
     void *raw;
     lop_wref w = wmat(ST_BF16, V, C, 0.2f, &raw);
@@ -364,6 +438,11 @@ int main(void) {
     t_attention_g(128, 4, 2, 40, 0, 1, LOP_GEMM_BF16);
     t_attention_g(256, 8, 4, 0, 0, 1, LOP_GEMM_BF16);
     t_glu_add();
+    t_matmul_add(300, 640, 1024);
+    t_matmul_add(1, 1024, 3072);
+    t_matmul_add(77, 96, 200);
+    t_mlp_glu(300, 256, 1024, ACT_SILU);
+    t_mlp_glu(33, 96, 301, ACT_GELU_TANH); /* an element count not a multiple of 8 */
     t_head(200, 64, 40000, 0, 0, LOP_GEMM_F32);
     t_head(70, 48, 33000, 30.0f, 5, LOP_GEMM_F32);
     t_head(300, 128, 20000, 0, 1, LOP_GEMM_BF16);
