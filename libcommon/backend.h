@@ -37,6 +37,8 @@ typedef struct lop_attn_args {
     int Hq, Hkv, D, window;
     float scale, softcap;
     lop_gemm gemm;           /* bf16: a device may run q.k and p.v on bf16 tensor cores too */
+    int out_gemm_only;       /* 1: only the next matmul reads out (no hook): a device may keep it
+                              * in that GEMM's own form (bf16) and not write the float32 */
 } lop_attn_args;
 
 /* The head over the rows of xn: see model.h's lop_head_req (its out arrays are host memory). */
@@ -108,6 +110,11 @@ typedef struct lop_backend_ops {
     int (*mlp_glu)(lop_backend *be, float *h, float *gate, float *up, const float *x,
                    const lop_wref *wg, const lop_wref *wu, int N, int FF, lop_act act, int need_h,
                    lop_gemm g, lop_err *e);
+    /* rmsnorm whose output only the next matmuls read (no hook): with g bf16 a device may keep
+     * it in their form only, not as float32 */
+    int (*rmsnorm_gemm_in)(lop_backend *be, float *out, float *rstd, const float *x,
+                           const lop_wref *w, int N, int C, float eps, int gemma, lop_gemm g,
+                           lop_err *e);
 } lop_backend_ops;
 
 struct lop_backend {

@@ -342,8 +342,15 @@ static int attention_block(lop_model *m, int l, lop_layer_acts *s, lop_batch *b,
     const lop_hooks *hk = o->hooks;
     int N = b->N, C = c->hidden, D = c->head_dim, Hq = c->n_heads, Hkv = c->n_kv_heads;
     int qd = Hq * D, kd = Hkv * D;
-    OP(rmsnorm(BE, s->xn_attn, s->rstd_attn, s->x_in, &w->vec[LVEC_ATTN_NORM], N, C, (float)c->eps,
-               c->gemma, e));
+    /* without hooks (or a backward) the normed input and the attention output are read by the
+     * next GEMMs only: a device may keep them in those GEMMs' form */
+    int priv = !(hk && hk->linear_in) && !m->acts.keep;
+    if (priv && BE->op->rmsnorm_gemm_in)
+        OP(rmsnorm_gemm_in(BE, s->xn_attn, s->rstd_attn, s->x_in, &w->vec[LVEC_ATTN_NORM], N, C,
+                           (float)c->eps, c->gemma, (lop_gemm)p->gemm, e));
+    else
+        OP(rmsnorm(BE, s->xn_attn, s->rstd_attn, s->x_in, &w->vec[LVEC_ATTN_NORM], N, C, (float)c->eps,
+                   c->gemma, e));
     if (hk && hk->linear_in)
         for (int pj = PROJ_Q; pj <= PROJ_V; pj++)
             if (hook_linear(m, hk, l, pj, s->xn_attn, N, C, b, e)) return -1;
@@ -380,7 +387,8 @@ static int attention_block(lop_model *m, int l, lop_layer_acts *s, lop_batch *b,
         .out = s->att_out, .att = s->att, .att_off = m->acts.att_off, .q = s->q, .k = s->k,
         .v = s->v, .B = b->B, .len = b->len, .off = b->off, .kv = o->kv, .layer = l, .Hq = Hq,
         .Hkv = Hkv, .D = D, .window = sliding ? c->sliding_window : 0,
-        .scale = (float)c->attn_scale, .softcap = (float)c->attn_softcap, .gemm = (lop_gemm)p->gemm};
+        .scale = (float)c->attn_scale, .softcap = (float)c->attn_softcap, .gemm = (lop_gemm)p->gemm,
+        .out_gemm_only = priv};
     OP(attention(BE, &aa, e));
     if (hk && hk->linear_in && hook_linear(m, hk, l, PROJ_O, s->att_out, N, qd, b, e)) return -1;
     if (c->gemma) { /* post-attention norm, into x_mid, then the residual */
@@ -402,8 +410,12 @@ static int mlp_block(lop_model *m, int l, lop_layer_acts *s, float *x_out, lop_b
     lop_layer_w *w = &m->layers[l];
     const lop_hooks *hk = o->hooks;
     int N = b->N, C = c->hidden, FF = c->inter;
-    OP(rmsnorm(BE, s->xn_mlp, s->rstd_mlp, s->x_mid, &w->vec[LVEC_MLP_NORM], N, C, (float)c->eps,
-               c->gemma, e));
+    if (!(hk && hk->linear_in) && !m->acts.keep && BE->op->rmsnorm_gemm_in)
+        OP(rmsnorm_gemm_in(BE, s->xn_mlp, s->rstd_mlp, s->x_mid, &w->vec[LVEC_MLP_NORM], N, C,
+                           (float)c->eps, c->gemma, (lop_gemm)p->gemm, e));
+    else
+        OP(rmsnorm(BE, s->xn_mlp, s->rstd_mlp, s->x_mid, &w->vec[LVEC_MLP_NORM], N, C, (float)c->eps,
+                   c->gemma, e));
     if (hk && hk->linear_in)
         for (int pj = PROJ_GATE; pj <= PROJ_UP; pj++)
             if (hook_linear(m, hk, l, pj, s->xn_mlp, N, C, b, e)) return -1;

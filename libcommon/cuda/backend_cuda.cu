@@ -27,6 +27,9 @@ extern "C" {
 #define VCHUNK 16384      /* vocabulary rows per head GEMM (LOP_CUDA_HEAD=vchunk,rows overrides) */
 #define HEAD_LOGIT_MB 512 /* the head's logits buffer: rows per chunk = this / (VCHUNK * 4 B) */
 #define LT_WS_MB 32       /* cuBLASLt's workspace */
+/* the optional fusions (LOP_CUDA_FUSE, a mask): residual in the GEMM, gate/up/GLU in bf16, GEMM
+ * inputs kept in bf16 only when no hook reads them */
+enum { FUSE_RESID = 1, FUSE_GLU = 2, FUSE_PRIVATE = 4, FUSE_ALL = 7 };
 
 typedef struct dbuf {     /* one device copy of host weight data */
     const void *host;
@@ -63,7 +66,7 @@ typedef struct cu_be {
     cublasLtHandle_t lt;
     lt_plan plan[LT_PLANS];
     int nplan;
-    int fuse;             /* the optional fusions (LOP_CUDA_FUSE=0 turns them off, for comparisons) */
+    int fuse;             /* FUSE_* bits: the optional fusions (LOP_CUDA_FUSE=0 turns them off) */
     int head_vc, head_rows; /* the head's chunk: vocabulary rows per GEMM, batch rows per GEMM (0: all) */
     int head_discard;     /* drop each logit chunk from L2 once reduced (no write-back) */
     int xbf_only;         /* the bf16 copy in S_XBF is the only copy of its input (mlp_glu, need_h 0) */
@@ -524,7 +527,7 @@ static lt_plan *lt_plan_get(cu_be *c, int N, int IC, int OC, lop_err *e) {
 static int cu_matmul_add_impl(lop_backend *be, float *out, const float *x, const lop_wref *w,
                               const float *r, int N, lop_gemm g, lop_err *e) {
     cu_be *c = (cu_be *)be;
-    if (g != LOP_GEMM_BF16 || !c->fuse || !c->lt || out == r) return 1;
+    if (g != LOP_GEMM_BF16 || !(c->fuse & FUSE_RESID) || !c->lt || out == r) return 1;
     int IC = (int)w->cols, OC = (int)w->rows;
     lt_plan *p = lt_plan_get(c, N, IC, OC, e);
     if (!p) return -1;
@@ -558,7 +561,7 @@ static int cu_mlp_glu_impl(lop_backend *be, float *h, float *gate, float *up, co
                            const lop_wref *wg, const lop_wref *wu, int N, int FF, lop_act act,
                            int need_h, lop_gemm g, lop_err *e) {
     cu_be *c = (cu_be *)be;
-    if (g != LOP_GEMM_BF16 || !c->fuse) return 1;
+    if (g != LOP_GEMM_BF16 || !(c->fuse & FUSE_GLU)) return 1;
     int IC = (int)wg->cols;
     if ((int)wg->rows != FF || (int)wu->rows != FF || (int)wu->cols != IC) return 1;
     const __nv_bfloat16 *xb = x_bf16(c, x, (size_t)N * IC, e);
@@ -580,8 +583,9 @@ static int cu_mlp_glu_impl(lop_backend *be, float *h, float *gate, float *up, co
     size_t n = (size_t)N * FF;
     __nv_bfloat16 *hb = shadow_for(c, h, n, e);
     if (!hb) return -1;
-    CU(k_glu_bf16(need_h ? h : NULL, gb, ub, n, act == ACT_GELU_TANH ? 1 : 0, hb, c->st), "glu (bf16)");
-    c->xbf_only = !need_h;
+    int only = !need_h && (c->fuse & FUSE_PRIVATE);
+    CU(k_glu_bf16(only ? NULL : h, gb, ub, n, act == ACT_GELU_TANH ? 1 : 0, hb, c->st), "glu (bf16)");
+    c->xbf_only = only;
     return 0;
 }
 
@@ -654,6 +658,32 @@ static int cu_rmsnorm(lop_backend *be, float *out, float *rstd, const float *x, 
     cu_be *c_ = (cu_be *)be;
     prof_begin(c_);
     int r_ = cu_rmsnorm_impl(be, out, rstd, x, w, N, C, eps, gemma, e);
+    prof_end(c_, P_NORM);
+    return r_;
+}
+
+/* a norm that feeds bf16 GEMMs only: its bf16 copy, and no float32 */
+static int cu_rmsnorm_gemm_in_impl(lop_backend *be, float *out, float *rstd, const float *x,
+                                   const lop_wref *w, int N, int C, float eps, int gemma, lop_gemm g,
+                                   lop_err *e) {
+    cu_be *c = (cu_be *)be;
+    if (g != LOP_GEMM_BF16 || !(c->fuse & FUSE_PRIVATE)) return cu_rmsnorm_impl(be, out, rstd, x, w, N, C, eps, gemma, e);
+    c->gen++;
+    const float *wd = (const float *)weight_dev(c, w, 1, e);
+    if (!wd) return -1;
+    c->last_gemm = g;
+    __nv_bfloat16 *ob = shadow_for(c, out, (size_t)N * C, e);
+    if (!ob) return -1;
+    CU(k_rmsnorm(NULL, rstd, x, wd, N, C, eps, gemma, ob, c->st), "rmsnorm");
+    c->xbf_only = 1;
+    return 0;
+}
+
+static int cu_rmsnorm_gemm_in(lop_backend *be, float *out, float *rstd, const float *x, const lop_wref *w,
+                              int N, int C, float eps, int gemma, lop_gemm g, lop_err *e) {
+    cu_be *c_ = (cu_be *)be;
+    prof_begin(c_);
+    int r_ = cu_rmsnorm_gemm_in_impl(be, out, rstd, x, w, N, C, eps, gemma, g, e);
     prof_end(c_, P_NORM);
     return r_;
 }
@@ -770,8 +800,10 @@ static int cu_attention_impl(lop_backend *be, const lop_attn_args *a, lop_err *e
     }
     if (a->gemm == LOP_GEMM_BF16 && k_attention_bf16_supports(a->D)) {
         __nv_bfloat16 *ob = shadow_for(c, a->out, (size_t)N * a->Hq * a->D, e);
-        CU(k_attention_bf16(a->out, a->q, K, V, seqs, tiles, c->meta_ntiles, a->Hq, a->Hkv, a->D,
-                            a->scale, a->window, a->softcap, ob, c->st), "attention (tensor cores)");
+        int only = ob && a->out_gemm_only && (c->fuse & FUSE_PRIVATE);
+        CU(k_attention_bf16(only ? NULL : a->out, a->q, K, V, seqs, tiles, c->meta_ntiles, a->Hq, a->Hkv,
+                            a->D, a->scale, a->window, a->softcap, ob, c->st), "attention (tensor cores)");
+        c->xbf_only = only;
     }
     else
         CU(k_attention(a->out, a->q, K, V, seqs, tiles, c->meta_ntiles, a->Hq, a->Hkv, a->D, a->scale,
@@ -981,7 +1013,7 @@ static const lop_backend_ops cuda_ops = {
     cu_weights_fit, cu_weight_load, cu_weights_changed, cu_gemm_supported,
     cu_embed, cu_matmul, cu_rmsnorm, cu_rope_table, cu_rope_apply, cu_qk_norm_rope, cu_attention,
     cu_glu, cu_add, cu_head, cu_nonfinite, cu_nonfinite_first, cu_mem_peak,
-    cu_matmul_add, cu_mlp_glu,
+    cu_matmul_add, cu_mlp_glu, cu_rmsnorm_gemm_in,
 };
 
 /* The one symbol liblop_cuda.so exports (backend_cuda_load.c finds it with dlsym). */
@@ -1016,8 +1048,8 @@ extern "C" __attribute__((visibility("default"))) int lop_cuda_backend_new(lop_b
     if (cublasLtCreate(&c->lt) != CUBLAS_STATUS_SUCCESS) c->lt = NULL; /* fusions off */
     const char *pe = getenv("LOP_CUDA_PROFILE");
     c->prof = pe && *pe && strcmp(pe, "0");
-    pe = getenv("LOP_CUDA_FUSE");
-    c->fuse = !(pe && !strcmp(pe, "0"));
+    pe = getenv("LOP_CUDA_FUSE"); /* a mask of FUSE_* (for comparisons), default all */
+    c->fuse = pe && *pe ? atoi(pe) : FUSE_ALL;
     c->head_vc = VCHUNK;
     if ((pe = getenv("LOP_CUDA_HEAD")) && *pe) { /* "vchunk,rows" (rows 0: as many as fit 512 MB) */
         int a = 0, b = 0;

@@ -76,7 +76,7 @@ __global__ void rmsnorm_k(float *out, float *rstd, const float *x, const float *
     int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x & 31;
     if (row >= N) return;
     const float *xr = x + (size_t)row * C;
-    float *o = out + (size_t)row * C;
+    float *o = out ? out + (size_t)row * C : NULL;
     double ss = 0;
     for (int i = lane; i < C; i += 32) ss += (double)xr[i] * xr[i];
     for (int off = 16; off; off >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, off);
@@ -85,7 +85,7 @@ __global__ void rmsnorm_k(float *out, float *rstd, const float *x, const float *
     __nv_bfloat16 *obr = ob ? ob + (size_t)row * C : NULL;
     for (int i = lane; i < C; i += 32) {
         float y = __fmul_rn(__fmul_rn(xr[i], r), gemma ? __fadd_rn(1.0f, w[i]) : w[i]);
-        o[i] = y;
+        if (out) o[i] = y;
         if (obr) obr[i] = __float2bfloat16_rn(y);
     }
 }

@@ -19,7 +19,7 @@ cudaError_t k_embed(float *out, const int32_t *ids, const void *table, int dt, i
                     float scale, cudaStream_t s);
 /* out[N, C] = x * rstd * w (gemma: * (1 + w)); rstd[N] (may be NULL) = 1/sqrt(mean x^2 + eps),
  * the mean of squares in double as the CPU kernel; out_bf16 (or NULL): the same rounded to bf16
- * (the next bf16 GEMM's input, written in the same pass) */
+ * (the next bf16 GEMM's input, written in the same pass); out NULL: the bf16 copy only */
 cudaError_t k_rmsnorm(float *out, float *rstd, const float *x, const float *w, int N, int C,
                       float eps, int gemma, __nv_bfloat16 *out_bf16, cudaStream_t s);
 /* qk-norm then RoPE in one pass: out[N, H*D] = rope(rmsnorm of each head of x), the float ops of
@@ -69,7 +69,8 @@ cudaError_t k_attention(float *out, const float *q, const float *k, const float 
                         int Hkv, int D, float scale, int window, float softcap, cudaStream_t s);
 
 /* The same on tensor cores (attention_mma.cu), for --gemm bf16: q, k, v rounded to bf16, scores,
- * softmax and output accumulation in float32. D in {64, 128, 256} (k_attention_bf16_supports). */
+ * softmax and output accumulation in float32. D in {64, 128, 256} (k_attention_bf16_supports).
+ * out_bf16 (or NULL): out rounded to bf16; out NULL: that copy only. */
 int k_attention_bf16_supports(int D);
 cudaError_t k_attention_bf16(float *out, const float *q, const float *k, const float *v,
                              const attn_seq_d *seqs, const attn_tile_d *tiles, int ntiles, int Hq,

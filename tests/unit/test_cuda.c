@@ -1,7 +1,7 @@
 /* test_cuda.c — every CUDA backend op against the CPU backend's on fresh random data (backend.h):
  * embedding, matmul (f32 and bf16 GEMMs, each weight dtype, bias), RMSNorm (plain and Gemma),
  * RoPE, attention (GQA, causal, sliding window, softcap, head dims 8..256, a kv cache), GLU,
- * add, the optional fusions (matmul + residual, gate/up + GLU), and the head (logsumexp, target log-prob, argmax, top-k, full logits, softcap, several
+ * add, the optional fusions (matmul + residual, gate/up + GLU, a norm kept in bf16 for its GEMMs), and the head (logsumexp, target log-prob, argmax, top-k, full logits, softcap, several
  * vocabulary chunks). Outputs are poisoned with NaN first, so an element never written fails.
  * Bounds: float32 ops 2e-5 relative (rounding order), bf16 GEMMs 1e-2.
  * Without CUDA in the build, or without a GPU, it says so and passes (make test-cuda on a GPU). */
@@ -335,6 +335,32 @@ static void t_mlp_glu(int N, int C, int FF, lop_act act) {
     G->op->release(G, dy);
 }
 
+/* a norm feeding bf16 GEMMs only (its float32 never written), then the GEMM, against the cpu's
+ * rmsnorm then matmul */
+static void t_rmsnorm_gemm_in(int N, int C, int OC) {
+    if (!G->op->rmsnorm_gemm_in) return;
+    void *rn, *rw;
+    lop_wref wn = wmat(ST_BF16, 1, C, 1, &rn), w = wmat(ST_BF16, OC, C, 0.1f, &rw);
+    float *x = malloc(sizeof(float) * N * C), *xn = malloc(sizeof(float) * N * C),
+          *ref = malloc(sizeof(float) * N * OC);
+    fill(x, (size_t)N * C, 3);
+    CK(H->op->rmsnorm(H, xn, NULL, x, &wn, N, C, 1e-6f, 0, &E));
+    CK(H->op->matmul(H, ref, xn, &w, NULL, N, LOP_GEMM_F32, &E));
+    float *dx = dev_of(x, sizeof(float) * N * C), *dxn = dev_nan((size_t)N * C), *dout = dev_nan((size_t)N * OC);
+    CK(G->op->rmsnorm_gemm_in(G, dxn, NULL, dx, &wn, N, C, 1e-6f, 0, LOP_GEMM_BF16, &E));
+    CK(G->op->matmul(G, dout, dxn, &w, NULL, N, LOP_GEMM_BF16, &E));
+    float *got = host_of(dout, (size_t)N * OC);
+    char what[96];
+    snprintf(what, sizeof what, "rmsnorm (bf16 copy only) then bf16 GEMM N=%d C=%d", N, C);
+    cmp(what, got, ref, (size_t)N * OC, 1e-2);
+    /* in f32 it is the plain rmsnorm (its float32 written, exact) */
+    CK(G->op->rmsnorm_gemm_in(G, dxn, NULL, dx, &wn, N, C, 1e-6f, 0, LOP_GEMM_F32, &E));
+    float *gxn = host_of(dxn, (size_t)N * C);
+    cmp("  --gemm f32: the float32 norm", gxn, xn, (size_t)N * C, 1e-6);
+    free(got); free(gxn); free(x); free(xn); free(ref); free(rn); free(rw);
+    G->op->release(G, dx); G->op->release(G, dxn); G->op->release(G, dout);
+}
+
 static void t_head(int N, int C, int V, float cap, int topk, lop_gemm g) {
     void *raw;
     lop_wref w = wmat(ST_BF16, V, C, 0.2f, &raw);
@@ -441,6 +467,7 @@ int main(void) {
     t_matmul_add(300, 640, 1024);
     t_matmul_add(1, 1024, 3072);
     t_matmul_add(77, 96, 200);
+    t_rmsnorm_gemm_in(300, 1024, 512);
     t_mlp_glu(300, 256, 1024, ACT_SILU);
     t_mlp_glu(33, 96, 301, ACT_GELU_TANH); /* an element count not a multiple of 8 */
     t_head(200, 64, 40000, 0, 0, LOP_GEMM_F32);
