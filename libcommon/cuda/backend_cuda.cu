@@ -491,6 +491,7 @@ static lt_plan *lt_plan_get(cu_be *c, int N, int IC, int OC, lop_err *e) {
     p->N = N; p->IC = IC; p->OC = OC;
     cublasOperation_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
     size_t ws = (size_t)LT_WS_MB << 20;
+    uint32_t al16 = 16;
     cublasLtMatmulPreference_t pref = NULL;
     cublasLtMatmulHeuristicResult_t res;
     int got = 0;
@@ -502,7 +503,17 @@ static lt_plan *lt_plan_get(cu_be *c, int N, int IC, int OC, lop_err *e) {
         cublasLtMatrixLayoutCreate(&p->cd, CUDA_R_32F, OC, N, OC) != CUBLAS_STATUS_SUCCESS ||
         cublasLtMatmulPreferenceCreate(&pref) != CUBLAS_STATUS_SUCCESS ||
         cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws,
-                                             sizeof ws) != CUBLAS_STATUS_SUCCESS) {
+                                             sizeof ws) != CUBLAS_STATUS_SUCCESS ||
+        /* the heuristic assumes 256-byte aligned pointers unless told: the core's activations are
+         * 64-byte aligned, and the call checks 16 */
+        cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &al16,
+                                             sizeof al16) != CUBLAS_STATUS_SUCCESS ||
+        cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &al16,
+                                             sizeof al16) != CUBLAS_STATUS_SUCCESS ||
+        cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &al16,
+                                             sizeof al16) != CUBLAS_STATUS_SUCCESS ||
+        cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &al16,
+                                             sizeof al16) != CUBLAS_STATUS_SUCCESS) {
         if (pref) cublasLtMatmulPreferenceDestroy(pref);
         cublasLtMatmulDescDestroy(p->op);
         cublasLtMatrixLayoutDestroy(p->a);
@@ -527,7 +538,9 @@ static lt_plan *lt_plan_get(cu_be *c, int N, int IC, int OC, lop_err *e) {
 static int cu_matmul_add_impl(lop_backend *be, float *out, const float *x, const lop_wref *w,
                               const float *r, int N, lop_gemm g, lop_err *e) {
     cu_be *c = (cu_be *)be;
-    if (g != LOP_GEMM_BF16 || !(c->fuse & FUSE_RESID) || !c->lt || out == r) return 1;
+    if (g != LOP_GEMM_BF16 || !(c->fuse & FUSE_RESID) || !c->lt || out == r ||
+        (((uintptr_t)out | (uintptr_t)r) & 15))
+        return 1;
     int IC = (int)w->cols, OC = (int)w->rows;
     lt_plan *p = lt_plan_get(c, N, IC, OC, e);
     if (!p) return -1;
