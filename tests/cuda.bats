@@ -69,10 +69,10 @@ EOF
   T=$(scratch)
   for m in stories260K qwen3-tiny; do
     lm-eval -q -m "$MODELS/$m" --data-dir "$SHARED/data/eval" --tasks hellaswag,arc_easy --limit 20 \
-      --log-samples "$T/cpu.jsonl" > /dev/null
+      --log-samples "$T/$m-cpu.jsonl" > /dev/null
     lm-eval -q -m "$MODELS/$m" --data-dir "$SHARED/data/eval" --tasks hellaswag,arc_easy --limit 20 \
-      --log-samples "$T/gpu.jsonl" --device cuda > /dev/null
-    python3 - "$T/cpu.jsonl" "$T/gpu.jsonl" <<'EOF'
+      --log-samples "$T/$m-gpu.jsonl" --device cuda > /dev/null
+    python3 - "$T/$m-cpu.jsonl" "$T/$m-gpu.jsonl" <<'EOF'
 import json, sys
 a = [json.loads(l) for l in open(sys.argv[1])]
 b = [json.loads(l) for l in open(sys.argv[2])]

@@ -29,7 +29,7 @@ extern "C" {
 #define LT_WS_MB 32       /* cuBLASLt's workspace */
 /* the optional fusions (LOP_CUDA_FUSE, a mask): residual in the GEMM, gate/up/GLU in bf16, GEMM
  * inputs kept in bf16 only when no hook reads them */
-enum { FUSE_RESID = 1, FUSE_GLU = 2, FUSE_PRIVATE = 4, FUSE_ALL = 7 };
+enum { FUSE_RESID = 1, FUSE_GLU = 2, FUSE_PRIVATE = 4, FUSE_LT = 8, FUSE_ALL = 15 };
 
 typedef struct dbuf {     /* one device copy of host weight data */
     const void *host;
@@ -49,11 +49,12 @@ static const char *prof_names[P_N] = {"embed", "matmul", "matmul+add", "gate,up+
                                       "attention", "glu", "add", "head", "copy"};
 
 enum { S_FLAGS, S_WCONV, S_XBF, S_IDS, S_POS, S_SEQ, S_META, S_HX, S_HXB, S_HLG, S_HST, S_HROW, S_HTGT, S_INV,
-       S_LTWS, S_N };
+       S_N };
 
-/* one cuBLASLt matmul shape (bf16 W^T x + float32 residual -> float32), its algorithm chosen once */
+/* one cuBLASLt matmul shape (bf16 W^T x [+ float32 residual] -> float32 or bf16), its algorithm
+ * chosen once */
 typedef struct lt_plan {
-    int N, IC, OC, ok;
+    int N, IC, OC, ldo, bf16_out, ok;
     cublasLtMatmulDesc_t op;
     cublasLtMatrixLayout_t a, b, cd;
     cublasLtMatmulAlgo_t algo;
@@ -64,6 +65,7 @@ typedef struct cu_be {
     lop_backend be;
     cublasHandle_t blas;
     cublasLtHandle_t lt;
+    void *ltws;           /* LT_WS_MB of workspace: cuBLASLt's and the cuBLAS handle's */
     lt_plan plan[LT_PLANS];
     int nplan;
     int fuse;             /* FUSE_* bits: the optional fusions (LOP_CUDA_FUSE=0 turns them off) */
@@ -175,6 +177,7 @@ static void cu_destroy(lop_backend *be) {
         cublasLtMatrixLayoutDestroy(c->plan[i].cd);
     }
     if (c->lt) cublasLtDestroy(c->lt);
+    if (c->ltws) cudaFree(c->ltws);
     for (int s = 0; s < S_N; s++) if (c->scr[s]) cudaFree(c->scr[s]);
     for (int i = 0; i < c->nbufs; i++) { if (c->bufs[i]->dev) cudaFree(c->bufs[i]->dev); free(c->bufs[i]); }
     for (int i = 0; i < 2; i++) if (c->inv_dev[i]) cudaFree(c->inv_dev[i]);
@@ -398,6 +401,9 @@ static int cu_embed(lop_backend *be, float *out, const int32_t *ids, const lop_w
     return r_;
 }
 
+static int lt_gemm(cu_be *c, void *out, int bf16_out, int ldo, const void *Wb, const __nv_bfloat16 *xb,
+                   const float *r, int N, int IC, int OC, lop_err *e);
+
 /* the bf16 form of a GEMM input x[nx]: the copy its producer wrote, or a conversion now */
 static const __nv_bfloat16 *x_bf16(cu_be *c, const float *x, size_t nx, lop_err *e) {
     if (c->xbf_src == x && c->xbf_n == nx && c->xbf_gen == c->gen) return (const __nv_bfloat16 *)c->scr[S_XBF];
@@ -440,7 +446,9 @@ static int cu_matmul_impl(lop_backend *be, float *out, const float *x, const lop
         const __nv_bfloat16 *xb = x_bf16(c, x, (size_t)N * IC, e);
         const void *Wb = xb ? weight_bf16(c, w, e) : NULL;
         if (!Wb) return -1;
-        BL(cublasGemmEx(c->blas, CUBLAS_OP_T, CUBLAS_OP_N, OC, N, IC, &one, Wb, CUDA_R_16BF, IC, xb,
+        int rc = c->fuse & FUSE_LT ? lt_gemm(c, out, 0, OC, Wb, xb, NULL, N, IC, OC, e) : 1;
+        if (rc < 0) return -1;
+        if (rc) BL(cublasGemmEx(c->blas, CUBLAS_OP_T, CUBLAS_OP_N, OC, N, IC, &one, Wb, CUDA_R_16BF, IC, xb,
                         CUDA_R_16BF, IC, &zero, out, CUDA_R_32F, OC, CUBLAS_COMPUTE_32F,
                         CUBLAS_GEMM_DEFAULT), "bf16 GEMM");
     } else {
@@ -474,9 +482,11 @@ static int cu_matmul(lop_backend *be, float *out, const float *x, const lop_wref
 
 /* the cuBLASLt plan of shape (N, IC, OC): descriptors and the heuristic's first algorithm; ok 0
  * when cuBLASLt has none (the core then runs matmul + add) */
-static lt_plan *lt_plan_get(cu_be *c, int N, int IC, int OC, lop_err *e) {
-    for (int i = 0; i < c->nplan; i++)
-        if (c->plan[i].N == N && c->plan[i].IC == IC && c->plan[i].OC == OC) return &c->plan[i];
+static lt_plan *lt_plan_get(cu_be *c, int N, int IC, int OC, int ldo, int bf16_out, lop_err *e) {
+    for (int i = 0; i < c->nplan; i++) {
+        lt_plan *q = &c->plan[i];
+        if (q->N == N && q->IC == IC && q->OC == OC && q->ldo == ldo && q->bf16_out == bf16_out) return q;
+    }
     if (c->nplan == LT_PLANS) { /* forget the oldest */
         lt_plan *o = &c->plan[0];
         cublasLtMatmulDescDestroy(o->op);
@@ -488,7 +498,7 @@ static lt_plan *lt_plan_get(cu_be *c, int N, int IC, int OC, lop_err *e) {
     }
     lt_plan *p = &c->plan[c->nplan];
     memset(p, 0, sizeof *p);
-    p->N = N; p->IC = IC; p->OC = OC;
+    p->N = N; p->IC = IC; p->OC = OC; p->ldo = ldo; p->bf16_out = bf16_out;
     cublasOperation_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
     size_t ws = (size_t)LT_WS_MB << 20;
     uint32_t al16 = 16;
@@ -500,7 +510,7 @@ static lt_plan *lt_plan_get(cu_be *c, int N, int IC, int OC, lop_err *e) {
         cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb) != CUBLAS_STATUS_SUCCESS ||
         cublasLtMatrixLayoutCreate(&p->a, CUDA_R_16BF, IC, OC, IC) != CUBLAS_STATUS_SUCCESS ||
         cublasLtMatrixLayoutCreate(&p->b, CUDA_R_16BF, IC, N, IC) != CUBLAS_STATUS_SUCCESS ||
-        cublasLtMatrixLayoutCreate(&p->cd, CUDA_R_32F, OC, N, OC) != CUBLAS_STATUS_SUCCESS ||
+        cublasLtMatrixLayoutCreate(&p->cd, bf16_out ? CUDA_R_16BF : CUDA_R_32F, OC, N, ldo) != CUBLAS_STATUS_SUCCESS ||
         cublasLtMatmulPreferenceCreate(&pref) != CUBLAS_STATUS_SUCCESS ||
         cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws,
                                              sizeof ws) != CUBLAS_STATUS_SUCCESS ||
@@ -532,6 +542,21 @@ static lt_plan *lt_plan_get(cu_be *c, int N, int IC, int OC, lop_err *e) {
     return p;
 }
 
+/* out[N, OC] (leading dimension ldo; float32, or bf16 when bf16_out) = x @ W^T (+ r, float32,
+ * when r): one cuBLASLt call with the plan of its shape; 1 when cuBLASLt has no algorithm for it
+ * (or pointers are not 16-byte aligned): the caller then uses cublasGemmEx */
+static int lt_gemm(cu_be *c, void *out, int bf16_out, int ldo, const void *Wb, const __nv_bfloat16 *xb,
+                   const float *r, int N, int IC, int OC, lop_err *e) {
+    if (!c->lt || ((uintptr_t)out | (uintptr_t)r | (uintptr_t)Wb | (uintptr_t)xb) & 15) return 1;
+    lt_plan *p = lt_plan_get(c, N, IC, OC, ldo, bf16_out, e);
+    if (!p) return -1;
+    if (!p->ok) return 1;
+    const float one = 1.0f, zero = 0.0f;
+    BL(cublasLtMatmul(c->lt, p->op, &one, Wb, p->a, xb, p->b, r ? &one : &zero, r ? (const void *)r : out,
+                      p->cd, out, p->cd, &p->algo, c->ltws, (size_t)LT_WS_MB << 20, c->st), "bf16 GEMM (cuBLASLt)");
+    return 0;
+}
+
 /* out = x @ W^T + r in one cuBLASLt call (beta = 1 on a separate C): the residual add costs one
  * read of r inside the GEMM's epilogue instead of a write of the product and a pass of three
  * arrays. bf16 GEMMs only: --gemm f32 keeps its plain ops (the cpu's numbers to rounding). */
@@ -542,17 +567,12 @@ static int cu_matmul_add_impl(lop_backend *be, float *out, const float *x, const
         (((uintptr_t)out | (uintptr_t)r) & 15))
         return 1;
     int IC = (int)w->cols, OC = (int)w->rows;
-    lt_plan *p = lt_plan_get(c, N, IC, OC, e);
-    if (!p) return -1;
-    if (!p->ok) return 1;
-    void *ws = scratch(c, S_LTWS, (size_t)LT_WS_MB << 20, e);
-    const __nv_bfloat16 *xb = ws ? x_bf16(c, x, (size_t)N * IC, e) : NULL;
+    const __nv_bfloat16 *xb = x_bf16(c, x, (size_t)N * IC, e);
     const void *Wb = xb ? weight_bf16(c, w, e) : NULL;
     if (!Wb) return -1;
+    int rc = lt_gemm(c, out, 0, OC, Wb, xb, r, N, IC, OC, e);
+    if (rc) return rc; /* 1: no algorithm, the core adds */
     c->last_gemm = g;
-    const float one = 1.0f;
-    BL(cublasLtMatmul(c->lt, p->op, &one, Wb, p->a, xb, p->b, &one, r, p->cd, out, p->cd, &p->algo,
-                      ws, (size_t)LT_WS_MB << 20, c->st), "bf16 GEMM + residual");
     if (out == c->xbf_src) c->xbf_src = NULL, c->xbf_only = 0;
     return 0;
 }
@@ -582,16 +602,17 @@ static int cu_mlp_glu_impl(lop_backend *be, float *h, float *gate, float *up, co
     const float one = 1.0f, zero = 0.0f;
     c->last_gemm = g;
     __nv_bfloat16 *gb = (__nv_bfloat16 *)gate, *ub = (__nv_bfloat16 *)up;
-    const void *Wg = weight_bf16(c, wg, e);
-    if (!Wg) return -1;
-    BL(cublasGemmEx(c->blas, CUBLAS_OP_T, CUBLAS_OP_N, FF, N, IC, &one, Wg, CUDA_R_16BF, IC, xb,
-                    CUDA_R_16BF, IC, &zero, gb, CUDA_R_16BF, FF, CUBLAS_COMPUTE_32F,
-                    CUBLAS_GEMM_DEFAULT), "bf16 GEMM (gate)");
-    const void *Wu = weight_bf16(c, wu, e);
-    if (!Wu) return -1;
-    BL(cublasGemmEx(c->blas, CUBLAS_OP_T, CUBLAS_OP_N, FF, N, IC, &one, Wu, CUDA_R_16BF, IC, xb,
-                    CUDA_R_16BF, IC, &zero, ub, CUDA_R_16BF, FF, CUBLAS_COMPUTE_32F,
-                    CUBLAS_GEMM_DEFAULT), "bf16 GEMM (up)");
+    for (int k = 0; k < 2; k++) {
+        __nv_bfloat16 *o = k ? ub : gb;
+        const void *Wk = weight_bf16(c, k ? wu : wg, e);
+        if (!Wk) return -1;
+        int rc = c->fuse & FUSE_LT ? lt_gemm(c, o, 1, FF, Wk, xb, NULL, N, IC, FF, e) : 1;
+        if (rc < 0) return -1;
+        if (rc)
+            BL(cublasGemmEx(c->blas, CUBLAS_OP_T, CUBLAS_OP_N, FF, N, IC, &one, Wk, CUDA_R_16BF, IC, xb,
+                            CUDA_R_16BF, IC, &zero, o, CUDA_R_16BF, FF, CUBLAS_COMPUTE_32F,
+                            CUBLAS_GEMM_DEFAULT), "bf16 GEMM (gate/up)");
+    }
     c->gen++;
     size_t n = (size_t)N * FF;
     __nv_bfloat16 *hb = shadow_for(c, h, n, e);
@@ -952,7 +973,9 @@ static int cu_head_impl(lop_backend *be, const lop_head_args *a, lop_head_req *h
             }
             for (int r0 = 0; r0 < R; r0 += rc_rows) {
                 int nr = R - r0 < rc_rows ? R - r0 : rc_rows;
-                cublasStatus_t bs = bf16
+                int lr = bf16 && (c->fuse & FUSE_LT) ? lt_gemm(c, lg, 0, nv, Wc, Xb + (size_t)r0 * C, NULL, nr, C, nv, e) : 1;
+                if (lr < 0) goto out;
+                cublasStatus_t bs = !lr ? CUBLAS_STATUS_SUCCESS : bf16
                     ? cublasGemmEx(c->blas, CUBLAS_OP_T, CUBLAS_OP_N, nv, nr, C, &one, Wc, CUDA_R_16BF, C,
                                    Xb + (size_t)r0 * C, CUDA_R_16BF, C, &zero, lg, CUDA_R_32F, nv,
                                    CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT)
@@ -1058,7 +1081,11 @@ extern "C" __attribute__((visibility("default"))) int lop_cuda_backend_new(lop_b
     }
     cublasSetMathMode(c->blas, CUBLAS_DEFAULT_MATH); /* no TF32: --gemm f32 means float32 */
     cublasSetStream(c->blas, c->st);
-    if (cublasLtCreate(&c->lt) != CUBLAS_STATUS_SUCCESS) c->lt = NULL; /* fusions off */
+    /* cuBLASLt for the bf16 GEMMs (measured faster than cublasGemmEx on these shapes) with a
+     * workspace it shares with the cuBLAS handle (one stream: their uses never overlap) */
+    if (cudaMalloc(&c->ltws, (size_t)LT_WS_MB << 20) != cudaSuccess) { cudaGetLastError(); c->ltws = NULL; }
+    if (!c->ltws || cublasLtCreate(&c->lt) != CUBLAS_STATUS_SUCCESS) c->lt = NULL; /* cuBLAS alone */
+    if (c->ltws) cublasSetWorkspace(c->blas, c->ltws, (size_t)LT_WS_MB << 20);
     const char *pe = getenv("LOP_CUDA_PROFILE");
     c->prof = pe && *pe && strcmp(pe, "0");
     pe = getenv("LOP_CUDA_FUSE"); /* a mask of FUSE_* (for comparisons), default all */

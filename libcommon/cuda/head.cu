@@ -37,13 +37,14 @@ __global__ void __launch_bounds__(256) head_reduce_k(float *lg, head_state_d *st
     float *row = lg + (size_t)r * nv;
     int tg = target ? target[r] - v0 : -1;
     float m = -INFINITY, sum = 0.0f, best = -INFINITY;
-    int bid = 0x7fffffff;
+    int bid = 0x7fffffff, bad = 0;
     for (int j = tid; j < nv; j += 256) {
         float x = row[j];
         if (cap > 0) {
             x = cap * tanhf(x / cap);
             if (!discard) row[j] = x;
         }
+        bad |= !isfinite(x); /* said explicitly: a NaN met while m is -inf would be forgotten */
         if (x > best) { best = x; bid = j; } /* j increases: the first of equal values stays */
         if (x > m) { sum = (m == -INFINITY ? 0.0f : sum * expf(m - x)) + 1.0f; m = x; }
         else sum += expf(x - m);
@@ -57,7 +58,7 @@ __global__ void __launch_bounds__(256) head_reduce_k(float *lg, head_state_d *st
         lse_merge(m, sum, om, os);
     }
     if (lane == 0) { smax[w] = m; ssum[w] = sum; sval[w] = best; sid[w] = bid; }
-    __syncthreads();
+    bad = __syncthreads_or(bad);
     if (discard) /* the row is read: its lines leave L2 without being written back to memory */
         for (int j = tid * 32; j < nv; j += 256 * 32) asm volatile("discard.global.L2 [%0], 128;" ::"l"(row + j) : "memory");
     if (tid == 0) {
@@ -76,6 +77,7 @@ __global__ void __launch_bounds__(256) head_reduce_k(float *lg, head_state_d *st
             s.sum += bs * exp((double)bm - M);
         }
         if (sval[0] > s.amax) { s.amax = sval[0]; s.amax_id = v0 + sid[0]; }
+        if (bad) s.sum = NAN; /* the host then reports the non-finite logits */
         st[r] = s;
     }
 }
