@@ -428,6 +428,7 @@ int main(void) {
     lop_config cfg;
     memset(&cfg, 0, sizeof cfg);
     cfg.hidden = 4096; cfg.inter = 16384; cfg.n_heads = 32; cfg.head_dim = 256;
+    setenv("LOP_CUDA_FUSE", "15", 1); /* every optional path, those off by default too */
     if (lop_backend_cuda_new(&G, 0, &cfg, &E)) {
         printf("test_cuda: skipped: %s\n", E.msg);
         return 0;
