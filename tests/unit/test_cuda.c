@@ -442,6 +442,8 @@ int main(void) {
         t_matmul(ST_F32, 77, 96, 200, 1, gm);
         t_matmul(ST_F16, 5, 256, 129, 1, gm);
         t_matmul(ST_BF16, 1, 1024, 3072, 0, gm);
+        t_matmul(ST_BF16, 512, 640, 1024, 0, gm);
+        t_matmul(ST_F32, 256, 96, 200, 1, gm);
     }
     t_rmsnorm(513, 640, 1);
     t_rmsnorm(1000, 2560, 0);
@@ -465,15 +467,19 @@ int main(void) {
     t_attention_g(128, 4, 2, 40, 0, 1, LOP_GEMM_BF16);
     t_attention_g(256, 8, 4, 0, 0, 1, LOP_GEMM_BF16);
     t_glu_add();
-    t_matmul_add(300, 640, 1024);
-    t_matmul_add(1, 1024, 3072);
-    t_matmul_add(77, 96, 200);
+    /* cuBLASLt runs row counts that are multiples of 256 (others: cublasGemmEx, and matmul_add
+     * declines); both kinds here */
+    t_matmul_add(512, 640, 1024);
+    t_matmul_add(256, 1024, 3072);
+    t_matmul_add(256, 96, 200);
     t_rmsnorm_gemm_in(300, 1024, 512);
+    t_mlp_glu(512, 256, 1024, ACT_SILU);
     t_mlp_glu(300, 256, 1024, ACT_SILU);
     t_mlp_glu(33, 96, 301, ACT_GELU_TANH); /* an element count not a multiple of 8 */
     t_head(200, 64, 40000, 0, 0, LOP_GEMM_F32);
     t_head(70, 48, 33000, 30.0f, 5, LOP_GEMM_F32);
     t_head(300, 128, 20000, 0, 1, LOP_GEMM_BF16);
+    t_head(768, 128, 20000, 0, 1, LOP_GEMM_BF16); /* 512 rows selected: cuBLASLt */
     G->op->destroy(G);
     H->op->destroy(H);
     printf("test_cuda: %s (%d failed)\n", fails ? "FAILED" : "all passed", fails);
