@@ -91,7 +91,7 @@ $(B)/cuda/%.o: libcommon/%.c $(wildcard libcommon/*.h)
 	$(CC) $(CFLAGS) -fPIC -fvisibility=hidden -c $< -o $@
 
 $(B)/liblop_cuda.so: $(CU_OBJ)
-	$(CXX) -shared -o $@ $^ -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublas -lcudart
+	$(CXX) -shared -o $@ $^ -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublasLt -lcublas -lcudart
 
 $(B)/cli/%.o: cmd/common/%.c Makefile
 	@mkdir -p $(dir $@)

@@ -8,7 +8,12 @@
 # lm-eval hellaswag items/s next to the same log-likelihood requests through transformers batched
 # as the harness's HF backend batches them. JSON lines, then a table last.
 # Env: LOP_BENCH_OUT (default bench/out/gpu), LOP_SHARED, LOP_GPU_MODELS (default all three),
-#      LOP_GPU_BATCHES (timed batches per small model, default 16; the 4B runs half).
+#      LOP_GPU_BATCHES (timed batches per small model, default 16; the 4B runs half),
+#      LOP_GPU_GEMMS (default "bf16 f32"),
+#      LOP_GPU_AB: variants of the backend's settings timed on qwen3-0.6b bf16 before the table,
+#      ';'-separated env assignments (LOP_CUDA_FUSE=0;LOP_CUDA_HEAD=8192,512,1;...) next to the
+#      defaults; with LOP_GPU_AB_PICK=1 the fastest LOP_CUDA_HEAD variant (if > 1% ahead) is
+#      exported for the rest of the run.
 set -u
 cd "$(dirname "$0")/.."
 OUT=${LOP_BENCH_OUT:-$PWD/bench/out/gpu}
@@ -16,6 +21,7 @@ SHARED=${LOP_SHARED:-$PWD/../shared}
 TEXT=$SHARED/data/wikitext-2-raw/wiki.test.raw
 NB=${LOP_GPU_BATCHES:-16}
 MODELS=${LOP_GPU_MODELS:-gemma-3-270m qwen3-0.6b qwen3-4b}
+GEMMS=${LOP_GPU_GEMMS:-bf16 f32}
 PY=python3
 mkdir -p "$OUT/models"
 [ -f build/liblop_cuda.so ] || { echo "gpu-forward.sh: build with CUDA first (make CUDA=1)" >&2; exit 1; }
@@ -31,10 +37,35 @@ for name in $MODELS; do
   # where the time goes (ops synchronized one by one: a breakdown, not a rate)
   LOP_CUDA_PROFILE=1 bin/ppl -q -m "$dir" --ctx 512 --batch-tokens 8192 --max-tokens $((4 * 16 * 511)) \
     --device cuda --gemm bf16 "$TEXT" 2>&1 >/dev/null | sed "s/^/  [$name bf16] /"
-  for g in bf16 f32; do
+  if [ "$name" = qwen3-0.6b ] && [ -n "${LOP_GPU_AB:-}" ]; then
+    # the same run under each variant, and the defaults between them (noise shows as their spread)
+    tps() { env "$@" bin/ppl -q -m "$dir" --ctx 512 --batch-tokens 8192 --max-tokens $((nb * 16 * 511)) \
+              --device cuda --gemm bf16 "$TEXT" | tail -1 | $PY -c 'import json,sys; print(round(json.load(sys.stdin)["tokens_per_s"]))'; }
+    base=$(tps LOP_AB=default); base=${base:-0}; bestf=$base; bestf_v=; besth=$base; besth_v=
+    echo "{\"bench\":\"gpu_ab\",\"model\":\"$name\",\"env\":\"default\",\"tokens_per_s\":$base}" | tee -a "$OUT/table.jsonl"
+    IFS=';' read -ra vs <<< "$LOP_GPU_AB"
+    for v in "${vs[@]}"; do
+      t=$(tps $v) || t=0; t=${t:-0}
+      echo "{\"bench\":\"gpu_ab\",\"model\":\"$name\",\"env\":\"$v\",\"tokens_per_s\":$t}" | tee -a "$OUT/table.jsonl"
+      case $v in
+        LOP_CUDA_HEAD=*) [ "$t" -gt $((besth * 101 / 100)) ] && { besth=$t; besth_v=$v; } ;;
+        LOP_CUDA_FUSE=*) [ "$t" -gt $((bestf * 101 / 100)) ] && { bestf=$t; bestf_v=$v; } ;;
+      esac
+    done
+    t=$(tps LOP_AB=default)
+    echo "{\"bench\":\"gpu_ab\",\"model\":\"$name\",\"env\":\"default (again)\",\"tokens_per_s\":${t:-0}}" | tee -a "$OUT/table.jsonl"
+    if [ "${LOP_GPU_AB_PICK:-0}" = 1 ]; then # the fastest fusion mask and head shape, each > 1% ahead
+      for pick in $bestf_v $besth_v; do
+        export "${pick?}"
+        echo "{\"bench\":\"gpu_ab_pick\",\"env\":\"$pick\"}" | tee -a "$OUT/table.jsonl"
+      done
+    fi
+  fi
+  for g in $GEMMS; do
     n=$nb; [ $g = f32 ] && n=$nf
     ntok=$((n * 16 * 511))
-    lop=$(bin/ppl -q -m "$dir" --ctx 512 --batch-tokens 8192 --max-tokens $ntok --device cuda --gemm $g "$TEXT") || lop='{}'
+    lop=$(bin/ppl -q -m "$dir" --ctx 512 --batch-tokens 8192 --max-tokens $ntok --device cuda --gemm $g "$TEXT" | tail -1) || lop='{}'
+    [ -n "$lop" ] || lop='{}'
     hf=$($PY bench/gpu_hf.py ppl "$dir" "$TEXT" --dtype $([ $g = f32 ] && echo fp32 || echo bf16) --batches $n 2>"$OUT/hf-$name-$g.err" | tail -1) || hf='{}'
     [ -n "$hf" ] || hf='{}'
     $PY - "$name" "$g" "$peak" "$lop" "$hf" <<'PY' | tee -a "$OUT/table.jsonl"
@@ -79,6 +110,11 @@ for r in rows:
     print(f"{r['model']:14} {r['gemm']:5} {r['lop_tokens_per_s']:>11,.0f} {r['hf_tokens_per_s'] or 0:>11,.0f} "
           f"{r.get('speedup', 0):>6.2f} {r['lop_tflops']:>8.1f} {r['of_bf16_matmul_peak']:>8.1%} "
           f"{r['lop_gpu_peak_mb'] or 0:>8} {r['hf_peak_gpu_mb'] or 0:>8}")
+for r in rows:
+    if r["bench"] == "gpu_ab":
+        print(f"  A/B {r['model']} bf16 {r['env']:28} {r['tokens_per_s']:>11,}")
+    if r["bench"] == "gpu_ab_pick":
+        print(f"  picked {r['env']}")
 for r in rows:
     if r["bench"] == "gpu_lm_eval":
         print("lm-eval hellaswag (qwen3-0.6b, 400 items): lop", r["lop"], " hf", r["hf"])

@@ -8,8 +8,8 @@
 #   bash .gpu/src/bench/gpu-run.sh [CARRIED_DIR]     # CARRIED_DIR (default .gpu) holds src/ (the
 #        tree), debs/ (as ../shared/device/README.md lists, plus zstd bats bats-assert
 #        bats-support) and shared.tar.zst (models/ and data/ the tests and the bench read)
-# Env: GPU_STAGES (default "build test bench"), OUT (default /tmp/lop-out), and
-#      gpu-forward.sh's LOP_GPU_MODELS / LOP_GPU_BATCHES.
+# Env: GPU_STAGES (default "build test bench"; "acc" adds bench/gpu-bf16-accuracy.sh), OUT
+#      (default /tmp/lop-out), and gpu-forward.sh's LOP_GPU_* settings.
 set -u
 G=$(cd "${1:-.gpu}" && pwd)
 OUT=${OUT:-/tmp/lop-out}
@@ -52,6 +52,11 @@ if has test; then
   stage "tests/cuda.bats"
   timeout 300 bats --print-output-on-failure tests/cuda.bats > "$OUT/cuda_bats.log" 2>&1; echo "rc=$?"
   grep -vE "^\s*$" "$OUT/cuda_bats.log" | head -60
+fi
+if has acc; then
+  stage "bf16 against f32 on the GPU (bench/gpu-bf16-accuracy.sh)"
+  LOP_SHARED=$W/shared timeout 120 bash bench/gpu-bf16-accuracy.sh > "$OUT/acc.log" 2>&1; echo "rc=$?"
+  cat "$OUT/acc.log"
 fi
 if has bench; then
   stage "bench/gpu-forward.sh"

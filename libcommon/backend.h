@@ -37,6 +37,8 @@ typedef struct lop_attn_args {
     int Hq, Hkv, D, window;
     float scale, softcap;
     lop_gemm gemm;           /* bf16: a device may run q.k and p.v on bf16 tensor cores too */
+    int out_gemm_only;       /* 1: only the next matmul reads out (no hook): a device may keep it
+                              * in that GEMM's own form (bf16) and not write the float32 */
 } lop_attn_args;
 
 /* The head over the rows of xn: see model.h's lop_head_req (its out arrays are host memory). */
@@ -95,6 +97,24 @@ typedef struct lop_backend_ops {
     int (*nonfinite_first)(lop_backend *be, int nslots, lop_err *e);
     /* the most backend memory in use so far (device backends; 0 for the cpu), bytes */
     size_t (*mem_peak)(lop_backend *be);
+    /* Optional fusions for a device, where each pass over the activations costs as much as the
+     * arithmetic (NULL, or a return of 1: the core runs the plain ops instead; the cpu has none).
+     * out[N, OC] = x[N, IC] @ W^T + r[N, OC]: a projection whose output only feeds the residual
+     * add (no bias; out and r distinct) */
+    int (*matmul_add)(lop_backend *be, float *out, const float *x, const lop_wref *w,
+                      const float *r, int N, lop_gemm g, lop_err *e);
+    /* the MLP's first half: h[N, FF] = act(x @ Wg^T) * (x @ Wu^T) (no biases). gate and up
+     * [N, FF] are the core's buffers for the two products, workspace here (contents unspecified
+     * after). need_h 0: nothing but the next matmul reads h, which may then exist only in the
+     * backend's own form for that GEMM (a bf16 copy) and not as float32 */
+    int (*mlp_glu)(lop_backend *be, float *h, float *gate, float *up, const float *x,
+                   const lop_wref *wg, const lop_wref *wu, int N, int FF, lop_act act, int need_h,
+                   lop_gemm g, lop_err *e);
+    /* rmsnorm whose output only the next matmuls read (no hook): with g bf16 a device may keep
+     * it in their form only, not as float32 */
+    int (*rmsnorm_gemm_in)(lop_backend *be, float *out, float *rstd, const float *x,
+                           const lop_wref *w, int N, int C, float eps, int gemma, lop_gemm g,
+                           lop_err *e);
 } lop_backend_ops;
 
 struct lop_backend {

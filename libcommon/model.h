@@ -54,7 +54,9 @@ typedef struct lop_layer_w {
 
 /* Shapes: N packed rows, C hidden, Hq/Hkv heads, D head_dim, I intermediate.
  * Without keep_acts, only x_in of every layer (and the final buffers) are per layer; the other
- * pointers of all layers alias one shared scratch (valid only inside hooks of that layer). */
+ * pointers of all layers alias one shared scratch (valid only inside hooks of that layer; on a
+ * device, a layer run without a linear_in hook may leave the GEMMs' inputs and the projections
+ * feeding the residual unwritten: backend.h's optional fusions). */
 typedef struct lop_layer_acts {
     float *x_in;      /* [N, C]     residual entering the layer (hidden state l) */
     float *rstd_attn; /* [N]        1/rms of x_in (input_layernorm) */

@@ -322,6 +322,18 @@ static int mm(lop_model *m, float *out, const float *x, const lop_wref *w, const
     return BE->op->matmul(BE, out, x, w, bias, N, (lop_gemm)p->gemm, e);
 }
 
+/* out = x @ W^T (+ bias) + r, through the backend's fused op where it has one (no bias) */
+static int mm_add(lop_model *m, float *out, float *tmp, const float *x, const lop_wref *w,
+                  const lop_wref *bias, const float *r, int N, int OC, lop_err *e) {
+    engine_priv *p = m->priv;
+    if (BE->op->matmul_add && !(bias && bias->data) && !m->acts.keep) {
+        int rc = BE->op->matmul_add(BE, out, x, w, r, N, (lop_gemm)p->gemm, e);
+        if (rc <= 0) return rc;
+    }
+    if (mm(m, tmp, x, w, bias, N, e)) return -1;
+    return BE->op->add(BE, out, tmp, r, (size_t)N * OC, e);
+}
+
 static int attention_block(lop_model *m, int l, lop_layer_acts *s, lop_batch *b,
                            const lop_fwd_opts *o, lop_err *e) {
     const lop_config *c = &m->cfg;
@@ -330,8 +342,15 @@ static int attention_block(lop_model *m, int l, lop_layer_acts *s, lop_batch *b,
     const lop_hooks *hk = o->hooks;
     int N = b->N, C = c->hidden, D = c->head_dim, Hq = c->n_heads, Hkv = c->n_kv_heads;
     int qd = Hq * D, kd = Hkv * D;
-    OP(rmsnorm(BE, s->xn_attn, s->rstd_attn, s->x_in, &w->vec[LVEC_ATTN_NORM], N, C, (float)c->eps,
-               c->gemma, e));
+    /* without hooks (or a backward) the normed input and the attention output are read by the
+     * next GEMMs only: a device may keep them in those GEMMs' form */
+    int priv = !(hk && hk->linear_in) && !m->acts.keep;
+    if (priv && BE->op->rmsnorm_gemm_in)
+        OP(rmsnorm_gemm_in(BE, s->xn_attn, s->rstd_attn, s->x_in, &w->vec[LVEC_ATTN_NORM], N, C,
+                           (float)c->eps, c->gemma, (lop_gemm)p->gemm, e));
+    else
+        OP(rmsnorm(BE, s->xn_attn, s->rstd_attn, s->x_in, &w->vec[LVEC_ATTN_NORM], N, C, (float)c->eps,
+                   c->gemma, e));
     if (hk && hk->linear_in)
         for (int pj = PROJ_Q; pj <= PROJ_V; pj++)
             if (hook_linear(m, hk, l, pj, s->xn_attn, N, C, b, e)) return -1;
@@ -368,16 +387,18 @@ static int attention_block(lop_model *m, int l, lop_layer_acts *s, lop_batch *b,
         .out = s->att_out, .att = s->att, .att_off = m->acts.att_off, .q = s->q, .k = s->k,
         .v = s->v, .B = b->B, .len = b->len, .off = b->off, .kv = o->kv, .layer = l, .Hq = Hq,
         .Hkv = Hkv, .D = D, .window = sliding ? c->sliding_window : 0,
-        .scale = (float)c->attn_scale, .softcap = (float)c->attn_softcap, .gemm = (lop_gemm)p->gemm};
+        .scale = (float)c->attn_scale, .softcap = (float)c->attn_softcap, .gemm = (lop_gemm)p->gemm,
+        .out_gemm_only = priv};
     OP(attention(BE, &aa, e));
     if (hk && hk->linear_in && hook_linear(m, hk, l, PROJ_O, s->att_out, N, qd, b, e)) return -1;
-    if (mm(m, s->o, s->att_out, &w->proj[PROJ_O], &w->vec[LVEC_O_BIAS], N, e)) return -1;
     if (c->gemma) { /* post-attention norm, into x_mid, then the residual */
+        if (mm(m, s->o, s->att_out, &w->proj[PROJ_O], &w->vec[LVEC_O_BIAS], N, e)) return -1;
         OP(rmsnorm(BE, s->x_mid, s->rstd_post_attn, s->o, &w->vec[LVEC_POST_ATTN_NORM], N, C,
                    (float)c->eps, 1, e));
         OP(add(BE, s->x_mid, s->x_mid, s->x_in, (size_t)N * C, e));
-    } else {
-        OP(add(BE, s->x_mid, s->o, s->x_in, (size_t)N * C, e));
+    } else if (mm_add(m, s->x_mid, s->o, s->att_out, &w->proj[PROJ_O], &w->vec[LVEC_O_BIAS], s->x_in,
+                      N, C, e)) {
+        return -1;
     }
     return 0;
 }
@@ -389,23 +410,39 @@ static int mlp_block(lop_model *m, int l, lop_layer_acts *s, float *x_out, lop_b
     lop_layer_w *w = &m->layers[l];
     const lop_hooks *hk = o->hooks;
     int N = b->N, C = c->hidden, FF = c->inter;
-    OP(rmsnorm(BE, s->xn_mlp, s->rstd_mlp, s->x_mid, &w->vec[LVEC_MLP_NORM], N, C, (float)c->eps,
-               c->gemma, e));
+    if (!(hk && hk->linear_in) && !m->acts.keep && BE->op->rmsnorm_gemm_in)
+        OP(rmsnorm_gemm_in(BE, s->xn_mlp, s->rstd_mlp, s->x_mid, &w->vec[LVEC_MLP_NORM], N, C,
+                           (float)c->eps, c->gemma, (lop_gemm)p->gemm, e));
+    else
+        OP(rmsnorm(BE, s->xn_mlp, s->rstd_mlp, s->x_mid, &w->vec[LVEC_MLP_NORM], N, C, (float)c->eps,
+                   c->gemma, e));
     if (hk && hk->linear_in)
         for (int pj = PROJ_GATE; pj <= PROJ_UP; pj++)
             if (hook_linear(m, hk, l, pj, s->xn_mlp, N, C, b, e)) return -1;
-    if (mm(m, s->gate, s->xn_mlp, &w->proj[PROJ_GATE], &w->vec[LVEC_GATE_BIAS], N, e) ||
-        mm(m, s->up, s->xn_mlp, &w->proj[PROJ_UP], &w->vec[LVEC_UP_BIAS], N, e))
-        return -1;
-    OP(glu(BE, s->h, s->gate, s->up, (size_t)N * FF, c->act, e));
+    int fused = 0;
+    if (BE->op->mlp_glu && !m->acts.keep && !w->vec[LVEC_GATE_BIAS].data && !w->vec[LVEC_UP_BIAS].data) {
+        /* a device may keep gate/up (and h, when no hook reads it) in its GEMMs' own form */
+        int r = BE->op->mlp_glu(BE, s->h, s->gate, s->up, s->xn_mlp, &w->proj[PROJ_GATE],
+                                &w->proj[PROJ_UP], N, FF, c->act, hk && hk->linear_in,
+                                (lop_gemm)p->gemm, e);
+        if (r < 0) return -1;
+        fused = r == 0;
+    }
+    if (!fused) {
+        if (mm(m, s->gate, s->xn_mlp, &w->proj[PROJ_GATE], &w->vec[LVEC_GATE_BIAS], N, e) ||
+            mm(m, s->up, s->xn_mlp, &w->proj[PROJ_UP], &w->vec[LVEC_UP_BIAS], N, e))
+            return -1;
+        OP(glu(BE, s->h, s->gate, s->up, (size_t)N * FF, c->act, e));
+    }
     if (hk && hk->linear_in && hook_linear(m, hk, l, PROJ_DOWN, s->h, N, FF, b, e)) return -1;
-    if (mm(m, s->mlp_out, s->h, &w->proj[PROJ_DOWN], &w->vec[LVEC_DOWN_BIAS], N, e)) return -1;
     if (c->gemma) {
+        if (mm(m, s->mlp_out, s->h, &w->proj[PROJ_DOWN], &w->vec[LVEC_DOWN_BIAS], N, e)) return -1;
         OP(rmsnorm(BE, x_out, s->rstd_post_mlp, s->mlp_out, &w->vec[LVEC_POST_MLP_NORM], N, C,
                    (float)c->eps, 1, e));
         OP(add(BE, x_out, x_out, s->x_mid, (size_t)N * C, e));
-    } else {
-        OP(add(BE, x_out, s->mlp_out, s->x_mid, (size_t)N * C, e));
+    } else if (mm_add(m, x_out, s->mlp_out, s->h, &w->proj[PROJ_DOWN], &w->vec[LVEC_DOWN_BIAS],
+                      s->x_mid, N, C, e)) {
+        return -1;
     }
     return 0;
 }

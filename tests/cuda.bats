@@ -69,10 +69,10 @@ EOF
   T=$(scratch)
   for m in stories260K qwen3-tiny; do
     lm-eval -q -m "$MODELS/$m" --data-dir "$SHARED/data/eval" --tasks hellaswag,arc_easy --limit 20 \
-      --log-samples "$T/cpu.jsonl" > /dev/null
+      --log-samples "$T/$m-cpu.jsonl" > /dev/null
     lm-eval -q -m "$MODELS/$m" --data-dir "$SHARED/data/eval" --tasks hellaswag,arc_easy --limit 20 \
-      --log-samples "$T/gpu.jsonl" --device cuda > /dev/null
-    python3 - "$T/cpu.jsonl" "$T/gpu.jsonl" <<'EOF'
+      --log-samples "$T/$m-gpu.jsonl" --device cuda > /dev/null
+    python3 - "$T/$m-cpu.jsonl" "$T/$m-gpu.jsonl" <<'EOF'
 import json, sys
 a = [json.loads(l) for l in open(sys.argv[1])]
 b = [json.loads(l) for l in open(sys.argv[2])]
@@ -145,4 +145,30 @@ for x, y in zip(a, b):
     assert abs(x["similarity"] - y["similarity"]) < 1e-4, (x, y)
 print(len(a), "attempts equal")
 EOF
+}
+
+@test "cuda: NaN weights are an error naming the layer (f32 and bf16), or the lm_head, as on the cpu" {
+  need_shared; need_gpu
+  T=$(scratch)
+  M=$MODELS/stories260K
+  python3 "$BATS_TEST_DIRNAME/safety/poison.py" "$M" "$T/nan" nan model.layers.3.mlp.down_proj.weight
+  python3 "$BATS_TEST_DIRNAME/safety/poison.py" "$MODELS/gemma3-tiny" "$T/gnan" nan model.layers.1.self_attn.o_proj.weight
+  python3 "$BATS_TEST_DIRNAME/safety/poison.py" "$M" "$T/hnan" nan model.embed_tokens.weight
+  head -c 20000 "$SHARED/data/stories/train.txt" > "$T/d.txt"
+  echo '{"query":"Once upon a","choices":[" time"," dog"],"gold":0}' > "$T/task.jsonl"
+  one() { # PATTERN CMD...: exit 1 and one line holding PATTERN
+    local pat=$1; shift
+    run "$@"
+    [ "$status" -eq 1 ] || { echo "exit $status (want 1): $*"; echo "$output"; return 1; }
+    [ "${#lines[@]}" -eq 1 ] || { echo "want one line: $*"; echo "$output"; return 1; }
+    [[ "$output" == *"$pat"* ]] || { echo "want '$pat': $output"; return 1; }
+  }
+  for g in f32 bf16; do
+    one "first appear in layer 3" ppl -q -m "$T/nan" --ctx 64 --device cuda --gemm $g "$T/d.txt"
+    one "first appear in layer 1" ppl -q -m "$T/gnan" --ctx 64 --device cuda --gemm $g "$T/d.txt"
+    one "the lm_head (model.embed_tokens.weight) is not" ppl -q -m "$T/hnan" --ctx 64 --device cuda --gemm $g "$T/d.txt"
+  done
+  one "first appear in layer 3" lm-eval -q -m "$T/nan" --task-file "$T/task.jsonl" --device cuda
+  one "first appear in layer 3" lm-gen -q -m "$T/nan" -p "Once" -n 3 --device cuda
+  one "first appear in layer 3" layer-score -q -m "$T/nan" --data "$T/d.txt" --samples 2 --ctx 32 --device cuda
 }

@@ -185,12 +185,12 @@ __global__ void __launch_bounds__(128) attn_mma_k(float *__restrict__ out, const
         int row = warp * 16 + g + 8 * rs;
         if (row >= nq) continue;
         float inv = 1.0f / l_i[rs];
-        float *orow = out + (size_t)(sq.qoff + tl.t0 + row) * ldq + h * D;
+        float *orow = out ? out + (size_t)(sq.qoff + tl.t0 + row) * ldq + h * D : NULL;
         __nv_bfloat16 *brow = ob ? ob + (size_t)(sq.qoff + tl.t0 + row) * ldq + h * D : NULL;
 #pragma unroll
         for (int j = 0; j < D / 8; j++) {
             float2 y = make_float2(o[j][2 * rs] * inv, o[j][2 * rs + 1] * inv);
-            *(float2 *)(orow + j * 8 + 2 * c) = y;
+            if (orow) *(float2 *)(orow + j * 8 + 2 * c) = y;
             if (brow) *(uint32_t *)(brow + j * 8 + 2 * c) = pack_bf16(y.x, y.y);
         }
     }

@@ -76,7 +76,7 @@ __global__ void rmsnorm_k(float *out, float *rstd, const float *x, const float *
     int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x & 31;
     if (row >= N) return;
     const float *xr = x + (size_t)row * C;
-    float *o = out + (size_t)row * C;
+    float *o = out ? out + (size_t)row * C : NULL;
     double ss = 0;
     for (int i = lane; i < C; i += 32) ss += (double)xr[i] * xr[i];
     for (int off = 16; off; off >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, off);
@@ -85,7 +85,7 @@ __global__ void rmsnorm_k(float *out, float *rstd, const float *x, const float *
     __nv_bfloat16 *obr = ob ? ob + (size_t)row * C : NULL;
     for (int i = lane; i < C; i += 32) {
         float y = __fmul_rn(__fmul_rn(xr[i], r), gemma ? __fadd_rn(1.0f, w[i]) : w[i]);
-        o[i] = y;
+        if (out) o[i] = y;
         if (obr) obr[i] = __float2bfloat16_rn(y);
     }
 }
@@ -178,20 +178,66 @@ cudaError_t k_rope_apply(float *x, const float *cs, int N, int H, int D, cudaStr
     return cudaGetLastError();
 }
 
+/* SiLU (act 0) or GELU tanh (act 1) of x, as nn_glu.c */
+__device__ __forceinline__ float act_f(float x, int act) {
+    if (act == 1) {
+        const float k = 0.7978845608028654f;
+        return 0.5f * x * (1.0f + tanhf(k * (x + 0.044715f * x * x * x)));
+    }
+    return x / (1.0f + expf(-x));
+}
+
 __global__ void glu_k(float *h, const float *gate, const float *up, size_t n, int act, __nv_bfloat16 *hb) {
     GRID_STRIDE(i, n) {
-        float x = gate[i];
-        float a;
-        if (act == 1) {
-            const float k = 0.7978845608028654f;
-            a = 0.5f * x * (1.0f + tanhf(k * (x + 0.044715f * x * x * x)));
-        } else {
-            a = x / (1.0f + expf(-x));
-        }
-        float y = a * up[i];
+        float y = act_f(gate[i], act) * up[i];
         h[i] = y;
         if (hb) hb[i] = __float2bfloat16_rn(y);
     }
+}
+
+/* the same from bf16 gate/up (the GEMMs' bf16 outputs), 8 elements per thread: h (may be NULL)
+ * and its bf16 copy */
+__global__ void glu_bf16_x8_k(float *h, const uint4 *gate, const uint4 *up, size_t n8, int act,
+                              uint4 *hb) {
+    GRID_STRIDE(i, n8) {
+        uint4 g = gate[i], u = up[i], o;
+        const __nv_bfloat162 *g2 = (const __nv_bfloat162 *)&g, *u2 = (const __nv_bfloat162 *)&u;
+        __nv_bfloat162 *o2 = (__nv_bfloat162 *)&o;
+        float y[8];
+#pragma unroll
+        for (int j = 0; j < 4; j++) {
+            float2 gf = __bfloat1622float2(g2[j]), uf = __bfloat1622float2(u2[j]);
+            y[2 * j] = act_f(gf.x, act) * uf.x;
+            y[2 * j + 1] = act_f(gf.y, act) * uf.y;
+            o2[j] = __floats2bfloat162_rn(y[2 * j], y[2 * j + 1]);
+        }
+        hb[i] = o;
+        if (h) {
+            ((float4 *)h)[2 * i] = make_float4(y[0], y[1], y[2], y[3]);
+            ((float4 *)h)[2 * i + 1] = make_float4(y[4], y[5], y[6], y[7]);
+        }
+    }
+}
+
+__global__ void glu_bf16_k(float *h, const __nv_bfloat16 *gate, const __nv_bfloat16 *up, size_t n,
+                           int act, __nv_bfloat16 *hb) {
+    GRID_STRIDE(i, n) {
+        float y = act_f(__bfloat162float(gate[i]), act) * __bfloat162float(up[i]);
+        if (h) h[i] = y;
+        hb[i] = __float2bfloat16_rn(y);
+    }
+}
+
+cudaError_t k_glu_bf16(float *h, const __nv_bfloat16 *gate, const __nv_bfloat16 *up, size_t n,
+                       int act, __nv_bfloat16 *h_bf16, cudaStream_t s) {
+    if (!n) return cudaSuccess;
+    uintptr_t al = (uintptr_t)gate | (uintptr_t)up | (uintptr_t)h_bf16 | (uintptr_t)h;
+    if (n % 8 == 0 && (al & 15) == 0)
+        glu_bf16_x8_k<<<grid_for(n / 8, 256), 256, 0, s>>>(h, (const uint4 *)gate, (const uint4 *)up,
+                                                           n / 8, act, (uint4 *)h_bf16);
+    else
+        glu_bf16_k<<<grid_for(n, 256), 256, 0, s>>>(h, gate, up, n, act, h_bf16);
+    return cudaGetLastError();
 }
 
 cudaError_t k_glu(float *h, const float *gate, const float *up, size_t n, int act,

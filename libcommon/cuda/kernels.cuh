@@ -19,7 +19,7 @@ cudaError_t k_embed(float *out, const int32_t *ids, const void *table, int dt, i
                     float scale, cudaStream_t s);
 /* out[N, C] = x * rstd * w (gemma: * (1 + w)); rstd[N] (may be NULL) = 1/sqrt(mean x^2 + eps),
  * the mean of squares in double as the CPU kernel; out_bf16 (or NULL): the same rounded to bf16
- * (the next bf16 GEMM's input, written in the same pass) */
+ * (the next bf16 GEMM's input, written in the same pass); out NULL: the bf16 copy only */
 cudaError_t k_rmsnorm(float *out, float *rstd, const float *x, const float *w, int N, int C,
                       float eps, int gemma, __nv_bfloat16 *out_bf16, cudaStream_t s);
 /* qk-norm then RoPE in one pass: out[N, H*D] = rope(rmsnorm of each head of x), the float ops of
@@ -34,6 +34,9 @@ cudaError_t k_rope_apply(float *x, const float *cs, int N, int H, int D, cudaStr
 /* h[n] = act(gate[n]) * up[n]; act 0 SiLU, 1 GELU (tanh); h_bf16 (or NULL): h rounded to bf16 */
 cudaError_t k_glu(float *h, const float *gate, const float *up, size_t n, int act,
                   __nv_bfloat16 *h_bf16, cudaStream_t s);
+/* the same from bf16 gate/up: h (float32, may be NULL) and h_bf16 (required) */
+cudaError_t k_glu_bf16(float *h, const __nv_bfloat16 *gate, const __nv_bfloat16 *up, size_t n,
+                       int act, __nv_bfloat16 *h_bf16, cudaStream_t s);
 /* out[n] = a[n] + b[n] */
 cudaError_t k_add(float *out, const float *a, const float *b, size_t n, cudaStream_t s);
 /* flag[0] = 1 if any of x[n] is NaN or Inf (flag left alone otherwise) */
@@ -66,7 +69,8 @@ cudaError_t k_attention(float *out, const float *q, const float *k, const float 
                         int Hkv, int D, float scale, int window, float softcap, cudaStream_t s);
 
 /* The same on tensor cores (attention_mma.cu), for --gemm bf16: q, k, v rounded to bf16, scores,
- * softmax and output accumulation in float32. D in {64, 128, 256} (k_attention_bf16_supports). */
+ * softmax and output accumulation in float32. D in {64, 128, 256} (k_attention_bf16_supports).
+ * out_bf16 (or NULL): out rounded to bf16; out NULL: that copy only. */
 int k_attention_bf16_supports(int D);
 cudaError_t k_attention_bf16(float *out, const float *q, const float *k, const float *v,
                              const attn_seq_d *seqs, const attn_tile_d *tiles, int ntiles, int Hq,
@@ -84,7 +88,8 @@ typedef struct head_state_d {
 } head_state_d;
 cudaError_t k_head_init(head_state_d *st, int R, cudaStream_t s);
 /* logits lg[R, nv] of vocab ids v0..: softcap in place (cap > 0), then fold into st[r];
- * target[r] (-1: none) */
+ * target[r] (-1: none). discard: nothing reads the chunk afterwards, so its L2 lines are dropped
+ * without a write-back (a chunk small enough to stay in L2 then never reaches memory) */
 cudaError_t k_head_reduce(float *lg, head_state_d *st, const int32_t *target, int R, int nv,
-                          int v0, float cap, cudaStream_t s);
+                          int v0, float cap, int discard, cudaStream_t s);
 #endif

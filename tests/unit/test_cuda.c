@@ -1,7 +1,7 @@
 /* test_cuda.c — every CUDA backend op against the CPU backend's on fresh random data (backend.h):
  * embedding, matmul (f32 and bf16 GEMMs, each weight dtype, bias), RMSNorm (plain and Gemma),
  * RoPE, attention (GQA, causal, sliding window, softcap, head dims 8..256, a kv cache), GLU,
- * add, and the head (logsumexp, target log-prob, argmax, top-k, full logits, softcap, several
+ * add, the optional fusions (matmul + residual, gate/up + GLU, a norm kept in bf16 for its GEMMs), and the head (logsumexp, target log-prob, argmax, top-k, full logits, softcap, several
  * vocabulary chunks). Outputs are poisoned with NaN first, so an element never written fails.
  * Bounds: float32 ops 2e-5 relative (rounding order), bf16 GEMMs 1e-2.
  * Without CUDA in the build, or without a GPU, it says so and passes (make test-cuda on a GPU). */
@@ -261,6 +261,106 @@ static void t_glu_add(void) {
     G->op->release(G, dg); G->op->release(G, du); G->op->release(G, dh);
 }
 
+/* the fused projection + residual against the cpu's matmul then add (bf16; f32 is declined) */
+static void t_matmul_add(int N, int IC, int OC) {
+    if (!G->op->matmul_add) return;
+    void *raw;
+    lop_wref w = wmat(ST_BF16, OC, IC, 0.1f, &raw);
+    float *x = malloc(sizeof(float) * N * IC), *r = malloc(sizeof(float) * N * OC),
+          *ref = malloc(sizeof(float) * N * OC);
+    fill(x, (size_t)N * IC, 1);
+    fill(r, (size_t)N * OC, 0.5f);
+    float *dx = dev_of(x, sizeof(float) * N * IC), *dr = dev_of(r, sizeof(float) * N * OC),
+          *dout = dev_nan((size_t)N * OC);
+    CK(H->op->matmul(H, ref, x, &w, NULL, N, LOP_GEMM_F32, &E));
+    CK(H->op->add(H, ref, ref, r, (size_t)N * OC, &E));
+    int rc = G->op->matmul_add(G, dout, dx, &w, dr, N, LOP_GEMM_BF16, &E);
+    char what[128];
+    snprintf(what, sizeof what, "matmul + residual (cuBLASLt) bf16 [%d x %d] N=%d", OC, IC, N);
+    if (rc) { printf("FAIL %s: returned %d (%s)\n", what, rc, rc < 0 ? E.msg : "declined"); fails++; }
+    else {
+        float *got = host_of(dout, (size_t)N * OC);
+        cmp(what, got, ref, (size_t)N * OC, 1e-2);
+        free(got);
+    }
+    int f = G->op->matmul_add(G, dout, dx, &w, dr, N, LOP_GEMM_F32, &E);
+    printf("%-4s   --gemm f32 declined (the plain ops keep its numbers): %d\n", f == 1 ? "ok" : "FAIL", f);
+    fails += f != 1;
+    free(x); free(r); free(ref); free(raw);
+    G->op->release(G, dx); G->op->release(G, dr); G->op->release(G, dout);
+}
+
+/* gate/up GEMMs + GLU fused (bf16) against the cpu's two matmuls and glu; then, with need_h 0,
+ * the down projection through the bf16-only copy of h */
+static void t_mlp_glu(int N, int C, int FF, lop_act act) {
+    if (!G->op->mlp_glu) return;
+    void *rg, *ru, *rd;
+    lop_wref wg = wmat(ST_BF16, FF, C, 0.1f, &rg), wu = wmat(ST_BF16, FF, C, 0.1f, &ru),
+             wd = wmat(ST_F32, C, FF, 0.05f, &rd);
+    size_t nf = (size_t)N * FF;
+    float *x = malloc(sizeof(float) * N * C), *g = malloc(nf * 4), *u = malloc(nf * 4), *h = malloc(nf * 4),
+          *y = malloc(sizeof(float) * N * C);
+    fill(x, (size_t)N * C, 1);
+    CK(H->op->matmul(H, g, x, &wg, NULL, N, LOP_GEMM_F32, &E));
+    CK(H->op->matmul(H, u, x, &wu, NULL, N, LOP_GEMM_F32, &E));
+    CK(H->op->glu(H, h, g, u, nf, act, &E));
+    CK(H->op->matmul(H, y, h, &wd, NULL, N, LOP_GEMM_F32, &E));
+    float *dx = dev_of(x, sizeof(float) * N * C), *dg = dev_nan(nf), *du = dev_nan(nf), *dh = dev_nan(nf),
+          *dy = dev_nan((size_t)N * C);
+    char what[128];
+    snprintf(what, sizeof what, "gate,up GEMMs + %s (bf16) N=%d C=%d FF=%d", act ? "GELU" : "SiLU", N, C, FF);
+    int rc = G->op->mlp_glu(G, dh, dg, du, dx, &wg, &wu, N, FF, act, 1, LOP_GEMM_BF16, &E);
+    if (rc) { printf("FAIL %s: returned %d (%s)\n", what, rc, rc < 0 ? E.msg : "declined"); fails++; }
+    else {
+        float *got = host_of(dh, nf);
+        cmp(what, got, h, nf, 1e-2);
+        free(got);
+    }
+    /* need_h 0: h exists only as the down GEMM's bf16 input (its float32 stays NaN) */
+    G->op->release(G, dh);
+    dh = dev_nan(nf);
+    rc = G->op->mlp_glu(G, dh, dg, du, dx, &wg, &wu, N, FF, act, 0, LOP_GEMM_BF16, &E);
+    if (!rc) rc = G->op->matmul(G, dy, dh, &wd, NULL, N, LOP_GEMM_BF16, &E);
+    if (rc) { printf("FAIL mlp_glu need_h 0 + down: %d (%s)\n", rc, E.msg); fails++; }
+    else {
+        float *got = host_of(dy, (size_t)N * C);
+        cmp("  then the down GEMM on h's bf16-only copy", got, y, (size_t)N * C, 1e-2);
+        free(got);
+    }
+    int f = G->op->mlp_glu(G, dh, dg, du, dx, &wg, &wu, N, FF, act, 1, LOP_GEMM_F32, &E);
+    printf("%-4s   --gemm f32 declined: %d\n", f == 1 ? "ok" : "FAIL", f);
+    fails += f != 1;
+    free(x); free(g); free(u); free(h); free(y); free(rg); free(ru); free(rd);
+    G->op->release(G, dx); G->op->release(G, dg); G->op->release(G, du); G->op->release(G, dh);
+    G->op->release(G, dy);
+}
+
+/* a norm feeding bf16 GEMMs only (its float32 never written), then the GEMM, against the cpu's
+ * rmsnorm then matmul */
+static void t_rmsnorm_gemm_in(int N, int C, int OC) {
+    if (!G->op->rmsnorm_gemm_in) return;
+    void *rn, *rw;
+    lop_wref wn = wmat(ST_BF16, 1, C, 1, &rn), w = wmat(ST_BF16, OC, C, 0.1f, &rw);
+    float *x = malloc(sizeof(float) * N * C), *xn = malloc(sizeof(float) * N * C),
+          *ref = malloc(sizeof(float) * N * OC);
+    fill(x, (size_t)N * C, 3);
+    CK(H->op->rmsnorm(H, xn, NULL, x, &wn, N, C, 1e-6f, 0, &E));
+    CK(H->op->matmul(H, ref, xn, &w, NULL, N, LOP_GEMM_F32, &E));
+    float *dx = dev_of(x, sizeof(float) * N * C), *dxn = dev_nan((size_t)N * C), *dout = dev_nan((size_t)N * OC);
+    CK(G->op->rmsnorm_gemm_in(G, dxn, NULL, dx, &wn, N, C, 1e-6f, 0, LOP_GEMM_BF16, &E));
+    CK(G->op->matmul(G, dout, dxn, &w, NULL, N, LOP_GEMM_BF16, &E));
+    float *got = host_of(dout, (size_t)N * OC);
+    char what[96];
+    snprintf(what, sizeof what, "rmsnorm (bf16 copy only) then bf16 GEMM N=%d C=%d", N, C);
+    cmp(what, got, ref, (size_t)N * OC, 1e-2);
+    /* in f32 it is the plain rmsnorm (its float32 written, exact) */
+    CK(G->op->rmsnorm_gemm_in(G, dxn, NULL, dx, &wn, N, C, 1e-6f, 0, LOP_GEMM_F32, &E));
+    float *gxn = host_of(dxn, (size_t)N * C);
+    cmp("  --gemm f32: the float32 norm", gxn, xn, (size_t)N * C, 1e-6);
+    free(got); free(gxn); free(x); free(xn); free(ref); free(rn); free(rw);
+    G->op->release(G, dx); G->op->release(G, dxn); G->op->release(G, dout);
+}
+
 static void t_head(int N, int C, int V, float cap, int topk, lop_gemm g) {
     void *raw;
     lop_wref w = wmat(ST_BF16, V, C, 0.2f, &raw);
@@ -328,6 +428,7 @@ int main(void) {
     lop_config cfg;
     memset(&cfg, 0, sizeof cfg);
     cfg.hidden = 4096; cfg.inter = 16384; cfg.n_heads = 32; cfg.head_dim = 256;
+    setenv("LOP_CUDA_FUSE", "15", 1); /* every optional path, those off by default too */
     if (lop_backend_cuda_new(&G, 0, &cfg, &E)) {
         printf("test_cuda: skipped: %s\n", E.msg);
         return 0;
@@ -341,6 +442,8 @@ int main(void) {
         t_matmul(ST_F32, 77, 96, 200, 1, gm);
         t_matmul(ST_F16, 5, 256, 129, 1, gm);
         t_matmul(ST_BF16, 1, 1024, 3072, 0, gm);
+        t_matmul(ST_BF16, 512, 640, 1024, 0, gm);
+        t_matmul(ST_F32, 256, 96, 200, 1, gm);
     }
     t_rmsnorm(513, 640, 1);
     t_rmsnorm(1000, 2560, 0);
@@ -364,9 +467,19 @@ int main(void) {
     t_attention_g(128, 4, 2, 40, 0, 1, LOP_GEMM_BF16);
     t_attention_g(256, 8, 4, 0, 0, 1, LOP_GEMM_BF16);
     t_glu_add();
+    /* cuBLASLt runs row counts that are multiples of 256 (others: cublasGemmEx, and matmul_add
+     * declines); both kinds here */
+    t_matmul_add(512, 640, 1024);
+    t_matmul_add(256, 1024, 3072);
+    t_matmul_add(256, 96, 200);
+    t_rmsnorm_gemm_in(300, 1024, 512);
+    t_mlp_glu(512, 256, 1024, ACT_SILU);
+    t_mlp_glu(300, 256, 1024, ACT_SILU);
+    t_mlp_glu(33, 96, 301, ACT_GELU_TANH); /* an element count not a multiple of 8 */
     t_head(200, 64, 40000, 0, 0, LOP_GEMM_F32);
     t_head(70, 48, 33000, 30.0f, 5, LOP_GEMM_F32);
     t_head(300, 128, 20000, 0, 1, LOP_GEMM_BF16);
+    t_head(768, 128, 20000, 0, 1, LOP_GEMM_BF16); /* 512 rows selected: cuBLASLt */
     G->op->destroy(G);
     H->op->destroy(H);
     printf("test_cuda: %s (%d failed)\n", fails ? "FAILED" : "all passed", fails);
