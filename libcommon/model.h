@@ -274,6 +274,9 @@ int lop_forward(lop_model *m, lop_batch *b, const lop_fwd_opts *o, lop_head_req 
  * output is written again (the same values). */
 int lop_forward_layer(lop_model *m, lop_batch *b, int l, const lop_fwd_opts *o, lop_err *e);
 
+/* Give back the activation arena (laid out again by the next lop_forward). */
+void lop_model_release_acts(lop_model *m);
+
 /* The backend the model runs on (backend.h), for a backward that runs beside the forward. */
 struct lop_backend *lop_model_backend(const lop_model *m);
 

@@ -534,6 +534,13 @@ int lop_forward_layer(lop_model *m, lop_batch *b, int l, const lop_fwd_opts *opt
     return attention_block(m, l, s, b, o, e) || mlp_block(m, l, s, x_out, b, o, e) ? -1 : 0;
 }
 
+void lop_model_release_acts(lop_model *m) {
+    engine_priv *p = m->priv;
+    if (p->arena) p->be->op->release(p->be, p->arena);
+    p->arena = NULL;
+    p->arena_cap = 0;
+}
+
 struct lop_backend *lop_model_backend(const lop_model *m) {
     const engine_priv *p = m->priv;
     return p->be;
