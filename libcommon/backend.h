@@ -17,6 +17,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "model.h"
+#include "optim.h"
 
 typedef struct lop_backend lop_backend;
 
@@ -47,6 +48,36 @@ typedef struct lop_head_args {
     float softcap;           /* final_logit_softcapping, 0: none */
     lop_gemm gemm;
 } lop_head_args;
+
+/* ---- training (backward + optimizer) ---- */
+
+/* LoRA dropout: element i (flat index into the [N, IC] input) of the adapter with stream `key`
+ * (layer * PROJ_N + proj + 1) is kept iff this returns 1; kept elements are scaled by 1/(1-p).
+ * A counter-based hash, so the backward, a recomputed forward, a resumed run and every backend
+ * see the same mask without storing it. */
+static inline int lop_dropout_keep(uint64_t seed, uint64_t key, size_t i, double p) {
+    uint64_t z = seed ^ (key * 0x9e3779b97f4a7c15ull) ^ ((uint64_t)i * 0xd1b54a32d192ed03ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    z ^= z >> 31;
+    return (z >> 11) * (1.0 / 9007199254740992.0) >= p;
+}
+
+/* Attention backward over a packed batch without a cache (training): sequence b is rows
+ * off[b] .. off[b]+len[b]-1; att holds the probabilities the forward kept (lop_attn_args.att,
+ * [Hq, T_b, T_b] at att + att_off[b], masked entries 0). Gradients w.r.t. the post-norm,
+ * post-rope q and k and v, accumulated (+=). Scratch is the backend's own. */
+typedef struct lop_attn_bwd_args {
+    float *dq, *dk, *dv;     /* [N, Hq*D], [N, Hkv*D], [N, Hkv*D] (+=; NULL: not wanted) */
+    const float *dout;       /* [N, Hq*D] dL/d(attention output) */
+    const float *att;        /* kept probabilities */
+    const int64_t *att_off;  /* host [B] */
+    const float *q, *k, *v;  /* [N, Hq*D], [N, Hkv*D], [N, Hkv*D] as the forward used them */
+    int B;
+    const int *len, *off;    /* host [B], [B+1] */
+    int Hq, Hkv, D, window;
+    float scale, softcap;
+} lop_attn_bwd_args;
 
 typedef struct lop_backend_ops {
     void (*destroy)(lop_backend *be);
@@ -95,6 +126,79 @@ typedef struct lop_backend_ops {
     int (*nonfinite_first)(lop_backend *be, int nslots, lop_err *e);
     /* the most backend memory in use so far (device backends; 0 for the cpu), bytes */
     size_t (*mem_peak)(lop_backend *be);
+
+    /* ---- training: LoRA in the forward, every backward, the optimizer (NULL in a backend
+     * that cannot train). Gradients, AdamW states, LoRA matrices and trainable weights are
+     * float32 backend memory (alloc); a trainable weight reaches the ops as a lop_wref with
+     * bemem = 1 (frozen ones stay in their stored dtype). Every backward ACCUMULATES (+=) into
+     * its gradient outputs (the core zeroes them); a NULL gradient is not computed. ---- */
+
+    /* p[0 .. n bytes) = 0 */
+    int (*zero)(lop_backend *be, void *p, size_t n, lop_err *e);
+    /* LoRA beside a matmul (after it): xa[N, r] = drop(x)[N, IC] @ A[r, IC]^T (kept for the
+     * backward), out[N, OC] += scale * xa @ B[OC, r]^T. drop(x) = x when dropout <= 0, else
+     * x[i] / (1 - dropout) where lop_dropout_keep(seed, key, i, dropout), 0 elsewhere, written
+     * into tmp [N, IC] (unused without dropout). */
+    int (*lora_forward)(lop_backend *be, float *out, float *xa, float *tmp, const float *x,
+                        const float *A, const float *B, int N, int IC, int OC, int r, float scale,
+                        float dropout, uint64_t seed, uint64_t key, lop_gemm g, lop_err *e);
+    /* matmul backward (forward: matmul): din[N, IC] += dout[N, OC] @ W; dw[OC, IC] += dout^T @ x;
+     * dbias[OC] += column sums of dout. W = w [OC = w->rows, IC = w->cols] in its stored dtype
+     * (frozen) or float32 (bemem: trainable, then dw is its gradient). */
+    int (*matmul_backward)(lop_backend *be, float *din, float *dw, float *dbias, const float *dout,
+                           const float *x, const lop_wref *w, int N, lop_gemm g, lop_err *e);
+    /* LoRA backward (x, xa as in lora_forward): dxa[N, r] = scale * dout[N, OC] @ B (scratch,
+     * overwritten); dB[OC, r] += scale * dout^T @ xa; dA[r, IC] += dxa^T @ drop(x);
+     * din[N, IC] += drop'(dxa @ A) (the same mask and 1/(1-p)); tmp [N, IC] scratch. */
+    int (*lora_backward)(lop_backend *be, float *din, float *dA, float *dB, float *dxa, float *tmp,
+                         const float *dout, const float *x, const float *xa, const float *A,
+                         const float *B, int N, int IC, int OC, int r, float scale, float dropout,
+                         uint64_t seed, uint64_t key, lop_gemm g, lop_err *e);
+    /* rmsnorm backward (forward: rmsnorm with rstd[N] kept): dx[N, C] += dL/dx, dw[C] += dL/dw
+     * given dout[N, C] and the forward's input x[N, C]; gemma: the weight acts as 1 + w. The q/k
+     * norms are N*heads rows of C = head_dim. */
+    int (*rmsnorm_backward)(lop_backend *be, float *dx, float *dw, const float *dout,
+                            const float *x, const float *rstd, const lop_wref *w, int N, int C,
+                            int gemma, lop_err *e);
+    /* rope backward: dx[N, H*D] (dL/d rotated) rotated back in place by the table cs[N, D]
+     * (rope_table's; the rotation is orthogonal, so its transpose is the inverse) */
+    int (*rope_backward)(lop_backend *be, float *dx, const float *cs, int N, int H, int D,
+                         lop_err *e);
+    int (*attention_backward)(lop_backend *be, const lop_attn_bwd_args *a, lop_err *e);
+    /* GLU backward (forward: glu, h = act(gate) * up): dgate[n] += dh * act'(gate) * up,
+     * dup[n] += dh * act(gate) */
+    int (*glu_backward)(lop_backend *be, float *dgate, float *dup, const float *dh,
+                        const float *gate, const float *up, size_t n, lop_act act, lop_err *e);
+    /* embedding backward: dtable[ids[n], :] += dout[n, :] * scale; ids host [N]; dtable [V, C];
+     * repeated ids add in row order (deterministic) */
+    int (*embed_backward)(lop_backend *be, float *dtable, const float *dout, const int32_t *ids,
+                          int N, int C, float scale, lop_err *e);
+    /* training head over a chunk of n rows: logits[n, V] = xn[n, C] @ W[V, C]^T, then
+     * softcap > 0: logits = softcap * tanh(logits / softcap), copied into capped[n, V] for the
+     * backward (capped unused without softcap). W = w (V = w->rows, C = w->cols). */
+    int (*head_logits)(lop_backend *be, float *logits, float *capped, const float *xn, int n,
+                       const lop_wref *w, float softcap, lop_gemm g, lop_err *e);
+    /* its backward: dlogits[n, V] (the loss's dL/dlogits of the capped logits) is taken through
+     * the softcap in place (capped: head_logits's), then dxn[n, C] += dlogits @ W and
+     * dw[V, C] += dlogits^T @ xn (dw NULL: frozen or tied-and-frozen head) */
+    int (*head_backward)(lop_backend *be, float *dxn, float *dw, float *dlogits,
+                         const float *capped, const float *xn, int n, const lop_wref *w,
+                         float softcap, lop_gemm g, lop_err *e);
+    /* masked cross-entropy over logits[n, V] (grad.h: tr_xent_loss): rows with targets[r] in
+     * [0, V) (host [n]) score logsumexp - logit[target]; logits are overwritten with
+     * gscale * dL/dlogits (rows without a target: 0); *loss_sum (host) = the rows' sum, added
+     * in row order, *scored (host) = their count */
+    int (*xent)(lop_backend *be, float *logits, const int32_t *targets, int n, int V, float gscale,
+                double *loss_sum, int64_t *scored, lop_err *e);
+    /* *out (host) = sum of g[i]^2 for i < n, in double (fixed blocks of 65536 summed in order:
+     * the same for any thread count) */
+    int (*grad_sumsq)(lop_backend *be, double *out, const float *g, size_t n, lop_err *e);
+    /* one AdamW step (optim.h, PyTorch's semantics) on p[n]: g[n] is first scaled in place by
+     * clip (1: unchanged), then decoupled decay hp->wd, moments m[n], v[n], bias correction of
+     * step t (1-based); zero_bits [(n+7)/8] (backend memory) or NULL: elements whose bit is set
+     * are held at exactly 0 */
+    int (*adamw)(lop_backend *be, float *p, float *g, float *m, float *v, const uint8_t *zero_bits,
+                 size_t n, float clip, double lr, const adamw_hp *hp, int64_t t, lop_err *e);
 } lop_backend_ops;
 
 struct lop_backend {

@@ -4,29 +4,22 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include "backend.h"
-#include "nn.h"
+#include "backend_cpu.h"
 
-typedef struct cpu_be {
-    lop_backend be;
-    float *vec;          /* [maxvec] float32 copy of one vector weight */
-    int maxvec;
-    attn_seq *aseq;      /* [aseq_cap] */
-    int aseq_cap;
-} cpu_be;
-
-/* float32 view of a vector weight (norm weight or bias); NULL if absent */
-static const float *vecf(cpu_be *c, const lop_wref *r) {
+const float *cpu_vecf(cpu_be *c, const lop_wref *r) {
     if (!r || !r->data) return NULL;
     if (r->dtype == ST_F32) return r->data;
     nn_to_f32_serial(c->vec, r->data, r->dtype, (size_t)(r->rows * r->cols));
     return c->vec;
 }
+#define vecf cpu_vecf
 
 static void cpu_destroy(lop_backend *be) {
     cpu_be *c = (cpu_be *)be;
     free(c->vec);
     free(c->aseq);
+    free(c->wscr);
+    free(c->ascr);
     free(c);
 }
 
@@ -171,6 +164,13 @@ static const lop_backend_ops cpu_ops = {
     .attention = cpu_attention,
     .glu = cpu_glu, .add = cpu_add, .head = cpu_head, .nonfinite = cpu_nonfinite,
     .nonfinite_first = cpu_nonfinite_first, .mem_peak = cpu_mem_peak,
+    /* training (backend_cpu_train.c) */
+    .zero = cpu_zero, .lora_forward = cpu_lora_forward, .matmul_backward = cpu_matmul_backward,
+    .lora_backward = cpu_lora_backward, .rmsnorm_backward = cpu_rmsnorm_backward,
+    .rope_backward = cpu_rope_backward, .attention_backward = cpu_attention_backward,
+    .glu_backward = cpu_glu_backward, .embed_backward = cpu_embed_backward,
+    .head_logits = cpu_head_logits, .head_backward = cpu_head_backward, .xent = cpu_xent,
+    .grad_sumsq = cpu_grad_sumsq, .adamw = cpu_adamw,
 };
 
 int lop_backend_cpu_new(lop_backend **out, const lop_config *cfg, lop_err *e) {
@@ -181,6 +181,12 @@ int lop_backend_cpu_new(lop_backend **out, const lop_config *cfg, lop_err *e) {
     if (cfg->inter > mv) mv = cfg->inter;
     if (cfg->n_heads * cfg->head_dim > mv) mv = cfg->n_heads * cfg->head_dim;
     c->maxvec = mv;
+    {   /* the largest layer matrix, or 256 rows of the head: the frozen-matrix scratch */
+        size_t C = (size_t)cfg->hidden, FF = (size_t)cfg->inter,
+               qd = (size_t)cfg->n_heads * cfg->head_dim;
+        size_t w = FF * C > qd * C ? FF * C : qd * C;
+        c->wscr_want = w > C * 256 ? w : C * 256;
+    }
     c->vec = malloc(sizeof(float) * (size_t)mv);
     if (!c->vec) { free(c); return lop_fail(e, "out of memory"); }
     c->be.op = &cpu_ops;

@@ -41,6 +41,9 @@ typedef struct lop_wref {
     st_dtype dtype;
     int64_t rows, cols;
     const char *name;        /* full tensor name ("model.layers.3.mlp.up_proj.weight"), or NULL */
+    int bemem;               /* data is backend memory the caller allocated with the backend's
+                                alloc (the trainer's float32 trainable weights): used in place,
+                                never copied to a device (backend.h) */
 } lop_wref;
 
 /* lop_proj (PROJ_Q..PROJ_DOWN) and lop_lvec (LVEC_*): arch.h, whose table names them. */

@@ -74,7 +74,7 @@ static lop_wref wmat(st_dtype dt, int rows, int cols, float scale, void **keep) 
     st_from_f32(raw, f, dt, n);
     free(f);
     *keep = raw;
-    return (lop_wref){raw, dt, rows, cols, "w"};
+    return (lop_wref){raw, dt, rows, cols, "w", 0};
 }
 
 static void t_embed(void) {
