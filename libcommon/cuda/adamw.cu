@@ -13,17 +13,18 @@ static inline unsigned grid_for(size_t n, int bs) {
 #define GRID_STRIDE(i, n) \
     for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < (n); i += (size_t)gridDim.x * blockDim.x)
 
-__global__ void adamw_k(float *p, const float *g, float *m, float *v, size_t n, float decay,
+__global__ void adamw_k(float *p, float *g, float *m, float *v, size_t n, float decay,
                         float step, float bc2s, float b1, float b2, float eps, float clip, int do_clip,
                         const uint8_t *zb, __nv_bfloat16 *pb) {
     const float omb1 = __fsub_rn(1.0f, b1), omb2 = __fsub_rn(1.0f, b2);
     GRID_STRIDE(i, n) {
+        float gi = g[i];
+        if (do_clip) { gi = __fmul_rn(gi, clip); g[i] = gi; } /* masked elements too, as optim.c */
         if (zb && (zb[i >> 3] >> (i & 7) & 1)) {
             p[i] = 0.0f;
             if (pb) pb[i] = __float2bfloat16_rn(0.0f);
             continue;
         }
-        float gi = do_clip ? __fmul_rn(g[i], clip) : g[i];
         float pi = __fmul_rn(p[i], decay);
         float mi = m[i], vi = v[i];
         mi = __fadd_rn(mi, __fmul_rn(__fsub_rn(gi, mi), omb1));
@@ -37,7 +38,7 @@ __global__ void adamw_k(float *p, const float *g, float *m, float *v, size_t n, 
     }
 }
 
-cudaError_t kg_adamw(float *p, const float *g, float *m, float *v, size_t n, double lr,
+cudaError_t kg_adamw(float *p, float *g, float *m, float *v, size_t n, double lr,
                      double beta1, double beta2, double eps, double wd, int64_t t, double clip,
                      const uint8_t *zero_bits, __nv_bfloat16 *p_bf16, cudaStream_t s) {
     if (!n) return cudaSuccess;

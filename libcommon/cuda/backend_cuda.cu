@@ -22,6 +22,7 @@ extern "C" {
 #include "backend.h"
 }
 #include "kernels.cuh"
+#include "backend_cuda_train.cuh"
 
 #define VCHUNK 16384      /* vocabulary rows per head GEMM */
 #define HEAD_LOGIT_MB 512 /* the head's logits buffer: rows per chunk = this / (VCHUNK * 4 B) */
@@ -39,9 +40,9 @@ typedef struct wslot { const lop_wref *key; dbuf *buf; } wslot;
 
 /* LOP_CUDA_PROFILE=1: time each kind of op (synchronizing around it, so only for a breakdown) and
  * print the totals to stderr when the backend is destroyed */
-enum { P_EMBED, P_MATMUL, P_NORM, P_ROPE, P_ATTN, P_GLU, P_ADD, P_HEAD, P_COPY, P_N };
+enum { P_EMBED, P_MATMUL, P_NORM, P_ROPE, P_ATTN, P_GLU, P_ADD, P_HEAD, P_COPY, P_BWD, P_OPTIM, P_N };
 static const char *prof_names[P_N] = {"embed", "matmul", "rmsnorm", "rope", "attention", "glu", "add",
-                                      "head", "copy"};
+                                      "head", "copy", "backward", "optimizer"};
 
 enum { S_FLAGS, S_WCONV, S_XBF, S_IDS, S_POS, S_SEQ, S_META, S_HX, S_HXB, S_HLG, S_HST, S_HROW, S_HTGT, S_INV,
        S_N };
@@ -74,6 +75,7 @@ typedef struct cu_be {
     long prof_n[P_N];
     float inv_cache[2][512];
     float *inv_dev[2];
+    void *train;          /* the training ops' state (backend_cuda_train.cu) */
 } cu_be;
 
 #define CU(call, what)                                                                         \
@@ -147,6 +149,7 @@ static void cu_destroy(lop_backend *be) {
                 fprintf(stderr, "  %-10s %9.2f ms %5.1f%%  %ld calls\n", prof_names[k], c->prof_s[k] * 1e3,
                         tot > 0 ? 100 * c->prof_s[k] / tot : 0, c->prof_n[k]);
     }
+    cu_train_destroy(be);
     for (int s = 0; s < S_N; s++) if (c->scr[s]) cudaFree(c->scr[s]);
     for (int i = 0; i < c->nbufs; i++) { if (c->bufs[i]->dev) cudaFree(c->bufs[i]->dev); free(c->bufs[i]); }
     for (int i = 0; i < 2; i++) if (c->inv_dev[i]) cudaFree(c->inv_dev[i]);
@@ -175,6 +178,7 @@ static void cu_release(lop_backend *be, void *p) { (void)be; if (p) cudaFree(p);
 static int cu_upload(lop_backend *be, void *dst, const void *src, size_t n, lop_err *e) {
     cu_be *c = (cu_be *)be;
     c->gen++;
+    cu_train_written(be, dst, n);
     CU(cudaMemcpy(dst, src, n, cudaMemcpyHostToDevice), "upload");
     return 0;
 }
@@ -188,6 +192,7 @@ static int cu_download(lop_backend *be, void *dst, const void *src, size_t n, lo
 static int cu_copy_impl(lop_backend *be, void *dst, const void *src, size_t n, lop_err *e) {
     cu_be *c = (cu_be *)be;
     c->gen++;
+    cu_train_written(be, dst, n);
     if (dst == src || !n) return 0;
     CU(cudaMemcpyAsync(dst, src, n, cudaMemcpyDeviceToDevice, c->st), "copy");
     return 0;
@@ -245,6 +250,7 @@ static void buf_unref(cu_be *c, dbuf *b) {
 
 /* device copy of w (vec: float32 vector); NULL with e set on failure */
 static const void *weight_dev(cu_be *c, const lop_wref *w, int vec, lop_err *e) {
+    if (w->bemem) return w->data; /* a trainable float32 weight, already in device memory */
     size_t n = (size_t)(w->rows * w->cols);
     st_dtype want = vec || w->dtype == ST_F64 ? ST_F32 : w->dtype;
     wslot *s = slot_find(c, w, 1);
@@ -328,6 +334,7 @@ static int cu_weights_changed(lop_backend *be, lop_err *e) {
     (void)e;
     cu_be *c = (cu_be *)be;
     for (int i = 0; i < c->nbufs; i++) if (!c->bufs[i]->orig) c->bufs[i]->stale = 1;
+    cu_train_written(be, NULL, 0);
     return 0;
 }
 
@@ -390,7 +397,9 @@ static int cu_matmul_impl(lop_backend *be, float *out, const float *x, const lop
             c->xbf_src = x; c->xbf_n = nx; c->xbf_gen = c->gen;
         }
         const void *Wb = W;
-        if (wdt != ST_BF16) {
+        if (w->bemem) { /* a trainable weight: its bf16 copy, rewritten by each AdamW step */
+            if (!(Wb = cu_train_bf16_of(be, w, e))) return -1;
+        } else if (wdt != ST_BF16) {
             void *t = scratch(c, S_WCONV, (size_t)OC * IC * 2, e);
             if (!t) return -1;
             CU(k_to_bf16((__nv_bfloat16 *)t, W, kdt(wdt), (size_t)OC * IC, c->st), "W to bf16");
@@ -808,11 +817,26 @@ static int cu_head(lop_backend *be, const lop_head_args *a, lop_head_req *h, lop
     return r_;
 }
 
+/* ---- what the training ops (backend_cuda_train.cu) need of this file ---- */
+cublasHandle_t cu_blas_of(lop_backend *be) { return ((cu_be *)be)->blas; }
+cudaStream_t cu_stream_of(lop_backend *be) { return ((cu_be *)be)->st; }
+const void *cu_weight_of(lop_backend *be, const lop_wref *w, int vec, lop_err *e) {
+    return weight_dev((cu_be *)be, w, vec, e);
+}
+void cu_touch(lop_backend *be) { ((cu_be *)be)->gen++; }
+void **cu_train_state(lop_backend *be) { return &((cu_be *)be)->train; }
+void cu_prof_begin(lop_backend *be) { prof_begin((cu_be *)be); }
+void cu_prof_end(lop_backend *be, int optim) { prof_end((cu_be *)be, optim ? P_OPTIM : P_BWD); }
+
 static const lop_backend_ops cuda_ops = {
     cu_destroy, cu_alloc, cu_release, cu_upload, cu_download, cu_copy,
     cu_weights_fit, cu_weight_load, cu_weights_changed, cu_gemm_supported,
     cu_embed, cu_matmul, cu_rmsnorm, cu_rope_table, cu_rope_apply, cu_qk_norm_rope, cu_attention,
     cu_glu, cu_add, cu_head, cu_nonfinite, cu_nonfinite_first, cu_mem_peak,
+    /* training (backend_cuda_train.cu) */
+    cu_zero, cu_lora_forward, cu_matmul_backward, cu_lora_backward, cu_rmsnorm_backward,
+    cu_rope_backward, cu_attention_backward, cu_glu_backward, cu_embed_backward, cu_head_logits,
+    cu_head_backward, cu_xent, cu_grad_sumsq, cu_adamw,
 };
 
 /* The one symbol liblop_cuda.so exports (backend_cuda_load.c finds it with dlsym). */

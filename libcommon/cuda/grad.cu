@@ -243,11 +243,10 @@ __global__ void dropout_k(float *out, const float *x, size_t n, uint64_t seed, u
     }
 }
 
-cudaError_t kg_dropout(float *out, const float *x, size_t n, uint64_t seed, int layer, int proj,
-                       int nproj, double p, int accum, cudaStream_t s) {
+cudaError_t kg_dropout(float *out, const float *x, size_t n, uint64_t seed, uint64_t key, double p,
+                       int accum, cudaStream_t s) {
     if (!n) return cudaSuccess;
     float sc = (float)(1.0 / (1.0 - p));
-    uint64_t lk = (uint64_t)(layer * nproj + proj + 1);
-    dropout_k<<<grid_for(n, 256), 256, 0, s>>>(out, x, n, seed, lk, p, sc, accum);
+    dropout_k<<<grid_for(n, 256), 256, 0, s>>>(out, x, n, seed, key, p, sc, accum);
     return cudaGetLastError();
 }

@@ -37,10 +37,10 @@ cudaError_t kg_bias_backward(float *dbias, const float *dout, int N, int OC, cud
 /* logit softcapping y = cap * tanh(x / cap) in place; backward from y: dx *= 1 - (y/cap)^2 */
 cudaError_t kg_softcap_forward(float *x, size_t n, float cap, cudaStream_t s);
 cudaError_t kg_softcap_backward(float *dx, const float *y, size_t n, float cap, cudaStream_t s);
-/* LoRA dropout (train_model.c's drop_keep: a counter hash of seed, layer, projection, element):
- * out[i] = keep(i) ? x[i] / (1 - p) : 0;  accum: out[i] += keep(i) ? x[i] / (1 - p) : 0 */
-cudaError_t kg_dropout(float *out, const float *x, size_t n, uint64_t seed, int layer, int proj,
-                       int nproj, double p, int accum, cudaStream_t s);
+/* LoRA dropout (backend.h's lop_dropout_keep: a counter hash of seed, the adapter's key and the
+ * element): out[i] = keep(i) ? x[i] / (1 - p) : 0;  accum: out[i] += keep(i) ? x[i] / (1 - p) : 0 */
+cudaError_t kg_dropout(float *out, const float *x, size_t n, uint64_t seed, uint64_t key, double p,
+                       int accum, cudaStream_t s);
 
 /* ---- the linear layers (grad_gemm.cu, cuBLAS) ----
  * out[N, OC] = inp[N, IC] @ w[OC, IC]^T: din[N, IC] += dout @ w; dw[OC, IC] += dout^T @ inp;
@@ -52,12 +52,17 @@ cudaError_t kg_matmul_backward(cublasHandle_t h, float *din, float *dw, float *d
                                const float *dout, const float *inp, const void *w, int wbf16,
                                int N, int IC, int OC, int bf16, const __nv_bfloat16 *dout_bf16,
                                const __nv_bfloat16 *inp_bf16, cudaStream_t s);
-/* LoRA branch y += s (xd A^T) B^T with A [r, IC], B [OC, r] float32, xa = xd A^T [N, r] saved by
- * the forward: dxa = s dout B; dB += s dout^T xa; dA += dxa^T xd; din += dxa A (dropout: the caller
- * masks that last product, dxa_A_out != NULL receives it instead of din). float32 GEMMs. */
-cudaError_t kg_lora_backward(cublasHandle_t h, float *din, float *dA, float *dB, float *dxa_A_out,
-                             const float *dout, const float *xd, const float *xa, const float *A,
-                             const float *B, int N, int IC, int OC, int r, float scale,
+/* LoRA beside a matmul (backend.h's lora_forward / lora_backward; float32 GEMMs, A [r, IC],
+ * B [OC, r]): forward xa[N, r] = drop(x) A^T, out[N, OC] += scale xa B^T (drop(x) into tmp [N, IC]
+ * when dropout > 0). Backward: dxa[N, r] = scale dout B (overwritten); dB += scale dout^T xa;
+ * dA += dxa^T drop(x); din += drop'(dxa A) (tmp is scratch). */
+cudaError_t kg_lora_forward(cublasHandle_t h, float *out, float *xa, float *tmp, const float *x,
+                            const float *A, const float *B, int N, int IC, int OC, int r,
+                            float scale, float dropout, uint64_t seed, uint64_t key, cudaStream_t s);
+cudaError_t kg_lora_backward(cublasHandle_t h, float *din, float *dA, float *dB, float *dxa,
+                             float *tmp, const float *dout, const float *x, const float *xa,
+                             const float *A, const float *B, int N, int IC, int OC, int r,
+                             float scale, float dropout, uint64_t seed, uint64_t key,
                              cudaStream_t s);
 
 /* ---- attention (attention_bwd.cu) ----
@@ -99,10 +104,11 @@ cudaError_t kg_kd_backward(float *zs, int lds, int Vs, int V, const float *zt, i
 /* ---- optimizer (adamw.cu) ----
  * AdamW step t with PyTorch's semantics, optim.c's float operations in the same order (bit for
  * bit): g' = g * clip (clip 1: none); p *= 1 - lr wd; m += (g' - m)(1 - b1);
- * v = v b2 + (1 - b2) g'^2; p -= lr/bc1 * m / (sqrt(v)/sqrt(bc2) + eps). zero_bits (or NULL): bit i
+ * v = v b2 + (1 - b2) g'^2; p -= lr/bc1 * m / (sqrt(v)/sqrt(bc2) + eps); g' is written back into g
+ * (the seam's in-place clip). zero_bits (or NULL): bit i
  * set = p[i] held at 0. p_bf16 (or NULL): the updated weights rounded to bf16 (the next step's
  * GEMM operand). */
-cudaError_t kg_adamw(float *p, const float *g, float *m, float *v, size_t n, double lr,
+cudaError_t kg_adamw(float *p, float *g, float *m, float *v, size_t n, double lr,
                      double beta1, double beta2, double eps, double wd, int64_t t, double clip,
                      const uint8_t *zero_bits, __nv_bfloat16 *p_bf16, cudaStream_t s);
 /* *acc (device double) += sum of g[n]^2: fixed blocks in double, added in order (a global norm

@@ -1,6 +1,7 @@
 /* grad_gemm.cu — the linear layers' backward through cuBLAS (grad_linear.c's tr_matmul_backward,
  * train_model.c's LoRA branch). Row-major [rows, cols] matrices are column-major [cols, rows] to
- * cuBLAS, so din^T = W^T dout^T and dW^T = inp^T dout are plain column-major products.
+ * cuBLAS, so din^T = W^T dout^T and dW^T = inp^T dout are plain column-major products. LoRA's
+ * products are float32 (rank r is small: they are a few percent of the layer's FLOPs).
  * bf16: both operands bf16 (weights as stored, activations rounded once), float32 accumulation
  * into the float32 gradient (beta = 1). f32: cublasSgemm with the handle's default math (no TF32). */
 #include "grad.cuh"
@@ -71,29 +72,57 @@ out:
     return rc;
 }
 
-cudaError_t kg_lora_backward(cublasHandle_t h, float *din, float *dA, float *dB, float *dxa_A_out,
-                             const float *dout, const float *xd, const float *xa, const float *A,
-                             const float *B, int N, int IC, int OC, int r, float scale,
+cudaError_t kg_lora_forward(cublasHandle_t h, float *out, float *xa, float *tmp, const float *x,
+                            const float *A, const float *B, int N, int IC, int OC, int r,
+                            float scale, float dropout, uint64_t seed, uint64_t key, cudaStream_t s) {
+    cudaError_t rc = cudaSuccess;
+    const float one = 1.0f, zero = 0.0f;
+    const float *xd = x;
+    if (N <= 0) return cudaSuccess;
+    cublasSetStream(h, s);
+    if (dropout > 0) {
+        CUDA_OK(kg_dropout(tmp, x, (size_t)N * IC, seed, key, dropout, 0, s));
+        xd = tmp;
+    }
+    /* xa[N, r] = xd[N, IC] A[r, IC]^T */
+    BLAS_OK(cublasSgemm(h, CUBLAS_OP_T, CUBLAS_OP_N, r, N, IC, &one, A, IC, xd, IC, &zero, xa, r));
+    /* out[N, OC] += scale xa B[OC, r]^T */
+    BLAS_OK(cublasSgemm(h, CUBLAS_OP_T, CUBLAS_OP_N, OC, N, r, &scale, B, r, xa, r, &one, out, OC));
+out:
+    if (rc == cudaSuccess) rc = cudaGetLastError();
+    return rc;
+}
+
+cudaError_t kg_lora_backward(cublasHandle_t h, float *din, float *dA, float *dB, float *dxa,
+                             float *tmp, const float *dout, const float *x, const float *xa,
+                             const float *A, const float *B, int N, int IC, int OC, int r,
+                             float scale, float dropout, uint64_t seed, uint64_t key,
                              cudaStream_t s) {
     cudaError_t rc = cudaSuccess;
     const float one = 1.0f, zero = 0.0f;
-    float *dxa = NULL;
     if (N <= 0) return cudaSuccess;
     cublasSetStream(h, s);
-    CUDA_OK(cudaMallocAsync((void **)&dxa, sizeof(float) * (size_t)N * r, s));
     /* dxa[N, r] = s dout[N, OC] B[OC, r] */
     BLAS_OK(cublasSgemm(h, CUBLAS_OP_N, CUBLAS_OP_N, r, N, OC, &scale, B, r, dout, OC, &zero, dxa, r));
     /* dB[OC, r] += s dout^T xa */
     if (dB) BLAS_OK(cublasSgemm(h, CUBLAS_OP_N, CUBLAS_OP_T, r, OC, N, &scale, xa, r, dout, OC, &one, dB, r));
-    /* dA[r, IC] += dxa^T xd */
-    if (dA) BLAS_OK(cublasSgemm(h, CUBLAS_OP_N, CUBLAS_OP_T, IC, r, N, &one, xd, IC, dxa, r, &one, dA, IC));
-    /* din[N, IC] += dxa A (or = into dxa_A_out, for the caller's dropout mask) */
-    if (dxa_A_out)
-        BLAS_OK(cublasSgemm(h, CUBLAS_OP_N, CUBLAS_OP_N, IC, N, r, &one, A, IC, dxa, r, &zero, dxa_A_out, IC));
-    else if (din)
+    /* dA[r, IC] += dxa^T drop(x) */
+    if (dA) {
+        const float *xd = x;
+        if (dropout > 0) {
+            CUDA_OK(kg_dropout(tmp, x, (size_t)N * IC, seed, key, dropout, 0, s));
+            xd = tmp;
+        }
+        BLAS_OK(cublasSgemm(h, CUBLAS_OP_N, CUBLAS_OP_T, IC, r, N, &one, xd, IC, dxa, r, &one, dA, IC));
+    }
+    if (!din) goto out;
+    if (dropout <= 0) { /* din[N, IC] += dxa A */
         BLAS_OK(cublasSgemm(h, CUBLAS_OP_N, CUBLAS_OP_N, IC, N, r, &one, A, IC, dxa, r, &one, din, IC));
+    } else {            /* through the same mask */
+        BLAS_OK(cublasSgemm(h, CUBLAS_OP_N, CUBLAS_OP_N, IC, N, r, &one, A, IC, dxa, r, &zero, tmp, IC));
+        CUDA_OK(kg_dropout(din, tmp, (size_t)N * IC, seed, key, dropout, 1, s));
+    }
 out:
-    if (dxa) cudaFreeAsync(dxa, s);
     if (rc == cudaSuccess) rc = cudaGetLastError();
     return rc;
 }
