@@ -214,6 +214,8 @@ int lop_backend_cpu_new(lop_backend **out, const lop_config *c, lop_err *e);
 int lop_backend_cuda_new(lop_backend **out, int dev, const lop_config *c, lop_err *e);
 /* Does this build have the CUDA backend? */
 int lop_backend_has_cuda(void);
+/* A symbol of liblop_cuda.so beyond the seam (e.g. "lop_cuda_kd_loss"), or NULL */
+void *lop_backend_cuda_sym(const char *name);
 /* "cpu" -> -1, "cuda" -> 0, "cuda:N" -> N; -2 if neither */
 int lop_device_parse(const char *s);
 

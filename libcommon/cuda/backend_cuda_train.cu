@@ -113,20 +113,16 @@ void cu_train_written(lop_backend *be, const void *p, size_t n) {
     }
 }
 
-/* the operand a GEMM reads for weight w: bf16 (as stored, or a trainable weight's copy) or float32
- * (as stored; a bf16 one converted exactly into *conv, freed by the caller) */
-static const void *gemm_weight(lop_backend *be, const lop_wref *w, int bf16, int *wbf16, lop_err *e) {
+/* the operand a GEMM reads for weight w and its element type (*wdt, KDT_*): a frozen weight as
+ * stored on the device (F64 is stored as F32), a trainable one in place or, for bf16 GEMMs, its
+ * bf16 copy */
+static const void *gemm_weight(lop_backend *be, const lop_wref *w, int bf16, int *wdt, lop_err *e) {
     if (w->bemem) {
-        *wbf16 = bf16;
+        *wdt = bf16 ? KDT_BF16 : KDT_F32;
         return bf16 ? (const void *)cu_train_bf16_of(be, w, e) : w->data;
     }
-    const void *d = cu_weight_of(be, w, 0, e);
-    if (!d) return NULL;
-    if (w->dtype == ST_BF16) { *wbf16 = 1; return d; }
-    if (w->dtype == ST_F32 || w->dtype == ST_F64) { *wbf16 = 0; return d; } /* F64 is stored as F32 */
-    lop_fail(e, "cuda: the training GEMMs take bf16 or float32 weights (%s is %s)",
-             w->name ? w->name : "a weight", st_dtype_name(w->dtype));
-    return NULL;
+    *wdt = w->dtype == ST_BF16 ? KDT_BF16 : w->dtype == ST_F16 ? KDT_F16 : KDT_F32;
+    return cu_weight_of(be, w, 0, e);
 }
 
 #define PROF(optim, body)                    \
@@ -159,10 +155,10 @@ int cu_lora_forward(lop_backend *be, float *out, float *xa, float *tmp, const fl
 
 static int matmul_bwd(lop_backend *be, float *din, float *dw, float *dbias, const float *dout,
                       const float *x, const lop_wref *w, int N, lop_gemm g, lop_err *e) {
-    int bf16 = g == LOP_GEMM_BF16, wbf16 = 0;
+    int bf16 = g == LOP_GEMM_BF16, wdt = KDT_F32;
     const void *W = NULL;
-    if (din && !(W = gemm_weight(be, w, bf16, &wbf16, e))) return -1;
-    CU(kg_matmul_backward(cu_blas_of(be), din, dw, dbias, dout, x, W, wbf16, N, (int)w->cols,
+    if (din && !(W = gemm_weight(be, w, bf16, &wdt, e))) return -1;
+    CU(kg_matmul_backward(cu_blas_of(be), din, dw, dbias, dout, x, W, wdt, N, (int)w->cols,
                           (int)w->rows, bf16, NULL, NULL, cu_stream_of(be)), "matmul backward");
     return 0;
 }
@@ -245,8 +241,8 @@ int cu_embed_backward(lop_backend *be, float *dtable, const float *dout, const i
 
 static int head_fwd(lop_backend *be, float *logits, float *capped, const float *xn, int n,
                     const lop_wref *w, float softcap, lop_gemm g, lop_err *e) {
-    int bf16 = g == LOP_GEMM_BF16, wbf16 = 0, C = (int)w->cols, V = (int)w->rows;
-    const void *W = gemm_weight(be, w, bf16, &wbf16, e);
+    int bf16 = g == LOP_GEMM_BF16, wdt = KDT_F32, C = (int)w->cols, V = (int)w->rows;
+    const void *W = gemm_weight(be, w, bf16, &wdt, e);
     if (!W) return -1;
     cudaStream_t s = cu_stream_of(be);
     cublasHandle_t h = cu_blas_of(be);
@@ -256,16 +252,16 @@ static int head_fwd(lop_backend *be, float *logits, float *capped, const float *
     void *tmp = NULL;
     if (bf16) { /* x rounded once; a float32 weight rounded (a trainable one has its copy) */
         size_t nx = (size_t)n * C;
-        CU(cudaMallocAsync(&tmp, nx * 2 + (wbf16 ? 0 : (size_t)V * C * 2), s), "alloc");
+        CU(cudaMallocAsync(&tmp, nx * 2 + (wdt == KDT_BF16 ? 0 : (size_t)V * C * 2), s), "alloc");
         __nv_bfloat16 *xb = (__nv_bfloat16 *)tmp, *wb = xb + nx;
         CU(k_to_bf16(xb, xn, KDT_F32, nx, s), "x to bf16");
-        if (!wbf16) { CU(k_to_bf16(wb, W, KDT_F32, (size_t)V * C, s), "W to bf16"); W = wb; }
+        if (wdt != KDT_BF16) { CU(k_to_bf16(wb, W, wdt, (size_t)V * C, s), "W to bf16"); W = wb; }
         bs = cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, V, n, C, &one, W, CUDA_R_16BF, C, xb, CUDA_R_16BF,
                           C, &zero, logits, CUDA_R_32F, V, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
     } else {
-        if (wbf16) {
+        if (wdt != KDT_F32) {
             CU(cudaMallocAsync(&tmp, (size_t)V * C * 4, s), "alloc");
-            CU(k_to_f32((float *)tmp, W, KDT_BF16, (size_t)V * C, s), "W to f32");
+            CU(k_to_f32((float *)tmp, W, wdt, (size_t)V * C, s), "W to f32");
             W = tmp;
         }
         bs = cublasSgemm(h, CUBLAS_OP_T, CUBLAS_OP_N, V, n, C, &one, (const float *)W, C, xn, C, &zero,

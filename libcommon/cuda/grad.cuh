@@ -44,12 +44,12 @@ cudaError_t kg_dropout(float *out, const float *x, size_t n, uint64_t seed, uint
 
 /* ---- the linear layers (grad_gemm.cu, cuBLAS) ----
  * out[N, OC] = inp[N, IC] @ w[OC, IC]^T: din[N, IC] += dout @ w; dw[OC, IC] += dout^T @ inp;
- * dbias[OC] += column sums. w is float32 (wbf16 = 0) or bf16 (wbf16 = 1) as stored; bf16: dout
+ * dbias[OC] += column sums. w of element type wdt (kernels.cuh's KDT_*) as stored; bf16: dout
  * and inp are rounded to bf16 (into scratch made here), the products accumulate in float32 into
  * the float32 gradients (cublasGemmEx, 32F compute); f32: cublasSgemm (no TF32), the CPU's
  * numbers to rounding. inp_bf16 / dout_bf16 (or NULL): bf16 copies the caller already has. */
 cudaError_t kg_matmul_backward(cublasHandle_t h, float *din, float *dw, float *dbias,
-                               const float *dout, const float *inp, const void *w, int wbf16,
+                               const float *dout, const float *inp, const void *w, int wdt,
                                int N, int IC, int OC, int bf16, const __nv_bfloat16 *dout_bf16,
                                const __nv_bfloat16 *inp_bf16, cudaStream_t s);
 /* LoRA beside a matmul (backend.h's lora_forward / lora_backward; float32 GEMMs, A [r, IC],

@@ -11,7 +11,7 @@
 #define CUDA_OK(x) do { rc = (x); if (rc != cudaSuccess) goto out; } while (0)
 
 cudaError_t kg_matmul_backward(cublasHandle_t h, float *din, float *dw, float *dbias,
-                               const float *dout, const float *inp, const void *w, int wbf16,
+                               const float *dout, const float *inp, const void *w, int wdt,
                                int N, int IC, int OC, int bf16, const __nv_bfloat16 *dout_bf16,
                                const __nv_bfloat16 *inp_bf16, cudaStream_t s) {
     cudaError_t rc = cudaSuccess;
@@ -28,9 +28,9 @@ cudaError_t kg_matmul_backward(cublasHandle_t h, float *din, float *dw, float *d
         }
         if (din) {
             const void *W = w;
-            if (!wbf16) { /* a float32 weight: rounded for this product */
+            if (wdt != KDT_BF16) { /* a float32 / f16 weight: rounded for this product */
                 CUDA_OK(cudaMallocAsync((void **)&wb, sizeof(__nv_bfloat16) * (size_t)OC * IC, s));
-                CUDA_OK(k_to_bf16(wb, w, KDT_F32, (size_t)OC * IC, s));
+                CUDA_OK(k_to_bf16(wb, w, wdt, (size_t)OC * IC, s));
                 W = wb;
             }
             BLAS_OK(cublasGemmEx(h, CUBLAS_OP_N, CUBLAS_OP_N, IC, N, OC, &one, W, CUDA_R_16BF, IC,
@@ -50,9 +50,9 @@ cudaError_t kg_matmul_backward(cublasHandle_t h, float *din, float *dw, float *d
     } else {
         if (din) {
             const float *W = (const float *)w;
-            if (wbf16) { /* a bf16 weight in a float32 product: converted exactly */
+            if (wdt != KDT_F32) { /* a bf16 / f16 weight in a float32 product: converted exactly */
                 CUDA_OK(cudaMallocAsync((void **)&wf, sizeof(float) * (size_t)OC * IC, s));
-                CUDA_OK(k_to_f32(wf, w, KDT_BF16, (size_t)OC * IC, s));
+                CUDA_OK(k_to_f32(wf, w, wdt, (size_t)OC * IC, s));
                 W = wf;
             }
             BLAS_OK(cublasSgemm(h, CUBLAS_OP_N, CUBLAS_OP_N, IC, N, OC, &one, W, IC, dout, OC, &one,

@@ -70,10 +70,10 @@ __global__ void __launch_bounds__(LBS) xent_k(float *logits, int ld, double *los
         mx = fmaxf(mx, y);
     }
     mx = block_max(mx, shf); /* its syncs order the capped writes before the reads below */
+    float lt = l[t]; /* read before block_sum's barriers: the last pass overwrites it */
     double s = 0;
     for (int j = threadIdx.x; j < V; j += blockDim.x) s += (double)expf(l[j] - mx);
     s = block_sum(s, shd);
-    float lt = l[t];
     if (!threadIdx.x) loss[r] = (double)mx + log(s) - (double)lt;
     float k = (float)(1.0 / s) * gscale;
     for (int j = threadIdx.x; j < V; j += blockDim.x) {
