@@ -48,6 +48,9 @@ typedef enum lop_lvec {
     LVEC_N
 } lop_lvec;
 
+/* The bias vector of projection p (LVEC_Q_BIAS .. LVEC_DOWN_BIAS, in lop_proj's order). */
+static inline lop_lvec arch_proj_bias(lop_proj p) { return (lop_lvec)(LVEC_Q_BIAS + (int)p); }
+
 /* When a per-layer vector exists: always, or when the config turns the biases on. */
 typedef enum { ARCH_NEVER = 0, ARCH_ALWAYS, ARCH_IF_ATTN_BIAS, ARCH_IF_O_BIAS, ARCH_IF_MLP_BIAS } arch_when;
 

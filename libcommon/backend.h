@@ -175,7 +175,8 @@ typedef struct lop_backend_ops {
                           int N, int C, float scale, lop_err *e);
     /* training head over a chunk of n rows: logits[n, V] = xn[n, C] @ W[V, C]^T, then
      * softcap > 0: logits = softcap * tanh(logits / softcap), copied into capped[n, V] for the
-     * backward (capped unused without softcap). W = w (V = w->rows, C = w->cols). */
+     * backward (capped unused without softcap; NULL when no backward follows: a teacher's rows).
+     * W = w (V = w->rows, C = w->cols). */
     int (*head_logits)(lop_backend *be, float *logits, float *capped, const float *xn, int n,
                        const lop_wref *w, float softcap, lop_gemm g, lop_err *e);
     /* its backward: dlogits[n, V] (the loss's dL/dlogits of the capped logits) is taken through

@@ -185,7 +185,7 @@ int cpu_head_logits(lop_backend *be, float *logits, float *capped, const float *
     }
     if (softcap > 0) {
         tr_softcap_forward(logits, (size_t)n * V, softcap);
-        memcpy(capped, logits, sizeof(float) * (size_t)n * V);
+        if (capped) memcpy(capped, logits, sizeof(float) * (size_t)n * V);
     }
     return 0;
 }

@@ -1,8 +1,9 @@
-/* model.c — loading a model: open the tensors, parse the config, bind every weight the config
- * implies (checking its shape and that its dtype is a float type), free. */
+/* model.c — binding a model's weights: every tensor the config implies (through the
+ * architecture table), its shape checked and its dtype a float type. Below the engine: it calls
+ * nothing of the forward (model_open.c puts the two together). */
 #include "model.h"
 #include "model_priv.h"
-#include "nn.h"
+#include "nn.h" /* NN_MAX_HEAD_DIM: the kernels' head_dim limit */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -65,75 +66,35 @@ static int check_config(const lop_config *c, lop_err *e) {
     return 0;
 }
 
-int lop_model_from_st(lop_model **out, st_model *st, const char *config_json, int take_st,
-                      lop_err *e) {
-    *out = NULL;
-    if (!config_json) config_json = st->config_json;
-    if (!config_json) {
-        if (take_st) st_close(st);
-        return lop_fail(e, "no config.json (neither in the folder nor in the stream's metadata)");
-    }
-    lop_model *m = calloc(1, sizeof *m);
-    engine_priv *p = calloc(1, sizeof *p);
-    if (!m || !p) {
-        free(m); free(p);
-        if (take_st) st_close(st);
-        return lop_fail(e, "out of memory");
-    }
-    m->st = st;
-    m->owns_st = take_st;
-    m->priv = p;
-    if (config_parse(&m->cfg, config_json, e)) { free(p); free(m); if (take_st) st_close(st); return -1; }
-    p->cfg_ok = 1;
+int model_bind(lop_model *m, lop_err *e) {
     const lop_config *c = &m->cfg;
+    const st_model *st = m->st;
     char n[256];
-    if (check_config(c, e)) goto fail;
-    {   /* more layers in the tensors than in the config: refused (fewer: bind names the missing) */
+    if (check_config(c, e)) return -1;
+    {   /* the prefix the tensors use (the trainer's rule too); more layers in the tensors than
+         * in the config: refused (fewer: bind names the missing) */
         const char **names = malloc(sizeof(char *) * (st->n ? st->n : 1));
-        if (!names) { lop_fail(e, "out of memory"); goto fail; }
+        if (!names) return lop_fail(e, "out of memory");
         for (int i = 0; i < st->n; i++) names[i] = st->info[i].name;
+        config_detect_prefix(&m->cfg, names, st->n);
         int bad = config_check_layer_count(c, names, st->n, e);
         free(names);
-        if (bad) goto fail;
+        if (bad) return -1;
     }
     m->layers = calloc(c->n_layers ? c->n_layers : 1, sizeof *m->layers);
-    if (!m->layers) { lop_fail(e, "out of memory"); goto fail; }
-    if (bind(m, &m->embed, config_embed_name(c, n, sizeof n), c->vocab, c->hidden, 1, e)) goto fail;
-    if (bind(m, &m->final_norm, config_final_norm_name(c, n, sizeof n), c->hidden, 0, 1, e)) goto fail;
+    if (!m->layers) return lop_fail(e, "out of memory");
+    if (bind(m, &m->embed, config_embed_name(c, n, sizeof n), c->vocab, c->hidden, 1, e)) return -1;
+    if (bind(m, &m->final_norm, config_final_norm_name(c, n, sizeof n), c->hidden, 0, 1, e)) return -1;
     if (c->tied) {
         m->head = m->embed;
     } else if (bind(m, &m->head, c->head_name, c->vocab, c->hidden, 0, e)) {
-        goto fail;
+        return -1;
     } else if (!m->head.data) { /* transformers ties a missing head to the embedding */
         m->head = m->embed;
     }
     for (int l = 0; l < c->n_layers; l++)
-        if (bind_layer(m, l, e)) goto fail;
-    if (engine_init(m, e)) goto fail;
-    *out = m;
+        if (bind_layer(m, l, e)) return -1;
     return 0;
-fail:
-    lop_model_free(m);
-    return -1;
-}
-
-int lop_model_open(lop_model **out, const char *path, lop_err *e) {
-    st_model *st;
-    *out = NULL;
-    if (st_open(&st, path, e)) return -1;
-    if (lop_model_from_st(out, st, NULL, 1, e)) return lop_wrap(e, "%s", path);
-    return 0;
-}
-
-void lop_model_free(lop_model *m) {
-    if (!m) return;
-    engine_priv *p = m->priv;
-    engine_free(m);
-    if (p && p->cfg_ok) config_free(&m->cfg);
-    free(p);
-    free(m->layers);
-    if (m->owns_st) st_close(m->st);
-    free(m);
 }
 
 lop_wref *lop_weight(lop_model *m, int layer, lop_proj p) {
@@ -153,9 +114,4 @@ double lop_forward_flops(const lop_model *m, int64_t n, double ctx) {
     double per_layer = 2.0 * (C * qd * 2 + C * kd * 2 + 3 * C * FF) /* matmuls */
                        + 4.0 * ctx * qd;                             /* q.k and p.v */
     return (double)n * (per_layer * c->n_layers + 2.0 * C * c->vocab);
-}
-
-size_t lop_act_bytes(const lop_model *m) {
-    const engine_priv *p = m ? m->priv : NULL;
-    return p ? p->arena_cap * sizeof(float) : 0;
 }

@@ -82,6 +82,8 @@ typedef struct lop_layer_acts {
     float *h;         /* [N, I]     act(gate) * up: the input of down_proj */
     float *mlp_out;   /* [N, C]     down_proj output (+bias), before Gemma's post-feedforward norm */
     float *rstd_post_mlp; /* [N]    Gemma: 1/rms of mlp_out */
+    float *xa[PROJ_N];/* [N, r]     LoRA (lop_fwd_opts.adapters): drop(input) @ A^T of projection p,
+                         kept for the backward; NULL where p has no adapter */
     /* the layer's output residual is the next layer's x_in, or lop_acts.x_final */
 } lop_layer_acts;
 
@@ -95,6 +97,8 @@ typedef struct lop_acts {
     float *xn_final;     /* [N, C] final norm output: the head's input (hidden state L) */
     float *rope_full;    /* [N, D] rope table of full-attention layers: per row cos[D/2], sin[D/2] */
     float *rope_local;   /* [N, D] the same for sliding layers (== rope_full unless Gemma 3) */
+    float *lora_tmp;     /* [N, max input width] LoRA dropout scratch (adapters only), free for
+                            the backward's use between forwards */
 } lop_acts;
 
 /* ---- the model ---- */
@@ -208,16 +212,37 @@ size_t lop_model_device_peak(const lop_model *m);
  * address it had before, tells the device backend to re-read every replaced weight. */
 int lop_model_weights_changed(lop_model *m, lop_err *e);
 
+/* ---- training: LoRA adapters in the one matmul path ----
+ * Projection p of layer l with an adapter computes out = x @ W^T (+ bias) + scale * (drop(x) @
+ * A^T) @ B^T, W frozen in its stored dtype (PEFT's LoRA; drop: lop_fwd_opts.dropout). */
+typedef struct lop_adapter {
+    const float *A;      /* [r, in] backend memory (float32); NULL: no adapter */
+    const float *B;      /* [out, r] */
+    int r;
+    float scale;         /* alpha / r */
+} lop_adapter;
+
+/* What a forward keeps for a backward (lop_fwd_opts.keep_acts). */
+enum {
+    LOP_KEEP_NONE = 0,   /* only every layer's input (x_in); the rest is one shared scratch */
+    LOP_KEEP_ALL = 1,    /* every layer's activations and attention probabilities */
+    LOP_KEEP_INPUTS = 2  /* recompute: every layer's input and one shared set (probabilities
+                            included) that lop_forward_layer refills for any layer */
+};
+
 /* ---- forward options ---- */
 typedef struct lop_fwd_opts {
     const uint8_t *skip;  /* [n_layers] 1 = skip layer l (identity), or NULL */
     int layer_end;        /* run layers [0, layer_end) only, then stop (0: all; no final norm or
                              head unless layer_end == n_layers) */
-    int keep_acts;        /* keep every layer's activations (m->acts) for a backward pass */
+    int keep_acts;        /* LOP_KEEP_*: what m->acts keeps for a backward pass */
     lop_kv *kv;           /* with a cache: sequence b's rows continue at position kv->len[b]
                              and attend to the cached keys; kv->len[b] += T_b after the call.
                              kv->B must equal batch B. */
     const lop_hooks *hooks;
+    const lop_adapter *adapters; /* [n_layers * PROJ_N] LoRA adapters (A NULL: none), or NULL */
+    float dropout;        /* LoRA dropout probability on the adapters' input (0: none) */
+    uint64_t dropout_seed;/* its masks: backend.h's lop_dropout_keep(seed, l * PROJ_N + p + 1, i) */
 } lop_fwd_opts;
 
 /* ---- head outputs (per packed row; rows not selected are left untouched) ---- */
@@ -243,6 +268,17 @@ typedef struct lop_head_req {
  * Errors: token id out of range, kv cache full, a hook's nonzero return, out of memory. */
 int lop_forward(lop_model *m, lop_batch *b, const lop_fwd_opts *o, lop_head_req *head,
                 lop_err *e);
+
+/* Run layer l again over the batch of the last lop_forward (same b, same opts), refilling the
+ * shared activations of a LOP_KEEP_INPUTS forward for the backward (--recompute). The layer's
+ * output is written again (the same values). */
+int lop_forward_layer(lop_model *m, lop_batch *b, int l, const lop_fwd_opts *o, lop_err *e);
+
+/* Give back the activation arena (laid out again by the next lop_forward). */
+void lop_model_release_acts(lop_model *m);
+
+/* The backend the model runs on (backend.h), for a backward that runs beside the forward. */
+struct lop_backend *lop_model_backend(const lop_model *m);
 
 /* Floating-point operations of one forward of n rows attending to `ctx` keys on average
  * (matmuls + attention + head), for tokens/s -> GFLOP/s reports. */

@@ -109,18 +109,40 @@ static float *take(float **a, size_t n) {
     return r;
 }
 
-/* Lay the arena out for N rows (B sequences; att_total probabilities per layer when keeping). */
-static int arena_layout(lop_model *m, int N, int keep, int64_t att_total, lop_err *e) {
+/* rank of layer l's adapter on projection k (0: none) */
+static int lora_r(const lop_fwd_opts *o, int l, int k) {
+    const lop_adapter *a = o->adapters ? &o->adapters[(size_t)l * PROJ_N + k] : NULL;
+    return a && a->A ? a->r : 0;
+}
+
+/* Lay the arena out for N rows (B sequences; att_total probabilities per kept set). */
+static int arena_layout(lop_model *m, int N, const lop_fwd_opts *o, int64_t att_total, lop_err *e) {
     engine_priv *p = m->priv;
     const lop_config *c = &m->cfg;
+    int keep = o->keep_acts, all = keep == LOP_KEEP_ALL;
     size_t C = c->hidden, FF = c->inter, L = c->n_layers, qd = (size_t)c->n_heads * c->head_dim,
            kd = (size_t)c->n_kv_heads * c->head_dim, n = N;
     /* 16-float alignment of every buffer */
 #define A(x) (((size_t)(x) + 15) & ~(size_t)15)
-    size_t per = A(n) * 5 + A(n * C) * 6 + A(n * qd) * 3 + A(n * kd) * 3 + A(n * c->n_heads) +
+    size_t per = A(n) * 5 + A(n * C) * 5 + A(n * qd) * 3 + A(n * kd) * 3 + A(n * c->n_heads) +
                  A(n * c->n_kv_heads) + A(n * FF) * 3 + (keep ? A(att_total) : 0);
+    size_t sets = all ? (L ? L : 1) : 1;
+    /* LoRA: each kept set holds xa [N, r] of its adapted projections (a shared set: the largest
+     * rank any layer has there), and one dropout scratch [N, widest input] */
+    int shared_r[PROJ_N] = {0};
+    size_t lora = 0, maxin = C > FF ? C : FF;
+    if (qd > maxin) maxin = qd;
+    for (size_t l = 0; l < L; l++)
+        for (int k = 0; k < PROJ_N; k++) {
+            int r = lora_r(o, (int)l, k);
+            if (all) lora += r ? A(n * r) : 0;
+            if (r > shared_r[k]) shared_r[k] = r;
+        }
+    if (!all)
+        for (int k = 0; k < PROJ_N; k++) lora += shared_r[k] ? A(n * shared_r[k]) : 0;
+    if (o->adapters) lora += A(n * maxin);
     size_t D = c->head_dim;
-    size_t total = A(n * C) * (L + 2) + A(n) + A(n * D) * 2 + per * (keep ? (L ? L : 1) : 1);
+    size_t total = A(n * C) * (L + 2) + A(n) + A(n * D) * 2 + per * sets + lora;
     if (!m->acts.layer) {
         m->acts.layer = calloc(L ? L : 1, sizeof *m->acts.layer);
         if (!m->acts.layer) return lop_fail(e, "out of memory");
@@ -142,7 +164,8 @@ static int arena_layout(lop_model *m, int N, int keep, int64_t att_total, lop_er
     m->acts.rstd_final = TAKE(n);
     m->acts.rope_full = TAKE(n * D);
     m->acts.rope_local = TAKE(n * D);
-    for (size_t l = 0; l < (keep ? L : (L ? 1 : 0)); l++) {
+    m->acts.lora_tmp = o->adapters ? TAKE(n * maxin) : NULL;
+    for (size_t l = 0; l < (all ? L : (L ? 1 : 0)); l++) {
         lop_layer_acts *s = &m->acts.layer[l];
         s->rstd_attn = TAKE(n);
         s->xn_attn = TAKE(n * C);
@@ -165,8 +188,12 @@ static int arena_layout(lop_model *m, int N, int keep, int64_t att_total, lop_er
         s->h = TAKE(n * FF);
         s->mlp_out = TAKE(n * C);
         s->rstd_post_mlp = TAKE(n);
+        for (int k = 0; k < PROJ_N; k++) {
+            int r = all ? lora_r(o, (int)l, k) : shared_r[k];
+            s->xa[k] = r ? TAKE(n * r) : NULL;
+        }
     }
-    if (!keep) /* every layer's scratch aliases layer 0's (x_in stays per layer) */
+    if (!all) /* every layer's scratch aliases layer 0's (x_in stays per layer) */
         for (size_t l = 1; l < L; l++) {
             float *x = m->acts.layer[l].x_in;
             m->acts.layer[l] = m->acts.layer[0];
@@ -316,10 +343,22 @@ static int hook_resid(lop_model *m, const lop_hooks *hk, int l, lop_resid_where 
 #define BE (p->be)
 #define OP(call) do { if (BE->op->call) return -1; } while (0)
 
-static int mm(lop_model *m, float *out, const float *x, const lop_wref *w, const lop_wref *bias,
-              int N, lop_err *e) {
+/* The one matmul path: out[N, out] = x @ W^T (+ bias) of projection pj of layer l, then its LoRA
+ * adapter (if any) beside it, keeping xa for the backward. */
+static int mm(lop_model *m, int l, int pj, lop_layer_acts *s, float *out, const float *x, int N,
+              const lop_fwd_opts *o, lop_err *e) {
     engine_priv *p = m->priv;
-    return BE->op->matmul(BE, out, x, w, bias, N, (lop_gemm)p->gemm, e);
+    const lop_wref *w = &m->layers[l].proj[pj];
+    if (BE->op->matmul(BE, out, x, w, &m->layers[l].vec[arch_proj_bias((lop_proj)pj)], N,
+                       (lop_gemm)p->gemm, e))
+        return -1;
+    const lop_adapter *ad = o->adapters ? &o->adapters[(size_t)l * PROJ_N + pj] : NULL;
+    if (!ad || !ad->A) return 0;
+    if (!BE->op->lora_forward)
+        return lop_failc(e, LOP_EUSAGE, "LoRA is not implemented on %s", BE->name);
+    return BE->op->lora_forward(BE, out, s->xa[pj], m->acts.lora_tmp, x, ad->A, ad->B, N,
+                                (int)w->cols, (int)w->rows, ad->r, ad->scale, o->dropout,
+                                o->dropout_seed, (uint64_t)l * PROJ_N + pj + 1, (lop_gemm)p->gemm, e);
 }
 
 static int attention_block(lop_model *m, int l, lop_layer_acts *s, lop_batch *b,
@@ -335,9 +374,9 @@ static int attention_block(lop_model *m, int l, lop_layer_acts *s, lop_batch *b,
     if (hk && hk->linear_in)
         for (int pj = PROJ_Q; pj <= PROJ_V; pj++)
             if (hook_linear(m, hk, l, pj, s->xn_attn, N, C, b, e)) return -1;
-    if (mm(m, s->q_raw, s->xn_attn, &w->proj[PROJ_Q], &w->vec[LVEC_Q_BIAS], N, e) ||
-        mm(m, s->k_raw, s->xn_attn, &w->proj[PROJ_K], &w->vec[LVEC_K_BIAS], N, e) ||
-        mm(m, s->v, s->xn_attn, &w->proj[PROJ_V], &w->vec[LVEC_V_BIAS], N, e))
+    if (mm(m, l, PROJ_Q, s, s->q_raw, s->xn_attn, N, o, e) ||
+        mm(m, l, PROJ_K, s, s->k_raw, s->xn_attn, N, o, e) ||
+        mm(m, l, PROJ_V, s, s->v, s->xn_attn, N, o, e))
         return -1;
     int sliding = c->layer_sliding && c->layer_sliding[l] && c->sliding_window > 0;
     const float *cs = sliding && c->gemma ? m->acts.rope_local : m->acts.rope_full;
@@ -371,7 +410,7 @@ static int attention_block(lop_model *m, int l, lop_layer_acts *s, lop_batch *b,
         .scale = (float)c->attn_scale, .softcap = (float)c->attn_softcap, .gemm = (lop_gemm)p->gemm};
     OP(attention(BE, &aa, e));
     if (hk && hk->linear_in && hook_linear(m, hk, l, PROJ_O, s->att_out, N, qd, b, e)) return -1;
-    if (mm(m, s->o, s->att_out, &w->proj[PROJ_O], &w->vec[LVEC_O_BIAS], N, e)) return -1;
+    if (mm(m, l, PROJ_O, s, s->o, s->att_out, N, o, e)) return -1;
     if (c->gemma) { /* post-attention norm, into x_mid, then the residual */
         OP(rmsnorm(BE, s->x_mid, s->rstd_post_attn, s->o, &w->vec[LVEC_POST_ATTN_NORM], N, C,
                    (float)c->eps, 1, e));
@@ -394,12 +433,12 @@ static int mlp_block(lop_model *m, int l, lop_layer_acts *s, float *x_out, lop_b
     if (hk && hk->linear_in)
         for (int pj = PROJ_GATE; pj <= PROJ_UP; pj++)
             if (hook_linear(m, hk, l, pj, s->xn_mlp, N, C, b, e)) return -1;
-    if (mm(m, s->gate, s->xn_mlp, &w->proj[PROJ_GATE], &w->vec[LVEC_GATE_BIAS], N, e) ||
-        mm(m, s->up, s->xn_mlp, &w->proj[PROJ_UP], &w->vec[LVEC_UP_BIAS], N, e))
+    if (mm(m, l, PROJ_GATE, s, s->gate, s->xn_mlp, N, o, e) ||
+        mm(m, l, PROJ_UP, s, s->up, s->xn_mlp, N, o, e))
         return -1;
     OP(glu(BE, s->h, s->gate, s->up, (size_t)N * FF, c->act, e));
     if (hk && hk->linear_in && hook_linear(m, hk, l, PROJ_DOWN, s->h, N, FF, b, e)) return -1;
-    if (mm(m, s->mlp_out, s->h, &w->proj[PROJ_DOWN], &w->vec[LVEC_DOWN_BIAS], N, e)) return -1;
+    if (mm(m, l, PROJ_DOWN, s, s->mlp_out, s->h, N, o, e)) return -1;
     if (c->gemma) {
         OP(rmsnorm(BE, x_out, s->rstd_post_mlp, s->mlp_out, &w->vec[LVEC_POST_MLP_NORM], N, C,
                    (float)c->eps, 1, e));
@@ -439,7 +478,7 @@ int lop_forward(lop_model *m, lop_batch *b, const lop_fwd_opts *opts, lop_head_r
             att_total += (int64_t)c->n_heads * b->len[i] * tk;
         }
     }
-    if (arena_layout(m, N, o->keep_acts, att_total, e)) return -1;
+    if (arena_layout(m, N, o, att_total, e)) return -1;
     m->acts.att_off = o->keep_acts ? p->att_off : NULL;
     if (BE->host_mem && openblas_get_num_threads() != 1) openblas_set_num_threads(1);
     float *x = L ? m->acts.layer[0].x_in : m->acts.x_final;
@@ -480,4 +519,34 @@ int lop_forward(lop_model *m, lop_batch *b, const lop_fwd_opts *opts, lop_head_r
     lop_head_args ha = {.xn = m->acts.xn_final, .N = N, .C = C, .V = c->vocab, .w = &m->head,
                         .softcap = (float)c->final_softcap, .gemm = (lop_gemm)p->gemm};
     return BE->op->head(BE, &ha, head, e);
+}
+
+int lop_forward_layer(lop_model *m, lop_batch *b, int l, const lop_fwd_opts *opts, lop_err *e) {
+    static const lop_fwd_opts none;
+    const lop_fwd_opts *o = opts ? opts : &none;
+    const lop_config *c = &m->cfg;
+    engine_priv *p = m->priv;
+    if (l < 0 || l >= c->n_layers || !b->off || b->N != m->acts.N || o->kv)
+        return lop_failc(e, LOP_EUSAGE, "internal: lop_forward_layer(%d) needs the last forward's batch", l);
+    if (BE->host_mem && openblas_get_num_threads() != 1) openblas_set_num_threads(1);
+    float *x_out = l + 1 < c->n_layers ? m->acts.layer[l + 1].x_in : m->acts.x_final;
+    lop_layer_acts *s = &m->acts.layer[l];
+    return attention_block(m, l, s, b, o, e) || mlp_block(m, l, s, x_out, b, o, e) ? -1 : 0;
+}
+
+void lop_model_release_acts(lop_model *m) {
+    engine_priv *p = m->priv;
+    if (p->arena) p->be->op->release(p->be, p->arena);
+    p->arena = NULL;
+    p->arena_cap = 0;
+}
+
+struct lop_backend *lop_model_backend(const lop_model *m) {
+    const engine_priv *p = m->priv;
+    return p->be;
+}
+
+size_t lop_act_bytes(const lop_model *m) {
+    const engine_priv *p = m ? m->priv : NULL;
+    return p ? p->arena_cap * sizeof(float) : 0;
 }

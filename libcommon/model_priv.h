@@ -1,4 +1,4 @@
-/* model_priv.h — the engine's private state (model*.c only). */
+/* model_priv.h — the engine's private state and the model files' internal calls (model*.c only). */
 #ifndef LOP_MODEL_PRIV_H
 #define LOP_MODEL_PRIV_H
 #include "model.h"
@@ -21,6 +21,9 @@ typedef struct engine_priv {
     int gemm_req;            /* lop_gemm asked for (re-checked when the device changes) */
 } engine_priv;
 
+/* model.c: bind every weight the config implies (m->st, m->cfg set) */
+int model_bind(lop_model *m, lop_err *e);
+/* model_forward.c: the engine's state (rope tables, the CPU backend) and its release */
 int engine_init(lop_model *m, lop_err *e);
 void engine_free(lop_model *m);
 #endif

@@ -1,0 +1,39 @@
+/* train_priv.h — the trainer's private state (train_model.c: parameters and the optimizer;
+ * train_step.c: a step's forward through the engine and its backward). */
+#ifndef LOP_TRAIN_PRIV_H
+#define LOP_TRAIN_PRIV_H
+#include "backend.h"
+#include "model.h"
+#include "train.h"
+
+typedef struct tr_priv {
+    lop_model *lm;            /* the engine's model over the same tensors: its forward, backend */
+    lop_backend *be;
+    int L, embed, head, fnorm;
+    int (*proj)[PROJ_N];      /* [L][7] param index */
+    int (*vec)[LVEC_N];       /* [L][LVEC_N] param index or -1 */
+    int (*lora)[PROJ_N];      /* [L][7] index of lora_A (lora_B = +1), or -1 */
+    lop_adapter *ad;          /* [L * PROJ_N] the adapters the forward applies, or NULL */
+    /* the batch of the last forward (packed: B sequences of T tokens) */
+    int B, T, N;
+    int *len;                 /* [len_cap] = T */
+    int len_cap;
+    lop_batch lb;
+    lop_fwd_opts fo;          /* the options of the last forward (a recompute repeats them) */
+    /* the backward's scratch (backend memory), laid out for grad_N rows */
+    float *gbuf;
+    size_t gbuf_cap;          /* floats */
+    size_t gbuf_peak;         /* bytes, largest so far */
+    int grad_N;
+    float *dres, *dA, *dxn, *dq, *dk, *dv, *dq_raw, *dk_raw, *datt, *dgate, *dup, *dh, *dxa;
+    float *logits, *capped;   /* [chunk, V] */
+    int chunk;                /* head rows per chunk */
+} tr_priv;
+
+#define P(m) ((tr_priv *)(m)->priv)
+
+/* gradient of parameter i, NULL when frozen (or i < 0) */
+static inline float *tr_grad_of(tr_model *m, int i) {
+    return i >= 0 && m->p[i].trainable ? m->p[i].g : NULL;
+}
+#endif
