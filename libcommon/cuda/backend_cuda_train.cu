@@ -271,7 +271,8 @@ static int head_fwd(lop_backend *be, float *logits, float *capped, const float *
     if (bs != CUBLAS_STATUS_SUCCESS) return lop_fail(e, "cublas: head GEMM failed (%d)", (int)bs);
     if (softcap > 0) {
         CU(kg_softcap_forward(logits, (size_t)n * V, softcap, s), "softcap");
-        CU(cudaMemcpyAsync(capped, logits, sizeof(float) * (size_t)n * V, cudaMemcpyDeviceToDevice, s), "copy");
+        if (capped) /* NULL: no backward follows (a teacher's rows) */
+            CU(cudaMemcpyAsync(capped, logits, sizeof(float) * (size_t)n * V, cudaMemcpyDeviceToDevice, s), "copy");
     }
     return 0;
 }
