@@ -7,6 +7,8 @@
 #   full fine-tuning of gemma-3-270m and Qwen3-0.6B; LoRA r16 on the depth card's shape (Gemma-3-4B
 #   text config, layers 0-7 and 25-33 kept); kd-train of a gemma-3-270m student (layers 10-13
 #   dropped) from its teacher (0.5 ce + 0.5 skl).
+# Also lop's kernels alone: the backend ops of one full fine-tuning step at the same shapes
+# (bench/gpu_train_ops.c; random values, not a trainer), with LOP_CUDA_PROFILE's breakdown.
 # Figures: tokens/s, TFLOP/s (lop's tr_step_flops: 6 x matrix params + attention; LoRA 4 x) and
 # that as a fraction of the bf16 matmul rate torch measures in the same run (8192^3), peak GPU
 # memory. JSON lines, then a table last. While lop's trainer has no --device (the trainer on the
@@ -58,6 +60,17 @@ PY
   fi
   rm -rf "$o" "$o.ckpt"
 }
+# lop's kernels: the ops of one full fine-tuning step at the same shapes, bf16 GEMMs, float32
+# masters (bench/gpu_train_ops.c; head chunks of 32 MB of logits as train_step.c, and 512 MB)
+: > "$OUT/ops.jsonl"
+if has full && [ -f build/libcommon.a ] && [ -f build/liblop_cuda.so ] &&
+   ${CC:-cc} ${CFLAGS:-} -std=c11 -D_GNU_SOURCE -O2 -Ilibcommon bench/gpu_train_ops.c build/libcommon.a ${LDFLAGS:-} \
+     -lcjson -lopenblas -lzstd -lpcre2-8 -lutf8proc -lm -lpthread -ldl -fopenmp -o build/gpu_train_ops; then
+  for name in gemma-3-270m qwen3-0.6b; do
+    for mb in 32 512; do timeout 120 build/gpu_train_ops $name $mb 4 | tee -a "$OUT/ops.jsonl"; done
+    LOP_CUDA_PROFILE=1 timeout 60 build/gpu_train_ops $name 512 1 2>&1 >/dev/null | sed "s/^/  [$name ops] /"
+  done
+fi
 hf_jobs=()
 for name in gemma-3-270m qwen3-0.6b; do
   spec=cfg:$name
@@ -109,6 +122,16 @@ for r in hf:
     ls = f"{lt:>10,.0f} {lt / r['tokens_per_s']:>6.2f} {l.get('gpu_peak_mb') or 0:>8}" if lt else \
          f"{'(not wired)' if not lop_gpu else 'failed':>10}"
     print(f"{t:28} {r['tokens_per_s']:>12,.0f} {r['tflops']:>8.1f} {r['tflops'] / peak:>8.1%} {r['peak_gpu_mb']:>9} {ls}")
+ops = lines(out + "/ops.jsonl")
+hfm = {tag(r): r for r in hf if "error" not in r}
+for o in ops:
+    if "error" in o:
+        print(f"lop kernels: {o['error']}")
+        continue
+    ref = hfm.get("full-" + o["model"], {}).get("tokens_per_s")
+    x = f"{o['tokens_per_s'] / ref:>6.2f}" if ref else ""
+    print(f"lop kernels full-{o['model']:17} head chunk {o['head_chunk_rows']:>4} rows: {o['tokens_per_s']:>10,.0f} tok/s "
+          f"{o['tflops']:>6.1f} TFLOP/s ({o['tflops'] / peak:.1%}) step {o['step_ms']:.1f} ms, {o['gpu_peak_mb']} MB; x torch {x}")
 for t, l in lop.items():
     if "error" in l:
         print(f"lop {t}: {l['error'][:150]}")

@@ -173,7 +173,11 @@ static size_t cu_mem_peak(lop_backend *be) {
     return c->mem_peak > c->mem_base ? c->mem_peak - c->mem_base : 0;
 }
 
-static void cu_release(lop_backend *be, void *p) { (void)be; if (p) cudaFree(p); }
+static void cu_release(lop_backend *be, void *p) {
+    if (!p) return;
+    cu_train_written(be, NULL, 0); /* a trainable weight's bf16 copy must not outlive its memory */
+    cudaFree(p);
+}
 
 static int cu_upload(lop_backend *be, void *dst, const void *src, size_t n, lop_err *e) {
     cu_be *c = (cu_be *)be;
