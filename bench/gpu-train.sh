@@ -15,7 +15,8 @@
 # backend seam, issue 20), its rows say so and PyTorch builds the models in memory (cfg:NAME, no
 # files written).
 # Env: LOP_BENCH_OUT (default bench/out/gpu-train), LOP_SHARED, LOP_GPU_TRAIN_STEPS (timed steps,
-#      default 10, after 3 warm-up steps), LOP_GPU_TRAIN_JOBS (default "full lora kd").
+#      default 10, after 3 warm-up steps), LOP_GPU_TRAIN_JOBS (default "full lora kd"),
+#      LOP_GPU_TRAIN_TORCH=0 (lop only).
 set -u
 cd "$(dirname "$0")/.."
 OUT=${LOP_BENCH_OUT:-$PWD/bench/out/gpu-train}
@@ -96,9 +97,12 @@ if has lora; then
   fi
   hf_jobs+=("lora:$spec:16")
 fi
-$PY bench/gpu_train_hf.py "${hf_jobs[@]}" --data "$OUT/data.jsonl" --batch $B --seq $T --steps "$STEPS" \
-  --warmup $WARM 2> "$OUT/hf.err" | tee "$OUT/hf.jsonl"
-[ -s "$OUT/hf.jsonl" ] || tail -5 "$OUT/hf.err"
+: > "$OUT/hf.jsonl"
+if [ "${LOP_GPU_TRAIN_TORCH:-1}" = 1 ]; then
+  $PY bench/gpu_train_hf.py "${hf_jobs[@]}" --data "$OUT/data.jsonl" --batch $B --seq $T --steps "$STEPS" \
+    --warmup $WARM 2> "$OUT/hf.err" | tee "$OUT/hf.jsonl"
+  [ -s "$OUT/hf.jsonl" ] || tail -5 "$OUT/hf.err"
+fi
 $PY - "$OUT" "$peak" "$lop_gpu" <<'PY'
 import json, sys
 out, peak, lop_gpu = sys.argv[1], float(sys.argv[2]), sys.argv[3] == "1"
