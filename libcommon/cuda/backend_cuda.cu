@@ -40,9 +40,11 @@ typedef struct wslot { const lop_wref *key; dbuf *buf; } wslot;
 
 /* LOP_CUDA_PROFILE=1: time each kind of op (synchronizing around it, so only for a breakdown) and
  * print the totals to stderr when the backend is destroyed */
-enum { P_EMBED, P_MATMUL, P_NORM, P_ROPE, P_ATTN, P_GLU, P_ADD, P_HEAD, P_COPY, P_BWD, P_OPTIM, P_N };
+enum { P_EMBED, P_MATMUL, P_NORM, P_ROPE, P_ATTN, P_GLU, P_ADD, P_HEAD, P_COPY, P_TRAIN0, P_N = P_TRAIN0 + TP_N };
 static const char *prof_names[P_N] = {"embed", "matmul", "rmsnorm", "rope", "attention", "glu", "add",
-                                      "head", "copy", "backward", "optimizer"};
+                                      "head", "copy", "b:matmul", "b:lora", "b:rmsnorm", "b:rope",
+                                      "b:attention", "b:glu", "b:embed", "t:head", "t:xent", "t:sumsq",
+                                      "t:adamw", "t:zero"};
 
 enum { S_FLAGS, S_WCONV, S_XBF, S_IDS, S_POS, S_SEQ, S_META, S_HX, S_HXB, S_HLG, S_HST, S_HROW, S_HTGT, S_INV,
        S_N };
@@ -830,7 +832,7 @@ const void *cu_weight_of(lop_backend *be, const lop_wref *w, int vec, lop_err *e
 void cu_touch(lop_backend *be) { ((cu_be *)be)->gen++; }
 void **cu_train_state(lop_backend *be) { return &((cu_be *)be)->train; }
 void cu_prof_begin(lop_backend *be) { prof_begin((cu_be *)be); }
-void cu_prof_end(lop_backend *be, int optim) { prof_end((cu_be *)be, optim ? P_OPTIM : P_BWD); }
+void cu_prof_end(lop_backend *be, int kind) { prof_end((cu_be *)be, P_TRAIN0 + kind); }
 
 static const lop_backend_ops cuda_ops = {
     cu_destroy, cu_alloc, cu_release, cu_upload, cu_download, cu_copy,

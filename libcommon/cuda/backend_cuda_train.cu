@@ -125,21 +125,30 @@ static const void *gemm_weight(lop_backend *be, const lop_wref *w, int bf16, int
     return cu_weight_of(be, w, 0, e);
 }
 
-#define PROF(optim, body)                    \
+#define PROF(kind, body)                     \
     do {                                     \
         cu_prof_begin(be);                   \
         cu_touch(be);                        \
         int r__ = (body);                    \
-        cu_prof_end(be, optim);              \
+        cu_prof_end(be, kind);               \
         return r__;                          \
     } while (0)
 
 /* ---------------------------------------------------------------- ops */
 
-int cu_zero(lop_backend *be, void *p, size_t n, lop_err *e) {
-    cu_touch(be);
+static int zero_impl(lop_backend *be, void *p, size_t n, lop_err *e) {
     cu_train_written(be, p, n);
     if (n) CU(cudaMemsetAsync(p, 0, n, cu_stream_of(be)), "memset");
+    return 0;
+}
+
+int cu_zero(lop_backend *be, void *p, size_t n, lop_err *e) { PROF(TP_ZERO, zero_impl(be, p, n, e)); }
+
+static int lora_fwd(lop_backend *be, float *out, float *xa, float *tmp, const float *x,
+                    const float *A, const float *B, int N, int IC, int OC, int r, float scale,
+                    float dropout, uint64_t seed, uint64_t key, lop_err *e) {
+    CU(kg_lora_forward(cu_blas_of(be), out, xa, tmp, x, A, B, N, IC, OC, r, scale, dropout, seed,
+                       key, cu_stream_of(be)), "LoRA forward");
     return 0;
 }
 
@@ -147,10 +156,7 @@ int cu_lora_forward(lop_backend *be, float *out, float *xa, float *tmp, const fl
                     const float *A, const float *B, int N, int IC, int OC, int r, float scale,
                     float dropout, uint64_t seed, uint64_t key, lop_gemm g, lop_err *e) {
     (void)g;
-    cu_touch(be);
-    CU(kg_lora_forward(cu_blas_of(be), out, xa, tmp, x, A, B, N, IC, OC, r, scale, dropout, seed,
-                       key, cu_stream_of(be)), "LoRA forward");
-    return 0;
+    PROF(TP_LORA, lora_fwd(be, out, xa, tmp, x, A, B, N, IC, OC, r, scale, dropout, seed, key, e));
 }
 
 static int matmul_bwd(lop_backend *be, float *din, float *dw, float *dbias, const float *dout,
@@ -165,7 +171,7 @@ static int matmul_bwd(lop_backend *be, float *din, float *dw, float *dbias, cons
 
 int cu_matmul_backward(lop_backend *be, float *din, float *dw, float *dbias, const float *dout,
                        const float *x, const lop_wref *w, int N, lop_gemm g, lop_err *e) {
-    PROF(0, matmul_bwd(be, din, dw, dbias, dout, x, w, N, g, e));
+    PROF(TP_MATMUL, matmul_bwd(be, din, dw, dbias, dout, x, w, N, g, e));
 }
 
 int cu_lora_backward(lop_backend *be, float *din, float *dA, float *dB, float *dxa, float *tmp,
@@ -173,10 +179,10 @@ int cu_lora_backward(lop_backend *be, float *din, float *dA, float *dB, float *d
                      const float *B, int N, int IC, int OC, int r, float scale, float dropout,
                      uint64_t seed, uint64_t key, lop_gemm g, lop_err *e) {
     (void)g;
-    cu_touch(be);
-    CU(kg_lora_backward(cu_blas_of(be), din, dA, dB, dxa, tmp, dout, x, xa, A, B, N, IC, OC, r,
-                        scale, dropout, seed, key, cu_stream_of(be)), "LoRA backward");
-    return 0;
+    PROF(TP_LORA, kg_lora_backward(cu_blas_of(be), din, dA, dB, dxa, tmp, dout, x, xa, A, B, N, IC, OC, r,
+                                   scale, dropout, seed, key, cu_stream_of(be)) != cudaSuccess
+                      ? lop_fail(e, "cuda: LoRA backward failed: %s", cudaGetErrorString(cudaGetLastError()))
+                      : 0);
 }
 
 static int rmsnorm_bwd(lop_backend *be, float *dx, float *dw, const float *dout, const float *x,
@@ -189,13 +195,16 @@ static int rmsnorm_bwd(lop_backend *be, float *dx, float *dw, const float *dout,
 
 int cu_rmsnorm_backward(lop_backend *be, float *dx, float *dw, const float *dout, const float *x,
                         const float *rstd, const lop_wref *w, int N, int C, int gemma, lop_err *e) {
-    PROF(0, rmsnorm_bwd(be, dx, dw, dout, x, rstd, w, N, C, gemma, e));
+    PROF(TP_NORM, rmsnorm_bwd(be, dx, dw, dout, x, rstd, w, N, C, gemma, e));
+}
+
+static int rope_bwd(lop_backend *be, float *dx, const float *cs, int N, int H, int D, lop_err *e) {
+    CU(kg_rope_backward(dx, cs, N, H, D, cu_stream_of(be)), "rope backward");
+    return 0;
 }
 
 int cu_rope_backward(lop_backend *be, float *dx, const float *cs, int N, int H, int D, lop_err *e) {
-    cu_touch(be);
-    CU(kg_rope_backward(dx, cs, N, H, D, cu_stream_of(be)), "rope backward");
-    return 0;
+    PROF(TP_ROPE, rope_bwd(be, dx, cs, N, H, D, e));
 }
 
 static int attn_bwd(lop_backend *be, const lop_attn_bwd_args *a, lop_err *e) {
@@ -222,21 +231,29 @@ static int attn_bwd(lop_backend *be, const lop_attn_bwd_args *a, lop_err *e) {
 }
 
 int cu_attention_backward(lop_backend *be, const lop_attn_bwd_args *a, lop_err *e) {
-    PROF(0, attn_bwd(be, a, e));
+    PROF(TP_ATTN, attn_bwd(be, a, e));
+}
+
+static int glu_bwd(lop_backend *be, float *dgate, float *dup, const float *dh, const float *gate,
+                   const float *up, size_t n, lop_act act, lop_err *e) {
+    CU(kg_glu_backward(dgate, dup, dh, gate, up, n, act == ACT_GELU_TANH, cu_stream_of(be)), "glu backward");
+    return 0;
 }
 
 int cu_glu_backward(lop_backend *be, float *dgate, float *dup, const float *dh, const float *gate,
                     const float *up, size_t n, lop_act act, lop_err *e) {
-    cu_touch(be);
-    CU(kg_glu_backward(dgate, dup, dh, gate, up, n, act == ACT_GELU_TANH, cu_stream_of(be)), "glu backward");
+    PROF(TP_GLU, glu_bwd(be, dgate, dup, dh, gate, up, n, act, e));
+}
+
+static int embed_bwd(lop_backend *be, float *dtable, const float *dout, const int32_t *ids, int N,
+                     int C, float scale, lop_err *e) {
+    CU(kg_embedding_backward(dtable, dout, ids, N, C, scale, cu_stream_of(be)), "embedding backward");
     return 0;
 }
 
 int cu_embed_backward(lop_backend *be, float *dtable, const float *dout, const int32_t *ids, int N,
                       int C, float scale, lop_err *e) {
-    cu_touch(be);
-    CU(kg_embedding_backward(dtable, dout, ids, N, C, scale, cu_stream_of(be)), "embedding backward");
-    return 0;
+    PROF(TP_EMBED, embed_bwd(be, dtable, dout, ids, N, C, scale, e));
 }
 
 static int head_fwd(lop_backend *be, float *logits, float *capped, const float *xn, int n,
@@ -279,7 +296,7 @@ static int head_fwd(lop_backend *be, float *logits, float *capped, const float *
 
 int cu_head_logits(lop_backend *be, float *logits, float *capped, const float *xn, int n,
                    const lop_wref *w, float softcap, lop_gemm g, lop_err *e) {
-    PROF(0, head_fwd(be, logits, capped, xn, n, w, softcap, g, e));
+    PROF(TP_HEAD, head_fwd(be, logits, capped, xn, n, w, softcap, g, e));
 }
 
 static int head_bwd(lop_backend *be, float *dxn, float *dw, float *dlogits, const float *capped,
@@ -293,7 +310,7 @@ static int head_bwd(lop_backend *be, float *dxn, float *dw, float *dlogits, cons
 int cu_head_backward(lop_backend *be, float *dxn, float *dw, float *dlogits, const float *capped,
                      const float *xn, int n, const lop_wref *w, float softcap, lop_gemm g,
                      lop_err *e) {
-    PROF(0, head_bwd(be, dxn, dw, dlogits, capped, xn, n, w, softcap, g, e));
+    PROF(TP_HEAD, head_bwd(be, dxn, dw, dlogits, capped, xn, n, w, softcap, g, e));
 }
 
 static int xent_impl(lop_backend *be, float *logits, const int32_t *targets, int n, int V,
@@ -326,7 +343,7 @@ static int xent_impl(lop_backend *be, float *logits, const int32_t *targets, int
 
 int cu_xent(lop_backend *be, float *logits, const int32_t *targets, int n, int V, float gscale,
             double *loss_sum, int64_t *scored, lop_err *e) {
-    PROF(0, xent_impl(be, logits, targets, n, V, gscale, loss_sum, scored, e));
+    PROF(TP_XENT, xent_impl(be, logits, targets, n, V, gscale, loss_sum, scored, e));
 }
 
 static int sumsq_impl(lop_backend *be, double *out, const float *g, size_t n, lop_err *e) {
@@ -343,7 +360,7 @@ static int sumsq_impl(lop_backend *be, double *out, const float *g, size_t n, lo
 }
 
 int cu_grad_sumsq(lop_backend *be, double *out, const float *g, size_t n, lop_err *e) {
-    PROF(1, sumsq_impl(be, out, g, n, e));
+    PROF(TP_SUMSQ, sumsq_impl(be, out, g, n, e));
 }
 
 static int adamw_impl(lop_backend *be, float *p, float *g, float *m, float *v,
@@ -360,7 +377,7 @@ static int adamw_impl(lop_backend *be, float *p, float *g, float *m, float *v,
 
 int cu_adamw(lop_backend *be, float *p, float *g, float *m, float *v, const uint8_t *zero_bits,
              size_t n, float clip, double lr, const adamw_hp *hp, int64_t t, lop_err *e) {
-    PROF(1, adamw_impl(be, p, g, m, v, zero_bits, n, clip, lr, hp, t, e));
+    PROF(TP_ADAMW, adamw_impl(be, p, g, m, v, zero_bits, n, clip, lr, hp, t, e));
 }
 
 /* ---------------------------------------------------------------- distillation */

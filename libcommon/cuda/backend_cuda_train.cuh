@@ -18,9 +18,11 @@ const void *cu_weight_of(lop_backend *be, const lop_wref *w, int vec, lop_err *e
 void cu_touch(lop_backend *be);
 /* the training ops' own state (NULL until they make it) */
 void **cu_train_state(lop_backend *be);
-/* LOP_CUDA_PROFILE: time an op of kind P_BACKWARD / P_OPTIM */
+/* LOP_CUDA_PROFILE: time a training op of kind TP_* */
+enum { TP_MATMUL, TP_LORA, TP_NORM, TP_ROPE, TP_ATTN, TP_GLU, TP_EMBED, TP_HEAD, TP_XENT, TP_SUMSQ,
+       TP_ADAMW, TP_ZERO, TP_N };
 void cu_prof_begin(lop_backend *be);
-void cu_prof_end(lop_backend *be, int optim);
+void cu_prof_end(lop_backend *be, int kind);
 
 /* backend_cuda_train.cu gives backend_cuda.cu: */
 void cu_train_destroy(lop_backend *be);
