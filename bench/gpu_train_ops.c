@@ -200,7 +200,7 @@ int main(int argc, char **argv) {
             Z(dq, N * qd); Z(dk, N * kd); Z(dv, N * kd);
             lop_attn_bwd_args ab = {.dq = dq, .dk = dk, .dv = dv, .dout = datt, .q = q, .k = k, .v = v, .B = B,
                                     .len = len, .off = off, .Hq = H, .Hkv = KV, .D = D,
-                                    .window = sl ? s->window : 0, .scale = scale};
+                                    .window = sl ? s->window : 0, .scale = scale, .gemm = g};
             OK(G->op->attention_backward(G, &ab, &E));
             const float *cs = sl ? cs_loc : cs_full;
             OK(G->op->rope_backward(G, dq, cs, N, H, D, &E));

@@ -77,6 +77,8 @@ typedef struct lop_attn_bwd_args {
     const int *len, *off;    /* host [B], [B+1] */
     int Hq, Hkv, D, window;
     float scale, softcap;
+    lop_gemm gemm;           /* the forward's: bf16 lets a device run the products on bf16 tensor
+                                cores (float32 accumulation); the CPU ignores it */
 } lop_attn_bwd_args;
 
 typedef struct lop_backend_ops {

@@ -10,7 +10,10 @@
  * AdamW, RoPE's and the embedding's backwards are the CPU's bits.
  *
  * Attention: the forward's probabilities are not needed (a->att may be NULL): the backward
- * recomputes them tile by tile from q, k and the row's logsumexp (attention_bwd.cu). */
+ * recomputes them, per call, from q and k — on tensor cores through batched GEMMs over a scratch
+ * of the scores of a group of (sequence, head) pairs (attention_bwd_gemm.cu), or with the flash
+ * kernel tile by tile from each row's logsumexp (attention_bwd.cu; LOP_CUDA_ATTN_BWD=flash, and
+ * sequences too long for the scratch). */
 #include "backend_cuda_train.cuh"
 #include "grad.cuh"
 #include "kernels.cuh"
@@ -207,24 +210,36 @@ int cu_rope_backward(lop_backend *be, float *dx, const float *cs, int N, int H, 
     PROF(TP_ROPE, rope_bwd(be, dx, cs, N, H, D, e));
 }
 
+/* tensor-core GEMMs over recomputed scores when a group of pairs fits their scratch (and
+ * LOP_CUDA_ATTN_BWD is not "flash"), else the flash kernel (attention_bwd.cu) */
+static cudaError_t attn_bwd_one(lop_backend *be, const lop_attn_bwd_args *a, float *dq, float *dk,
+                                float *dv, const float *dout, const float *q, const float *k,
+                                const float *v, int B, int T) {
+    const char *ev = getenv("LOP_CUDA_ATTN_BWD");
+    int flash = ev && !strcmp(ev, "flash");
+    if (!flash && kg_attention_backward_gemm_pairs(T) >= (size_t)a->Hq)
+        return kg_attention_backward_gemm(cu_blas_of(be), dq, dk, dv, dout, q, k, v, B, T, a->Hq, a->Hkv,
+                                          a->D, a->scale, a->softcap, a->window, a->gemm == LOP_GEMM_BF16,
+                                          cu_stream_of(be));
+    return kg_attention_backward(dq, dk, dv, dout, q, k, v, NULL, B, T, a->Hq, a->Hkv, a->D, a->scale,
+                                 a->softcap, a->window, cu_stream_of(be));
+}
+
 static int attn_bwd(lop_backend *be, const lop_attn_bwd_args *a, lop_err *e) {
     if (a->D > 256) return lop_fail(e, "cuda: head_dim %d is above the attention backward's 256", a->D);
     int same = 1;
     for (int b = 0; b < a->B; b++) same &= a->len[b] == a->len[0] && a->off[b] == b * a->len[0];
-    cudaStream_t s = cu_stream_of(be);
     if (same) {
-        CU(kg_attention_backward(a->dq, a->dk, a->dv, a->dout, a->q, a->k, a->v, NULL, a->B, a->len[0],
-                                 a->Hq, a->Hkv, a->D, a->scale, a->softcap, a->window, s),
+        CU(attn_bwd_one(be, a, a->dq, a->dk, a->dv, a->dout, a->q, a->k, a->v, a->B, a->len[0]),
            "attention backward");
         return 0;
     }
     size_t qd = (size_t)a->Hq * a->D, kd = (size_t)a->Hkv * a->D;
     for (int b = 0; b < a->B; b++) {
         size_t r0 = (size_t)a->off[b];
-        CU(kg_attention_backward(a->dq ? a->dq + r0 * qd : NULL, a->dk ? a->dk + r0 * kd : NULL,
-                                 a->dv ? a->dv + r0 * kd : NULL, a->dout + r0 * qd, a->q + r0 * qd,
-                                 a->k + r0 * kd, a->v + r0 * kd, NULL, 1, a->len[b], a->Hq, a->Hkv,
-                                 a->D, a->scale, a->softcap, a->window, s),
+        CU(attn_bwd_one(be, a, a->dq ? a->dq + r0 * qd : NULL, a->dk ? a->dk + r0 * kd : NULL,
+                        a->dv ? a->dv + r0 * kd : NULL, a->dout + r0 * qd, a->q + r0 * qd, a->k + r0 * kd,
+                        a->v + r0 * kd, 1, a->len[b]),
            "attention backward");
     }
     return 0;

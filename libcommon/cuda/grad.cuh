@@ -77,6 +77,18 @@ cudaError_t kg_attention_backward(float *dq, float *dk, float *dv, const float *
                                   int B, int T, int H, int KVH, int D, float scale, float softcap,
                                   int window, cudaStream_t s);
 
+/* The same on tensor cores (attention_bwd_gemm.cu): the scores of a group of (sequence, head)
+ * pairs recomputed into a scratch of this call (at most ~768 MB), batched cuBLAS GEMMs for
+ * S = Q K^T, dP = dO V^T, dV, dQ, dK, row kernels for the softmax and its backward. bf16: operands
+ * rounded to bf16 (P and dS too), float32 accumulation; else float32 GEMMs (no TF32). */
+cudaError_t kg_attention_backward_gemm(cublasHandle_t h, float *dq, float *dk, float *dv,
+                                       const float *dout, const float *q, const float *k,
+                                       const float *v, int B, int T, int H, int KVH, int D,
+                                       float scale, float softcap, int window, int bf16,
+                                       cudaStream_t s);
+/* (sequence, head) pairs a group holds at sequence length T (0: not even one: use the flash kernel) */
+size_t kg_attention_backward_gemm_pairs(int T);
+
 /* ---- the head's loss (loss.cu) ----
  * Cross-entropy over a chunk of n rows of logits [n, V] (row stride ld): when cap > 0 the logits
  * are raw and capped here (y = cap tanh(x/cap)). Writes dlogits (in place) = gscale * d/dx of the

@@ -424,7 +424,8 @@ static void t_rope_bwd(int N, int H_, int D) {
     free(pos); hd_free(cs); hd_free(x);
 }
 
-static void t_attn_bwd(int B, const int *len, int Hq, int Hkv, int D, int window, float softcap) {
+static void t_attn_bwd_g(int B, const int *len, int Hq, int Hkv, int D, int window, float softcap,
+                         lop_gemm gm, const char *path) {
     int off[9] = {0};
     int64_t att_off[8], att_n = 0;
     for (int b = 0; b < B; b++) {
@@ -448,16 +449,26 @@ static void t_attn_bwd(int B, const int *len, int Hq, int Hkv, int D, int window
     CK(H->op->attention_backward(H, &ab, &E));
     ab = (lop_attn_bwd_args){.dq = dq.d, .dk = dk.d, .dv = dv.d, .dout = dout.d, .att = NULL, .att_off = NULL,
                              .q = q.d, .k = k.d, .v = v.d, .B = B, .len = len, .off = off, .Hq = Hq,
-                             .Hkv = Hkv, .D = D, .window = window, .scale = scale, .softcap = softcap};
+                             .Hkv = Hkv, .D = D, .window = window, .scale = scale, .softcap = softcap,
+                             .gemm = gm};
+    setenv("LOP_CUDA_ATTN_BWD", path, 1);
     CK(G->op->attention_backward(G, &ab, &E));
-    char what[128];
-    snprintf(what, sizeof what, "attention backward B=%d T0=%d D=%d Hq=%d Hkv=%d window=%d softcap=%g: dq",
-             B, len[0], D, Hq, Hkv, window, softcap);
-    hd_cmp(what, dq, 1e-4);
-    hd_cmp("  dk", dk, 1e-4);
-    hd_cmp("  dv", dv, 1e-4);
+    unsetenv("LOP_CUDA_ATTN_BWD");
+    char what[160];
+    snprintf(what, sizeof what, "attention backward %s%s B=%d T0=%d D=%d Hq=%d Hkv=%d window=%d softcap=%g: dq",
+             path, gm == LOP_GEMM_BF16 ? " bf16" : "", B, len[0], D, Hq, Hkv, window, softcap);
+    double tol = gm == LOP_GEMM_BF16 ? 1e-2 : 1e-4;
+    hd_cmp(what, dq, tol);
+    hd_cmp("  dk", dk, tol);
+    hd_cmp("  dv", dv, tol);
     free(out); free(att);
     hd_free(q); hd_free(k); hd_free(v); hd_free(dout); hd_free(dq); hd_free(dk); hd_free(dv);
+}
+
+static void t_attn_bwd(int B, const int *len, int Hq, int Hkv, int D, int window, float softcap) {
+    t_attn_bwd_g(B, len, Hq, Hkv, D, window, softcap, LOP_GEMM_F32, "flash");
+    t_attn_bwd_g(B, len, Hq, Hkv, D, window, softcap, LOP_GEMM_F32, "gemm");
+    t_attn_bwd_g(B, len, Hq, Hkv, D, window, softcap, LOP_GEMM_BF16, "gemm");
 }
 
 static void t_glu_bwd(void) {
