@@ -69,7 +69,7 @@ if has full && [ -f build/libcommon.a ] && [ -f build/liblop_cuda.so ] &&
      -lcjson -lopenblas -lzstd -lpcre2-8 -lutf8proc -lm -lpthread -ldl -fopenmp -o build/gpu_train_ops; then
   for name in gemma-3-270m qwen3-0.6b; do
     for mb in 32 512; do timeout 120 build/gpu_train_ops $name $mb 4 | tee -a "$OUT/ops.jsonl"; done
-    LOP_CUDA_PROFILE=1 timeout 60 build/gpu_train_ops $name 512 1 2>&1 >/dev/null | sed "s/^/  [$name ops] /"
+    LOP_CUDA_PROFILE=1 timeout 60 build/gpu_train_ops $name 512 3 2>&1 >/dev/null | sed "s/^/  [$name ops, 4 steps] /"
   done
 fi
 hf_jobs=()

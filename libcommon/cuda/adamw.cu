@@ -67,20 +67,29 @@ __global__ void sumsq_part_k(double *part, const float *g, size_t n) {
     if (!threadIdx.x) part[blockIdx.x] = sh[0];
 }
 
-__global__ void sumsq_fold_k(double *acc, const double *part, size_t nb) {
-    double s = *acc;
+__global__ void sumsq_fold_k(double *acc, const double *part, size_t nb, int add) {
+    double s = add ? *acc : 0.0;
     for (size_t b = 0; b < nb; b++) s += part[b];
     *acc = s;
 }
 
+size_t kg_sumsq_parts(size_t n) { return (n + SQ_BLK - 1) / SQ_BLK; }
+
+cudaError_t kg_sumsq_set(double *out, double *part, const float *g, size_t n, cudaStream_t s) {
+    size_t nb = kg_sumsq_parts(n);
+    if (nb) sumsq_part_k<<<(unsigned)nb, 256, 0, s>>>(part, g, n);
+    sumsq_fold_k<<<1, 1, 0, s>>>(out, part, nb, 0);
+    return cudaGetLastError();
+}
+
 cudaError_t kg_sumsq(double *acc, const float *g, size_t n, cudaStream_t s) {
     if (!n) return cudaSuccess;
-    size_t nb = (n + SQ_BLK - 1) / SQ_BLK;
+    size_t nb = kg_sumsq_parts(n);
     double *part = NULL;
     cudaError_t r = cudaMallocAsync((void **)&part, sizeof(double) * nb, s);
     if (r != cudaSuccess) return r;
     sumsq_part_k<<<(unsigned)nb, 256, 0, s>>>(part, g, n);
-    sumsq_fold_k<<<1, 1, 0, s>>>(acc, part, nb);
+    sumsq_fold_k<<<1, 1, 0, s>>>(acc, part, nb, 1);
     cudaFreeAsync(part, s);
     return cudaGetLastError();
 }

@@ -830,6 +830,7 @@ const void *cu_weight_of(lop_backend *be, const lop_wref *w, int vec, lop_err *e
     return weight_dev((cu_be *)be, w, vec, e);
 }
 void cu_touch(lop_backend *be) { ((cu_be *)be)->gen++; }
+unsigned long cu_gen(lop_backend *be) { return ((cu_be *)be)->gen; }
 void **cu_train_state(lop_backend *be) { return &((cu_be *)be)->train; }
 void cu_prof_begin(lop_backend *be) { prof_begin((cu_be *)be); }
 void cu_prof_end(lop_backend *be, int kind) { prof_end((cu_be *)be, P_TRAIN0 + kind); }

@@ -38,6 +38,13 @@ typedef struct train_st {
     shadow *sh;
     int nsh, capsh;
     int pool_set;
+    double *sq_part, *sq_host;  /* grad_sumsq: partials (device), the result (pinned host) */
+    size_t sq_cap;
+    /* xent's gradient rounded to bf16 in the same pass, for the head_backward that follows */
+    __nv_bfloat16 *xl_b;
+    size_t xl_cap, xl_n;
+    const float *xl_src;
+    unsigned long xl_gen;
 } train_st;
 
 static train_st *st_of(lop_backend *be) {
@@ -64,6 +71,9 @@ void cu_train_destroy(lop_backend *be) {
     if (!t) return;
     for (int i = 0; i < t->nsh; i++) cudaFree(t->sh[i].b);
     free(t->sh);
+    if (t->sq_part) cudaFree(t->sq_part);
+    if (t->sq_host) cudaFreeHost(t->sq_host);
+    if (t->xl_b) cudaFree(t->xl_b);
     free(t);
     *cu_train_state(be) = NULL;
 }
@@ -319,7 +329,19 @@ static int head_bwd(lop_backend *be, float *dxn, float *dw, float *dlogits, cons
     int V = (int)w->rows;
     if (softcap > 0)
         CU(kg_softcap_backward(dlogits, capped, (size_t)n * V, softcap, cu_stream_of(be)), "softcap backward");
-    return matmul_bwd(be, dxn, dw, NULL, dlogits, xn, w, n, g, e);
+    /* the bf16 copy xent wrote of these very gradients, when nothing has run since */
+    train_st *t = (train_st *)*cu_train_state(be);
+    const __nv_bfloat16 *db = NULL;
+    if (t && g == LOP_GEMM_BF16 && softcap <= 0 && t->xl_src == dlogits && t->xl_n == (size_t)n * V &&
+        t->xl_gen + 1 == cu_gen(be))
+        db = t->xl_b;
+    if (t) t->xl_src = NULL;
+    int bf16 = g == LOP_GEMM_BF16, wdt = KDT_F32;
+    const void *W = NULL;
+    if (dxn && !(W = gemm_weight(be, w, bf16, &wdt, e))) return -1;
+    CU(kg_matmul_backward(cu_blas_of(be), dxn, dw, NULL, dlogits, xn, W, wdt, n, (int)w->cols, V, bf16, db,
+                          NULL, cu_stream_of(be)), "head backward");
+    return 0;
 }
 
 int cu_head_backward(lop_backend *be, float *dxn, float *dw, float *dlogits, const float *capped,
@@ -340,8 +362,25 @@ static int xent_impl(lop_backend *be, float *logits, const int32_t *targets, int
     int32_t *dt = (int32_t *)(dl + n);
     double *hl = (double *)malloc(sizeof(double) * n);
     if (!hl) { cudaFreeAsync(buf, s); return lop_fail(e, "out of memory"); }
+    /* a bf16 copy of the gradient for head_backward's GEMMs (bf16 runs) */
+    train_st *t = st_of(be);
+    __nv_bfloat16 *xb = NULL;
+    size_t nv = (size_t)n * V;
+    if (t && t->xl_cap < nv) {
+        if (t->xl_b) cudaFree(t->xl_b);
+        t->xl_b = NULL;
+        t->xl_cap = 0;
+        if (cudaMalloc((void **)&t->xl_b, nv * 2) == cudaSuccess) t->xl_cap = nv;
+        else cudaGetLastError();
+    }
+    if (t && t->xl_cap >= nv) xb = t->xl_b;
     cudaError_t r = cudaMemcpyAsync(dt, targets, sizeof(int32_t) * n, cudaMemcpyHostToDevice, s);
-    if (r == cudaSuccess) r = kg_xent_backward(logits, V, dl, dt, n, V, 0.0f, gscale, NULL, s);
+    if (r == cudaSuccess) r = kg_xent_backward(logits, V, dl, dt, n, V, 0.0f, gscale, xb, s);
+    if (t) {
+        t->xl_src = r == cudaSuccess && xb ? logits : NULL;
+        t->xl_n = nv;
+        t->xl_gen = cu_gen(be);
+    }
     if (r == cudaSuccess) r = cudaMemcpyAsync(hl, dl, sizeof(double) * n, cudaMemcpyDeviceToHost, s);
     if (r == cudaSuccess) r = cudaStreamSynchronize(s);
     cudaFreeAsync(buf, s);
@@ -361,16 +400,27 @@ int cu_xent(lop_backend *be, float *logits, const int32_t *targets, int n, int V
     PROF(TP_XENT, xent_impl(be, logits, targets, n, V, gscale, loss_sum, scored, e));
 }
 
+/* one host sync per call (the seam returns the sum): kept cheap with buffers that persist */
 static int sumsq_impl(lop_backend *be, double *out, const float *g, size_t n, lop_err *e) {
     cudaStream_t s = cu_stream_of(be);
-    double *acc = NULL;
-    CU(cudaMallocAsync((void **)&acc, sizeof(double), s), "alloc");
-    cudaError_t r = cudaMemsetAsync(acc, 0, sizeof(double), s);
-    if (r == cudaSuccess) r = kg_sumsq(acc, g, n, s);
-    if (r == cudaSuccess) r = cudaMemcpyAsync(out, acc, sizeof(double), cudaMemcpyDeviceToHost, s);
+    train_st *t = st_of(be);
+    if (!t) return lop_fail(e, "out of memory");
+    size_t np = kg_sumsq_parts(n) + 1; /* + the result */
+    if (np > t->sq_cap) {
+        if (t->sq_part) cudaFree(t->sq_part);
+        t->sq_part = NULL;
+        t->sq_cap = 0;
+        size_t want = np < 4096 ? 4096 : np;
+        CU(cudaMalloc((void **)&t->sq_part, sizeof(double) * want), "alloc");
+        t->sq_cap = want;
+    }
+    if (!t->sq_host) CU(cudaMallocHost((void **)&t->sq_host, sizeof(double)), "pinned alloc");
+    double *res = t->sq_part + np - 1;
+    cudaError_t r = kg_sumsq_set(res, t->sq_part, g, n, s);
+    if (r == cudaSuccess) r = cudaMemcpyAsync(t->sq_host, res, sizeof(double), cudaMemcpyDeviceToHost, s);
     if (r == cudaSuccess) r = cudaStreamSynchronize(s);
-    cudaFreeAsync(acc, s);
     if (r != cudaSuccess) return lop_fail(e, "cuda: sum of squares: %s", cudaGetErrorString(r));
+    *out = *t->sq_host;
     return 0;
 }
 

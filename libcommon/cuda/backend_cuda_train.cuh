@@ -16,6 +16,7 @@ cudaStream_t cu_stream_of(lop_backend *be);
 const void *cu_weight_of(lop_backend *be, const lop_wref *w, int vec, lop_err *e);
 /* an op is about to write device memory (the bf16 input cache of the GEMMs keys on this) */
 void cu_touch(lop_backend *be);
+unsigned long cu_gen(lop_backend *be); /* the count cu_touch bumps */
 /* the training ops' own state (NULL until they make it) */
 void **cu_train_state(lop_backend *be);
 /* LOP_CUDA_PROFILE: time a training op of kind TP_* */

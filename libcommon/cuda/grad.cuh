@@ -126,6 +126,9 @@ cudaError_t kg_adamw(float *p, float *g, float *m, float *v, size_t n, double lr
 /* *acc (device double) += sum of g[n]^2: fixed blocks in double, added in order (a global norm
  * over many tensors is a sequence of calls, then one download) */
 cudaError_t kg_sumsq(double *acc, const float *g, size_t n, cudaStream_t s);
+/* *out = the same sum (assigned), partials in part [kg_sumsq_parts(n)] the caller keeps */
+size_t kg_sumsq_parts(size_t n);
+cudaError_t kg_sumsq_set(double *out, double *part, const float *g, size_t n, cudaStream_t s);
 /* g[n] *= s */
 cudaError_t kg_scale(float *g, size_t n, float s, cudaStream_t st);
 #endif

@@ -63,17 +63,19 @@ __global__ void __launch_bounds__(LBS) xent_k(float *logits, int ld, double *los
         if (!threadIdx.x) loss[r] = 0;
         return;
     }
-    float mx = -INFINITY;
+    /* one pass: each thread's running max and sum of exp (rescaled when its max grows), then the
+     * block's max and the threads' sums brought to it (in order: the same bits every run) */
+    float tm = -INFINITY;
+    double ts = 0;
     for (int j = threadIdx.x; j < V; j += blockDim.x) {
         float y = l[j];
         if (cap > 0) { y = cap * tanhf(y / cap); l[j] = y; }
-        mx = fmaxf(mx, y);
+        if (y > tm) { ts = ts * (double)expf(tm - y) + 1.0; tm = y; }
+        else ts += (double)expf(y - tm);
     }
-    mx = block_max(mx, shf); /* its syncs order the capped writes before the reads below */
+    float mx = block_max(tm, shf); /* its syncs order the capped writes before the reads below */
     float lt = l[t]; /* read before block_sum's barriers: the last pass overwrites it */
-    double s = 0;
-    for (int j = threadIdx.x; j < V; j += blockDim.x) s += (double)expf(l[j] - mx);
-    s = block_sum(s, shd);
+    double s = block_sum(tm == -INFINITY ? 0.0 : ts * (double)expf(tm - mx), shd);
     if (!threadIdx.x) loss[r] = (double)mx + log(s) - (double)lt;
     float k = (float)(1.0 / s) * gscale;
     for (int j = threadIdx.x; j < V; j += blockDim.x) {
