@@ -63,7 +63,6 @@ def load(spec, dtype):
         cfgd.pop("transformers_version", None)
         mt = cfgd.pop("model_type")
         cfg = AutoConfig.for_model(mt, **cfgd)
-        cfg._attn_implementation = "sdpa"
         with torch.device("cuda"):
             m = AutoModelForCausalLM.from_config(cfg, dtype=dtype, attn_implementation="sdpa")
         return m
