@@ -40,24 +40,37 @@ __global__ void rmsnorm_bwd_dx_k(float *dx, const float *dout, const float *x, c
     }
 }
 
-#define NORM_ROWS 16 /* rows per block of the weight's column sums (enough blocks to fill the GPU) */
-
-/* partial[b, c] = sum over rows of block b of dy x r (double) */
-__global__ void rmsnorm_bwd_dw_part_k(double *part, const float *dout, const float *x,
-                                      const float *rstd, int N, int C) {
-    int r0 = blockIdx.x * NORM_ROWS, r1 = min(N, r0 + NORM_ROWS);
-    for (int c = threadIdx.x; c < C; c += blockDim.x) {
-        double s = 0;
-        for (int r = r0; r < r1; r++) {
+/* Column sums over rows, deterministic and parallel: block (cx, ry) takes 32 columns and the ry-th
+ * of RB row ranges; its 8 row groups sum their rows (strided by 8) in double, then combine in a fixed
+ * tree in shared memory into part[ry, c]; a second kernel adds the RB partials of each column in
+ * order. The value of (r, c) is a[i] * (b ? b[i] : 1) * (rs ? rs[r] : 1), i = r * C + c, each product
+ * rounded in float as the CPU kernels do (dy x r for RMSNorm's weight, dy for a bias). */
+#define CS_RB 128
+__global__ void colsum_part_k(double *part, const float *a, const float *b, const float *rs, int N, int C,
+                              int rows_per) {
+    __shared__ double sh[8][33];
+    int c = blockIdx.x * 32 + (threadIdx.x & 31), grp = threadIdx.x >> 5;
+    int r0 = blockIdx.y * rows_per, r1 = min(N, r0 + rows_per);
+    double acc = 0;
+    if (c < C)
+        for (int r = r0 + grp; r < r1; r += 8) {
             size_t i = (size_t)r * C + c;
-            s += (double)__fmul_rn(__fmul_rn(dout[i], x[i]), rstd[r]);
+            float v = a[i];
+            if (b) v = __fmul_rn(v, b[i]);
+            if (rs) v = __fmul_rn(v, rs[r]);
+            acc += (double)v;
         }
-        part[(size_t)blockIdx.x * C + c] = s;
+    sh[grp][threadIdx.x & 31] = acc;
+    __syncthreads();
+    if (grp == 0 && c < C) {
+        double t = 0;
+        for (int k = 0; k < 8; k++) t += sh[k][threadIdx.x];
+        part[(size_t)blockIdx.y * C + c] = t;
     }
 }
 
 /* dst[c] += sum over nb partials in order */
-__global__ void colsum_part_k(float *dst, const double *part, int nb, int C) {
+__global__ void colsum_fold_k(float *dst, const double *part, int nb, int C) {
     GRID_STRIDE(c, (size_t)C) {
         double s = 0;
         for (int b = 0; b < nb; b++) s += part[(size_t)b * C + c];
@@ -65,19 +78,29 @@ __global__ void colsum_part_k(float *dst, const double *part, int nb, int C) {
     }
 }
 
+/* dst[C] += column sums (see colsum_part_k) */
+static cudaError_t colsum(float *dst, const float *a, const float *b, const float *rs, int N, int C,
+                          cudaStream_t s) {
+    int rb = (N + 31) / 32 < CS_RB ? (N + 31) / 32 : CS_RB;
+    int rows_per = (N + rb - 1) / rb;
+    rb = (N + rows_per - 1) / rows_per;
+    double *part = NULL;
+    cudaError_t r = cudaMallocAsync((void **)&part, sizeof(double) * (size_t)rb * C, s);
+    if (r != cudaSuccess) return r;
+    colsum_part_k<<<dim3((C + 31) / 32, rb), 256, 0, s>>>(part, a, b, rs, N, C, rows_per);
+    colsum_fold_k<<<grid_for(C, 128), 128, 0, s>>>(dst, part, rb, C);
+    cudaFreeAsync(part, s);
+    return cudaGetLastError();
+}
+
 cudaError_t kg_rmsnorm_backward(float *dx, float *dw, const float *dout, const float *x,
                                 const float *rstd, const float *w, int N, int C, int gemma,
                                 cudaStream_t s) {
     if (N <= 0) return cudaSuccess;
     if (dx) rmsnorm_bwd_dx_k<<<(N + 7) / 8, 256, 0, s>>>(dx, dout, x, rstd, w, N, C, gemma);
-    if (dw) {
-        int nb = (N + NORM_ROWS - 1) / NORM_ROWS;
-        double *part = NULL;
-        cudaError_t r = cudaMallocAsync((void **)&part, sizeof(double) * nb * C, s);
+    if (dw) { /* dw[c] += sum over rows of (dy x) r */
+        cudaError_t r = colsum(dw, dout, x, rstd, N, C, s);
         if (r != cudaSuccess) return r;
-        rmsnorm_bwd_dw_part_k<<<nb, C < 256 ? (C + 31) / 32 * 32 : 256, 0, s>>>(part, dout, x, rstd, N, C);
-        colsum_part_k<<<grid_for(C, 256), 256, 0, s>>>(dw, part, nb, C);
-        cudaFreeAsync(part, s);
     }
     return cudaGetLastError();
 }
@@ -196,18 +219,9 @@ cudaError_t kg_embedding_backward(float *dtable, const float *dout, const int32_
 
 /* ---------------------------------------------------------------- bias, softcap, dropout */
 
-__global__ void bias_bwd_k(float *db, const float *dout, int N, int OC) {
-    GRID_STRIDE(o, (size_t)OC) {
-        double s = 0;
-        for (int n = 0; n < N; n++) s += dout[(size_t)n * OC + o];
-        db[o] += (float)s;
-    }
-}
-
 cudaError_t kg_bias_backward(float *dbias, const float *dout, int N, int OC, cudaStream_t s) {
     if (!dbias || OC <= 0) return cudaSuccess;
-    bias_bwd_k<<<grid_for(OC, 128), 128, 0, s>>>(dbias, dout, N, OC);
-    return cudaGetLastError();
+    return colsum(dbias, dout, NULL, NULL, N, OC, s);
 }
 
 __global__ void softcap_fwd_k(float *x, size_t n, float cap) {
