@@ -6,12 +6,6 @@
 #include <string.h>
 #include "backend_cpu.h"
 
-const float *cpu_vecf(cpu_be *c, const lop_wref *r) {
-    if (!r || !r->data) return NULL;
-    if (r->dtype == ST_F32) return r->data;
-    nn_to_f32_serial(c->vec, r->data, r->dtype, (size_t)(r->rows * r->cols));
-    return c->vec;
-}
 #define vecf cpu_vecf
 
 static void cpu_destroy(lop_backend *be) {

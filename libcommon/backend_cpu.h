@@ -21,7 +21,12 @@ typedef struct cpu_be {
 } cpu_be;
 
 /* float32 view of a vector weight (norm weight or bias); NULL if absent */
-const float *cpu_vecf(cpu_be *c, const lop_wref *r);
+static inline const float *cpu_vecf(cpu_be *c, const lop_wref *r) {
+    if (!r || !r->data) return NULL;
+    if (r->dtype == ST_F32) return r->data;
+    nn_to_f32_serial(c->vec, r->data, r->dtype, (size_t)(r->rows * r->cols));
+    return c->vec;
+}
 
 int cpu_zero(lop_backend *be, void *p, size_t n, lop_err *e);
 int cpu_lora_forward(lop_backend *be, float *out, float *xa, float *tmp, const float *x,

@@ -1,4 +1,5 @@
-/* grad.h — training kernels: a forward that saves what its backward needs, and the backward.
+/* grad.h — training kernels: the backwards of the layer kernels (nn.h), called by the CPU
+ * backend only (backend_cpu_train.c; the trainer reaches them through backend.h's ops).
  *
  * llm.c style: op_forward(out, in, weight, ...) / op_backward(din, dweight, dout, ...), shapes
  * beside the pointers. Rows are tokens: N = B*T rows of a batch of B sequences of T tokens.

@@ -1,5 +1,7 @@
-/* train.h — the training engine: a trainable Llama / Qwen2 / Qwen3 / Gemma 3 model, its forward
- * with saved activations, the backward pass, AdamW steps, LoRA, output and checkpoints.
+/* train.h — the training engine: a trainable Llama / Qwen2 / Qwen3 / Gemma 3 model on the one
+ * model core (its forward is the engine's, model_forward.c, keeping the activations the backward
+ * reads; LoRA and dropout are options of that forward), the backward pass and AdamW through the
+ * backend seam (backend.h), output and checkpoints.
  *
  * Usage (heal-sft, kd-train):
  *     tr_model *m;  tr_opts o = TR_OPTS_DEFAULT;            // full fine-tune

@@ -1,6 +1,6 @@
 #!/usr/bin/env bats
 # The tree's shape (tools/check-structure.py): one architecture table, one reader of each kind,
-# no circles. Each check also runs on a planted violation, so it can fail.
+# no circles, layer kernels called by the backend only. Each check also runs on a planted violation, so it can fail.
 load helpers
 
 CHECK="$ROOT/tools/check-structure.py"
@@ -51,4 +51,22 @@ copy_tree() {
   assert_failure
   assert_output --partial "a <-> b"
   assert_output --partial "libcommon/x.h <-> libcommon/y.h"
+}
+
+@test "structure: the layer kernels are called by the backend only (not the core, the trainer or a tool)" {
+  [ -n "$(ls "$ROOT"/build/libcommon/*.o 2>/dev/null)" ] || skip "build/libcommon not built (make all)"
+  command -v nm > /dev/null || skip "nm (binutils) absent"
+  run python3 "$CHECK" "$ROOT" kernels
+  assert_success
+  # planted: the trainer calling RMSNorm itself, and a tool calling the GLU
+  copy_tree
+  mkdir -p "$T/b/libcommon"
+  cp "$ROOT"/build/libcommon/*.o "$T/b/libcommon/"
+  printf 'void rmsnorm_forward(float *, float *, const float *, const float *, int, int, float, int);\nvoid f(float *x) { rmsnorm_forward(x, 0, x, x, 1, 1, 1e-6f, 0); }\n' > "$T/p.c"
+  cc -c "$T/p.c" -o "$T/b/libcommon/train_step.o"
+  printf 'static void g(float *h) { glu_forward(h, h, h, 1, 0); }\n' >> "$T/cmd/ppl/main.c"
+  run python3 "$CHECK" "$T" kernels "$T/b"
+  assert_failure
+  assert_output --partial "libcommon/train_step.c calls the layer kernel rmsnorm_forward"
+  assert_output --partial "cmd/ppl/main.c"
 }

@@ -12,6 +12,12 @@ exits 1 when the tree breaks the rule:
   cycles   no call circle between libcommon's objects (nm of BUILD/libcommon/*.o: who uses a
            symbol another defines) and no include circle among the headers of libcommon and cmd
 
+  kernels  the layer kernels (attention, GLU, RMSNorm, rope application and their backwards) are
+           called only by the backend (libcommon/backend_cpu*.c; the CUDA backend has its own in
+           libcommon/cuda/): the model core (model_forward.c) and the trainer (train_step.c) reach
+           them through lop_backend_ops, the tools never (nm of BUILD/libcommon/*.o, and the
+           sources of cmd/)
+
 usage: check-structure.py ROOT CHECK [BUILD]
 """
 import glob
@@ -207,6 +213,43 @@ def check_cycles(root, build):
     return ok
 
 
+# The layer kernels (nn.h, grad.h) and who may call them: the CPU backend. Their own files
+# (nn_*.c, grad_*.c) define them.
+LAYER_KERNELS = {
+    'attention_forward', 'attention_forward_batch', 'glu_forward', 'rmsnorm_forward',
+    'rope_forward', 'rope_inverse', 'rope_apply', 'rope_apply_inverse', 'rope_table',
+    'tr_attention_backward', 'tr_glu_backward', 'tr_rmsnorm_backward',
+}
+KERNEL_CALLERS = {'backend_cpu', 'backend_cpu_train'}
+
+
+def check_kernels(root, build):
+    bad = []
+    objs = sorted(glob.glob(os.path.join(build, 'libcommon', '*.o')))
+    if not objs:
+        print(f'no objects in {build}/libcommon (build first)')
+        return False
+    for o in objs:
+        name = os.path.basename(o)[:-2]
+        if name in KERNEL_CALLERS or name.startswith(('nn_', 'grad_')):
+            continue
+        out = subprocess.run(['nm', '-P', o], capture_output=True, text=True, check=True).stdout
+        for line in out.splitlines():
+            f = line.split()
+            if len(f) >= 2 and f[1] == 'U' and f[0] in LAYER_KERNELS:
+                bad.append(f'libcommon/{name}.c calls the layer kernel {f[0]} (only the backend may: '
+                           f'{", ".join(sorted(KERNEL_CALLERS))})')
+    call = re.compile(r'\b(' + '|'.join(sorted(LAYER_KERNELS)) + r')\s*\(')
+    for p, rel in c_files(root, ('cmd',)):
+        src = strip_comments(open(p, encoding='utf-8', errors='replace').read())
+        for m in call.finditer(src):
+            ln = src.count('\n', 0, m.start()) + 1
+            bad.append(f'{rel}:{ln}: a tool calls the layer kernel {m.group(1)} (tools use the model core)')
+    for b in bad:
+        print(b)
+    return not bad
+
+
 def main():
     if len(sys.argv) < 3:
         print(__doc__)
@@ -219,6 +262,8 @@ def main():
         ok = check_readers(root)
     elif what == 'cycles':
         ok = check_cycles(root, build)
+    elif what == 'kernels':
+        ok = check_kernels(root, build)
     else:
         print(__doc__)
         return 2
