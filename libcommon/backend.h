@@ -79,6 +79,8 @@ typedef struct lop_attn_bwd_args {
     const int *len, *off;    /* host [B], [B+1] */
     int Hq, Hkv, D, window;
     float scale, softcap;
+    lop_gemm gemm;           /* the forward's: bf16 lets a device run the products on bf16 tensor
+                                cores (float32 accumulation); the CPU ignores it */
 } lop_attn_bwd_args;
 
 typedef struct lop_backend_ops {
@@ -235,6 +237,8 @@ int lop_backend_cpu_new(lop_backend **out, const lop_config *c, lop_err *e);
 int lop_backend_cuda_new(lop_backend **out, int dev, const lop_config *c, lop_err *e);
 /* Does this build have the CUDA backend? */
 int lop_backend_has_cuda(void);
+/* A symbol of liblop_cuda.so beyond the seam (e.g. "lop_cuda_kd_loss"), or NULL */
+void *lop_backend_cuda_sym(const char *name);
 /* "cpu" -> -1, "cuda" -> 0, "cuda:N" -> N; -2 if neither */
 int lop_device_parse(const char *s);
 

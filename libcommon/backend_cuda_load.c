@@ -65,3 +65,9 @@ int lop_backend_cuda_new(lop_backend **out, int dev, const lop_config *c, lop_er
     if (!fn) return lop_fail(e, "liblop_cuda.so lacks lop_cuda_backend_new");
     return fn(out, dev, c, e);
 }
+
+void *lop_backend_cuda_sym(const char *name) {
+    char why[512];
+    void *h = cuda_handle(why, sizeof why);
+    return h ? dlsym(h, name) : NULL;
+}

@@ -23,6 +23,7 @@ extern "C" {
 #include "backend.h"
 }
 #include "kernels.cuh"
+#include "backend_cuda_train.cuh"
 
 #define VCHUNK 16384      /* vocabulary rows per head GEMM (LOP_CUDA_HEAD=vchunk,rows overrides) */
 #define HEAD_LOGIT_MB 512 /* the head's logits buffer: rows per chunk = this / (VCHUNK * 4 B) */
@@ -49,9 +50,12 @@ typedef struct wslot { const lop_wref *key; dbuf *buf; } wslot;
 
 /* LOP_CUDA_PROFILE=1: time each kind of op (synchronizing around it, so only for a breakdown) and
  * print the totals to stderr when the backend is destroyed */
-enum { P_EMBED, P_MATMUL, P_MMADD, P_MLP, P_NORM, P_ROPE, P_ATTN, P_GLU, P_ADD, P_HEAD, P_COPY, P_N };
+enum { P_EMBED, P_MATMUL, P_MMADD, P_MLP, P_NORM, P_ROPE, P_ATTN, P_GLU, P_ADD, P_HEAD, P_COPY, P_TRAIN0,
+       P_N = P_TRAIN0 + TP_N };
 static const char *prof_names[P_N] = {"embed", "matmul", "matmul+add", "gate,up+glu", "rmsnorm", "rope",
-                                      "attention", "glu", "add", "head", "copy"};
+                                      "attention", "glu", "add", "head", "copy", "b:matmul", "b:lora",
+                                      "b:rmsnorm", "b:rope", "b:attention", "b:glu", "b:embed", "t:head",
+                                      "t:xent", "t:sumsq", "t:adamw", "t:zero"};
 
 enum { S_FLAGS, S_WCONV, S_XBF, S_IDS, S_POS, S_SEQ, S_META, S_HX, S_HXB, S_HLG, S_HST, S_HROW, S_HTGT, S_INV,
        S_N };
@@ -102,6 +106,7 @@ typedef struct cu_be {
     long prof_n[P_N];
     float inv_cache[2][512];
     float *inv_dev[2];
+    void *train;          /* the training ops' state (backend_cuda_train.cu) */
 } cu_be;
 
 #define CU(call, what)                                                                         \
@@ -175,6 +180,7 @@ static void cu_destroy(lop_backend *be) {
                 fprintf(stderr, "  %-10s %9.2f ms %5.1f%%  %ld calls\n", prof_names[k], c->prof_s[k] * 1e3,
                         tot > 0 ? 100 * c->prof_s[k] / tot : 0, c->prof_n[k]);
     }
+    cu_train_destroy(be);
     for (int i = 0; i < c->nplan; i++) {
         cublasLtMatmulDescDestroy(c->plan[i].op);
         cublasLtMatrixLayoutDestroy(c->plan[i].a);
@@ -206,11 +212,16 @@ static size_t cu_mem_peak(lop_backend *be) {
     return c->mem_peak > c->mem_base ? c->mem_peak - c->mem_base : 0;
 }
 
-static void cu_release(lop_backend *be, void *p) { (void)be; if (p) cudaFree(p); }
+static void cu_release(lop_backend *be, void *p) {
+    if (!p) return;
+    cu_train_written(be, NULL, 0); /* a trainable weight's bf16 copy must not outlive its memory */
+    cudaFree(p);
+}
 
 static int cu_upload(lop_backend *be, void *dst, const void *src, size_t n, lop_err *e) {
     cu_be *c = (cu_be *)be;
     c->gen++;
+    cu_train_written(be, dst, n);
     CU(cudaMemcpy(dst, src, n, cudaMemcpyHostToDevice), "upload");
     return 0;
 }
@@ -224,6 +235,7 @@ static int cu_download(lop_backend *be, void *dst, const void *src, size_t n, lo
 static int cu_copy_impl(lop_backend *be, void *dst, const void *src, size_t n, lop_err *e) {
     cu_be *c = (cu_be *)be;
     c->gen++;
+    cu_train_written(be, dst, n);
     if (dst == src || !n) return 0;
     CU(cudaMemcpyAsync(dst, src, n, cudaMemcpyDeviceToDevice, c->st), "copy");
     return 0;
@@ -281,6 +293,7 @@ static void buf_unref(cu_be *c, dbuf *b) {
 
 /* device copy of w (vec: float32 vector); NULL with e set on failure */
 static const void *weight_dev(cu_be *c, const lop_wref *w, int vec, lop_err *e) {
+    if (w->bemem) return w->data; /* a trainable float32 weight, already in device memory */
     size_t n = (size_t)(w->rows * w->cols);
     st_dtype want = vec || w->dtype == ST_F64 ? ST_F32 : w->dtype;
     wslot *s = slot_find(c, w, 1);
@@ -364,6 +377,7 @@ static int cu_weights_changed(lop_backend *be, lop_err *e) {
     (void)e;
     cu_be *c = (cu_be *)be;
     for (int i = 0; i < c->nbufs; i++) if (!c->bufs[i]->orig) c->bufs[i]->stale = 1;
+    cu_train_written(be, NULL, 0);
     return 0;
 }
 
@@ -426,6 +440,8 @@ static const __nv_bfloat16 *x_bf16(cu_be *c, const float *x, size_t nx, lop_err 
 
 /* W in bf16: as stored, or converted into the scratch (valid until the next conversion) */
 static const void *weight_bf16(cu_be *c, const lop_wref *w, lop_err *e) {
+    /* a trainable weight: its bf16 copy, rewritten by each AdamW step */
+    if (w->bemem) return cu_train_bf16_of(&c->be, w, e);
     const void *W = weight_dev(c, w, 0, e);
     if (!W) return NULL;
     st_dtype wdt = w->dtype == ST_F64 ? ST_F32 : w->dtype;
@@ -1053,12 +1069,28 @@ static int cu_head(lop_backend *be, const lop_head_args *a, lop_head_req *h, lop
     return r_;
 }
 
+/* ---- what the training ops (backend_cuda_train.cu) need of this file ---- */
+cublasHandle_t cu_blas_of(lop_backend *be) { return ((cu_be *)be)->blas; }
+cudaStream_t cu_stream_of(lop_backend *be) { return ((cu_be *)be)->st; }
+const void *cu_weight_of(lop_backend *be, const lop_wref *w, int vec, lop_err *e) {
+    return weight_dev((cu_be *)be, w, vec, e);
+}
+void cu_touch(lop_backend *be) { ((cu_be *)be)->gen++; }
+unsigned long cu_gen(lop_backend *be) { return ((cu_be *)be)->gen; }
+void **cu_train_state(lop_backend *be) { return &((cu_be *)be)->train; }
+void cu_prof_begin(lop_backend *be) { prof_begin((cu_be *)be); }
+void cu_prof_end(lop_backend *be, int kind) { prof_end((cu_be *)be, P_TRAIN0 + kind); }
+
 static const lop_backend_ops cuda_ops = {
     cu_destroy, cu_alloc, cu_release, cu_upload, cu_download, cu_copy,
     cu_weights_fit, cu_weight_load, cu_weights_changed, cu_gemm_supported,
     cu_embed, cu_matmul, cu_rmsnorm, cu_rope_table, cu_rope_apply, cu_qk_norm_rope, cu_attention,
     cu_glu, cu_add, cu_head, cu_nonfinite, cu_nonfinite_first, cu_mem_peak,
     cu_matmul_add, cu_mlp_glu, cu_rmsnorm_gemm_in,
+    /* training (backend_cuda_train.cu) */
+    cu_zero, cu_lora_forward, cu_matmul_backward, cu_lora_backward, cu_rmsnorm_backward,
+    cu_rope_backward, cu_attention_backward, cu_glu_backward, cu_embed_backward, cu_head_logits,
+    cu_head_backward, cu_xent, cu_grad_sumsq, cu_adamw,
 };
 
 /* The one symbol liblop_cuda.so exports (backend_cuda_load.c finds it with dlsym). */

@@ -1,8 +1,11 @@
 /* test_cuda.c — every CUDA backend op against the CPU backend's on fresh random data (backend.h):
  * embedding, matmul (f32 and bf16 GEMMs, each weight dtype, bias), RMSNorm (plain and Gemma),
  * RoPE, attention (GQA, causal, sliding window, softcap, head dims 8..256, a kv cache), GLU,
- * add, the optional fusions (matmul + residual, gate/up + GLU, a norm kept in bf16 for its GEMMs), and the head (logsumexp, target log-prob, argmax, top-k, full logits, softcap, several
- * vocabulary chunks). Outputs are poisoned with NaN first, so an element never written fails.
+ * add, the optional fusions (matmul + residual, gate/up + GLU, a norm kept in bf16 for its GEMMs),
+ * and the head (logsumexp, target log-prob, argmax, top-k, full logits, softcap, several
+ * vocabulary chunks); then the training ops (t_train: LoRA, every backward, the training head,
+ * cross-entropy, the global norm, AdamW, the distillation loss). Outputs are poisoned with NaN
+ * first, so an element never written fails.
  * Bounds: float32 ops 2e-5 relative (rounding order), bf16 GEMMs 1e-2.
  * Without CUDA in the build, or without a GPU, it says so and passes (make test-cuda on a GPU). */
 #include <math.h>
@@ -12,6 +15,9 @@
 #include "backend.h"
 #include "dtype.h"
 #include "nn.h"
+#include "kd.h"
+#include "kd_cache.h"
+#include "optim.h"
 
 static int fails = 0;
 static uint64_t rng = 88172645463325252ull;
@@ -415,6 +421,348 @@ static void t_head(int N, int C, int V, float cap, int topk, lop_gemm g) {
     G->op->release(G, dx);
 }
 
+/* ================================================================ training ops (backend.h's seam)
+ * Each against the CPU backend's op on fresh random data; gradient outputs start from random
+ * values (every backward accumulates). Bounds: float32 1e-5 relative (a different order of the
+ * same sums), attention 1e-4 (probabilities recomputed from the logsumexp), bf16 GEMMs 1e-2;
+ * AdamW, RoPE's and the embedding's backwards bit for bit. */
+
+static float *rnd_host(size_t n, float s) { float *x = malloc(n * sizeof *x); fill(x, n, s); return x; }
+/* a host buffer and its device copy */
+typedef struct hd { float *h, *d; size_t n; } hd;
+static hd hd_rnd(size_t n, float s) { hd r = {rnd_host(n, s), NULL, n}; r.d = dev_of(r.h, n * 4); return r; }
+static hd hd_zero(size_t n) { hd r = {calloc(n, 4), NULL, n}; r.d = dev_of(r.h, n * 4); return r; }
+static void hd_cmp(const char *what, hd x, double tol) {
+    float *g = host_of(x.d, x.n);
+    cmp(what, g, x.h, x.n, tol);
+    free(g);
+}
+static void hd_free(hd x) { free(x.h); if (x.d) G->op->release(G, x.d); }
+/* a trainable weight on each side: float32 in backend memory (bemem) */
+static void wtrain(hd w, int rows, int cols, lop_wref *hw, lop_wref *gw) {
+    *hw = (lop_wref){w.h, ST_F32, rows, cols, "trainable", 1};
+    *gw = (lop_wref){w.d, ST_F32, rows, cols, "trainable", 1};
+}
+
+static void t_lora(int N, int IC, int OC, int r, float p) {
+    if (!G->op->lora_forward) { printf("FAIL lora_forward missing\n"); fails++; return; }
+    hd x = hd_rnd((size_t)N * IC, 1), A = hd_rnd((size_t)r * IC, 0.1f), B = hd_rnd((size_t)OC * r, 0.1f);
+    hd out = hd_rnd((size_t)N * OC, 1), xa = hd_zero((size_t)N * r), tmp = hd_zero((size_t)N * IC);
+    uint64_t seed = 1234567, key = 3 * 7 + 2 + 1;
+    float sc = 2.0f;
+    CK(H->op->lora_forward(H, out.h, xa.h, tmp.h, x.h, A.h, B.h, N, IC, OC, r, sc, p, seed, key, LOP_GEMM_F32, &E));
+    CK(G->op->lora_forward(G, out.d, xa.d, tmp.d, x.d, A.d, B.d, N, IC, OC, r, sc, p, seed, key, LOP_GEMM_F32, &E));
+    char what[128];
+    snprintf(what, sizeof what, "lora forward N=%d IC=%d OC=%d r=%d dropout=%g: out", N, IC, OC, r, p);
+    hd_cmp(what, out, 1e-5);
+    hd_cmp("  xa", xa, 1e-5);
+    hd dout = hd_rnd((size_t)N * OC, 1), din = hd_rnd((size_t)N * IC, 1), dA = hd_rnd((size_t)r * IC, 1),
+       dB = hd_rnd((size_t)OC * r, 1), dxa = hd_zero((size_t)N * r);
+    CK(H->op->lora_backward(H, din.h, dA.h, dB.h, dxa.h, tmp.h, dout.h, x.h, xa.h, A.h, B.h, N, IC, OC, r,
+                            sc, p, seed, key, LOP_GEMM_F32, &E));
+    CK(G->op->lora_backward(G, din.d, dA.d, dB.d, dxa.d, tmp.d, dout.d, x.d, xa.d, A.d, B.d, N, IC, OC, r,
+                            sc, p, seed, key, LOP_GEMM_F32, &E));
+    hd_cmp("lora backward: din", din, 1e-5);
+    hd_cmp("  dA", dA, 1e-5);
+    hd_cmp("  dB", dB, 1e-5);
+    hd_cmp("  dxa", dxa, 1e-5);
+    hd_free(x); hd_free(A); hd_free(B); hd_free(out); hd_free(xa); hd_free(tmp);
+    hd_free(dout); hd_free(din); hd_free(dA); hd_free(dB); hd_free(dxa);
+}
+
+static void t_matmul_bwd(st_dtype dt, int trainable, int N, int IC, int OC, int bias, lop_gemm g) {
+    void *raw = NULL;
+    lop_wref hw, gw;
+    hd W = {0};
+    if (trainable) { W = hd_rnd((size_t)OC * IC, 0.1f); wtrain(W, OC, IC, &hw, &gw); }
+    else { hw = gw = wmat(dt, OC, IC, 0.1f, &raw); }
+    hd x = hd_rnd((size_t)N * IC, 1), dout = hd_rnd((size_t)N * OC, 1), din = hd_rnd((size_t)N * IC, 1);
+    hd dw = hd_rnd((size_t)OC * IC, 1), db = hd_zero(OC);
+    float *hdw = trainable ? dw.h : NULL, *gdw = trainable ? dw.d : NULL;
+    CK(H->op->matmul_backward(H, din.h, hdw, bias ? db.h : NULL, dout.h, x.h, &hw, N, LOP_GEMM_F32, &E));
+    CK(G->op->matmul_backward(G, din.d, gdw, bias ? db.d : NULL, dout.d, x.d, &gw, N, g, &E));
+    double tol = g == LOP_GEMM_BF16 ? 1e-2 : 1e-5;
+    char what[128];
+    snprintf(what, sizeof what, "matmul backward %s W %s%s [%d x %d] N=%d: din", g == LOP_GEMM_BF16 ? "bf16" : "f32",
+             trainable ? "f32 trainable" : st_dtype_name(dt), "", OC, IC, N);
+    hd_cmp(what, din, tol);
+    if (trainable) hd_cmp("  dW", dw, tol);
+    if (bias) hd_cmp("  dbias", db, 1e-6);
+    hd_free(x); hd_free(dout); hd_free(din); hd_free(dw); hd_free(db);
+    if (trainable) hd_free(W);
+    free(raw);
+}
+
+static void t_rmsnorm_bwd(int N, int C, int gemma) {
+    void *raw;
+    lop_wref w = wmat(ST_BF16, 1, C, 1, &raw);
+    hd x = hd_rnd((size_t)N * C, 3), rs = hd_zero(N), dout = hd_rnd((size_t)N * C, 1);
+    hd dx = hd_rnd((size_t)N * C, 1), dw = hd_rnd(C, 1);
+    float *y = malloc(sizeof(float) * N * C);
+    CK(H->op->rmsnorm(H, y, rs.h, x.h, &w, N, C, 1e-6f, gemma, &E));
+    G->op->upload(G, rs.d, rs.h, sizeof(float) * N, &E); /* the same rstd on both sides */
+    CK(H->op->rmsnorm_backward(H, dx.h, dw.h, dout.h, x.h, rs.h, &w, N, C, gemma, &E));
+    CK(G->op->rmsnorm_backward(G, dx.d, dw.d, dout.d, x.d, rs.d, &w, N, C, gemma, &E));
+    char what[96];
+    snprintf(what, sizeof what, "rmsnorm backward%s N=%d C=%d: dx", gemma ? " (gemma)" : "", N, C);
+    hd_cmp(what, dx, 1e-5);
+    hd_cmp("  dw", dw, 1e-5);
+    free(y); free(raw); hd_free(x); hd_free(rs); hd_free(dout); hd_free(dx); hd_free(dw);
+}
+
+static void t_rope_bwd(int N, int H_, int D) {
+    float inv[512];
+    lop_rope r = {.type = ROPE_DEFAULT, .theta = 1e4};
+    rope_inv_freq(inv, D, &r);
+    int *pos = malloc(sizeof(int) * N);
+    for (int i = 0; i < N; i++) pos[i] = i % 513;
+    hd cs = hd_zero((size_t)N * D), x = hd_rnd((size_t)N * H_ * D, 1);
+    CK(H->op->rope_table(H, cs.h, pos, inv, N, D, &E));
+    CK(G->op->rope_table(G, cs.d, pos, inv, N, D, &E));
+    CK(H->op->rope_backward(H, x.h, cs.h, N, H_, D, &E));
+    CK(G->op->rope_backward(G, x.d, cs.d, N, H_, D, &E));
+    hd_cmp("rope backward (bit for bit)", x, 0);
+    free(pos); hd_free(cs); hd_free(x);
+}
+
+static void t_attn_bwd_g(int B, const int *len, int Hq, int Hkv, int D, int window, float softcap,
+                         lop_gemm gm, const char *path) {
+    int off[9] = {0};
+    int64_t att_off[8], att_n = 0;
+    for (int b = 0; b < B; b++) {
+        off[b + 1] = off[b] + len[b];
+        att_off[b] = att_n;
+        att_n += (int64_t)Hq * len[b] * len[b];
+    }
+    int N = off[B], qd = Hq * D, kd = Hkv * D;
+    hd q = hd_rnd((size_t)N * qd, 1), k = hd_rnd((size_t)N * kd, 1), v = hd_rnd((size_t)N * kd, 1);
+    hd dout = hd_rnd((size_t)N * qd, 1), dq = hd_rnd((size_t)N * qd, 1), dk = hd_rnd((size_t)N * kd, 1),
+       dv = hd_rnd((size_t)N * kd, 1);
+    float *out = malloc(sizeof(float) * N * qd), *att = calloc((size_t)att_n, sizeof(float));
+    float scale = 1.0f / sqrtf((float)D);
+    lop_attn_args a = {.out = out, .att = att, .att_off = att_off, .q = q.h, .k = k.h, .v = v.h, .B = B,
+                       .len = len, .off = off, .Hq = Hq, .Hkv = Hkv, .D = D, .window = window,
+                       .scale = scale, .softcap = softcap};
+    CK(H->op->attention(H, &a, &E));
+    lop_attn_bwd_args ab = {.dq = dq.h, .dk = dk.h, .dv = dv.h, .dout = dout.h, .att = att, .att_off = att_off,
+                            .q = q.h, .k = k.h, .v = v.h, .B = B, .len = len, .off = off, .Hq = Hq,
+                            .Hkv = Hkv, .D = D, .window = window, .scale = scale, .softcap = softcap};
+    CK(H->op->attention_backward(H, &ab, &E));
+    ab = (lop_attn_bwd_args){.dq = dq.d, .dk = dk.d, .dv = dv.d, .dout = dout.d, .att = NULL, .att_off = NULL,
+                             .q = q.d, .k = k.d, .v = v.d, .B = B, .len = len, .off = off, .Hq = Hq,
+                             .Hkv = Hkv, .D = D, .window = window, .scale = scale, .softcap = softcap,
+                             .gemm = gm};
+    setenv("LOP_CUDA_ATTN_BWD", path, 1);
+    CK(G->op->attention_backward(G, &ab, &E));
+    unsetenv("LOP_CUDA_ATTN_BWD");
+    char what[160];
+    snprintf(what, sizeof what, "attention backward %s%s B=%d T0=%d D=%d Hq=%d Hkv=%d window=%d softcap=%g: dq",
+             path, gm == LOP_GEMM_BF16 ? " bf16" : "", B, len[0], D, Hq, Hkv, window, softcap);
+    double tol = gm == LOP_GEMM_BF16 ? 1e-2 : 1e-4;
+    hd_cmp(what, dq, tol);
+    hd_cmp("  dk", dk, tol);
+    hd_cmp("  dv", dv, tol);
+    free(out); free(att);
+    hd_free(q); hd_free(k); hd_free(v); hd_free(dout); hd_free(dq); hd_free(dk); hd_free(dv);
+}
+
+static void t_attn_bwd(int B, const int *len, int Hq, int Hkv, int D, int window, float softcap) {
+    t_attn_bwd_g(B, len, Hq, Hkv, D, window, softcap, LOP_GEMM_F32, "flash");
+    t_attn_bwd_g(B, len, Hq, Hkv, D, window, softcap, LOP_GEMM_F32, "gemm");
+    t_attn_bwd_g(B, len, Hq, Hkv, D, window, softcap, LOP_GEMM_BF16, "gemm");
+}
+
+static void t_glu_bwd(void) {
+    size_t n = 100003;
+    hd g = hd_rnd(n, 6), u = hd_rnd(n, 2), dh = hd_rnd(n, 1);
+    for (int act = 0; act < 2; act++) {
+        hd dg = hd_rnd(n, 1), du = hd_rnd(n, 1);
+        CK(H->op->glu_backward(H, dg.h, du.h, dh.h, g.h, u.h, n, (lop_act)act, &E));
+        CK(G->op->glu_backward(G, dg.d, du.d, dh.d, g.d, u.d, n, (lop_act)act, &E));
+        hd_cmp(act ? "glu backward GELU(tanh): dgate" : "glu backward SiLU: dgate", dg, 1e-6);
+        hd_cmp("  dup", du, 1e-6);
+        hd_free(dg); hd_free(du);
+    }
+    hd_free(g); hd_free(u); hd_free(dh);
+}
+
+static void t_embed_bwd(void) {
+    int V = 3000, C = 200, N = 4000;
+    int32_t *ids = malloc(sizeof(int32_t) * N);
+    for (int i = 0; i < N; i++) ids[i] = (int)((frand() + 1) * 0.5 * (i % 2 ? 40 : V - 1)); /* many repeats */
+    hd dout = hd_rnd((size_t)N * C, 1), dt = hd_rnd((size_t)V * C, 1);
+    CK(H->op->embed_backward(H, dt.h, dout.h, ids, N, C, 25.3f, &E));
+    CK(G->op->embed_backward(G, dt.d, dout.d, ids, N, C, 25.3f, &E));
+    hd_cmp("embedding backward, repeated ids (bit for bit)", dt, 0);
+    free(ids); hd_free(dout); hd_free(dt);
+}
+
+static void t_head_train(int n, int C, int V, float cap, int trainable, lop_gemm g) {
+    void *raw = NULL;
+    lop_wref hw, gw;
+    hd W = {0};
+    if (trainable) { W = hd_rnd((size_t)V * C, 0.2f); wtrain(W, V, C, &hw, &gw); }
+    else hw = gw = wmat(ST_BF16, V, C, 0.2f, &raw);
+    hd xn = hd_rnd((size_t)n * C, 1), lg = hd_zero((size_t)n * V), cp = hd_zero((size_t)n * V);
+    CK(H->op->head_logits(H, lg.h, cp.h, xn.h, n, &hw, cap, LOP_GEMM_F32, &E));
+    CK(G->op->head_logits(G, lg.d, cp.d, xn.d, n, &gw, cap, g, &E));
+    double tol = g == LOP_GEMM_BF16 ? 1e-2 : 1e-5;
+    char what[128];
+    snprintf(what, sizeof what, "training head %s %s n=%d C=%d V=%d cap=%g: logits", g == LOP_GEMM_BF16 ? "bf16" : "f32",
+             trainable ? "trainable" : "frozen bf16", n, C, V, cap);
+    hd_cmp(what, lg, tol);
+    /* the same logits on both sides from here: the loss and backward alone */
+    G->op->upload(G, lg.d, lg.h, sizeof(float) * (size_t)n * V, &E);
+    if (cap > 0) G->op->upload(G, cp.d, cp.h, sizeof(float) * (size_t)n * V, &E);
+    int32_t *tg = malloc(sizeof(int32_t) * n);
+    for (int i = 0; i < n; i++) tg[i] = i % 5 == 0 ? -1 : (int)((frand() + 1) * 0.5 * (V - 1));
+    double ls[2]; int64_t sc[2];
+    float gs = 1.0f / 300;
+    CK(H->op->xent(H, lg.h, tg, n, V, gs, &ls[0], &sc[0], &E));
+    CK(G->op->xent(G, lg.d, tg, n, V, gs, &ls[1], &sc[1], &E));
+    double rel = fabs(ls[1] - ls[0]) / fabs(ls[0]);
+    int ok = rel < 1e-6 && sc[0] == sc[1];
+    printf("%-4s cross-entropy: loss sum %.9g vs cpu %.9g (rel %.1e), scored %lld / %lld\n", ok ? "ok" : "FAIL",
+           ls[1], ls[0], rel, (long long)sc[1], (long long)sc[0]);
+    fails += !ok;
+    hd_cmp("  dlogits", lg, 1e-5);
+    /* the backward from each side's own gradients (the GPU's bf16 runs read xent's bf16 copy) */
+    hd dxn = hd_rnd((size_t)n * C, 1), dw = hd_zero((size_t)V * C);
+    CK(H->op->head_backward(H, dxn.h, trainable ? dw.h : NULL, lg.h, cp.h, xn.h, n, &hw, cap, LOP_GEMM_F32, &E));
+    CK(G->op->head_backward(G, dxn.d, trainable ? dw.d : NULL, lg.d, cp.d, xn.d, n, &gw, cap, g, &E));
+    hd_cmp("  head backward: dxn", dxn, tol);
+    if (trainable) hd_cmp("  dW", dw, tol);
+    free(tg); free(raw);
+    hd_free(xn); hd_free(lg); hd_free(cp); hd_free(dxn); hd_free(dw);
+    if (trainable) hd_free(W);
+}
+
+static void t_sumsq_adamw(size_t n, float clip, int t) {
+    hd g = hd_rnd(n, 0.01f);
+    double s[2];
+    CK(H->op->grad_sumsq(H, &s[0], g.h, n, &E));
+    CK(G->op->grad_sumsq(G, &s[1], g.d, n, &E));
+    double rel = fabs(s[1] - s[0]) / s[0];
+    int ok = rel < 1e-11;
+    printf("%-4s grad sum of squares n=%zu: %.17g vs cpu %.17g (rel %.1e)\n", ok ? "ok" : "FAIL", n, s[1], s[0], rel);
+    fails += !ok;
+    hd p = hd_rnd(n, 1), m = hd_rnd(n, 0.001f), v = hd_zero(n);
+    for (size_t i = 0; i < n; i++) v.h[i] = fabsf(m.h[i]) * 1e-3f;
+    G->op->upload(G, v.d, v.h, n * 4, &E);
+    size_t nb = (n + 7) / 8;
+    uint8_t *zb = malloc(nb);
+    for (size_t i = 0; i < nb; i++) zb[i] = (uint8_t)((frand() + 1) * 127.5f) & (uint8_t)((frand() + 1) * 127.5f);
+    uint8_t *dzb = dev_of(zb, nb);
+    adamw_hp hp = {0.9, 0.999, 1e-8, 0.1};
+    CK(H->op->adamw(H, p.h, g.h, m.h, v.h, zb, n, clip, 1e-3, &hp, t, &E));
+    CK(G->op->adamw(G, p.d, g.d, m.d, v.d, dzb, n, clip, 1e-3, &hp, t, &E));
+    char what[96];
+    snprintf(what, sizeof what, "AdamW step %d clip %g, sparsity mask (bit for bit): p", t, clip);
+    hd_cmp(what, p, 0);
+    hd_cmp("  m", m, 0);
+    hd_cmp("  v", v, 0);
+    hd_cmp("  g (clipped in place)", g, 0);
+    free(zb); G->op->release(G, dzb);
+    hd_free(g); hd_free(p); hd_free(m); hd_free(v);
+}
+
+/* the distillation loss (lop_cuda_kd_loss, beside the seam) against kd.c's kd_row */
+typedef int (*kd_fn)(lop_backend *, float *, int, int, const float *, int, const int32_t *,
+                     const float *, const float *, int, const int32_t *, int, const kd_spec *, float,
+                     double *, lop_err *);
+static void t_kd(const char *loss, double T, int sparse, int n, int Vs, int V, int tk) {
+    kd_fn fn = (kd_fn)lop_backend_cuda_sym("lop_cuda_kd_loss");
+    if (!fn) { printf("FAIL lop_cuda_kd_loss not found in liblop_cuda.so\n"); fails++; return; }
+    kd_spec sp = KD_SPEC_DEFAULT;
+    if (kd_parse_loss(loss, &sp, &E)) { printf("FAIL %s\n", E.msg); fails++; return; }
+    sp.temperature = T;
+    hd zs = hd_rnd((size_t)n * Vs, 4), zt = hd_rnd((size_t)n * V, 5);
+    int32_t *tg = malloc(sizeof(int32_t) * n), *ids = malloc(sizeof(int32_t) * n * (tk ? tk : 1));
+    float *lp = malloc(sizeof(float) * n * (tk ? tk : 1)), *tail = malloc(sizeof(float) * n);
+    uint8_t *mark = calloc(V, 1);
+    for (int i = 0; i < n; i++) {
+        tg[i] = i % 7 == 3 ? -1 : (int)((frand() + 1) * 0.5 * (Vs - 1));
+        if (sparse) kdc_topk(zt.h + (size_t)i * V, V, T, tk, ids + (size_t)i * tk, lp + (size_t)i * tk, &tail[i], mark);
+    }
+    int32_t *dids = sparse ? dev_of(ids, sizeof(int32_t) * n * tk) : NULL;
+    float *dlp = sparse ? dev_of(lp, sizeof(float) * n * tk) : NULL, *dtail = sparse ? dev_of(tail, sizeof(float) * n) : NULL;
+    double *tr = malloc(sizeof(double) * n * (KD_NTERMS + 1)), *tg_ = malloc(sizeof(double) * n * (KD_NTERMS + 1));
+    kd_work w = {0};
+    float gs = 1.0f / 100;
+    double lsum = 0;
+    for (int i = 0; i < n; i++) {
+        double *t = tr + (size_t)i * (KD_NTERMS + 1);
+        float *z = zs.h + (size_t)i * Vs;
+        if (tg[i] < 0) { memset(z, 0, sizeof(float) * Vs); for (int k = 0; k <= KD_NTERMS; k++) t[k] = 0; continue; }
+        kd_trow row = {0};
+        if (sparse) { row.k = tk; row.ids = ids + (size_t)i * tk; row.logp = lp + (size_t)i * tk; row.logp_tail = tail[i]; }
+        else row.logits = zt.h + (size_t)i * V;
+        t[KD_NTERMS] = kd_row(&sp, z, Vs, V, &row, tg[i], gs, t, &w);
+        lsum += t[KD_NTERMS];
+    }
+    if (fn(G, zs.d, Vs, V, sparse ? NULL : zt.d, V, dids, dlp, dtail, tk, tg, n, &sp, gs, tg_, &E)) {
+        printf("FAIL lop_cuda_kd_loss: %s\n", E.msg); fails++;
+    } else {
+        double gsum = 0, md = 0;
+        for (int i = 0; i < n; i++) {
+            gsum += tg_[(size_t)i * (KD_NTERMS + 1) + KD_NTERMS];
+            for (int k = 0; k <= KD_NTERMS; k++) {
+                double a = tr[(size_t)i * (KD_NTERMS + 1) + k], b = tg_[(size_t)i * (KD_NTERMS + 1) + k];
+                double d = fabs(a - b) / (fabs(a) > 1e-3 ? fabs(a) : 1e-3);
+                if (d > md) md = d;
+            }
+        }
+        int ok = md < 1e-9;
+        printf("%-4s kd %s T=%g %s V=%d (student %d): terms max rel %.1e, loss %.9g vs cpu %.9g\n", ok ? "ok" : "FAIL",
+               loss, T, sparse ? "top-k + tail" : "dense", V, Vs, md, gsum, lsum);
+        fails += !ok;
+        hd_cmp("  dlogits", zs, 1e-6);
+    }
+    kd_work_free(&w);
+    free(tg); free(ids); free(lp); free(tail); free(mark); free(tr); free(tg_);
+    if (sparse) { G->op->release(G, dids); G->op->release(G, dlp); G->op->release(G, dtail); }
+    hd_free(zs); hd_free(zt);
+}
+
+static void t_train(void) {
+    if (!G->op->matmul_backward) { printf("FAIL the cuda backend has no training ops\n"); fails++; return; }
+    t_lora(300, 640, 1024, 16, 0);
+    t_lora(77, 256, 96, 8, 0.1f);
+    for (int g = 0; g < 2; g++) {
+        lop_gemm gm = g ? LOP_GEMM_BF16 : LOP_GEMM_F32;
+        t_matmul_bwd(ST_BF16, 0, 300, 640, 1024, 0, gm);
+        t_matmul_bwd(ST_F32, 1, 513, 1024, 768, 1, gm);
+        t_matmul_bwd(ST_F32, 1, 64, 2048, 640, 0, gm);
+    }
+    t_matmul_bwd(ST_F16, 0, 30, 96, 200, 1, LOP_GEMM_F32);
+    t_matmul_bwd(ST_F16, 0, 30, 96, 200, 1, LOP_GEMM_BF16);
+    t_rmsnorm_bwd(513, 640, 1);
+    t_rmsnorm_bwd(1000, 2560, 0);
+    t_rmsnorm_bwd(8192, 128, 1);
+    t_rope_bwd(300, 4, 128);
+    t_rope_bwd(70, 2, 8);
+    int l1[4] = {128, 128, 128, 128}, l2[3] = {200, 70, 129}, l3[2] = {512, 512};
+    t_attn_bwd(4, l1, 4, 2, 64, 0, 0);
+    t_attn_bwd(3, l2, 8, 2, 128, 0, 0);
+    t_attn_bwd(2, l3, 4, 1, 256, 100, 0);
+    t_attn_bwd(4, l1, 8, 8, 128, 0, 50.0f);
+    t_attn_bwd(3, l2, 4, 4, 100, 33, 0);
+    t_attn_bwd(4, l1, 2, 1, 16, 0, 0);
+    t_glu_bwd();
+    t_embed_bwd();
+    t_head_train(100, 64, 40000, 0, 0, LOP_GEMM_F32);
+    t_head_train(70, 48, 33000, 30.0f, 1, LOP_GEMM_F32);
+    t_head_train(128, 128, 20000, 0, 1, LOP_GEMM_BF16);
+    t_head_train(64, 128, 20000, 0, 0, LOP_GEMM_BF16);
+    t_sumsq_adamw(3000007, 0.37f, 3);
+    t_sumsq_adamw(65536 * 3, 1.0f, 1);
+    const char *losses[] = {"ce:0.5,skl:0.5", "fkl", "rkl", "srkl:0.7,ce:0.3", "jsd", "tvd", "ce,fkl,rkl,skl,srkl,jsd,tvd"};
+    for (int i = 0; i < 7; i++) t_kd(losses[i], i % 2 ? 2.0 : 1.0, 0, 40, 5003, 5000, 0);
+    for (int i = 0; i < 7; i++) t_kd(losses[i], i % 2 ? 1.0 : 2.0, 1, 40, 5003, 5000, 128);
+    t_kd("ce:0.5,skl:0.5", 1.0, 0, 8, 262144, 262144, 0);
+    t_kd("fkl:0.5,ce:0.5", 2.0, 1, 8, 151936, 151936, 64);
+}
+
 int main(void) {
 #if defined(__SANITIZE_ADDRESS__)
     printf("test_cuda: skipped under AddressSanitizer (the CUDA runtime and ASan's shadow memory "
@@ -480,6 +828,7 @@ int main(void) {
     t_head(70, 48, 33000, 30.0f, 5, LOP_GEMM_F32);
     t_head(300, 128, 20000, 0, 1, LOP_GEMM_BF16);
     t_head(768, 128, 20000, 0, 1, LOP_GEMM_BF16); /* 512 rows selected: cuBLASLt */
+    t_train();
     G->op->destroy(G);
     H->op->destroy(H);
     printf("test_cuda: %s (%d failed)\n", fails ? "FAILED" : "all passed", fails);

@@ -1,0 +1,483 @@
+/* backend_cuda_train.cu — the CUDA backend's training ops (backend.h's seam: LoRA beside a matmul,
+ * every backward, the training head, cross-entropy, the global norm, AdamW) over the kernels of
+ * grad.cuh, plus distillation's loss (lop_cuda_kd, found with dlsym: the seam runs other losses on
+ * host logits).
+ *
+ * Precision: lop_gemm bf16 runs the backward GEMMs on bf16 tensor cores (weights as stored, a
+ * trainable float32 weight through a bf16 copy that each AdamW step rewrites, activations and
+ * gradients rounded once per product) with float32 accumulation into float32 gradients; f32 runs
+ * cublasSgemm without TF32. Every other op is float32 (double where the CPU kernel sums in double);
+ * AdamW, RoPE's and the embedding's backwards are the CPU's bits.
+ *
+ * Attention: the forward's probabilities are not needed (a->att may be NULL): the backward
+ * recomputes them, per call, from q and k — on tensor cores through batched GEMMs over a scratch
+ * of the scores of a group of (sequence, head) pairs (attention_bwd_gemm.cu), or with the flash
+ * kernel tile by tile from each row's logsumexp (attention_bwd.cu; LOP_CUDA_ATTN_BWD=flash, and
+ * sequences too long for the scratch). */
+#include "backend_cuda_train.cuh"
+#include "grad.cuh"
+#include "kernels.cuh"
+#include <stdlib.h>
+#include <string.h>
+#include <math.h>
+extern "C" {
+#include "kd.h"
+}
+
+#define CU(call, what)                                                                         \
+    do {                                                                                       \
+        cudaError_t rc_ = (call);                                                              \
+        if (rc_ != cudaSuccess)                                                                \
+            return lop_fail(e, "cuda: %s failed: %s", what, cudaGetErrorString(rc_));          \
+    } while (0)
+
+/* ---------------------------------------------------------------- state: bf16 copies */
+
+typedef struct shadow { const float *p; size_t n; __nv_bfloat16 *b; int valid; } shadow;
+typedef struct train_st {
+    shadow *sh;
+    int nsh, capsh;
+    int pool_set;
+    double *sq_part, *sq_host;  /* grad_sumsq: partials (device), the result (pinned host) */
+    size_t sq_cap;
+    /* xent's gradient rounded to bf16 in the same pass, for the head_backward that follows */
+    __nv_bfloat16 *xl_b;
+    size_t xl_cap, xl_n;
+    const float *xl_src;
+    unsigned long xl_gen;
+} train_st;
+
+static train_st *st_of(lop_backend *be) {
+    void **s = cu_train_state(be);
+    if (!*s) {
+        train_st *t = (train_st *)calloc(1, sizeof *t);
+        if (!t) return NULL;
+        /* scratch of the kernels comes from the stream-ordered pool: keep what it holds between
+         * steps instead of giving it back at every synchronization */
+        cudaMemPool_t pool;
+        if (cudaDeviceGetDefaultMemPool(&pool, be->device) == cudaSuccess) {
+            uint64_t thr = UINT64_MAX;
+            cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &thr);
+            t->pool_set = 1;
+        }
+        cudaGetLastError();
+        *s = t;
+    }
+    return (train_st *)*s;
+}
+
+void cu_train_destroy(lop_backend *be) {
+    train_st *t = (train_st *)*cu_train_state(be);
+    if (!t) return;
+    for (int i = 0; i < t->nsh; i++) cudaFree(t->sh[i].b);
+    free(t->sh);
+    if (t->sq_part) cudaFree(t->sq_part);
+    if (t->sq_host) cudaFreeHost(t->sq_host);
+    if (t->xl_b) cudaFree(t->xl_b);
+    free(t);
+    *cu_train_state(be) = NULL;
+}
+
+static shadow *shadow_find(train_st *t, const float *p, size_t n) {
+    for (int i = 0; i < t->nsh; i++)
+        if (t->sh[i].p == p && t->sh[i].n == n) return &t->sh[i];
+    return NULL;
+}
+
+const __nv_bfloat16 *cu_train_bf16_of(lop_backend *be, const lop_wref *w, lop_err *e) {
+    train_st *t = st_of(be);
+    if (!t) { lop_fail(e, "out of memory"); return NULL; }
+    const float *p = (const float *)w->data;
+    size_t n = (size_t)(w->rows * w->cols);
+    shadow *s = shadow_find(t, p, n);
+    if (!s) {
+        if (t->nsh == t->capsh) {
+            int nc = t->capsh ? 2 * t->capsh : 64;
+            shadow *ns = (shadow *)realloc(t->sh, sizeof *ns * nc);
+            if (!ns) { lop_fail(e, "out of memory"); return NULL; }
+            t->sh = ns;
+            t->capsh = nc;
+        }
+        s = &t->sh[t->nsh];
+        *s = (shadow){p, n, NULL, 0};
+        if (cudaMalloc((void **)&s->b, n * 2) != cudaSuccess) {
+            cudaGetLastError();
+            lop_fail(e, "%s: out of GPU memory for the bf16 copy of %s (%zu MB)", be->name,
+                     w->name ? w->name : "a trainable weight", (n * 2) >> 20);
+            return NULL;
+        }
+        t->nsh++;
+    }
+    if (!s->valid) {
+        cudaError_t r = k_to_bf16(s->b, p, KDT_F32, n, cu_stream_of(be));
+        if (r != cudaSuccess) { lop_fail(e, "cuda: bf16 copy: %s", cudaGetErrorString(r)); return NULL; }
+        s->valid = 1;
+    }
+    return s->b;
+}
+
+void cu_train_written(lop_backend *be, const void *p, size_t n) {
+    train_st *t = (train_st *)*cu_train_state(be);
+    if (!t) return;
+    const char *a = (const char *)p, *b = a + n;
+    for (int i = 0; i < t->nsh; i++) {
+        const char *x = (const char *)t->sh[i].p, *y = x + t->sh[i].n * 4;
+        if (!p || (x < b && a < y)) t->sh[i].valid = 0;
+    }
+}
+
+/* the operand a GEMM reads for weight w and its element type (*wdt, KDT_*): a frozen weight as
+ * stored on the device (F64 is stored as F32), a trainable one in place or, for bf16 GEMMs, its
+ * bf16 copy */
+static const void *gemm_weight(lop_backend *be, const lop_wref *w, int bf16, int *wdt, lop_err *e) {
+    if (w->bemem) {
+        *wdt = bf16 ? KDT_BF16 : KDT_F32;
+        return bf16 ? (const void *)cu_train_bf16_of(be, w, e) : w->data;
+    }
+    *wdt = w->dtype == ST_BF16 ? KDT_BF16 : w->dtype == ST_F16 ? KDT_F16 : KDT_F32;
+    return cu_weight_of(be, w, 0, e);
+}
+
+#define PROF(kind, body)                     \
+    do {                                     \
+        cu_prof_begin(be);                   \
+        cu_touch(be);                        \
+        int r__ = (body);                    \
+        cu_prof_end(be, kind);               \
+        return r__;                          \
+    } while (0)
+
+/* ---------------------------------------------------------------- ops */
+
+static int zero_impl(lop_backend *be, void *p, size_t n, lop_err *e) {
+    cu_train_written(be, p, n);
+    if (n) CU(cudaMemsetAsync(p, 0, n, cu_stream_of(be)), "memset");
+    return 0;
+}
+
+int cu_zero(lop_backend *be, void *p, size_t n, lop_err *e) { PROF(TP_ZERO, zero_impl(be, p, n, e)); }
+
+static int lora_fwd(lop_backend *be, float *out, float *xa, float *tmp, const float *x,
+                    const float *A, const float *B, int N, int IC, int OC, int r, float scale,
+                    float dropout, uint64_t seed, uint64_t key, lop_err *e) {
+    CU(kg_lora_forward(cu_blas_of(be), out, xa, tmp, x, A, B, N, IC, OC, r, scale, dropout, seed,
+                       key, cu_stream_of(be)), "LoRA forward");
+    return 0;
+}
+
+int cu_lora_forward(lop_backend *be, float *out, float *xa, float *tmp, const float *x,
+                    const float *A, const float *B, int N, int IC, int OC, int r, float scale,
+                    float dropout, uint64_t seed, uint64_t key, lop_gemm g, lop_err *e) {
+    (void)g;
+    PROF(TP_LORA, lora_fwd(be, out, xa, tmp, x, A, B, N, IC, OC, r, scale, dropout, seed, key, e));
+}
+
+static int matmul_bwd(lop_backend *be, float *din, float *dw, float *dbias, const float *dout,
+                      const float *x, const lop_wref *w, int N, lop_gemm g, lop_err *e) {
+    int bf16 = g == LOP_GEMM_BF16, wdt = KDT_F32;
+    const void *W = NULL;
+    if (din && !(W = gemm_weight(be, w, bf16, &wdt, e))) return -1;
+    CU(kg_matmul_backward(cu_blas_of(be), din, dw, dbias, dout, x, W, wdt, N, (int)w->cols,
+                          (int)w->rows, bf16, NULL, NULL, cu_stream_of(be)), "matmul backward");
+    return 0;
+}
+
+int cu_matmul_backward(lop_backend *be, float *din, float *dw, float *dbias, const float *dout,
+                       const float *x, const lop_wref *w, int N, lop_gemm g, lop_err *e) {
+    PROF(TP_MATMUL, matmul_bwd(be, din, dw, dbias, dout, x, w, N, g, e));
+}
+
+int cu_lora_backward(lop_backend *be, float *din, float *dA, float *dB, float *dxa, float *tmp,
+                     const float *dout, const float *x, const float *xa, const float *A,
+                     const float *B, int N, int IC, int OC, int r, float scale, float dropout,
+                     uint64_t seed, uint64_t key, lop_gemm g, lop_err *e) {
+    (void)g;
+    PROF(TP_LORA, kg_lora_backward(cu_blas_of(be), din, dA, dB, dxa, tmp, dout, x, xa, A, B, N, IC, OC, r,
+                                   scale, dropout, seed, key, cu_stream_of(be)) != cudaSuccess
+                      ? lop_fail(e, "cuda: LoRA backward failed: %s", cudaGetErrorString(cudaGetLastError()))
+                      : 0);
+}
+
+static int rmsnorm_bwd(lop_backend *be, float *dx, float *dw, const float *dout, const float *x,
+                       const float *rstd, const lop_wref *w, int N, int C, int gemma, lop_err *e) {
+    const float *wd = (const float *)cu_weight_of(be, w, 1, e);
+    if (!wd) return -1;
+    CU(kg_rmsnorm_backward(dx, dw, dout, x, rstd, wd, N, C, gemma, cu_stream_of(be)), "rmsnorm backward");
+    return 0;
+}
+
+int cu_rmsnorm_backward(lop_backend *be, float *dx, float *dw, const float *dout, const float *x,
+                        const float *rstd, const lop_wref *w, int N, int C, int gemma, lop_err *e) {
+    PROF(TP_NORM, rmsnorm_bwd(be, dx, dw, dout, x, rstd, w, N, C, gemma, e));
+}
+
+static int rope_bwd(lop_backend *be, float *dx, const float *cs, int N, int H, int D, lop_err *e) {
+    CU(kg_rope_backward(dx, cs, N, H, D, cu_stream_of(be)), "rope backward");
+    return 0;
+}
+
+int cu_rope_backward(lop_backend *be, float *dx, const float *cs, int N, int H, int D, lop_err *e) {
+    PROF(TP_ROPE, rope_bwd(be, dx, cs, N, H, D, e));
+}
+
+/* tensor-core GEMMs over recomputed scores when a group of pairs fits their scratch (and
+ * LOP_CUDA_ATTN_BWD is not "flash"), else the flash kernel (attention_bwd.cu) */
+static cudaError_t attn_bwd_one(lop_backend *be, const lop_attn_bwd_args *a, float *dq, float *dk,
+                                float *dv, const float *dout, const float *q, const float *k,
+                                const float *v, int B, int T) {
+    const char *ev = getenv("LOP_CUDA_ATTN_BWD");
+    int flash = ev && !strcmp(ev, "flash");
+    if (!flash && kg_attention_backward_gemm_pairs(T) >= (size_t)a->Hq)
+        return kg_attention_backward_gemm(cu_blas_of(be), dq, dk, dv, dout, q, k, v, B, T, a->Hq, a->Hkv,
+                                          a->D, a->scale, a->softcap, a->window, a->gemm == LOP_GEMM_BF16,
+                                          cu_stream_of(be));
+    return kg_attention_backward(dq, dk, dv, dout, q, k, v, NULL, B, T, a->Hq, a->Hkv, a->D, a->scale,
+                                 a->softcap, a->window, cu_stream_of(be));
+}
+
+static int attn_bwd(lop_backend *be, const lop_attn_bwd_args *a, lop_err *e) {
+    if (a->D > 256) return lop_fail(e, "cuda: head_dim %d is above the attention backward's 256", a->D);
+    int same = 1;
+    for (int b = 0; b < a->B; b++) same &= a->len[b] == a->len[0] && a->off[b] == b * a->len[0];
+    if (same) {
+        CU(attn_bwd_one(be, a, a->dq, a->dk, a->dv, a->dout, a->q, a->k, a->v, a->B, a->len[0]),
+           "attention backward");
+        return 0;
+    }
+    size_t qd = (size_t)a->Hq * a->D, kd = (size_t)a->Hkv * a->D;
+    for (int b = 0; b < a->B; b++) {
+        size_t r0 = (size_t)a->off[b];
+        CU(attn_bwd_one(be, a, a->dq ? a->dq + r0 * qd : NULL, a->dk ? a->dk + r0 * kd : NULL,
+                        a->dv ? a->dv + r0 * kd : NULL, a->dout + r0 * qd, a->q + r0 * qd, a->k + r0 * kd,
+                        a->v + r0 * kd, 1, a->len[b]),
+           "attention backward");
+    }
+    return 0;
+}
+
+int cu_attention_backward(lop_backend *be, const lop_attn_bwd_args *a, lop_err *e) {
+    PROF(TP_ATTN, attn_bwd(be, a, e));
+}
+
+static int glu_bwd(lop_backend *be, float *dgate, float *dup, const float *dh, const float *gate,
+                   const float *up, size_t n, lop_act act, lop_err *e) {
+    CU(kg_glu_backward(dgate, dup, dh, gate, up, n, act == ACT_GELU_TANH, cu_stream_of(be)), "glu backward");
+    return 0;
+}
+
+int cu_glu_backward(lop_backend *be, float *dgate, float *dup, const float *dh, const float *gate,
+                    const float *up, size_t n, lop_act act, lop_err *e) {
+    PROF(TP_GLU, glu_bwd(be, dgate, dup, dh, gate, up, n, act, e));
+}
+
+static int embed_bwd(lop_backend *be, float *dtable, const float *dout, const int32_t *ids, int N,
+                     int C, float scale, lop_err *e) {
+    CU(kg_embedding_backward(dtable, dout, ids, N, C, scale, cu_stream_of(be)), "embedding backward");
+    return 0;
+}
+
+int cu_embed_backward(lop_backend *be, float *dtable, const float *dout, const int32_t *ids, int N,
+                      int C, float scale, lop_err *e) {
+    PROF(TP_EMBED, embed_bwd(be, dtable, dout, ids, N, C, scale, e));
+}
+
+static int head_fwd(lop_backend *be, float *logits, float *capped, const float *xn, int n,
+                    const lop_wref *w, float softcap, lop_gemm g, lop_err *e) {
+    int bf16 = g == LOP_GEMM_BF16, wdt = KDT_F32, C = (int)w->cols, V = (int)w->rows;
+    const void *W = gemm_weight(be, w, bf16, &wdt, e);
+    if (!W) return -1;
+    cudaStream_t s = cu_stream_of(be);
+    cublasHandle_t h = cu_blas_of(be);
+    cublasSetStream(h, s);
+    const float one = 1.0f, zero = 0.0f;
+    cublasStatus_t bs;
+    void *tmp = NULL;
+    if (bf16) { /* x rounded once; a float32 weight rounded (a trainable one has its copy) */
+        size_t nx = (size_t)n * C;
+        CU(cudaMallocAsync(&tmp, nx * 2 + (wdt == KDT_BF16 ? 0 : (size_t)V * C * 2), s), "alloc");
+        __nv_bfloat16 *xb = (__nv_bfloat16 *)tmp, *wb = xb + nx;
+        CU(k_to_bf16(xb, xn, KDT_F32, nx, s), "x to bf16");
+        if (wdt != KDT_BF16) { CU(k_to_bf16(wb, W, wdt, (size_t)V * C, s), "W to bf16"); W = wb; }
+        bs = cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, V, n, C, &one, W, CUDA_R_16BF, C, xb, CUDA_R_16BF,
+                          C, &zero, logits, CUDA_R_32F, V, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+    } else {
+        if (wdt != KDT_F32) {
+            CU(cudaMallocAsync(&tmp, (size_t)V * C * 4, s), "alloc");
+            CU(k_to_f32((float *)tmp, W, wdt, (size_t)V * C, s), "W to f32");
+            W = tmp;
+        }
+        bs = cublasSgemm(h, CUBLAS_OP_T, CUBLAS_OP_N, V, n, C, &one, (const float *)W, C, xn, C, &zero,
+                         logits, V);
+    }
+    if (tmp) cudaFreeAsync(tmp, s);
+    if (bs != CUBLAS_STATUS_SUCCESS) return lop_fail(e, "cublas: head GEMM failed (%d)", (int)bs);
+    if (softcap > 0) {
+        CU(kg_softcap_forward(logits, (size_t)n * V, softcap, s), "softcap");
+        if (capped) /* NULL: no backward follows (a teacher's rows) */
+            CU(cudaMemcpyAsync(capped, logits, sizeof(float) * (size_t)n * V, cudaMemcpyDeviceToDevice, s), "copy");
+    }
+    return 0;
+}
+
+int cu_head_logits(lop_backend *be, float *logits, float *capped, const float *xn, int n,
+                   const lop_wref *w, float softcap, lop_gemm g, lop_err *e) {
+    PROF(TP_HEAD, head_fwd(be, logits, capped, xn, n, w, softcap, g, e));
+}
+
+static int head_bwd(lop_backend *be, float *dxn, float *dw, float *dlogits, const float *capped,
+                    const float *xn, int n, const lop_wref *w, float softcap, lop_gemm g, lop_err *e) {
+    int V = (int)w->rows;
+    if (softcap > 0)
+        CU(kg_softcap_backward(dlogits, capped, (size_t)n * V, softcap, cu_stream_of(be)), "softcap backward");
+    /* the bf16 copy xent wrote of these very gradients, when nothing has run since */
+    train_st *t = (train_st *)*cu_train_state(be);
+    const __nv_bfloat16 *db = NULL;
+    if (t && g == LOP_GEMM_BF16 && softcap <= 0 && t->xl_src == dlogits && t->xl_n == (size_t)n * V &&
+        t->xl_gen + 1 == cu_gen(be))
+        db = t->xl_b;
+    if (t) t->xl_src = NULL;
+    int bf16 = g == LOP_GEMM_BF16, wdt = KDT_F32;
+    const void *W = NULL;
+    if (dxn && !(W = gemm_weight(be, w, bf16, &wdt, e))) return -1;
+    CU(kg_matmul_backward(cu_blas_of(be), dxn, dw, NULL, dlogits, xn, W, wdt, n, (int)w->cols, V, bf16, db,
+                          NULL, cu_stream_of(be)), "head backward");
+    return 0;
+}
+
+int cu_head_backward(lop_backend *be, float *dxn, float *dw, float *dlogits, const float *capped,
+                     const float *xn, int n, const lop_wref *w, float softcap, lop_gemm g,
+                     lop_err *e) {
+    PROF(TP_HEAD, head_bwd(be, dxn, dw, dlogits, capped, xn, n, w, softcap, g, e));
+}
+
+static int xent_impl(lop_backend *be, float *logits, const int32_t *targets, int n, int V,
+                     float gscale, double *loss_sum, int64_t *scored, lop_err *e) {
+    *loss_sum = 0;
+    *scored = 0;
+    if (n <= 0) return 0;
+    cudaStream_t s = cu_stream_of(be);
+    void *buf = NULL;
+    CU(cudaMallocAsync(&buf, sizeof(double) * n + sizeof(int32_t) * n, s), "alloc");
+    double *dl = (double *)buf;
+    int32_t *dt = (int32_t *)(dl + n);
+    double *hl = (double *)malloc(sizeof(double) * n);
+    if (!hl) { cudaFreeAsync(buf, s); return lop_fail(e, "out of memory"); }
+    /* a bf16 copy of the gradient for head_backward's GEMMs (bf16 runs) */
+    train_st *t = st_of(be);
+    __nv_bfloat16 *xb = NULL;
+    size_t nv = (size_t)n * V;
+    if (t && t->xl_cap < nv) {
+        if (t->xl_b) cudaFree(t->xl_b);
+        t->xl_b = NULL;
+        t->xl_cap = 0;
+        if (cudaMalloc((void **)&t->xl_b, nv * 2) == cudaSuccess) t->xl_cap = nv;
+        else cudaGetLastError();
+    }
+    if (t && t->xl_cap >= nv) xb = t->xl_b;
+    cudaError_t r = cudaMemcpyAsync(dt, targets, sizeof(int32_t) * n, cudaMemcpyHostToDevice, s);
+    if (r == cudaSuccess) r = kg_xent_backward(logits, V, dl, dt, n, V, 0.0f, gscale, xb, s);
+    if (t) {
+        t->xl_src = r == cudaSuccess && xb ? logits : NULL;
+        t->xl_n = nv;
+        t->xl_gen = cu_gen(be);
+    }
+    if (r == cudaSuccess) r = cudaMemcpyAsync(hl, dl, sizeof(double) * n, cudaMemcpyDeviceToHost, s);
+    if (r == cudaSuccess) r = cudaStreamSynchronize(s);
+    cudaFreeAsync(buf, s);
+    if (r != cudaSuccess) { free(hl); return lop_fail(e, "cuda: cross-entropy: %s", cudaGetErrorString(r)); }
+    double sum = 0;
+    int64_t k = 0;
+    for (int i = 0; i < n; i++) /* rows in order, as grad_xent.c */
+        if (targets[i] >= 0 && targets[i] < V) { sum += hl[i]; k++; }
+    free(hl);
+    *loss_sum = sum;
+    *scored = k;
+    return 0;
+}
+
+int cu_xent(lop_backend *be, float *logits, const int32_t *targets, int n, int V, float gscale,
+            double *loss_sum, int64_t *scored, lop_err *e) {
+    PROF(TP_XENT, xent_impl(be, logits, targets, n, V, gscale, loss_sum, scored, e));
+}
+
+/* one host sync per call (the seam returns the sum): kept cheap with buffers that persist */
+static int sumsq_impl(lop_backend *be, double *out, const float *g, size_t n, lop_err *e) {
+    cudaStream_t s = cu_stream_of(be);
+    train_st *t = st_of(be);
+    if (!t) return lop_fail(e, "out of memory");
+    size_t np = kg_sumsq_parts(n) + 1; /* + the result */
+    if (np > t->sq_cap) {
+        if (t->sq_part) cudaFree(t->sq_part);
+        t->sq_part = NULL;
+        t->sq_cap = 0;
+        size_t want = np < 4096 ? 4096 : np;
+        CU(cudaMalloc((void **)&t->sq_part, sizeof(double) * want), "alloc");
+        t->sq_cap = want;
+    }
+    if (!t->sq_host) CU(cudaMallocHost((void **)&t->sq_host, sizeof(double)), "pinned alloc");
+    double *res = t->sq_part + np - 1;
+    cudaError_t r = kg_sumsq_set(res, t->sq_part, g, n, s);
+    if (r == cudaSuccess) r = cudaMemcpyAsync(t->sq_host, res, sizeof(double), cudaMemcpyDeviceToHost, s);
+    if (r == cudaSuccess) r = cudaStreamSynchronize(s);
+    if (r != cudaSuccess) return lop_fail(e, "cuda: sum of squares: %s", cudaGetErrorString(r));
+    *out = *t->sq_host;
+    return 0;
+}
+
+int cu_grad_sumsq(lop_backend *be, double *out, const float *g, size_t n, lop_err *e) {
+    PROF(TP_SUMSQ, sumsq_impl(be, out, g, n, e));
+}
+
+static int adamw_impl(lop_backend *be, float *p, float *g, float *m, float *v,
+                      const uint8_t *zero_bits, size_t n, float clip, double lr,
+                      const adamw_hp *hp, int64_t t, lop_err *e) {
+    train_st *ts = st_of(be);
+    if (!ts) return lop_fail(e, "out of memory");
+    shadow *sh = shadow_find(ts, p, n); /* rewritten with the step: stays valid */
+    CU(kg_adamw(p, g, m, v, n, lr, hp->beta1, hp->beta2, hp->eps, hp->wd, t, clip, zero_bits,
+                sh ? sh->b : NULL, cu_stream_of(be)), "AdamW");
+    if (sh) sh->valid = 1;
+    return 0;
+}
+
+int cu_adamw(lop_backend *be, float *p, float *g, float *m, float *v, const uint8_t *zero_bits,
+             size_t n, float clip, double lr, const adamw_hp *hp, int64_t t, lop_err *e) {
+    PROF(TP_ADAMW, adamw_impl(be, p, g, m, v, zero_bits, n, clip, lr, hp, t, e));
+}
+
+/* ---------------------------------------------------------------- distillation */
+
+/* kd-train's loss on the GPU (kd.h's kd_row over n rows, fused and chunked over the vocabulary):
+ * zs [n, Vs] student logits in backend memory, overwritten with gscale * dL/dzs; the teacher
+ * dense (zt [n, >= V] at row stride ldt) or sparse (ids/logp [n, tk], tail [n], backend memory);
+ * targets host [n]; terms host [n, KD_NTERMS + 1]: each term (divergences * T^2) and the weighted
+ * loss of the row (rows with target < 0: zeros). Not in the seam (the trainer runs other losses on
+ * host logits): found with dlsym by what wants it. */
+extern "C" __attribute__((visibility("default"))) int
+lop_cuda_kd_loss(lop_backend *be, float *zs, int Vs, int V, const float *zt, int ldt,
+                 const int32_t *ids, const float *logp, const float *tail, int tk,
+                 const int32_t *targets, int n, const kd_spec *spec, float gscale, double *terms,
+                 lop_err *e) {
+    if (n <= 0) return 0;
+    if (!zt && ids && tk > 512) return lop_fail(e, "cuda: a top-k cache of %d entries per row (at most 512)", tk);
+    cu_touch(be);
+    cudaStream_t s = cu_stream_of(be);
+    kg_kd_spec k;
+    for (int i = 0; i < KG_KD_NTERMS; i++) k.w[i] = spec->w[i];
+    k.temperature = spec->temperature;
+    k.skew = spec->skew;
+    k.jsd_beta = spec->jsd_beta;
+    void *buf = NULL;
+    size_t tb = sizeof(double) * (size_t)n * (KG_KD_NTERMS + 1);
+    CU(cudaMallocAsync(&buf, tb + sizeof(int32_t) * n, s), "alloc");
+    double *dt = (double *)buf;
+    int32_t *dg = (int32_t *)((char *)buf + tb);
+    cudaError_t r = cudaMemcpyAsync(dg, targets, sizeof(int32_t) * n, cudaMemcpyHostToDevice, s);
+    if (r == cudaSuccess)
+        r = kg_kd_backward(zs, Vs, Vs, V, zt, ldt, ids, logp, tail, tk, dg, n, &k, gscale, dt, s);
+    if (r == cudaSuccess) r = cudaMemcpyAsync(terms, dt, tb, cudaMemcpyDeviceToHost, s);
+    if (r == cudaSuccess) r = cudaStreamSynchronize(s);
+    cudaFreeAsync(buf, s);
+    if (r != cudaSuccess) return lop_fail(e, "cuda: distillation loss: %s", cudaGetErrorString(r));
+    return 0;
+}

@@ -1,0 +1,128 @@
+/* grad_gemm.cu — the linear layers' backward through cuBLAS (grad_linear.c's tr_matmul_backward,
+ * train_model.c's LoRA branch). Row-major [rows, cols] matrices are column-major [cols, rows] to
+ * cuBLAS, so din^T = W^T dout^T and dW^T = inp^T dout are plain column-major products. LoRA's
+ * products are float32 (rank r is small: they are a few percent of the layer's FLOPs).
+ * bf16: both operands bf16 (weights as stored, activations rounded once), float32 accumulation
+ * into the float32 gradient (beta = 1). f32: cublasSgemm with the handle's default math (no TF32). */
+#include "grad.cuh"
+#include "kernels.cuh"
+
+#define BLAS_OK(x) do { cublasStatus_t st_ = (x); if (st_ != CUBLAS_STATUS_SUCCESS) { rc = cudaErrorUnknown; goto out; } } while (0)
+#define CUDA_OK(x) do { rc = (x); if (rc != cudaSuccess) goto out; } while (0)
+
+cudaError_t kg_matmul_backward(cublasHandle_t h, float *din, float *dw, float *dbias,
+                               const float *dout, const float *inp, const void *w, int wdt,
+                               int N, int IC, int OC, int bf16, const __nv_bfloat16 *dout_bf16,
+                               const __nv_bfloat16 *inp_bf16, cudaStream_t s) {
+    cudaError_t rc = cudaSuccess;
+    const float one = 1.0f;
+    __nv_bfloat16 *db = NULL, *ib = NULL, *wb = NULL;
+    float *wf = NULL;
+    if (N <= 0) return cudaSuccess;
+    cublasSetStream(h, s);
+    if (bf16) {
+        if ((din || dw) && !dout_bf16) {
+            CUDA_OK(cudaMallocAsync((void **)&db, sizeof(__nv_bfloat16) * (size_t)N * OC, s));
+            CUDA_OK(k_to_bf16(db, dout, KDT_F32, (size_t)N * OC, s));
+            dout_bf16 = db;
+        }
+        if (din) {
+            const void *W = w;
+            if (wdt != KDT_BF16) { /* a float32 / f16 weight: rounded for this product */
+                CUDA_OK(cudaMallocAsync((void **)&wb, sizeof(__nv_bfloat16) * (size_t)OC * IC, s));
+                CUDA_OK(k_to_bf16(wb, w, wdt, (size_t)OC * IC, s));
+                W = wb;
+            }
+            BLAS_OK(cublasGemmEx(h, CUBLAS_OP_N, CUBLAS_OP_N, IC, N, OC, &one, W, CUDA_R_16BF, IC,
+                                 dout_bf16, CUDA_R_16BF, OC, &one, din, CUDA_R_32F, IC,
+                                 CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+        }
+        if (dw) {
+            if (!inp_bf16) {
+                CUDA_OK(cudaMallocAsync((void **)&ib, sizeof(__nv_bfloat16) * (size_t)N * IC, s));
+                CUDA_OK(k_to_bf16(ib, inp, KDT_F32, (size_t)N * IC, s));
+                inp_bf16 = ib;
+            }
+            BLAS_OK(cublasGemmEx(h, CUBLAS_OP_N, CUBLAS_OP_T, IC, OC, N, &one, inp_bf16, CUDA_R_16BF, IC,
+                                 dout_bf16, CUDA_R_16BF, OC, &one, dw, CUDA_R_32F, IC,
+                                 CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+        }
+    } else {
+        if (din) {
+            const float *W = (const float *)w;
+            if (wdt != KDT_F32) { /* a bf16 / f16 weight in a float32 product: converted exactly */
+                CUDA_OK(cudaMallocAsync((void **)&wf, sizeof(float) * (size_t)OC * IC, s));
+                CUDA_OK(k_to_f32(wf, w, wdt, (size_t)OC * IC, s));
+                W = wf;
+            }
+            BLAS_OK(cublasSgemm(h, CUBLAS_OP_N, CUBLAS_OP_N, IC, N, OC, &one, W, IC, dout, OC, &one,
+                                din, IC));
+        }
+        if (dw)
+            BLAS_OK(cublasSgemm(h, CUBLAS_OP_N, CUBLAS_OP_T, IC, OC, N, &one, inp, IC, dout, OC, &one,
+                                dw, IC));
+    }
+    if (dbias) CUDA_OK(kg_bias_backward(dbias, dout, N, OC, s));
+out:
+    if (db) cudaFreeAsync(db, s);
+    if (ib) cudaFreeAsync(ib, s);
+    if (wb) cudaFreeAsync(wb, s);
+    if (wf) cudaFreeAsync(wf, s);
+    if (rc == cudaSuccess) rc = cudaGetLastError();
+    return rc;
+}
+
+cudaError_t kg_lora_forward(cublasHandle_t h, float *out, float *xa, float *tmp, const float *x,
+                            const float *A, const float *B, int N, int IC, int OC, int r,
+                            float scale, float dropout, uint64_t seed, uint64_t key, cudaStream_t s) {
+    cudaError_t rc = cudaSuccess;
+    const float one = 1.0f, zero = 0.0f;
+    const float *xd = x;
+    if (N <= 0) return cudaSuccess;
+    cublasSetStream(h, s);
+    if (dropout > 0) {
+        CUDA_OK(kg_dropout(tmp, x, (size_t)N * IC, seed, key, dropout, 0, s));
+        xd = tmp;
+    }
+    /* xa[N, r] = xd[N, IC] A[r, IC]^T */
+    BLAS_OK(cublasSgemm(h, CUBLAS_OP_T, CUBLAS_OP_N, r, N, IC, &one, A, IC, xd, IC, &zero, xa, r));
+    /* out[N, OC] += scale xa B[OC, r]^T */
+    BLAS_OK(cublasSgemm(h, CUBLAS_OP_T, CUBLAS_OP_N, OC, N, r, &scale, B, r, xa, r, &one, out, OC));
+out:
+    if (rc == cudaSuccess) rc = cudaGetLastError();
+    return rc;
+}
+
+cudaError_t kg_lora_backward(cublasHandle_t h, float *din, float *dA, float *dB, float *dxa,
+                             float *tmp, const float *dout, const float *x, const float *xa,
+                             const float *A, const float *B, int N, int IC, int OC, int r,
+                             float scale, float dropout, uint64_t seed, uint64_t key,
+                             cudaStream_t s) {
+    cudaError_t rc = cudaSuccess;
+    const float one = 1.0f, zero = 0.0f;
+    if (N <= 0) return cudaSuccess;
+    cublasSetStream(h, s);
+    /* dxa[N, r] = s dout[N, OC] B[OC, r] */
+    BLAS_OK(cublasSgemm(h, CUBLAS_OP_N, CUBLAS_OP_N, r, N, OC, &scale, B, r, dout, OC, &zero, dxa, r));
+    /* dB[OC, r] += s dout^T xa */
+    if (dB) BLAS_OK(cublasSgemm(h, CUBLAS_OP_N, CUBLAS_OP_T, r, OC, N, &scale, xa, r, dout, OC, &one, dB, r));
+    /* dA[r, IC] += dxa^T drop(x) */
+    if (dA) {
+        const float *xd = x;
+        if (dropout > 0) {
+            CUDA_OK(kg_dropout(tmp, x, (size_t)N * IC, seed, key, dropout, 0, s));
+            xd = tmp;
+        }
+        BLAS_OK(cublasSgemm(h, CUBLAS_OP_N, CUBLAS_OP_T, IC, r, N, &one, xd, IC, dxa, r, &one, dA, IC));
+    }
+    if (!din) goto out;
+    if (dropout <= 0) { /* din[N, IC] += dxa A */
+        BLAS_OK(cublasSgemm(h, CUBLAS_OP_N, CUBLAS_OP_N, IC, N, r, &one, A, IC, dxa, r, &one, din, IC));
+    } else {            /* through the same mask */
+        BLAS_OK(cublasSgemm(h, CUBLAS_OP_N, CUBLAS_OP_N, IC, N, r, &one, A, IC, dxa, r, &zero, tmp, IC));
+        CUDA_OK(kg_dropout(din, tmp, (size_t)N * IC, seed, key, dropout, 1, s));
+    }
+out:
+    if (rc == cudaSuccess) rc = cudaGetLastError();
+    return rc;
+}
