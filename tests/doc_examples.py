@@ -130,6 +130,38 @@ TEXTS = ["calib.txt", "held-out.txt", "thai-docs.txt", "train.txt", "docs.txt", 
          "stories.txt", "text.txt"]
 
 
+EVAL_ITEMS = 6
+
+
+def trim_eval(src, dst):
+    """The eval data with the first EVAL_ITEMS items of every file (MMLU: of every subject's test
+    split; its 5-shot dev split whole): the examples' --limit runs the same code on less data."""
+    import csv
+    for root, dirs, files in os.walk(src):
+        out = os.path.join(dst, os.path.relpath(root, src))
+        os.makedirs(out, exist_ok=True)
+        for f in files:
+            a, b = os.path.join(root, f), os.path.join(out, f)
+            if f.endswith(".csv") and "/dev" not in root:
+                with open(a, newline="", encoding="utf-8") as i, open(b, "w", newline="", encoding="utf-8") as o:
+                    w = csv.writer(o)
+                    for k, row in enumerate(csv.reader(i)):
+                        if k >= EVAL_ITEMS: break
+                        w.writerow(row)
+            elif f.endswith((".jsonl", ".lst")):
+                with open(a, encoding="utf-8") as i, open(b, "w", encoding="utf-8") as o:
+                    for k, line in enumerate(i):
+                        if k >= EVAL_ITEMS: break
+                        o.write(line)
+            elif f == "hellaswag_val_full.txt":  # 6 lines an item: context, label, 4 endings
+                with open(a, encoding="utf-8") as i, open(b, "w", encoding="utf-8") as o:
+                    for k, line in enumerate(i):
+                        if k >= 6 * EVAL_ITEMS: break
+                        o.write(line)
+            else:
+                os.symlink(a, b)
+
+
 def sandbox(shared, cmds):
     d = tempfile.mkdtemp(prefix="lop-doc.")
     models = os.path.join(shared, "models")
@@ -171,7 +203,7 @@ def sandbox(shared, cmds):
                 f.write(json.dumps({"text": l}) + "\n")
         subprocess.run(["zstd", "-q", "--rm", "-f", os.path.join(d, z)], check=True)
     os.makedirs(os.path.join(d, "data"))
-    os.symlink(os.path.join(shared, "data/eval"), os.path.join(d, "data/eval"))
+    trim_eval(os.path.join(shared, "data/eval"), os.path.join(d, "data/eval"))
     return d
 
 
@@ -181,7 +213,7 @@ def run(doc, shared):
         print("%s: no commands" % doc)
         return 0
     d = sandbox(shared, cmds)
-    env = dict(os.environ, LOP_EVAL_DATA=os.path.join(shared, "data/eval"), OMP_NUM_THREADS="2")
+    env = dict(os.environ, LOP_EVAL_DATA=os.path.join(d, "data/eval"), OMP_NUM_THREADS="2")
     env.pop("LOP_PROVENANCE", None)
     try:
         for c in cmds:

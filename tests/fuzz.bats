@@ -7,7 +7,7 @@
 # LOP_NO_SAN=1 (`make test-fast`), like the other sanitizer runs.
 load helpers
 
-SMOKE_SECONDS=${LOP_FUZZ_SMOKE_SECONDS:-2}
+SMOKE_SECONDS=${LOP_FUZZ_SMOKE_SECONDS:-1}
 
 setup_file() {
   export FUZZ_SKIP=""
