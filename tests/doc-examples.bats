@@ -14,11 +14,7 @@ run_doc() {
 @test "README.md: every command runs" { run_doc README.md; }
 @test "lop(7) EXAMPLES run" { run_doc man/lop.7; }
 @test "heal-sft(1) EXAMPLES run" { run_doc man/heal-sft.1; }
-@test "kd-train(1) EXAMPLES run" {
-  # its recipe (batch 16 x 4, Gemma vocabulary teacher) takes ~7 minutes on the fixtures
-  [ -n "${LOP_SLOW_DOCS:-}" ] || skip "kd-train(1) examples take ~7 min on the fixtures: LOP_SLOW_DOCS=1 runs them"
-  run_doc man/kd-train.1
-}
+@test "kd-train(1) EXAMPLES run" { run_doc man/kd-train.1; }   # on llama-tiny (doc_examples.py: ONE_FAMILY)
 @test "layer-drop(1) EXAMPLES run" { run_doc man/layer-drop.1; }
 @test "layer-merge(1) EXAMPLES run" { run_doc man/layer-merge.1; }
 @test "layer-score(1) EXAMPLES run" { run_doc man/layer-score.1; }
