@@ -342,11 +342,11 @@ static void run_eval(const args *a) {
     progress_end(&pc.p);
     /* per-document metrics */
     res_set rs = {0};
-    rs.t = calloc((size_t)nt, sizeof(tres));
+    rs.t = calloc((size_t)nt, sizeof(res_task));
     rs.nt = nt;
     task_score **scores = calloc((size_t)nt, sizeof(task_score *));
     for (int t = 0; t < nt; t++) {
-        tres *r = &rs.t[t];
+        res_task *r = &rs.t[t];
         lop_task *tk = &tasks[t];
         snprintf(r->name, sizeof r->name, "%s", tk->name);
         snprintf(r->group, sizeof r->group, "%s", tk->group);
@@ -357,7 +357,7 @@ static void run_eval(const args *a) {
         r->version = tk->version;
         r->num_fewshot = tk->num_fewshot;
         r->n_original = tk->n_original;
-        tres_alloc(r, tk->n_docs);
+        res_task_alloc(r, tk->n_docs);
         scores[t] = calloc((size_t)(tk->n_docs ? tk->n_docs : 1), sizeof(task_score));
         for (int d = 0; d < tk->n_docs; d++) {
             const ll_doc *ld = &docs[t][d];
