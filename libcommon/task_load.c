@@ -60,7 +60,7 @@ static void doc_mc(task_doc *d, char *ctx, const char *delim, char *const *choic
     if (!d->chars) abort();
     for (int i = 0; i < n; i++) {
         d->cont[i] = cat2(delim, choices[i]);
-        d->chars[i] = utf8_len(choices[i]);
+        d->chars[i] = task_utf8_len(choices[i]);
     }
     d->gold = gold;
 }
@@ -121,7 +121,7 @@ typedef enum { Q_PLAIN, Q_ARC, Q_BOOLQ, Q_COPA } query_rule;
 static char *rebuild_query(query_rule r, const char *q, const lop_task *t, int line, lop_err *e) {
     size_t n = strlen(q);
     switch (r) {
-    case Q_PLAIN: return xstrdup(q);
+    case Q_PLAIN: return text_strdup(q);
     case Q_ARC: return cat2(q, "\nAnswer:");
     case Q_BOOLQ:
         if (strncmp(q, "Passage: ", 9)) {
@@ -151,7 +151,7 @@ static char *rebuild_query(query_rule r, const char *q, const lop_task *t, int l
 static char *lower_first(const char *s) {
     utf8proc_int32_t cp;
     utf8proc_ssize_t k = utf8proc_iterate((const utf8proc_uint8_t *)s, -1, &cp);
-    if (k <= 0 || !*s) return xstrdup(s);
+    if (k <= 0 || !*s) return text_strdup(s);
     utf8proc_uint8_t buf[8];
     utf8proc_ssize_t w = utf8proc_encode_char(utf8proc_tolower(cp), buf);
     sbuf b = {0};
@@ -192,7 +192,7 @@ static int load_jsonl(lop_task *t, query_rule rule, const char *delim, lop_err *
             if (!rc) {
                 char **ch = alloc_strs(n);
                 for (int i = 0; i < n; i++) {
-                    if (rule != Q_COPA) { ch[i] = xstrdup(arr[i]); continue; }
+                    if (rule != Q_COPA) { ch[i] = text_strdup(arr[i]); continue; }
                     char *lf = lower_first(arr[i]); /* copa's doc_to_choice: " " + lowered */
                     ch[i] = cat2(" ", lf);
                     free(lf);
@@ -210,7 +210,7 @@ static int load_jsonl(lop_task *t, query_rule rule, const char *delim, lop_err *
                 task_doc *d = new_doc(t, &cap);
                 d->n_ctx = n;
                 d->ctx = alloc_strs(n);
-                for (int i = 0; i < n; i++) d->ctx[i] = xstrdup(arr[i]);
+                for (int i = 0; i < n; i++) d->ctx[i] = text_strdup(arr[i]);
                 d->n_cont = 1;
                 d->cont = alloc_strs(1);
                 d->cont[0] = cat2(delim, c);
@@ -225,7 +225,7 @@ static int load_jsonl(lop_task *t, query_rule rule, const char *delim, lop_err *
                 task_doc *d = new_doc(t, &cap);
                 d->n_ctx = d->n_cont = 1;
                 d->ctx = alloc_strs(1);
-                d->ctx[0] = xstrdup(c);
+                d->ctx[0] = text_strdup(c);
                 d->cont = alloc_strs(1);
                 d->cont[0] = cat2(delim, k);
                 d->chars = calloc(1, sizeof(int));

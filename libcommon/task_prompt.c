@@ -29,7 +29,7 @@ static int py_isspace_cp(uint32_t c) {
            c == 0x202f || c == 0x205f || c == 0x3000;
 }
 
-int utf8_len(const char *s) {
+int task_utf8_len(const char *s) {
     size_t len = strlen(s), i = 0, adv;
     int n = 0;
     while (i < len) { utf8_next((const unsigned char *)s + i, len - i, &adv); i += adv; n++; }

@@ -20,7 +20,7 @@ static void *xrealloc(void *p, size_t n) {
     return q;
 }
 
-char *xstrdup(const char *s) {
+char *text_strdup(const char *s) {
     if (!s) s = "";
     size_t n = strlen(s);
     char *d = xrealloc(NULL, n + 1);

@@ -23,5 +23,5 @@ void csv_free(char **fields, int n);
 cJSON *jsonl_next(const char **p, const char *end, int *lineno, int *bad, const char *path,
                   lop_err *e);
 /* strdup that never returns NULL for a NULL input (returns "") */
-char *xstrdup(const char *s);
+char *text_strdup(const char *s);
 #endif

@@ -112,7 +112,7 @@ typedef struct tpre {
     int individual_digits;             /* PRE_DIGITS */
 } tpre;
 void pre_free(tpre *p);
-extern const tregex *g_bytelevel_re;  /* GPT-2 regex for ByteLevel use_regex (built on load) */
+extern const tregex *tok_bytelevel_re;  /* GPT-2 regex for ByteLevel use_regex (built on load) */
 
 /* One encode call's working state. Pieces are (offset, length) in buf; a stage appends what it
  * rewrites and truncates buf back when done (stack discipline), so memory stays small. */

@@ -120,7 +120,7 @@ static pthread_once_t bl_once = PTHREAD_ONCE_INIT;
 static void bl_init(void) {
     tok_bytelevel_init();
     static const char re[] = "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+";
-    g_bytelevel_re = tregex_compile(re, sizeof re - 1, NULL);
+    tok_bytelevel_re = tregex_compile(re, sizeof re - 1, NULL);
 }
 
 static int parse_pre(const tj *o, tpre *p, lop_err *e) {
@@ -156,7 +156,7 @@ static int parse_pre(const tj *o, tpre *p, lop_err *e) {
         p->add_prefix_space = tj_bool(o, "add_prefix_space", 1);
         p->use_regex = tj_bool(o, "use_regex", 1);
         pthread_once(&bl_once, bl_init);
-        if (!g_bytelevel_re) return lop_fail(e, "ByteLevel regex failed to compile");
+        if (!tok_bytelevel_re) return lop_fail(e, "ByteLevel regex failed to compile");
         return 0;
     }
     if (!strcmp(ty, "Metaspace")) {

@@ -7,7 +7,7 @@
 #include <string.h>
 #include <utf8proc.h>
 
-const tregex *g_bytelevel_re;
+const tregex *tok_bytelevel_re;
 
 /* GPT-2's byte -> printable char table, as UTF-8 (1 or 2 bytes). */
 static char bl_utf8[256][3];
@@ -179,7 +179,7 @@ static int bytelevel(tok_ctx *c, const tpre *p, int stage, size_t off, size_t n,
     /* GPT-2 split (Isolated): each piece is mapped by a pseudo-stage that calls bl_map */
     size_t pos = 0, last = SIZE_MAX, prev = 0, ms, me;
     int r;
-    while ((r = rx_next(g_bytelevel_re, &c->rx, c->buf.p + off, n, &pos, &last, &ms, &me, c->e)) == 1) {
+    while ((r = rx_next(tok_bytelevel_re, &c->rx, c->buf.p + off, n, &pos, &last, &ms, &me, c->e)) == 1) {
         if (prev != ms && bl_map(c, stage, off + prev, ms - prev, at0 && prev == 0)) return -1;
         if (me > ms && bl_map(c, stage, off + ms, me - ms, at0 && ms == 0)) return -1;
         prev = me;
