@@ -21,6 +21,9 @@
 #include <string.h>
 #include <sys/stat.h>
 
+/* Not fs_read_all: the bytes become the tokenizer's arena (token strings point into it) and are
+ * allocated on huge pages (tok_big_alloc: for a large tokenizer.json, 4 KB page faults cost more
+ * than the parsing, tok_internal.h). */
 static int read_all(const char *path, char **buf, size_t *len, lop_err *e) {
     FILE *f = fopen(path, "rb");
     if (!f) return lop_fail(e, "%s: cannot open", path);

@@ -40,7 +40,7 @@ copy_tree() {
   assert_output --partial "cmd/lm-gen/main.c"
 }
 
-@test "structure: no call circle among libcommon's objects, no include circle" {
+@test "structure: no call circle among libcommon's or the tool layer's objects, no include circle" {
   [ -n "$(ls "$ROOT"/build/libcommon/*.o 2>/dev/null)" ] || skip "build/libcommon not built (make all)"
   command -v nm > /dev/null || skip "nm (binutils) absent"
   run python3 "$CHECK" "$ROOT" cycles
@@ -57,6 +57,13 @@ copy_tree() {
   assert_failure
   assert_output --partial "a <-> b"
   assert_output --partial "libcommon/x.h <-> libcommon/y.h"
+  # and in the tool layer (cmd/common's objects)
+  mkdir -p "$T/b/cli"
+  mv "$T/b/libcommon/a.o" "$T/b/libcommon/b.o" "$T/b/cli/"
+  printf 'int solo(void) { return 0; }\n' > "$T/s.c" && cc -c "$T/s.c" -o "$T/b/libcommon/solo.o"
+  run python3 "$CHECK" "$T" cycles "$T/b"
+  assert_failure
+  assert_output --partial "call circle among cli objects: a <-> b"
 }
 
 @test "structure: inside libcommon no include or call points up a layer; every file has a layer" {

@@ -10,7 +10,8 @@ exits 1 when the tree breaks the rule:
            zstd decoder, spells the magic number, parses a safetensors header or decides by a
            ".zst" file name
   cycles   no call circle between libcommon's objects (nm of BUILD/libcommon/*.o: who uses a
-           symbol another defines) and no include circle among the headers of libcommon and cmd
+           symbol another defines) nor the tool layer's (BUILD/cli/*.o, cmd/common), and no
+           include circle among the headers of libcommon and cmd
   layers   every libcommon file is in one layer (LAYERS: base < arch < io < text < nn < backend <
            model < train < tasks) and no include or call points to a higher layer
   exports  every exported symbol of BUILD/libcommon.a and BUILD/libcli.a starts with a known
@@ -190,17 +191,21 @@ KNOWN_CYCLES = {}
 
 def check_cycles(root, build):
     ok = True
-    objs = sorted(glob.glob(os.path.join(build, 'libcommon', '*.o')))
-    if not objs:
-        print(f'no objects in {build}/libcommon (build first)')
-        return False
-    for comp in sccs(object_graph(objs)):
-        why = KNOWN_CYCLES.get(tuple(comp))
-        if why:
-            print('known call circle ' + ' <-> '.join(comp) + ': ' + why)
+    # libcommon's objects, and the tool layer's (cmd/common, built into BUILD/cli)
+    for lib, required in (('libcommon', True), ('cli', False)):
+        objs = sorted(glob.glob(os.path.join(build, lib, '*.o')))
+        if not objs:
+            if required:
+                print(f'no objects in {build}/{lib} (build first)')
+                return False
             continue
-        print('call circle among libcommon objects: ' + ' <-> '.join(comp))
-        ok = False
+        for comp in sccs(object_graph(objs)):
+            why = KNOWN_CYCLES.get(tuple(comp))
+            if why:
+                print('known call circle ' + ' <-> '.join(comp) + ': ' + why)
+                continue
+            print(f'call circle among {lib} objects: ' + ' <-> '.join(comp))
+            ok = False
     for comp in sccs(include_graph(root)):
         print('include circle: ' + ' <-> '.join(comp))
         ok = False

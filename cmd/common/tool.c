@@ -144,10 +144,15 @@ FILE *json_stream(int stdout_is_data) {
     return g_log ? g_log : stdout_is_data ? stderr : stdout;
 }
 
+void tool_provenance(FILE *f) {
+    prov_run run = {.tool = g_tool, .argc = g_argc, .argv = g_argv, .threads = g_opt.threads, .seed = g_opt.seed};
+    prov_write(f, &run);
+}
+
 void emit_json(cJSON *obj, int stdout_is_data) {
     FILE *f = json_stream(stdout_is_data);
     if (f == stderr && g_opt.quiet) { cJSON_Delete(obj); return; }  /* -q: nothing on stderr */
-    prov_write(f);   /* the first JSON line of every tool (provenance.h) */
+    tool_provenance(f);   /* the first JSON line of every tool (provenance.h) */
     char *s = cJSON_PrintUnformatted(obj);
     cJSON_Delete(obj);
     if (!s) die(1, "out of memory");

@@ -99,6 +99,8 @@ void emit(cJSON *obj);
 /* Where JSON lines go: the --log FILE when given, else stdout, or stderr when stdout carries a
  * tensor stream (stdout_is_data). One rule for every tool (documented in lop(7)). */
 FILE *json_stream(int stdout_is_data);
+/* The provenance line (provenance.h) for this run to f, once; emit() does it before its first line. */
+void tool_provenance(FILE *f);
 /* emit() to json_stream(stdout_is_data) */
 void emit_json(cJSON *obj, int stdout_is_data);
 /* A tool whose stdout carries its data (-o -) may say so once: emit() then follows json_stream(1)

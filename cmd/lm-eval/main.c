@@ -378,11 +378,12 @@ static void run_eval(const args *a) {
     if (a->tasks) {
         char *copy = strdup(a->tasks), *save = NULL;
         for (char *g = strtok_r(copy, ", ", &save); g; g = strtok_r(NULL, ", ", &save))
-            if (!strcmp(g, "mmlu") || !strcmp(g, "mmlu_stem") || !strcmp(g, "mmlu_humanities") ||
-                !strcmp(g, "mmlu_social_sciences") || !strcmp(g, "mmlu_other")) {
-                rs.groups = realloc(rs.groups, sizeof(char *) * (size_t)(rs.ng + 1));
-                rs.groups[rs.ng++] = strdup(g);
-            }
+            for (int i = 0; i < task_n_groups(); i++)   /* the one table of groups (task.c) */
+                if (!strcmp(g, task_group_name(i))) {
+                    rs.groups = realloc(rs.groups, sizeof(char *) * (size_t)(rs.ng + 1));
+                    rs.groups[rs.ng++] = strdup(g);
+                    break;
+                }
         free(copy);
     }
     rs.seconds = now_seconds() - t_start;

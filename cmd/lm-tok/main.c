@@ -263,7 +263,7 @@ int main(int argc, char **argv) {
     if (tok_load_ex(&t, model, o.json_only ? TOK_LOAD_JSON_ONLY : 0, &e)) die_err(&e);
     prov_input("tokenizer", model);
     prov_input("text", path);
-    if (!o.count) prov_write(stdout);   /* before the first line, whichever writer prints it */
+    if (!o.count) tool_provenance(stdout);   /* before the first line, whichever writer prints it */
     double t_load = now_seconds() - t0;
     clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &l1);
     double t_load_cpu = (l1.tv_sec - l0.tv_sec) + (l1.tv_nsec - l0.tv_nsec) * 1e-9;
