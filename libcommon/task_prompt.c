@@ -57,7 +57,7 @@ char *task_py_strip(const char *s) {
     size_t end = len - task_py_trailing_space(s + i, len - i);
     sbuf b = {0};
     sb_put(&b, s + i, end > i ? end - i : 0);
-    return text_take(&b);
+    return task_text_take(&b);
 }
 
 /* ---- hellaswag ---- */
@@ -71,7 +71,7 @@ char *hellaswag_preprocess(const char *text) {
         else sb_put(&b, p++, 1);
     }
     free(t);
-    t = text_take(&b);
+    t = task_text_take(&b);
     /* re.sub(r"\[.*?\]", "", t): '.' does not match a newline */
     for (const char *p = t; *p;) {
         if (*p == '[') {
@@ -82,14 +82,14 @@ char *hellaswag_preprocess(const char *text) {
         sb_put(&b, p++, 1);
     }
     free(t);
-    t = text_take(&b);
+    t = task_text_take(&b);
     /* str.replace("  ", " "): non-overlapping, left to right */
     for (const char *p = t; *p;) {
         if (p[0] == ' ' && p[1] == ' ') { sb_puts(&b, " "); p += 2; }
         else sb_put(&b, p++, 1);
     }
     free(t);
-    return text_take(&b);
+    return task_text_take(&b);
 }
 
 char *mmlu_doc_text(const char *question, char *const choices[4]) {
@@ -100,6 +100,6 @@ char *mmlu_doc_text(const char *question, char *const choices[4]) {
     static const char *letter[4] = {"\nA. ", "\nB. ", "\nC. ", "\nD. "};
     for (int i = 0; i < 4; i++) { sb_puts(&b, letter[i]); sb_puts(&b, choices[i]); }
     sb_puts(&b, "\nAnswer:");
-    return text_take(&b);
+    return task_text_take(&b);
 }
 

@@ -113,7 +113,7 @@ static cJSON *read_json(const char *path) {
     char *buf;
     size_t len;
     lop_err e;
-    if (text_read_file(path, &buf, &len, &e)) die_err(&e);
+    if (task_read_file(path, &buf, &len, &e)) die_err(&e);
     cJSON *j = cJSON_ParseWithLength(buf, len);
     free(buf);
     if (!cJSON_IsObject(j)) die(1, "%s: not a JSON object", path);
@@ -199,7 +199,7 @@ static void log_samples(const char *path, lop_task *tasks, int nt, ll_doc **docs
             free(line);
             cJSON_Delete(o);
         }
-    char *text = text_take(&b);
+    char *text = task_text_take(&b);
     write_atomic(path, text);
     free(text);
 }
@@ -216,7 +216,7 @@ static void finish(res_set *rs, const args *a) {
         sb_puts(&b, s);
         sb_puts(&b, "\n");
         free(s);
-        char *text = text_take(&b);
+        char *text = task_text_take(&b);
         write_atomic(a->output, text);
         free(text);
         cJSON_Delete(j);
