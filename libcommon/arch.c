@@ -133,3 +133,59 @@ int arch_suffix_merged(const char *suffix) {
     }
     return 0;
 }
+
+int arch_suffix_proj(const lop_family *f, const char *suffix) {
+    for (int p = 0; f && p < PROJ_N; p++) {
+        size_t n = strlen(f->proj[p]);
+        if (!strncmp(suffix, f->proj[p], n) && !strcmp(suffix + n, ".weight")) return p;
+    }
+    return -1;
+}
+
+/* ---- width slicing: the axes of each role ---- */
+
+/* a projection's weight [out_features, in_features] */
+static const arch_axis PROJ_AXES[PROJ_N][2] = {
+    [PROJ_Q] = {ARCH_AXIS_QHEADS, ARCH_AXIS_HIDDEN},  [PROJ_K] = {ARCH_AXIS_KVHEADS, ARCH_AXIS_HIDDEN},
+    [PROJ_V] = {ARCH_AXIS_KVHEADS, ARCH_AXIS_HIDDEN}, [PROJ_O] = {ARCH_AXIS_HIDDEN, ARCH_AXIS_QHEADS},
+    [PROJ_GATE] = {ARCH_AXIS_FFN, ARCH_AXIS_HIDDEN},  [PROJ_UP] = {ARCH_AXIS_FFN, ARCH_AXIS_HIDDEN},
+    [PROJ_DOWN] = {ARCH_AXIS_HIDDEN, ARCH_AXIS_FFN},
+};
+/* a per-layer vector: norms over the residual stream, per-head q/k norms, a projection's bias
+ * along its output */
+static const arch_axis LVEC_AXIS[LVEC_N] = {
+    [LVEC_ATTN_NORM] = ARCH_AXIS_HIDDEN, [LVEC_POST_ATTN_NORM] = ARCH_AXIS_HIDDEN,
+    [LVEC_MLP_NORM] = ARCH_AXIS_HIDDEN,  [LVEC_POST_MLP_NORM] = ARCH_AXIS_HIDDEN,
+    [LVEC_Q_NORM] = ARCH_AXIS_HEAD_DIM,  [LVEC_K_NORM] = ARCH_AXIS_HEAD_DIM,
+    [LVEC_Q_BIAS] = ARCH_AXIS_QHEADS,    [LVEC_K_BIAS] = ARCH_AXIS_KVHEADS,
+    [LVEC_V_BIAS] = ARCH_AXIS_KVHEADS,   [LVEC_O_BIAS] = ARCH_AXIS_HIDDEN,
+    [LVEC_GATE_BIAS] = ARCH_AXIS_FFN,    [LVEC_UP_BIAS] = ARCH_AXIS_FFN,
+    [LVEC_DOWN_BIAS] = ARCH_AXIS_HIDDEN,
+};
+
+int arch_layer_axes(const lop_family *f, const char *suffix, arch_axis axes[2]) {
+    if (!f) return 0;
+    int p = arch_suffix_proj(f, suffix);
+    if (p >= 0) {
+        axes[0] = PROJ_AXES[p][0];
+        axes[1] = PROJ_AXES[p][1];
+        return 2;
+    }
+    for (int v = 0; v < LVEC_N; v++)
+        if (f->vec[v].suffix && !strcmp(suffix, f->vec[v].suffix)) {
+            axes[0] = LVEC_AXIS[v];
+            axes[1] = ARCH_AXIS_WHOLE;
+            return 1;
+        }
+    return 0;
+}
+
+int arch_model_axes(arch_model_tensor t, arch_axis axes[2]) {
+    axes[1] = ARCH_AXIS_WHOLE;
+    switch (t) {
+    case ARCH_EMBED:
+    case ARCH_HEAD: axes[0] = ARCH_AXIS_WHOLE; axes[1] = ARCH_AXIS_HIDDEN; return 2;
+    case ARCH_FINAL_NORM: axes[0] = ARCH_AXIS_HIDDEN; return 1;
+    }
+    return 0;
+}

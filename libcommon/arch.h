@@ -123,4 +123,25 @@ const char *arch_proj_short(lop_proj p);
 /* 1 if the per-layer tensor named by its layer suffix ("self_attn.q_proj.weight",
  * "mlp.down_proj.bias") is combined when layers merge, in any family. */
 int arch_suffix_merged(const char *suffix);
+/* The projection whose weight a layer suffix names in family f ("mlp.gate_proj.weight" ->
+ * PROJ_GATE), or -1. */
+int arch_suffix_proj(const lop_family *f, const char *suffix);
+
+/* ---- width slicing (width.c, width-prune): what each dimension of a tensor indexes ----
+ * A projection [out, in] or a vector [n] is sliced along an axis by the kept units of that axis:
+ * hidden channels (hidden_size), MLP neurons (intermediate_size), query heads (Hq*head_dim rows or
+ * columns, a head's head_dim at a time) or KV heads (Hkv*head_dim); ARCH_AXIS_HEAD_DIM (the q/k
+ * norms' [head_dim]) and ARCH_AXIS_WHOLE (the vocabulary) are never sliced. The axes follow a
+ * tensor's role (lop_proj, lop_lvec, the model-level tensors), which a family's row names. */
+typedef enum {
+    ARCH_AXIS_WHOLE, ARCH_AXIS_HIDDEN, ARCH_AXIS_FFN, ARCH_AXIS_QHEADS, ARCH_AXIS_KVHEADS,
+    ARCH_AXIS_HEAD_DIM
+} arch_axis;
+/* The axes of family f's layer tensor named by its suffix ("self_attn.o_proj.weight" ->
+ * {HIDDEN, QHEADS}): returns its number of dimensions (2 for a projection's weight, 1 for a
+ * vector), 0 if f has no such layer tensor. */
+int arch_layer_axes(const lop_family *f, const char *suffix, arch_axis axes[2]);
+/* The model-level tensors: the embedding and the head [vocab, hidden], the final norm [hidden]. */
+typedef enum { ARCH_EMBED, ARCH_FINAL_NORM, ARCH_HEAD } arch_model_tensor;
+int arch_model_axes(arch_model_tensor t, arch_axis axes[2]);
 #endif

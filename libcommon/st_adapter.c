@@ -345,3 +345,17 @@ int st_adapter_open(st_model *m, const char *dir, lop_err *e) {
     cJSON_Delete(cfg);
     return rc;
 }
+
+/* The one entry that opens a model for reading: an adapter folder as its merged model, anything
+ * else mapped (st_read.c). Here rather than in st_read.c because an adapter's base is opened with
+ * st_open again (it may itself be an adapter): the recursion stays inside this file, and st_read.c
+ * knows nothing of adapters. */
+int st_open(st_model **out, const char *path, lop_err *e) {
+    *out = NULL;
+    st_model *m;
+    if (st_model_new(&m, e)) return -1;
+    int rc = strcmp(path, "-") && st_is_adapter(path) ? st_adapter_open(m, path, e) : st_open_mapped(m, path, e);
+    if (rc) { st_close(m); return -1; }
+    *out = m;
+    return 0;
+}

@@ -1,4 +1,4 @@
-/* st_internal.h — pieces shared by st_header.c, st_read.c and st_write.c (not a public API). */
+/* st_internal.h — pieces shared by the st_*.c files (not a public API). */
 #ifndef LOP_ST_INTERNAL_H
 #define LOP_ST_INTERNAL_H
 #include <stddef.h>
@@ -46,6 +46,13 @@ int st_check_prefix(const unsigned char p[8], uint64_t size, uint64_t *hlen, lop
  * key/value pairs of strings for __metadata__. Returns malloc'd bytes, *len set. */
 unsigned char *st_build_header(const st_info *infos, int n, const char *const *meta_kv, int n_meta,
                                size_t *len);
+/* st_read.c: an empty model (st_close frees it), a file/folder/"-" mapped into it (no adapters),
+ * a string of __metadata__, and the hint that its mappings are about to be read in order (for
+ * st_stream.c). */
+int st_model_new(st_model **out, lop_err *e);
+int st_open_mapped(st_model *m, const char *path, lop_err *e);
+const char *st_meta_str(const cJSON *md, const char *key);
+void st_priv_sequential(const st_model *m);
 /* An adapter folder opened as its merged model (st_adapter.c), and the hooks it uses in st_read.c:
  * m takes ownership of base (closed with m) and of buf (freed with m); st_priv_unmap marks tensor
  * i as no longer the base's bytes. */

@@ -114,13 +114,13 @@ static void add_name(char ***names, int *n, const char *s) {
     char **nn = realloc(*names, sizeof(char *) * (size_t)(*n + 1));
     if (!nn) abort();
     *names = nn;
-    nn[(*n)++] = xstrdup(s);
+    nn[(*n)++] = task_strdup(s);
 }
 
 int task_expand(const char *list, char ***names, int *n, lop_err *e) {
     *names = NULL;
     *n = 0;
-    char *copy = xstrdup(list), *save = NULL;
+    char *copy = task_strdup(list), *save = NULL;
     for (char *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
         while (*tok == ' ') tok++;
         size_t l = strlen(tok);

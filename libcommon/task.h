@@ -101,7 +101,7 @@ char *task_py_strip(const char *s);
 /* bytes of trailing whitespace (Python's str.rstrip() definition) at the end of s[0..len) */
 size_t task_py_trailing_space(const char *s, size_t len);
 /* Number of code points in UTF-8 s (Python's len). */
-int utf8_len(const char *s);
+int task_utf8_len(const char *s);
 /* MMLU prompt for one question (no description, no few-shot): "{q.strip()}\nA. ..\nAnswer:" */
 char *mmlu_doc_text(const char *question, char *const choices[4]);
 
@@ -115,7 +115,7 @@ typedef struct task_score {
 void task_score_doc(const lop_task *t, const task_doc *d, const double *ll, const uint8_t *greedy,
                     task_score *out);
 /* numpy's argmax: first index of the maximum (NaN counts as the maximum, as numpy) */
-int argmax_first(const double *x, int n);
+int task_argmax_first(const double *x, int n);
 
 /* Aggregates over n documents: mean and its standard error (sample std / sqrt(n), NaN when
  * n < 2, as the harness's "N/A"). Perplexity = exp(-mean ll), its stderr by the delta method

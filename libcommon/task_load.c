@@ -46,7 +46,7 @@ static char *cat2(const char *a, const char *b) {
     sbuf s = {0};
     sb_puts(&s, a);
     sb_puts(&s, b);
-    return text_take(&s);
+    return task_text_take(&s);
 }
 
 /* one context (taken over), continuations delim + choice[i] */
@@ -60,7 +60,7 @@ static void doc_mc(task_doc *d, char *ctx, const char *delim, char *const *choic
     if (!d->chars) abort();
     for (int i = 0; i < n; i++) {
         d->cont[i] = cat2(delim, choices[i]);
-        d->chars[i] = utf8_len(choices[i]);
+        d->chars[i] = task_utf8_len(choices[i]);
     }
     d->gold = gold;
 }
@@ -121,7 +121,7 @@ typedef enum { Q_PLAIN, Q_ARC, Q_BOOLQ, Q_COPA } query_rule;
 static char *rebuild_query(query_rule r, const char *q, const lop_task *t, int line, lop_err *e) {
     size_t n = strlen(q);
     switch (r) {
-    case Q_PLAIN: return xstrdup(q);
+    case Q_PLAIN: return task_strdup(q);
     case Q_ARC: return cat2(q, "\nAnswer:");
     case Q_BOOLQ:
         if (strncmp(q, "Passage: ", 9)) {
@@ -137,7 +137,7 @@ static char *rebuild_query(query_rule r, const char *q, const lop_task *t, int l
                 sbuf b = {0};
                 sb_put(&b, q, n - c);
                 sb_puts(&b, conn[i] + 1); /* " because" */
-                return text_take(&b);
+                return task_text_take(&b);
             }
         }
         lop_fail(e, "%s:%d: copa query does not end with \", because\" or \", therefore\"", t->source, line);
@@ -151,19 +151,19 @@ static char *rebuild_query(query_rule r, const char *q, const lop_task *t, int l
 static char *lower_first(const char *s) {
     utf8proc_int32_t cp;
     utf8proc_ssize_t k = utf8proc_iterate((const utf8proc_uint8_t *)s, -1, &cp);
-    if (k <= 0 || !*s) return xstrdup(s);
+    if (k <= 0 || !*s) return task_strdup(s);
     utf8proc_uint8_t buf[8];
     utf8proc_ssize_t w = utf8proc_encode_char(utf8proc_tolower(cp), buf);
     sbuf b = {0};
     sb_put(&b, (const char *)buf, (size_t)w);
     sb_puts(&b, s + k);
-    return text_take(&b);
+    return task_text_take(&b);
 }
 
 static int load_jsonl(lop_task *t, query_rule rule, const char *delim, lop_err *e) {
     char *buf;
     size_t len;
-    if (text_read_file(t->source, &buf, &len, e)) return -1;
+    if (task_read_file(t->source, &buf, &len, e)) return -1;
     const char *p = buf, *end = buf + len;
     int line = 0, bad = 0, cap = 0, rc = 0;
     int shape = -1; /* the first line decides: 0 MC, 1 MULTI, 2 LOGLIK */
@@ -192,7 +192,7 @@ static int load_jsonl(lop_task *t, query_rule rule, const char *delim, lop_err *
             if (!rc) {
                 char **ch = alloc_strs(n);
                 for (int i = 0; i < n; i++) {
-                    if (rule != Q_COPA) { ch[i] = xstrdup(arr[i]); continue; }
+                    if (rule != Q_COPA) { ch[i] = task_strdup(arr[i]); continue; }
                     char *lf = lower_first(arr[i]); /* copa's doc_to_choice: " " + lowered */
                     ch[i] = cat2(" ", lf);
                     free(lf);
@@ -210,7 +210,7 @@ static int load_jsonl(lop_task *t, query_rule rule, const char *delim, lop_err *
                 task_doc *d = new_doc(t, &cap);
                 d->n_ctx = n;
                 d->ctx = alloc_strs(n);
-                for (int i = 0; i < n; i++) d->ctx[i] = xstrdup(arr[i]);
+                for (int i = 0; i < n; i++) d->ctx[i] = task_strdup(arr[i]);
                 d->n_cont = 1;
                 d->cont = alloc_strs(1);
                 d->cont[0] = cat2(delim, c);
@@ -225,7 +225,7 @@ static int load_jsonl(lop_task *t, query_rule rule, const char *delim, lop_err *
                 task_doc *d = new_doc(t, &cap);
                 d->n_ctx = d->n_cont = 1;
                 d->ctx = alloc_strs(1);
-                d->ctx[0] = xstrdup(c);
+                d->ctx[0] = task_strdup(c);
                 d->cont = alloc_strs(1);
                 d->cont[0] = cat2(delim, k);
                 d->chars = calloc(1, sizeof(int));
@@ -251,7 +251,7 @@ static int load_jsonl(lop_task *t, query_rule rule, const char *delim, lop_err *
 static int load_hellaswag(lop_task *t, lop_err *e) {
     char *buf;
     size_t len;
-    if (text_read_file(t->source, &buf, &len, e)) return -1;
+    if (task_read_file(t->source, &buf, &len, e)) return -1;
     /* split into lines (\n, dropping a \r before it) */
     int nl = 0, cap = 0;
     char **lines = NULL;
@@ -293,8 +293,8 @@ static int load_piqa(lop_task *t, const char *dir, lop_err *e) {
     snprintf(lab_path, sizeof lab_path, "%s/piqa-official/valid-labels.lst", dir);
     char *lab, *buf;
     size_t ll, len;
-    if (text_read_file(lab_path, &lab, &ll, e)) return -1;
-    if (text_read_file(t->source, &buf, &len, e)) { free(lab); return -1; }
+    if (task_read_file(lab_path, &lab, &ll, e)) return -1;
+    if (task_read_file(t->source, &buf, &len, e)) { free(lab); return -1; }
     const char *p = buf, *end = buf + len, *lp = lab;
     int line = 0, bad = 0, cap = 0, rc = 0;
     cJSON *o;
@@ -311,7 +311,7 @@ static int load_piqa(lop_task *t, const char *dir, lop_err *e) {
         sb_puts(&b, goal);
         sb_puts(&b, "\nAnswer:");
         char *ch[2] = {(char *)s1, (char *)s2};
-        doc_mc(new_doc(t, &cap), text_take(&b), " ", ch, 2, gold);
+        doc_mc(new_doc(t, &cap), task_text_take(&b), " ", ch, 2, gold);
         cJSON_Delete(o);
     }
     free(buf);
@@ -330,7 +330,7 @@ typedef struct mmlu_row { char *q, *c[4]; int answer; } mmlu_row;
 static int read_mmlu_csv(const char *path, mmlu_row **rows, int *n, lop_err *e) {
     char *buf;
     size_t len;
-    if (text_read_file(path, &buf, &len, e)) return -1;
+    if (task_read_file(path, &buf, &len, e)) return -1;
     const char *p = buf, *end = buf + len;
     if (len >= 3 && !memcmp(p, "\xef\xbb\xbf", 3)) p += 3;
     char **f;
@@ -401,7 +401,7 @@ static int load_mmlu(lop_task *t, const char *dir, const char *subject, int k, l
         sb_puts(&pre, "\n\n");
         free(dt);
     }
-    char *prefix = text_take(&pre);
+    char *prefix = task_text_take(&pre);
     int cap = 0;
     for (int i = 0; i < nt; i++) {
         char *dt = mmlu_doc_text(test[i].q, test[i].c);

@@ -29,7 +29,7 @@ static int py_isspace_cp(uint32_t c) {
            c == 0x202f || c == 0x205f || c == 0x3000;
 }
 
-int utf8_len(const char *s) {
+int task_utf8_len(const char *s) {
     size_t len = strlen(s), i = 0, adv;
     int n = 0;
     while (i < len) { utf8_next((const unsigned char *)s + i, len - i, &adv); i += adv; n++; }
@@ -57,7 +57,7 @@ char *task_py_strip(const char *s) {
     size_t end = len - task_py_trailing_space(s + i, len - i);
     sbuf b = {0};
     sb_put(&b, s + i, end > i ? end - i : 0);
-    return text_take(&b);
+    return task_text_take(&b);
 }
 
 /* ---- hellaswag ---- */
@@ -71,7 +71,7 @@ char *hellaswag_preprocess(const char *text) {
         else sb_put(&b, p++, 1);
     }
     free(t);
-    t = text_take(&b);
+    t = task_text_take(&b);
     /* re.sub(r"\[.*?\]", "", t): '.' does not match a newline */
     for (const char *p = t; *p;) {
         if (*p == '[') {
@@ -82,14 +82,14 @@ char *hellaswag_preprocess(const char *text) {
         sb_put(&b, p++, 1);
     }
     free(t);
-    t = text_take(&b);
+    t = task_text_take(&b);
     /* str.replace("  ", " "): non-overlapping, left to right */
     for (const char *p = t; *p;) {
         if (p[0] == ' ' && p[1] == ' ') { sb_puts(&b, " "); p += 2; }
         else sb_put(&b, p++, 1);
     }
     free(t);
-    return text_take(&b);
+    return task_text_take(&b);
 }
 
 char *mmlu_doc_text(const char *question, char *const choices[4]) {
@@ -100,6 +100,6 @@ char *mmlu_doc_text(const char *question, char *const choices[4]) {
     static const char *letter[4] = {"\nA. ", "\nB. ", "\nC. ", "\nD. "};
     for (int i = 0; i < 4; i++) { sb_puts(&b, letter[i]); sb_puts(&b, choices[i]); }
     sb_puts(&b, "\nAnswer:");
-    return text_take(&b);
+    return task_text_take(&b);
 }
 

@@ -3,7 +3,7 @@
 #include "task.h"
 #include <math.h>
 
-int argmax_first(const double *x, int n) {
+int task_argmax_first(const double *x, int n) {
     int best = 0;
     for (int i = 0; i < n; i++) {
         if (isnan(x[i])) return i; /* numpy: the first NaN is the maximum */
@@ -22,11 +22,11 @@ void task_score_doc(const lop_task *t, const task_doc *d, const double *ll, cons
         out->acc = greedy[0] ? 1 : 0;
         return;
     }
-    out->acc = argmax_first(ll, n) == d->gold;
+    out->acc = task_argmax_first(ll, n) == d->gold;
     if (t->kind == TASK_MC) {
         double norm[n > 0 ? n : 1];
         for (int i = 0; i < n; i++) norm[i] = ll[i] / (double)d->chars[i];
-        out->acc_norm = argmax_first(norm, n) == d->gold;
+        out->acc_norm = task_argmax_first(norm, n) == d->gold;
     }
 }
 

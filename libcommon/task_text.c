@@ -20,7 +20,7 @@ static void *xrealloc(void *p, size_t n) {
     return q;
 }
 
-char *xstrdup(const char *s) {
+char *task_strdup(const char *s) {
     if (!s) s = "";
     size_t n = strlen(s);
     char *d = xrealloc(NULL, n + 1);
@@ -28,7 +28,7 @@ char *xstrdup(const char *s) {
     return d;
 }
 
-char *text_take(sbuf *b) {
+char *task_text_take(sbuf *b) {
     char *s = sb_take(b);
     if (!s) abort();
     return s;
@@ -36,7 +36,7 @@ char *text_take(sbuf *b) {
 
 /* ---- files ---- */
 
-int text_read_file(const char *path, char **buf, size_t *len, lop_err *e) {
+int task_read_file(const char *path, char **buf, size_t *len, lop_err *e) {
     /* a data folder may hold FILE.zst only; zstd or not is decided by the bytes (textio.c) */
     char *z = NULL;
     if (strcmp(path, "-") && access(path, F_OK) != 0) {
@@ -84,7 +84,7 @@ int csv_record(const char **pp, const char *end, char ***fields, lop_err *e) {
             while (p < end && *p != ',' && *p != '\n' && *p != '\r') sb_put(&b, p++, 1);
         }
         f = xrealloc(f, sizeof(char *) * (size_t)(n + 1));
-        f[n++] = text_take(&b);
+        f[n++] = task_text_take(&b);
         if (p < end && *p == ',') { p++; continue; }
         if (p < end && *p == '\r') p++;
         if (p < end && *p == '\n') p++;

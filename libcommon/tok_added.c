@@ -4,6 +4,7 @@
  * Tokens with normalized=false are matched in the raw text, the others in the normalized text
  * against their normalized content (two tries, as HF's split_trie / split_normalized_trie). */
 #include "tok_internal.h"
+#include "tok_json.h"
 #include <stdlib.h>
 #include <string.h>
 
@@ -184,6 +185,33 @@ int added_split(const lop_tokenizer *t, const ttrie *tr, tbuf *buf, tpvec *in, t
             continue;
         }
         if (find_matches(t, tr, buf->p + pc.off, pc.len, pc.off, pc.at0, out)) return -1;
+    }
+    return 0;
+}
+
+/* ---- parsing: tokenizer.json's "added_tokens" ---- */
+
+int tok_added_parse(lop_tokenizer *t, const tj *added, lop_err *e) {
+    if (!added || added->type == TJ_NULL) return 0;
+    if (added->type != TJ_ARR) return lop_fail(e, "added_tokens is not a list");
+    t->added = calloc(added->n ? added->n : 1, sizeof *t->added);
+    if (!t->added) return lop_fail(e, "out of memory");
+    for (uint32_t i = 0; i < added->n; i++) {
+        const tj *a = &added->kids[i];
+        uint32_t n;
+        const char *c = tj_str(a, "content", &n);
+        if (!c) return lop_fail(e, "added_tokens[%u]: no content", i);
+        tadded *d = &t->added[t->nadded++];
+        d->content = (char *)c; d->len = n;
+        d->id = (int32_t)tj_get(a, "id")->num;
+        d->special = (uint8_t)tj_bool(a, "special", 0);
+        d->lstrip = (uint8_t)tj_bool(a, "lstrip", 0);
+        d->rstrip = (uint8_t)tj_bool(a, "rstrip", 0);
+        d->single_word = (uint8_t)tj_bool(a, "single_word", 0);
+        d->normalized = (uint8_t)tj_bool(a, "normalized", !d->special);
+        t->id_str[d->id] = c; t->id_len[d->id] = n;  /* added content wins for id -> token */
+        t->special[d->id] = d->special;
+        t->is_added[d->id] = 1;
     }
     return 0;
 }

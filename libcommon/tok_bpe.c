@@ -5,6 +5,9 @@
  * ("<0xXX>" tokens) when enabled, else the unk token (fused runs when fuse_unk), else dropped.
  * ignore_merges: a word that is itself a vocab entry is emitted whole. */
 #include "tok_internal.h"
+#include <stdio.h>
+#include "utf8.h"
+#include "tok_json.h"
 #include <stdlib.h>
 #include <string.h>
 #include <pthread.h>
@@ -270,4 +273,163 @@ static int bpe_run(const lop_tokenizer *t, const char *w, size_t n, ivec *out, b
     for (size_t i = 0; i < ns; i++)
         if (sc->len[i] && ivec_push(out, sc->c[i])) return lop_fail(e, "out of memory");
     return 0;
+}
+
+/* ---- parsing: tokenizer.json's "model" (BPE: vocab, merges, options) ---- */
+
+/* vocab and merges: kept raw by the JSON reader and walked here, one entry at a time */
+typedef struct mctx { lop_tokenizer *t; int32_t maxid; lop_err *e; } mctx;
+
+static int vocab_cb(void *ctx, const tj *v) {
+    mctx *c = ctx;
+    if (v->type != TJ_NUM || v->num < 0 || v->num > 1e8 || v->num != (double)(int32_t)v->num)
+        return lop_fail(c->e, "model.vocab: bad id for '%s'", v->key);
+    int32_t id = (int32_t)v->num;
+    if (id > c->maxid) c->maxid = id;
+    return strmap_put(&c->t->vocab, v->key, v->keylen, id) ? lop_fail(c->e, "out of memory") : 0;
+}
+
+/* Merges are read in two passes: the JSON walk collects the (a, b) strings, then the id
+ * lookups (three per merge, the bulk of loading Gemma's 515k merges) run on all cores. */
+typedef struct mraw { const char *a, *b; uint32_t al, bl; } mraw;
+typedef struct mlist { mraw *v; size_t n, cap; lop_err *e; } mlist;
+
+static int merge_collect(void *ctx, uint32_t r, const tj *mg) {
+    mlist *l = ctx;
+    mraw m;
+    if (mg->type == TJ_STR) {
+        const char *sp = memchr(mg->s, ' ', mg->n);
+        if (!sp || memchr(sp + 1, ' ', mg->n - (size_t)(sp + 1 - mg->s)))
+            return lop_fail(l->e, "model.merges[%u]: '%s' is not two tokens separated by one space", r, mg->s);
+        m.a = mg->s; m.al = (uint32_t)(sp - mg->s); m.b = sp + 1; m.bl = mg->n - m.al - 1;
+    } else if (mg->type == TJ_ARR && mg->n == 2 && mg->kids[0].type == TJ_STR && mg->kids[1].type == TJ_STR) {
+        m.a = mg->kids[0].s; m.al = mg->kids[0].n; m.b = mg->kids[1].s; m.bl = mg->kids[1].n;
+    } else return lop_fail(l->e, "model.merges[%u]: bad merge", r);
+    if (l->n == l->cap) {
+        size_t nc = l->cap ? l->cap * 2 : 1024;
+        mraw *nv = realloc(l->v, nc * sizeof *nv);
+        if (!nv) return lop_fail(l->e, "out of memory");
+        l->v = nv; l->cap = nc;
+    }
+    l->v[l->n++] = m;
+    return 0;
+}
+
+/* ids of merge i: a, b and a + b (b without the continuing-subword prefix); -1 if absent */
+static void merge_ids(const lop_tokenizer *t, const mraw *m, char *tmp, size_t tmpcap, int32_t out[3]) {
+    out[0] = strmap_get(&t->vocab, m->a, m->al);
+    out[1] = strmap_get(&t->vocab, m->b, m->bl);
+    size_t skip = t->cont_prefix_len < m->bl ? t->cont_prefix_len : m->bl;
+    size_t n = m->al + m->bl - skip;
+    const char *k = tmp;
+    char *big = NULL;
+    if (n > tmpcap) { big = malloc(n); if (!big) { out[2] = -2; return; } k = big; }
+    memcpy((char *)k, m->a, m->al);
+    memcpy((char *)k + m->al, m->b + skip, m->bl - skip);
+    out[2] = strmap_get(&t->vocab, k, n);
+    free(big);
+}
+
+static int build_merges(lop_tokenizer *t, const tj *merges, lop_err *e) {
+    mlist l = {.e = e};
+    size_t cnt = tj_raw_count(merges);
+    if (cnt) { l.v = malloc(cnt * sizeof *l.v); l.cap = cnt; if (!l.v) return lop_fail(e, "out of memory"); }
+    if (tj_raw_elements(merges, merge_collect, &l, e)) { free(l.v); return -1; }
+    int32_t (*ids)[3] = malloc((l.n ? l.n : 1) * sizeof *ids);
+    if (!ids || pairmap_init(&t->merges, (uint32_t)l.n)) { free(ids); free(l.v); return lop_fail(e, "out of memory"); }
+    #pragma omp parallel
+    {
+        char tmp[512];
+        #pragma omp for schedule(static)
+        for (size_t i = 0; i < l.n; i++) merge_ids(t, &l.v[i], tmp, sizeof tmp, ids[i]);
+    }
+    int r = 0;
+    for (size_t i = 0; i < l.n && !r; i++) {
+        const mraw *m = &l.v[i];
+        if (ids[i][0] < 0 || ids[i][1] < 0)
+            r = lop_fail(e, "model.merges[%zu]: token '%.*s' not in the vocabulary", i,
+                         (int)(ids[i][0] < 0 ? m->al : m->bl), ids[i][0] < 0 ? m->a : m->b);
+        else if (ids[i][2] == -2) r = lop_fail(e, "out of memory");
+        else if (ids[i][2] < 0)
+            r = lop_fail(e, "model.merges[%zu]: merged token '%.*s%.*s' not in the vocabulary", i,
+                         (int)m->al, m->a, (int)m->bl, m->b);
+        else if (pairmap_put(&t->merges, (uint32_t)ids[i][0], (uint32_t)ids[i][1], (uint32_t)i, ids[i][2]))
+            r = lop_fail(e, "out of memory");
+    }
+    free(ids); free(l.v);
+    return r;
+}
+
+int tok_bpe_parse(lop_tokenizer *t, const tj *m, const tj *added, lop_err *e) {
+    const char *ty = tok_type_of(m);
+    if (tj_get(m, "type") && strcmp(ty, "BPE")) return lop_fail(e, "unsupported model '%s' (lop supports BPE)", ty);
+    if (!tj_get(m, "type") && !tj_get(m, "merges")) return lop_fail(e, "unsupported model (no type, no merges: lop supports BPE)");
+    const tj *dr = tj_get(m, "dropout");
+    if (dr && dr->type == TJ_NUM && dr->num != 0) return lop_fail(e, "unsupported BPE dropout %g (lop is deterministic)", dr->num);
+    const tj *vocab = tj_get(m, "vocab"), *merges = tj_get(m, "merges");
+    if (!vocab || vocab->type != TJ_RAW || vocab->s[0] != '{') return lop_fail(e, "model.vocab missing or not an object");
+    if (!merges || merges->type != TJ_RAW || merges->s[0] != '[') return lop_fail(e, "model.merges missing or not a list");
+    uint32_t n;
+    const char *s;
+    if ((s = tj_str(m, "continuing_subword_prefix", &n)) && n) { t->cont_prefix = tok_dupn(s, n); t->cont_prefix_len = n; }
+    if ((s = tj_str(m, "end_of_word_suffix", &n)) && n) { t->eow_suffix = tok_dupn(s, n); t->eow_suffix_len = n; }
+    mctx c = {.t = t, .maxid = -1, .e = e};
+    if (strmap_init(&t->vocab, (uint32_t)tj_raw_count(vocab) + 16)) return lop_fail(e, "out of memory");
+    if (tj_raw_members(vocab, vocab_cb, &c, e)) return -1;
+    /* ids span vocab and added tokens */
+    if (added && added->type == TJ_ARR)
+        for (uint32_t i = 0; i < added->n; i++) {
+            const tj *id = tj_get(&added->kids[i], "id");
+            if (!id || id->type != TJ_NUM || id->num < 0 || id->num > 1e8) return lop_fail(e, "added_tokens[%u]: bad id", i);
+            if ((int32_t)id->num > c.maxid) c.maxid = (int32_t)id->num;
+        }
+    t->nvocab = c.maxid + 1;
+    t->id_str = calloc((size_t)t->nvocab + 1, sizeof *t->id_str);
+    t->id_len = calloc((size_t)t->nvocab + 1, sizeof *t->id_len);
+    t->special = calloc((size_t)t->nvocab + 1, 1);
+    t->is_added = calloc((size_t)t->nvocab + 1, 1);
+    t->cp_id = malloc(CP_TABLE * sizeof *t->cp_id);
+    if (!t->id_str || !t->id_len || !t->special || !t->is_added || !t->cp_id) return lop_fail(e, "out of memory");
+    memset(t->cp_id, 0xFF, CP_TABLE * sizeof *t->cp_id);
+    for (uint32_t i = 0; i < t->vocab.n; i++) {
+        const sment *en = &t->vocab.ent[i];
+        t->id_str[en->val] = en->key; t->id_len[en->val] = en->klen;
+        uint32_t cp;
+        if (en->klen && (uint32_t)u8_len((unsigned char)en->key[0]) == en->klen) {
+            u8_dec((const unsigned char *)en->key, &cp);
+            if (cp < CP_TABLE && strmap_get(&t->vocab, en->key, en->klen) == en->val) t->cp_id[cp] = en->val;
+        }
+    }
+    /* options */
+    t->unk_id = -1;
+    if ((s = tj_str(m, "unk_token", &n))) t->unk_id = strmap_get(&t->vocab, s, n);
+    t->fuse_unk = tj_bool(m, "fuse_unk", 0);
+    t->byte_fallback = tj_bool(m, "byte_fallback", 0);
+    t->ignore_merges = tj_bool(m, "ignore_merges", 0);
+    for (int b = 0; b < 256; b++) {
+        char nm[8];
+        snprintf(nm, sizeof nm, "<0x%02X>", b);
+        t->byte_id[b] = t->byte_fallback ? strmap_get(&t->vocab, nm, 6) : -1;
+    }
+    /* where may a long word be cut before "▁"? (see meta_unsafe) */
+    if (!t->cont_prefix_len && !t->eow_suffix_len && strmap_get(&t->vocab, "\xE2\x96\x81", 3) >= 0) {
+        t->meta_unsafe = calloc(CP_TABLE / 8, 1);
+        if (!t->meta_unsafe) return lop_fail(e, "out of memory");
+        for (uint32_t i = 0; i < t->vocab.n && t->meta_unsafe; i++) {
+            const char *k = t->vocab.ent[i].key; uint32_t kl = t->vocab.ent[i].klen;
+            for (uint32_t j = 0; j + 3 <= kl; j++) {
+                const char *f = memmem(k + j, kl - j, "\xE2\x96\x81", 3);
+                if (!f) break;
+                j = (uint32_t)(f - k);
+                if (j == 0) continue;
+                uint32_t q = j - 1, cp;
+                while (q > 0 && ((unsigned char)k[q] & 0xC0) == 0x80) q--;
+                u8_dec((const unsigned char *)k + q, &cp);
+                if (cp == 0x2581) continue;
+                if (cp >= CP_TABLE) { free(t->meta_unsafe); t->meta_unsafe = NULL; break; }
+                t->meta_unsafe[cp >> 3] |= (uint8_t)(1 << (cp & 7));
+            }
+        }
+    }
+    return build_merges(t, merges, e);
 }

@@ -4,6 +4,7 @@
  * maximal invalid subpart (Rust's from_utf8_lossy); ByteFallback turns "<0xXX>" runs into bytes,
  * one U+FFFD per byte when a run is not valid UTF-8. */
 #include "tok_internal.h"
+#include "tok_json.h"
 #include "utf8.h"
 #include <stdlib.h>
 #include <string.h>
@@ -211,4 +212,64 @@ void dec_free(tdec *d) {
     free(d->pat.lit);
     tregex_free(d->pat.re);
     free(d->content);
+}
+
+/* ---- parsing: tokenizer.json's "decoder" ---- */
+
+int tok_dec_parse(const tj *o, tdec *d, lop_err *e) {
+    memset(d, 0, sizeof *d);
+    const char *ty = tok_type_of(o);
+    if (!strcmp(ty, "Sequence")) {
+        const tj *l = tj_get(o, "decoders");
+        d->kind = DEC_SEQ;
+        if (!l || l->type != TJ_ARR) return lop_fail(e, "decoder Sequence without a list");
+        d->kids = calloc(l->n ? l->n : 1, sizeof *d->kids);
+        if (!d->kids) return lop_fail(e, "out of memory");
+        for (uint32_t i = 0; i < l->n; i++) {
+            d->nkids++;
+            if (tok_dec_parse(&l->kids[i], &d->kids[i], e)) return -1;
+        }
+        return 0;
+    }
+    if (!strcmp(ty, "ByteLevel")) { d->kind = DEC_BYTELEVEL; tok_bytelevel_once(); return 0; }
+    if (!strcmp(ty, "ByteFallback")) { d->kind = DEC_BYTEFALLBACK; return 0; }
+    if (!strcmp(ty, "Fuse")) { d->kind = DEC_FUSE; return 0; }
+    if (!strcmp(ty, "Strip")) {
+        d->kind = DEC_STRIP;
+        uint32_t n;
+        const char *c = tj_str(o, "content", &n);
+        const tj *st = tj_get(o, "start"), *sp = tj_get(o, "stop");
+        if (!c || !n) return lop_fail(e, "decoder Strip without content");
+        d->content = tok_dupn(c, n); d->clen = n;
+        d->start = st && st->type == TJ_NUM ? (int)st->num : 0;
+        d->stop = sp && sp->type == TJ_NUM ? (int)sp->num : 0;
+        return d->content ? 0 : lop_fail(e, "out of memory");
+    }
+    if (!strcmp(ty, "Replace")) {
+        d->kind = DEC_REPLACE;
+        uint32_t n;
+        const char *c = tj_str(o, "content", &n);
+        if (!c) return lop_fail(e, "decoder Replace without content");
+        d->content = tok_dupn(c, n); d->clen = n;
+        if (!d->content) return lop_fail(e, "out of memory");
+        return tok_pattern_parse(tj_get(o, "pattern"), &d->pat, "decoder Replace", e);
+    }
+    if (!strcmp(ty, "Metaspace")) {
+        d->kind = DEC_METASPACE;
+        uint32_t n;
+        const char *r = tj_str(o, "replacement", &n);
+        if (!r || !n || n > 4) return lop_fail(e, "decoder Metaspace: bad replacement");
+        memcpy(d->repl, r, n); d->repl_len = n;
+        if (tok_prepend_scheme_parse(o, &d->prepend_scheme)) return lop_fail(e, "decoder Metaspace: bad prepend_scheme");
+        return 0;
+    }
+    if (!strcmp(ty, "BPEDecoder")) {
+        d->kind = DEC_BPE_SUFFIX;
+        uint32_t n;
+        const char *c = tj_str(o, "suffix", &n);
+        if (!c) { c = "</w>"; n = 4; }
+        d->content = tok_dupn(c, n); d->clen = n;
+        return d->content ? 0 : lop_fail(e, "out of memory");
+    }
+    return lop_fail(e, "unsupported decoder '%s'", ty);
 }

@@ -112,7 +112,7 @@ typedef struct tpre {
     int individual_digits;             /* PRE_DIGITS */
 } tpre;
 void pre_free(tpre *p);
-extern const tregex *g_bytelevel_re;  /* GPT-2 regex for ByteLevel use_regex (built on load) */
+extern const tregex *tok_bytelevel_re;  /* GPT-2 regex for ByteLevel use_regex (built on load) */
 
 /* One encode call's working state. Pieces are (offset, length) in buf; a stage appends what it
  * rewrites and truncates buf back when done (stack discipline), so memory stays small. */
@@ -220,4 +220,21 @@ static inline int u8_len(unsigned char c) { return c < 0x80 ? 1 : c < 0xE0 ? 2 :
 int u8_enc(uint32_t cp, char *out); /* returns bytes written (1..4) */
 int u8_is_space(uint32_t cp);       /* Unicode White_Space (Rust char::is_whitespace) */
 int u8_is_word(uint32_t cp);        /* regex \w (Unicode) */
+/* ---- reading tokenizer.json (tok_load.c drives; each component parses its own part, in its
+ * own file, next to where it is applied) ---- */
+typedef struct tj tj;
+char *tok_dupn(const char *s, size_t n);                     /* tok_map.c: malloc'd copy + NUL */
+const char *tok_type_of(const tj *o);                        /* its "type", or "?" */
+int tok_pattern_parse(const tj *o, tpattern *p, const char *where, lop_err *e);  /* tok_regex.c */
+int tok_norm_parse(const tj *o, tnorm *nm, lop_err *e);      /* tok_normalize.c */
+int tok_prepend_scheme_parse(const tj *o, int *scheme);      /* tok_pretok.c (Metaspace) */
+void tok_bytelevel_once(void);                               /* tok_pretok.c: ByteLevel tables + regex */
+int tok_pre_parse(const tj *o, tpre *p, lop_err *e);
+int tok_pre_flatten(lop_tokenizer *t, lop_err *e);           /* t->pre as t->stages */
+int tok_pre_has_bytelevel(const tpre *p);
+int tok_dec_parse(const tj *o, tdec *d, lop_err *e);         /* tok_decode.c */
+int tok_ids_append(int32_t **v, int *n, int32_t id);         /* tok_post.c */
+int tok_post_parse(lop_tokenizer *t, const tj *o, tpost *pp, lop_err *e);
+int tok_bpe_parse(lop_tokenizer *t, const tj *m, const tj *added, lop_err *e); /* tok_bpe.c */
+int tok_added_parse(lop_tokenizer *t, const tj *added, lop_err *e);            /* tok_added.c */
 #endif

@@ -1,6 +1,7 @@
 /* tok_map.c — the tokenizer's hash maps (token bytes -> id, id pair -> merge) and scratch
  * vectors. Open addressing, power-of-two tables, load <= 1/2. */
 #include "tok_internal.h"
+#include "tok_json.h"
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -187,4 +188,17 @@ void *tok_big_alloc(size_t n) {
     void *p = aligned_alloc(al, sz);
     if (p) madvise(p, sz, MADV_HUGEPAGE);
     return p;
+}
+
+/* ---- small helpers of the parsers ---- */
+
+char *tok_dupn(const char *s, size_t n) {
+    char *d = malloc(n + 1);
+    if (d) { memcpy(d, s, n); d[n] = 0; }
+    return d;
+}
+
+const char *tok_type_of(const tj *o) {
+    const char *t = tj_str(o, "type", NULL);
+    return t ? t : "?";
 }

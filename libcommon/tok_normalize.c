@@ -2,6 +2,7 @@
  * StripAccents, Sequence. Each maps one string to one string, as HF's NormalizedString does
  * (we need no alignments: lop never reports offsets). */
 #include "tok_internal.h"
+#include "tok_json.h"
 #include <stdlib.h>
 #include <string.h>
 #include <utf8proc.h>
@@ -122,4 +123,45 @@ void norm_free(tnorm *nm) {
     free(nm->pat.lit);
     tregex_free(nm->pat.re);
     free(nm->content);
+}
+
+/* ---- parsing: tokenizer.json's "normalizer" ---- */
+
+int tok_norm_parse(const tj *o, tnorm *nm, lop_err *e) {
+    memset(nm, 0, sizeof *nm);
+    const char *ty = tok_type_of(o);
+    if (!strcmp(ty, "Sequence")) {
+        const tj *l = tj_get(o, "normalizers");
+        nm->kind = NORM_SEQ;
+        if (!l || l->type != TJ_ARR) return lop_fail(e, "normalizer Sequence without a list");
+        nm->kids = calloc(l->n ? l->n : 1, sizeof *nm->kids);
+        if (!nm->kids) return lop_fail(e, "out of memory");
+        for (uint32_t i = 0; i < l->n; i++) {
+            nm->nkids++;
+            if (tok_norm_parse(&l->kids[i], &nm->kids[i], e)) return -1;
+        }
+        return 0;
+    }
+    if (!strcmp(ty, "NFC")) { nm->kind = NORM_NFC; return 0; }
+    if (!strcmp(ty, "NFD")) { nm->kind = NORM_NFD; return 0; }
+    if (!strcmp(ty, "NFKC")) { nm->kind = NORM_NFKC; return 0; }
+    if (!strcmp(ty, "NFKD")) { nm->kind = NORM_NFKD; return 0; }
+    if (!strcmp(ty, "Lowercase")) { nm->kind = NORM_LOWER; return 0; }
+    if (!strcmp(ty, "StripAccents")) { nm->kind = NORM_STRIP_ACCENTS; return 0; }
+    if (!strcmp(ty, "Strip")) {
+        nm->kind = NORM_STRIP;
+        nm->left = tj_bool(o, "strip_left", 1); nm->right = tj_bool(o, "strip_right", 1);
+        return 0;
+    }
+    if (!strcmp(ty, "Replace") || !strcmp(ty, "Prepend")) {
+        uint32_t n;
+        const char *c = tj_str(o, ty[0] == 'R' ? "content" : "prepend", &n);
+        if (!c) return lop_fail(e, "normalizer %s without its string", ty);
+        nm->kind = ty[0] == 'R' ? NORM_REPLACE : NORM_PREPEND;
+        nm->content = tok_dupn(c, n); nm->clen = n;
+        if (!nm->content) return lop_fail(e, "out of memory");
+        if (nm->kind == NORM_REPLACE) return tok_pattern_parse(tj_get(o, "pattern"), &nm->pat, "normalizer Replace", e);
+        return 0;
+    }
+    return lop_fail(e, "unsupported normalizer '%s'", ty);
 }

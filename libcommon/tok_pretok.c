@@ -3,11 +3,13 @@
  * Sequence. Each turns a list of pieces into a finer list; empty pieces are dropped, as HF's
  * PreTokenizedString::split does. */
 #include "tok_internal.h"
+#include <pthread.h>
+#include "tok_json.h"
 #include <stdlib.h>
 #include <string.h>
 #include <utf8proc.h>
 
-const tregex *g_bytelevel_re;
+const tregex *tok_bytelevel_re;
 
 /* GPT-2's byte -> printable char table, as UTF-8 (1 or 2 bytes). */
 static char bl_utf8[256][3];
@@ -179,7 +181,7 @@ static int bytelevel(tok_ctx *c, const tpre *p, int stage, size_t off, size_t n,
     /* GPT-2 split (Isolated): each piece is mapped by a pseudo-stage that calls bl_map */
     size_t pos = 0, last = SIZE_MAX, prev = 0, ms, me;
     int r;
-    while ((r = rx_next(g_bytelevel_re, &c->rx, c->buf.p + off, n, &pos, &last, &ms, &me, c->e)) == 1) {
+    while ((r = rx_next(tok_bytelevel_re, &c->rx, c->buf.p + off, n, &pos, &last, &ms, &me, c->e)) == 1) {
         if (prev != ms && bl_map(c, stage, off + prev, ms - prev, at0 && prev == 0)) return -1;
         if (me > ms && bl_map(c, stage, off + ms, me - ms, at0 && ms == 0)) return -1;
         prev = me;
@@ -215,4 +217,116 @@ void pre_free(tpre *p) {
     free(p->kids);
     free(p->pat.lit);
     tregex_free(p->pat.re);
+}
+
+/* ---- parsing: tokenizer.json's "pre_tokenizer", and its stages ---- */
+
+int tok_prepend_scheme_parse(const tj *o, int *scheme) {
+    const char *ps = tj_str(o, "prepend_scheme", NULL);
+    if (ps) {
+        if (!strcmp(ps, "always")) *scheme = PREPEND_ALWAYS;
+        else if (!strcmp(ps, "first")) *scheme = PREPEND_FIRST;
+        else if (!strcmp(ps, "never")) *scheme = PREPEND_NEVER;
+        else return -1;
+        return 0;
+    }
+    *scheme = tj_bool(o, "add_prefix_space", 1) ? PREPEND_ALWAYS : PREPEND_NEVER;
+    return 0;
+}
+
+
+static pthread_once_t bl_once = PTHREAD_ONCE_INIT;
+static void bl_init(void) {
+    tok_bytelevel_init();
+    static const char re[] = "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+";
+    tok_bytelevel_re = tregex_compile(re, sizeof re - 1, NULL);
+}
+
+void tok_bytelevel_once(void) { pthread_once(&bl_once, bl_init); }
+
+int tok_pre_parse(const tj *o, tpre *p, lop_err *e) {
+    memset(p, 0, sizeof *p);
+    const char *ty = tok_type_of(o);
+    if (!strcmp(ty, "Sequence")) {
+        const tj *l = tj_get(o, "pretokenizers");
+        p->kind = PRE_SEQ;
+        if (!l || l->type != TJ_ARR) return lop_fail(e, "pre_tokenizer Sequence without a list");
+        p->kids = calloc(l->n ? l->n : 1, sizeof *p->kids);
+        if (!p->kids) return lop_fail(e, "out of memory");
+        for (uint32_t i = 0; i < l->n; i++) {
+            p->nkids++;
+            if (tok_pre_parse(&l->kids[i], &p->kids[i], e)) return -1;
+        }
+        return 0;
+    }
+    if (!strcmp(ty, "Split")) {
+        p->kind = PRE_SPLIT;
+        const char *b = tj_str(o, "behavior", NULL);
+        if (!b) return lop_fail(e, "pre_tokenizer Split without behavior");
+        if (!strcmp(b, "Removed")) p->behavior = SPLIT_REMOVED;
+        else if (!strcmp(b, "Isolated")) p->behavior = SPLIT_ISOLATED;
+        else if (!strcmp(b, "MergedWithPrevious")) p->behavior = SPLIT_MERGED_PREV;
+        else if (!strcmp(b, "MergedWithNext")) p->behavior = SPLIT_MERGED_NEXT;
+        else if (!strcmp(b, "Contiguous")) p->behavior = SPLIT_CONTIGUOUS;
+        else return lop_fail(e, "unsupported Split behavior '%s'", b);
+        p->invert = tj_bool(o, "invert", 0);
+        return tok_pattern_parse(tj_get(o, "pattern"), &p->pat, "pre_tokenizer Split", e);
+    }
+    if (!strcmp(ty, "ByteLevel")) {
+        p->kind = PRE_BYTELEVEL;
+        p->add_prefix_space = tj_bool(o, "add_prefix_space", 1);
+        p->use_regex = tj_bool(o, "use_regex", 1);
+        tok_bytelevel_once();
+        if (!tok_bytelevel_re) return lop_fail(e, "ByteLevel regex failed to compile");
+        return 0;
+    }
+    if (!strcmp(ty, "Metaspace")) {
+        p->kind = PRE_METASPACE;
+        uint32_t n;
+        const char *r = tj_str(o, "replacement", &n);
+        if (!r || !n || n > 4) return lop_fail(e, "pre_tokenizer Metaspace: bad replacement");
+        memcpy(p->repl, r, n); p->repl_len = n;
+        if (tok_prepend_scheme_parse(o, &p->prepend_scheme)) return lop_fail(e, "pre_tokenizer Metaspace: bad prepend_scheme");
+        p->split = tj_bool(o, "split", 1);
+        return 0;
+    }
+    if (!strcmp(ty, "Digits")) { p->kind = PRE_DIGITS; p->individual_digits = tj_bool(o, "individual_digits", 0); return 0; }
+    if (!strcmp(ty, "WhitespaceSplit")) { p->kind = PRE_WSSPLIT; return 0; }
+    if (!strcmp(ty, "Whitespace")) {
+        p->kind = PRE_WHITESPACE;
+        static const char re[] = "\\w+|[^\\w\\s]+";
+        p->pat.re = tregex_compile(re, sizeof re - 1, e);
+        return p->pat.re ? 0 : -1;
+    }
+    return lop_fail(e, "unsupported pre_tokenizer '%s'", ty);
+}
+
+
+/* the pre-tokenizer tree as a list of stages (a Sequence runs its kids in order) */
+static int count_stages(const tpre *p) {
+    if (p->kind != PRE_SEQ) return 1;
+    int n = 0;
+    for (int i = 0; i < p->nkids; i++) n += count_stages(&p->kids[i]);
+    return n;
+}
+static void fill_stages(const tpre *p, const tpre **out, int *k) {
+    if (p->kind != PRE_SEQ) { out[(*k)++] = p; return; }
+    for (int i = 0; i < p->nkids; i++) fill_stages(&p->kids[i], out, k);
+}
+int tok_pre_flatten(lop_tokenizer *t, lop_err *e) {
+    free(t->stages); t->stages = NULL; t->nstages = 0;
+    if (!t->pre) return 0;
+    int n = count_stages(t->pre), k = 0;
+    t->stages = malloc((size_t)(n ? n : 1) * sizeof *t->stages);
+    if (!t->stages) return lop_fail(e, "out of memory");
+    fill_stages(t->pre, t->stages, &k);
+    t->nstages = k;
+    return 0;
+}
+
+int tok_pre_has_bytelevel(const tpre *p) {
+    if (!p) return 0;
+    if (p->kind == PRE_BYTELEVEL) return 1;
+    for (int i = 0; i < p->nkids; i++) if (tok_pre_has_bytelevel(&p->kids[i])) return 1;
+    return 0;
 }

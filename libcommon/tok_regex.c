@@ -11,6 +11,7 @@
  * fraction of a second instead of running for minutes or taking gigabytes. */
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include "tok_internal.h"
+#include "tok_json.h"
 #include <pcre2.h>
 #include <stdlib.h>
 #include <string.h>
@@ -190,4 +191,22 @@ int tpattern_find_all(const tpattern *p, const char *s, size_t n, tmatch **out, 
     if (r < 0) { free(m); return -1; }
     *out = m; *nout = cnt;
     return 0;
+}
+
+/* ---- parsing: a pattern of tokenizer.json ---- */
+
+/* {"String": "..."} or {"Regex": "..."} */
+int tok_pattern_parse(const tj *o, tpattern *p, const char *where, lop_err *e) {
+    memset(p, 0, sizeof *p);
+    uint32_t n;
+    const char *s;
+    if (o && (s = tj_str(o, "String", &n))) {
+        p->lit = tok_dupn(s, n); p->litlen = n;
+        return p->lit ? 0 : lop_fail(e, "out of memory");
+    }
+    if (o && (s = tj_str(o, "Regex", &n))) {
+        p->re = tregex_compile(s, n, e);
+        return p->re ? 0 : lop_wrap(e, "%s", where);
+    }
+    return lop_fail(e, "%s: pattern must be {\"String\": ...} or {\"Regex\": ...}", where);
 }

@@ -1,5 +1,6 @@
 /* width.c — width-pruning selections, tensor slicing and the config edit (see width.h). */
 #include "width.h"
+#include "arch.h"
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -194,38 +195,26 @@ int width_stat(lop_width_imp m, const void *wv, st_dtype dt, int64_t rows, int64
 
 /* ---- tensors ---- */
 
-typedef struct { const char *rest; lop_wsel s0, s1; int ndim; } rest_rule;
-/* dims are checked against the selection's sizes: HIDDEN C, MLP I, QHEADS Hq*D, KVHEADS Hkv*D,
- * and ALL on a 1-D norm means D (the q/k norms) */
-static const rest_rule RULES[] = {
-    {"input_layernorm.weight", WSEL_HIDDEN, WSEL_ALL, 1},
-    {"post_attention_layernorm.weight", WSEL_HIDDEN, WSEL_ALL, 1},
-    {"pre_feedforward_layernorm.weight", WSEL_HIDDEN, WSEL_ALL, 1},
-    {"post_feedforward_layernorm.weight", WSEL_HIDDEN, WSEL_ALL, 1},
-    {"self_attn.q_proj.weight", WSEL_QHEADS, WSEL_HIDDEN, 2},
-    {"self_attn.k_proj.weight", WSEL_KVHEADS, WSEL_HIDDEN, 2},
-    {"self_attn.v_proj.weight", WSEL_KVHEADS, WSEL_HIDDEN, 2},
-    {"self_attn.o_proj.weight", WSEL_HIDDEN, WSEL_QHEADS, 2},
-    {"self_attn.q_proj.bias", WSEL_QHEADS, WSEL_ALL, 1},
-    {"self_attn.k_proj.bias", WSEL_KVHEADS, WSEL_ALL, 1},
-    {"self_attn.v_proj.bias", WSEL_KVHEADS, WSEL_ALL, 1},
-    {"self_attn.o_proj.bias", WSEL_HIDDEN, WSEL_ALL, 1},
-    {"self_attn.q_norm.weight", WSEL_ALL, WSEL_ALL, 1},
-    {"self_attn.k_norm.weight", WSEL_ALL, WSEL_ALL, 1},
-    {"mlp.gate_proj.weight", WSEL_MLP, WSEL_HIDDEN, 2},
-    {"mlp.up_proj.weight", WSEL_MLP, WSEL_HIDDEN, 2},
-    {"mlp.down_proj.weight", WSEL_HIDDEN, WSEL_MLP, 2},
-    {"mlp.gate_proj.bias", WSEL_MLP, WSEL_ALL, 1},
-    {"mlp.up_proj.bias", WSEL_MLP, WSEL_ALL, 1},
-    {"mlp.down_proj.bias", WSEL_HIDDEN, WSEL_ALL, 1},
-};
+/* A tensor's slicing comes from the architecture table (arch.h: arch_layer_axes, arch_model_axes):
+ * each dimension's axis is one of the selections here, or kept whole. */
+static lop_wsel axis_sel(arch_axis a) {
+    switch (a) {
+    case ARCH_AXIS_HIDDEN: return WSEL_HIDDEN;
+    case ARCH_AXIS_FFN: return WSEL_MLP;
+    case ARCH_AXIS_QHEADS: return WSEL_QHEADS;
+    case ARCH_AXIS_KVHEADS: return WSEL_KVHEADS;
+    default: return WSEL_ALL;
+    }
+}
 
-static int64_t full_size(const lop_width *w, lop_wsel s) {
-    switch (s) {
-    case WSEL_HIDDEN: return w->C;
-    case WSEL_MLP: return w->F;
-    case WSEL_QHEADS: return (int64_t)w->Hq * w->D;
-    case WSEL_KVHEADS: return (int64_t)w->Hkv * w->D;
+/* The size a dimension along axis a has in the source (-1: not checked, the vocabulary). */
+static int64_t axis_size(const lop_width *w, arch_axis a) {
+    switch (a) {
+    case ARCH_AXIS_HIDDEN: return w->C;
+    case ARCH_AXIS_FFN: return w->F;
+    case ARCH_AXIS_QHEADS: return (int64_t)w->Hq * w->D;
+    case ARCH_AXIS_KVHEADS: return (int64_t)w->Hkv * w->D;
+    case ARCH_AXIS_HEAD_DIM: return w->D;
     default: return -1;
     }
 }
@@ -261,44 +250,48 @@ int width_tensor_spec(const lop_width *w, const lop_config *c, const st_info *t,
     size_t pl = strlen(c->prefix);
     const char *nm = t->name;
     int hidden_cut = w->nc < w->C;
+    arch_axis ax[2];
     if (!strncmp(nm, c->prefix, pl) && !strncmp(nm + pl, "layers.", 7)) {
         const char *rest;
         int l = config_tensor_layer(c, nm, &rest);
+        int nd = l >= 0 ? arch_layer_axes(c->family, rest, ax) : 0;
         if (l >= 0) {
             if (l >= w->L) return lop_fail(e, "%s: layer %d, but the config has %d layers", nm, l, w->L);
             s->layer = l;
-            for (size_t k = 0; k < sizeof RULES / sizeof *RULES; k++) {
-                const rest_rule *r = &RULES[k];
-                if (strcmp(rest, r->rest)) continue;
-                int64_t a = r->s0 == WSEL_ALL ? w->D : full_size(w, r->s0), b = full_size(w, r->s1);
-                if (!shape_is(t, r->ndim, a, b)) {
-                    if (r->ndim == 1) return lop_fail(e, "%s: shape [%s], expected [%lld]", nm, sh, (long long)a);
-                    return lop_fail(e, "%s: shape [%s], expected [%lld, %lld]", nm, sh, (long long)a, (long long)b);
-                }
-                s->sel[0] = r->s0; s->sel[1] = r->s1;
-                for (int d = 0; d < 2; d++) {
-                    s->needs_mlp |= s->sel[d] == WSEL_MLP;
-                    s->needs_heads |= s->sel[d] == WSEL_QHEADS || s->sel[d] == WSEL_KVHEADS;
-                }
-                return 0;
+        }
+        if (nd) {
+            int64_t a = axis_size(w, ax[0]), b = nd == 2 ? axis_size(w, ax[1]) : -1;
+            if (!shape_is(t, nd, a, b)) {
+                if (nd == 1) return lop_fail(e, "%s: shape [%s], expected [%lld]", nm, sh, (long long)a);
+                return lop_fail(e, "%s: shape [%s], expected [%lld, %lld]", nm, sh, (long long)a, (long long)b);
             }
+            s->sel[0] = axis_sel(ax[0]);
+            s->sel[1] = nd == 2 ? axis_sel(ax[1]) : WSEL_ALL;
+            for (int d = 0; d < 2; d++) {
+                s->needs_mlp |= s->sel[d] == WSEL_MLP;
+                s->needs_heads |= s->sel[d] == WSEL_QHEADS || s->sel[d] == WSEL_KVHEADS;
+            }
+            return 0;
         }
     }
-    int is_embed = !strncmp(nm, c->prefix, pl) && !strcmp(nm + pl, "embed_tokens.weight");
+    char ename[160], nname[160];
+    int is_embed = !strcmp(nm, config_embed_name(c, ename, sizeof ename));
     int is_head = !strcmp(nm, c->head_name);
-    int is_norm = !strncmp(nm, c->prefix, pl) && !strcmp(nm + pl, "norm.weight");
+    int is_norm = !strcmp(nm, config_final_norm_name(c, nname, sizeof nname));
     int gemma_cut = c->gemma && hidden_cut;
     if (is_embed || is_head) {
-        if (t->ndim != 2 || t->shape[1] != w->C)
+        arch_model_axes(is_embed ? ARCH_EMBED : ARCH_HEAD, ax);
+        if (t->ndim != 2 || t->shape[1] != axis_size(w, ax[1]))
             return lop_fail(e, "%s: shape [%s], expected [vocab, %d]", nm, sh, w->C);
-        s->sel[0] = WSEL_ALL; s->sel[1] = WSEL_HIDDEN;
+        s->sel[0] = axis_sel(ax[0]); s->sel[1] = axis_sel(ax[1]);
         /* the head of a tied Gemma model is the embedding: scaled with it */
         if (gemma_cut && (is_embed || c->tied)) s->op = WOP_EMBED_SCALE;
         return 0;
     }
     if (is_norm) {
-        if (!shape_is(t, 1, w->C, 0)) return lop_fail(e, "%s: shape [%s], expected [%d]", nm, sh, w->C);
-        s->sel[0] = WSEL_HIDDEN;
+        arch_model_axes(ARCH_FINAL_NORM, ax);
+        if (!shape_is(t, 1, axis_size(w, ax[0]), 0)) return lop_fail(e, "%s: shape [%s], expected [%d]", nm, sh, w->C);
+        s->sel[0] = axis_sel(ax[0]);
         if (gemma_cut && c->tied) s->op = WOP_GEMMA_FINAL_NORM;
         return 0;
     }

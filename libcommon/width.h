@@ -3,8 +3,9 @@
  *
  * A selection (lop_width) holds, per layer, the kept MLP neurons, query heads and KV heads, and
  * once for the model the kept hidden channels; every list is sorted ascending (the kept units keep
- * their order). A tensor's slicing follows from its name (width_tensor_spec): e.g. q_proj.weight
- * [Hq*D, C] keeps the rows of the kept query heads and the columns of the kept channels.
+ * their order). A tensor's slicing follows from its name through the architecture table's axes
+ * (arch.h: arch_layer_axes, arch_model_axes; width_tensor_spec): e.g. q_proj.weight [Hq*D, C]
+ * keeps the rows of the kept query heads and the columns of the kept channels.
  * Slicing copies bytes in the stored dtype (exact); the only arithmetic is Gemma's embedding
  * rescale when hidden_size changes (width_gemma_scale below).
  *

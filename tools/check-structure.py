@@ -3,14 +3,19 @@
 exits 1 when the tree breaks the rule:
 
   names    HF tensor names ("self_attn.q_proj", "input_layernorm", ...) are spelled only in the
-           architecture table, libcommon/arch.c
+           architecture table, libcommon/arch.c (prose may name a module: "rows of gate/up_proj")
   readers  one safetensors header parser (st_header.c), one zstd decoder of inputs (st_src.c,
            which textio.c's text reader uses; kd_cache.c decodes its own blocks) and one "is this
            zstd" rule (the magic number ST_ZSTD_MAGIC of st_internal.h): no other file calls a
            zstd decoder, spells the magic number, parses a safetensors header or decides by a
            ".zst" file name
   cycles   no call circle between libcommon's objects (nm of BUILD/libcommon/*.o: who uses a
-           symbol another defines) and no include circle among the headers of libcommon and cmd
+           symbol another defines) nor the tool layer's (BUILD/cli/*.o, cmd/common), and no
+           include circle among the headers of libcommon and cmd
+  layers   every libcommon file is in one layer (LAYERS: base < arch < io < text < nn < backend <
+           model < train < tasks) and no include or call points to a higher layer
+  exports  every exported symbol of BUILD/libcommon.a and BUILD/libcli.a starts with a known
+           prefix ("st_", "tok_", "tool_", ...)
 
   kernels  the layer kernels (attention, GLU, RMSNorm, rope application and their backwards) are
            called only by the backend (libcommon/backend_cpu*.c; the CUDA backend has its own in
@@ -69,6 +74,9 @@ def literals(path):
 
 
 HF_NAME = re.compile(r"self_attn|\bmlp\.|_proj\b|layernorm|embed_tokens|lm_head\.|[qk]_norm|\bnorm\.weight")
+# In prose (a literal with a space: --help text, a message) a module's short name such as "o_proj"
+# or "gate/up_proj" is the user's vocabulary, not a second table; a tensor path still is one.
+HF_PATH = re.compile(r"self_attn\.|\bmlp\.|\w_proj\.|layernorm\.|embed_tokens|lm_head\.|[qk]_norm\.|\bnorm\.weight")
 
 
 def check_names(root):
@@ -76,13 +84,8 @@ def check_names(root):
     for p, rel in c_files(root):
         if rel == 'libcommon/arch.c':
             continue
-        # KNOWN EXCEPTION, to remove: width-prune arrived in the same session as the table and
-        # keeps its own slicing rules (libcommon/width.c's RULES, cmd/width-prune's stream and
-        # messages); moving them into arch.c (a "how each tensor slices" column) is open work.
-        if rel == 'libcommon/width.c' or rel.startswith('cmd/width-prune/'):
-            continue
         for ln, lit in literals(p):
-            if HF_NAME.search(lit):
+            if (HF_PATH if ' ' in lit else HF_NAME).search(lit):
                 bad.append(f'{rel}:{ln}: {lit}')
     for b in bad:
         print(f'HF tensor name outside libcommon/arch.c: {b}')
@@ -186,27 +189,29 @@ def include_graph(root):
     return g
 
 
-# Known circles, each with the reason it is still there; any other circle fails.
-KNOWN_CYCLES = {
-    ('st_adapter', 'st_read'): 'st_reader_open opens a folder with st_open, which may be a PEFT adapter '
-                               '(st_adapter.c) built on st_read.c; to go when the stream reader moves '
-                               'to its own file',
-}
+# Known circles, each with the reason it is still there; any other circle fails. (None now: the
+# last, st_adapter <-> st_read, went when st_open moved beside the adapters and the streaming
+# reader into st_stream.c.)
+KNOWN_CYCLES = {}
 
 
 def check_cycles(root, build):
     ok = True
-    objs = sorted(glob.glob(os.path.join(build, 'libcommon', '*.o')))
-    if not objs:
-        print(f'no objects in {build}/libcommon (build first)')
-        return False
-    for comp in sccs(object_graph(objs)):
-        why = KNOWN_CYCLES.get(tuple(comp))
-        if why:
-            print('known call circle ' + ' <-> '.join(comp) + ': ' + why)
+    # libcommon's objects, and the tool layer's (cmd/common, built into BUILD/cli)
+    for lib, required in (('libcommon', True), ('cli', False)):
+        objs = sorted(glob.glob(os.path.join(build, lib, '*.o')))
+        if not objs:
+            if required:
+                print(f'no objects in {build}/{lib} (build first)')
+                return False
             continue
-        print('call circle among libcommon objects: ' + ' <-> '.join(comp))
-        ok = False
+        for comp in sccs(object_graph(objs)):
+            why = KNOWN_CYCLES.get(tuple(comp))
+            if why:
+                print('known call circle ' + ' <-> '.join(comp) + ': ' + why)
+                continue
+            print(f'call circle among {lib} objects: ' + ' <-> '.join(comp))
+            ok = False
     for comp in sccs(include_graph(root)):
         print('include circle: ' + ' <-> '.join(comp))
         ok = False
@@ -248,6 +253,147 @@ def check_kernels(root, build):
     for b in bad:
         print(b)
     return not bad
+# ---- layers: arrows point down inside libcommon ----
+
+# libcommon's layers, lowest first (../shared/DESIGN.md: base, io, text, nn, model, train, tasks; with
+# the architecture table between base and io, since config.c parses through it, and the backend
+# seam between the kernels and the model core; the backward kernels grad_*.c and AdamW are nn: the
+# backend calls them, as it calls the forward's). Every file of libcommon/ (by its name without .c/.h)
+# is in exactly one; a file in none fails the check, so a new file is placed on purpose.
+LAYERS = [
+    ('base', ['err', 'parse', 'sbuf', 'par', 'par_*']),
+    ('arch', ['arch']),
+    ('io', ['st_*', 'safetensors', 'dtype', 'config', 'textio', 'fsutil']),
+    ('text', ['tok_*', 'tokenizer', 'utf8']),
+    ('nn', ['nn', 'nn_*', 'gemm_bf16', 'grad', 'grad_*', 'optim']),
+    ('backend', ['backend', 'backend_*']),
+    ('model', ['model', 'model_*', 'sample', 'layers', 'layer_*', 'surgery', 'prune', 'calib', 'calib_*', 'width']),
+    ('train', ['train', 'train_*', 'sched', 'kd', 'kd_*']),
+    ('tasks', ['task', 'task_*', 'loglik', 'retention']),
+]
+
+# Known arrows up, each with the reason it is still there; any other fails.
+KNOWN_UP = {
+    ('libcommon/backend.h', 'libcommon/model.h'):
+        'the seam borrows lop_batch / lop_head_req from model.h; they move below it with the '
+        'one-model-core work (issue 20), whose files these are',
+    ('backend_cpu', 'model_head'):
+        'the CPU head kernel (head_forward_cpu) lives in model_head.c; it moves to the kernels with '
+        'the one-model-core work (issue 20)',
+}
+
+
+def layer_of(stem):
+    import fnmatch
+    for i, (_, pats) in enumerate(LAYERS):
+        if any(fnmatch.fnmatchcase(stem, p) for p in pats):
+            return i
+    return None
+
+
+def check_layers(root, build):
+    ok = True
+    files = sorted(glob.glob(os.path.join(root, 'libcommon', '*.[ch]')))
+    rank = {}
+    for p in files:
+        rel = os.path.relpath(p, root)
+        r = layer_of(os.path.basename(p)[:-2])
+        if r is None:
+            print(f'{rel}: in no layer of libcommon (add it to LAYERS in tools/check-structure.py)')
+            ok = False
+        rank[rel] = r
+    edges = []   # (from, to, how)
+    for p in files:
+        rel = os.path.relpath(p, root)
+        src = strip_comments(open(p, encoding='utf-8', errors='replace').read())
+        for inc in re.findall(r'#\s*include\s+"([^"]+)"', src):
+            to = os.path.normpath(os.path.join('libcommon', inc))
+            if to in rank and to != rel:
+                edges.append((rel, to, 'includes'))
+    objs = sorted(glob.glob(os.path.join(build, 'libcommon', '*.o')))
+    if not objs:
+        print(f'no objects in {build}/libcommon (build first)')
+        ok = False
+    for a, bs in sorted(object_graph(objs).items()):
+        for b in sorted(bs):
+            edges.append((a, b, 'calls'))
+
+    def rank_of(x):
+        return rank.get(x) if x.startswith('libcommon/') else layer_of(x)
+
+    for a, b, how in edges:
+        ra, rb = rank_of(a), rank_of(b)
+        if ra is None or rb is None or rb <= ra:
+            continue
+        line = f'{a} ({LAYERS[ra][0]}) {how} {b} ({LAYERS[rb][0]}), a higher layer'
+        why = KNOWN_UP.get((a, b))
+        if why:
+            print('known: ' + line + ': ' + why)
+            continue
+        print(line)
+        ok = False
+    return ok
+
+
+# ---- exported names carry a prefix ----
+
+# What an exported (global) symbol of build/libcommon.a or build/libcli.a may start with: "<prefix>_",
+# each prefix a subject. Kernels keep llm.c's op names (matmul_forward, rope_apply).
+PREFIXES = {
+    'libcommon.a': {
+        'lop', 'arch', 'config', 'st', 'src', 'fs', 'text', 'sb', 'parse', 'bf16', 'f16', 'f32',
+        # tokenizer and its components (tok_internal.h)
+        'tok', 'tj', 'utf8', 'u8', 'added', 'trie', 'bpe', 'dec', 'ivec', 'norm', 'pre', 'rx', 'strmap',
+        'pairmap', 'tbuf', 'tpvec', 'tpattern', 'tregex',
+        # kernels and the backend seam
+        'nn', 'gemm', 'matmul', 'embedding', 'attention', 'glu', 'rmsnorm', 'rope', 'crossentropy',
+        'log', 'softcap', 'backend', 'engine', 'head',
+        # model core, surgery, training, tasks
+        'model', 'layer', 'surgery', 'width', 'prune', 'calib', 'sample', 'kd', 'kdc', 'tr', 'trng',
+        'grad', 'adamw', 'clip', 'sched', 'optim', 'train', 'task', 'mmlu', 'hellaswag', 'csv', 'jsonl',
+        'll', 'ret',
+        # the CPU backend's training ops (backend_cpu_train.c, named in backend_cpu.c's table); ranks
+        'cpu', 'par',
+    },
+    'libcli.a': {'tool', 'prov', 'out', 'cleanup', 'tmp', 'progress', 'opt', 'train', 'job', 'tt'},
+}
+# Known unprefixed names, with the reason they are still there; any other fails.
+KNOWN_UNPREFIXED = {
+    name: "the tool layer's verbs (tool.h), used by every tool: renaming them (tool_die, tool_emit, "
+          "...) is one sweep over cmd/, left until the branches editing cmd/ have landed"
+    for name in ('die', 'die_err', 'die_usage', 'emit', 'emit_json', 'note', 'commas', 'now_seconds',
+                 'peak_rss_bytes', 'json_stream', 'g_argc', 'g_argv', 'g_opt', 'g_tool')
+}
+
+
+def exported(lib):
+    out = subprocess.run(['nm', '-P', '-g', '--defined-only', lib], capture_output=True, text=True,
+                         check=True).stdout
+    for line in out.splitlines():
+        f = line.split()
+        if len(f) >= 2 and f[1] in ('T', 'D', 'B', 'R', 'C', 'W', 'V', 'G', 'S'):
+            yield f[0]
+
+
+def check_exports(root, build):
+    ok = True
+    for lib, prefixes in PREFIXES.items():
+        path = os.path.join(build, lib)
+        if not os.path.exists(path):
+            print(f'{path}: absent (build first)')
+            ok = False
+            continue
+        for sym in sorted(set(exported(path))):
+            if sym.startswith('.'):   # compiler-made (OpenMP's critical sections)
+                continue
+            if '_' in sym and sym.split('_', 1)[0] in prefixes:
+                continue
+            if sym in KNOWN_UNPREFIXED:
+                continue
+            print(f'{lib}: exported name "{sym}" has no known prefix (PREFIXES in tools/check-structure.py): '
+                  'make it static or prefix it with its subject')
+            ok = False
+    return ok
 
 
 def main():
@@ -264,6 +410,10 @@ def main():
         ok = check_cycles(root, build)
     elif what == 'kernels':
         ok = check_kernels(root, build)
+    elif what == 'layers':
+        ok = check_layers(root, build)
+    elif what == 'exports':
+        ok = check_exports(root, build)
     else:
         print(__doc__)
         return 2

@@ -7,31 +7,31 @@
 #include <string.h>
 #include <unistd.h>
 
-lop_par *g_par;
+lop_par *job_par;
 
 static void job_atexit(void) {
     /* a failing rank leaves without MPI_Finalize (it would wait for the others): mpirun sees the
      * exit code and ends the job */
-    if (g_par && !g_failing) par_close(g_par);
-    g_par = NULL;
+    if (job_par && !job_failing) par_close(job_par);
+    job_par = NULL;
 }
 
 void tool_init_job(const char *name, int argc, char **argv) {
-    g_job_tool = 1;
+    job_tool_name = 1;
     tool_init(name, argc, argv);
     int r, n;
     if (!par_launched(&r, &n)) return;
-    g_rank = r;   /* for the messages of a failure to join */
+    job_rank = r;   /* for the messages of a failure to join */
     lop_err e;
-    if (par_open(&g_par, &e)) die_err(&e);
-    g_rank = par_rank(g_par);
-    g_ranks = par_size(g_par);
+    if (par_open(&job_par, &e)) die_err(&e);
+    job_rank = par_rank(job_par);
+    job_ranks = par_size(job_par);
     atexit(job_atexit);
-    if (g_ranks == 1) return;
-    if (g_rank == 0) {
+    if (job_ranks == 1) return;
+    if (job_rank == 0) {
         char line[400];
         snprintf(line, sizeof line, "%s: the job of %d ranks was stopped by a signal (another rank "
-                 "failed, or mpirun was interrupted); no output was written\n", g_tool, g_ranks);
+                 "failed, or mpirun was interrupted); no output was written\n", g_tool, job_ranks);
         cleanup_signal_note(line);
     }
 }
@@ -51,18 +51,18 @@ uint64_t job_argv_fp(void) {
 void job_ok(int rc, const lop_err *e) { if (rc) die_err(e); }
 
 void job_same(const char *what, uint64_t fp) {
-    if (!g_par || g_ranks == 1) return;
+    if (!job_par || job_ranks == 1) return;
     lop_err e;
     uint64_t root = fp;
-    job_ok(par_bcast(g_par, &root, sizeof root, 0, &e), &e);
-    int64_t *bad = calloc((size_t)g_ranks, sizeof *bad);
+    job_ok(par_bcast(job_par, &root, sizeof root, 0, &e), &e);
+    int64_t *bad = calloc((size_t)job_ranks, sizeof *bad);
     if (!bad) die(1, "out of memory");
-    bad[g_rank] = root != fp;
-    job_ok(par_sum_i64(g_par, bad, (size_t)g_ranks, &e), &e);
+    bad[job_rank] = root != fp;
+    job_ok(par_sum_i64(job_par, bad, (size_t)job_ranks, &e), &e);
     char list[256] = "";
     size_t len = 0;
     int nbad = 0;
-    for (int i = 0; i < g_ranks; i++)
+    for (int i = 0; i < job_ranks; i++)
         if (bad[i]) {
             if (len + 16 < sizeof list) len += snprintf(list + len, sizeof list - len, "%s%d", nbad ? ", " : "", i);
             nbad++;
@@ -70,13 +70,13 @@ void job_same(const char *what, uint64_t fp) {
     free(bad);
     if (!nbad) return;
     /* rank 0 prints; the others wait a moment so that its line is the one shown */
-    if (g_rank > 0) { g_failing = 1; cleanup_signal_note(NULL); sleep(1); exit(2); }
+    if (job_rank > 0) { job_failing = 1; cleanup_signal_note(NULL); sleep(1); exit(2); }
     die(2, "rank%s %s of the job %s different %s from rank 0: every rank must run the same command "
            "on the same inputs", nbad > 1 ? "s" : "", list, nbad > 1 ? "have" : "has", what);
 }
 
 void job_sync(void) {
-    if (!g_par || g_ranks == 1) return;
+    if (!job_par || job_ranks == 1) return;
     lop_err e;
-    job_ok(par_barrier(g_par, &e), &e);
+    job_ok(par_barrier(job_par, &e), &e);
 }

@@ -3,15 +3,15 @@
  *     tool_init_job("heal-sft", argc, argv);   // instead of tool_init: under mpirun, loads MPI
  *     ... options ...
  *     job_same("options and data", fp);        // every rank: refused unless all ranks agree
- *     if (!g_rank) out_check();  job_sync();   // rank 0 decides about the outputs, the rest wait
- * g_par (par.h) is NULL outside a job; every par_* call then is a no-op. Only rank 0 writes
+ *     if (!job_rank) out_check();  job_sync();   // rank 0 decides about the outputs, the rest wait
+ * job_par (par.h) is NULL outside a job; every par_* call then is a no-op. Only rank 0 writes
  * outputs, checkpoints, logs and progress (tool.c silences the others). */
 #ifndef LOP_JOB_H
 #define LOP_JOB_H
 #include <stdint.h>
 #include "par.h"
 
-extern lop_par *g_par;
+extern lop_par *job_par;
 
 /* tool_init for a tool that can run as a job: under mpirun (more than one process), loads Open
  * MPI and joins the job (dies with one message when it cannot); MPI_Finalize at a successful exit. */

@@ -1,6 +1,6 @@
 /* provenance.c — the provenance line (see provenance.h). */
 #include "provenance.h"
-#include "tool.h"
+#include "tool.h"   /* LOP_VERSION */
 #include <dirent.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -156,16 +156,16 @@ int prov_is_line(const cJSON *o) {
     return cJSON_IsObject(o) && cJSON_GetObjectItemCaseSensitive(o, "provenance") != NULL;
 }
 
-void prov_write(FILE *f) {
+void prov_write(FILE *f, const prov_run *run) {
     if (g_written) return;
     g_written = 1;
     const char *env = getenv("LOP_PROVENANCE");
     if (env && !strcmp(env, "0")) return;
     cJSON *o = cJSON_CreateObject(), *p = cJSON_AddObjectToObject(o, "provenance");
-    cJSON_AddStringToObject(p, "tool", g_tool);
+    cJSON_AddStringToObject(p, "tool", run->tool);
     cJSON_AddStringToObject(p, "version", LOP_VERSION);
     cJSON *av = cJSON_AddArrayToObject(p, "argv");
-    for (int i = 0; i < g_argc; i++) cJSON_AddItemToArray(av, cJSON_CreateString(g_argv[i]));
+    for (int i = 0; i < run->argc; i++) cJSON_AddItemToArray(av, cJSON_CreateString(run->argv[i]));
     char cwd[PATH_MAX];
     if (getcwd(cwd, sizeof cwd)) cJSON_AddStringToObject(p, "cwd", cwd);
     time_t t = time(NULL);
@@ -174,8 +174,8 @@ void prov_write(FILE *f) {
     gmtime_r(&t, &tm);
     strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%SZ", &tm);
     cJSON_AddStringToObject(p, "time", ts);
-    cJSON_AddNumberToObject(p, "threads", g_opt.threads);
-    cJSON_AddNumberToObject(p, "seed", (double)g_opt.seed);
+    cJSON_AddNumberToObject(p, "threads", run->threads);
+    cJSON_AddNumberToObject(p, "seed", (double)run->seed);
     cJSON_AddItemToObject(p, "options", g_opts ? g_opts : cJSON_CreateObject());
     g_opts = NULL;
     cJSON_AddItemToObject(p, "inputs", g_inputs ? g_inputs : cJSON_CreateArray());

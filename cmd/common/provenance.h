@@ -14,6 +14,7 @@
  * as the result; lop's own readers skip provenance lines). */
 #ifndef LOP_PROVENANCE_H
 #define LOP_PROVENANCE_H
+#include <stdint.h>
 #include <stdio.h>
 #include <cjson/cJSON.h>
 
@@ -22,8 +23,18 @@ void prov_opt_str(const char *key, const char *v);   /* NULL: JSON null */
 void prov_opt_num(const char *key, double v);
 void prov_opt_bool(const char *key, int v);
 void prov_opt_json(const char *key, cJSON *v);       /* takes ownership */
-/* Write the provenance line to f unless written already (or LOP_PROVENANCE=0). */
-void prov_write(FILE *f);
+/* What ran: the tool layer (tool.c) fills it from its state; provenance.c knows nothing of tool.c,
+ * so the tool layer's call graph has no circle. */
+typedef struct prov_run {
+    const char *tool;
+    int argc;
+    char **argv;
+    int threads;
+    uint64_t seed;
+} prov_run;
+/* Write the provenance line to f unless written already (or LOP_PROVENANCE=0). Tools call
+ * tool_provenance(f) (tool.h), which passes the run. */
+void prov_write(FILE *f, const prov_run *run);
 /* 1 if a parsed JSON line is a provenance line (readers of lop's JSON lines skip it). */
 int prov_is_line(const cJSON *o);
 #endif

@@ -18,9 +18,9 @@
 #include <unistd.h>
 
 tool_opts g_opt;
-int g_rank, g_ranks = 1;
-int g_failing;
-int g_job_tool;
+int job_rank, job_ranks = 1;
+int job_failing;
+int job_tool_name;
 static FILE *g_log;   /* --log FILE */
 const char *g_tool = "lop";
 int g_argc;
@@ -36,7 +36,7 @@ void tool_init(const char *name, int argc, char **argv) {
      * any other tool would write the same output N times at once. */
     int r, n;
     /* (a size the environment does not give, PMIx alone: not refused; it may be one task) */
-    if (!g_job_tool && par_launched(&r, &n) && n > 1) {
+    if (!job_tool_name && par_launched(&r, &n) && n > 1) {
         if (r > 0) exit(2);
         die(2, "started by mpirun (%d processes): %s runs as one process; heal-sft, kd-train, "
                "lm-eval, layer-score and wmask --method wanda run as a job (see docs/mpi.md)",
@@ -48,16 +48,16 @@ void tool_init(const char *name, int argc, char **argv) {
  * rank 0's line is the one shown and mpirun ends the others meanwhile; when only this rank fails,
  * its line comes, named, and then rank 0 says the job was stopped. */
 static void job_die_wait(void) {
-    g_failing = 1;
+    job_failing = 1;
     cleanup_signal_note(NULL);
-    if (g_rank > 0) sleep(2);
+    if (job_rank > 0) sleep(2);
 }
 
 _Noreturn static void vdie(int code, const char *fmt, va_list ap) {
     job_die_wait();
     fflush(stdout);
     fprintf(stderr, "%s: ", g_tool);
-    if (g_rank > 0) fprintf(stderr, "rank %d: ", g_rank);
+    if (job_rank > 0) fprintf(stderr, "rank %d: ", job_rank);
     vfprintf(stderr, fmt, ap);
     fputc('\n', stderr);
     exit(code);
@@ -72,7 +72,7 @@ _Noreturn void die_usage(const char *fmt, ...) {
     job_die_wait();
     /* a usage error follows from the command line, the same on every rank (job_same checks it
      * later): rank 0 says it */
-    if (g_rank > 0) exit(2);
+    if (job_rank > 0) exit(2);
     fflush(stdout);
     fprintf(stderr, "%s: ", g_tool);
     vfprintf(stderr, fmt, ap);
@@ -86,7 +86,7 @@ _Noreturn void die_err(const lop_err *e) {
 }
 
 void note(const char *fmt, ...) {
-    if (g_opt.quiet || g_rank > 0) return;
+    if (g_opt.quiet || job_rank > 0) return;
     va_list ap; va_start(ap, fmt);
     fprintf(stderr, "%s: ", g_tool);
     vfprintf(stderr, fmt, ap);
@@ -95,7 +95,7 @@ void note(const char *fmt, ...) {
 }
 
 void tool_warn(const char *fmt, ...) {
-    if (g_rank > 0) return;   /* every rank would say the same */
+    if (job_rank > 0) return;   /* every rank would say the same */
     va_list ap; va_start(ap, fmt);
     fprintf(stderr, "%s: warning: ", g_tool);
     vfprintf(stderr, fmt, ap);
@@ -124,15 +124,15 @@ uint64_t opt_size(const char *opt, const char *arg) {
 
 int tool_common_opt(int c, const char *arg, void (*usage)(FILE *)) {
     switch (c) {
-    case 'h': if (!g_rank) usage(stdout); exit(0);
-    case TOOL_OPT_VERSION: if (!g_rank) printf("%s (lop) %s\n", g_tool, LOP_VERSION); exit(0);
+    case 'h': if (!job_rank) usage(stdout); exit(0);
+    case TOOL_OPT_VERSION: if (!job_rank) printf("%s (lop) %s\n", g_tool, LOP_VERSION); exit(0);
     case 't': g_opt.threads = (int)opt_int("--threads", arg, 0, 4096); return 1;
     case TOOL_OPT_SEED: g_opt.seed = (uint64_t)opt_int("--seed", arg, 0, INT64_MAX); return 1;
     case 'q': g_opt.quiet = 1; return 1;
     case TOOL_OPT_PROGRESS: g_opt.progress = 1; return 1;
     case TOOL_OPT_ADAPTER_BASE: st_adapter_set_base(arg); return 1;
     case TOOL_OPT_LOG:
-        if (g_rank > 0) return 1;   /* only rank 0 writes the log */
+        if (job_rank > 0) return 1;   /* only rank 0 writes the log */
         if (g_log) fclose(g_log);
         if (!(g_log = fopen(arg, "a"))) die(1, "--log %s: %s", arg, strerror(errno));
         return 1;
@@ -140,7 +140,7 @@ int tool_common_opt(int c, const char *arg, void (*usage)(FILE *)) {
     case TOOL_OPT_LONG: g_opt.allow_long = 1; lop_allow_long_context(1); return 1;
     case '?':
         job_die_wait();
-        if (!g_rank) fprintf(stderr, "%s: see %s --help\n", g_tool, g_tool);
+        if (!job_rank) fprintf(stderr, "%s: see %s --help\n", g_tool, g_tool);
         exit(2);
     default: return 0;
     }
@@ -178,11 +178,16 @@ FILE *json_stream(int stdout_is_data) {
     return g_log ? g_log : stdout_is_data ? stderr : stdout;
 }
 
+void tool_provenance(FILE *f) {
+    prov_run run = {.tool = g_tool, .argc = g_argc, .argv = g_argv, .threads = g_opt.threads, .seed = g_opt.seed};
+    prov_write(f, &run);
+}
+
 void emit_json(cJSON *obj, int stdout_is_data) {
-    if (g_rank > 0) { cJSON_Delete(obj); return; }   /* only rank 0 writes JSON lines */
+    if (job_rank > 0) { cJSON_Delete(obj); return; }   /* only rank 0 writes JSON lines */
     FILE *f = json_stream(stdout_is_data);
     if (f == stderr && g_opt.quiet) { cJSON_Delete(obj); return; }  /* -q: nothing on stderr */
-    prov_write(f);   /* the first JSON line of every tool (provenance.h) */
+    tool_provenance(f);   /* the first JSON line of every tool (provenance.h) */
     char *s = cJSON_PrintUnformatted(obj);
     cJSON_Delete(obj);
     if (!s) die(1, "out of memory");
@@ -236,7 +241,7 @@ void progress_start(progress *p, const char *what, double total, const char *uni
     memset(p, 0, sizeof *p);
     p->what = what; p->unit = unit; p->total = total;
     p->t0 = p->last = now_seconds();
-    p->on = !g_opt.quiet && !g_rank && (g_opt.progress || isatty(2));
+    p->on = !g_opt.quiet && !job_rank && (g_opt.progress || isatty(2));
 }
 
 void progress_update(progress *p, double done) {

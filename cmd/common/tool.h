@@ -63,8 +63,8 @@ enum { TOOL_OPT_BASE = 0x1000, TOOL_OPT_VERSION, TOOL_OPT_SEED, TOOL_OPT_PROGRES
 
 /* mpirun (docs/mpi.md, job.h): this process's rank and the job's size (0 and 1 outside a job).
  * Only rank 0 prints notes, warnings, JSON lines and progress; an error of another rank is
- * printed "tool: rank K: ...". g_failing: the process is exiting on an error (no MPI_Finalize). */
-extern int g_rank, g_ranks, g_failing, g_job_tool;
+ * printed "tool: rank K: ...". job_failing: the process is exiting on an error (no MPI_Finalize). */
+extern int job_rank, job_ranks, job_failing, job_tool_name;
 
 /* Name for messages; keeps argv; installs the temporary-file cleanup and signal handlers
  * (cleanup.h). */
@@ -104,6 +104,8 @@ void emit(cJSON *obj);
 /* Where JSON lines go: the --log FILE when given, else stdout, or stderr when stdout carries a
  * tensor stream (stdout_is_data). One rule for every tool (documented in lop(7)). */
 FILE *json_stream(int stdout_is_data);
+/* The provenance line (provenance.h) for this run to f, once; emit() does it before its first line. */
+void tool_provenance(FILE *f);
 /* emit() to json_stream(stdout_is_data) */
 void emit_json(cJSON *obj, int stdout_is_data);
 /* A tool whose stdout carries its data (-o -) may say so once: emit() then follows json_stream(1)

@@ -96,8 +96,8 @@ void train_cli_check(train_args *a, int need_out) {
     /* a job: the rank count must fit the step's micro-batches (refused before anything loads),
      * and rank 0, the only writer, decides about the outputs while the others wait */
     int k0, k1;
-    tt_share(a->accum, g_ranks, g_rank, &k0, &k1);
-    if (!g_rank) {
+    tt_share(a->accum, job_ranks, job_rank, &k0, &k1);
+    if (!job_rank) {
         out_check();
         if (a->out && !adapter && out_is_folder(a->out)) out_source_usable(a->model);
         if (a->out && !adapter) out_space(a->out, out_model_bytes(a->model));
@@ -455,7 +455,7 @@ void train_cli_loop(const train_args *a, train_run *r, const train_hooks *h) {
     if (!opts) opts = run_options(a, r, h);
     /* from here a signal stops the run after the step in progress, with a checkpoint; in a job
      * of several ranks a signal ends it at once (the ranks would have to agree on the step) */
-    if (g_ranks == 1) cleanup_defer_signals();
+    if (job_ranks == 1) cleanup_defer_signals();
     adamw_hp hp = {a->b1, a->b2, a->eps, a->wd};
     int32_t **ids = calloc(a->accum, sizeof *ids), **tg = calloc(a->accum, sizeof *tg);
     size_t *cap = calloc(a->accum, sizeof *cap);
@@ -466,16 +466,16 @@ void train_cli_loop(const train_args *a, train_run *r, const train_hooks *h) {
     double *mb = malloc(sizeof *mb * (size_t)a->accum * nrow);
     if (!ids || !tg || !cap || !Ts || !mb) die(1, "out of memory");
     int k0, k1;
-    tt_share(a->accum, g_ranks, g_rank, &k0, &k1);
+    tt_share(a->accum, job_ranks, job_rank, &k0, &k1);
     train_tree *tree = tt_new(m, a->accum);
     note("%s: %lld trainable parameters (%s), %lld documents, %lld tokens, %lld blocks of %d; %lld steps",
          a->model, (long long)m->trainable_params, a->lrank ? "LoRA" : "full fine-tuning",
          (long long)tr_data_docs(r->data), (long long)tr_data_tokens(r->data),
          (long long)tr_data_blocks(r->data), a->seq, (long long)total);
-    if (g_ranks > 1)
+    if (job_ranks > 1)
         note("a job of %d ranks: each computes %d of every step's %d micro-batches (%d sequences); "
              "the gradients are summed in one fixed tree (the weights do not depend on the rank count)",
-             g_ranks, k1 - k0, a->accum, a->accum * a->batch);
+             job_ranks, k1 - k0, a->accum, a->accum * a->batch);
     progress pr;
     progress_start(&pr, h->what, (double)total, "steps");
     double t_start = now_seconds();
@@ -484,7 +484,7 @@ void train_cli_loop(const train_args *a, train_run *r, const train_hooks *h) {
         int sig = cleanup_stop_signal();
         if (sig) stop_run(a, r, opts, sig, step - 1, start, saved);
         double t0 = now_seconds();
-        uint64_t sent0 = par_bytes_sent(g_par);
+        uint64_t sent0 = par_bytes_sent(job_par);
         int64_t g0 = (step - 1) * per_step, scored = 0, toks = 0;
         /* every rank reads every micro-batch's targets: the step's token count (the gradient's
          * 1/tokens) is an exact integer, the same on every rank without a message */
@@ -516,10 +516,10 @@ void train_cli_loop(const train_args *a, train_run *r, const train_hooks *h) {
             row[2] = ns ? (double)*h->stat_n : 0;
             for (int t = 0; t < ns; t++) row[3 + t] = h->stat[t];
         }
-        if (tt_finish(tree, m, g_par, &e)) die_err(&e);
+        if (tt_finish(tree, m, job_par, &e)) die_err(&e);
         /* each micro-batch's numbers sit in one rank's rows, zeros elsewhere: the sum over ranks
          * copies them exactly, and they are added in micro-batch order below */
-        if (par_sum_f64(g_par, mb, (size_t)a->accum * nrow, &e)) die_err(&e);
+        if (par_sum_f64(job_par, mb, (size_t)a->accum * nrow, &e)) die_err(&e);
         if (ns) { memset(h->stat, 0, sizeof *h->stat * ns); *h->stat_n = 0; }
         for (int k = 0; k < a->accum; k++) {
             const double *row = mb + (size_t)k * nrow;
@@ -543,13 +543,13 @@ void train_cli_loop(const train_args *a, train_run *r, const train_hooks *h) {
         cJSON_AddNumberToObject(o, "tokens", (double)toks);
         cJSON_AddNumberToObject(o, "scored", (double)scored);
         cJSON_AddNumberToObject(o, "tokens_per_s", dt > 0 ? toks / dt : 0);
-        if (g_ranks > 1) cJSON_AddNumberToObject(o, "sent_bytes", (double)(par_bytes_sent(g_par) - sent0));
+        if (job_ranks > 1) cJSON_AddNumberToObject(o, "sent_bytes", (double)(par_bytes_sent(job_par) - sent0));
         emit(o);
         progress_update(&pr, (double)(step - start));
         if (r->eval && a->eval_every && step % a->eval_every == 0 && step != total)
             eval_run(m, r->eval, a->batch, step);
         if (a->save_every && (step % a->save_every == 0 || step == total)) {
-            if (!g_rank) save_ckpt(a, r, opts, step);   /* only rank 0 writes */
+            if (!job_rank) save_ckpt(a, r, opts, step);   /* only rank 0 writes */
             saved = step;
         }
     }
@@ -557,7 +557,7 @@ void train_cli_loop(const train_args *a, train_run *r, const train_hooks *h) {
     int sig = cleanup_stop_signal();
     if (sig) stop_run(a, r, opts, sig, total > start ? total : start, start, saved);
     if (r->eval) eval_run(m, r->eval, a->batch, total);
-    if (!g_rank && tr_save(m, a->out, a->merge, a->model, &e)) die_err(&e);
+    if (!job_rank && tr_save(m, a->out, a->merge, a->model, &e)) die_err(&e);
     cJSON_Delete(opts);
     tt_free(tree);
     double secs = now_seconds() - t_start;

@@ -30,7 +30,7 @@ train_tree *tt_new(const tr_model *m, int accum) {
     t->m = accum;
     while (!(t->m & 1)) t->m >>= 1;
     for (int i = 0; i < m->np; i++) if (trains(&m->p[i])) t->n += m->p[i].n;
-    t->direct = accum == 1 && g_ranks == 1;
+    t->direct = accum == 1 && job_ranks == 1;
     return t;
 }
 

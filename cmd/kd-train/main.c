@@ -235,18 +235,18 @@ typedef struct kd_piece {
 static void piece_send(const kd_piece *p) {
     lop_err e;
     int32_t hd[2] = {p->T, p->ns};
-    job_ok(par_send(g_par, 0, hd, sizeof hd, &e), &e);
-    job_ok(par_send(g_par, 0, p->ids, sizeof *p->ids * p->T, &e), &e);
-    job_ok(par_send(g_par, 0, p->tg, sizeof *p->tg * p->T, &e), &e);
-    job_ok(par_send(g_par, 0, p->top, sizeof *p->top * (size_t)p->ns * p->k, &e), &e);
-    job_ok(par_send(g_par, 0, p->lp, sizeof *p->lp * (size_t)p->ns * p->k, &e), &e);
-    job_ok(par_send(g_par, 0, p->tail, sizeof *p->tail * p->ns, &e), &e);
+    job_ok(par_send(job_par, 0, hd, sizeof hd, &e), &e);
+    job_ok(par_send(job_par, 0, p->ids, sizeof *p->ids * p->T, &e), &e);
+    job_ok(par_send(job_par, 0, p->tg, sizeof *p->tg * p->T, &e), &e);
+    job_ok(par_send(job_par, 0, p->top, sizeof *p->top * (size_t)p->ns * p->k, &e), &e);
+    job_ok(par_send(job_par, 0, p->lp, sizeof *p->lp * (size_t)p->ns * p->k, &e), &e);
+    job_ok(par_send(job_par, 0, p->tail, sizeof *p->tail * p->ns, &e), &e);
 }
 
 static void piece_recv(kd_piece *p, int from, int k) {
     lop_err e;
     int32_t hd[2];
-    job_ok(par_recv(g_par, from, hd, sizeof hd, &e), &e);
+    job_ok(par_recv(job_par, from, hd, sizeof hd, &e), &e);
     p->T = hd[0]; p->ns = hd[1]; p->k = k;
     size_t nk = (size_t)(p->ns ? p->ns : 1) * k;
     p->ids = realloc(p->ids, sizeof *p->ids * (p->T ? p->T : 1));
@@ -255,11 +255,11 @@ static void piece_recv(kd_piece *p, int from, int k) {
     p->lp = realloc(p->lp, sizeof *p->lp * nk);
     p->tail = realloc(p->tail, sizeof *p->tail * (p->ns ? p->ns : 1));
     if (!p->ids || !p->tg || !p->top || !p->lp || !p->tail) die(1, "out of memory");
-    job_ok(par_recv(g_par, from, p->ids, sizeof *p->ids * p->T, &e), &e);
-    job_ok(par_recv(g_par, from, p->tg, sizeof *p->tg * p->T, &e), &e);
-    job_ok(par_recv(g_par, from, p->top, sizeof *p->top * (size_t)p->ns * k, &e), &e);
-    job_ok(par_recv(g_par, from, p->lp, sizeof *p->lp * (size_t)p->ns * k, &e), &e);
-    job_ok(par_recv(g_par, from, p->tail, sizeof *p->tail * p->ns, &e), &e);
+    job_ok(par_recv(job_par, from, p->ids, sizeof *p->ids * p->T, &e), &e);
+    job_ok(par_recv(job_par, from, p->tg, sizeof *p->tg * p->T, &e), &e);
+    job_ok(par_recv(job_par, from, p->top, sizeof *p->top * (size_t)p->ns * k, &e), &e);
+    job_ok(par_recv(job_par, from, p->lp, sizeof *p->lp * (size_t)p->ns * k, &e), &e);
+    job_ok(par_recv(job_par, from, p->tail, sizeof *p->tail * p->ns, &e), &e);
 }
 
 static void piece_free(kd_piece *p) { free(p->ids); free(p->tg); free(p->top); free(p->lp); free(p->tail); }
@@ -299,7 +299,7 @@ static void save_teacher(train_args *a, kd_args *ka) {
     char *mj = cJSON_PrintUnformatted(meta);
     cJSON_Delete(meta);
     kd_cache_w *w = NULL;
-    if (!g_rank && kdc_create(&w, ka->save, V, k, T, mj, ts, ntt, ka->level, &e)) die_err(&e);
+    if (!job_rank && kdc_create(&w, ka->save, V, k, T, mj, ts, ntt, ka->level, &e)) die_err(&e);
     free(mj);
     note("%s: caching the top-%d of %lld blocks (%lld per epoch) at temperature %g", ka->teacher, k,
          (long long)G, (long long)nb, T);
@@ -317,8 +317,8 @@ static void save_teacher(train_args *a, kd_args *ka) {
     int64_t positions = 0, tokens = 0;
     /* a job: rank r computes blocks r, r + N, ...; rank 0 writes them in order as they come */
     kd_piece rp = {0};
-    for (int64_t g0 = 0; g0 < G; g0 += g_ranks) {
-        int64_t g = g0 + g_rank;
+    for (int64_t g0 = 0; g0 < G; g0 += job_ranks) {
+        int64_t g = g0 + job_rank;
         int Tb = 0, ns = 0;
         if (g < G) {
         if (tr_data_batch(d, g, 1, &ids, &tg, &cap, &Tb, &e) < 0) die_err(&e);
@@ -345,21 +345,21 @@ static void save_teacher(train_args *a, kd_args *ka) {
             }
         }
         }
-        if (g_rank > 0) {
+        if (job_rank > 0) {
             if (g < G) piece_send(&(kd_piece){Tb, ns, k, ids, tg, top, lp, tail});
             continue;
         }
         if (kdc_put(w, Tb, ids, tg, top, lp, tail, &e)) { kdc_abort(w); die_err(&e); }
         positions += ns; tokens += Tb;
-        for (int q = 1; q < g_ranks && g0 + q < G; q++) {
+        for (int q = 1; q < job_ranks && g0 + q < G; q++) {
             piece_recv(&rp, q, k);
             if (kdc_put(w, rp.T, rp.ids, rp.tg, rp.top, rp.lp, rp.tail, &e)) { kdc_abort(w); die_err(&e); }
             positions += rp.ns; tokens += rp.T;
         }
-        progress_update(&pr, (double)(g0 + g_ranks < G ? g0 + g_ranks : G));
+        progress_update(&pr, (double)(g0 + job_ranks < G ? g0 + job_ranks : G));
     }
     piece_free(&rp);
-    if (g_rank > 0) {   /* rank 0 writes the cache and the line */
+    if (job_rank > 0) {   /* rank 0 writes the cache and the line */
         free(ids); free(tg); free(lg); free(marks); free(top); free(lp); free(tail); free(ts);
         tr_data_free(d); tok_free(tt); tr_free(t);
         return;
@@ -468,7 +468,7 @@ int main(int argc, char **argv) {
         out_input("model", a.model);
         out_input("data", a.data);
         ka.save = out_output("--save-teacher", ka.save, OUT_FILE);
-        if (!g_rank) out_check();   /* rank 0 writes the cache; the others wait for its decision */
+        if (!job_rank) out_check();   /* rank 0 writes the cache; the others wait for its decision */
         job_sync();
         tool_apply_threads();
         save_teacher(&a, &ka);

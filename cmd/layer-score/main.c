@@ -85,7 +85,7 @@ typedef struct {
 /* sum a slot array over the ranks (each slot filled by one rank: the sum is a copy) */
 static void slots_sum(double *x, size_t n) {
     lop_err e;
-    job_ok(par_sum_f64(g_par, x, n, &e), &e);
+    job_ok(par_sum_f64(job_par, x, n, &e), &e);
 }
 
 static int make_batches(score_ctx *c, lop_err *e) {
@@ -249,7 +249,7 @@ static int pass_head(score_ctx *c, const uint8_t *skip, int metric, int full, fl
         progress_update(pg, *done);
     }
     /* every rank's tokens, then the sums in token order (the one-process order) */
-    if (g_ranks > 1) {
+    if (job_ranks > 1) {
         slots_sum(c->tok_nll, (size_t)c->cal.tokens);
         if (metric == M_KL && !full) slots_sum(c->tok_kl, (size_t)c->cal.tokens);
     }
@@ -356,8 +356,8 @@ int main(int argc, char **argv) {
     tok_free(tok);
     if (make_batches(&s, &e)) die_err(&e);
     /* a job: contiguous shares of the batches (any rank count) */
-    s.b0 = (int)((int64_t)s.nb * g_rank / g_ranks);
-    s.b1 = (int)((int64_t)s.nb * (g_rank + 1) / g_ranks);
+    s.b0 = (int)((int64_t)s.nb * job_rank / job_ranks);
+    s.b1 = (int)((int64_t)s.nb * (job_rank + 1) / job_ranks);
     {   /* hostile jobs: the same command and calibration tokens on every rank */
         uint64_t fp = job_argv_fp();
         for (int i = 0; i < s.cal.n; i++) fp = job_fp_mix(fp, s.cal.ids[i], sizeof(int32_t) * s.cal.len[i]);
@@ -383,13 +383,13 @@ int main(int argc, char **argv) {
         if (pass_hooks(&s, &pg, &e)) die_err(&e);
         progress_end(&pg);
         if (s.cos_b) {   /* the per-batch sums, added in batch order */
-            if (g_ranks > 1) slots_sum(s.cos_b, (size_t)s.nb * L);
+            if (job_ranks > 1) slots_sum(s.cos_b, (size_t)s.nb * L);
             s.cos_sum = calloc(L, sizeof *s.cos_sum);
             if (!s.cos_sum) die(1, "out of memory");
             for (int i = 0; i < s.nb; i++)
                 for (int l = 0; l < L; l++) s.cos_sum[l] += s.cos_b[(size_t)i * L + l];
         }
-        if (s.last && g_ranks > 1) slots_sum(s.last, (size_t)(L + 1) * s.cal.n * C);
+        if (s.last && job_ranks > 1) slots_sum(s.last, (size_t)(L + 1) * s.cal.n * C);
         if (metric == M_BI) {
             for (int l = 0; l < L; l++) if (want[l]) emit_score(l, 1, M_BI, 1.0 - s.cos_sum[l] / (double)s.cal.tokens, NAN);
         } else {

@@ -115,7 +115,7 @@ static cJSON *read_json(const char *path) {
     char *buf;
     size_t len;
     lop_err e;
-    if (text_read_file(path, &buf, &len, &e)) die_err(&e);
+    if (task_read_file(path, &buf, &len, &e)) die_err(&e);
     cJSON *j = cJSON_ParseWithLength(buf, len);
     free(buf);
     if (!cJSON_IsObject(j)) die(1, "%s: not a JSON object", path);
@@ -214,7 +214,7 @@ static void log_samples(const char *path, lop_task *tasks, int nt, ll_doc **docs
             free(line);
             cJSON_Delete(o);
         }
-    char *text = text_take(&b);
+    char *text = task_text_take(&b);
     write_atomic(path, text);
     free(text);
 }
@@ -231,7 +231,7 @@ static void finish(res_set *rs, const args *a) {
         sb_puts(&b, s);
         sb_puts(&b, "\n");
         free(s);
-        char *text = text_take(&b);
+        char *text = task_text_take(&b);
         write_atomic(a->output, text);
         free(text);
         cJSON_Delete(j);
@@ -272,7 +272,7 @@ static void gather_scores(ll_doc *all, int nd) {
     for (int i = 0; i < nd; i++)
         for (int r = 0; r < all[i].n; r++, k += 2) { v[k] = all[i].req[r].ll; v[k + 1] = all[i].req[r].greedy; }
     lop_err e;
-    job_ok(par_sum_f64(g_par, v, 2 * n, &e), &e);
+    job_ok(par_sum_f64(job_par, v, 2 * n, &e), &e);
     k = 0;
     for (int i = 0; i < nd; i++)
         for (int r = 0; r < all[i].n; r++, k += 2) { all[i].req[r].ll = v[k]; all[i].req[r].greedy = v[k + 1] != 0; }
@@ -375,20 +375,20 @@ static void run_eval(const args *a) {
     prog_ctx pc;
     progress_start(&pc.p, "scoring", total_docs, "items");
     ll_opts lo = {.max_len = max_len, .batch_tokens = a->batch_tokens, .no_reuse = a->no_reuse,
-                  .part_i = g_rank, .part_n = g_ranks, .progress = on_progress, .user = &pc};
+                  .part_i = job_rank, .part_n = job_ranks, .progress = on_progress, .user = &pc};
     ll_stats st = {0};
     double t_score = now_seconds();
     if (ll_score(m, all, total_docs, &lo, &st, &e)) die_err(&e);
-    if (g_ranks > 1) gather_scores(all, total_docs);
+    if (job_ranks > 1) gather_scores(all, total_docs);
     t_score = now_seconds() - t_score;
     progress_end(&pc.p);
     /* per-document metrics */
     res_set rs = {0};
-    rs.t = calloc((size_t)nt, sizeof(tres));
+    rs.t = calloc((size_t)nt, sizeof(res_task));
     rs.nt = nt;
     task_score **scores = calloc((size_t)nt, sizeof(task_score *));
     for (int t = 0; t < nt; t++) {
-        tres *r = &rs.t[t];
+        res_task *r = &rs.t[t];
         lop_task *tk = &tasks[t];
         snprintf(r->name, sizeof r->name, "%s", tk->name);
         snprintf(r->group, sizeof r->group, "%s", tk->group);
@@ -399,7 +399,7 @@ static void run_eval(const args *a) {
         r->version = tk->version;
         r->num_fewshot = tk->num_fewshot;
         r->n_original = tk->n_original;
-        tres_alloc(r, tk->n_docs);
+        res_task_alloc(r, tk->n_docs);
         scores[t] = calloc((size_t)(tk->n_docs ? tk->n_docs : 1), sizeof(task_score));
         for (int d = 0; d < tk->n_docs; d++) {
             const ll_doc *ld = &docs[t][d];
@@ -420,11 +420,12 @@ static void run_eval(const args *a) {
     if (a->tasks) {
         char *copy = strdup(a->tasks), *save = NULL;
         for (char *g = strtok_r(copy, ", ", &save); g; g = strtok_r(NULL, ", ", &save))
-            if (!strcmp(g, "mmlu") || !strcmp(g, "mmlu_stem") || !strcmp(g, "mmlu_humanities") ||
-                !strcmp(g, "mmlu_social_sciences") || !strcmp(g, "mmlu_other")) {
-                rs.groups = realloc(rs.groups, sizeof(char *) * (size_t)(rs.ng + 1));
-                rs.groups[rs.ng++] = strdup(g);
-            }
+            for (int i = 0; i < task_n_groups(); i++)   /* the one table of groups (task.c) */
+                if (!strcmp(g, task_group_name(i))) {
+                    rs.groups = realloc(rs.groups, sizeof(char *) * (size_t)(rs.ng + 1));
+                    rs.groups[rs.ng++] = strdup(g);
+                    break;
+                }
         free(copy);
     }
     rs.seconds = now_seconds() - t_start;
@@ -445,7 +446,7 @@ static void run_eval(const args *a) {
         cJSON_AddStringToObject(rs.config, "shard", sh);
     } else cJSON_AddNullToObject(rs.config, "shard");
     cJSON_AddStringToObject(rs.config, "data_dir", dir);
-    if (g_rank > 0) goto done;   /* a job: rank 0 writes */
+    if (job_rank > 0) goto done;   /* a job: rank 0 writes */
     finish(&rs, a);
     if (a->log_samples) log_samples(a->log_samples, tasks, nt, docs, scores);
     double items_s = t_score > 0 ? total_docs / t_score : 0;
@@ -592,12 +593,12 @@ int main(int argc, char **argv) {
     }
     a.output = out_output("-o", a.output, OUT_FILE);
     a.log_samples = out_output("--log-samples", a.log_samples, OUT_FILE);
-    if (g_ranks > 1) {   /* a job: the ranks are the shards */
+    if (job_ranks > 1) {   /* a job: the ranks are the shards */
         if (a.shard_n > 1) die_usage("--shard: under mpirun the ranks are the shards (rank r of N evaluates shard r/N)");
         if (a.merge) die_usage("--merge runs as one process, not under mpirun");
         if (a.device && strcmp(a.device, "cpu")) die_usage("--device %s: GPU jobs under mpirun come later (docs/mpi.md)", a.device);
     }
-    if (!g_rank) out_check();   /* rank 0 writes; the others wait for its decision */
+    if (!job_rank) out_check();   /* rank 0 writes; the others wait for its decision */
     job_sync();
     tool_apply_threads();
     if (a.merge) {

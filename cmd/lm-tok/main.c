@@ -5,6 +5,7 @@
 #include "tokenizer.h"
 #include "utf8.h"
 #include "tok_json.h"
+#include "textio.h"
 #include <getopt.h>
 #include <time.h>
 #include <omp.h>
@@ -43,22 +44,11 @@ static struct {
 } o;
 static size_t g_tokens;   /* for --stats */
 
-static char *read_input(const char *path, size_t *len) {
-    FILE *f = (!path || !strcmp(path, "-")) ? stdin : fopen(path, "rb");
-    if (!f) die(1, "%s: cannot open", path);
-    size_t cap = 1 << 16, n = 0;
-    char *b = malloc(cap);
-    if (!b) die(1, "out of memory");
-    for (;;) {
-        if (n == cap) { cap *= 2; char *nb = realloc(b, cap); if (!nb) die(1, "out of memory"); b = nb; }
-        size_t r = fread(b + n, 1, cap - n, f);
-        n += r;
-        if (r == 0) break;
-    }
-    if (ferror(f)) die(1, "%s: read error", path ? path : "stdin");
-    if (f != stdin) fclose(f);
-    *len = n;
-    return b;
+/* The input through the one text reader (textio.h): a path or "-", zstd by its magic number. NUL
+ * bytes are kept (text_read_bytes): a tokenizer encodes them like any other character. */
+static void read_input(const char *path, char **buf, size_t *len) {
+    lop_err e;
+    if (text_read_bytes(path ? path : "-", buf, len, &e)) die_err(&e);
 }
 
 /* ---- JSON output into a growable buffer ---- */
@@ -273,7 +263,7 @@ int main(int argc, char **argv) {
     if (tok_load_ex(&t, model, o.json_only ? TOK_LOAD_JSON_ONLY : 0, &e)) die_err(&e);
     prov_input("tokenizer", model);
     prov_input("text", path);
-    if (!o.count) prov_write(stdout);   /* before the first line, whichever writer prints it */
+    if (!o.count) tool_provenance(stdout);   /* before the first line, whichever writer prints it */
     double t_load = now_seconds() - t0;
     clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &l1);
     double t_load_cpu = (l1.tv_sec - l0.tv_sec) + (l1.tv_nsec - l0.tv_nsec) * 1e-9;
@@ -294,7 +284,8 @@ int main(int argc, char **argv) {
         return 0;
     }
     size_t len;
-    char *in = read_input(path, &len);
+    char *in;
+    read_input(path, &in, &len);
     double t1 = now_seconds();
     struct timespec c0, c1;
     clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &c0);

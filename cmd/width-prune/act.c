@@ -40,7 +40,7 @@ static int head_norms(actx *a, int layer, const float *X, int rows, lop_err *e) 
     const lop_width *w = &a->j->w;
     int C = w->C, D = w->D, Hq = w->Hq, qd = Hq * D;
     const lop_wref *wo = &a->m->layers[layer].proj[PROJ_O];
-    if (st_to_f32(a->wo, wo->data, wo->dtype, (size_t)C * qd)) return lop_fail(e, "o_proj: not a float tensor");
+    if (st_to_f32(a->wo, wo->data, wo->dtype, (size_t)C * qd)) return lop_fail(e, "%s: not a float tensor", arch_proj_module(PROJ_O));
     if ((size_t)rows * C > a->ycap) {
         free(a->y);
         a->ycap = (size_t)rows * C;

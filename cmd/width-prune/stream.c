@@ -50,11 +50,12 @@ static int score(stream *s, int i, const void *data, lop_err *e) {
     if (l < 0) return 0;
     const char *rest = NULL;
     config_tensor_layer(&j->cfg, t->name, &rest);
-    if (j->cut_mlp && (!strcmp(rest, "mlp.gate_proj.weight") || !strcmp(rest, "mlp.up_proj.weight"))) {
+    int p = arch_suffix_proj(j->cfg.family, rest);   /* which projection's weight, by the table */
+    if (j->cut_mlp && (p == PROJ_GATE || p == PROJ_UP)) {
         if (width_stat(j->imp, data, t->dtype, t->shape[0], t->shape[1], 0, j->mlp_score[l], e)) return lop_wrap(e, "%s", t->name);
         if (++s->mlp_seen[l] == 2 && wp_decide_mlp(j, l, e)) return -1;
     }
-    int q = !strcmp(rest, "self_attn.q_proj.weight"), o = !strcmp(rest, "self_attn.o_proj.weight");
+    int q = p == PROJ_Q, o = p == PROJ_O;
     if (j->cut_heads && (q || o)) {
         int n = w->Hq * w->D;
         memset(s->tmp, 0, (size_t)n * sizeof *s->tmp);
@@ -130,10 +131,14 @@ int wp_run_stream(wp_job *j, lop_err *e) {
     progress_end(&pg);
     if (next < n) {
         const lop_wspec *sp = &s.spec[next];
+        int mlp = sp->needs_mlp && !w->mlp[sp->layer];
+        /* the tensors the choice scores, as the table names them: "mlp.gate_proj/up_proj.weight" */
+        char scored[160];
+        snprintf(scored, sizeof scored, "%s/%s.weight", j->cfg.family->proj[mlp ? PROJ_GATE : PROJ_Q],
+                 arch_proj_module(mlp ? PROJ_UP : PROJ_O));
         if (expect < n) lop_fail(e, "tensor stream ended early (%d of %d tensors)", expect, n);
         else lop_fail(e, "%s: layer %d's %s could not be scored (%s missing)", in[next].name, sp->layer,
-                      sp->needs_mlp && !w->mlp[sp->layer] ? "MLP neurons" : "heads",
-                      sp->needs_mlp && !w->mlp[sp->layer] ? "mlp.gate_proj/up_proj.weight" : "self_attn.q_proj/o_proj.weight");
+                      mlp ? "MLP neurons" : "heads", scored);
         goto fail;
     }
     if (st_writer_finish(s.wr, e)) { s.wr = NULL; goto out; }

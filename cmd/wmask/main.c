@@ -187,14 +187,14 @@ int main(int argc, char **argv) {
     out_input("data", j.data);
     j.output = out_output("-o", j.output, OUT_MODEL);
     j.dump_acts = out_output("--dump-acts", j.dump_acts, OUT_MODEL);
-    if (g_ranks > 1) {   /* a job (mpirun): the ranks share wanda's calibration sequences */
+    if (job_ranks > 1) {   /* a job (mpirun): the ranks share wanda's calibration sequences */
         if (j.method != METHOD_WANDA)
             die_usage("--method %s runs as one process; under mpirun only --method wanda shares its "
                       "calibration across ranks", j.method == METHOD_MAGNITUDE ? "magnitude" : "sparsegpt");
         if (j.dump_acts) die_usage("--dump-acts runs as one process, not under mpirun");
         if (j.device && strcmp(j.device, "cpu")) die_usage("--device %s: GPU jobs under mpirun come later (docs/mpi.md)", j.device);
     }
-    if (!g_rank) {   /* rank 0 writes; the others wait for its decision */
+    if (!job_rank) {   /* rank 0 writes; the others wait for its decision */
         out_check();
         out_source_usable(j.model);   /* a file output carries the config too (its metadata) */
         out_space(j.output, out_model_bytes(j.model));

@@ -163,7 +163,7 @@ static int reduce_ss(wanda *wd, int l, lop_err *e) {
         int in = proj_in(wd->m, k / PROJ_N, k % PROJ_N);
         size_t n = (size_t)wd->nchunk * in;
         if (!wd->ssc[k] && !(wd->ssc[k] = calloc(n, sizeof(double)))) return lop_fail(e, "out of memory");
-        if (par_sum_f64(g_par, wd->ssc[k], n, e)) return -1;
+        if (par_sum_f64(job_par, wd->ssc[k], n, e)) return -1;
         for (int c = 0; c < wd->nchunk; c++)
             for (int j = 0; j < in; j++) wd->ss[k][j] += wd->ssc[k][(size_t)c * in + j];
         free(wd->ssc[k]);
@@ -405,9 +405,9 @@ int wm_run_wanda(const wm_job *j, const wm_targets *tg, wm_totals *tot, lop_err 
     if (wm_load_calib(j, wd.m, &cal, e)) goto out;
     wd.tokens = cal.tokens;
     wd.nchunk = (cal.n + j->batch - 1) / j->batch;
-    wd.c0 = (int)((int64_t)wd.nchunk * g_rank / g_ranks);
-    wd.c1 = (int)((int64_t)wd.nchunk * (g_rank + 1) / g_ranks);
-    if (g_ranks > 1) {
+    wd.c0 = (int)((int64_t)wd.nchunk * job_rank / job_ranks);
+    wd.c1 = (int)((int64_t)wd.nchunk * (job_rank + 1) / job_ranks);
+    if (job_ranks > 1) {
         uint64_t fp = job_argv_fp();   /* hostile jobs: the same command and tokens everywhere */
         for (int i = 0; i < cal.n; i++) fp = job_fp_mix(fp, cal.ids[i], sizeof(int32_t) * cal.len[i]);
         job_same("options or calibration data", fp);
@@ -467,7 +467,7 @@ int wm_run_wanda(const wm_job *j, const wm_targets *tg, wm_totals *tot, lop_err 
     progress_end(&pg);
     if (j->dump_acts && write_dump(&wd, e)) goto out;
     double t0 = now_seconds();
-    rc = g_rank ? 0 : write_model(&wd, e);   /* a job: rank 0 writes */
+    rc = job_rank ? 0 : write_model(&wd, e);   /* a job: rank 0 writes */
     tot->t_io += now_seconds() - t0;
 out:
     for (int k = 0; k < K; k++) {

@@ -9,9 +9,8 @@
 #include "config.h"
 #include "fsutil.h"
 #include "parse.h"
+#include "check.h"
 
-static int fails;
-#define CHECK(c, ...) do { if (!(c)) { fails++; printf("FAIL %s:%d: ", __FILE__, __LINE__); printf(__VA_ARGS__); printf("\n"); } } while (0)
 
 static int live, enters, leaves;   /* temporaries announced and not withdrawn; swap sections */
 static void hook(const char *path, int created) {

@@ -31,8 +31,8 @@ static void test_text(void) {
     CHECK(task_py_trailing_space("ab \n\t", 5) == 3);
     CHECK(task_py_trailing_space("the ", 4) == 1);
     CHECK(task_py_trailing_space("\xe3\x80\x80", 3) == 3);
-    CHECK(utf8_len("\xd0\x9f\xd1\x80\xd0\xb8") == 3); /* "При" */
-    CHECK(utf8_len(" a kilogram of iron") == 19);
+    CHECK(task_utf8_len("\xd0\x9f\xd1\x80\xd0\xb8") == 3); /* "При" */
+    CHECK(task_utf8_len(" a kilogram of iron") == 19);
     char *ch[4] = {"0", "4", "2", "6"};
     s = mmlu_doc_text(" Find Q.\n", ch);
     CHECK_STR(s, "Find Q.\nA. 0\nB. 4\nC. 2\nD. 6\nAnswer:");
@@ -81,9 +81,9 @@ static void test_registry(void) {
 
 static void test_scoring(void) {
     double x[4] = {-3, -1, -1, -2};
-    CHECK(argmax_first(x, 4) == 1);
+    CHECK(task_argmax_first(x, 4) == 1);
     double y[3] = {-1, NAN, 0};
-    CHECK(argmax_first(y, 3) == 1);
+    CHECK(task_argmax_first(y, 3) == 1);
     /* acc_norm divides by the choice's characters (not the delimiter): ll -10/10 vs -6/4 */
     lop_task t = {.kind = TASK_MC};
     char *cont[2] = {" aaaaaaaaaa", " bbbb"};

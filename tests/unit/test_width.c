@@ -5,9 +5,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "check.h"
 
-static int fails;
-#define CHECK(c) do { if (!(c)) { printf("%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #c); fails++; } } while (0)
 
 static const char *CFG =
     "{\"model_type\":\"qwen3\",\"vocab_size\":10,\"hidden_size\":4,\"intermediate_size\":6,"

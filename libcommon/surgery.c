@@ -1,4 +1,5 @@
-/* layer_io.c — a whole depth rewrite over a stream: open, plan, new config, write (layers.h). */
+/* surgery.c — a whole depth rewrite over a stream (layer-drop, layer-merge): open a model, find its
+ * layers, build the plan for a layer map, write the new config and stream every tensor (layers.h). */
 #include "layers.h"
 #include <stdio.h>
 #include <stdlib.h>
