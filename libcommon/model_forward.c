@@ -155,6 +155,7 @@ static int arena_layout(lop_model *m, int N, const lop_fwd_opts *o, int64_t att_
             return lop_fail(e, "out of %s memory for activations (%zu MB for %d rows)", p->be->name,
                             total * sizeof(float) >> 20, N);
         p->arena_cap = total;
+        if (total > p->arena_peak) p->arena_peak = total;
     }
     float *a = p->arena;
 #define TAKE(sz) take(&a, A(sz))
@@ -588,5 +589,5 @@ struct lop_backend *lop_model_backend(const lop_model *m) {
 
 size_t lop_act_bytes(const lop_model *m) {
     const engine_priv *p = m ? m->priv : NULL;
-    return p ? p->arena_cap * sizeof(float) : 0;
+    return p ? p->arena_peak * sizeof(float) : 0;
 }

@@ -11,6 +11,7 @@ typedef struct engine_priv {
     lop_backend *be;         /* where the forward runs (backend.h); the CPU's unless set_device */
     float *arena;            /* activations, in the backend's memory */
     size_t arena_cap;        /* floats */
+    size_t arena_peak;       /* floats: the largest arena laid out so far (kept across releases) */
     int *ibuf;               /* off[B+1], pos[N], seq[N] */
     size_t ibuf_cap;         /* ints */
     int64_t *att_off;        /* [B] */

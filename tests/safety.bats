@@ -288,7 +288,9 @@ wait_lines() {
 @test "kd-train: SIGINT mid-run: checkpoint, resume bit-identical; --save-teacher interrupted leaves no cache" {
   head -c 100000 "$SHARED/data/stories/train.txt" > "$T/d.txt"
   layer-drop -q -m "$T/m" --drop 2 -o "$T/s" > /dev/null
-  local args=(-q -m "$T/s" --teacher "$T/m" --data "$T/d.txt" --steps 30 --seq-len 64)
+  # enough steps that the run is still going when its 11th line is seen (a step of this model
+  # takes ~3 ms on the one model core)
+  local args=(-q -m "$T/s" --teacher "$T/m" --data "$T/d.txt" --steps 150 --seq-len 64)
   kd-train "${args[@]}" -o "$T/ref" > /dev/null
   local k rc
   for k in 2 11; do
