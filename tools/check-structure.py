@@ -358,12 +358,7 @@ PREFIXES = {
     'libcli.a': {'tool', 'prov', 'out', 'cleanup', 'tmp', 'progress', 'opt', 'train', 'job', 'tt'},
 }
 # Known unprefixed names, with the reason they are still there; any other fails.
-KNOWN_UNPREFIXED = {
-    name: "the tool layer's verbs (tool.h), used by every tool: renaming them (tool_die, tool_emit, "
-          "...) is one sweep over cmd/, left until the branches editing cmd/ have landed"
-    for name in ('die', 'die_err', 'die_usage', 'emit', 'emit_json', 'note', 'commas', 'now_seconds',
-                 'peak_rss_bytes', 'json_stream', 'g_argc', 'g_argv', 'g_opt', 'g_tool')
-}
+KNOWN_UNPREFIXED = {}
 
 
 def exported(lib):

@@ -2,7 +2,7 @@
  *
  * Every temporary file or folder a tool creates is registered here while it exists: libcommon's
  * (fs_temp_open, st_writer folders, checkpoints, caches) through fs_set_temp_hook(), installed by
- * tool_init(); a tool's own with tmp_add()/tmp_del(). They are removed by an atexit handler (die(),
+ * tool_init(); a tool's own with tmp_add()/tmp_del(). They are removed by an atexit handler (tool_die(),
  * exit()) and by the signal handler, which uses only async-signal-safe calls (unlink, openat,
  * getdents64, unlinkat) and then re-raises the signal: the shell sees 130 (SIGINT) / 143 (SIGTERM).
  *

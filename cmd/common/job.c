@@ -23,7 +23,7 @@ void tool_init_job(const char *name, int argc, char **argv) {
     if (!par_launched(&r, &n)) return;
     job_rank = r;   /* for the messages of a failure to join */
     lop_err e;
-    if (par_open(&job_par, &e)) die_err(&e);
+    if (par_open(&job_par, &e)) tool_die_err(&e);
     job_rank = par_rank(job_par);
     job_ranks = par_size(job_par);
     atexit(job_atexit);
@@ -31,7 +31,7 @@ void tool_init_job(const char *name, int argc, char **argv) {
     if (job_rank == 0) {
         char line[400];
         snprintf(line, sizeof line, "%s: the job of %d ranks was stopped by a signal (another rank "
-                 "failed, or mpirun was interrupted); no output was written\n", g_tool, job_ranks);
+                 "failed, or mpirun was interrupted); no output was written\n", tool_name, job_ranks);
         cleanup_signal_note(line);
     }
 }
@@ -44,11 +44,11 @@ uint64_t job_fp_mix(uint64_t h, const void *p, size_t n) {
 
 uint64_t job_argv_fp(void) {
     uint64_t h = 0xcbf29ce484222325ull;
-    for (int i = 1; i < g_argc; i++) h = job_fp_mix(h, g_argv[i], strlen(g_argv[i]) + 1);
+    for (int i = 1; i < tool_argc; i++) h = job_fp_mix(h, tool_argv[i], strlen(tool_argv[i]) + 1);
     return h;
 }
 
-void job_ok(int rc, const lop_err *e) { if (rc) die_err(e); }
+void job_ok(int rc, const lop_err *e) { if (rc) tool_die_err(e); }
 
 void job_same(const char *what, uint64_t fp) {
     if (!job_par || job_ranks == 1) return;
@@ -56,7 +56,7 @@ void job_same(const char *what, uint64_t fp) {
     uint64_t root = fp;
     job_ok(par_bcast(job_par, &root, sizeof root, 0, &e), &e);
     int64_t *bad = calloc((size_t)job_ranks, sizeof *bad);
-    if (!bad) die(1, "out of memory");
+    if (!bad) tool_die(1, "out of memory");
     bad[job_rank] = root != fp;
     job_ok(par_sum_i64(job_par, bad, (size_t)job_ranks, &e), &e);
     char list[256] = "";
@@ -71,7 +71,7 @@ void job_same(const char *what, uint64_t fp) {
     if (!nbad) return;
     /* rank 0 prints; the others wait a moment so that its line is the one shown */
     if (job_rank > 0) { job_failing = 1; cleanup_signal_note(NULL); sleep(1); exit(2); }
-    die(2, "rank%s %s of the job %s different %s from rank 0: every rank must run the same command "
+    tool_die(2, "rank%s %s of the job %s different %s from rank 0: every rank must run the same command "
            "on the same inputs", nbad > 1 ? "s" : "", list, nbad > 1 ? "have" : "has", what);
 }
 

@@ -67,7 +67,7 @@ void out_input(const char *role, const char *path) {
 const char *out_output(const char *opt, const char *path, out_kind kind) {
     if (!path || !strcmp(path, "-")) return path;
     char *p = strdup(path);
-    if (!p) die(1, "out of memory");
+    if (!p) tool_die(1, "out of memory");
     for (size_t k = strlen(p); k > 1 && p[k - 1] == '/'; k--) p[k - 1] = 0;
     if (g_nout < MAX_PATHS) {
         g_out[g_nout].opt = opt; g_out[g_nout].path = p; g_out[g_nout].kind = kind;
@@ -144,7 +144,7 @@ static void check_one(const out_path *o) {
     const char *path = o->path, *opt = o->opt;
     char *cwd = getcwd(NULL, 0), *canon = canon_future(path);
     if (!strcmp(path, ".") || !strcmp(path, "..") || (canon && cwd && within(cwd, canon)))
-        die(2, "%s %s: refusing to write over the working folder (or a folder holding it)", opt, path);
+        tool_die(2, "%s %s: refusing to write over the working folder (or a folder holding it)", opt, path);
     free(cwd);
     for (int i = 0; i < g_nout; i++) {
         const out_path *q = &g_out[i];
@@ -152,7 +152,7 @@ static void check_one(const out_path *o) {
         char *c2 = canon_future(q->path);
         int same = c2 && canon && !strcmp(c2, canon);
         free(c2);
-        if (same) die(2, "%s %s: the same path as %s", opt, path, q->opt);
+        if (same) tool_die(2, "%s %s: the same path as %s", opt, path, q->opt);
     }
     struct stat st, lst;
     int exists = stat(path, &st) == 0;
@@ -160,13 +160,13 @@ static void check_one(const out_path *o) {
     if (exists) {
         for (int i = 0; i < g_nin; i++)
             if (g_in[i].dev == st.st_dev && g_in[i].ino == st.st_ino)
-                die(2, "%s %s: is the input %s %s; an output never replaces an input", opt, path,
+                tool_die(2, "%s %s: is the input %s %s; an output never replaces an input", opt, path,
                     g_in[i].role, g_in[i].path);
         if (S_ISDIR(st.st_mode) && canon)
             for (int i = 0; i < g_nin; i++)
                 if (g_in[i].real && within(g_in[i].real, canon) &&
                     !(o->kind == OUT_CKPTS && !strcmp(g_in[i].role, "checkpoint")))
-                    die(2, "%s %s: holds the input %s %s; an output never replaces an input", opt,
+                    tool_die(2, "%s %s: holds the input %s %s; an output never replaces an input", opt,
                         path, g_in[i].role, g_in[i].path);
     }
     /* a file written into an input folder: refused when it exists (it is part of that input) or
@@ -178,7 +178,7 @@ static void check_one(const out_path *o) {
         for (int i = 0; dir && i < g_nin; i++)
             if (g_in[i].is_dir && g_in[i].real && within(dir, g_in[i].real) &&
                 (((exists || link_only) && !g_in[i].implicit) || model_file_name(base)))
-                die(2, "%s %s: would replace a file of the input %s folder %s", opt, path,
+                tool_die(2, "%s %s: would replace a file of the input %s folder %s", opt, path,
                     g_in[i].role, g_in[i].path);
         free(dir);
     }
@@ -186,7 +186,7 @@ static void check_one(const out_path *o) {
     if (exists && !S_ISDIR(st.st_mode) && !S_ISREG(st.st_mode)) return;  /* /dev/null, a FIFO */
     if (exists && S_ISDIR(st.st_mode)) {
         char name[NAME_MAX + 1];
-        if (o->kind == OUT_FILE) die(2, "%s %s: is a folder; a file is written here", opt, path);
+        if (o->kind == OUT_FILE) tool_die(2, "%s %s: is a folder; a file is written here", opt, path);
         int resumed = 0;
         if (o->kind == OUT_CKPTS) {   /* earlier checkpoints: fine when one of them is resumed */
             char *rc = fs_abspath(path);
@@ -196,30 +196,30 @@ static void check_one(const out_path *o) {
             free(rc);
         }
         if (!resumed && folder_entry(path, 0, name, sizeof name)) {
-            if (!g_opt.force)
-                die(2, "%s %s: the folder exists and is not empty (-f/--force replaces it)", opt, path);
+            if (!tool_opt.force)
+                tool_die(2, "%s %s: the folder exists and is not empty (-f/--force replaces it)", opt, path);
             if (folder_entry(path, 1, name, sizeof name))
-                die(2, "%s %s: holds '%s', which lop does not write; refusing to replace this "
+                tool_die(2, "%s %s: holds '%s', which lop does not write; refusing to replace this "
                        "folder, even with --force", opt, path, name);
         }
     } else if (exists || link_only) {
         if (o->kind == OUT_FOLDER || o->kind == OUT_CKPTS)
-            die(2, "%s %s: is a file; a folder is written here", opt, path);
-        if (!g_opt.force) die(2, "%s %s: exists (-f/--force replaces it)", opt, path);
+            tool_die(2, "%s %s: is a file; a folder is written here", opt, path);
+        if (!tool_opt.force) tool_die(2, "%s %s: exists (-f/--force replaces it)", opt, path);
     }
     /* the parent folder: exists, is a folder, takes a new file (probed: access() says yes to
      * root on a read-only file system's permissions, a probe does not lie) */
     char *dir = fs_dirname(path);
-    if (!dir) die(1, "out of memory");
+    if (!dir) tool_die(1, "out of memory");
     struct stat ds;
-    if (stat(dir, &ds) != 0) die(1, "%s %s: folder %s does not exist", opt, path, dir);
-    if (!S_ISDIR(ds.st_mode)) die(1, "%s %s: %s is not a folder", opt, path, dir);
+    if (stat(dir, &ds) != 0) tool_die(1, "%s %s: folder %s does not exist", opt, path, dir);
+    if (!S_ISDIR(ds.st_mode)) tool_die(1, "%s %s: %s is not a folder", opt, path, dir);
     size_t n = strlen(dir) + 32;
     char *probe = malloc(n);
-    if (!probe) die(1, "out of memory");
+    if (!probe) tool_die(1, "out of memory");
     snprintf(probe, n, "%s/.lop-probe.XXXXXX", dir);
     int fd = mkstemp(probe);
-    if (fd < 0) die(1, "%s %s: cannot write in %s (%s)", opt, path, dir, strerror(errno));
+    if (fd < 0) tool_die(1, "%s %s: cannot write in %s (%s)", opt, path, dir, strerror(errno));
     close(fd);
     unlink(probe);
     free(probe); free(dir);
@@ -241,8 +241,8 @@ void out_space(const char *path, uint64_t bytes) {
         uint64_t avail = (uint64_t)vs.f_bavail * vs.f_frsize;
         if (bytes > avail) {
             char a[32], b[32];
-            die(1, "%s: needs about %s bytes, %s has %s free", path, commas((int64_t)bytes, a, sizeof a),
-                dir, commas((int64_t)avail, b, sizeof b));
+            tool_die(1, "%s: needs about %s bytes, %s has %s free", path, tool_commas((int64_t)bytes, a, sizeof a),
+                dir, tool_commas((int64_t)avail, b, sizeof b));
         }
     }
     free(dir);

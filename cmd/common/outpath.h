@@ -21,7 +21,7 @@
  *
  * Replacing with --force stays atomic: the writers build a temporary file/folder beside the target
  * and rename it into place (a folder: the old one is moved aside, the new one renamed, the old one
- * removed). g_opt.force is -f/--force (a common option of every tool). */
+ * removed). tool_opt.force is -f/--force (a common option of every tool). */
 #ifndef LOP_OUTPATH_H
 #define LOP_OUTPATH_H
 #include <stdint.h>

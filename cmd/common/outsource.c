@@ -19,7 +19,7 @@
 static void usable_json(const char *dir, const char *name) {
     size_t n = strlen(dir) + strlen(name) + 2;
     char *p = malloc(n);
-    if (!p) die(1, "out of memory");
+    if (!p) tool_die(1, "out of memory");
     snprintf(p, n, "%s/%s", dir, name);
     struct stat st;
     if (stat(p, &st) == 0 && S_ISREG(st.st_mode)) {
@@ -35,9 +35,9 @@ static void usable_json(const char *dir, const char *name) {
             for (ssize_t i = r - 1; i >= 0 && !tail; i--) if (buf[i] > ' ') tail = buf[i];
         }
         if (fd >= 0) close(fd);
-        if (st.st_size == 0) die(1, "%s is empty: an output would carry it unusable (remove it, or restore it)", p);
+        if (st.st_size == 0) tool_die(1, "%s is empty: an output would carry it unusable (remove it, or restore it)", p);
         if (head != '{' || tail != '}')
-            die(1, "%s is not a JSON object: an output would carry it unusable", p);
+            tool_die(1, "%s is not a JSON object: an output would carry it unusable", p);
     }
     free(p);
 }
@@ -45,13 +45,13 @@ static void usable_json(const char *dir, const char *name) {
 int out_source_usable(const char *model) {
     if (!model || !strcmp(model, "-")) return 1;
     char *dir = fs_is_dir(model) ? strdup(model) : fs_dirname(model);
-    if (!dir) die(1, "out of memory");
+    if (!dir) tool_die(1, "out of memory");
     usable_json(dir, "config.json");
     usable_json(dir, "tokenizer.json");
     usable_json(dir, "tokenizer_config.json");
     size_t n = strlen(dir) + 16;
     char *c = malloc(n);
-    if (!c) die(1, "out of memory");
+    if (!c) tool_die(1, "out of memory");
     snprintf(c, n, "%s/config.json", dir);
     int has = fs_is_file(c);
     free(c); free(dir);
@@ -60,16 +60,16 @@ int out_source_usable(const char *model) {
         st_model *st;
         lop_err e;
         lop_config cfg;
-        if (st_open(&st, model, &e)) die_err(&e);
+        if (st_open(&st, model, &e)) tool_die_err(&e);
         if (st->config_json && config_parse(&cfg, st->config_json, &e) == 0) {
             const char **names = malloc(sizeof(char *) * (st->n ? st->n : 1));
-            if (!names) die(1, "out of memory");
+            if (!names) tool_die(1, "out of memory");
             for (int i = 0; i < st->n; i++) names[i] = st->info[i].name;
             config_detect_prefix(&cfg, names, st->n);
             int bad = config_check_layer_count(&cfg, names, st->n, &e);
             free(names);
             config_free(&cfg);
-            if (bad) { st_close(st); die(1, "%s: %s", model, e.msg); }
+            if (bad) { st_close(st); tool_die(1, "%s: %s", model, e.msg); }
         }
         st_close(st);
     }

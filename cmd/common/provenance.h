@@ -4,7 +4,7 @@
  *                  "options":{...resolved...},"inputs":[{"role","path","bytes","hash","hashed"}]}}
  *
  * A tool records its resolved options with prov_opt_*() and its inputs with prov_input() (the
- * output guard's out_input() does it too) before its first JSON line; emit() writes the
+ * output guard's out_input() does it too) before its first JSON line; tool_emit() writes the
  * provenance line first, once, to wherever that first line goes. Fingerprints are cheap on
  * multi-GB inputs: a model is hashed over its config.json, index and safetensors headers (not its
  * weights), a file over its bytes when it is at most 64 MiB, else over its first and last 16 MiB

@@ -3,8 +3,8 @@
  * A tool's main():
  *     tool_init("ppl", argc, argv);           // name for messages; handles nothing yet
  *     ... getopt_long loop; for the common options call tool_common_opt(c, optarg) ...
- *     if (fail) die_err(&e);                   // "ppl: message", exit e.code
- *     emit(obj);                               // one JSON line on stdout, frees obj
+ *     if (fail) tool_die_err(&e);                   // "ppl: message", exit e.code
+ *     tool_emit(obj);                               // one JSON line on stdout, frees obj
  */
 #ifndef LOP_TOOL_H
 #define LOP_TOOL_H
@@ -23,10 +23,10 @@ typedef struct tool_opts {
     int force;        /* -f/--force: an existing output may be replaced (never an input) */
     int allow_long;   /* --allow-long-context: positions past max_position_embeddings allowed */
 } tool_opts;
-extern tool_opts g_opt;
-extern const char *g_tool;
-extern int g_argc;    /* the command line as given (for provenance and "resume with: ...") */
-extern char **g_argv;
+extern tool_opts tool_opt;
+extern const char *tool_name;
+extern int tool_argc;    /* the command line as given (for provenance and "resume with: ...") */
+extern char **tool_argv;
 
 /* Long options every tool accepts; splice into your option table with TOOL_COMMON_LONGOPTS
  * and handle codes >= TOOL_OPT_BASE (and 'h','t','q') through tool_common_opt(). */
@@ -90,29 +90,29 @@ void tool_set_device(struct lop_model *m, const char *device);
     "                        uploaded once in their dtype; with --gemm f32 the numbers are the cpu's\n" \
     "                        to ~1e-5; --gemm bf16 uses the tensor cores\n"
 
-_Noreturn void die(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-_Noreturn void die_usage(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-_Noreturn void die_err(const lop_err *e);
+_Noreturn void tool_die(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+_Noreturn void tool_die_usage(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+_Noreturn void tool_die_err(const lop_err *e);
 /* Informational message on stderr ("tool: ...") unless -q. */
-void note(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void tool_note(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Warning on stderr ("tool: warning: ..."), even with -q. */
 void tool_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* Print one JSON object as a line on stdout (or the --log FILE), flush, free it; the provenance
  * line goes first (provenance.h). Exits 1 on a write error. */
-void emit(cJSON *obj);
+void tool_emit(cJSON *obj);
 /* Where JSON lines go: the --log FILE when given, else stdout, or stderr when stdout carries a
  * tensor stream (stdout_is_data). One rule for every tool (documented in lop(7)). */
-FILE *json_stream(int stdout_is_data);
-/* The provenance line (provenance.h) for this run to f, once; emit() does it before its first line. */
+FILE *tool_json_stream(int stdout_is_data);
+/* The provenance line (provenance.h) for this run to f, once; tool_emit() does it before its first line. */
 void tool_provenance(FILE *f);
-/* emit() to json_stream(stdout_is_data) */
-void emit_json(cJSON *obj, int stdout_is_data);
-/* A tool whose stdout carries its data (-o -) may say so once: emit() then follows json_stream(1)
+/* tool_emit() to tool_json_stream(stdout_is_data) */
+void tool_emit_json(cJSON *obj, int stdout_is_data);
+/* A tool whose stdout carries its data (-o -) may say so once: tool_emit() then follows tool_json_stream(1)
  * (layer-merge's two paths share its lines this way). */
 void tool_stdout_is_data(int on);
 /* 4022468096 -> "4,022,468,096" in buf[n] (parameter counts to the unit, readable) */
-const char *commas(int64_t v, char *buf, size_t n);
+const char *tool_commas(int64_t v, char *buf, size_t n);
 /* Parse helpers that die with exit 2 on bad values, naming the option. */
 long long opt_int(const char *opt, const char *arg, long long lo, long long hi);
 double opt_double(const char *opt, const char *arg, double lo, double hi);
@@ -128,7 +128,7 @@ typedef struct progress {
 void progress_start(progress *p, const char *what, double total, const char *unit);
 void progress_update(progress *p, double done);
 void progress_end(progress *p);
-double now_seconds(void);
+double tool_now_seconds(void);
 /* peak resident set size in bytes (getrusage) */
-uint64_t peak_rss_bytes(void);
+uint64_t tool_peak_rss_bytes(void);
 #endif

@@ -26,7 +26,7 @@ void train_args_init(train_args *a) {
 static char *read_template(const char *s) {
     if (s[0] != '@') return strdup(s);
     char *b; size_t n; lop_err e;
-    if (fs_read_all(s + 1, &b, &n, &e)) die_err(&e);
+    if (fs_read_all(s + 1, &b, &n, &e)) tool_die_err(&e);
     return b;
 }
 
@@ -46,7 +46,7 @@ int train_cli_opt(train_args *a, int c, const char *arg) {
     case TO_STEPS: a->steps = opt_int("--steps", arg, 1, 1ll << 40); break;
     case TO_LR: a->lr = opt_double("--lr", arg, 0, 10); break;
     case TO_SCHED:
-        if (sched_parse(arg, &a->sched)) die_usage("--schedule: '%s' is not constant, linear or cosine", arg);
+        if (sched_parse(arg, &a->sched)) tool_die_usage("--schedule: '%s' is not constant, linear or cosine", arg);
         break;
     case TO_WARM: a->warmup = opt_int("--warmup", arg, 0, 1ll << 40); break;
     case TO_WD: a->wd = opt_double("--weight-decay", arg, 0, 10); break;
@@ -58,7 +58,7 @@ int train_cli_opt(train_args *a, int c, const char *arg) {
     case TO_NOSPARSE: a->keep_sparse = 0; break;
     case TO_LRANK: a->lrank = (int)opt_int("--lora-rank", arg, 1, 65536); break;
     case TO_LALPHA: a->lalpha = opt_double("--lora-alpha", arg, 1e-9, 1e9); break;
-    case TO_LTGT: if (tr_parse_targets(arg, &a->targets, &e)) die_usage("--lora-targets: %s", e.msg); break;
+    case TO_LTGT: if (tr_parse_targets(arg, &a->targets, &e)) tool_die_usage("--lora-targets: %s", e.msg); break;
     case TO_LDROP: a->ldrop = opt_double("--lora-dropout", arg, 0, 0.99); break;
     case TO_MERGE: a->merge = 1; break;
     case TO_SAVE: a->save_every = opt_int("--save-every", arg, 1, 1ll << 40); break;
@@ -72,13 +72,13 @@ int train_cli_opt(train_args *a, int c, const char *arg) {
 }
 
 void train_cli_check(train_args *a, int need_out) {
-    if (!a->model) die_usage("-m/--model is required");
-    if (!a->data) die_usage("--data is required");
+    if (!a->model) tool_die_usage("-m/--model is required");
+    if (!a->data) tool_die_usage("--data is required");
     if (need_out) {
-        if (!a->out) die_usage("-o/--output is required");
-        if (!strcmp(a->out, "-")) die_usage("-o: a folder is required (not stdout)");
+        if (!a->out) tool_die_usage("-o/--output is required");
+        if (!strcmp(a->out, "-")) tool_die_usage("-o: a folder is required (not stdout)");
     }
-    if (a->merge && !a->lrank) die_usage("--merge-lora needs --lora-rank");
+    if (a->merge && !a->lrank) tool_die_usage("--merge-lora needs --lora-rank");
     if (a->lr < 0) a->lr = a->lrank ? 2e-4 : 2e-5;
     if (a->lalpha < 0) a->lalpha = 2.0 * a->lrank;
     /* the output guard: every input and output, before anything loads */
@@ -107,11 +107,11 @@ void train_cli_check(train_args *a, int need_out) {
 
 tr_data *train_cli_data(const train_args *a, const char *path, const lop_tokenizer *tok,
                         const lop_config *cfg, int shuffle) {
-    tr_data_opts o = {a->seq, a->tmpl, shuffle, g_opt.seed, cfg->bos_id, cfg->eos_id, cfg->pad_id};
+    tr_data_opts o = {a->seq, a->tmpl, shuffle, tool_opt.seed, cfg->bos_id, cfg->eos_id, cfg->pad_id};
     tr_data *d;
     lop_err e;
-    if (tr_data_load(&d, path, tok, &o, &e)) die_err(&e);
-    if (tr_data_blocks(d) < 1) die(1, "%s: no training sequences in the data", path);
+    if (tr_data_load(&d, path, tok, &o, &e)) tool_die_err(&e);
+    if (tr_data_blocks(d) < 1) tool_die(1, "%s: no training sequences in the data", path);
     return d;
 }
 
@@ -128,19 +128,19 @@ void train_cli_open(const train_args *a, train_run *r) {
     tr_opts to = TR_OPTS_DEFAULT;
     to.lora_rank = a->lrank; to.lora_alpha = a->lalpha; to.lora_dropout = a->ldrop;
     to.lora_targets = a->targets; to.keep_sparsity = a->keep_sparse; to.recompute = a->recompute;
-    if (tr_open(&r->m, a->model, &to, g_opt.seed, &e)) die_err(&e);
+    if (tr_open(&r->m, a->model, &to, tool_opt.seed, &e)) tool_die_err(&e);
     const char *tokdir = r->m->st->source_dir ? r->m->st->source_dir : a->model;
     if (tok_load(&r->tok, tokdir, &te)) r->tok = NULL;
-    tr_data_opts dopt = {a->seq, a->tmpl, a->shuffle, g_opt.seed, r->m->cfg.bos_id,
+    tr_data_opts dopt = {a->seq, a->tmpl, a->shuffle, tool_opt.seed, r->m->cfg.bos_id,
                          r->m->cfg.eos_id, r->m->cfg.pad_id};
     if (tr_data_load(&r->data, a->data, r->tok, &dopt, &e)) {
-        if (!r->tok && strstr(e.msg, "tokenizer")) die(1, "%s (%s)", e.msg, te.msg);
-        die_err(&e);
+        if (!r->tok && strstr(e.msg, "tokenizer")) tool_die(1, "%s (%s)", e.msg, te.msg);
+        tool_die_err(&e);
     }
-    if (tr_data_blocks(r->data) < 1) die(1, "%s: no training sequences in the data", a->data);
+    if (tr_data_blocks(r->data) < 1) tool_die(1, "%s: no training sequences in the data", a->data);
     if (a->eval) {
         tr_data_opts eo = dopt; eo.shuffle = 0;
-        if (tr_data_load(&r->eval, a->eval, r->tok, &eo, &e)) die_err(&e);
+        if (tr_data_load(&r->eval, a->eval, r->tok, &eo, &e)) tool_die_err(&e);
     }
     r->per_step = (int64_t)a->batch * a->accum;
     r->total = train_cli_total_steps(a, r->data);
@@ -196,9 +196,9 @@ static void eval_run(tr_model *m, tr_data *d, int B, int64_t step) {
     int64_t nb = tr_data_blocks(d);
     for (int64_t g = 0; g < nb; g += B) {
         int T, bb = (int)(nb - g < B ? nb - g : B);
-        if (tr_data_batch(d, g, bb, &ids, &tg, &cap, &T, &e) < 0) die_err(&e);
+        if (tr_data_batch(d, g, bb, &ids, &tg, &cap, &T, &e) < 0) tool_die_err(&e);
         tr_batch b = {bb, T, ids, tg};
-        if (tr_eval_batch(m, &b, NULL, NULL, &st, &e)) die_err(&e);
+        if (tr_eval_batch(m, &b, NULL, NULL, &st, &e)) tool_die_err(&e);
     }
     free(ids); free(tg);
     double l = st.scored ? st.loss_sum / st.scored : 0;
@@ -207,7 +207,7 @@ static void eval_run(tr_model *m, tr_data *d, int B, int64_t step) {
     cJSON_AddNumberToObject(o, "eval_loss", l);
     cJSON_AddNumberToObject(o, "eval_ppl", exp(l));
     cJSON_AddNumberToObject(o, "eval_tokens", (double)st.scored);
-    emit(o);
+    tool_emit(o);
 }
 
 /* the newest DIR/step-N, or DIR itself when it holds state.json */
@@ -216,7 +216,7 @@ static char *find_ckpt(const char *dir) {
     snprintf(p, sizeof p, "%s/state.json", dir);
     if (fs_is_file(p)) return strdup(dir);
     DIR *d = opendir(dir);
-    if (!d) die(1, "%s: no checkpoint here", dir);
+    if (!d) tool_die(1, "%s: no checkpoint here", dir);
     long best = -1;
     struct dirent *de;
     while ((de = readdir(d))) {
@@ -224,7 +224,7 @@ static char *find_ckpt(const char *dir) {
         if (sscanf(de->d_name, "step-%ld%c", &s, &tail) == 1 && s > best) best = s;
     }
     closedir(d);
-    if (best < 0) die(1, "%s: no checkpoint here (no state.json, no step-N folder)", dir);
+    if (best < 0) tool_die(1, "%s: no checkpoint here (no state.json, no step-N folder)", dir);
     snprintf(p, sizeof p, "%s/step-%ld", dir, best);
     return strdup(p);
 }
@@ -259,7 +259,7 @@ void train_cli_scan(tr_data *d, int *max_T, uint64_t *fp) {
     uint64_t h = 0xcbf29ce484222325ull;
     int32_t *ids = NULL, *tg = NULL; size_t cap = 0; int T, mx = 0; lop_err e;
     for (int64_t g = 0; g < tr_data_blocks(d); g++) {
-        if (tr_data_batch(d, g, 1, &ids, &tg, &cap, &T, &e) < 0) die_err(&e);
+        if (tr_data_batch(d, g, 1, &ids, &tg, &cap, &T, &e) < 0) tool_die_err(&e);
         if (T > mx) mx = T;
         h = fnv(h, &T, sizeof T);
         h = fnv(h, ids, sizeof *ids * (size_t)T);
@@ -288,7 +288,7 @@ static cJSON *run_options(const train_args *a, const train_run *r, const train_h
     cJSON_AddNumberToObject(o, "batch", a->batch);
     cJSON_AddNumberToObject(o, "grad_accum", a->accum);
     cJSON_AddBoolToObject(o, "shuffle", a->shuffle);
-    cJSON_AddNumberToObject(o, "seed", (double)g_opt.seed);
+    cJSON_AddNumberToObject(o, "seed", (double)tool_opt.seed);
     cJSON_AddNumberToObject(o, "lr", a->lr);
     cJSON_AddStringToObject(o, "schedule", (unsigned)a->sched < 3 ? sched[a->sched] : "?");
     cJSON_AddNumberToObject(o, "warmup", (double)a->warmup);
@@ -344,7 +344,7 @@ static void prune_ckpts(const char *dir, long long keep) {
     while ((de = readdir(d))) {
         long s; char tail;
         if (sscanf(de->d_name, "step-%ld%c", &s, &tail) != 1) continue;
-        if (n == cap && !(steps = realloc(steps, sizeof *steps * (cap = cap ? 2 * cap : 16)))) die(1, "out of memory");
+        if (n == cap && !(steps = realloc(steps, sizeof *steps * (cap = cap ? 2 * cap : 16)))) tool_die(1, "out of memory");
         steps[n++] = s;
     }
     closedir(d);
@@ -360,24 +360,24 @@ static void prune_ckpts(const char *dir, long long keep) {
 static void save_ckpt(const train_args *a, train_run *r, const cJSON *opts, int64_t step) {
     static int cleared;
     lop_err e;
-    if (!cleared++ && g_opt.force && !a->resume) prune_ckpts(a->ckpt_dir, 0); /* -f: a new run */
+    if (!cleared++ && tool_opt.force && !a->resume) prune_ckpts(a->ckpt_dir, 0); /* -f: a new run */
     char dir[4200];
     snprintf(dir, sizeof dir, "%s/step-%lld", a->ckpt_dir, (long long)step);
     cJSON *st = cJSON_CreateObject();
     cJSON_AddNumberToObject(st, "step", (double)step);
     cJSON_AddNumberToObject(st, "total_steps", (double)r->total);
     cJSON_AddNumberToObject(st, "data_block", (double)(step * r->per_step));
-    cJSON_AddNumberToObject(st, "seed", (double)g_opt.seed);
-    cJSON_AddStringToObject(st, "tool", g_tool);
+    cJSON_AddNumberToObject(st, "seed", (double)tool_opt.seed);
+    cJSON_AddStringToObject(st, "tool", tool_name);
     cJSON_AddItemToObject(st, "options", cJSON_Duplicate(opts, 1));
     char *js = cJSON_Print(st);
     cJSON_Delete(st);
-    if (!js) die(1, "out of memory");
+    if (!js) tool_die(1, "out of memory");
     size_t n = strlen(js);
     char *jn = realloc(js, n + 2);
-    if (!jn) die(1, "out of memory");
+    if (!jn) tool_die(1, "out of memory");
     jn[n] = '\n'; jn[n + 1] = 0;
-    if (tr_ckpt_save(r->m, dir, jn, &e)) die_err(&e);
+    if (tr_ckpt_save(r->m, dir, jn, &e)) tool_die_err(&e);
     free(jn);
     if (a->save_limit) prune_ckpts(a->ckpt_dir, a->save_limit);
 }
@@ -405,21 +405,21 @@ _Noreturn static void stop_run(const train_args *a, train_run *r, const cJSON *o
                                int64_t done, int64_t start, int64_t saved) {
     const char *sn = sig == SIGINT ? "SIGINT" : sig == SIGTERM ? "SIGTERM" : "a signal";
     if (done <= start || !a->ckpt_dir) {
-        fprintf(stderr, "%s: interrupted (%s) before a step finished: nothing to save\n", g_tool, sn);
+        fprintf(stderr, "%s: interrupted (%s) before a step finished: nothing to save\n", tool_name, sn);
         cleanup_exit_signal(sig);
     }
     if (saved != done) save_ckpt(a, r, opts, done);
     char dir[4200], cmd[16384] = "";
     snprintf(dir, sizeof dir, "%s/step-%lld", a->ckpt_dir, (long long)done);
-    for (int i = 0; i < g_argc; i++) {
-        if (!strcmp(g_argv[i], "--resume")) { i++; continue; }
-        if (!strncmp(g_argv[i], "--resume=", 9)) continue;
-        shell_word(cmd, sizeof cmd, i ? g_argv[i] : g_tool);
+    for (int i = 0; i < tool_argc; i++) {
+        if (!strcmp(tool_argv[i], "--resume")) { i++; continue; }
+        if (!strncmp(tool_argv[i], "--resume=", 9)) continue;
+        shell_word(cmd, sizeof cmd, i ? tool_argv[i] : tool_name);
     }
     shell_word(cmd, sizeof cmd, "--resume");
     shell_word(cmd, sizeof cmd, dir);
     fprintf(stderr, "%s: interrupted (%s) after step %lld of %lld; checkpoint %s; resume with: %s\n",
-            g_tool, sn, (long long)done, (long long)r->total, dir, cmd);
+            tool_name, sn, (long long)done, (long long)r->total, dir, cmd);
     cleanup_exit_signal(sig);
 }
 
@@ -430,10 +430,10 @@ void train_cli_loop(const train_args *a, train_run *r, const train_hooks *h) {
     cJSON *opts = NULL;
     if (a->resume) {
         char *dir = find_ckpt(a->resume), *js = NULL;
-        if (tr_ckpt_load(m, dir, &js, &e)) die_err(&e);
+        if (tr_ckpt_load(m, dir, &js, &e)) tool_die_err(&e);
         cJSON *st = cJSON_Parse(js);
         cJSON *s = cJSON_GetObjectItem(st, "step"), *tt = cJSON_GetObjectItem(st, "total_steps");
-        if (!cJSON_IsNumber(s)) die(1, "%s/state.json: no step", dir);
+        if (!cJSON_IsNumber(s)) tool_die(1, "%s/state.json: no step", dir);
         start = saved = (int64_t)s->valuedouble;
         if (cJSON_IsNumber(tt) && !a->steps) total = r->total = (int64_t)tt->valuedouble;
         opts = run_options(a, r, h);
@@ -443,13 +443,13 @@ void train_cli_loop(const train_args *a, train_run *r, const train_hooks *h) {
         } else {
             char diff[2048];
             int nd = diff_options(was, opts, start >= total, diff, sizeof diff);
-            if (nd && !g_opt.force)
-                die(2, "--resume %s: %d option%s from the checkpoint's run, so the result would "
+            if (nd && !tool_opt.force)
+                tool_die(2, "--resume %s: %d option%s from the checkpoint's run, so the result would "
                        "not be the one it started: %s (-f/--force continues anyway)",
                     dir, nd, nd > 1 ? "s differ" : " differs", diff);
             if (nd) tool_warn("--resume %s with different options (--force): %s", dir, diff);
         }
-        note("resuming from %s at step %lld", dir, (long long)start);
+        tool_note("resuming from %s at step %lld", dir, (long long)start);
         cJSON_Delete(st); free(js); free(dir);
     }
     if (!opts) opts = run_options(a, r, h);
@@ -464,26 +464,26 @@ void train_cli_loop(const train_args *a, train_run *r, const train_hooks *h) {
      * the step's line is the same for any rank count) */
     int ns = h->nstat, nrow = 3 + ns;
     double *mb = malloc(sizeof *mb * (size_t)a->accum * nrow);
-    if (!ids || !tg || !cap || !Ts || !mb) die(1, "out of memory");
+    if (!ids || !tg || !cap || !Ts || !mb) tool_die(1, "out of memory");
     int k0, k1;
     tt_share(a->accum, job_ranks, job_rank, &k0, &k1);
     train_tree *tree = tt_new(m, a->accum);
-    note("%s: %lld trainable parameters (%s), %lld documents, %lld tokens, %lld blocks of %d; %lld steps",
+    tool_note("%s: %lld trainable parameters (%s), %lld documents, %lld tokens, %lld blocks of %d; %lld steps",
          a->model, (long long)m->trainable_params, a->lrank ? "LoRA" : "full fine-tuning",
          (long long)tr_data_docs(r->data), (long long)tr_data_tokens(r->data),
          (long long)tr_data_blocks(r->data), a->seq, (long long)total);
     if (job_ranks > 1)
-        note("a job of %d ranks: each computes %d of every step's %d micro-batches (%d sequences); "
+        tool_note("a job of %d ranks: each computes %d of every step's %d micro-batches (%d sequences); "
              "the gradients are summed in one fixed tree (the weights do not depend on the rank count)",
              job_ranks, k1 - k0, a->accum, a->accum * a->batch);
     progress pr;
     progress_start(&pr, h->what, (double)total, "steps");
-    double t_start = now_seconds();
+    double t_start = tool_now_seconds();
     int64_t tokens_done = 0;
     for (int64_t step = start + 1; step <= total; step++) {
         int sig = cleanup_stop_signal();
         if (sig) stop_run(a, r, opts, sig, step - 1, start, saved);
-        double t0 = now_seconds();
+        double t0 = tool_now_seconds();
         uint64_t sent0 = par_bytes_sent(job_par);
         int64_t g0 = (step - 1) * per_step, scored = 0, toks = 0;
         /* every rank reads every micro-batch's targets: the step's token count (the gradient's
@@ -491,7 +491,7 @@ void train_cli_loop(const train_args *a, train_run *r, const train_hooks *h) {
         for (int k = 0; k < a->accum; k++) {
             int64_t s = tr_data_batch(r->data, g0 + (int64_t)k * a->batch, a->batch, &ids[k], &tg[k],
                                       &cap[k], &Ts[k], &e);
-            if (s < 0) die_err(&e);
+            if (s < 0) tool_die_err(&e);
             scored += s;
             toks += (int64_t)a->batch * Ts[k];
         }
@@ -501,14 +501,14 @@ void train_cli_loop(const train_args *a, train_run *r, const train_hooks *h) {
         for (int k = k0; k < k1; k++) {
             tr_batch b = {a->batch, Ts[k], ids[k], tg[k]};
             if (h->before_batch && h->before_batch(h->batch_user, &b, g0 + (int64_t)k * a->batch, &e))
-                die_err(&e);
-            uint64_t dseed = g_opt.seed * 0x9e3779b97f4a7c15ull + (uint64_t)step * 131 + k;
+                tool_die_err(&e);
+            uint64_t dseed = tool_opt.seed * 0x9e3779b97f4a7c15ull + (uint64_t)step * 131 + k;
             tr_stats sk = {0, 0};
             if (ns) { memset(h->stat, 0, sizeof *h->stat * ns); *h->stat_n = 0; }
             tr_zero_grad(m);
             if (tr_forward_backward(m, &b, gscale, h->loss, h->loss_ctx, dseed, &sk, &e)) {
-                if (h->loss_failed && *h->loss_failed) die_err(h->loss_err);
-                die_err(&e);
+                if (h->loss_failed && *h->loss_failed) tool_die_err(h->loss_err);
+                tool_die_err(&e);
             }
             tt_leaf(tree, m, k);
             double *row = mb + (size_t)k * nrow;
@@ -516,10 +516,10 @@ void train_cli_loop(const train_args *a, train_run *r, const train_hooks *h) {
             row[2] = ns ? (double)*h->stat_n : 0;
             for (int t = 0; t < ns; t++) row[3 + t] = h->stat[t];
         }
-        if (tt_finish(tree, m, job_par, &e)) die_err(&e);
+        if (tt_finish(tree, m, job_par, &e)) tool_die_err(&e);
         /* each micro-batch's numbers sit in one rank's rows, zeros elsewhere: the sum over ranks
          * copies them exactly, and they are added in micro-batch order below */
-        if (par_sum_f64(job_par, mb, (size_t)a->accum * nrow, &e)) die_err(&e);
+        if (par_sum_f64(job_par, mb, (size_t)a->accum * nrow, &e)) tool_die_err(&e);
         if (ns) { memset(h->stat, 0, sizeof *h->stat * ns); *h->stat_n = 0; }
         for (int k = 0; k < a->accum; k++) {
             const double *row = mb + (size_t)k * nrow;
@@ -529,10 +529,10 @@ void train_cli_loop(const train_args *a, train_run *r, const train_hooks *h) {
             for (int t = 0; t < ns; t++) h->stat[t] += row[3 + t];
         }
         double norm = sqrt(tr_grad_sumsq(m));
-        if (!isfinite(norm)) die(1, "step %lld: gradient norm is not finite", (long long)step);
+        if (!isfinite(norm)) tool_die(1, "step %lld: gradient norm is not finite", (long long)step);
         double lr = sched_lr(a->sched, a->lr, step - 1, a->warmup, total);
         tr_adamw_step(m, lr, &hp, step, clip_factor(norm, a->clip));
-        double dt = now_seconds() - t0;
+        double dt = tool_now_seconds() - t0;
         tokens_done += toks;
         cJSON *o = cJSON_CreateObject();
         cJSON_AddNumberToObject(o, "step", (double)step);
@@ -544,7 +544,7 @@ void train_cli_loop(const train_args *a, train_run *r, const train_hooks *h) {
         cJSON_AddNumberToObject(o, "scored", (double)scored);
         cJSON_AddNumberToObject(o, "tokens_per_s", dt > 0 ? toks / dt : 0);
         if (job_ranks > 1) cJSON_AddNumberToObject(o, "sent_bytes", (double)(par_bytes_sent(job_par) - sent0));
-        emit(o);
+        tool_emit(o);
         progress_update(&pr, (double)(step - start));
         if (r->eval && a->eval_every && step % a->eval_every == 0 && step != total)
             eval_run(m, r->eval, a->batch, step);
@@ -557,10 +557,10 @@ void train_cli_loop(const train_args *a, train_run *r, const train_hooks *h) {
     int sig = cleanup_stop_signal();
     if (sig) stop_run(a, r, opts, sig, total > start ? total : start, start, saved);
     if (r->eval) eval_run(m, r->eval, a->batch, total);
-    if (!job_rank && tr_save(m, a->out, a->merge, a->model, &e)) die_err(&e);
+    if (!job_rank && tr_save(m, a->out, a->merge, a->model, &e)) tool_die_err(&e);
     cJSON_Delete(opts);
     tt_free(tree);
-    double secs = now_seconds() - t_start;
+    double secs = tool_now_seconds() - t_start;
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "output", a->out);
     cJSON_AddNumberToObject(o, "steps", (double)total);
@@ -568,9 +568,9 @@ void train_cli_loop(const train_args *a, train_run *r, const train_hooks *h) {
     cJSON_AddNumberToObject(o, "train_tokens", (double)tokens_done);
     cJSON_AddNumberToObject(o, "seconds", secs);
     cJSON_AddNumberToObject(o, "tokens_per_s", secs > 0 ? tokens_done / secs : 0);
-    cJSON_AddNumberToObject(o, "peak_rss_bytes", (double)peak_rss_bytes());
+    cJSON_AddNumberToObject(o, "peak_rss_bytes", (double)tool_peak_rss_bytes());
     cJSON_AddNumberToObject(o, "act_bytes", (double)tr_act_bytes(m));
-    emit(o);
+    tool_emit(o);
     for (int k = 0; k < a->accum; k++) { free(ids[k]); free(tg[k]); }
     free(ids); free(tg); free(cap); free(Ts); free(mb);
 }

@@ -15,7 +15,7 @@ struct train_tree {
 
 void tt_share(int accum, int ranks, int rank, int *k0, int *k1) {
     if (ranks > 1 && ((ranks & (ranks - 1)) || accum % ranks))
-        die_usage("%d ranks: the ranks share each step's --grad-accum %d micro-batches in one fixed "
+        tool_die_usage("%d ranks: the ranks share each step's --grad-accum %d micro-batches in one fixed "
                   "summation tree, so the rank count must be a power of two that divides "
                   "--grad-accum (e.g. mpirun -np 2 with --grad-accum 2, 4, 6, 8 ...)", ranks, accum);
     *k0 = (int)((int64_t)accum * rank / ranks);
@@ -26,7 +26,7 @@ static int trains(const tr_param *p) { return p->trainable && p->g; }
 
 train_tree *tt_new(const tr_model *m, int accum) {
     train_tree *t = calloc(1, sizeof *t);
-    if (!t) die(1, "out of memory");
+    if (!t) tool_die(1, "out of memory");
     t->m = accum;
     while (!(t->m & 1)) t->m >>= 1;
     for (int i = 0; i < m->np; i++) if (trains(&m->p[i])) t->n += m->p[i].n;
@@ -39,13 +39,13 @@ static float *slot(train_tree *t, int d) {
         int nc = d + 1;
         float **s = realloc(t->s, sizeof *s * nc);
         int *l = realloc(t->lvl, sizeof *l * nc);
-        if (!s || !l) die(1, "out of memory");
+        if (!s || !l) tool_die(1, "out of memory");
         t->s = s; t->lvl = l;
         for (int i = t->cap; i < nc; i++) t->s[i] = NULL;
         t->cap = nc;
     }
     if (!t->s[d] && !(t->s[d] = malloc(sizeof(float) * (t->n ? t->n : 1))))
-        die(1, "out of memory for the gradient tree (%zu floats)", t->n);
+        tool_die(1, "out of memory for the gradient tree (%zu floats)", t->n);
     return t->s[d];
 }
 

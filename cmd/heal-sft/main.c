@@ -29,9 +29,9 @@ int main(int argc, char **argv) {
     int c;
     while ((c = getopt_long(argc, argv, TRAIN_CLI_SHORTOPTS TOOL_COMMON_SHORTOPTS, lo, NULL)) != -1) {
         if (tool_common_opt(c, optarg, usage) || train_cli_opt(&a, c, optarg)) continue;
-        die_usage("unexpected option");
+        tool_die_usage("unexpected option");
     }
-    if (optind < argc) die_usage("unexpected argument '%s'", argv[optind]);
+    if (optind < argc) tool_die_usage("unexpected argument '%s'", argv[optind]);
     train_cli_check(&a, 1);
     tool_apply_threads();
     train_run r;

@@ -62,7 +62,7 @@ typedef struct kd_args {
 static const char **tok_strings(const lop_tokenizer *t, int *n) {
     *n = tok_vocab_size(t);
     const char **s = malloc(sizeof(char *) * (*n > 0 ? *n : 1));
-    if (!s) die(1, "out of memory");
+    if (!s) tool_die(1, "out of memory");
     for (int i = 0; i < *n; i++) s[i] = tok_token(t, i);
     return s;
 }
@@ -74,7 +74,7 @@ static void same_tokenizer(const char *const *a, int na, const char *an, const c
     for (int i = 0; i < n; i++) {
         const char *x = a[i] ? a[i] : "", *y = b[i] ? b[i] : "";
         if (strcmp(x, y))
-            die(1, "the student and the teacher have different tokenizers (id %d is '%s' in %s and "
+            tool_die(1, "the student and the teacher have different tokenizers (id %d is '%s' in %s and "
                    "'%s' in %s); distillation needs a shared tokenizer", i, x, an, y, bn);
     }
     if (na != nb)
@@ -105,9 +105,9 @@ static int check_pair(const char *student, const char *const *ts, int nts, const
     lop_err e;
     st_model *st;
     lop_config sc;
-    if (st_open(&st, student, &e)) die_err(&e);
-    if (!st->config_json) die(1, "%s: no config.json", student);
-    if (config_parse(&sc, st->config_json, &e)) { lop_wrap(&e, "%s", student); die_err(&e); }
+    if (st_open(&st, student, &e)) tool_die_err(&e);
+    if (!st->config_json) tool_die(1, "%s: no config.json", student);
+    if (config_parse(&sc, st->config_json, &e)) { lop_wrap(&e, "%s", student); tool_die_err(&e); }
     lop_tokenizer *stok = load_tok(st, student);
     if (stok && ts && nts) {
         int ns;
@@ -254,7 +254,7 @@ static void piece_recv(kd_piece *p, int from, int k) {
     p->top = realloc(p->top, sizeof *p->top * nk);
     p->lp = realloc(p->lp, sizeof *p->lp * nk);
     p->tail = realloc(p->tail, sizeof *p->tail * (p->ns ? p->ns : 1));
-    if (!p->ids || !p->tg || !p->top || !p->lp || !p->tail) die(1, "out of memory");
+    if (!p->ids || !p->tg || !p->top || !p->lp || !p->tail) tool_die(1, "out of memory");
     job_ok(par_recv(job_par, from, p->ids, sizeof *p->ids * p->T, &e), &e);
     job_ok(par_recv(job_par, from, p->tg, sizeof *p->tg * p->T, &e), &e);
     job_ok(par_recv(job_par, from, p->top, sizeof *p->top * (size_t)p->ns * k, &e), &e);
@@ -269,9 +269,9 @@ static void save_teacher(train_args *a, kd_args *ka) {
     tr_opts fo = TR_OPTS_DEFAULT;
     fo.lora_rank = 1; fo.lora_targets = 0; fo.recompute = 1; /* frozen: nothing trains */
     tr_model *t;
-    if (tr_open(&t, ka->teacher, &fo, 0, &e)) die_err(&e);
+    if (tr_open(&t, ka->teacher, &fo, 0, &e)) tool_die_err(&e);
     lop_tokenizer *tt = load_tok(t->st, ka->teacher);
-    if (!tt) die(1, "%s: cannot load the teacher's tokenizer", ka->teacher);
+    if (!tt) tool_die(1, "%s: cannot load the teacher's tokenizer", ka->teacher);
     int V = t->cfg.vocab, ntt;
     const char **ts = tok_strings(tt, &ntt);
     if (a->model) V = check_pair(a->model, ts, ntt, ka->teacher, V, "teacher");
@@ -292,16 +292,16 @@ static void save_teacher(train_args *a, kd_args *ka) {
     cJSON_AddStringToObject(meta, "teacher", ka->teacher);
     cJSON_AddStringToObject(meta, "data", a->data);
     cJSON_AddNumberToObject(meta, "seq_len", a->seq);
-    cJSON_AddNumberToObject(meta, "seed", (double)g_opt.seed);
+    cJSON_AddNumberToObject(meta, "seed", (double)tool_opt.seed);
     cJSON_AddBoolToObject(meta, "shuffle", a->shuffle);
     cJSON_AddNumberToObject(meta, "blocks_per_epoch", (double)nb);
     cJSON_AddNumberToObject(meta, "teacher_vocab", t->cfg.vocab);
     char *mj = cJSON_PrintUnformatted(meta);
     cJSON_Delete(meta);
     kd_cache_w *w = NULL;
-    if (!job_rank && kdc_create(&w, ka->save, V, k, T, mj, ts, ntt, ka->level, &e)) die_err(&e);
+    if (!job_rank && kdc_create(&w, ka->save, V, k, T, mj, ts, ntt, ka->level, &e)) tool_die_err(&e);
     free(mj);
-    note("%s: caching the top-%d of %lld blocks (%lld per epoch) at temperature %g", ka->teacher, k,
+    tool_note("%s: caching the top-%d of %lld blocks (%lld per epoch) at temperature %g", ka->teacher, k,
          (long long)G, (long long)nb, T);
     int32_t *ids = NULL, *tg = NULL; size_t cap = 0;
     int nt = omp_get_max_threads(), Vt = t->cfg.vocab;
@@ -310,10 +310,10 @@ static void save_teacher(train_args *a, kd_args *ka) {
     float *lg = malloc(sizeof(float) * (size_t)chunk * Vt);
     uint8_t *marks = calloc((size_t)nt * V, 1);
     int32_t *top = NULL; float *lp = NULL, *tail = NULL; size_t tcap = 0;
-    if (!lg || !marks) die(1, "out of memory");
+    if (!lg || !marks) tool_die(1, "out of memory");
     progress pr;
     progress_start(&pr, "kd-train teacher", (double)G, "blocks");
-    double t0 = now_seconds();
+    double t0 = tool_now_seconds();
     int64_t positions = 0, tokens = 0;
     /* a job: rank r computes blocks r, r + N, ...; rank 0 writes them in order as they come */
     kd_piece rp = {0};
@@ -321,20 +321,20 @@ static void save_teacher(train_args *a, kd_args *ka) {
         int64_t g = g0 + job_rank;
         int Tb = 0, ns = 0;
         if (g < G) {
-        if (tr_data_batch(d, g, 1, &ids, &tg, &cap, &Tb, &e) < 0) die_err(&e);
+        if (tr_data_batch(d, g, 1, &ids, &tg, &cap, &Tb, &e) < 0) tool_die_err(&e);
         tr_batch b = {1, Tb, ids, tg};
-        if (tr_forward_hidden(t, &b, &e)) die_err(&e);
+        if (tr_forward_hidden(t, &b, &e)) tool_die_err(&e);
         for (int i = 0; i < Tb; i++) ns += tg[i] >= 0;
         if ((size_t)ns * k > tcap || !top) {
             tcap = (size_t)(ns ? ns : 1) * k;
             top = realloc(top, sizeof *top * tcap); lp = realloc(lp, sizeof *lp * tcap);
             tail = realloc(tail, sizeof *tail * (ns ? ns : 1));
-            if (!top || !lp || !tail) die(1, "out of memory");
+            if (!top || !lp || !tail) tool_die(1, "out of memory");
         }
         int s = 0;
         for (int r0 = 0; r0 < Tb; r0 += chunk) {
             int n = Tb - r0 < chunk ? Tb - r0 : chunk;
-            if (tr_head_rows(t, r0, n, lg, &e)) die_err(&e);
+            if (tr_head_rows(t, r0, n, lg, &e)) tool_die_err(&e);
             int si[n];
             for (int i = 0; i < n; i++) si[i] = tg[r0 + i] >= 0 ? s++ : -1;
             #pragma omp parallel for schedule(dynamic, 1)
@@ -349,11 +349,11 @@ static void save_teacher(train_args *a, kd_args *ka) {
             if (g < G) piece_send(&(kd_piece){Tb, ns, k, ids, tg, top, lp, tail});
             continue;
         }
-        if (kdc_put(w, Tb, ids, tg, top, lp, tail, &e)) { kdc_abort(w); die_err(&e); }
+        if (kdc_put(w, Tb, ids, tg, top, lp, tail, &e)) { kdc_abort(w); tool_die_err(&e); }
         positions += ns; tokens += Tb;
         for (int q = 1; q < job_ranks && g0 + q < G; q++) {
             piece_recv(&rp, q, k);
-            if (kdc_put(w, rp.T, rp.ids, rp.tg, rp.top, rp.lp, rp.tail, &e)) { kdc_abort(w); die_err(&e); }
+            if (kdc_put(w, rp.T, rp.ids, rp.tg, rp.top, rp.lp, rp.tail, &e)) { kdc_abort(w); tool_die_err(&e); }
             positions += rp.ns; tokens += rp.T;
         }
         progress_update(&pr, (double)(g0 + job_ranks < G ? g0 + job_ranks : G));
@@ -366,8 +366,8 @@ static void save_teacher(train_args *a, kd_args *ka) {
     }
     progress_end(&pr);
     int64_t bytes = kdc_written_bytes(w), bbytes = kdc_block_bytes(w);
-    if (kdc_finish(w, &e)) die_err(&e);
-    double secs = now_seconds() - t0;
+    if (kdc_finish(w, &e)) tool_die_err(&e);
+    double secs = tool_now_seconds() - t0;
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "cache", ka->save);
     cJSON_AddNumberToObject(o, "blocks", (double)G);
@@ -379,8 +379,8 @@ static void save_teacher(train_args *a, kd_args *ka) {
     cJSON_AddNumberToObject(o, "bytes_per_token", positions ? (double)bbytes / positions : 0);
     cJSON_AddNumberToObject(o, "seconds", secs);
     cJSON_AddNumberToObject(o, "tokens_per_s", secs > 0 ? tokens / secs : 0);
-    cJSON_AddNumberToObject(o, "peak_rss_bytes", (double)peak_rss_bytes());
-    emit(o);
+    cJSON_AddNumberToObject(o, "peak_rss_bytes", (double)tool_peak_rss_bytes());
+    tool_emit(o);
     free(ids); free(tg); free(lg); free(marks); free(top); free(lp); free(tail); free(ts);
     tr_data_free(d); tok_free(tt); tr_free(t);
 }
@@ -450,21 +450,21 @@ int main(int argc, char **argv) {
         case O_SAVE_T: ka.save = optarg; break;
         case O_TOPK: ka.topk = (int)opt_int("--top-k", optarg, 1, 1 << 26); break;
         case O_LEVEL: ka.level = (int)opt_int("--cache-level", optarg, 1, 19); break;
-        case O_LOSS: if (kd_parse_loss(optarg, &ka.spec, &e)) die_err(&e); break;
+        case O_LOSS: if (kd_parse_loss(optarg, &ka.spec, &e)) tool_die_err(&e); break;
         case O_TEMP: ka.spec.temperature = opt_double("--temperature", optarg, 1e-3, 1e3); ka.temp_given = 1; break;
         case O_SKEW: ka.spec.skew = opt_double("--skew", optarg, 0, 0.999); break;
         case O_BETA: ka.spec.jsd_beta = opt_double("--jsd-beta", optarg, 1e-6, 1 - 1e-6); break;
-        default: die_usage("unknown option");
+        default: tool_die_usage("unknown option");
         }
     }
-    if (optind < argc) die_usage("unexpected argument '%s'", argv[optind]);
-    if (ka.teacher && ka.cache) die_usage("--teacher and --teacher-cache exclude each other");
+    if (optind < argc) tool_die_usage("unexpected argument '%s'", argv[optind]);
+    if (ka.teacher && ka.cache) tool_die_usage("--teacher and --teacher-cache exclude each other");
     out_input("teacher", ka.teacher);
     out_input("teacher cache", ka.cache);
     if (ka.save) {
-        if (!ka.teacher) die_usage("--save-teacher needs --teacher");
-        if (!a.data) die_usage("--data is required");
-        if (a.out) die_usage("--save-teacher only writes the cache; train from it with --teacher-cache");
+        if (!ka.teacher) tool_die_usage("--save-teacher needs --teacher");
+        if (!a.data) tool_die_usage("--data is required");
+        if (a.out) tool_die_usage("--save-teacher only writes the cache; train from it with --teacher-cache");
         out_input("model", a.model);
         out_input("data", a.data);
         ka.save = out_output("--save-teacher", ka.save, OUT_FILE);
@@ -478,7 +478,7 @@ int main(int argc, char **argv) {
     train_cli_check(&a, 1);
     int need_t = kd_needs_teacher(&ka.spec);
     if (need_t && !ka.teacher && !ka.cache)
-        die_usage("--loss has distillation terms: give --teacher or --teacher-cache");
+        tool_die_usage("--loss has distillation terms: give --teacher or --teacher-cache");
     tool_apply_threads();
 
     train_run r;
@@ -488,12 +488,12 @@ int main(int argc, char **argv) {
     /* the teacher and the pair's checks first: a refused pair fails before the student's
      * memory is spent */
     if (ka.cache) {
-        if (kdc_open(&C.c, ka.cache, &e)) die_err(&e);
+        if (kdc_open(&C.c, ka.cache, &e)) tool_die_err(&e);
         C.path = ka.cache;
         cache_fingerprint(ka.cache);
         double ct = kdc_temperature(C.c);
         if (ka.temp_given && fabs(ct - ka.spec.temperature) > 1e-9 * ct)
-            die_usage("--temperature %g: the cache %s holds log-probabilities at temperature %g",
+            tool_die_usage("--temperature %g: the cache %s holds log-probabilities at temperature %g",
                       ka.spec.temperature, ka.cache, ct);
         ka.spec.temperature = ct;
         int nts;
@@ -502,7 +502,7 @@ int main(int argc, char **argv) {
     } else if (ka.teacher && need_t) {
         tr_opts fo = TR_OPTS_DEFAULT;
         fo.lora_rank = 1; fo.lora_targets = 0; fo.recompute = 1; /* frozen: nothing trains */
-        if (tr_open(&L.t, ka.teacher, &fo, 0, &e)) die_err(&e);
+        if (tr_open(&L.t, ka.teacher, &fo, 0, &e)) tool_die_err(&e);
         snprintf(g_teacher_fp, sizeof g_teacher_fp, "model:%016llx",
                  (unsigned long long)train_cli_model_fingerprint(L.t->st));
         lop_tokenizer *tt = load_tok(L.t->st, ka.teacher);
@@ -532,14 +532,14 @@ int main(int argc, char **argv) {
     }
     char spec[256];
     kd_spec_str(&k.spec, spec, sizeof spec);
-    note("%s: %lld trainable parameters (%s), %lld documents, %lld tokens, %lld blocks of %d; %lld "
+    tool_note("%s: %lld trainable parameters (%s), %lld documents, %lld tokens, %lld blocks of %d; %lld "
          "steps; loss %s, T %g, teacher %s", a.model, (long long)r.m->trainable_params,
          a.lrank ? "LoRA" : "full fine-tuning", (long long)tr_data_docs(r.data),
          (long long)tr_data_tokens(r.data), (long long)tr_data_blocks(r.data), a.seq,
          (long long)r.total, spec, k.spec.temperature,
          ka.cache ? ka.cache : ka.teacher ? ka.teacher : "none");
     train_cli_loop(&a, &r, &h);
-    if (k.failed) die_err(&k.err);
+    if (k.failed) tool_die_err(&k.err);
     kd_ctx_free(&k);
     free(L.buf);
     if (L.t) tr_free(L.t);

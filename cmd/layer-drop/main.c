@@ -64,16 +64,16 @@ int main(int argc, char **argv) {
         case OPT_PERCENT: percent = opt_double("--percent", optarg, 0, 100); break;
         case OPT_SHARD: wo.max_shard_size = opt_size("--max-shard-size", optarg); break;
         case OPT_ZSTD: wo.zstd_level = optarg ? (int)opt_int("--zstd", optarg, 1, 22) : 3; break;
-        default: die_usage("unknown option");
+        default: tool_die_usage("unknown option");
         }
     }
-    if (optind < argc) die_usage("unexpected argument '%s'", argv[optind]);
-    if (!model) die_usage("-m/--model is required");
-    if (!out) die_usage("-o/--output is required");
+    if (optind < argc) tool_die_usage("unexpected argument '%s'", argv[optind]);
+    if (!model) tool_die_usage("-m/--model is required");
+    if (!out) tool_die_usage("-o/--output is required");
     int forms = !!drop + !!keep + (scores || percent >= 0);
-    if (forms != 1) die_usage("give exactly one of --drop, --keep, --scores, --percent");
-    if (k >= 0 && !scores) die_usage("--n goes with --scores");
-    if (scores && (k < 0) == (percent < 0)) die_usage("--scores needs one of --n K or --percent P");
+    if (forms != 1) tool_die_usage("give exactly one of --drop, --keep, --scores, --percent");
+    if (k >= 0 && !scores) tool_die_usage("--n goes with --scores");
+    if (scores && (k < 0) == (percent < 0)) tool_die_usage("--scores needs one of --n K or --percent P");
     out_input("model", model);
     out_input("scores", scores);
     out = out_output("-o", out, OUT_MODEL);
@@ -85,35 +85,35 @@ int main(int argc, char **argv) {
 
     lop_err e;
     lop_surgery s;
-    if (surgery_open(&s, model, &e)) die_err(&e);
+    if (surgery_open(&s, model, &e)) tool_die_err(&e);
     int L = s.n_layers;
     if (!s.has_cfg) tool_warn("%s has no config.json: layers found by name (%s*), no config written", model, s.prefix);
 
     /* the set of dropped layers */
     uint8_t *gone = calloc(L ? L : 1, 1);
-    if (!gone) die(1, "out of memory");
+    if (!gone) tool_die(1, "out of memory");
     int *v = NULL, nv = 0;
     if (drop || keep) {
         int dup;
-        if (parse_ranges_dup(drop ? drop : keep, L, &v, &nv, &dup, &e)) die_usage("%s: %s", drop ? "--drop" : "--keep", e.msg);
+        if (parse_ranges_dup(drop ? drop : keep, L, &v, &nv, &dup, &e)) tool_die_usage("%s: %s", drop ? "--drop" : "--keep", e.msg);
         if (dup >= 0) tool_warn("%s %s: layer %d is listed more than once", drop ? "--drop" : "--keep", drop ? drop : keep, dup);
         for (int i = 0; i < L; i++) gone[i] = keep ? 1 : 0;
         for (int i = 0; i < nv; i++) gone[v[i]] = drop ? 1 : 0;
     } else {
         if (percent >= 0) {
             k = llround(percent / 100.0 * L);
-            if (k < 1) die_usage("--percent %g of %d layers is no layer", percent, L);
+            if (k < 1) tool_die_usage("--percent %g of %d layers is no layer", percent, L);
         }
-        if (k >= L) die_usage("cannot drop %lld of %d layers: at least one must stay", k, L);
+        if (k >= L) tool_die_usage("cannot drop %lld of %d layers: at least one must stay", k, L);
         if (scores) {
             lop_scores sc;
-            if (layer_scores_read(&sc, scores, L, &e)) die_err(&e);
-            if (layer_scores_pick(&sc, (int)k, &v, &e)) die_err(&e);
+            if (layer_scores_read(&sc, scores, L, &e)) tool_die_err(&e);
+            if (layer_scores_pick(&sc, (int)k, &v, &e)) tool_die_err(&e);
             layer_scores_free(&sc);
             nv = (int)k;
         } else {   /* the deepest layers before the last one */
             v = malloc(k * sizeof *v);
-            if (!v) die(1, "out of memory");
+            if (!v) tool_die(1, "out of memory");
             for (int i = 0; i < k; i++) v[i] = L - 1 - (int)k + i;
             nv = (int)k;
         }
@@ -121,20 +121,20 @@ int main(int argc, char **argv) {
     }
     free(v);
     int nkeep = 0, *kept = malloc((L ? L : 1) * sizeof *kept);
-    if (!kept) die(1, "out of memory");
+    if (!kept) tool_die(1, "out of memory");
     for (int i = 0; i < L; i++) if (!gone[i]) kept[nkeep++] = i;
-    if (nkeep == 0) die_usage("cannot drop all %d layers: at least one must stay", L);
-    if (nkeep == L) die_usage("nothing to drop");
+    if (nkeep == 0) tool_die_usage("cannot drop all %d layers: at least one must stay", L);
+    if (nkeep == L) tool_die_usage("nothing to drop");
 
     lop_layer_map map;
-    if (layer_map_keep(&map, L, kept, nkeep, &e)) die_err(&e);
+    if (layer_map_keep(&map, L, kept, nkeep, &e)) tool_die_err(&e);
     lop_plan plan;
     progress pg;
     uint64_t total = 0;
     for (int i = 0; i < s.n; i++) total += s.infos[i].nbytes;
     out_space(out, total);   /* at most the input's bytes */
     progress_start(&pg, "copying", total / 1e6, "MB");
-    if (surgery_write(&s, &map, LMERGE_RDSC, out, &wo, &plan, on_bytes, &pg, &e)) die_err(&e);
+    if (surgery_write(&s, &map, LMERGE_RDSC, out, &wo, &plan, on_bytes, &pg, &e)) tool_die_err(&e);
     progress_end(&pg);
 
     char list[4096] = "";
@@ -145,7 +145,7 @@ int main(int argc, char **argv) {
         cJSON_AddStringToObject(o, "action", "drop");
         cJSON_AddNumberToObject(o, "layer", l);
         cJSON_AddNumberToObject(o, "params", (double)plan.layer_params[l]);
-        emit(o);
+        tool_emit(o);
         if (ll + 16 < sizeof list) ll += snprintf(list + ll, sizeof list - ll, "%s%d", ll ? "," : "", l);
     }
     double red = plan.params_in ? 1.0 - (double)plan.params_out / (double)plan.params_in : 0;
@@ -156,10 +156,10 @@ int main(int argc, char **argv) {
     cJSON_AddNumberToObject(o, "params_after", (double)plan.params_out);
     cJSON_AddNumberToObject(o, "reduction", red);
     cJSON_AddStringToObject(o, "output", out);
-    emit(o);
+    tool_emit(o);
     char a[32], b[32];
-    note("dropped %d of %d layers (%s): %s \xe2\x86\x92 %s (%.2f%%)", L - nkeep, L, list,
-         commas(plan.params_in, a, sizeof a), commas(plan.params_out, b, sizeof b), 100 * red);
+    tool_note("dropped %d of %d layers (%s): %s \xe2\x86\x92 %s (%.2f%%)", L - nkeep, L, list,
+         tool_commas(plan.params_in, a, sizeof a), tool_commas(plan.params_out, b, sizeof b), 100 * red);
     layer_plan_free(&plan);
     layer_map_free(&map);
     surgery_close(&s);

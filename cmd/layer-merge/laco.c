@@ -209,7 +209,7 @@ int laco_run(const char *model, const char *out, const laco_opts *o, const st_wr
             orig[l].buf[k] = w ? (void *)w->data : NULL;
         }
     memset(alive, 1, n0);
-    note("%d calibration samples, %lld tokens", c.cal.n, (long long)c.cal.tokens);
+    tool_note("%d calibration samples, %lld tokens", c.cal.n, (long long)c.cal.tokens);
     if (run_all(&c, c.ref, e)) return -1;
 
     int ncur = n0, lay = H - o->C, iters = 0, acc = 0, rej = 0;
@@ -252,7 +252,7 @@ int laco_run(const char *model, const char *out, const laco_opts *o, const st_wr
         cJSON_AddNumberToObject(j, "similarity", sim);
         cJSON_AddBoolToObject(j, "accepted", ok);
         cJSON_AddNumberToObject(j, "layers_now", ok ? ncur - mcount : ncur);
-        emit(j);
+        tool_emit(j);
         if (ok) {
             acc++;
             for (int k = 0; k < NKIND; k++) if (nb[k]) { free(own[cur[lay]].buf[k]); own[cur[lay]].buf[k] = nb[k]; }
@@ -295,7 +295,7 @@ int laco_run(const char *model, const char *out, const laco_opts *o, const st_wr
     }
     cJSON_AddNumberToObject(j, "calibration_samples", c.cal.n);
     cJSON_AddNumberToObject(j, "calibration_tokens", (double)c.cal.tokens);
-    emit(j);
+    tool_emit(j);
     lm_summary(n0, ncur, pb, pa, out);
     for (int l = 0; l < n0; l++) for (int k = 0; k < NKIND; k++) free(own[l].buf[k]);
     free(own); free(orig); free(cur); free(alive); free(c.skip);

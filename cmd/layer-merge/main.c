@@ -65,21 +65,21 @@ static void merge_fixed(const char *model, const char *out, int (*pairs)[2], int
                         lop_merge_rule rule, const st_write_opts *wo) {
     lop_err e;
     lop_surgery s;
-    if (surgery_open(&s, model, &e)) die_err(&e);
+    if (surgery_open(&s, model, &e)) tool_die_err(&e);
     if (!s.has_cfg) tool_warn("%s has no config.json: layers found by name (%s*), no config written", model, s.prefix);
     qsort(pairs, np, sizeof *pairs, cmp_pair);
     int *first = malloc(np * sizeof *first), *last = malloc(np * sizeof *last);
-    if (!first || !last) die(1, "out of memory");
+    if (!first || !last) tool_die(1, "out of memory");
     for (int i = 0; i < np; i++) { first[i] = pairs[i][0]; last[i] = pairs[i][1]; }
     lop_layer_map map;
-    if (layer_map_merge(&map, s.n_layers, first, last, np, &e)) die_err(&e);
+    if (layer_map_merge(&map, s.n_layers, first, last, np, &e)) tool_die_err(&e);
     lop_plan plan;
     progress pg;
     uint64_t total = 0;
     for (int i = 0; i < s.n; i++) total += s.infos[i].nbytes;
     out_space(out, total);
     progress_start(&pg, "merging", total / 1e6, "MB");
-    if (surgery_write(&s, &map, rule, out, wo, &plan, on_bytes, &pg, &e)) die_err(&e);
+    if (surgery_write(&s, &map, rule, out, wo, &plan, on_bytes, &pg, &e)) tool_die_err(&e);
     progress_end(&pg);
     for (int j = 0; j < map.n_out; j++) {
         if (map.first[j] == map.last[j]) continue;
@@ -92,7 +92,7 @@ static void merge_fixed(const char *model, const char *out, int (*pairs)[2], int
         cJSON_AddNumberToObject(o, "into", j);
         cJSON_AddStringToObject(o, "rule", lm_rule_name(rule));
         cJSON_AddNumberToObject(o, "params", (double)p);
-        emit(o);
+        tool_emit(o);
     }
     lm_summary(s.n_layers, map.n_out, plan.params_in, plan.params_out, out);
     layer_plan_free(&plan);
@@ -129,14 +129,14 @@ int main(int argc, char **argv) {
             char *dash = strchr(optarg, '-');
             lop_err e;
             long long a, b;
-            if (!dash) die_usage("--merge: '%s' is not A-B", optarg);
+            if (!dash) tool_die_usage("--merge: '%s' is not A-B", optarg);
             *dash = 0;
             if (parse_int(optarg, 0, 1 << 20, &a, &e) || parse_int(dash + 1, 0, 1 << 20, &b, &e))
-                { *dash = '-'; die_usage("--merge: '%s' is not A-B", optarg); }
+                { *dash = '-'; tool_die_usage("--merge: '%s' is not A-B", optarg); }
             *dash = '-';
-            if (b <= a) die_usage("--merge %s: needs A < B", optarg);
+            if (b <= a) tool_die_usage("--merge %s: needs A < B", optarg);
             pairs = realloc(pairs, (np + 1) * sizeof *pairs);
-            if (!pairs) die(1, "out of memory");
+            if (!pairs) tool_die(1, "out of memory");
             pairs[np][0] = (int)a; pairs[np][1] = (int)b; np++;
             break;
         }
@@ -156,17 +156,17 @@ int main(int argc, char **argv) {
         case OPT_DEVICE: lc.device = optarg; break;
         case OPT_SHARD: wo.max_shard_size = opt_size("--max-shard-size", optarg); break;
         case OPT_ZSTD: wo.zstd_level = optarg ? (int)opt_int("--zstd", optarg, 1, 22) : 3; break;
-        default: die_usage("unknown option");
+        default: tool_die_usage("unknown option");
         }
     }
-    if (optind < argc) die_usage("unexpected argument '%s'", argv[optind]);
-    if (!model) die_usage("-m/--model is required");
-    if (!out) die_usage("-o/--output is required");
-    if (nrule > 1) die_usage("--average and --replace exclude each other");
-    if (!!np + laco != 1) die_usage("give --merge A-B (repeatable) or --laco");
-    if (laco && !lc.data) die_usage("--laco needs --data FILE (calibration text)");
-    if (!laco && lc.data) die_usage("--data goes with --laco");
-    if (!laco && lc.device) die_usage("--device goes with --laco (--merge runs no forward)");
+    if (optind < argc) tool_die_usage("unexpected argument '%s'", argv[optind]);
+    if (!model) tool_die_usage("-m/--model is required");
+    if (!out) tool_die_usage("-o/--output is required");
+    if (nrule > 1) tool_die_usage("--average and --replace exclude each other");
+    if (!!np + laco != 1) tool_die_usage("give --merge A-B (repeatable) or --laco");
+    if (laco && !lc.data) tool_die_usage("--laco needs --data FILE (calibration text)");
+    if (!laco && lc.data) tool_die_usage("--data goes with --laco");
+    if (!laco && lc.device) tool_die_usage("--device goes with --laco (--merge runs no forward)");
     out_input("model", model);
     out_input("data", lc.data);
     out = out_output("-o", out, OUT_MODEL);
@@ -177,7 +177,7 @@ int main(int argc, char **argv) {
     if (laco) {
         lc.rule = rule;
         lop_err e;
-        if (laco_run(model, out, &lc, &wo, &e)) die_err(&e);
+        if (laco_run(model, out, &lc, &wo, &e)) tool_die_err(&e);
     } else {
         merge_fixed(model, out, pairs, np, rule, &wo);
     }

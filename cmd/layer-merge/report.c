@@ -15,8 +15,8 @@ void lm_summary(int lb, int la, int64_t pb, int64_t pa, const char *out) {
     cJSON_AddNumberToObject(o, "params_after", (double)pa);
     cJSON_AddNumberToObject(o, "reduction", red);
     cJSON_AddStringToObject(o, "output", out);
-    emit(o);
+    tool_emit(o);
     char a[32], b[32];
-    note("%d \xe2\x86\x92 %d layers: %s \xe2\x86\x92 %s (%.2f%%)", lb, la, commas(pb, a, sizeof a),
-         commas(pa, b, sizeof b), 100 * red);
+    tool_note("%d \xe2\x86\x92 %d layers: %s \xe2\x86\x92 %s (%.2f%%)", lb, la, tool_commas(pb, a, sizeof a),
+         tool_commas(pa, b, sizeof b), 100 * red);
 }

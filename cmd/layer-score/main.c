@@ -275,7 +275,7 @@ static void emit_score(int start, int n, int metric, double score, double ppl) {
     cJSON_AddStringToObject(o, "metric", metric_names[metric]);
     cJSON_AddNumberToObject(o, "score", score);
     if (!isnan(ppl)) cJSON_AddNumberToObject(o, "ppl", ppl);
-    emit(o);
+    tool_emit(o);
 }
 
 int main(int argc, char **argv) {
@@ -302,7 +302,7 @@ int main(int argc, char **argv) {
         case OPT_DATA: data = optarg; break;
         case OPT_METRIC:
             for (metric = 0; metric < 4 && strcmp(optarg, metric_names[metric]); metric++) {}
-            if (metric == 4) die_usage("--metric: '%s' is not bi, angular, ppl or kl", optarg);
+            if (metric == 4) tool_die_usage("--metric: '%s' is not bi, angular, ppl or kl", optarg);
             break;
         case OPT_BLOCK: block = (int)opt_int("--block", optarg, 1, 1 << 20); block_set = 1; break;
         case OPT_SAMPLES: co.samples = (int)opt_int("--samples", optarg, 0, 1 << 24); break;
@@ -310,16 +310,16 @@ int main(int argc, char **argv) {
         case OPT_LINES: lines = 1; break;
         case OPT_LAYERS: only = optarg; break;
         case OPT_GEMM:
-            if (lop_gemm_parse(optarg, &gemm)) die_usage("--gemm: expected f32 or bf16, not '%s'", optarg);
+            if (lop_gemm_parse(optarg, &gemm)) tool_die_usage("--gemm: expected f32 or bf16, not '%s'", optarg);
             break;
         case OPT_DEVICE: device = optarg; break;
-        default: die_usage("unknown option");
+        default: tool_die_usage("unknown option");
         }
     }
-    if (optind < argc) die_usage("unexpected argument '%s'", argv[optind]);
-    if (!model) die_usage("-m/--model is required");
-    if (!data) die_usage("--data FILE is required (calibration text)");
-    if (metric == M_BI && block_set && block != 1) die_usage("--block goes with angular, ppl or kl (bi scores single layers)");
+    if (optind < argc) tool_die_usage("unexpected argument '%s'", argv[optind]);
+    if (!model) tool_die_usage("-m/--model is required");
+    if (!data) tool_die_usage("--data FILE is required (calibration text)");
+    if (metric == M_BI && block_set && block != 1) tool_die_usage("--block goes with angular, ppl or kl (bi scores single layers)");
     if (lines) co.mode = CALIB_LINES;
     tool_apply_threads();
 
@@ -328,7 +328,7 @@ int main(int argc, char **argv) {
     memset(&s, 0, sizeof s);
     prov_input("model", model);
     prov_input("data", data);
-    if (lop_model_open(&s.m, model, &e)) die_err(&e);
+    if (lop_model_open(&s.m, model, &e)) tool_die_err(&e);
     tool_set_device(s.m, device);
     if (gemm != LOP_GEMM_F32 && lop_model_set_gemm(s.m, gemm) != gemm)
         tool_warn("--gemm bf16: this CPU has no AVX512-BF16; computing in float32");
@@ -339,22 +339,22 @@ int main(int argc, char **argv) {
         tool_check_context(what, co.ctx, s.m->cfg.max_pos);
     }
     s.L = s.m->cfg.n_layers; s.C = s.m->cfg.hidden;
-    if (block > s.L) die_usage("--block %d: the model has %d layers", block, s.L);
+    if (block > s.L) tool_die_usage("--block %d: the model has %d layers", block, s.L);
     int L = s.L, C = s.C, nblk = L - block + 1;
     uint8_t *want = malloc(nblk);   /* the layers / block starts to report */
-    if (!want) die(1, "out of memory");
+    if (!want) tool_die(1, "out of memory");
     memset(want, only ? 0 : 1, nblk);
     if (only) {
         int *v, nv;
-        if (parse_ranges(only, nblk, &v, &nv, &e)) die_usage("--layers: %s", e.msg);
+        if (parse_ranges(only, nblk, &v, &nv, &e)) tool_die_usage("--layers: %s", e.msg);
         for (int i = 0; i < nv; i++) want[v[i]] = 1;
         free(v);
     }
     lop_tokenizer *tok;
-    if (tok_load(&tok, s.m->st->source_dir ? s.m->st->source_dir : model, &e)) die_err(&e);
-    if (calib_load(&s.cal, data, tok, &co, &e)) die_err(&e);
+    if (tok_load(&tok, s.m->st->source_dir ? s.m->st->source_dir : model, &e)) tool_die_err(&e);
+    if (calib_load(&s.cal, data, tok, &co, &e)) tool_die_err(&e);
     tok_free(tok);
-    if (make_batches(&s, &e)) die_err(&e);
+    if (make_batches(&s, &e)) tool_die_err(&e);
     /* a job: contiguous shares of the batches (any rank count) */
     s.b0 = (int)((int64_t)s.nb * job_rank / job_ranks);
     s.b1 = (int)((int64_t)s.nb * (job_rank + 1) / job_ranks);
@@ -363,7 +363,7 @@ int main(int argc, char **argv) {
         for (int i = 0; i < s.cal.n; i++) fp = job_fp_mix(fp, s.cal.ids[i], sizeof(int32_t) * s.cal.len[i]);
         job_same("options or calibration data", fp);
     }
-    double t0 = now_seconds();
+    double t0 = tool_now_seconds();
     progress pg;
     cJSON *sum = cJSON_CreateObject();
     cJSON_AddStringToObject(sum, "metric", metric_names[metric]);
@@ -374,18 +374,18 @@ int main(int argc, char **argv) {
         if (metric == M_BI) {
             s.cos_b = calloc((size_t)s.nb * L, sizeof *s.cos_b);
             s.prev = malloc((size_t)maxrows * C * sizeof *s.prev);
-            if (!s.cos_b || !s.prev) die(1, "out of memory");
+            if (!s.cos_b || !s.prev) tool_die(1, "out of memory");
         } else {
             s.last = calloc((size_t)(L + 1) * s.cal.n * C, sizeof *s.last);
-            if (!s.last) die(1, "out of memory");
+            if (!s.last) tool_die(1, "out of memory");
         }
         progress_start(&pg, "scoring", (double)s.cal.tokens, "tok");
-        if (pass_hooks(&s, &pg, &e)) die_err(&e);
+        if (pass_hooks(&s, &pg, &e)) tool_die_err(&e);
         progress_end(&pg);
         if (s.cos_b) {   /* the per-batch sums, added in batch order */
             if (job_ranks > 1) slots_sum(s.cos_b, (size_t)s.nb * L);
             s.cos_sum = calloc(L, sizeof *s.cos_sum);
-            if (!s.cos_sum) die(1, "out of memory");
+            if (!s.cos_sum) tool_die(1, "out of memory");
             for (int i = 0; i < s.nb; i++)
                 for (int l = 0; l < L; l++) s.cos_sum[l] += s.cos_b[(size_t)i * L + l];
         }
@@ -413,24 +413,24 @@ int main(int argc, char **argv) {
         if (metric == M_KL) {
             hn_store = malloc((size_t)s.cal.tokens * C * sizeof *hn_store);
             lse_store = malloc((size_t)s.cal.tokens * sizeof *lse_store);
-            if (!hn_store || !lse_store) die(1, "out of memory");
+            if (!hn_store || !lse_store) tool_die(1, "out of memory");
         }
         s.tok_nll = calloc((size_t)s.cal.tokens, sizeof *s.tok_nll);
         if (metric == M_KL) s.tok_kl = calloc((size_t)s.cal.tokens, sizeof *s.tok_kl);
-        if (!skip || !s.tok_nll || (metric == M_KL && !s.tok_kl)) die(1, "out of memory");
+        if (!skip || !s.tok_nll || (metric == M_KL && !s.tok_kl)) tool_die(1, "out of memory");
         double done = 0;
         int passes = 1;
         for (int l = 0; l < nblk; l++) passes += want[l];
         progress_start(&pg, "scoring", (double)s.cal.tokens * passes, "tok");
         run_sum full, r;
-        if (pass_head(&s, NULL, metric, 1, hn_store, lse_store, &full, &pg, &done, &e)) die_err(&e);
-        if (full.n == 0) die(1, "%s: no token to score (every sample is one token long)", data);
+        if (pass_head(&s, NULL, metric, 1, hn_store, lse_store, &full, &pg, &done, &e)) tool_die_err(&e);
+        if (full.n == 0) tool_die(1, "%s: no token to score (every sample is one token long)", data);
         double ppl0 = exp(full.nll / full.n);
         for (int l = 0; l < nblk; l++) {
             if (!want[l]) continue;
             memset(skip, 0, L);
             memset(skip + l, 1, block);
-            if (pass_head(&s, skip, metric, 0, hn_store, lse_store, &r, &pg, &done, &e)) die_err(&e);
+            if (pass_head(&s, skip, metric, 0, hn_store, lse_store, &r, &pg, &done, &e)) tool_die_err(&e);
             double ppl = exp(r.nll / r.n);
             emit_score(l, block, metric, metric == M_PPL ? ppl - ppl0 : r.kl / r.n, ppl);
         }
@@ -444,8 +444,8 @@ int main(int argc, char **argv) {
     cJSON_AddNumberToObject(sum, "block", block);
     cJSON_AddNumberToObject(sum, "samples", s.cal.n);
     cJSON_AddNumberToObject(sum, "tokens", (double)s.cal.tokens);
-    cJSON_AddNumberToObject(sum, "seconds", now_seconds() - t0);
-    emit(sum);
+    cJSON_AddNumberToObject(sum, "seconds", tool_now_seconds() - t0);
+    tool_emit(sum);
     free(s.b_first); free(s.b_count); free(want);
     calib_free(&s.cal);
     lop_model_free(s.m);

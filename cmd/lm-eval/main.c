@@ -102,12 +102,12 @@ static void write_atomic(const char *path, const char *text) {
     char tmp[PATH_MAX];
     snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid());
     FILE *f = fopen(tmp, "wb");
-    if (!f) die(1, "%s: cannot write (%s)", path, strerror(errno));
+    if (!f) tool_die(1, "%s: cannot write (%s)", path, strerror(errno));
     tmp_add(tmp);
     size_t n = strlen(text);
     int bad = fwrite(text, 1, n, f) != n;
     bad |= fclose(f) != 0;
-    if (bad || rename(tmp, path)) { unlink(tmp); tmp_del(tmp); die(1, "%s: write failed", path); }
+    if (bad || rename(tmp, path)) { unlink(tmp); tmp_del(tmp); tool_die(1, "%s: write failed", path); }
     tmp_del(tmp);
 }
 
@@ -115,10 +115,10 @@ static cJSON *read_json(const char *path) {
     char *buf;
     size_t len;
     lop_err e;
-    if (task_read_file(path, &buf, &len, &e)) die_err(&e);
+    if (task_read_file(path, &buf, &len, &e)) tool_die_err(&e);
     cJSON *j = cJSON_ParseWithLength(buf, len);
     free(buf);
-    if (!cJSON_IsObject(j)) die(1, "%s: not a JSON object", path);
+    if (!cJSON_IsObject(j)) tool_die(1, "%s: not a JSON object", path);
     return j;
 }
 
@@ -143,10 +143,10 @@ static void on_progress(void *u, int done) { progress_update(&((prog_ctx *)u)->p
 static void parse_shard(const char *s, int *i, int *n) {
     char *end;
     long a = strtol(s, &end, 10), b;
-    if (end == s || *end != '/') die_usage("--shard %s: expected I/N", s);
+    if (end == s || *end != '/') tool_die_usage("--shard %s: expected I/N", s);
     const char *q = end + 1;
     b = strtol(q, &end, 10);
-    if (end == q || *end || b < 1 || a < 0 || a >= b) die_usage("--shard %s: expected I/N with 0 <= I < N", s);
+    if (end == q || *end || b < 1 || a < 0 || a >= b) tool_die_usage("--shard %s: expected I/N with 0 <= I < N", s);
     *i = (int)a;
     *n = (int)b;
 }
@@ -172,7 +172,7 @@ static char *samples_beside(const char *output) {
     if (n > 5 && !strcmp(output + n - 5, ".json")) n -= 5;
     else if (n > 6 && !strcmp(output + n - 6, ".jsonl")) n -= 6;
     char *p = malloc(n + 16);
-    if (!p) die(1, "out of memory");
+    if (!p) tool_die(1, "out of memory");
     memcpy(p, output, n);
     strcpy(p + n, "_samples.jsonl");
     return p;
@@ -223,7 +223,7 @@ static void finish(res_set *rs, const args *a) {
     res_emit_lines(rs);
     /* the table is for people: on stdout when that is a terminal (as the harness prints it),
      * else on stderr so that stdout stays JSON lines */
-    if (!g_opt.quiet) res_print_table(rs, isatty(1) ? stdout : stderr);
+    if (!tool_opt.quiet) res_print_table(rs, isatty(1) ? stdout : stderr);
     if (a->output) {
         cJSON *j = res_to_json(rs);
         char *s = cJSON_Print(j);
@@ -239,22 +239,22 @@ static void finish(res_set *rs, const args *a) {
     if (a->compare) {
         cJSON *base = read_json(a->compare);
         lop_err e;
-        if (res_compare(rs, base, a->compare, g_opt.quiet ? NULL : stderr, &e)) die_err(&e);
+        if (res_compare(rs, base, a->compare, tool_opt.quiet ? NULL : stderr, &e)) tool_die_err(&e);
         cJSON_Delete(base);
     }
 }
 
 static void run_merge(const args *a, char **files, int n) {
-    if (n < 1) die_usage("--merge needs result files");
-    if (n == 1 && !a->compare) die_usage("--merge of one file (%s): merging needs the --output files of two or more shards", files[0]);
+    if (n < 1) tool_die_usage("--merge needs result files");
+    if (n == 1 && !a->compare) tool_die_usage("--merge of one file (%s): merging needs the --output files of two or more shards", files[0]);
     res_set *in = calloc((size_t)n, sizeof(res_set)), out;
     lop_err e;
     for (int i = 0; i < n; i++) {
         cJSON *j = read_json(files[i]);
-        if (res_from_json(&in[i], j, files[i], &e)) die_err(&e);
+        if (res_from_json(&in[i], j, files[i], &e)) tool_die_err(&e);
         cJSON_Delete(j);
     }
-    if (res_merge(&out, in, n, &e)) die_err(&e);
+    if (res_merge(&out, in, n, &e)) tool_die_err(&e);
     finish(&out, a);
     for (int i = 0; i < n; i++) res_free(&in[i]);
     free(in);
@@ -268,7 +268,7 @@ static void gather_scores(ll_doc *all, int nd) {
     size_t n = 0, k = 0;
     for (int i = 0; i < nd; i++) n += (size_t)all[i].n;
     double *v = calloc(2 * (n ? n : 1), sizeof *v);
-    if (!v) die(1, "out of memory");
+    if (!v) tool_die(1, "out of memory");
     for (int i = 0; i < nd; i++)
         for (int r = 0; r < all[i].n; r++, k += 2) { v[k] = all[i].req[r].ll; v[k + 1] = all[i].req[r].greedy; }
     lop_err e;
@@ -281,22 +281,22 @@ static void gather_scores(ll_doc *all, int nd) {
 
 static void run_eval(const args *a) {
     lop_err e;
-    double t_start = now_seconds();
+    double t_start = tool_now_seconds();
     /* tasks first: a bad task name or data folder fails before the model loads */
     char **names = NULL;
     int nn = 0;
-    if (a->tasks && task_expand(a->tasks, &names, &nn, &e)) die_err(&e);
+    if (a->tasks && task_expand(a->tasks, &names, &nn, &e)) tool_die_err(&e);
     int nt = nn + a->n_task_files;
-    if (nt == 0) die_usage("no tasks: give --tasks and/or --task-file");
+    if (nt == 0) tool_die_usage("no tasks: give --tasks and/or --task-file");
     lop_task *tasks = calloc((size_t)nt, sizeof(lop_task));
     const char *dir = find_data_dir(a->data_dir);
     for (int i = 0; i < nn; i++)
         if (task_load(&tasks[i], names[i], dir, a->fewshot, &e)) {
             struct stat sd;
             if (stat(dir, &sd) || !S_ISDIR(sd.st_mode))
-                die(1, "%s: no eval data folder here (build it with: lop-get-eval-data%s%s; or pass --data-dir)",
+                tool_die(1, "%s: no eval data folder here (build it with: lop-get-eval-data%s%s; or pass --data-dir)",
                     dir, a->data_dir ? " " : "", a->data_dir ? dir : "");
-            die_err(&e);
+            tool_die_err(&e);
         }
     prov_opt_str("tasks", a->tasks);
     prov_opt_str("data_dir", nn ? dir : NULL);
@@ -306,8 +306,8 @@ static void run_eval(const args *a) {
     prov_opt_str("target_delimiter", a->delim);
     for (int i = 0; i < nn; i++) prov_input("eval data", tasks[i].source);
     for (int i = 0; i < a->n_task_files; i++) {
-        if (task_load_file(&tasks[nn + i], a->task_files[i], a->delim, &e)) die_err(&e);
-        if (a->fewshot > 0) die_usage("--num-fewshot: task files have no dev split (%s)", a->task_files[i]);
+        if (task_load_file(&tasks[nn + i], a->task_files[i], a->delim, &e)) tool_die_err(&e);
+        if (a->fewshot > 0) tool_die_usage("--num-fewshot: task files have no dev split (%s)", a->task_files[i]);
     }
     {   /* hostile jobs: the same command and the same documents on every rank */
         uint64_t fp = job_argv_fp();
@@ -319,21 +319,21 @@ static void run_eval(const args *a) {
     }
     for (int i = 0; i < nt; i++) {
         for (int j = 0; j < i; j++)
-            if (!strcmp(tasks[i].name, tasks[j].name)) die_usage("task %s given twice", tasks[i].name);
+            if (!strcmp(tasks[i].name, tasks[j].name)) tool_die_usage("task %s given twice", tasks[i].name);
         task_select(&tasks[i], a->limit, a->shard_i, a->shard_n);
     }
     lop_model *m;
-    if (lop_model_open(&m, a->model, &e)) die_err(&e);
+    if (lop_model_open(&m, a->model, &e)) tool_die_err(&e);
     tool_set_device(m, a->device);
     if (a->gemm != LOP_GEMM_F32 && lop_model_set_gemm(m, a->gemm) != a->gemm)
         tool_warn("--gemm bf16: this CPU has no AVX512-BF16; computing in float32");
     lop_tokenizer *tok;
     char *tp = tokenizer_path(a);
-    if (tok_load(&tok, tp, &e)) die_err(&e);
+    if (tok_load(&tok, tp, &e)) tool_die_err(&e);
     free(tp);
     int gemma = model_is_gemma(m), add_bos = a->add_bos || gemma;
     int max_len = a->max_len > 0 ? a->max_len : m->cfg.max_pos > 0 ? m->cfg.max_pos : 2048;
-    if (gemma && !a->add_bos) note("model type %s: a BOS token is added (as the harness does for Gemma)", m->cfg.model_type);
+    if (gemma && !a->add_bos) tool_note("model type %s: a BOS token is added (as the harness does for Gemma)", m->cfg.model_type);
     /* encode every request (the tokenizer is thread-safe) */
     int total_docs = 0;
     for (int t = 0; t < nt; t++) total_docs += tasks[t].n_docs;
@@ -352,7 +352,7 @@ static void run_eval(const args *a) {
     }
     int failed = -1;
     lop_err fe = {0};
-    double t_tok = now_seconds();
+    double t_tok = tool_now_seconds();
 #pragma omp parallel for schedule(dynamic, 16)
     for (int i = 0; i < total_docs; i++) {
         const task_doc *doc = &tasks[where[i].t].docs[where[i].d];
@@ -369,18 +369,18 @@ static void run_eval(const args *a) {
             }
         }
     }
-    if (failed >= 0) die_err(&fe);
-    t_tok = now_seconds() - t_tok;
+    if (failed >= 0) tool_die_err(&fe);
+    t_tok = tool_now_seconds() - t_tok;
     /* score */
     prog_ctx pc;
     progress_start(&pc.p, "scoring", total_docs, "items");
     ll_opts lo = {.max_len = max_len, .batch_tokens = a->batch_tokens, .no_reuse = a->no_reuse,
                   .part_i = job_rank, .part_n = job_ranks, .progress = on_progress, .user = &pc};
     ll_stats st = {0};
-    double t_score = now_seconds();
-    if (ll_score(m, all, total_docs, &lo, &st, &e)) die_err(&e);
+    double t_score = tool_now_seconds();
+    if (ll_score(m, all, total_docs, &lo, &st, &e)) tool_die_err(&e);
     if (job_ranks > 1) gather_scores(all, total_docs);
-    t_score = now_seconds() - t_score;
+    t_score = tool_now_seconds() - t_score;
     progress_end(&pc.p);
     /* per-document metrics */
     res_set rs = {0};
@@ -405,7 +405,7 @@ static void run_eval(const args *a) {
             const ll_doc *ld = &docs[t][d];
             double *ll = malloc(sizeof(double) * (size_t)(ld->n ? ld->n : 1));
             uint8_t *g = malloc((size_t)(ld->n ? ld->n : 1));
-            if (!ll || !g) die(1, "out of memory");
+            if (!ll || !g) tool_die(1, "out of memory");
             for (int q = 0; q < ld->n; q++) { ll[q] = ld->req[q].ll; g[q] = ld->req[q].greedy; }
             task_score_doc(tk, &tk->docs[d], ll, g, &scores[t][d]);
             free(ll);
@@ -428,7 +428,7 @@ static void run_eval(const args *a) {
                 }
         free(copy);
     }
-    rs.seconds = now_seconds() - t_start;
+    rs.seconds = tool_now_seconds() - t_start;
     rs.config = cJSON_CreateObject();
     cJSON_AddStringToObject(rs.config, "model", "lop");
     char margs[PATH_MAX + 32];
@@ -450,7 +450,7 @@ static void run_eval(const args *a) {
     finish(&rs, a);
     if (a->log_samples) log_samples(a->log_samples, tasks, nt, docs, scores);
     double items_s = t_score > 0 ? total_docs / t_score : 0;
-    note("%d items in %.2f s (%.2f items/s; tokenizing %.2f s; %.0f%% of the scoring time in the forward; "
+    tool_note("%d items in %.2f s (%.2f items/s; tokenizing %.2f s; %.0f%% of the scoring time in the forward; "
          "%lld rows run of %lld without prefix reuse)", total_docs, t_score, items_s, t_tok,
          t_score > 0 ? 100 * st.forward_s / t_score : 0, (long long)st.rows, (long long)st.rows_plain);
     if (a->timing) {
@@ -466,8 +466,8 @@ static void run_eval(const args *a) {
         cJSON_AddNumberToObject(tm, "rows_without_reuse", (double)st.rows_plain);
         cJSON_AddNumberToObject(tm, "scored_tokens", (double)st.scored);
         cJSON_AddNumberToObject(tm, "forwards", st.forwards);
-        cJSON_AddNumberToObject(tm, "peak_rss_bytes", (double)peak_rss_bytes());
-        emit(o);
+        cJSON_AddNumberToObject(tm, "peak_rss_bytes", (double)tool_peak_rss_bytes());
+        tool_emit(o);
     }
 done:
     for (int i = 0; i < total_docs; i++) {
@@ -487,10 +487,10 @@ done:
  * float32 (or --gemm bf16), whatever the weights' dtype; other keys are noted and ignored. */
 static void model_args(args *a, const char *spec) {
     char *s = strdup(spec), *save = NULL;
-    if (!s) die(1, "out of memory");
+    if (!s) tool_die(1, "out of memory");
     for (char *kv = strtok_r(s, ",", &save); kv; kv = strtok_r(NULL, ",", &save)) {
         char *eq = strchr(kv, '=');
-        if (!eq || eq == kv) die_usage("--model_args: expected key=value, not '%s'", kv);
+        if (!eq || eq == kv) tool_die_usage("--model_args: expected key=value, not '%s'", kv);
         *eq = 0;
         const char *k = kv, *v = eq + 1;
         if (!strcmp(k, "pretrained")) a->pretrained = strdup(v);
@@ -499,8 +499,8 @@ static void model_args(args *a, const char *spec) {
         else if (!strcmp(k, "add_bos_token")) a->add_bos = !strcasecmp(v, "true") || !strcmp(v, "1");
         else if (!strcmp(k, "dtype") || !strcmp(k, "torch_dtype")) {
             if (strcmp(v, "auto") && strcmp(v, "float32") && strcmp(v, "bfloat16") && strcmp(v, "float16"))
-                die_usage("--model_args dtype=%s: expected auto, float32, bfloat16 or float16", v);
-        } else note("--model_args %s=%s does not apply to lop (ignored)", k, v);
+                tool_die_usage("--model_args dtype=%s: expected auto, float32, bfloat16 or float16", v);
+        } else tool_note("--model_args %s=%s does not apply to lop (ignored)", k, v);
     }
     free(s);
 }
@@ -550,7 +550,7 @@ int main(int argc, char **argv) {
             a.task_files[a.n_task_files++] = optarg;
             break;
         case O_LIMIT: a.limit = opt_double("--limit", optarg, 1e-12, 1e12);
-            if (a.limit >= 1 && a.limit != floor(a.limit)) die_usage("--limit %s: a count must be an integer", optarg);
+            if (a.limit >= 1 && a.limit != floor(a.limit)) tool_die_usage("--limit %s: a count must be an integer", optarg);
             break;
         case O_FEWSHOT: a.fewshot = (int)opt_int("--num-fewshot", optarg, 0, 1000); break;
         case O_LOGS: a.log_samples = optarg; break;
@@ -566,14 +566,14 @@ int main(int argc, char **argv) {
         case O_TOK: a.tokenizer = optarg; break;
         case O_TIMING: a.timing = 1; break;
         case O_GEMM:
-            if (lop_gemm_parse(optarg, &a.gemm)) die_usage("--gemm: expected f32 or bf16, not '%s'", optarg);
+            if (lop_gemm_parse(optarg, &a.gemm)) tool_die_usage("--gemm: expected f32 or bf16, not '%s'", optarg);
             break;
         case O_DEVICE: a.device = optarg; break;
         case O_LIST: {
             for (const char *const *n = task_builtin_names(); *n; n++) printf("%s\n", *n);
             return 0;
         }
-        default: die_usage("unknown option (see --help)");
+        default: tool_die_usage("unknown option (see --help)");
         }
     }
     /* the harness's --model names a backend (hf, vllm, ...) and --model_args the weights */
@@ -587,28 +587,28 @@ int main(int argc, char **argv) {
     if (a.merge) for (int i = optind; i < argc; i++) out_input("results", argv[i]);
     if (logs_flag) {
         /* the harness's --log_samples is a switch: the samples go beside --output_path */
-        if (a.log_samples) die_usage("--log_samples (beside --output_path) and --log-samples FILE: give one");
-        if (!a.output || !strcmp(a.output, "-")) die_usage("--log_samples needs --output_path FILE (the samples go beside it)");
+        if (a.log_samples) tool_die_usage("--log_samples (beside --output_path) and --log-samples FILE: give one");
+        if (!a.output || !strcmp(a.output, "-")) tool_die_usage("--log_samples needs --output_path FILE (the samples go beside it)");
         a.log_samples = samples_beside(a.output);
     }
     a.output = out_output("-o", a.output, OUT_FILE);
     a.log_samples = out_output("--log-samples", a.log_samples, OUT_FILE);
     if (job_ranks > 1) {   /* a job: the ranks are the shards */
-        if (a.shard_n > 1) die_usage("--shard: under mpirun the ranks are the shards (rank r of N evaluates shard r/N)");
-        if (a.merge) die_usage("--merge runs as one process, not under mpirun");
-        if (a.device && strcmp(a.device, "cpu")) die_usage("--device %s: GPU jobs under mpirun come later (docs/mpi.md)", a.device);
+        if (a.shard_n > 1) tool_die_usage("--shard: under mpirun the ranks are the shards (rank r of N evaluates shard r/N)");
+        if (a.merge) tool_die_usage("--merge runs as one process, not under mpirun");
+        if (a.device && strcmp(a.device, "cpu")) tool_die_usage("--device %s: GPU jobs under mpirun come later (docs/mpi.md)", a.device);
     }
     if (!job_rank) out_check();   /* rank 0 writes; the others wait for its decision */
     job_sync();
     tool_apply_threads();
     if (a.merge) {
-        if (a.model || a.tasks || a.n_task_files) die_usage("--merge combines result files: no -m, --tasks or --task-file");
+        if (a.model || a.tasks || a.n_task_files) tool_die_usage("--merge combines result files: no -m, --tasks or --task-file");
         run_merge(&a, argv + optind, argc - optind);
         return 0;
     }
-    if (optind < argc) die_usage("unexpected argument '%s'", argv[optind]);
-    if (!a.model) die_usage("no model: give -m MODEL (or --model_args pretrained=PATH)");
-    if (!a.tasks && !a.n_task_files) die_usage("no tasks: give --tasks LIST and/or --task-file FILE");
+    if (optind < argc) tool_die_usage("unexpected argument '%s'", argv[optind]);
+    if (!a.model) tool_die_usage("no model: give -m MODEL (or --model_args pretrained=PATH)");
+    if (!a.tasks && !a.n_task_files) tool_die_usage("no tasks: give --tasks LIST and/or --task-file FILE");
     run_eval(&a);
     free(a.task_files);
     return 0;

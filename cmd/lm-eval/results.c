@@ -9,7 +9,7 @@
 
 void *res_calloc(size_t n, size_t s) {
     void *p = calloc(n ? n : 1, s);
-    if (!p) die(1, "out of memory");
+    if (!p) tool_die(1, "out of memory");
     return p;
 }
 

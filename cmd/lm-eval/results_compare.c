@@ -75,7 +75,7 @@ int res_compare(const res_set *rs, const cJSON *base, const char *base_path, FIL
         if (c[i].n >= 0) cJSON_AddNumberToObject(o, "n", (double)c[i].n);
         if (ch >= 0 && c[i].higher_better) cJSON_AddNumberToObject(o, "chance", ch);
         cJSON_AddBoolToObject(o, "within_noise", c[i].noise);
-        emit(o);
+        tool_emit(o);
         if (table) fprintf(table, "|%-32s|%-10s|%9.4f|%9.4f|%6s|%6s|%9.2f%%%s|\n", c[i].task, c[i].metric, c[i].value,
                            c[i].base, ns, chs, c[i].retention, c[i].noise ? " ~" : "  ");
     }
@@ -87,7 +87,7 @@ int res_compare(const res_set *rs, const cJSON *base, const char *base_path, FIL
         cJSON_AddNumberToObject(o, "base_avg", S.base_avg);
         cJSON_AddNumberToObject(o, "retention", S.capability);
         cJSON_AddNumberToObject(o, "within_noise", S.n_noise);
-        emit(o);
+        tool_emit(o);
         if (table) {
             fprintf(table, "\ncapability retention (mean of %d tasks' this/base, acc_norm where a task has it): %.2f%%"
                            "  (average %.4f vs %.4f)\n", S.n_cap, S.capability, S.avg, S.base_avg);
@@ -101,7 +101,7 @@ int res_compare(const res_set *rs, const cJSON *base, const char *base_path, FIL
         cJSON_AddStringToObject(o, "compare", "perplexity");
         cJSON_AddNumberToObject(o, "tasks", S.n_ppl);
         cJSON_AddNumberToObject(o, "retention", S.perplexity);
-        emit(o);
+        tool_emit(o);
         if (table) fprintf(table, "perplexity retention (mean of %d tasks' base/this): %.2f%%\n", S.n_ppl, S.perplexity);
     }
     free(c);

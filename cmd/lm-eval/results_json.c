@@ -254,7 +254,7 @@ int res_merge(res_set *out, res_set *in, int n, lop_err *e) {
             t->acc = realloc(t->acc, sizeof(double) * (size_t)(nn ? nn : 1));
             t->acc_norm = realloc(t->acc_norm, sizeof(double) * (size_t)(nn ? nn : 1));
             t->ll = realloc(t->ll, sizeof(double) * (size_t)(nn ? nn : 1));
-            if (!t->doc_id || !t->acc || !t->acc_norm || !t->ll) die(1, "out of memory");
+            if (!t->doc_id || !t->acc || !t->acc_norm || !t->ll) tool_die(1, "out of memory");
             memcpy(t->doc_id + t->n, s->doc_id, sizeof(int) * (size_t)s->n);
             memcpy(t->acc + t->n, s->acc, sizeof(double) * (size_t)s->n);
             memcpy(t->acc_norm + t->n, s->acc_norm, sizeof(double) * (size_t)s->n);

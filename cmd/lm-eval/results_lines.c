@@ -11,7 +11,7 @@ static void emit_metric(const char *task, const res_metric *m) {
     cJSON_AddItemToObject(o, "value", isnan(m->value) ? cJSON_CreateNull() : cJSON_CreateNumber(m->value));
     cJSON_AddItemToObject(o, "stderr", isnan(m->se) ? cJSON_CreateNull() : cJSON_CreateNumber(m->se));
     cJSON_AddNumberToObject(o, "n", m->n);
-    emit(o);
+    tool_emit(o);
 }
 
 void res_emit_lines(const res_set *rs) {

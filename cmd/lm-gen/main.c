@@ -58,7 +58,7 @@ typedef struct gen_state {
  * character whose remaining byte-fallback tokens have not come yet. */
 static void stream_new(const lop_tokenizer *tok, gen_state *g, int final) {
     char *txt; size_t len; lop_err e;
-    if (tok_decode(tok, g->ids, (size_t)g->n, 1, &txt, &len, &e)) die_err(&e);
+    if (tok_decode(tok, g->ids, (size_t)g->n, 1, &txt, &len, &e)) tool_die_err(&e);
     size_t pl = strlen(g->prompt_text);
     /* the continuation is what follows the prompt's own decoding */
     size_t start = (len >= pl && !memcmp(txt, g->prompt_text, pl)) ? pl : 0;
@@ -76,7 +76,7 @@ static void push(gen_state *g, int32_t id) {
     if (g->n == g->cap) {
         g->cap = g->cap ? 2 * g->cap : 256;
         g->ids = realloc(g->ids, sizeof(int32_t) * (size_t)g->cap);
-        if (!g->ids) die(1, "out of memory");
+        if (!g->ids) tool_die(1, "out of memory");
     }
     g->ids[g->n++] = id;
 }
@@ -85,13 +85,13 @@ static void push(gen_state *g, int32_t id) {
 static void forward_last(lop_model *m, lop_kv *kv, const int32_t *ids, int count, float *logits) {
     int len = count;
     uint8_t *want = calloc((size_t)count, 1);
-    if (!want) die(1, "out of memory");
+    if (!want) tool_die(1, "out of memory");
     want[count - 1] = 1;
     lop_batch b = {.B = 1, .len = &len, .ids = ids};
     lop_head_req h = {.select = want, .want_logits = want, .logits = logits};
     lop_fwd_opts o = {.kv = kv};
     lop_err e;
-    if (lop_forward(m, &b, &o, &h, &e)) die_err(&e);
+    if (lop_forward(m, &b, &o, &h, &e)) tool_die_err(&e);
     free(want);
 }
 
@@ -100,36 +100,36 @@ static void generate(lop_model *m, const lop_tokenizer *tok, const char *prompt,
     lop_err e;
     gen_state g = {0};
     int32_t *pids; size_t np;
-    if (tok_encode(tok, prompt, plen, go->add_special, &pids, &np, &e)) die_err(&e);
+    if (tok_encode(tok, prompt, plen, go->add_special, &pids, &np, &e)) tool_die_err(&e);
     int bos = tok_bos(tok) >= 0 ? tok_bos(tok) : m->cfg.bos_id;
     for (size_t i = 0; i < np; i++) push(&g, pids[i]);
     free(pids);
     if (g.n == 0) {
-        if (bos < 0) die(1, "empty prompt and the model has no BOS token to start from");
+        if (bos < 0) tool_die(1, "empty prompt and the model has no BOS token to start from");
         push(&g, bos);
     }
     g.n_prompt = g.n;
     size_t ptl;
-    if (tok_decode(tok, g.ids, (size_t)g.n, 1, &g.prompt_text, &ptl, &e)) die_err(&e);
-    int V = m->cfg.vocab, max_pos = m->cfg.max_pos > 0 && !g_opt.allow_long ? m->cfg.max_pos : 1 << 30;
+    if (tok_decode(tok, g.ids, (size_t)g.n, 1, &g.prompt_text, &ptl, &e)) tool_die_err(&e);
+    int V = m->cfg.vocab, max_pos = m->cfg.max_pos > 0 && !tool_opt.allow_long ? m->cfg.max_pos : 1 << 30;
     if (g.n >= max_pos)
-        die(1, "prompt of %d tokens does not fit the model's context (max_position_embeddings %d; "
+        tool_die(1, "prompt of %d tokens does not fit the model's context (max_position_embeddings %d; "
                "--allow-long-context runs it)", g.n, max_pos);
     int max_t = g.n + go->max_tokens;
     if (max_t > max_pos) {
-        if (!go->jsonl) note("stopping at the model's context of %d tokens", max_pos);
+        if (!go->jsonl) tool_note("stopping at the model's context of %d tokens", max_pos);
         max_t = max_pos;
     }
     lop_kv *kv;
-    if (lop_kv_new(&kv, m, 1, max_t, &e)) die_err(&e);
+    if (lop_kv_new(&kv, m, 1, max_t, &e)) tool_die_err(&e);
     float *logits = malloc(sizeof(float) * (size_t)V);
-    if (!logits) die(1, "out of memory");
+    if (!logits) tool_die(1, "out of memory");
     int eos = tok_eos(tok) >= 0 ? tok_eos(tok) : m->cfg.eos_id;
     if (go->echo && !go->jsonl) { fputs(g.prompt_text, stdout); fflush(stdout); }
 
-    double t0 = now_seconds();
+    double t0 = tool_now_seconds();
     forward_last(m, kv, g.ids, g.n, logits);
-    double t_prompt = now_seconds() - t0, t1 = now_seconds();
+    double t_prompt = tool_now_seconds() - t0, t1 = tool_now_seconds();
     const char *stop = "length";
     int produced = 0;
     while (g.n < max_t) {
@@ -141,21 +141,21 @@ static void generate(lop_model *m, const lop_tokenizer *tok, const char *prompt,
         if (g.n >= max_t) break;
         forward_last(m, kv, &g.ids[g.n - 1], 1, logits);
     }
-    double t_gen = now_seconds() - t1;
+    double t_gen = tool_now_seconds() - t1;
     if (g.n >= max_pos && strcmp(stop, "eos")) stop = "context";
     if (!go->jsonl) {
         stream_new(tok, &g, 1);
         fputc('\n', stdout);
         fflush(stdout);
-        note("%d prompt tokens (%.1f tokens/s), %d generated (%.1f tokens/s), stop: %s", g.n_prompt,
+        tool_note("%d prompt tokens (%.1f tokens/s), %d generated (%.1f tokens/s), stop: %s", g.n_prompt,
              t_prompt > 0 ? g.n_prompt / t_prompt : 0.0, produced, t_gen > 0 ? produced / t_gen : 0.0, stop);
     } else {
         char *txt; size_t len;
         int gen_n = g.n - g.n_prompt - (strcmp(stop, "eos") ? 0 : 1);
-        if (tok_decode(tok, g.ids + g.n_prompt, (size_t)gen_n, 1, &txt, &len, &e)) die_err(&e);
+        if (tok_decode(tok, g.ids + g.n_prompt, (size_t)gen_n, 1, &txt, &len, &e)) tool_die_err(&e);
         /* the continuation as text: full decode minus the prompt's, so leading spaces are right */
         char *all; size_t al;
-        if (tok_decode(tok, g.ids, (size_t)(g.n_prompt + gen_n), 1, &all, &al, &e)) die_err(&e);
+        if (tok_decode(tok, g.ids, (size_t)(g.n_prompt + gen_n), 1, &all, &al, &e)) tool_die_err(&e);
         size_t pl = strlen(g.prompt_text);
         const char *cont = (al >= pl && !memcmp(all, g.prompt_text, pl)) ? all + pl : txt;
         cJSON *o = cJSON_CreateObject();
@@ -168,7 +168,7 @@ static void generate(lop_model *m, const lop_tokenizer *tok, const char *prompt,
         cJSON_AddStringToObject(o, "stop", stop);
         cJSON_AddNumberToObject(o, "prompt_tokens_per_s", t_prompt > 0 ? g.n_prompt / t_prompt : 0.0);
         cJSON_AddNumberToObject(o, "tokens_per_s", t_gen > 0 ? produced / t_gen : 0.0);
-        emit(o);
+        tool_emit(o);
         free(txt);
         free(all);
     }
@@ -217,25 +217,25 @@ int main(int argc, char **argv) {
         case OPT_NO_SPECIAL: go.add_special = 0; break;
         case OPT_ECHO: go.echo = 1; break;
         case OPT_DEVICE: device = optarg; break;
-        default: die_usage("unknown option");
+        default: tool_die_usage("unknown option");
         }
     }
-    if (!model) die_usage("-m MODEL is required");
-    if (optind < argc - 1) die_usage("more than one prompt FILE");
+    if (!model) tool_die_usage("-m MODEL is required");
+    if (optind < argc - 1) tool_die_usage("more than one prompt FILE");
     const char *file = optind < argc ? argv[optind] : NULL;
-    if (file && prompt) die_usage("both --prompt and a prompt FILE");
-    if (go.s.top_p <= 0) die_usage("--top-p must be > 0");
-    lop_sampler_seed(&go.s, g_opt.seed);
+    if (file && prompt) tool_die_usage("both --prompt and a prompt FILE");
+    if (go.s.top_p <= 0) tool_die_usage("--top-p must be > 0");
+    lop_sampler_seed(&go.s, tool_opt.seed);
     tool_apply_threads();
 
     lop_err e;
     lop_model *m;
     prov_input("model", model);
     prov_input("prompts", file);
-    if (lop_model_open(&m, model, &e)) die_err(&e);
+    if (lop_model_open(&m, model, &e)) tool_die_err(&e);
     tool_set_device(m, device);
     lop_tokenizer *tok;
-    if (tok_load(&tok, m->st && m->st->source_dir ? m->st->source_dir : model, &e)) die_err(&e);
+    if (tok_load(&tok, m->st && m->st->source_dir ? m->st->source_dir : model, &e)) tool_die_err(&e);
 
     if (!file) {
         const char *p = prompt ? prompt : "";
@@ -243,7 +243,7 @@ int main(int argc, char **argv) {
     } else {
         size_t len;
         char *txt;
-        if (text_read(file, &txt, &len, &e)) die_err(&e);
+        if (text_read(file, &txt, &len, &e)) tool_die_err(&e);
         if (!go.jsonl) generate(m, tok, txt, len, &go);
         else {
             int lineno = 0;
@@ -256,7 +256,7 @@ int main(int argc, char **argv) {
                 cJSON *o = cJSON_Parse(p);
                 const cJSON *f = cJSON_GetObjectItemCaseSensitive(o, "prompt");
                 if (!f) f = cJSON_GetObjectItemCaseSensitive(o, "text");
-                if (!cJSON_IsString(f)) die(1, "%s:%d: not a JSON object with a \"prompt\" string", file, lineno);
+                if (!cJSON_IsString(f)) tool_die(1, "%s:%d: not a JSON object with a \"prompt\" string", file, lineno);
                 generate(m, tok, f->valuestring, strlen(f->valuestring), &go);
                 cJSON_Delete(o);
             }

@@ -48,7 +48,7 @@ static size_t g_tokens;   /* for --stats */
  * bytes are kept (text_read_bytes): a tokenizer encodes them like any other character. */
 static void read_input(const char *path, char **buf, size_t *len) {
     lop_err e;
-    if (text_read_bytes(path ? path : "-", buf, len, &e)) die_err(&e);
+    if (text_read_bytes(path ? path : "-", buf, len, &e)) tool_die_err(&e);
 }
 
 /* ---- JSON output into a growable buffer ---- */
@@ -58,7 +58,7 @@ static void ob_put(obuf *b, const char *s, size_t n) {
         size_t nc = b->cap ? b->cap * 2 : 4096;
         while (nc < b->n + n + 1) nc *= 2;
         char *np = realloc(b->p, nc);
-        if (!np) die(1, "out of memory");
+        if (!np) tool_die(1, "out of memory");
         b->p = np; b->cap = nc;
     }
     memcpy(b->p + b->n, s, n);
@@ -111,7 +111,7 @@ static void encode_result(const lop_tokenizer *t, const int32_t *ids, size_t n, 
 }
 
 static void flush_out(obuf *b) {
-    if (b->n && fwrite(b->p, 1, b->n, stdout) != b->n) die(1, "writing to stdout failed");
+    if (b->n && fwrite(b->p, 1, b->n, stdout) != b->n) tool_die(1, "writing to stdout failed");
     b->n = 0;
 }
 
@@ -165,7 +165,7 @@ static void run_lines(const lop_tokenizer *t, char *in, size_t len) {
     size_t cap = 1024, nl = 0;
     size_t *st = malloc(cap * sizeof *st), *ln = malloc(cap * sizeof *ln);
     long *no = malloc(cap * sizeof *no);
-    if (!st || !ln || !no) die(1, "out of memory");
+    if (!st || !ln || !no) tool_die(1, "out of memory");
     long lineno = 0;
     for (size_t i = 0; i < len;) {
         char *nlp = memchr(in + i, '\n', len - i);
@@ -179,7 +179,7 @@ static void run_lines(const lop_tokenizer *t, char *in, size_t len) {
             if (nl == cap) {
                 cap *= 2;
                 st = realloc(st, cap * sizeof *st); ln = realloc(ln, cap * sizeof *ln); no = realloc(no, cap * sizeof *no);
-                if (!st || !ln || !no) die(1, "out of memory");
+                if (!st || !ln || !no) tool_die(1, "out of memory");
             }
             st[nl] = a; ln[nl] = b - a; no[nl] = lineno; nl++;
         }
@@ -188,7 +188,7 @@ static void run_lines(const lop_tokenizer *t, char *in, size_t len) {
     const size_t batch = 4096;
     obuf *res = calloc(batch, sizeof *res);
     char (*err)[1200] = malloc(batch * sizeof *err);
-    if (!res || !err) die(1, "out of memory");
+    if (!res || !err) tool_die(1, "out of memory");
     progress pg;
     progress_start(&pg, o.decode ? "decoding" : "encoding", (double)nl, "lines");
     for (size_t b0 = 0; b0 < nl; b0 += batch) {
@@ -197,9 +197,9 @@ static void run_lines(const lop_tokenizer *t, char *in, size_t len) {
         for (size_t i = b0; i < b1; i++)
             do_line(t, in + st[i], ln[i], no[i], st[i], &res[i - b0], err[i - b0], sizeof err[0]);
         for (size_t i = b0; i < b1; i++) {
-            if (err[i - b0][0]) { fflush(stdout); die(1, "%s", err[i - b0]); }
+            if (err[i - b0][0]) { fflush(stdout); tool_die(1, "%s", err[i - b0]); }
             if (res[i - b0].n && fwrite(res[i - b0].p, 1, res[i - b0].n, stdout) != res[i - b0].n)
-                die(1, "writing to stdout failed");
+                tool_die(1, "writing to stdout failed");
             res[i - b0].n = 0;
         }
         progress_update(&pg, (double)b1);
@@ -243,28 +243,28 @@ int main(int argc, char **argv) {
         case O_JSONONLY: o.json_only = 1; break;
         case O_INFO: o.info = 1; break;
         case O_STATS: o.stats = 1; break;
-        default: if (!tool_common_opt(c, optarg, usage)) die_usage("unknown option");
+        default: if (!tool_common_opt(c, optarg, usage)) tool_die_usage("unknown option");
         }
     }
-    if (!model) die_usage("-m MODEL is required");
-    if (optind + 1 < argc) die_usage("at most one input file");
-    if (o.jsonl && o.decode) die_usage("--jsonl and --decode are exclusive (--decode reads JSON lines already)");
-    if (o.skip && !o.decode) die_usage("--skip-special goes with --decode");
-    if (o.decode && (o.count || o.ids_only || o.no_special)) die_usage("--count, --ids-only and --no-special are for encoding");
+    if (!model) tool_die_usage("-m MODEL is required");
+    if (optind + 1 < argc) tool_die_usage("at most one input file");
+    if (o.jsonl && o.decode) tool_die_usage("--jsonl and --decode are exclusive (--decode reads JSON lines already)");
+    if (o.skip && !o.decode) tool_die_usage("--skip-special goes with --decode");
+    if (o.decode && (o.count || o.ids_only || o.no_special)) tool_die_usage("--count, --ids-only and --no-special are for encoding");
     tool_apply_threads();
-    if (data && optind < argc) die_usage("both --data and a FILE argument");
+    if (data && optind < argc) tool_die_usage("both --data and a FILE argument");
     const char *path = data ? data : optind < argc ? argv[optind] : "-";
 
     lop_tokenizer *t;
     lop_err e;
-    double t0 = now_seconds();
+    double t0 = tool_now_seconds();
     struct timespec l0, l1;
     clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &l0);
-    if (tok_load_ex(&t, model, o.json_only ? TOK_LOAD_JSON_ONLY : 0, &e)) die_err(&e);
+    if (tok_load_ex(&t, model, o.json_only ? TOK_LOAD_JSON_ONLY : 0, &e)) tool_die_err(&e);
     prov_input("tokenizer", model);
     prov_input("text", path);
     if (!o.count) tool_provenance(stdout);   /* before the first line, whichever writer prints it */
-    double t_load = now_seconds() - t0;
+    double t_load = tool_now_seconds() - t0;
     clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &l1);
     double t_load_cpu = (l1.tv_sec - l0.tv_sec) + (l1.tv_nsec - l0.tv_nsec) * 1e-9;
     if (o.info) {
@@ -286,7 +286,7 @@ int main(int argc, char **argv) {
     size_t len;
     char *in;
     read_input(path, &in, &len);
-    double t1 = now_seconds();
+    double t1 = tool_now_seconds();
     struct timespec c0, c1;
     clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &c0);
     if (o.jsonl || o.decode) run_lines(t, in, len);
@@ -294,28 +294,28 @@ int main(int argc, char **argv) {
         char *text = in;
         size_t bad = utf8_valid_prefix(in, len);
         if (bad != len) {
-            if (!o.lossy) die(1, "%s: invalid UTF-8 at byte offset %zu (use --lossy to replace it)", strcmp(path, "-") ? path : "stdin", bad);
+            if (!o.lossy) tool_die(1, "%s: invalid UTF-8 at byte offset %zu (use --lossy to replace it)", strcmp(path, "-") ? path : "stdin", bad);
             text = utf8_lossy(in, len, &len);
-            if (!text) die(1, "out of memory");
+            if (!text) tool_die(1, "out of memory");
         }
         int32_t *ids; size_t n;
-        if (tok_encode(t, text, len, !o.no_special, &ids, &n, &e)) die_err(&e);
+        if (tok_encode(t, text, len, !o.no_special, &ids, &n, &e)) tool_die_err(&e);
         obuf b = {0};
         encode_result(t, ids, n, &b);
         flush_out(&b);
         free(b.p); free(ids);
         if (text != in) free(text);
     }
-    if (fflush(stdout)) die(1, "writing to stdout failed");
+    if (fflush(stdout)) tool_die(1, "writing to stdout failed");
     if (o.stats) {
-        double te = now_seconds() - t1;
+        double te = tool_now_seconds() - t1;
         clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &c1);
         double cpu = (c1.tv_sec - c0.tv_sec) + (c1.tv_nsec - c0.tv_nsec) * 1e-9;
         /* MB/s per core: from CPU time, so a busy machine does not understate it */
         fprintf(stderr, "{\"stats\":{\"load_seconds\":%.4f,\"load_cpu_seconds\":%.4f,\"encode_seconds\":%.4f,\"cpu_seconds\":%.4f,\"bytes\":%zu,"
                 "\"tokens\":%zu,\"mb_per_s\":%.3f,\"mb_per_s_per_core\":%.3f,\"threads\":%d,\"peak_rss_mb\":%.1f}}\n",
                 t_load, t_load_cpu, te, cpu, len, g_tokens, te > 0 ? len / te / 1e6 : 0.0, cpu > 0 ? len / cpu / 1e6 : 0.0,
-                g_opt.threads, peak_rss_bytes() / 1048576.0);
+                tool_opt.threads, tool_peak_rss_bytes() / 1048576.0);
     }
     free(in);
     tok_free(t);

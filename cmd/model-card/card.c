@@ -10,7 +10,7 @@
 
 /* ---------- small formatters ---------- */
 
-static const char *thou(char *buf, long long v) { return commas(v, buf, 32); }
+static const char *thou(char *buf, long long v) { return tool_commas(v, buf, 32); }
 
 static int cmp_int(const void *a, const void *b) { return *(const int *)a - *(const int *)b; }
 

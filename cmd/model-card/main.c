@@ -104,7 +104,7 @@ int main(int argc, char **argv) {
     const char *base = NULL, *model = NULL, *out = "-", *name = NULL, *base_id = NULL;
     const char **logs = calloc((size_t)argc + 1, sizeof *logs);
     int nlogs = 0, c;
-    if (!logs) die(1, "out of memory");
+    if (!logs) tool_die(1, "out of memory");
     while ((c = getopt_long(argc, argv, "b:m:l:o:" TOOL_COMMON_SHORTOPTS, longopts, NULL)) != -1) {
         if (tool_common_opt(c, optarg, usage)) continue;
         switch (c) {
@@ -114,12 +114,12 @@ int main(int argc, char **argv) {
         case 'o': out = optarg; break;
         case OPT_NAME: name = optarg; break;
         case OPT_BASE_ID: base_id = optarg; break;
-        default: die_usage("unknown option");
+        default: tool_die_usage("unknown option");
         }
     }
     for (int i = optind; i < argc; i++) logs[nlogs++] = argv[i];
-    if (!base) die_usage("--base BASE is required");
-    if (!nlogs) die_usage("no --log given");
+    if (!base) tool_die_usage("--base BASE is required");
+    if (!nlogs) tool_die_usage("no --log given");
 
     out_input("base", base);
     out_input("model", model);
@@ -128,12 +128,12 @@ int main(int argc, char **argv) {
     out_check();
     lop_err e;
     mc_arch a_base, a_model;
-    if (mc_folder_read(&a_base, base, &e)) die_err(&e);
-    if (model && mc_folder_read(&a_model, model, &e)) die_err(&e);
+    if (mc_folder_read(&a_base, base, &e)) tool_die_err(&e);
+    if (model && mc_folder_read(&a_model, model, &e)) tool_die_err(&e);
     mc_logs L;
     logs_init(&L);
     for (int i = 0; i < nlogs; i++)
-        if (logs_read(&L, logs[i], &e)) die_err(&e);
+        if (logs_read(&L, logs[i], &e)) tool_die_err(&e);
 
     char namebuf[512], idbuf[512];
     if (!name) { snprintf(namebuf, sizeof namebuf, "%s", model ? dir_name(model) : "pruned-model"); name = namebuf; }
@@ -146,20 +146,20 @@ int main(int argc, char **argv) {
     sbuf b = {0};
     card_render(&b, &L, &o);
     free(hub); free(license);
-    if (b.oom) die(1, "out of memory");
+    if (b.oom) tool_die(1, "out of memory");
 
     if (!strcmp(out, "-")) {
-        if (fwrite(b.s, 1, b.len, stdout) != b.len || fflush(stdout)) die(1, "writing to stdout failed");
+        if (fwrite(b.s, 1, b.len, stdout) != b.len || fflush(stdout)) tool_die(1, "writing to stdout failed");
     } else {
-        if (fs_write_file_atomic(out, b.s, b.len, &e)) die_err(&e);
+        if (fs_write_file_atomic(out, b.s, b.len, &e)) tool_die_err(&e);
         cJSON *j = cJSON_CreateObject();
         cJSON_AddStringToObject(j, "output", out);
         cJSON_AddNumberToObject(j, "bytes", (double)b.len);
         cJSON_AddNumberToObject(j, "stages", L.nst);
         cJSON_AddNumberToObject(j, "dropped", L.ndropped);
         cJSON_AddNumberToObject(j, "merges", L.nmerges);
-        emit(j);
-        note("wrote %s", out);
+        tool_emit(j);
+        tool_note("wrote %s", out);
     }
     sb_free(&b);
     logs_free(&L);

@@ -122,16 +122,16 @@ int main(int argc, char **argv) {
         case O_BATCH: batch_tokens = opt_int("--batch-tokens", optarg, 1, 1 << 24); break;
         case O_MAXTOK: max_tokens = opt_int("--max-tokens", optarg, 0, INT64_MAX); break;
         case O_GEMM:
-            if (lop_gemm_parse(optarg, &gemm)) die_usage("--gemm: expected f32 or bf16, not '%s'", optarg);
+            if (lop_gemm_parse(optarg, &gemm)) tool_die_usage("--gemm: expected f32 or bf16, not '%s'", optarg);
             break;
         case O_DEVICE: device = optarg; break;
-        default: die_usage("unknown option");
+        default: tool_die_usage("unknown option");
         }
     }
-    if (!model) die_usage("-m/--model is required");
-    if (optind + 1 < argc || (data && optind < argc)) die_usage("one input file at most");
-    if (llama && lines) die_usage("--llama-cpp and --lines exclude each other");
-    if (llama && stride) die_usage("--llama-cpp has no --stride");
+    if (!model) tool_die_usage("-m/--model is required");
+    if (optind + 1 < argc || (data && optind < argc)) tool_die_usage("one input file at most");
+    if (llama && lines) tool_die_usage("--llama-cpp and --lines exclude each other");
+    if (llama && stride) tool_die_usage("--llama-cpp has no --stride");
     const char *input = data ? data : optind < argc ? argv[optind] : "-";
     out_input("model", model);
     out_input("text", input);
@@ -142,13 +142,13 @@ int main(int argc, char **argv) {
 
     lop_err e = {0};
     lop_model *m;
-    if (lop_model_open(&m, model, &e)) die_err(&e);
+    if (lop_model_open(&m, model, &e)) tool_die_err(&e);
     tool_set_device(m, device);
     if (gemm != LOP_GEMM_F32 && lop_model_set_gemm(m, gemm) != gemm)
         tool_warn("--gemm bf16: this CPU has no AVX512-BF16; computing in float32");
     const char *tokdir = m->st->source_dir ? m->st->source_dir : model;
     lop_tokenizer *tk;
-    if (tok_load(&tk, tokdir, &e)) die_err(&e);
+    if (tok_load(&tk, tokdir, &e)) tool_die_err(&e);
     if (ctx) {
         char what[48];
         snprintf(what, sizeof what, "--ctx %d", ctx);
@@ -156,7 +156,7 @@ int main(int argc, char **argv) {
     }
     else ctx = m->cfg.max_pos > 0 && m->cfg.max_pos < 4096 ? m->cfg.max_pos : 4096;
     if (!stride) stride = ctx;
-    if (stride > ctx) die_usage("--stride %d is larger than --ctx %d", stride, ctx);
+    if (stride > ctx) tool_die_usage("--stride %d is larger than --ctx %d", stride, ctx);
     if (!batch_tokens) batch_tokens = ctx > 2048 ? ctx : 2048;
     if (batch_tokens < ctx) batch_tokens = ctx;
     prov_opt_num("ctx", ctx); prov_opt_num("stride", stride);
@@ -167,7 +167,7 @@ int main(int argc, char **argv) {
     /* tokens and the plan */
     size_t len;
     char *text;
-    if (text_read(input, &text, &len, &e)) die_err(&e);
+    if (text_read(input, &text, &len, &e)) tool_die_err(&e);
     plan pl = {0};
     int32_t **line_ids = NULL;
     int32_t *ids = NULL;
@@ -187,7 +187,7 @@ int main(int argc, char **argv) {
                     cap = cap ? cap * 2 : 1024;
                     ls = realloc(ls, sizeof *ls * cap);
                     ll = realloc(ll, sizeof *ll * cap);
-                    if (!ls || !ll) die(1, "out of memory");
+                    if (!ls || !ll) tool_die(1, "out of memory");
                 }
                 ls[nlines] = p;
                 ll[nlines++] = n2;
@@ -207,18 +207,18 @@ int main(int argc, char **argv) {
                 if (bad < 0) { bad = i; le = e2; }
             }
         }
-        if (bad >= 0) die(1, "line %d: %s", bad + 1, le.msg);
+        if (bad >= 0) tool_die(1, "line %d: %s", bad + 1, le.msg);
         for (int i = 0; i < nlines; i++)
-            if (plan_windows(&pl, line_ids[i], (int64_t)ln[i], ctx, stride, i + 1)) die(1, "out of memory");
+            if (plan_windows(&pl, line_ids[i], (int64_t)ln[i], ctx, stride, i + 1)) tool_die(1, "out of memory");
         free(ls); free(ll); free(ln);
     } else {
-        if (tok_encode(tk, text, len, 1, &ids, &nids, &e)) die_err(&e);
+        if (tok_encode(tk, text, len, 1, &ids, &nids, &e)) tool_die_err(&e);
         if (llama) {
             if ((int64_t)nids < 2 * (int64_t)ctx)
-                die(1, "%s: %zu tokens; --llama-cpp needs at least 2 * ctx = %d", input, nids, 2 * ctx);
-            if (plan_llama_cpp(&pl, ids, (int64_t)nids, ctx, tok_adds_bos(tk) ? tok_bos(tk) : -1)) die(1, "out of memory");
+                tool_die(1, "%s: %zu tokens; --llama-cpp needs at least 2 * ctx = %d", input, nids, 2 * ctx);
+            if (plan_llama_cpp(&pl, ids, (int64_t)nids, ctx, tok_adds_bos(tk) ? tok_bos(tk) : -1)) tool_die(1, "out of memory");
         } else if (plan_windows(&pl, ids, (int64_t)nids, ctx, stride, 0)) {
-            die(1, "out of memory");
+            tool_die(1, "out of memory");
         }
     }
     free(text);
@@ -229,7 +229,7 @@ int main(int argc, char **argv) {
     malloc_trim(0);
     int64_t total = 0;
     for (int i = 0; i < pl.n; i++) total += pl.s[i].n - pl.s[i].first;
-    if (total == 0) die(1, "%s: no token to score (the text has fewer than 2 tokens)", input);
+    if (total == 0) tool_die(1, "%s: no token to score (the text has fewer than 2 tokens)", input);
     if (max_tokens > 0 && total > max_tokens) {
         /* forward only what is scored: drop the segments past the cap and cut the last one
          * (a causal model's earlier positions do not depend on later ones) */
@@ -251,8 +251,8 @@ int main(int argc, char **argv) {
     ppl_base *tr = NULL;
     int kb = 0, has_base_lp = 1;
     if (topk > m->cfg.vocab) topk = m->cfg.vocab;
-    if (save && ppl_saver_open(&tw, save, m->cfg.vocab, topk, model, &e)) die_err(&e);
-    if (klbase && ppl_base_open(&tr, klbase, m->cfg.vocab, &kb, &e)) die_err(&e);
+    if (save && ppl_saver_open(&tw, save, m->cfg.vocab, topk, model, &e)) tool_die_err(&e);
+    if (klbase && ppl_base_open(&tr, klbase, m->cfg.vocab, &kb, &e)) tool_die_err(&e);
     int K = tw ? topk : 0;
     stats st = {0}, kls = {0}, base = {0};
     int64_t top1_same = 0;
@@ -275,13 +275,13 @@ int main(int argc, char **argv) {
         kc.sid = malloc(sizeof(int32_t) * (size_t)N * kb);
         kc.blp = malloc(sizeof(float) * (size_t)N * kb);
         kc.cur = malloc(sizeof(float) * (size_t)N * kb);
-        if (!kc.rec_of_row || !kc.rec || !kc.sid || !kc.blp || !kc.cur || !klw) die(1, "out of memory");
+        if (!kc.rec_of_row || !kc.rec || !kc.sid || !kc.blp || !kc.cur || !klw) tool_die(1, "out of memory");
     }
-    if (!bids || !tg || !am || !lp || !lse || !sel || !blen || !counted || (K && (!kid || !klg))) die(1, "out of memory");
+    if (!bids || !tg || !am || !lp || !lse || !sel || !blen || !counted || (K && (!kid || !klg))) tool_die(1, "out of memory");
 
     progress pr;
     progress_start(&pr, "ppl", (double)total, "tok");
-    double t0 = now_seconds();
+    double t0 = tool_now_seconds();
     int64_t done = 0;
     double flops = 0;
     for (int s0 = 0; s0 < pl.n && done < total;) {
@@ -308,9 +308,9 @@ int main(int argc, char **argv) {
                 if (done + slots >= total) continue;   /* past --max-tokens: not compared */
                 ppl_base_row rec;
                 int got = ppl_base_next(tr, &rec, &e);
-                if (got < 0) die_err(&e);
-                if (got == 0) die(1, "%s: fewer saved tokens than this run scores", klbase);
-                if (rec.target != tg[r]) die(1, "%s: saved token %lld is id %d, this run's is %d (not the same text/tokenizer/options?)",
+                if (got < 0) tool_die_err(&e);
+                if (got == 0) tool_die(1, "%s: fewer saved tokens than this run scores", klbase);
+                if (rec.target != tg[r]) tool_die(1, "%s: saved token %lld is id %d, this run's is %d (not the same text/tokenizer/options?)",
                                              klbase, (long long)(done + slots), rec.target, tg[r]);
                 int sl = slots++;
                 kc.rec_of_row[r] = sl;
@@ -327,7 +327,7 @@ int main(int argc, char **argv) {
         lop_head_req h = {.select = sel, .target = tg, .target_logprob = lp, .lse = lse,
                           .argmax = am, .topk = K, .topk_id = kid, .topk_logit = klg};
         if (tr) { h.block = kl_block; h.user = &kc; }
-        if (lop_forward(m, &b, NULL, &h, &e)) die_err(&e);
+        if (lop_forward(m, &b, NULL, &h, &e)) tool_die_err(&e);
         for (int i = 0; i < B; i++) flops += lop_forward_flops(m, blen[i], (blen[i] + 1) / 2.0);
         /* collect, in order */
         int r = 0;
@@ -346,7 +346,7 @@ int main(int argc, char **argv) {
                     cJSON_AddNumberToObject(o, "pos", (double)(s->pos0 + t + 1));
                     cJSON_AddNumberToObject(o, "id", tg[r]);
                     cJSON_AddNumberToObject(o, "nll", nll);
-                    emit(o);
+                    tool_emit(o);
                 }
                 if (tr) {
                     int sl = kc.rec_of_row[r];
@@ -359,25 +359,25 @@ int main(int argc, char **argv) {
                     if (klv_n == klv_cap) {
                         klv_cap = klv_cap ? klv_cap * 2 : 4096;
                         klv = realloc(klv, sizeof(float) * klv_cap);
-                        if (!klv) die(1, "out of memory");
+                        if (!klv) tool_die(1, "out of memory");
                     }
                     klv[klv_n++] = (float)kl;
                 }
             }
         }
-        if (tw && ppl_saver_put(tw, rows, bids, counted, kid, klg, lse, lp, &e)) die_err(&e);
+        if (tw && ppl_saver_put(tw, rows, bids, counted, kid, klg, lse, lp, &e)) tool_die_err(&e);
         progress_update(&pr, (double)done);
         s0 = s1;
     }
     progress_end(&pr);
-    double secs = now_seconds() - t0;
+    double secs = tool_now_seconds() - t0;
     if (tr) {
         ppl_base_row rec;
         int more = done >= total && max_tokens == 0 ? ppl_base_next(tr, &rec, &e) : 0;
-        if (more < 0) die_err(&e);
-        if (more > 0) die(1, "%s: more saved tokens than this run scores", klbase);
+        if (more < 0) tool_die_err(&e);
+        if (more > 0) tool_die(1, "%s: more saved tokens than this run scores", klbase);
     }
-    if (tw && ppl_saver_finish(tw, &e)) die_err(&e);
+    if (tw && ppl_saver_finish(tw, &e)) tool_die_err(&e);
     double mean = stat_mean(&st), se = stat_se(&st);
     cJSON *o = cJSON_CreateObject();
     cJSON_AddNumberToObject(o, "ppl", exp(mean));
@@ -395,8 +395,8 @@ int main(int argc, char **argv) {
     cJSON_AddNumberToObject(o, "tokens_per_s", secs > 0 ? st.n / secs : 0);
     cJSON_AddNumberToObject(o, "gflop", flops / 1e9);
     cJSON_AddNumberToObject(o, "gflop_per_s", secs > 0 ? flops / 1e9 / secs : 0);
-    cJSON_AddNumberToObject(o, "peak_rss_mb", (double)(peak_rss_bytes() >> 20));  /* kept for old scripts */
-    cJSON_AddNumberToObject(o, "peak_rss_bytes", (double)peak_rss_bytes());
+    cJSON_AddNumberToObject(o, "peak_rss_mb", (double)(tool_peak_rss_bytes() >> 20));  /* kept for old scripts */
+    cJSON_AddNumberToObject(o, "peak_rss_bytes", (double)tool_peak_rss_bytes());
     cJSON_AddNumberToObject(o, "act_mb", (double)(lop_act_bytes(m) >> 20));
     if (strcmp(lop_model_device(m), "cpu"))
         cJSON_AddNumberToObject(o, "gpu_peak_mb", (double)(lop_model_device_peak(m) >> 20));
@@ -416,8 +416,8 @@ int main(int argc, char **argv) {
         }
         cJSON_AddNumberToObject(o, "base_topk", kb);
     }
-    emit(o);
-    if (!g_opt.quiet)
+    tool_emit(o);
+    if (!tool_opt.quiet)
         fprintf(stderr, "ppl: %.4f ± %.4f over %lld tokens, %.1f tokens/s\n", exp(mean), exp(mean) * se,
                 (long long)st.n, secs > 0 ? st.n / secs : 0);
     if (tr) ppl_base_close(tr);

@@ -55,14 +55,14 @@ static pcre2_code *compile_re(const char *opt, const char *re) {
     if (!c) {
         PCRE2_UCHAR msg[256];
         pcre2_get_error_message(err, msg, sizeof msg);
-        die_usage("%s: bad regular expression '%s' at offset %zu: %s", opt, re, (size_t)off, (char *)msg);
+        tool_die_usage("%s: bad regular expression '%s' at offset %zu: %s", opt, re, (size_t)off, (char *)msg);
     }
     return c;
 }
 
 static int re_match(pcre2_code *c, pcre2_match_data *md, const char *s) {
     int r = pcre2_match(c, (PCRE2_SPTR)s, strlen(s), 0, 0, md, NULL);
-    if (r < -1) die(1, "regular expression failed on '%s' (error %d)", s, r);
+    if (r < -1) tool_die(1, "regular expression failed on '%s' (error %d)", s, r);
     return r >= 0;
 }
 
@@ -143,7 +143,7 @@ static void print_summary(const st_info *const *v, int n, const char *config_jso
         free(per);
         config_free(&c);
     }
-    emit(o);
+    tool_emit(o);
 }
 
 static void print_stats(const st_info *t, const void *data) {
@@ -167,7 +167,7 @@ static void print_stats(const st_info *t, const void *data) {
     cJSON_AddNumberToObject(o, "sparsity", s.n ? (double)s.zeros / (double)s.n : 0);
     cJSON_AddNumberToObject(o, "nan", (double)s.nan);
     cJSON_AddNumberToObject(o, "inf", (double)s.inf);
-    emit(o);
+    tool_emit(o);
 }
 
 int main(int argc, char **argv) {
@@ -185,7 +185,7 @@ int main(int argc, char **argv) {
     uint64_t shard = 0;
     const char **paths = calloc((size_t)argc + 1, sizeof *paths);
     int np = 0, c;
-    if (!paths) die(1, "out of memory");
+    if (!paths) tool_die(1, "out of memory");
     while ((c = getopt_long(argc, argv, "lm:o:" TOOL_COMMON_SHORTOPTS, lo, NULL)) != -1) {
         if (tool_common_opt(c, optarg, usage)) continue;
         switch (c) {
@@ -196,13 +196,13 @@ int main(int argc, char **argv) {
             if (!strcasecmp(optarg, "f32") || !strcasecmp(optarg, "float32")) to = ST_F32;
             else if (!strcasecmp(optarg, "bf16") || !strcasecmp(optarg, "bfloat16")) to = ST_BF16;
             else if (!strcasecmp(optarg, "f16") || !strcasecmp(optarg, "float16")) to = ST_F16;
-            else die_usage("--dtype: '%s' is not f32, bf16 or f16", optarg);
+            else tool_die_usage("--dtype: '%s' is not f32, bf16 or f16", optarg);
             have_dtype = 1;
             break;
         case O_SELECT: sel = optarg; break;
         case O_EXCLUDE: exc = optarg; break;
         case O_ZSTD: zlevel = optarg ? (int)opt_int("--zstd", optarg, 1, 22) : 3; break;
-        case O_SHARD: shard = opt_size("--max-shard-size", optarg); if (!shard) die_usage("--max-shard-size: must be positive"); break;
+        case O_SHARD: shard = opt_size("--max-shard-size", optarg); if (!shard) tool_die_usage("--max-shard-size: must be positive"); break;
         case O_CONFIG: cfg_path = optarg; break;
         case 'm': paths[np++] = optarg; break;
         case 'o': out = optarg; break;
@@ -211,14 +211,14 @@ int main(int argc, char **argv) {
     }
     for (int i = optind; i < argc; i++) paths[np++] = argv[i];
     if (!np) paths[np++] = "-";
-    if (list + summary > 1) die_usage("-l and --summary are separate reports; choose one");
+    if (list + summary > 1) tool_die_usage("-l and --summary are separate reports; choose one");
     int stdin_uses = 0;
     for (int i = 0; i < np; i++) stdin_uses += !strcmp(paths[i], "-");
-    if (stdin_uses > 1) die_usage("stdin (-) can be read only once");
+    if (stdin_uses > 1) tool_die_usage("stdin (-) can be read only once");
     int writing = out || (!list && !summary && !stats);
     if (!out) out = "-";
     if (writing && !strcmp(out, "-") && isatty(1))
-        die_usage("refusing to write binary safetensors to a terminal (use -o FILE, or -l/--summary/--stats)");
+        tool_die_usage("refusing to write binary safetensors to a terminal (use -o FILE, or -l/--summary/--stats)");
     if (writing) {
         for (int i = 0; i < np; i++) out_input("input", paths[i]);
         out_input("config", cfg_path);
@@ -235,7 +235,7 @@ int main(int argc, char **argv) {
     int total = 0;
     for (int i = 0; i < np; i++) {
         in[i].path = paths[i];
-        if (st_reader_open(&in[i].r, paths[i], &e)) die_err(&e);
+        if (st_reader_open(&in[i].r, paths[i], &e)) tool_die_err(&e);
         in[i].infos = st_reader_infos(in[i].r, &in[i].n);
         in[i].keep = calloc((size_t)in[i].n + 1, 1);
         in[i].first_out = total;
@@ -266,14 +266,14 @@ int main(int argc, char **argv) {
         memcpy(sorted, sv, (size_t)total * sizeof *sorted);
         qsort(sorted, (size_t)total, sizeof *sorted, cmp_name);
         for (int i = 1; i < total; i++)
-            if (!strcmp(sorted[i]->name, sorted[i - 1]->name)) die(1, "tensor '%s' is in two inputs", sorted[i]->name);
+            if (!strcmp(sorted[i]->name, sorted[i - 1]->name)) tool_die(1, "tensor '%s' is in two inputs", sorted[i]->name);
         free(sorted);
     }
     char *cfg_text = NULL;
     const char *config = NULL, *source = NULL;
     if (cfg_path) {
         size_t len;
-        if (fs_read_all(cfg_path, &cfg_text, &len, &e)) die_err(&e);
+        if (fs_read_all(cfg_path, &cfg_text, &len, &e)) tool_die_err(&e);
         config = cfg_text;
         char *d = fs_dirname(cfg_path);
         source = d;  /* tokenizer files next to the given config.json */
@@ -293,7 +293,7 @@ int main(int argc, char **argv) {
             cJSON_AddItemToObject(o, "shape", shape_json(t));
             cJSON_AddNumberToObject(o, "params", (double)st_numel(t));
             cJSON_AddNumberToObject(o, "bytes", (double)t->nbytes);
-            emit(o);
+            tool_emit(o);
         }
     }
     if (summary) {
@@ -310,7 +310,7 @@ int main(int argc, char **argv) {
         for (int i = 0; i < total; i++) out_bytes += oinfo[i].nbytes;
         out_space(out, out_bytes);
         st_write_opts wo = {.max_shard_size = shard, .zstd_level = zlevel};
-        if (st_writer_open(&w, out, oinfo, total, config, source, &wo, &e)) die_err(&e);
+        if (st_writer_open(&w, out, oinfo, total, config, source, &wo, &e)) tool_die_err(&e);
     }
     progress pg;
     progress_start(&pg, writing ? "writing" : "reading", (double)total_bytes, "B");
@@ -330,21 +330,21 @@ int main(int argc, char **argv) {
                     if (oinfo[k].nbytes > conv_cap) {
                         free(conv);
                         conv_cap = oinfo[k].nbytes;
-                        if (!(conv = malloc(conv_cap))) die(1, "out of memory converting '%s'", src->name);
+                        if (!(conv = malloc(conv_cap))) tool_die(1, "out of memory converting '%s'", src->name);
                     }
                     convert(conv, oinfo[k].dtype, data, src->dtype, st_numel(src));
                     put = conv;
                 }
-                if (st_writer_put(w, k, put, &e)) { st_writer_abort(w); die_err(&e); }
+                if (st_writer_put(w, k, put, &e)) { st_writer_abort(w); tool_die_err(&e); }
             }
             k++;
             done += src->nbytes;
             progress_update(&pg, (double)done);
         }
-        if (r < 0) { st_writer_abort(w); die_err(&e); }
+        if (r < 0) { st_writer_abort(w); tool_die_err(&e); }
     }
     progress_end(&pg);
-    if (w && st_writer_finish(w, &e)) die_err(&e);
+    if (w && st_writer_finish(w, &e)) tool_die_err(&e);
     for (int i = 0; i < np; i++) { st_reader_close(in[i].r); free(in[i].keep); }
     free(in); free(sv); free(oinfo); free(conv); free(cfg_text); free(paths);
     if (cfg_path) free((void *)source);

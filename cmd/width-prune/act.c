@@ -86,7 +86,7 @@ static int hook_final(void *user, const float *h, const float *hn, const lop_bat
 }
 
 static int load_calib(wp_job *j, lop_model *m, lop_calib *cal, lop_err *e) {
-    return calib_load_for_model(cal, m, j->data, j->ctx, j->samples, g_opt.seed, e);
+    return calib_load_for_model(cal, m, j->data, j->ctx, j->samples, tool_opt.seed, e);
 }
 
 static int write_model(wp_job *j, st_model *st, lop_err *e) {
@@ -152,7 +152,7 @@ int wp_run_activation(wp_job *j, lop_err *e) {
         if (load_calib(j, m, &cal, e)) goto out;
         j->calib_tokens = cal.tokens;
         j->calib_samples = cal.n;
-        note("activation scores: %d calibration sequences, %lld tokens", cal.n, (long long)cal.tokens);
+        tool_note("activation scores: %d calibration sequences, %lld tokens", cal.n, (long long)cal.tokens);
         lop_hooks hk = {.user = &a, .linear_in = hook_linear, .final = hook_final};
         lop_fwd_opts fo = {.hooks = &hk};
         progress pg;

@@ -33,7 +33,7 @@ int wp_setup(wp_job *j, lop_err *e) {
     j->cut_heads = w->nq < w->Hq || w->nkv < w->Hkv;
     j->cut_hidden = w->nc < w->C;
     if (!j->cut_mlp && !j->cut_heads && !j->cut_hidden)
-        note("every count asked for is the model's own: the output is the model, re-written");
+        tool_note("every count asked for is the model's own: the output is the model, re-written");
     int L = w->L;
     if (j->cut_mlp) {
         j->mlp_score = calloc((size_t)(L ? L : 1), sizeof *j->mlp_score);
@@ -98,7 +98,7 @@ char *wp_out_config(wp_job *j, lop_err *e) {
 /* ---- report ---- */
 
 static void out_json(const wp_job *j, cJSON *o) {
-    emit_json(o, j->json != stdout);   /* the tool layer's rule: stdout, --log FILE, or stderr under -o - */
+    tool_emit_json(o, j->json != stdout);   /* the tool layer's rule: stdout, --log FILE, or stderr under -o - */
 }
 
 static void add_ints(cJSON *o, const char *k, const int *v, int n) {
@@ -172,13 +172,13 @@ void wp_report(const wp_job *j) {
         cJSON_AddNumberToObject(o, "calib_tokens", (double)j->calib_tokens);
     }
     cJSON_AddNumberToObject(o, "seconds", round(j->seconds * 1000) / 1000);
-    cJSON_AddNumberToObject(o, "peak_rss_mb", round(peak_rss_bytes() / 1e5) / 10);
+    cJSON_AddNumberToObject(o, "peak_rss_mb", round(tool_peak_rss_bytes() / 1e5) / 10);
     cJSON_AddStringToObject(o, "output", j->output);
     out_json(j, o);
     char a[32], b[32];
-    note("%s: hidden %d\xe2\x86\x92%d, mlp %d\xe2\x86\x92%d, heads %d\xe2\x86\x92%d (kv %d\xe2\x86\x92%d): %s \xe2\x86\x92 %s (%.2f%%)",
+    tool_note("%s: hidden %d\xe2\x86\x92%d, mlp %d\xe2\x86\x92%d, heads %d\xe2\x86\x92%d (kv %d\xe2\x86\x92%d): %s \xe2\x86\x92 %s (%.2f%%)",
          width_imp_name(j->imp), w->C, w->nc, w->F, w->ni, w->Hq, w->nq, w->Hkv, w->nkv,
-         commas(j->params_in, a, sizeof a), commas(j->params_out, b, sizeof b), 100 * red);
+         tool_commas(j->params_in, a, sizeof a), tool_commas(j->params_out, b, sizeof b), 100 * red);
 }
 
 void wp_job_free(wp_job *j) {

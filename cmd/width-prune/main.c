@@ -90,7 +90,7 @@ int main(int argc, char **argv) {
         case O_HIDDEN_PCT: j.hidden_pct = opt_double("--hidden-percent", optarg, 0, 100); break;
         case O_IMP:
             if (width_imp_parse(optarg, &j.imp))
-                die_usage("--importance: expected activation, maw, vow or pon, got '%s'", optarg);
+                tool_die_usage("--importance: expected activation, maw, vow or pon, got '%s'", optarg);
             have_imp = 1;
             break;
         case O_DATA: j.data = optarg; break;
@@ -99,26 +99,26 @@ int main(int argc, char **argv) {
         case O_BATCH: j.batch = (int)opt_int("--batch", optarg, 1, 1 << 16); break;
         case O_SHARD: j.wo.max_shard_size = opt_size("--max-shard-size", optarg); break;
         case O_ZSTD: j.wo.zstd_level = optarg ? (int)opt_int("--zstd", optarg, 1, 22) : 3; break;
-        default: die_usage("unknown option");
+        default: tool_die_usage("unknown option");
         }
     }
-    if (optind < argc) die_usage("unexpected argument '%s'", argv[optind]);
-    if (!j.model) die_usage("-m/--model is required");
-    if (!j.output) die_usage("-o/--output is required");
-    if (j.mlp_keep && j.mlp_pct >= 0) die_usage("give one of --mlp-keep and --mlp-percent");
-    if (j.heads_keep && j.head_pct >= 0) die_usage("give one of --heads-keep and --head-percent");
-    if (j.hidden_keep && j.hidden_pct >= 0) die_usage("give one of --hidden-keep and --hidden-percent");
+    if (optind < argc) tool_die_usage("unexpected argument '%s'", argv[optind]);
+    if (!j.model) tool_die_usage("-m/--model is required");
+    if (!j.output) tool_die_usage("-o/--output is required");
+    if (j.mlp_keep && j.mlp_pct >= 0) tool_die_usage("give one of --mlp-keep and --mlp-percent");
+    if (j.heads_keep && j.head_pct >= 0) tool_die_usage("give one of --heads-keep and --head-percent");
+    if (j.hidden_keep && j.hidden_pct >= 0) tool_die_usage("give one of --hidden-keep and --hidden-percent");
     if (!j.mlp_keep && j.mlp_pct < 0 && !j.heads_keep && j.head_pct < 0 && !j.kv_keep && !j.hidden_keep && j.hidden_pct < 0)
-        die_usage("nothing to prune: give --mlp-keep/--mlp-percent, --heads-keep/--head-percent, "
+        tool_die_usage("nothing to prune: give --mlp-keep/--mlp-percent, --heads-keep/--head-percent, "
                   "--kv-keep or --hidden-keep/--hidden-percent");
     if (j.imp == WIDTH_ACTIVATION) {
         if (!j.data)
-            die_usage("--importance activation%s needs calibration text (--data FILE); weight-only "
+            tool_die_usage("--importance activation%s needs calibration text (--data FILE); weight-only "
                       "scores need none: --importance maw, vow or pon", have_imp ? "" : " (the default)");
     } else {
-        if (j.data) die_usage("--data is for --importance activation (%s scores weights only)", width_imp_name(j.imp));
+        if (j.data) tool_die_usage("--data is for --importance activation (%s scores weights only)", width_imp_name(j.imp));
         if (j.hidden_keep || j.hidden_pct >= 0)
-            die_usage("--hidden-keep/--hidden-percent needs --importance activation: channels are scored on the "
+            tool_die_usage("--hidden-keep/--hidden-percent needs --importance activation: channels are scored on the "
                       "residual stream (OptiPFair's weight scores are defined for MLP neurons)");
     }
     /* the output guard: inputs and the output checked before any work */
@@ -137,10 +137,10 @@ int main(int argc, char **argv) {
     j.json = strcmp(j.output, "-") ? stdout : stderr;
 
     lop_err e = {0};
-    double t0 = now_seconds();
+    double t0 = tool_now_seconds();
     int rc = j.imp == WIDTH_ACTIVATION ? wp_run_activation(&j, &e) : wp_run_stream(&j, &e);
-    if (rc) die_err(&e);
-    j.seconds = now_seconds() - t0;
+    if (rc) tool_die_err(&e);
+    j.seconds = tool_now_seconds() - t0;
     wp_report(&j);
     wp_job_free(&j);
     return 0;

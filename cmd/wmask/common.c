@@ -205,7 +205,7 @@ void wm_raw_store(void *raw, const float *w, st_dtype t, uint64_t n) {
 /* JSON lines: the tool layer's rule (json_stream: --log FILE, else stdout, else stderr when
  * stdout carries the output stream) */
 static void report(const char *output, cJSON *o) {
-    emit_json(o, !strcmp(output, "-"));
+    tool_emit_json(o, !strcmp(output, "-"));
 }
 
 static cJSON *tensor_line(const st_info *t, const prune_stat *st, wm_totals *tot) {
@@ -289,8 +289,8 @@ void wm_report_summary(const wm_job *j, const wm_totals *tot) {
         cJSON_AddNumberToObject(o, "owl_m", j->owl_m);
         cJSON_AddNumberToObject(o, "owl_seconds", tot->t_owl);
     }
-    cJSON_AddNumberToObject(o, "peak_rss_mb", (double)peak_rss_bytes() / (1 << 20));  /* kept for old scripts */
-    cJSON_AddNumberToObject(o, "peak_rss_bytes", (double)peak_rss_bytes());
+    cJSON_AddNumberToObject(o, "peak_rss_mb", (double)tool_peak_rss_bytes() / (1 << 20));  /* kept for old scripts */
+    cJSON_AddNumberToObject(o, "peak_rss_bytes", (double)tool_peak_rss_bytes());
     report(j->output, o);
 }
 

@@ -96,7 +96,7 @@ static int owl_plan(const wm_job *j, const wm_targets *tg, wm_owl *o, wm_totals 
     if (!target) { lop_fail(e, "out of memory"); goto out; }
     if (wm_find_targets(m, tg, target, e)) goto out;
     if (wm_load_calib(j, m, &cal, e)) goto out;
-    note("owl: %d calibration sequences, %lld tokens", cal.n, (long long)cal.tokens);
+    tool_note("owl: %d calibration sequences, %lld tokens", cal.n, (long long)cal.tokens);
     if (wm_owl_plan(o, j, m, &cal, j->batch, target, tot, e)) goto out;
     wm_owl_report(j, o);
     rc = 0;

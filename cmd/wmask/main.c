@@ -88,12 +88,12 @@ static const struct option longopts[] = {
 static void parse_nm(wm_job *j, const char *arg) {
     char *end;
     long n = strtol(arg, &end, 10);
-    if (end == arg || *end != ':') die_usage("--nm: expected N:M, got '%s'", arg);
+    if (end == arg || *end != ':') tool_die_usage("--nm: expected N:M, got '%s'", arg);
     const char *p = end + 1;
     long m = strtol(p, &end, 10);
-    if (end == p || *end) die_usage("--nm: expected N:M, got '%s'", arg);
+    if (end == p || *end) tool_die_usage("--nm: expected N:M, got '%s'", arg);
     if (m < 1 || m > 256 || n < 1 || n > m)
-        die_usage("--nm: need 1 <= N <= M <= 256, got '%s'", arg);
+        tool_die_usage("--nm: need 1 <= N <= M <= 256, got '%s'", arg);
     j->nm_n = (int)n;
     j->nm_m = (int)m;
 }
@@ -114,22 +114,22 @@ int main(int argc, char **argv) {
             if (!strcmp(optarg, "magnitude")) j.method = METHOD_MAGNITUDE;
             else if (!strcmp(optarg, "wanda")) j.method = METHOD_WANDA;
             else if (!strcmp(optarg, "sparsegpt")) j.method = METHOD_SPARSEGPT;
-            else die_usage("--method: expected magnitude, wanda or sparsegpt, got '%s'", optarg);
+            else tool_die_usage("--method: expected magnitude, wanda or sparsegpt, got '%s'", optarg);
             break;
         case O_SCOPE:
             if (!strcmp(optarg, "row")) j.scope = SCOPE_ROW;
             else if (!strcmp(optarg, "tensor")) j.scope = SCOPE_TENSOR;
             else if (!strcmp(optarg, "global")) j.scope = SCOPE_GLOBAL;
-            else die_usage("--scope: expected row, tensor or global, got '%s'", optarg);
+            else tool_die_usage("--scope: expected row, tensor or global, got '%s'", optarg);
             have_scope = 1;
             break;
         case O_NM: parse_nm(&j, optarg); break;
         case O_INCLUDE:
-            if (j.n_include == WM_MAX_RE) die_usage("--include: at most %d", WM_MAX_RE);
+            if (j.n_include == WM_MAX_RE) tool_die_usage("--include: at most %d", WM_MAX_RE);
             j.include[j.n_include++] = optarg;
             break;
         case O_EXCLUDE:
-            if (j.n_exclude == WM_MAX_RE) die_usage("--exclude: at most %d", WM_MAX_RE);
+            if (j.n_exclude == WM_MAX_RE) tool_die_usage("--exclude: at most %d", WM_MAX_RE);
             j.exclude[j.n_exclude++] = optarg;
             break;
         case O_DATA: j.data = optarg; break;
@@ -146,40 +146,40 @@ int main(int argc, char **argv) {
         case O_OWL_L: j.owl_lambda = opt_double("--owl-lambda", optarg, 0, 0.5); break;
         case O_OWL_M: j.owl_m = opt_double("--owl-m", optarg, 0, 1e6); break;
         case O_DEVICE: j.device = optarg; break;
-        default: die_usage("unexpected option");
+        default: tool_die_usage("unexpected option");
         }
     }
-    if (optind < argc) die_usage("unexpected argument '%s'", argv[optind]);
-    if (!j.model) die_usage("-m/--model is required");
-    if (!j.output) die_usage("-o/--output is required");
+    if (optind < argc) tool_die_usage("unexpected argument '%s'", argv[optind]);
+    if (!j.model) tool_die_usage("-m/--model is required");
+    if (!j.output) tool_die_usage("-o/--output is required");
     if (j.device && j.method != METHOD_WANDA && strcmp(j.device, "cpu"))
-        die_usage("--device goes with --method wanda (magnitude runs no forward)");
+        tool_die_usage("--device goes with --method wanda (magnitude runs no forward)");
     if (j.nm_m) {
         double s = (double)j.nm_n / j.nm_m;
         if (have_sparsity && j.sparsity != s)
-            die_usage("--nm %d:%d zeroes %g of each row; it does not combine with --sparsity %g",
+            tool_die_usage("--nm %d:%d zeroes %g of each row; it does not combine with --sparsity %g",
                       j.nm_n, j.nm_m, s, j.sparsity);
         if (have_scope && j.scope != SCOPE_ROW)
-            die_usage("--nm selects within groups of a row; it does not combine with --scope");
+            tool_die_usage("--nm selects within groups of a row; it does not combine with --scope");
         j.sparsity = s;
     }
     if (j.method == METHOD_WANDA) {
-        if (!j.data) die_usage("--method wanda needs calibration text (--data FILE)");
+        if (!j.data) tool_die_usage("--method wanda needs calibration text (--data FILE)");
         if (j.scope == SCOPE_GLOBAL && !j.one_shot)
-            die_usage("--method wanda --scope global needs --one-shot (one threshold over all "
+            tool_die_usage("--method wanda --scope global needs --one-shot (one threshold over all "
                       "layers needs every layer's scores before any layer is pruned)");
     } else if (j.method == METHOD_SPARSEGPT) {
-        if (!j.data) die_usage("--method sparsegpt needs calibration text (--data FILE)");
+        if (!j.data) tool_die_usage("--method sparsegpt needs calibration text (--data FILE)");
         if (j.scope == SCOPE_GLOBAL)
-            die_usage("--method sparsegpt updates the weights as it prunes: no --scope global");
-        if (j.one_shot) die_usage("--one-shot is for --method wanda (sparsegpt runs layer by layer)");
+            tool_die_usage("--method sparsegpt updates the weights as it prunes: no --scope global");
+        if (j.one_shot) tool_die_usage("--one-shot is for --method wanda (sparsegpt runs layer by layer)");
     } else if ((j.data && !j.owl) || j.one_shot || j.dump_acts) {
-        die_usage("--data, --one-shot and --dump-acts are for --method wanda or sparsegpt (or --owl)");
+        tool_die_usage("--data, --one-shot and --dump-acts are for --method wanda or sparsegpt (or --owl)");
     }
     if (j.owl) {
-        if (!j.data) die_usage("--owl needs calibration text (--data FILE)");
-        if (j.scope == SCOPE_GLOBAL) die_usage("--owl sets each layer's sparsity: no --scope global");
-        if (j.one_shot) die_usage("--owl does not combine with --one-shot");
+        if (!j.data) tool_die_usage("--owl needs calibration text (--data FILE)");
+        if (j.scope == SCOPE_GLOBAL) tool_die_usage("--owl sets each layer's sparsity: no --scope global");
+        if (j.one_shot) tool_die_usage("--owl does not combine with --one-shot");
     }
     if (j.sparsity >= 0.99)
         tool_warn("--sparsity %g zeroes (nearly) every selected weight: the model will not work", j.sparsity);
@@ -189,10 +189,10 @@ int main(int argc, char **argv) {
     j.dump_acts = out_output("--dump-acts", j.dump_acts, OUT_MODEL);
     if (job_ranks > 1) {   /* a job (mpirun): the ranks share wanda's calibration sequences */
         if (j.method != METHOD_WANDA)
-            die_usage("--method %s runs as one process; under mpirun only --method wanda shares its "
+            tool_die_usage("--method %s runs as one process; under mpirun only --method wanda shares its "
                       "calibration across ranks", j.method == METHOD_MAGNITUDE ? "magnitude" : "sparsegpt");
-        if (j.dump_acts) die_usage("--dump-acts runs as one process, not under mpirun");
-        if (j.device && strcmp(j.device, "cpu")) die_usage("--device %s: GPU jobs under mpirun come later (docs/mpi.md)", j.device);
+        if (j.dump_acts) tool_die_usage("--dump-acts runs as one process, not under mpirun");
+        if (j.device && strcmp(j.device, "cpu")) tool_die_usage("--device %s: GPU jobs under mpirun come later (docs/mpi.md)", j.device);
     }
     if (!job_rank) {   /* rank 0 writes; the others wait for its decision */
         out_check();
@@ -204,14 +204,14 @@ int main(int argc, char **argv) {
 
     lop_err e = {0};
     wm_targets *tg;
-    if (wm_targets_new(&tg, &j, &e)) die_err(&e);
+    if (wm_targets_new(&tg, &j, &e)) tool_die_err(&e);
     wm_totals tot = {0};
-    double t0 = now_seconds();
+    double t0 = tool_now_seconds();
     int rc = j.method != METHOD_MAGNITUDE ? wm_run_wanda(&j, tg, &tot, &e)
                                           : wm_run_magnitude(&j, tg, &tot, &e);
     wm_targets_free(tg);
-    if (rc) die_err(&e);
-    tot.t_total = now_seconds() - t0;
+    if (rc) tool_die_err(&e);
+    tot.t_total = tool_now_seconds() - t0;
     wm_report_summary(&j, &tot);
     return 0;
 }

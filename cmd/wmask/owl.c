@@ -80,7 +80,7 @@ static void apportion(int64_t total, const double *want, const int64_t *cap, int
 int wm_owl_plan(wm_owl *o, const wm_job *j, lop_model *m, const lop_calib *cal, int batch,
                 const uint8_t *target, wm_totals *tot, lop_err *e) {
     int L = m->cfg.n_layers, K = L * PROJ_N, rc = -1, last = -1;
-    double t0 = now_seconds();
+    double t0 = tool_now_seconds();
     memset(o, 0, sizeof *o);
     o->L = L;
     o->K = K;
@@ -110,13 +110,13 @@ int wm_owl_plan(wm_owl *o, const wm_job *j, lop_model *m, const lop_calib *cal, 
     /* 1. the dense model's input norms (layers after the last target are not run) */
     lop_hooks hk = {.user = &acc, .linear_in = hook_linear};
     lop_fwd_opts fo = {.layer_end = last + 1 < L ? last + 1 : 0, .hooks = &hk};
-    double tf = now_seconds();
+    double tf = tool_now_seconds();
     for (int s = 0; s < cal->n; s += batch) {
         int nb = cal->n - s < batch ? cal->n - s : batch;
         lop_batch b = {.B = nb, .len = cal->len + s, .ids = cal->ids[s]};
         if (lop_forward(m, &b, &fo, NULL, e)) goto out;
     }
-    tot->t_forward += now_seconds() - tf;
+    tot->t_forward += tool_now_seconds() - tf;
     /* 2. outlier ratios */
     int64_t maxn = 0;
     for (int k = 0; k < K; k++)
@@ -219,7 +219,7 @@ out:
     if (acc.ss) for (int k = 0; k < K; k++) free(acc.ss[k]);
     free(acc.ss);
     free(wf); free(want); free(cap); free(got);
-    tot->t_owl += now_seconds() - t0;
+    tot->t_owl += tool_now_seconds() - t0;
     return rc;
 }
 

@@ -102,9 +102,9 @@ static int hook_linear(void *user, int layer, lop_proj p, const char *name, cons
     if (wd->j->method == METHOD_SPARSEGPT) {
         int sl = SLOT[p];
         if (wd->hown[sl] == (int)p && wd->H[sl]) {
-            double t0 = now_seconds();
+            double t0 = tool_now_seconds();
             if (wm_hess_add(wd->H[sl], X, rows, in)) return 1;
-            wd->tot->t_hessian += now_seconds() - t0;
+            wd->tot->t_hessian += tool_now_seconds() - t0;
         }
     } else {
     double *ss = wd->ss[k];
@@ -136,7 +136,7 @@ static int run_pass(wanda *wd, const lop_calib *cal, int layer_end, const uint8_
                     lop_err *e) {
     lop_hooks hk = {.user = wd, .resid = hook_resid, .linear_in = hook_linear};
     lop_fwd_opts fo = {.skip = skip, .layer_end = layer_end, .hooks = &hk};
-    double t0 = now_seconds();
+    double t0 = tool_now_seconds();
     wd->row0 = 0;
     int bs = wd->j->batch;
     for (int s = 0, c = 0; s < cal->n; s += bs, c++) {
@@ -150,7 +150,7 @@ static int run_pass(wanda *wd, const lop_calib *cal, int layer_end, const uint8_
         if (lop_forward(wd->m, &b, &fo, NULL, e)) return -1;
         wd->row0 += b.N;
     }
-    wd->tot->t_forward += now_seconds() - t0;
+    wd->tot->t_forward += tool_now_seconds() - t0;
     return 0;
 }
 
@@ -180,7 +180,7 @@ static int prune_proj(wanda *wd, int l, lop_proj p, const double *U, const uint8
     lop_wref *w = lop_weight(wd->m, l, p);
     int64_t rows = w->rows, cols = w->cols;
     uint64_t n = (uint64_t)rows * cols;
-    double t0 = now_seconds(), loss = -1;
+    double t0 = tool_now_seconds(), loss = -1;
     float *norm = malloc((size_t)cols * sizeof *norm), *wf = malloc(n * sizeof *wf);
     void *raw = malloc(n * st_dtype_size(w->dtype));
     if (!norm || !wf || !raw) { free(norm); free(wf); free(raw); return lop_fail(e, "out of memory"); }
@@ -206,7 +206,7 @@ static int prune_proj(wanda *wd, int l, lop_proj p, const double *U, const uint8
     } else free(raw);
     free(norm);
     free(wf);
-    wd->tot->t_select += now_seconds() - t0;
+    wd->tot->t_select += tool_now_seconds() - t0;
     if (rc) return -1;
     int ti = st_find(wd->m->st, w->name);
     wm_report_tensor_q(wd->j, &wd->m->st->info[ti], &st, q, loss, wd->tot);
@@ -220,9 +220,9 @@ static int prune_layer_sgpt(wanda *wd, int l, lop_err *e) {
         int64_t n = wd->hin[sl];
         uint8_t *dead = malloc((size_t)n);
         if (!dead) return lop_fail(e, "out of memory");
-        double t0 = now_seconds();
+        double t0 = tool_now_seconds();
         int rc = wm_hess_prepare(wd->H[sl], n, wd->tokens, wd->j->damp, dead, e);
-        wd->tot->t_select += now_seconds() - t0;
+        wd->tot->t_select += tool_now_seconds() - t0;
         if (rc) {
             free(dead);
             return lop_wrap(e, "%s", wd->m->layers[l].proj[wd->hown[sl]].name);
@@ -260,7 +260,7 @@ static int prune_global(wanda *wd, lop_err *e) {
     for (int k = 0; k < K; k++)
         if (wd->target[k]) total += wd->m->layers[k / PROJ_N].proj[k % PROJ_N].rows *
                                     wd->m->layers[k / PROJ_N].proj[k % PROJ_N].cols;
-    double t0 = now_seconds();
+    double t0 = tool_now_seconds();
     prune_sel s;
     if (prune_sel_init(&s, prune_count(wd->j->sparsity, total))) return lop_fail(e, "out of memory");
     int rc = 0;
@@ -295,7 +295,7 @@ static int prune_global(wanda *wd, lop_err *e) {
         if (!rc && pass < 2 && prune_sel_next(&s)) rc = lop_fail(e, "global selection failed");
     }
     prune_sel_free(&s);
-    wd->tot->t_select += now_seconds() - t0;
+    wd->tot->t_select += tool_now_seconds() - t0;
     return rc;
 }
 
@@ -378,7 +378,7 @@ out:
 }
 
 int wm_load_calib(const wm_job *j, lop_model *m, lop_calib *cal, lop_err *e) {
-    return calib_load_for_model(cal, m, j->data, j->ctx, j->samples, g_opt.seed, e);
+    return calib_load_for_model(cal, m, j->data, j->ctx, j->samples, tool_opt.seed, e);
 }
 
 int wm_run_wanda(const wm_job *j, const wm_targets *tg, wm_totals *tot, lop_err *e) {
@@ -413,7 +413,7 @@ int wm_run_wanda(const wm_job *j, const wm_targets *tg, wm_totals *tot, lop_err 
         job_same("options or calibration data", fp);
         if (!(wd.ssc = calloc((size_t)K, sizeof *wd.ssc))) { lop_fail(e, "out of memory"); goto out; }
     }
-    note("%s: %d calibration sequences, %lld tokens, %s",
+    tool_note("%s: %d calibration sequences, %lld tokens, %s",
          j->method == METHOD_WANDA ? "wanda" : "sparsegpt", cal.n, (long long)cal.tokens,
          j->one_shot ? "one shot" : "layer by layer");
     if (j->owl) {
@@ -466,9 +466,9 @@ int wm_run_wanda(const wm_job *j, const wm_targets *tg, wm_totals *tot, lop_err 
     }
     progress_end(&pg);
     if (j->dump_acts && write_dump(&wd, e)) goto out;
-    double t0 = now_seconds();
+    double t0 = tool_now_seconds();
     rc = job_rank ? 0 : write_model(&wd, e);   /* a job: rank 0 writes */
-    tot->t_io += now_seconds() - t0;
+    tot->t_io += tool_now_seconds() - t0;
 out:
     for (int k = 0; k < K; k++) {
         if (wd.ss) free(wd.ss[k]);

@@ -18,13 +18,10 @@
 #include "kd.h"
 #include "kd_cache.h"
 #include "optim.h"
+#include "check.h"
 
-static int fails = 0;
 static uint64_t rng = 88172645463325252ull;
-static float frand(void) { /* uniform [-1, 1) */
-    rng ^= rng << 13; rng ^= rng >> 7; rng ^= rng << 17;
-    return (float)((rng >> 11) * (1.0 / 9007199254740992.0)) * 2.0f - 1.0f;
-}
+static float frand(void) { return check_frand(&rng); } /* uniform [-1, 1): check.h's generator */
 static void fill(float *x, size_t n, float s) { for (size_t i = 0; i < n; i++) x[i] = frand() * s; }
 
 static lop_backend *G, *H; /* gpu, cpu */
