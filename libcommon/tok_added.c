@@ -213,5 +213,24 @@ int tok_added_parse(lop_tokenizer *t, const tj *added, lop_err *e) {
         t->special[d->id] = d->special;
         t->is_added[d->id] = 1;
     }
+    /* A file whose ids contradict themselves (one content with two ids, one id with two contents,
+     * an added token the vocabulary knows under another id) is refused: HF tokenizers re-assign
+     * such a token the vocabulary's id with a warning, and an id's string then depends on the
+     * order of the entries; no tokenizer a model was trained with looks like this (the fuzzer
+     * found it). Real files repeat vocabulary entries in added_tokens with the same id: fine. */
+    for (int i = 0; i < t->nadded; i++) {
+        const tadded *d = &t->added[i];
+        int32_t v = strmap_get(&t->vocab, d->content, d->len);
+        if (v >= 0 && v != d->id)
+            return lop_fail(e, "added_tokens[%d]: '%.*s' has id %d but the vocabulary gives it %d", i,
+                            (int)(d->len > 40 ? 40 : d->len), d->content, (int)d->id, (int)v);
+        if (t->id_len[d->id] != d->len || memcmp(t->id_str[d->id], d->content, d->len))
+            return lop_fail(e, "added_tokens[%d]: id %d is given to two different tokens", i, (int)d->id);
+        for (int k = 0; k < i; k++)
+            if (t->added[k].len == d->len && t->added[k].id != d->id &&
+                !memcmp(t->added[k].content, d->content, d->len))
+                return lop_fail(e, "added_tokens[%d]: '%.*s' is given two ids (%d and %d)", i,
+                                (int)(d->len > 40 ? 40 : d->len), d->content, (int)t->added[k].id, (int)d->id);
+    }
     return 0;
 }

@@ -52,6 +52,11 @@
 #              then reported NaN without a word); the reader refuses them
 #   mc_logs    cmd/model-card/logs.c, card.c: undefined casts of huge numbers (step 1e20) and int
 #              overflow summing merge spans; numbers saturate, layer numbers are clamped
+#   tok_json   libcommon/tok_added.c: added_tokens that contradict themselves or the vocabulary (one
+#              content with two ids, one id with two contents, a vocabulary token under another id)
+#              gave an id whose string maps back to another id; such files are now refused
+#   mc_logs    cmd/model-card/logs.c: a harness "results" that is an array (members without names)
+#              passed NULL to strstr (UBSan); such members are skipped
 #   tok_json   libcommon/tok_regex.c: PCRE2 ran under its build-time defaults; it now runs under
 #              explicit match/depth/heap/JIT-stack limits (a catastrophic regex fails in < 1 s)
 set -euo pipefail

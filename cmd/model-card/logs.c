@@ -295,11 +295,13 @@ static int take_harness(mc_stage *s, const cJSON *root) {
     const cJSON *res = get(root, "results"), *t, *f;
     const cJSON *ns = get(root, "n-samples");
     cJSON_ArrayForEach(t, res) {
+        /* "results" (or a task) that is an array has members without names: not the layout */
+        if (!t->string || !cJSON_IsObject(t)) continue;
         long long n = -1;
         const cJSON *nt = ns ? get(ns, t->string) : NULL;
         if (nt) n = to_ll(num(nt, "effective", num(nt, "original", -1)));
         cJSON_ArrayForEach(f, t) {
-            if (!cJSON_IsNumber(f) || strstr(f->string, "_stderr")) continue;
+            if (!cJSON_IsNumber(f) || !f->string || strstr(f->string, "_stderr")) continue;
             char metric[64];
             snprintf(metric, sizeof metric, "%s", f->string);
             char *comma = strchr(metric, ',');
