@@ -38,14 +38,18 @@ void sb_printf(sbuf *b, const char *fmt, ...) {
     free(big);
 }
 
-void sb_json_string(sbuf *b, const char *s) {
+void sb_json_string(sbuf *b, const char *s) { sb_json_string_n(b, s, strlen(s)); }
+
+/* Python's json.dumps(ensure_ascii=False) rule, the one the harness and transformers write:
+ * \" \\ \n \t \r \b \f, \u00XX for the other control bytes (NUL included), the rest as is */
+void sb_json_string_n(sbuf *b, const char *s, size_t n) {
     sb_put(b, "\"", 1);
-    const char *run = s;
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
+    size_t run = 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
         if (c >= 0x20 && c != '"' && c != '\\') continue;
-        sb_put(b, run, (size_t)(s - run));
-        run = s + 1;
+        sb_put(b, s + run, i - run);
+        run = i + 1;
         switch (c) {
         case '"': sb_puts(b, "\\\""); break;
         case '\\': sb_puts(b, "\\\\"); break;
@@ -57,7 +61,7 @@ void sb_json_string(sbuf *b, const char *s) {
         default: sb_printf(b, "\\u%04x", c);
         }
     }
-    sb_put(b, run, (size_t)(s - run));
+    sb_put(b, s + run, n - run);
     sb_put(b, "\"", 1);
 }
 

@@ -15,8 +15,10 @@ typedef struct sbuf {
 void sb_put(sbuf *b, const char *s, size_t n);
 void sb_puts(sbuf *b, const char *s);
 void sb_printf(sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-/* s as a JSON string literal (quotes and escapes) */
+/* s (NUL-terminated, or n bytes that may hold NULs) as a JSON string literal: Python json.dumps's
+ * escapes */
 void sb_json_string(sbuf *b, const char *s);
+void sb_json_string_n(sbuf *b, const char *s, size_t n);
 /* The string (malloc'd, "" when nothing was appended) and b reset; NULL when out of memory. */
 char *sb_take(sbuf *b);
 void sb_free(sbuf *b);

@@ -63,6 +63,8 @@ unit() {   # unit DIR NAME
 
 
 @test "unit: test_fsutil" { unit build fsutil; }
+@test "unit: test_sbuf" { unit build sbuf; }
+@test "unit under ASan+UBSan: test_sbuf" { unit build-san sbuf SAN=1; }
 @test "unit under ASan+UBSan: test_fsutil" { unit build-san fsutil SAN=1; }
 
 @test "unit: test_width" { unit build width; }

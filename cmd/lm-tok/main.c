@@ -1,6 +1,7 @@
 /* lm-tok — encode and decode text with a model's Hugging Face tokenizer, exactly as
  * transformers does. JSON lines out. See man/lm-tok.1. */
 #include "tool.h"
+#include "sbuf.h"
 #include "provenance.h"
 #include "tokenizer.h"
 #include "utf8.h"
@@ -51,73 +52,41 @@ static void read_input(const char *path, char **buf, size_t *len) {
     if (text_read_bytes(path ? path : "-", buf, len, &e)) tool_die_err(&e);
 }
 
-/* ---- JSON output into a growable buffer ---- */
-typedef struct obuf { char *p; size_t n, cap; } obuf;
-static void ob_put(obuf *b, const char *s, size_t n) {
-    if (b->n + n + 1 > b->cap) {
-        size_t nc = b->cap ? b->cap * 2 : 4096;
-        while (nc < b->n + n + 1) nc *= 2;
-        char *np = realloc(b->p, nc);
-        if (!np) tool_die(1, "out of memory");
-        b->p = np; b->cap = nc;
-    }
-    memcpy(b->p + b->n, s, n);
-    b->n += n;
-}
-static void ob_str(obuf *b, const char *s, size_t n) {
-    ob_put(b, "\"", 1);
-    size_t run = 0;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c >= 0x20 && c != '"' && c != '\\' && c != 0x7F) continue;
-        ob_put(b, s + run, i - run);
-        run = i + 1;
-        char esc[8];
-        switch (c) {
-        case '"': ob_put(b, "\\\"", 2); break;
-        case '\\': ob_put(b, "\\\\", 2); break;
-        case '\n': ob_put(b, "\\n", 2); break;
-        case '\r': ob_put(b, "\\r", 2); break;
-        case '\t': ob_put(b, "\\t", 2); break;
-        default: snprintf(esc, sizeof esc, "\\u%04x", c); ob_put(b, esc, 6);
-        }
-    }
-    ob_put(b, s + run, n - run);
-    ob_put(b, "\"", 1);
-}
-static void ob_int(obuf *b, long long v) {
+/* ---- JSON output into libcommon's growable string (sbuf.h) ---- */
+static void ob_int(sbuf *b, long long v) {
     char t[24];
     int k = snprintf(t, sizeof t, "%lld", v);
-    ob_put(b, t, (size_t)k);
+    sb_put(b, t, (size_t)k);
 }
 
-static void encode_result(const lop_tokenizer *t, const int32_t *ids, size_t n, obuf *b) {
+static void encode_result(const lop_tokenizer *t, const int32_t *ids, size_t n, sbuf *b) {
     #pragma omp atomic
     g_tokens += n;
-    if (o.count) { ob_put(b, "{\"count\":", 9); ob_int(b, (long long)n); ob_put(b, "}\n", 2); return; }
-    ob_put(b, "{\"ids\":[", 8);
-    for (size_t i = 0; i < n; i++) { if (i) ob_put(b, ",", 1); ob_int(b, ids[i]); }
-    ob_put(b, "]", 1);
+    if (o.count) { sb_put(b, "{\"count\":", 9); ob_int(b, (long long)n); sb_put(b, "}\n", 2); return; }
+    sb_put(b, "{\"ids\":[", 8);
+    for (size_t i = 0; i < n; i++) { if (i) sb_put(b, ",", 1); ob_int(b, ids[i]); }
+    sb_put(b, "]", 1);
     if (!o.ids_only) {
-        ob_put(b, ",\"tokens\":[", 11);
+        sb_put(b, ",\"tokens\":[", 11);
         for (size_t i = 0; i < n; i++) {
-            if (i) ob_put(b, ",", 1);
+            if (i) sb_put(b, ",", 1);
             const char *s = tok_token(t, ids[i]);
-            if (s) ob_str(b, s, strlen(s)); else ob_put(b, "null", 4);
+            if (s) sb_json_string_n(b, s, strlen(s)); else sb_put(b, "null", 4);
         }
-        ob_put(b, "]", 1);
+        sb_put(b, "]", 1);
     }
-    ob_put(b, "}\n", 2);
+    sb_put(b, "}\n", 2);
 }
 
-static void flush_out(obuf *b) {
-    if (b->n && fwrite(b->p, 1, b->n, stdout) != b->n) tool_die(1, "writing to stdout failed");
-    b->n = 0;
+static void flush_out(sbuf *b) {
+    if (b->oom) tool_die(1, "out of memory");
+    if (b->len && fwrite(b->s, 1, b->len, stdout) != b->len) tool_die(1, "writing to stdout failed");
+    b->len = 0;
 }
 
 /* one JSON line of input -> one output line in res (or an error message in err) */
 static void do_line(const lop_tokenizer *t, char *line, size_t len, long lineno, size_t file_off,
-                    obuf *res, char *err, size_t errsz) {
+                    sbuf *res, char *err, size_t errsz) {
     err[0] = 0;
     char *fixed = NULL;
     size_t bad = utf8_valid_prefix(line, len);
@@ -145,7 +114,7 @@ static void do_line(const lop_tokenizer *t, char *line, size_t len, long lineno,
         }
         char *text; size_t tl;
         if (tok_decode(t, ids, a->n, o.skip, &text, &tl, &e)) { snprintf(err, errsz, "line %ld: %s", lineno, e.msg); free(ids); goto out; }
-        ob_put(res, "{\"text\":", 8); ob_str(res, text, tl); ob_put(res, "}\n", 2);
+        sb_put(res, "{\"text\":", 8); sb_json_string_n(res, text, tl); sb_put(res, "}\n", 2);
         free(text); free(ids);
     } else {
         const tj *s = tj_get(doc.root, "text");
@@ -186,7 +155,7 @@ static void run_lines(const lop_tokenizer *t, char *in, size_t len) {
         i = e + 1;
     }
     const size_t batch = 4096;
-    obuf *res = calloc(batch, sizeof *res);
+    sbuf *res = calloc(batch, sizeof *res);
     char (*err)[1200] = malloc(batch * sizeof *err);
     if (!res || !err) tool_die(1, "out of memory");
     progress pg;
@@ -198,14 +167,15 @@ static void run_lines(const lop_tokenizer *t, char *in, size_t len) {
             do_line(t, in + st[i], ln[i], no[i], st[i], &res[i - b0], err[i - b0], sizeof err[0]);
         for (size_t i = b0; i < b1; i++) {
             if (err[i - b0][0]) { fflush(stdout); tool_die(1, "%s", err[i - b0]); }
-            if (res[i - b0].n && fwrite(res[i - b0].p, 1, res[i - b0].n, stdout) != res[i - b0].n)
+            if (res[i - b0].oom) tool_die(1, "out of memory");
+            if (res[i - b0].len && fwrite(res[i - b0].s, 1, res[i - b0].len, stdout) != res[i - b0].len)
                 tool_die(1, "writing to stdout failed");
-            res[i - b0].n = 0;
+            res[i - b0].len = 0;
         }
         progress_update(&pg, (double)b1);
     }
     progress_end(&pg);
-    for (size_t i = 0; i < batch; i++) free(res[i].p);
+    for (size_t i = 0; i < batch; i++) free(res[i].s);
     free(res); free(err); free(st); free(ln); free(no);
 }
 
@@ -268,18 +238,18 @@ int main(int argc, char **argv) {
     clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &l1);
     double t_load_cpu = (l1.tv_sec - l0.tv_sec) + (l1.tv_nsec - l0.tv_nsec) * 1e-9;
     if (o.info) {
-        obuf b = {0};
+        sbuf b = {0};
         const char *bs = tok_bos(t) >= 0 ? tok_token(t, tok_bos(t)) : NULL;
         const char *es = tok_eos(t) >= 0 ? tok_token(t, tok_eos(t)) : NULL;
         char head[256];
         int k = snprintf(head, sizeof head, "{\"kind\":\"%s\",\"vocab_size\":%d,\"bos\":%d,\"eos\":%d,\"adds_bos\":%s,\"load_seconds\":%.4f,\"load_cpu_seconds\":%.4f",
                          tok_kind(t), tok_vocab_size(t), tok_bos(t), tok_eos(t), tok_adds_bos(t) ? "true" : "false", t_load, t_load_cpu);
-        ob_put(&b, head, (size_t)k);
-        ob_put(&b, ",\"bos_token\":", 13); if (bs) ob_str(&b, bs, strlen(bs)); else ob_put(&b, "null", 4);
-        ob_put(&b, ",\"eos_token\":", 13); if (es) ob_str(&b, es, strlen(es)); else ob_put(&b, "null", 4);
-        ob_put(&b, "}\n", 2);
+        sb_put(&b, head, (size_t)k);
+        sb_put(&b, ",\"bos_token\":", 13); if (bs) sb_json_string_n(&b, bs, strlen(bs)); else sb_put(&b, "null", 4);
+        sb_put(&b, ",\"eos_token\":", 13); if (es) sb_json_string_n(&b, es, strlen(es)); else sb_put(&b, "null", 4);
+        sb_put(&b, "}\n", 2);
         flush_out(&b);
-        free(b.p);
+        free(b.s);
         tok_free(t);
         return 0;
     }
@@ -300,10 +270,10 @@ int main(int argc, char **argv) {
         }
         int32_t *ids; size_t n;
         if (tok_encode(t, text, len, !o.no_special, &ids, &n, &e)) tool_die_err(&e);
-        obuf b = {0};
+        sbuf b = {0};
         encode_result(t, ids, n, &b);
         flush_out(&b);
-        free(b.p); free(ids);
+        free(b.s); free(ids);
         if (text != in) free(text);
     }
     if (fflush(stdout)) tool_die(1, "writing to stdout failed");
