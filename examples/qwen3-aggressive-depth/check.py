@@ -7,13 +7,13 @@ out, model, keep_n = sys.argv[1], sys.argv[2], int(sys.argv[3])
 cfg = lambda p: json.load(open(p + "/config.json"))
 base, pruned = cfg(model), cfg(out + "/pruned")
 assert pruned["num_hidden_layers"] == keep_n, pruned["num_hidden_layers"]
-scores = [json.loads(l) for l in open(out + "/score.jsonl")]
+scores = [o for o in (json.loads(l) for l in open(out + "/score.jsonl")) if "provenance" not in o]
 scores = [s for s in scores if "layer" in s]
 assert len(scores) == base["num_hidden_layers"], len(scores)
 # the kept layers are the keep_n highest-scored (ties: any choice among equals)
 ranked = sorted(scores, key=lambda s: -s["score"])
 cut = ranked[keep_n - 1]["score"]
-p = [json.loads(l) for l in open(out + "/params.jsonl")]
+p = [o for o in (json.loads(l) for l in open(out + "/params.jsonl")) if "provenance" not in o]
 before, after = p[0]["params"], p[1]["params"]
 card = open(out + "/pruned/README.md").read()
 row = f"| parameters | {before:,} | {after:,} (−{100 * (before - after) / before:.2f}%) |"

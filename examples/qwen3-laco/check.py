@@ -7,7 +7,7 @@ sys.path.insert(0, "../lib")
 import st
 
 out, model = sys.argv[1], sys.argv[2]
-lines = [json.loads(l) for l in open(f"{out}/merge.jsonl")]
+lines = [o for o in (json.loads(l) for l in open(f"{out}/merge.jsonl")) if "provenance" not in o]
 acc = [l for l in lines if l.get("accepted") is True]
 base_n = json.load(open(f"{model}/config.json"))["num_hidden_layers"]
 new_n = json.load(open(f"{out}/merged/config.json"))["num_hidden_layers"]

@@ -4,8 +4,13 @@ summary reports; every layer kept its highest-scored units; distillation lowers 
 test perplexity; the card carries the perplexities."""
 import json, os, struct, sys
 
+
+def first_line(path):  # the first JSON line of a tool after its provenance line
+    return next(o for o in (json.loads(l) for l in open(path)) if "provenance" not in o)
+
+
 out = sys.argv[1]
-lines = [json.loads(l) for l in open(f"{out}/prune.jsonl")]
+lines = [o for o in (json.loads(l) for l in open(f"{out}/prune.jsonl")) if "provenance" not in o]
 summ = lines[-1]
 cfg = json.load(open(f"{out}/pruned/config.json"))
 assert cfg["intermediate_size"] == summ["intermediate_size"][1] == 129, cfg
@@ -26,7 +31,7 @@ for d in lines[:-1]:
     kept = set(d["kept"])
     low = min(d["scores"][i] for i in kept)
     assert all(d["scores"][i] <= low for i in range(d["before"]) if i not in kept), d.get("layer")
-ppl = {s: json.loads(open(f"{out}/{s}.ppl.jsonl").readline())["ppl"] for s in ("base", "pruned", "distilled")}
+ppl = {s: first_line(f"{out}/{s}.ppl.jsonl")["ppl"] for s in ("base", "pruned", "distilled")}
 assert ppl["pruned"] > ppl["base"], ppl
 assert ppl["distilled"] < ppl["pruned"], f"distillation did not help: {ppl}"
 card = open(f"{out}/distilled/README.md").read()
