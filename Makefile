@@ -135,6 +135,8 @@ test-cuda:
 	@$(MAKE) --no-print-directory -j$(JOBS) CUDA=1 all
 	@$(B)/test_cuda
 	@LOP_TEST_DEVICE=cuda $(B)/test_model
+	@LOP_TEST_DEVICE=cuda $(B)/test_train
+	@LOP_TEST_DEVICE=cuda LOP_TEST_GEMM=bf16 $(B)/test_train
 	@bats tests/cuda.bats
 
 demo: deps

@@ -5,13 +5,24 @@
 # tests, the goldens on the GPU, tests/cuda.bats) and the benchmark (bench/gpu-forward.sh). Logs
 # go to $OUT; the benchmark's table is printed last.
 #
-#   bash .gpu/src/bench/gpu-run.sh [CARRIED_DIR]     # CARRIED_DIR (default .gpu) holds src/ (the
-#        tree), debs/ (as ../shared/device/README.md lists, plus zstd bats bats-assert
-#        bats-support) and shared.tar.zst (models/ and data/ the tests and the bench read)
-# Env: GPU_STAGES (default "build test bench"; "acc" adds bench/gpu-bf16-accuracy.sh), OUT
-#      (default /tmp/lop-out), and gpu-forward.sh's LOP_GPU_* settings.
+#   bash bench/gpu-run.sh [CARRIED_DIR]     # from the checkout the device received; CARRIED_DIR
+#        (default .gpu, ignored by git, named in the call's carry) holds debs/ (as
+#        ../shared/device/README.md lists, plus zstd bats bats-assert bats-support) and
+#        shared.tar.zst (models/ and data/ of ../shared the tests and the bench read), and
+#        optionally src/ (a tree to build instead of the checkout)
+# Stages (GPU_STAGES, default "build test bench"):
+#   build      unpack, make all CUDA=1 (sm_90)
+#   test       build/test_cuda (every kernel against the cpu's), the goldens on the GPU
+#              (test_model; test_train in f32 and bf16), tests/cuda.bats
+#   train      test_train alone (f32 and bf16) and the training tests of tests/cuda.bats
+#   acc        bench/gpu-bf16-accuracy.sh
+#   bench      bench/gpu-forward.sh (ppl, lm-eval against PyTorch + transformers)
+#   trainbench bench/gpu-train.sh (heal-sft, kd-train against PyTorch + transformers + PEFT)
+# Env: OUT (default /tmp/lop-out), gpu-forward.sh's LOP_GPU_* and gpu-train.sh's settings.
 set -u
+SRC=$PWD
 G=$(cd "${1:-.gpu}" && pwd)
+[ -d "$G/src" ] && SRC=$G/src
 OUT=${OUT:-/tmp/lop-out}
 STAGES=${GPU_STAGES:-build test bench}
 mkdir -p "$OUT"
@@ -28,7 +39,7 @@ if has build || [ ! -x "$W/lop/bin/ppl" ]; then
   for f in "$G"/debs/*.deb; do
     case $(basename "$f") in bats*) dpkg -x "$f" / ;; *) dpkg -x "$f" "$D" ;; esac
   done
-  cp -a "$G/src/." "$W/lop/"
+  (cd "$SRC" && tar --exclude=./.gpu --exclude=./build --exclude=./bin --exclude=./.git -cf - .) | tar -C "$W/lop" -xf -
   "$D/usr/bin/zstd" -dc --long=27 "$G/shared.tar.zst" | tar -C "$W/shared" -xf -
   stage "build"
   export CFLAGS="-I$D/usr/include -I$D/usr/include/x86_64-linux-gnu -I$D/usr/include/x86_64-linux-gnu/openblas-pthread"
@@ -49,8 +60,22 @@ if has test; then
   stage "goldens on the GPU (LOP_TEST_DEVICE=cuda build/test_model)"
   LOP_TEST_DEVICE=cuda timeout 180 build/test_model > "$OUT/test_model.log" 2>&1; echo "rc=$?"
   tail -12 "$OUT/test_model.log"
+fi
+if has test || has train; then
+  for g in f32 bf16; do
+    stage "training goldens on the GPU (LOP_TEST_DEVICE=cuda LOP_TEST_GEMM=$g build/test_train)"
+    LOP_SHARED=$W/shared LOP_TEST_DEVICE=cuda LOP_TEST_GEMM=$g timeout 180 build/test_train > "$OUT/test_train_$g.log" 2>&1
+    echo "rc=$?"; grep -vE "^  LoRA" "$OUT/test_train_$g.log" | head -30
+  done
+fi
+if has train && ! has test; then
+  stage "tests/cuda.bats (training)"
+  LOP_SHARED=$W/shared timeout 400 bats --print-output-on-failure -f "heal-sft|kd-train" tests/cuda.bats > "$OUT/cuda_bats.log" 2>&1; echo "rc=$?"
+  grep -vE "^\s*$" "$OUT/cuda_bats.log" | head -60
+fi
+if has test; then
   stage "tests/cuda.bats"
-  timeout 300 bats --print-output-on-failure tests/cuda.bats > "$OUT/cuda_bats.log" 2>&1; echo "rc=$?"
+  LOP_SHARED=$W/shared timeout 400 bats --print-output-on-failure tests/cuda.bats > "$OUT/cuda_bats.log" 2>&1; echo "rc=$?"
   grep -vE "^\s*$" "$OUT/cuda_bats.log" | head -60
 fi
 if has acc; then
@@ -64,5 +89,13 @@ if has bench; then
   echo "rc=$?"
   cp /tmp/bench/table.jsonl "$OUT/" 2>/dev/null
   grep -v '^{' "$OUT/bench.log" | tail -20
+fi
+if has trainbench; then
+  stage "bench/gpu-train.sh"
+  LOP_SHARED=$W/shared LOP_BENCH_OUT=/tmp/bench-train timeout $(( ${GPU_DEADLINE:-575} - SECONDS )) bash bench/gpu-train.sh > "$OUT/trainbench.log" 2>&1
+  echo "rc=$?"
+  cp /tmp/bench-train/*.jsonl "$OUT/" 2>/dev/null
+  cp /tmp/bench-train/*.err /tmp/bench-train/*.steps "$OUT/" 2>/dev/null
+  grep -v '^{' "$OUT/trainbench.log" | tail -30
 fi
 stage done

@@ -229,6 +229,8 @@ struct lop_backend {
     char name[32];     /* "cpu", "cuda:0" */
     int host_mem;      /* buffers are host memory: hooks read them in place */
     int device;        /* cuda device index (-1: cpu) */
+    int att_recompute; /* attention_backward recomputes the probabilities from q and k: a forward
+                          for a backward keeps no lop_attn_args.att */
 };
 
 /* The CPU backend for a model of config c (scratch sized for its vectors). */

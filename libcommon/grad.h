@@ -13,6 +13,7 @@
 #define LOP_GRAD_H
 #include <stddef.h>
 #include <stdint.h>
+struct lop_backend;
 
 /* ---- linear: out[N,OC] = in[N,IC] @ w[OC,IC]^T (+ bias[OC]) ---- */
 void tr_matmul_forward(float *out, const float *in, const float *w, const float *bias,
@@ -66,6 +67,9 @@ typedef struct tr_loss_chunk {
     int64_t row0;             /* first row's index in the batch (b*T + t) */
     int n, V;
     float gscale;
+    struct lop_backend *be;   /* where logits live (backend.h): host memory when be->host_mem,
+                                 else the device's, and the loss must run there (kd.c's does,
+                                 through lop_cuda_kd_loss; tr_xent_loss refuses) */
 } tr_loss_chunk;
 typedef double (*tr_loss_fn)(const tr_loss_chunk *c, void *ctx, int64_t *scored);
 

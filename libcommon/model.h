@@ -204,8 +204,14 @@ int lop_kv_copy(lop_kv *dst, int di, const lop_kv *src, int si, int n, lop_err *
  * On a GPU the weights are uploaded once in their stored dtype (an error if they do not fit);
  * the GEMM mode asked of lop_model_set_gemm is kept. Activations (m->acts) then live in device
  * memory: read them through hooks, which always receive host copies. keep_acts (the trainer's
- * backward) needs the cpu. */
+ * backward) needs a backend with the training ops (backend.h); one whose attention backward
+ * recomputes the probabilities (lop_backend.att_recompute) keeps no att.
+ * set_device = use_device (the backend only) + load_weights (every weight not already in backend
+ * memory, lop_wref.bemem, uploaded in its stored dtype after a check that they fit): the trainer
+ * binds its float32 parameters between the two. */
 int lop_model_set_device(lop_model *m, const char *device, lop_err *e);
+int lop_model_use_device(lop_model *m, const char *device, lop_err *e);
+int lop_model_load_weights(lop_model *m, lop_err *e);
 const char *lop_model_device(const lop_model *m); /* "cpu", "cuda:0" */
 /* Device memory the model has used at most (weights, activations, scratch; cuBLAS's and the CUDA
  * context's own excepted), bytes; 0 on the cpu. */

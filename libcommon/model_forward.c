@@ -57,7 +57,7 @@ static int each_weight(lop_model *m, int (*fn)(lop_backend *, const lop_wref *, 
 }
 
 static size_t wref_bytes(const lop_wref *w) {
-    return w->data ? (size_t)(w->rows * w->cols) * st_dtype_size(w->dtype) : 0;
+    return w->data && !w->bemem ? (size_t)(w->rows * w->cols) * st_dtype_size(w->dtype) : 0;
 }
 
 static int load_one(lop_backend *be, const lop_wref *w, void *u) {
@@ -65,6 +65,10 @@ static int load_one(lop_backend *be, const lop_wref *w, void *u) {
 }
 
 int lop_model_set_device(lop_model *m, const char *device, lop_err *e) {
+    return lop_model_use_device(m, device, e) || lop_model_load_weights(m, e) ? -1 : 0;
+}
+
+int lop_model_use_device(lop_model *m, const char *device, lop_err *e) {
     engine_priv *p = m->priv;
     int dev = lop_device_parse(device);
     if (dev == -2) return lop_failc(e, LOP_EUSAGE, "--device: expected cpu, cuda or cuda:N, not '%s'", device);
@@ -77,6 +81,12 @@ int lop_model_set_device(lop_model *m, const char *device, lop_err *e) {
     p->be->op->destroy(p->be);
     p->be = nb;
     p->gemm = nb->op->gemm_supported(nb, (lop_gemm)p->gemm_req);
+    return 0;
+}
+
+int lop_model_load_weights(lop_model *m, lop_err *e) {
+    engine_priv *p = m->priv;
+    lop_backend *nb = p->be;
     /* weights once, in their stored dtype (a device backend checks they fit first) */
     size_t bytes = wref_bytes(&m->embed) + wref_bytes(&m->final_norm) +
                    (m->head.data != m->embed.data ? wref_bytes(&m->head) : 0);
@@ -177,7 +187,7 @@ static int arena_layout(lop_model *m, int N, const lop_fwd_opts *o, int64_t att_
         s->q = TAKE(n * qd);
         s->k = TAKE(n * kd);
         s->v = TAKE(n * kd);
-        s->att = keep ? TAKE(att_total) : NULL;
+        s->att = keep && att_total ? TAKE(att_total) : NULL;
         s->att_out = TAKE(n * qd);
         s->o = TAKE(n * C);
         s->rstd_post_attn = TAKE(n);
@@ -499,14 +509,17 @@ int lop_forward(lop_model *m, lop_batch *b, const lop_fwd_opts *opts, lop_head_r
     const lop_hooks *hk = o->hooks;
     int L = c->n_layers, C = c->hidden;
     int end = o->layer_end > 0 && o->layer_end < L ? o->layer_end : L;
-    if (o->keep_acts && !BE->host_mem)
-        return lop_failc(e, LOP_EUSAGE, "keeping activations for a backward runs on the cpu only (device %s)", BE->name);
+    if (o->keep_acts && !BE->op->attention_backward)
+        return lop_failc(e, LOP_EUSAGE, "the %s backend has no backward: activations are kept for none", BE->name);
+    /* the probabilities are kept for a backward that reads them (the cpu's); a device's
+     * recomputes them from q and k */
+    int keep_att = o->keep_acts && !BE->att_recompute;
     if (o->kv && o->kv->be != BE)
         return lop_failc(e, LOP_EUSAGE, "the kv cache was made for another device than %s", BE->name);
     if (batch_index(m, b, o->kv, e)) return -1;
     int N = b->N;
     int64_t att_total = 0;
-    if (o->keep_acts) {
+    if (keep_att) {
         if (b->B > p->att_off_cap) {
             free(p->att_off);
             p->att_off = malloc(sizeof(int64_t) * b->B);
@@ -520,7 +533,7 @@ int lop_forward(lop_model *m, lop_batch *b, const lop_fwd_opts *opts, lop_head_r
         }
     }
     if (arena_layout(m, N, o, att_total, e)) return -1;
-    m->acts.att_off = o->keep_acts ? p->att_off : NULL;
+    m->acts.att_off = keep_att ? p->att_off : NULL;
     if (BE->host_mem && openblas_get_num_threads() != 1) openblas_set_num_threads(1);
     float *x = L ? m->acts.layer[0].x_in : m->acts.x_final;
     OP(embed(BE, x, b->ids, &m->embed, N, C, c->gemma ? (float)sqrt((double)c->hidden) : 1.0f, e));

@@ -30,6 +30,7 @@
 #include <stdint.h>
 #include "config.h"
 #include "err.h"
+#include "model.h"
 #include "grad.h"
 #include "optim.h"
 #include "safetensors.h"
@@ -48,8 +49,12 @@ typedef struct tr_opts {
     int recompute;          /* keep only each layer's input; recompute the layer in the backward */
     int decay_vectors;      /* weight decay on norm weights and biases too (plain torch AdamW over
                                model.parameters()); 0: matrices only, as transformers' Trainer */
+    const char *device;     /* where it trains: NULL or "cpu", "cuda", "cuda:N" (backend.h) */
+    lop_gemm gemm;          /* precision of the matrix products (LOP_GEMM_F32: float32
+                               throughout; BF16: bf16 operands, float32 accumulation, masters
+                               and optimizer states stay float32) */
 } tr_opts;
-#define TR_OPTS_DEFAULT ((tr_opts){0, 16.0, 0.0, 0x7f, 1, 0, 0})
+#define TR_OPTS_DEFAULT ((tr_opts){.lora_alpha = 16.0, .lora_targets = 0x7f, .keep_sparsity = 1})
 
 /* One parameter tensor (model weight or LoRA matrix). */
 typedef struct tr_param {
@@ -59,6 +64,8 @@ typedef struct tr_param {
     int st_index;           /* index in the source st_model, -1 for LoRA matrices */
     st_dtype dtype;         /* stored dtype */
     const void *src;        /* stored bytes (mmap'd), NULL for LoRA */
+    /* backend memory (host memory on the cpu; device memory on a GPU: read and write them there
+     * through tr_param_read / tr_param_write): */
     float *w;               /* float32 values (NULL: frozen matrix read from src on demand) */
     float *g, *m, *v;       /* gradient and AdamW states (trainable only) */
     uint8_t *zero_bits;     /* sparsity mask (bit set: held at zero) or NULL */
@@ -89,6 +96,17 @@ struct tr_model {
 int tr_open(tr_model **out, const char *path, const tr_opts *o, uint64_t seed, lop_err *e);
 void tr_free(tr_model *m);
 int tr_find(const tr_model *m, const char *name); /* parameter index or -1 */
+/* Host copies of parameter i's arrays (which: TR_W values, TR_G gradient, TR_M, TR_V the AdamW
+ * moments; p->n floats): read downloads from a device, write uploads (and a device drops what it
+ * derived from the old values). On the cpu they are plain copies. */
+enum { TR_W, TR_G, TR_M, TR_V };
+int tr_param_read(const tr_model *m, int i, int which, float *dst, lop_err *e);
+int tr_param_write(tr_model *m, int i, int which, const float *src, lop_err *e);
+/* where it trains ("cpu", "cuda:0"), the precision its products run in, and the most device
+ * memory in use so far (bytes; 0 on the cpu) */
+const char *tr_device(const tr_model *m);
+lop_gemm tr_gemm(const tr_model *m);
+size_t tr_device_peak(const tr_model *m);
 
 void tr_zero_grad(tr_model *m);
 /* Forward and backward of one micro-batch; gradients ACCUMULATE (call tr_zero_grad per step).
@@ -105,6 +123,20 @@ int tr_eval_batch(tr_model *m, const tr_batch *b, tr_loss_fn loss, void *ctx, tr
  * matrices stay memory-mapped) and recompute 1 (one layer's activations at a time). */
 int tr_forward_hidden(tr_model *m, const tr_batch *b, lop_err *e);
 int tr_head_rows(tr_model *m, int64_t row0, int n, float *out, lop_err *e);
+/* Every trainable gradient is one array of tr_grad_floats(m) floats in backend memory (padding
+ * between tensors stays 0). Buffers of that size, for summing micro-batches (train_tree.h):
+ * tr_grad_get: dst = the gradients (add: dst += them); tr_grad_add: a += b; tr_grad_put: the
+ * gradients = src; tr_grad_host: a host view of buf (itself on the cpu, else downloaded into
+ * host) and tr_grad_from_host its way back. Elementwise float adds: the same bits anywhere. */
+size_t tr_grad_floats(const tr_model *m);
+float *tr_grad_alloc(tr_model *m);
+void tr_grad_release(tr_model *m, float *buf);
+int tr_grad_get(tr_model *m, float *dst, int add, lop_err *e);
+int tr_grad_add(tr_model *m, float *a, const float *b, lop_err *e);
+int tr_grad_put(tr_model *m, const float *src, lop_err *e);
+float *tr_grad_host(tr_model *m, float *buf, float *host, lop_err *e);
+int tr_grad_from_host(tr_model *m, float *buf, const float *host, lop_err *e);
+int tr_host_mem(const tr_model *m);   /* 1: parameters and gradients are host memory (the cpu) */
 /* Sum of squares of every trainable gradient (global norm = sqrt). */
 double tr_grad_sumsq(const tr_model *m);
 /* Scale gradients by clip (1: none), then AdamW step t (1-based) with learning rate lr. */

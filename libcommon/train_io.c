@@ -1,5 +1,5 @@
 /* train_io.c — writing a trained model (HF folder, merged LoRA, PEFT adapter) and checkpoints. */
-#include "train.h"
+#include "train_priv.h"
 #include "fsutil.h"
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -13,6 +13,24 @@ static char *join(const char *a, const char *b) {
     char *p = malloc(n);
     if (p) snprintf(p, n, "%s/%s", a, b);
     return p;
+}
+
+/* a host view of array `which` (TR_W...) of parameter i: in place on the cpu, else downloaded
+ * into *buf (grown to *cap floats) */
+static const float *host_of(const tr_model *m, int i, int which, float **buf, size_t *cap,
+                            lop_err *e) {
+    const tr_param *p = &m->p[i];
+    if (P(m)->be->host_mem) {
+        const float *a[4] = {p->w, p->g, p->m, p->v};
+        return a[which];
+    }
+    if (p->n > *cap) {
+        free(*buf);
+        *cap = 0;
+        if (!(*buf = malloc(p->n * sizeof(float)))) { lop_fail(e, "out of memory"); return NULL; }
+        *cap = p->n;
+    }
+    return tr_param_read(m, i, which, *buf, e) ? NULL : *buf;
 }
 
 /* base index -> parameter index (or -1) */
@@ -48,6 +66,7 @@ static int save_model(tr_model *m, const char *out, int merge, lop_err *e) {
     free(cfg);
     if (rc) { free(map); free(infos); return -1; }
     float *f = NULL; void *buf = NULL; size_t fcap = 0;
+    float *hw = NULL, *ha = NULL, *hb = NULL; size_t hwc = 0, hac = 0, hbc = 0;
     for (int i = 0; i < st->n && !rc; i++) {
         int pi = map[i];
         const void *data = st->data[i];
@@ -60,7 +79,9 @@ static int save_model(tr_model *m, const char *out, int merge, lop_err *e) {
                     f = malloc(fcap * 4); buf = malloc(fcap * 8);
                     if (!f || !buf) { rc = lop_fail(e, "out of memory"); break; }
                 }
-                st_from_f32(buf, p->w, st->info[i].dtype, p->n);
+                const float *x = host_of(m, pi, TR_W, &hw, &hwc, e);
+                if (!x) { rc = -1; break; }
+                st_from_f32(buf, x, st->info[i].dtype, p->n);
                 data = buf;
             } else if (la >= 0) {
                 if (p->n > fcap) {
@@ -68,10 +89,18 @@ static int save_model(tr_model *m, const char *out, int merge, lop_err *e) {
                     f = malloc(fcap * 4); buf = malloc(fcap * 8);
                     if (!f || !buf) { rc = lop_fail(e, "out of memory"); break; }
                 }
-                if (p->w) memcpy(f, p->w, p->n * 4);
-                else st_to_f32(f, p->src, p->dtype, p->n);
+                if (p->w) {
+                    const float *x = host_of(m, pi, TR_W, &hw, &hwc, e);
+                    if (!x) { rc = -1; break; }
+                    memcpy(f, x, p->n * 4);
+                } else {
+                    st_to_f32(f, p->src, p->dtype, p->n);
+                }
                 /* W += (alpha/r) B A; exact zeros of W stay zero when keeping sparsity */
-                const tr_param *A = &m->p[la], *B = &m->p[la + 1];
+                const tr_param *A = &m->p[la];
+                const float *Aw = host_of(m, la, TR_W, &ha, &hac, e),
+                            *Bw = Aw ? host_of(m, la + 1, TR_W, &hb, &hbc, e) : NULL;
+                if (!Bw) { rc = -1; break; }
                 int r = (int)A->rows;
                 float s = (float)(m->opt.lora_alpha / m->opt.lora_rank);
                 #pragma omp parallel for schedule(static)
@@ -80,7 +109,7 @@ static int save_model(tr_model *m, const char *out, int merge, lop_err *e) {
                         float *wv = &f[o * p->cols + c];
                         if (m->opt.keep_sparsity && *wv == 0.0f) continue;
                         float acc = 0;
-                        for (int k = 0; k < r; k++) acc += B->w[o * r + k] * A->w[(int64_t)k * p->cols + c];
+                        for (int k = 0; k < r; k++) acc += Bw[o * r + k] * Aw[(int64_t)k * p->cols + c];
                         *wv += s * acc;
                     }
                 st_from_f32(buf, f, st->info[i].dtype, p->n);
@@ -90,7 +119,7 @@ static int save_model(tr_model *m, const char *out, int merge, lop_err *e) {
         rc = st_writer_put(w, i, data, e);
         if (data == st->data[i]) st_release(st, i); /* copied through: its pages can go */
     }
-    free(f); free(buf); free(map); free(infos);
+    free(f); free(buf); free(map); free(infos); free(hw); free(ha); free(hb);
     if (rc) { st_writer_abort(w); return -1; }
     return st_writer_finish(w, e);
 }
@@ -119,8 +148,8 @@ static int save_adapter_in(tr_model *m, const char *out, const char *base_path, 
     int n = 0;
     for (int i = 0; i < m->np; i++) n += m->p[i].st_index < 0;
     st_info *infos = calloc(n ? n : 1, sizeof *infos);
-    const float **data = calloc(n ? n : 1, sizeof *data);
-    if (!infos || !data) { free(infos); free(data); return lop_fail(e, "out of memory"); }
+    int *idx = calloc(n ? n : 1, sizeof *idx);
+    if (!infos || !idx) { free(infos); free(idx); return lop_fail(e, "out of memory"); }
     int k = 0;
     for (int i = 0; i < m->np; i++) {
         const tr_param *p = &m->p[i];
@@ -128,16 +157,20 @@ static int save_adapter_in(tr_model *m, const char *out, const char *base_path, 
         infos[k].name = p->name; infos[k].dtype = ST_F32; infos[k].ndim = 2;
         infos[k].shape[0] = p->rows; infos[k].shape[1] = p->cols;
         infos[k].nbytes = p->n * 4;
-        data[k++] = p->w;
+        idx[k++] = i;
     }
     char *path = join(out, "adapter_model.safetensors");
-    st_writer *w;
+    st_writer *w = NULL;
     st_write_opts wo = {0, 0};
+    float *hb = NULL; size_t hc = 0;
     int rc = !path ? lop_fail(e, "out of memory") : st_writer_open(&w, path, infos, n, NULL, NULL, &wo, e);
-    for (int i = 0; i < n && !rc; i++) rc = st_writer_put(w, i, data[i], e);
+    for (int i = 0; i < n && !rc; i++) {
+        const float *x = host_of(m, idx[i], TR_W, &hb, &hc, e);
+        rc = x ? st_writer_put(w, i, x, e) : -1;
+    }
     if (path && !rc) rc = st_writer_finish(w, e);
     else if (path && w) st_writer_abort(w);
-    free(path); free(infos); free(data);
+    free(path); free(infos); free(idx); free(hb);
     if (rc) return -1;
     /* adapter_config.json as PEFT writes it */
     cJSON *c = cJSON_CreateObject();
@@ -208,15 +241,15 @@ int tr_ckpt_save(const tr_model *m, const char *dir, const char *state_json, lop
     int n = 0;
     for (int i = 0; i < m->np; i++) n += m->p[i].trainable ? 3 : 0;
     st_info *infos = calloc(n ? n : 1, sizeof *infos);
-    const float **data = calloc(n ? n : 1, sizeof *data);
+    int *src = calloc(n ? n : 1, sizeof *src);   /* parameter * 4 + array */
     char **names = calloc(n ? n : 1, sizeof *names);
-    int rc = !infos || !data || !names ? lop_fail(e, "out of memory") : 0;
+    int rc = !infos || !src || !names ? lop_fail(e, "out of memory") : 0;
     int k = 0;
     static const char *suf[3] = {"", ".exp_avg", ".exp_avg_sq"};
     for (int i = 0; i < m->np && !rc; i++) {
         const tr_param *p = &m->p[i];
         if (!p->trainable) continue;
-        const float *src[3] = {p->w, p->m, p->v};
+        static const int arr[3] = {TR_W, TR_M, TR_V};
         for (int j = 0; j < 3; j++, k++) {
             size_t nl = strlen(p->name) + 16;
             names[k] = malloc(nl);
@@ -224,20 +257,25 @@ int tr_ckpt_save(const tr_model *m, const char *dir, const char *state_json, lop
             snprintf(names[k], nl, "%s%s", p->name, suf[j]);
             infos[k].name = names[k]; infos[k].dtype = ST_F32; infos[k].ndim = 1;
             infos[k].shape[0] = (int64_t)p->n; infos[k].nbytes = p->n * 4;
-            data[k] = src[j];
+            src[k] = i * 4 + arr[j];
         }
     }
     char *sp = join(tmp, "state.safetensors"), *jp = join(tmp, "state.json");
     st_writer *w = NULL;
     st_write_opts wo = {0, 0};
     if (!rc) rc = st_writer_open(&w, sp, infos, n, NULL, NULL, &wo, e);
-    for (int i = 0; i < n && !rc; i++) rc = st_writer_put(w, i, data[i], e);
+    float *hb = NULL; size_t hc = 0;
+    for (int i = 0; i < n && !rc; i++) {
+        const float *x = host_of(m, src[i] / 4, src[i] % 4, &hb, &hc, e);
+        rc = x ? st_writer_put(w, i, x, e) : -1;
+    }
+    free(hb);
     if (w) { if (!rc) rc = st_writer_finish(w, e); else st_writer_abort(w); }
     if (!rc) rc = fs_write_file_atomic(jp, state_json, strlen(state_json), e);
     if (!rc) rc = fs_dir_replace(tmp, dir, e); /* an older checkpoint of the same step goes */
     if (rc) { fs_rm_rf(tmp); fs_temp_note(tmp, 0); }
     for (int i = 0; i < k; i++) free(names[i]);
-    free(names); free(infos); free(data); free(sp); free(jp); free(tmp);
+    free(names); free(infos); free(src); free(sp); free(jp); free(tmp);
     return rc;
 }
 
@@ -254,7 +292,7 @@ int tr_ckpt_load(tr_model *m, const char *dir, char **state_json, lop_err *e) {
     for (int i = 0; i < m->np && !rc; i++) {
         tr_param *p = &m->p[i];
         if (!p->trainable) continue;
-        float *dst[3] = {p->w, p->m, p->v};
+        static const int arr[3] = {TR_W, TR_M, TR_V};
         for (int j = 0; j < 3 && !rc; j++) {
             char name[700];
             snprintf(name, sizeof name, "%s%s", p->name, suf[j]);
@@ -263,7 +301,8 @@ int tr_ckpt_load(tr_model *m, const char *dir, char **state_json, lop_err *e) {
             if (st->info[t].dtype != ST_F32 || st->info[t].nbytes != p->n * 4) {
                 rc = lop_fail(e, "%s: %s has the wrong size", dir, name); break;
             }
-            memcpy(dst[j], st->data[t], p->n * 4);
+            /* a byte copy (memcpy, or to the device): the file's alignment does not matter */
+            rc = tr_param_write(m, i, arr[j], (const float *)st->data[t], e);
         }
     }
     if (st) st_close(st);

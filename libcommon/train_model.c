@@ -77,35 +77,83 @@ static void to_f32(float *dst, const void *src, st_dtype t, size_t n) {
     }
 }
 
-static int alloc_train(const st_model *st, tr_param *p, int want_w, lop_err *e) {
-    if (want_w && !p->w) {
-        p->w = malloc(p->n * sizeof(float));
-        if (!p->w) return lop_fail(e, "out of memory for %s (%zu floats)", p->name, p->n);
-        if (p->src) {
-            to_f32(p->w, p->src, p->dtype, p->n);
-            /* the float32 copy is the master now: the mapped file's pages need not stay
-             * resident beside it (full fine-tuning would otherwise carry the model twice) */
-            st_release(st, p->st_index);
-        }
+/* floats a parameter takes in an arena (64-byte aligned) */
+static size_t span(size_t n) { return (n + 15) & ~(size_t)15; }
+
+/* the zero mask of a matrix's values x (host), in backend memory; none when nothing is zero */
+static int sparsity_mask(lop_backend *be, tr_param *p, const float *x, lop_err *e) {
+    size_t z = 0, nb = (p->n + 7) / 8;
+    for (size_t i = 0; i < p->n; i++) z += x[i] == 0.0f;
+    if (!z) return 0;
+    uint8_t *bits = calloc(nb, 1);
+    if (!bits) return lop_fail(e, "out of memory");
+    for (size_t i = 0; i < p->n; i++)
+        if (x[i] == 0.0f) bits[i >> 3] |= (uint8_t)(1u << (i & 7));
+    if (be->host_mem) {
+        p->zero_bits = bits;
+        return 0;
     }
-    if (p->trainable) {
-        p->g = calloc(p->n, sizeof(float));
-        p->m = calloc(p->n, sizeof(float));
-        p->v = calloc(p->n, sizeof(float));
-        if (!p->g || !p->m || !p->v)
-            return lop_fail(e, "out of memory for the optimizer state of %s", p->name);
-    }
-    return 0;
+    int rc = 0;
+    if (!(p->zero_bits = be->op->alloc(be, nb))) rc = lop_fail(e, "out of %s memory", be->name);
+    else rc = be->op->upload(be, p->zero_bits, bits, nb, e);
+    free(bits);
+    return rc;
 }
 
-static void sparsity_mask(tr_param *p) {
-    size_t z = 0;
-    for (size_t i = 0; i < p->n; i++) z += p->w[i] == 0.0f;
-    if (!z) return;
-    p->zero_bits = calloc((p->n + 7) / 8, 1);
-    if (!p->zero_bits) return;
-    for (size_t i = 0; i < p->n; i++)
-        if (p->w[i] == 0.0f) p->zero_bits[i >> 3] |= (uint8_t)(1u << (i & 7));
+/* Every float32 array in backend memory: the values of what has a float32 copy (trained tensors;
+ * with LoRA the vectors and the adapters), and gradients and AdamW moments of what trains. The
+ * values are made on the host (converted from the stored dtype, or PEFT's initialization) and,
+ * on a device, uploaded one tensor at a time. */
+static int alloc_arrays(tr_model *m, const char *want_w, int sparsity, uint64_t seed, lop_err *e) {
+    tr_priv *q = P(m);
+    lop_backend *be = q->be;
+    size_t wn = 0, gn = 0, big = 0;
+    for (int i = 0; i < m->np; i++) {
+        if (want_w[i]) wn += span(m->p[i].n);
+        if (m->p[i].trainable) gn += span(m->p[i].n);
+        if (m->p[i].n > big) big = m->p[i].n;
+    }
+    if (wn && !(q->wa = be->op->alloc(be, wn * sizeof(float))))
+        return lop_fail(e, "out of %s memory for the float32 weights (%zu MB)", be->name, wn * 4 >> 20);
+    if (gn && !(q->sa = be->op->alloc(be, 3 * gn * sizeof(float))))
+        return lop_fail(e, "out of %s memory for the gradients and AdamW states (%zu MB)", be->name,
+                        3 * gn * 4 >> 20);
+    q->ga_n = gn;
+    if (gn && be->op->zero(be, q->sa, 3 * gn * sizeof(float), e)) return -1;
+    float *host = NULL;
+    if (!be->host_mem && wn && !(host = malloc(big * sizeof(float))))
+        return lop_fail(e, "out of memory");
+    trng rng; trng_seed(&rng, seed ^ 0x4c6f5241ull);
+    size_t wo = 0, go = 0;
+    int rc = 0;
+    for (int i = 0; i < m->np && !rc; i++) {
+        tr_param *p = &m->p[i];
+        if (p->trainable) {
+            p->g = q->sa + go; p->m = q->sa + gn + go; p->v = q->sa + 2 * gn + go;
+            go += span(p->n);
+        }
+        if (!want_w[i]) continue;
+        p->w = q->wa + wo;
+        wo += span(p->n);
+        float *x = be->host_mem ? p->w : host;
+        if (p->src) {
+            to_f32(x, p->src, p->dtype, p->n);
+            /* the float32 copy is the master now: the mapped file's pages need not stay
+             * resident beside it (full fine-tuning would otherwise carry the model twice) */
+            st_release(m->st, p->st_index);
+        } else if (strstr(p->name, ".lora_A.")) {
+            /* PEFT: A ~ kaiming_uniform(a=sqrt(5)) = U(-1/sqrt(in), 1/sqrt(in)); B = 0 */
+            float bound = 1.0f / sqrtf((float)p->cols);
+            for (size_t j = 0; j < p->n; j++) x[j] = (float)(trng_uniform(&rng) * 2 - 1) * bound;
+        } else {
+            memset(x, 0, p->n * sizeof(float));
+        }
+        if (sparsity && p->trainable && p->rows > 1 && i != q->embed && i != q->head)
+            rc = sparsity_mask(be, p, x, e);
+        if (!rc && !be->host_mem) rc = be->op->upload(be, p->w, x, p->n * sizeof(float), e);
+    }
+    free(host);
+    return rc;
 }
 
 /* point a weight of the engine's model at a parameter's float32 copy (when it has one: trained
@@ -121,9 +169,7 @@ static void bind_param(lop_wref *r, const tr_param *p) {
  * adapters its matmul path applies */
 static int bind_engine(tr_model *m, lop_err *e) {
     tr_priv *q = P(m);
-    if (lop_model_from_st(&q->lm, m->st, NULL, 0, e)) return -1;
     lop_model *lm = q->lm;
-    q->be = lop_model_backend(lm);
     bind_param(&lm->embed, &m->p[q->embed]);
     bind_param(&lm->final_norm, &m->p[q->fnorm]);
     if (q->head == q->embed) lm->head = lm->embed;
@@ -202,22 +248,20 @@ int tr_open(tr_model **out, const char *path, const tr_opts *o, uint64_t seed, l
     q->head = q->embed;
     if (!c->tied && (q->head = model_param(m, cap, c->head_name, V, C, 0, e)) < 0) goto fail;
 
-    /* what trains, what is float32 */
+    /* what trains, what has a float32 copy */
     int lora = o->lora_rank > 0;
+    char *want_w = calloc((size_t)cap, 1);
+    if (!want_w) { lop_fail(e, "out of memory"); goto fail; }
     for (int i = 0; i < m->np; i++) {
         tr_param *p = &m->p[i];
-        int is_mat = p->rows > 1;
         p->trainable = !lora;
-        p->decay = is_mat || o->decay_vectors;
-        int is_vocab = i == q->embed || i == q->head;
+        p->decay = p->rows > 1 || o->decay_vectors;
         /* LoRA (and frozen teachers): every frozen matrix stays mmap'd in its stored dtype, the
          * vocabulary ones too (embedding rows and head blocks are converted as they are used);
          * only the vectors get float32 copies */
-        if (alloc_train(m->st, p, !lora || !is_mat, e)) goto fail;
-        if (!lora && o->keep_sparsity && is_mat && !is_vocab) sparsity_mask(p);
+        want_w[i] = !lora || p->rows == 1;
         if (p->trainable) m->trainable_params += (int64_t)p->n;
     }
-    trng rng; trng_seed(&rng, seed ^ 0x4c6f5241ull);
     for (int l = 0; l < L; l++)
         for (int k = 0; k < PROJ_N; k++) {
             q->lora[l][k] = -1;
@@ -229,19 +273,30 @@ int tr_open(tr_model **out, const char *path, const tr_opts *o, uint64_t seed, l
             int a = add_param(m, cap, nm, o->lora_rank, base->cols, e);
             snprintf(nm, sizeof nm, "base_model.model.%s.lora_B.weight", mod);
             int b = add_param(m, cap, nm, base->rows, o->lora_rank, e);
-            if (a < 0 || b < 0) goto fail;
+            if (a < 0 || b < 0) { free(want_w); goto fail; }
             m->p[a].trainable = m->p[b].trainable = 1;
             m->p[a].decay = m->p[b].decay = 1;
-            if (alloc_train(m->st, &m->p[a], 1, e) || alloc_train(m->st, &m->p[b], 1, e)) goto fail;
-            memset(m->p[b].w, 0, m->p[b].n * sizeof(float));
-            /* PEFT: A ~ kaiming_uniform(a=sqrt(5)) = U(-1/sqrt(in), 1/sqrt(in)); B = 0 */
-            float bound = 1.0f / sqrtf((float)base->cols);
-            for (size_t j = 0; j < m->p[a].n; j++)
-                m->p[a].w[j] = (float)(trng_uniform(&rng) * 2 - 1) * bound;
+            want_w[a] = want_w[b] = 1;
             m->trainable_params += (int64_t)(m->p[a].n + m->p[b].n);
             q->lora[l][k] = a;
         }
-    if (bind_engine(m, e)) goto fail;
+    /* the engine's model over the same tensors, on its device; the float32 arrays in that
+     * backend's memory; then the engine's weights bound to them, and (a device) the frozen ones
+     * uploaded in their stored dtype */
+    int rc = lop_model_from_st(&q->lm, m->st, NULL, 0, e);
+    if (!rc && o->device && strcmp(o->device, "cpu")) rc = lop_model_use_device(q->lm, o->device, e);
+    if (!rc) {
+        q->be = lop_model_backend(q->lm);
+        if (o->gemm != LOP_GEMM_F32 && lop_model_set_gemm(q->lm, o->gemm) != o->gemm)
+            rc = lop_failc(e, LOP_EUSAGE, "--gemm bf16: %s cannot run bf16 products (the cpu needs AVX512-BF16)",
+                           q->be->name);
+    }
+    if (!rc && q->be->host_mem == 0 && !q->be->op->adamw)
+        rc = lop_failc(e, LOP_EUSAGE, "the %s backend cannot train", q->be->name);
+    if (!rc) rc = alloc_arrays(m, want_w, !lora && o->keep_sparsity, seed, e);
+    free(want_w);
+    if (rc || bind_engine(m, e)) goto fail;
+    if (!q->be->host_mem && lop_model_load_weights(q->lm, e)) goto fail;
     *out = m;
     return 0;
 fail:
@@ -252,12 +307,16 @@ fail:
 void tr_free(tr_model *m) {
     if (!m) return;
     tr_priv *q = P(m);
+    lop_backend *be = q ? q->be : NULL;
     for (int i = 0; i < m->np; i++) {
         tr_param *p = &m->p[i];
-        free(p->name); free(p->w); free(p->g); free(p->m); free(p->v); free(p->zero_bits);
+        free(p->name);
+        if (p->zero_bits) be->op->release(be, p->zero_bits);
     }
     free(m->p);
     if (q) {
+        if (q->wa) be->op->release(be, q->wa);
+        if (q->sa) be->op->release(be, q->sa);
         tr_release_acts(m);
         lop_model_free(q->lm);
         free(q->proj); free(q->vec); free(q->lora); free(q->ad); free(q->len);
@@ -266,6 +325,71 @@ void tr_free(tr_model *m) {
     if (m->st) { config_free(&m->cfg); st_close(m->st); }
     free(m);
 }
+
+static float *param_array(const tr_model *m, int i, int which) {
+    if (i < 0 || i >= m->np) return NULL;
+    const tr_param *p = &m->p[i];
+    return which == TR_W ? p->w : which == TR_G ? p->g : which == TR_M ? p->m : which == TR_V ? p->v : NULL;
+}
+
+int tr_param_read(const tr_model *m, int i, int which, float *dst, lop_err *e) {
+    const float *a = param_array(m, i, which);
+    if (!a) return lop_fail(e, "internal: parameter %d has no array %d", i, which);
+    lop_backend *be = P(m)->be;
+    return be->op->download(be, dst, a, m->p[i].n * sizeof(float), e);
+}
+
+int tr_param_write(tr_model *m, int i, int which, const float *src, lop_err *e) {
+    float *a = param_array(m, i, which);
+    if (!a) return lop_fail(e, "internal: parameter %d has no array %d", i, which);
+    lop_backend *be = P(m)->be;
+    return be->op->upload(be, a, src, m->p[i].n * sizeof(float), e);
+}
+
+size_t tr_grad_floats(const tr_model *m) { return P(m)->ga_n; }
+int tr_host_mem(const tr_model *m) { return P(m)->be->host_mem; }
+
+float *tr_grad_alloc(tr_model *m) {
+    lop_backend *be = P(m)->be;
+    return be->op->alloc(be, (P(m)->ga_n ? P(m)->ga_n : 1) * sizeof(float));
+}
+
+void tr_grad_release(tr_model *m, float *buf) {
+    if (buf) P(m)->be->op->release(P(m)->be, buf);
+}
+
+int tr_grad_get(tr_model *m, float *dst, int add, lop_err *e) {
+    tr_priv *q = P(m);
+    if (!q->ga_n) return 0;
+    return add ? q->be->op->add(q->be, dst, dst, q->sa, q->ga_n, e)
+               : q->be->op->copy(q->be, dst, q->sa, q->ga_n * sizeof(float), e);
+}
+
+int tr_grad_add(tr_model *m, float *a, const float *b, lop_err *e) {
+    tr_priv *q = P(m);
+    return q->ga_n ? q->be->op->add(q->be, a, a, b, q->ga_n, e) : 0;
+}
+
+int tr_grad_put(tr_model *m, const float *src, lop_err *e) {
+    tr_priv *q = P(m);
+    return q->ga_n ? q->be->op->copy(q->be, q->sa, src, q->ga_n * sizeof(float), e) : 0;
+}
+
+float *tr_grad_host(tr_model *m, float *buf, float *host, lop_err *e) {
+    tr_priv *q = P(m);
+    if (q->be->host_mem) return buf;
+    return q->be->op->download(q->be, host, buf, q->ga_n * sizeof(float), e) ? NULL : host;
+}
+
+int tr_grad_from_host(tr_model *m, float *buf, const float *host, lop_err *e) {
+    tr_priv *q = P(m);
+    if (q->be->host_mem || buf == host) return 0;
+    return q->be->op->upload(q->be, buf, host, q->ga_n * sizeof(float), e);
+}
+
+const char *tr_device(const tr_model *m) { return P(m)->be->name; }
+lop_gemm tr_gemm(const tr_model *m) { return lop_model_gemm(P(m)->lm); }
+size_t tr_device_peak(const tr_model *m) { return P(m)->be->op->mem_peak(P(m)->be); }
 
 int tr_find(const tr_model *m, const char *name) {
     for (int i = 0; i < m->np; i++) if (!strcmp(m->p[i].name, name)) return i;
@@ -277,14 +401,20 @@ int tr_find(const tr_model *m, const char *name) {
 /* The optimizer's ops cannot fail on the CPU; a device's error would surface at its next forward
  * (tr_* keep their signatures for the callers that sum and step). */
 void tr_zero_grad(tr_model *m) {
-    lop_backend *be = P(m)->be;
-    for (int i = 0; i < m->np; i++)
-        if (m->p[i].g) be->op->zero(be, m->p[i].g, m->p[i].n * sizeof(float), NULL);
+    tr_priv *q = P(m);
+    if (q->ga_n) q->be->op->zero(q->be, q->sa, q->ga_n * sizeof(float), NULL);
 }
 
 double tr_grad_sumsq(const tr_model *m) {
-    lop_backend *be = P(m)->be;
+    const tr_priv *q = P(m);
+    lop_backend *be = q->be;
     double s = 0;
+    /* a device: one reduction over every gradient (one synchronization per step, not one per
+     * tensor); the cpu sums tensor by tensor, as its numbers always have */
+    if (!be->host_mem) {
+        if (q->ga_n && be->op->grad_sumsq(be, &s, q->sa, q->ga_n, NULL)) return NAN;
+        return s;
+    }
     for (int i = 0; i < m->np; i++)
         if (m->p[i].trainable) {
             double x = 0;

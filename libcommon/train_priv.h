@@ -14,6 +14,11 @@ typedef struct tr_priv {
     int (*vec)[LVEC_N];       /* [L][LVEC_N] param index or -1 */
     int (*lora)[PROJ_N];      /* [L][7] index of lora_A (lora_B = +1), or -1 */
     lop_adapter *ad;          /* [L * PROJ_N] the adapters the forward applies, or NULL */
+    /* every float32 array in two backend allocations: wa the values (64-byte aligned per
+     * parameter), sa the gradients, then the first and second moments, ga_n floats each (the
+     * padding stays 0: one zeroing and one norm reduction cover them all) */
+    float *wa, *sa;
+    size_t ga_n;
     /* the batch of the last forward (packed: B sequences of T tokens) */
     int B, T, N;
     int *len;                 /* [len_cap] = T */

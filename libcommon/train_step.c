@@ -28,12 +28,16 @@ static int grads_layout(tr_model *m, int N, lop_err *e) {
     size_t C = c->hidden, qd = (size_t)c->n_heads * c->head_dim,
            kd = (size_t)c->n_kv_heads * c->head_dim, FF = c->inter, V = c->vocab,
            r = m->opt.lora_rank, n = N;
-    q->chunk = (int)(((size_t)32 << 20) / V);
+    /* head rows per chunk: 32 M logits (128 MB) on the cpu, where a chunk's GEMM is long enough
+     * at that size; a device wants wide GEMMs and few launches (128 M logits, 512 MB: 512 rows
+     * of Gemma's 262,144 words; memory it has) */
+    q->chunk = (int)(((size_t)(BE->host_mem ? 32 : 128) << 20) / V);
     if (q->chunk < 1) q->chunk = 1;
     if (q->chunk > N) q->chunk = N;
 #define A(x) (((size_t)(x) + 15) & ~(size_t)15)
+    int capped = c->final_softcap > 0; /* the softcap's backward needs the capped logits */
     size_t total = A(n * C) * 3 + A(n * qd) * 3 + A(n * kd) * 3 + A(n * FF) * 3 + A(n * (r ? r : 1)) +
-                   2 * A((size_t)q->chunk * V);
+                   (1 + capped) * A((size_t)q->chunk * V);
 #undef A
     if (total > q->gbuf_cap) {
         if (q->gbuf) BE->op->release(BE, q->gbuf);
@@ -50,7 +54,8 @@ static int grads_layout(tr_model *m, int N, lop_err *e) {
     q->dk = take(&a, n * kd); q->dk_raw = take(&a, n * kd); q->dv = take(&a, n * kd);
     q->dgate = take(&a, n * FF); q->dup = take(&a, n * FF); q->dh = take(&a, n * FF);
     q->dxa = take(&a, n * (r ? r : 1));
-    q->logits = take(&a, (size_t)q->chunk * V); q->capped = take(&a, (size_t)q->chunk * V);
+    q->logits = take(&a, (size_t)q->chunk * V);
+    q->capped = capped ? take(&a, (size_t)q->chunk * V) : NULL;
     q->grad_N = N;
     return 0;
 }
@@ -226,8 +231,6 @@ static int head_pass(tr_model *m, const tr_batch *b, float gscale, tr_loss_fn lo
     float *gh = tr_grad_of(m, q->head);
     if (backward) ZERO(q->dA, (size_t)N * C);
     int xent = !loss || loss == tr_xent_loss;
-    if (!xent && !BE->host_mem)
-        return lop_failc(e, LOP_EUSAGE, "a custom loss runs on host logits: not on %s", BE->name);
     for (int r0 = 0; r0 < N; r0 += q->chunk) {
         int n = N - r0 < q->chunk ? N - r0 : q->chunk;
         if (xent) {
@@ -237,16 +240,19 @@ static int head_pass(tr_model *m, const tr_batch *b, float gscale, tr_loss_fn lo
         }
         const float *xn = lm->acts.xn_final + (size_t)r0 * C;
         OP(head_logits(BE, q->logits, q->capped, xn, n, &lm->head, fsc, g, e));
-        /* a NaN reaching the loss is named here, before any loss can misreport it */
-        int bad = BE->op->nonfinite(BE, q->logits, (size_t)n * V, 0, e);
-        if (bad < 0) return -1;
-        if (bad) return logits_fail("logits are not finite", e);
+        /* a NaN reaching the loss is named here, before any loss can misreport it (a device's
+         * check is deferred: there the loss's own sum, below, names it) */
+        if (BE->host_mem) {
+            int bad = BE->op->nonfinite(BE, q->logits, (size_t)n * V, 0, e);
+            if (bad < 0) return -1;
+            if (bad) return logits_fail("logits are not finite", e);
+        }
         double ls;
         int64_t k = 0;
         if (xent) {
             OP(xent(BE, q->logits, b->targets + r0, n, V, gscale, &ls, &k, e));
         } else {
-            tr_loss_chunk lc = {q->logits, b->targets + r0, r0, n, V, gscale};
+            tr_loss_chunk lc = {q->logits, b->targets + r0, r0, n, V, gscale, BE};
             ls = loss(&lc, ctx, &k);
         }
         if (!isfinite(ls)) {

@@ -172,3 +172,126 @@ EOF
   one "first appear in layer 3" lm-gen -q -m "$T/nan" -p "Once" -n 3 --device cuda
   one "first appear in layer 3" layer-score -q -m "$T/nan" --data "$T/d.txt" --samples 2 --ctx 32 --device cuda
 }
+
+# ---- training on the GPU (heal-sft, kd-train --device cuda) ----
+
+# random pre-tokenized sequences for a model with vocab V: N lines of L ids (seeded)
+rand_ids() { python3 -c "
+import json, random
+r = random.Random($4)
+for _ in range($2): print(json.dumps({'ids': [r.randrange($1) for _ in range($3)]}))"; }
+
+# the step lines of two training runs agree: every "loss" and "grad_norm" (and the extra keys
+# given) within a relative bound; prints the worst
+steps_close() { # a b tol [key...]
+  python3 - "$@" <<'PY'
+import json, sys
+a, b, tol, keys = sys.argv[1], sys.argv[2], float(sys.argv[3]), ["loss", "grad_norm"] + sys.argv[4:]
+def steps(p):
+    return [json.loads(l) for l in open(p) if '"grad_norm"' in l]
+A, B = steps(a), steps(b)
+assert len(A) == len(B) and A, (len(A), len(B))
+worst = 0
+for x, y in zip(A, B):
+    for k in keys:
+        r = abs(x[k] - y[k]) / max(abs(x[k]), 1e-12)
+        worst = max(worst, r)
+        assert r <= tol, (x["step"], k, x[k], y[k], r)
+print(f"{len(A)} steps, worst rel. difference {worst:.2e}")
+PY
+}
+
+@test "cuda: heal-sft --gemm f32 on the GPU: every step's loss and grad norm equal the cpu's within 1e-4 (3 families; grad-accum 2, recompute)" {
+  need_shared; need_gpu
+  T=$(scratch)
+  rand_ids 32000 16 65 5 > "$T/d.jsonl"
+  for m in llama-tiny qwen3-tiny gemma3-tiny; do
+    common=(-q -m "$MODELS/$m" --data "$T/d.jsonl" --steps 4 --batch 2 --grad-accum 2 --seq-len 64
+            --lr 1e-3 --warmup 1 --seed 2)
+    heal-sft "${common[@]}" -o "$T/cpu-$m" > "$T/cpu-$m.jsonl"
+    heal-sft "${common[@]}" -o "$T/gpu-$m" --device cuda --gemm f32 > "$T/gpu-$m.jsonl"
+    heal-sft "${common[@]}" -o "$T/gpr-$m" --device cuda --gemm f32 --recompute > "$T/gpr-$m.jsonl"
+    echo "$m: $(steps_close "$T/cpu-$m.jsonl" "$T/gpu-$m.jsonl" 1e-4)"
+    echo "$m recompute: $(steps_close "$T/gpu-$m.jsonl" "$T/gpr-$m.jsonl" 1e-5)"
+    grep -q '"gpu_peak_mb"' "$T/gpu-$m.jsonl"
+    # the written models give the same per-token NLL
+    ppl -q -m "$T/cpu-$m" --per-token --ctx 64 --max-tokens 600 "$SHARED/data/prose/test.txt" > "$T/p-cpu"
+    ppl -q -m "$T/gpu-$m" --per-token --ctx 64 --max-tokens 600 "$SHARED/data/prose/test.txt" > "$T/p-gpu"
+    read mx mean < <(max_dnll "$T/p-cpu" "$T/p-gpu")
+    echo "$m written model: max |dNLL| $mx mean $mean"
+    python3 -c "import sys; sys.exit(0 if $mean < 1e-3 else 1)"
+  done
+}
+
+@test "cuda: heal-sft LoRA (dropout, merge) on the GPU: losses equal the cpu's within 1e-4; the adapter loads in ppl" {
+  need_shared; need_gpu
+  T=$(scratch)
+  rand_ids 32000 12 65 6 > "$T/d.jsonl"
+  for m in qwen3-tiny gemma3-tiny; do
+    common=(-q -m "$MODELS/$m" --data "$T/d.jsonl" --steps 3 --batch 2 --seq-len 64 --lr 1e-3
+            --lora-rank 8 --lora-dropout 0.1 --seed 4)
+    heal-sft "${common[@]}" -o "$T/cpu-$m" > "$T/cpu-$m.jsonl"
+    heal-sft "${common[@]}" -o "$T/gpu-$m" --device cuda --gemm f32 > "$T/gpu-$m.jsonl"
+    echo "$m: $(steps_close "$T/cpu-$m.jsonl" "$T/gpu-$m.jsonl" 1e-4)"
+    [ -f "$T/gpu-$m/adapter_model.safetensors" ]
+    heal-sft "${common[@]}" -o "$T/gpm-$m" --device cuda --gemm f32 --merge-lora > /dev/null
+    ppl -q -m "$T/gpu-$m" --ctx 64 --max-tokens 600 "$SHARED/data/prose/test.txt" > "$T/pa"
+    ppl -q -m "$T/gpm-$m" --ctx 64 --max-tokens 600 "$SHARED/data/prose/test.txt" > "$T/pm"
+    python3 - "$T/pa" "$T/pm" <<'PY'
+import json, sys
+a, b = (json.loads(open(p).read().splitlines()[-1])["ppl"] for p in sys.argv[1:])
+print("adapter ppl", a, "merged", b); assert abs(a - b) < 1e-3 * a
+PY
+  done
+}
+
+@test "cuda: heal-sft on the GPU resumes bit-for-bit (full bf16, LoRA); a cpu resume of a GPU checkpoint is refused" {
+  need_shared; need_gpu
+  T=$(scratch)
+  rand_ids 32000 16 65 7 > "$T/d.jsonl"
+  for mode in full lora; do
+    extra=(); [ $mode = lora ] && extra=(--lora-rank 4 --lora-dropout 0.1)
+    common=(-q -m "$MODELS/gemma3-tiny" --data "$T/d.jsonl" --steps 6 --batch 2 --grad-accum 2
+            --seq-len 64 --lr 1e-3 --device cuda "${extra[@]}")
+    heal-sft "${common[@]}" -o "$T/a-$mode" | grep '"loss"' | cut -d, -f1-3 > "$T/a.txt"
+    heal-sft "${common[@]}" -o "$T/b-$mode" --save-every 3 --ckpt-dir "$T/ck-$mode" | grep '"loss"' | cut -d, -f1-3 | head -3 > "$T/b.txt"
+    heal-sft "${common[@]}" -o "$T/c-$mode" --resume "$T/ck-$mode/step-3" | grep '"loss"' | cut -d, -f1-3 >> "$T/b.txt"
+    diff "$T/a.txt" "$T/b.txt"
+  done
+  cmp "$T/a-full/model.safetensors" "$T/c-full/model.safetensors"
+  cmp "$T/a-lora/adapter_model.safetensors" "$T/c-lora/adapter_model.safetensors"
+  run heal-sft -q -m "$MODELS/gemma3-tiny" --data "$T/d.jsonl" --steps 6 --batch 2 --grad-accum 2 \
+    --seq-len 64 --lr 1e-3 -o "$T/d-full" --resume "$T/ck-full/step-3"
+  assert_failure 2
+  assert_output --partial 'device "cpu" (checkpoint: "cuda")'
+}
+
+@test "cuda: heal-sft --gemm bf16 follows the f32 loss curve within bf16 noise (10 steps, 2%); zeros stay zero" {
+  need_shared; need_gpu
+  T=$(scratch)
+  rand_ids 32000 40 129 8 > "$T/d.jsonl"
+  common=(-q -m "$MODELS/qwen3-tiny" --data "$T/d.jsonl" --steps 10 --batch 4 --seq-len 128 --lr 1e-3 --device cuda)
+  heal-sft "${common[@]}" --gemm f32 -o "$T/f32" > "$T/f32.jsonl"
+  heal-sft "${common[@]}" --gemm bf16 -o "$T/bf16" > "$T/bf16.jsonl"
+  steps_close "$T/f32.jsonl" "$T/bf16.jsonl" 2e-2 || { python3 -c "
+import json
+for p in ('$T/f32.jsonl', '$T/bf16.jsonl'): print([round(json.loads(l)['loss'], 4) for l in open(p) if 'grad_norm' in l])"; false; }
+  # a pruned model stays pruned on the GPU (AdamW holds exact zeros at zero)
+  wmask -q -m "$MODELS/qwen3-tiny" --method magnitude --sparsity 0.5 -o "$T/sparse" > /dev/null
+  heal-sft "${common[@]}" -m "$T/sparse" --steps 3 -o "$T/healed" > /dev/null
+  python3 - "$T/sparse" "$T/healed" <<'PY'
+import json, struct, sys
+def zeros(p):
+    b = open(p + '/model.safetensors', 'rb').read(); n = struct.unpack('<Q', b[:8])[0]
+    h = json.loads(b[8:8 + n]); z = {}
+    for k, v in h.items():
+        if k == '__metadata__' or 'layers' not in k or len(v['shape']) != 2: continue
+        a, e = v['data_offsets']; raw = b[8 + n + a:8 + n + e]
+        w = 2 if v['dtype'] in ('BF16', 'F16') else 4
+        z[k] = {i for i in range(0, len(raw), w) if raw[i:i + w] == bytes(w)}
+    return z
+a, b = zeros(sys.argv[1]), zeros(sys.argv[2])
+assert a and all(a[k] <= b[k] for k in a), "a pruned weight regrew"
+print(sum(len(v) for v in a.values()), "zeros kept")
+PY
+}

@@ -7,6 +7,7 @@
 #include "outpath.h"
 #include "job.h"
 #include "train_tree.h"
+#include "backend.h"
 #include <dirent.h>
 #include <math.h>
 #include <signal.h>
@@ -66,6 +67,14 @@ int train_cli_opt(train_args *a, int c, const char *arg) {
     case TO_RESUME: a->resume = arg; break;
     case TO_EVERY: a->eval_every = opt_int("--eval-every", arg, 1, 1ll << 40); break;
     case TO_LIMIT: a->save_limit = opt_int("--save-total-limit", arg, 1, 1ll << 40); break;
+    case TO_DEVICE:
+        if (lop_device_parse(arg) == -2) tool_die_usage("--device: expected cpu, cuda or cuda:N, not '%s'", arg);
+        a->device = arg;
+        break;
+    case TO_GEMM:
+        if (lop_gemm_parse(arg, &a->gemm)) tool_die_usage("--gemm: expected f32 or bf16, not '%s'", arg);
+        a->gemm_set = 1;
+        break;
     default: return 0;
     }
     return 1;
@@ -79,6 +88,8 @@ void train_cli_check(train_args *a, int need_out) {
         if (!strcmp(a->out, "-")) tool_die_usage("-o: a folder is required (not stdout)");
     }
     if (a->merge && !a->lrank) tool_die_usage("--merge-lora needs --lora-rank");
+    /* a GPU trains in bf16 products over float32 masters unless asked for float32 */
+    if (!a->gemm_set) a->gemm = a->device && strcmp(a->device, "cpu") ? LOP_GEMM_BF16 : LOP_GEMM_F32;
     if (a->lr < 0) a->lr = a->lrank ? 2e-4 : 2e-5;
     if (a->lalpha < 0) a->lalpha = 2.0 * a->lrank;
     /* the output guard: every input and output, before anything loads */
@@ -128,7 +139,12 @@ void train_cli_open(const train_args *a, train_run *r) {
     tr_opts to = TR_OPTS_DEFAULT;
     to.lora_rank = a->lrank; to.lora_alpha = a->lalpha; to.lora_dropout = a->ldrop;
     to.lora_targets = a->targets; to.keep_sparsity = a->keep_sparse; to.recompute = a->recompute;
+    to.device = a->device; to.gemm = a->gemm;
+    double t0 = tool_now_seconds();
     if (tr_open(&r->m, a->model, &to, tool_opt.seed, &e)) tool_die_err(&e);
+    if (!tr_host_mem(r->m))
+        tool_note("training on %s, %s products (model uploaded in %.1f s)", tr_device(r->m),
+                  a->gemm == LOP_GEMM_BF16 ? "bf16" : "float32", tool_now_seconds() - t0);
     const char *tokdir = r->m->st->source_dir ? r->m->st->source_dir : a->model;
     if (tok_load(&r->tok, tokdir, &te)) r->tok = NULL;
     tr_data_opts dopt = {a->seq, a->tmpl, a->shuffle, tool_opt.seed, r->m->cfg.bos_id,
@@ -164,6 +180,8 @@ void train_cli_open(const train_args *a, train_run *r) {
     prov_opt_num("beta1", a->b1); prov_opt_num("beta2", a->b2); prov_opt_num("adam_eps", a->eps);
     prov_opt_num("clip", a->clip);
     prov_opt_bool("shuffle", a->shuffle);
+    prov_opt_str("device", tr_device(r->m));
+    prov_opt_str("gemm", a->gemm == LOP_GEMM_BF16 ? "bf16" : "f32");
     prov_opt_bool("recompute", a->recompute);
     prov_opt_bool("keep_sparsity", a->keep_sparse);
     prov_opt_str("data", a->data);
@@ -298,6 +316,10 @@ static cJSON *run_options(const train_args *a, const train_run *r, const train_h
     cJSON_AddNumberToObject(o, "adam_eps", a->eps);
     cJSON_AddNumberToObject(o, "clip", a->clip);
     cJSON_AddBoolToObject(o, "keep_sparsity", a->keep_sparse);
+    /* where and in what precision: the numbers differ between them (resume bit for bit on the
+     * same device kind and build) */
+    cJSON_AddStringToObject(o, "device", tr_host_mem(r->m) ? "cpu" : "cuda");
+    cJSON_AddStringToObject(o, "gemm", a->gemm == LOP_GEMM_BF16 ? "bf16" : "f32");
     cJSON_AddNumberToObject(o, "lora_rank", a->lrank);
     if (a->lrank) {
         cJSON_AddNumberToObject(o, "lora_alpha", a->lalpha);
@@ -543,6 +565,7 @@ void train_cli_loop(const train_args *a, train_run *r, const train_hooks *h) {
         cJSON_AddNumberToObject(o, "tokens", (double)toks);
         cJSON_AddNumberToObject(o, "scored", (double)scored);
         cJSON_AddNumberToObject(o, "tokens_per_s", dt > 0 ? toks / dt : 0);
+        if (!tr_host_mem(m)) cJSON_AddNumberToObject(o, "gpu_peak_mb", (double)(tr_device_peak(m) >> 20));
         if (job_ranks > 1) cJSON_AddNumberToObject(o, "sent_bytes", (double)(par_bytes_sent(job_par) - sent0));
         tool_emit(o);
         progress_update(&pr, (double)(step - start));
@@ -559,7 +582,7 @@ void train_cli_loop(const train_args *a, train_run *r, const train_hooks *h) {
     if (r->eval) eval_run(m, r->eval, a->batch, total);
     if (!job_rank && tr_save(m, a->out, a->merge, a->model, &e)) tool_die_err(&e);
     cJSON_Delete(opts);
-    tt_free(tree);
+    tt_free(tree, m);
     double secs = tool_now_seconds() - t_start;
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "output", a->out);
@@ -570,6 +593,10 @@ void train_cli_loop(const train_args *a, train_run *r, const train_hooks *h) {
     cJSON_AddNumberToObject(o, "tokens_per_s", secs > 0 ? tokens_done / secs : 0);
     cJSON_AddNumberToObject(o, "peak_rss_bytes", (double)tool_peak_rss_bytes());
     cJSON_AddNumberToObject(o, "act_bytes", (double)tr_act_bytes(m));
+    if (!tr_host_mem(m)) {
+        cJSON_AddStringToObject(o, "device", tr_device(m));
+        cJSON_AddNumberToObject(o, "gpu_peak_mb", (double)(tr_device_peak(m) >> 20));
+    }
     tool_emit(o);
     for (int k = 0; k < a->accum; k++) { free(ids[k]); free(tg[k]); }
     free(ids); free(tg); free(cap); free(Ts); free(mb);

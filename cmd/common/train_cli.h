@@ -29,13 +29,16 @@ typedef struct train_args {
     long long steps, warmup, save_every, eval_every, save_limit;
     sched_kind sched;
     unsigned targets;
+    const char *device;     /* --device (NULL: cpu) */
+    lop_gemm gemm;          /* --gemm (default: f32 on the cpu, bf16 on a GPU) */
+    int gemm_set;
     char ckpt_buf[4096];
 } train_args;
 
 enum { TRAIN_OPT_BASE = 0x200, TO_DATA, TO_EVAL, TO_TMPL, TO_SEQ, TO_NOSHUF, TO_BATCH, TO_ACC,
        TO_EPOCHS, TO_STEPS, TO_LR, TO_SCHED, TO_WARM, TO_WD, TO_B1, TO_B2, TO_EPS, TO_CLIP,
        TO_RECOMP, TO_NOSPARSE, TO_LRANK, TO_LALPHA, TO_LTGT, TO_LDROP, TO_MERGE, TO_SAVE, TO_CKPT,
-       TO_RESUME, TO_EVERY, TO_LIMIT, TRAIN_OPT_END };
+       TO_RESUME, TO_EVERY, TO_LIMIT, TO_DEVICE, TO_GEMM, TRAIN_OPT_END };
 
 #define TRAIN_CLI_LONGOPTS                                                                       \
     {"model", required_argument, 0, 'm'}, {"output", required_argument, 0, 'o'},                 \
@@ -55,7 +58,8 @@ enum { TRAIN_OPT_BASE = 0x200, TO_DATA, TO_EVAL, TO_TMPL, TO_SEQ, TO_NOSHUF, TO_
     {"lora-dropout", required_argument, 0, TO_LDROP}, {"merge-lora", no_argument, 0, TO_MERGE},  \
     {"save-every", required_argument, 0, TO_SAVE}, {"ckpt-dir", required_argument, 0, TO_CKPT},  \
     {"resume", required_argument, 0, TO_RESUME}, {"eval-every", required_argument, 0, TO_EVERY}, \
-    {"save-total-limit", required_argument, 0, TO_LIMIT}
+    {"save-total-limit", required_argument, 0, TO_LIMIT}, {"device", required_argument, 0, TO_DEVICE}, \
+    {"gemm", required_argument, 0, TO_GEMM}
 #define TRAIN_CLI_SHORTOPTS "m:o:"
 
 #define TRAIN_CLI_HELP                                                                           \
@@ -108,6 +112,15 @@ enum { TRAIN_OPT_BASE = 0x200, TO_DATA, TO_EVAL, TO_TMPL, TO_SEQ, TO_NOSHUF, TO_
 "                         to resume is printed (exit 130/143). A checkpoint is not a model:\n"   \
 "                         --resume CKPT --steps N (its step) -o DIR writes it as one\n"           \
 "      --eval-every N     evaluate every N steps (default: only at the end)\n"                 \
+"\n"                                                                                             \
+"Device:\n"                                                                                      \
+"      --device D         where it trains: cpu (default), cuda or cuda:N (a build made where nvcc\n" \
+"                         is; parameters, gradients, AdamW states and activations live on the GPU,\n" \
+"                         frozen base weights are uploaded once in their dtype)\n"               \
+"      --gemm f32|bf16    precision of the matrix products: bf16 operands with float32\n"       \
+"                         accumulation, masters and AdamW states float32 (default on a GPU), or\n" \
+"                         float32 throughout (default on the cpu; on a GPU the cpu's numbers to\n" \
+"                         ~1e-5). Checkpoints record both: --resume refuses another\n"          \
 "\n"                                                                                             \
 "Several processes: mpirun -np N (a power of two dividing --grad-accum) shares each step's\n"     \
 "micro-batches between N ranks; the weights written are byte-identical for any N (man page,\n"   \

@@ -22,19 +22,18 @@ void tt_share(int accum, int ranks, int rank, int *k0, int *k1) {
     *k1 = (int)((int64_t)accum * (rank + 1) / ranks);
 }
 
-static int trains(const tr_param *p) { return p->trainable && p->g; }
-
 train_tree *tt_new(const tr_model *m, int accum) {
     train_tree *t = calloc(1, sizeof *t);
     if (!t) tool_die(1, "out of memory");
     t->m = accum;
     while (!(t->m & 1)) t->m >>= 1;
-    for (int i = 0; i < m->np; i++) if (trains(&m->p[i])) t->n += m->p[i].n;
+    t->n = tr_grad_floats(m);
     t->direct = accum == 1 && job_ranks == 1;
     return t;
 }
 
-static float *slot(train_tree *t, int d) {
+/* the partial sums live where the gradients do (backend memory: the device's on a GPU) */
+static float *slot(train_tree *t, tr_model *m, int d) {
     if (d >= t->cap) {
         int nc = d + 1;
         float **s = realloc(t->s, sizeof *s * nc);
@@ -44,48 +43,25 @@ static float *slot(train_tree *t, int d) {
         for (int i = t->cap; i < nc; i++) t->s[i] = NULL;
         t->cap = nc;
     }
-    if (!t->s[d] && !(t->s[d] = malloc(sizeof(float) * (t->n ? t->n : 1))))
-        tool_die(1, "out of memory for the gradient tree (%zu floats)", t->n);
+    if (!t->s[d] && !(t->s[d] = tr_grad_alloc(m)))
+        tool_die(1, "out of %s memory for the gradient tree (%zu floats)", tr_device(m), t->n);
     return t->s[d];
 }
 
-/* dst = m's gradients (copy) or dst + m's gradients (add: dst holds the lower indices) */
-static void take(float *dst, const tr_model *m, int add) {
-    size_t o = 0;
-    for (int i = 0; i < m->np; i++) {
-        const tr_param *p = &m->p[i];
-        if (!trains(p)) continue;
-        float *d = dst + o;
-        const float *g = p->g;
-        int64_t n = (int64_t)p->n;
-        /* elementwise: the same bits for any thread count; threads for the memory bandwidth */
-        if (add) {
-            #pragma omp parallel for schedule(static) if (n >= (1 << 16))
-            for (int64_t j = 0; j < n; j++) d[j] = d[j] + g[j];
-        } else {
-            #pragma omp parallel for schedule(static) if (n >= (1 << 16))
-            for (int64_t j = 0; j < n; j += 4096) memcpy(d + j, g + j, sizeof(float) * (size_t)(n - j < 4096 ? n - j : 4096));
-        }
-        o += p->n;
-    }
-}
-
-void tt_leaf(train_tree *t, const tr_model *m, int k) {
+void tt_leaf(train_tree *t, tr_model *m, int k) {
     if (t->direct) return;
+    lop_err e;
     if (k % t->m == 0) {                       /* a block's first micro-batch */
-        float *d = slot(t, t->depth);
-        take(d, m, 0);
+        float *d = slot(t, m, t->depth);
+        if (tr_grad_get(m, d, 0, &e)) tool_die_err(&e);
         t->lvl[t->depth++] = 0;
-    } else {
-        take(t->s[t->depth - 1], m, 1);
+    } else if (tr_grad_get(m, t->s[t->depth - 1], 1, &e)) {
+        tool_die_err(&e);
     }
     if (k % t->m != t->m - 1) return;          /* the block is not complete yet */
     /* pairwise: two complete neighbours of the same size become their parent */
     while (t->depth >= 2 && t->lvl[t->depth - 1] == t->lvl[t->depth - 2]) {
-        float *a = t->s[t->depth - 2], *b = t->s[t->depth - 1];
-        int64_t n = (int64_t)t->n;
-        #pragma omp parallel for schedule(static) if (n >= (1 << 16))
-        for (int64_t j = 0; j < n; j++) a[j] = a[j] + b[j];
+        if (tr_grad_add(m, t->s[t->depth - 2], t->s[t->depth - 1], &e)) tool_die_err(&e);
         t->lvl[t->depth - 2]++;
         t->depth--;
     }
@@ -96,19 +72,17 @@ int tt_finish(train_tree *t, tr_model *m, lop_par *p, lop_err *e) {
     if (t->depth != 1) { t->depth = 0; return lop_fail(e, "internal: the gradient tree is incomplete"); }
     t->depth = 0;
     float *s = t->s[0];
-    if (par_sum_f32(p, s, t->n, e)) return -1;
-    size_t o = 0;
-    for (int i = 0; i < m->np; i++) {
-        tr_param *q = &m->p[i];
-        if (!trains(q)) continue;
-        int64_t n = (int64_t)q->n;
-        float *g = q->g;
-        const float *src = s + o;
-        #pragma omp parallel for schedule(static) if (n >= (1 << 16))
-        for (int64_t j = 0; j < n; j += 4096) memcpy(g + j, src + j, sizeof(float) * (size_t)(n - j < 4096 ? n - j : 4096));
-        o += q->n;
+    if (par_size(p) > 1) {
+        /* the ranks' shares meet in host memory (a device's are downloaded and put back) */
+        float *host = NULL;
+        if (!tr_host_mem(m) && !(host = malloc(sizeof(float) * (t->n ? t->n : 1))))
+            return lop_fail(e, "out of memory");
+        float *h = tr_grad_host(m, s, host, e);
+        int rc = !h || par_sum_f32(p, h, t->n, e) || tr_grad_from_host(m, s, h, e) ? -1 : 0;
+        free(host);
+        if (rc) return -1;
     }
-    return 0;
+    return tr_grad_put(m, s, e);
 }
 
 size_t tt_bytes(const train_tree *t) {
@@ -117,8 +91,8 @@ size_t tt_bytes(const train_tree *t) {
     return b;
 }
 
-void tt_free(train_tree *t) {
+void tt_free(train_tree *t, tr_model *m) {
     if (!t) return;
-    for (int i = 0; i < t->cap; i++) free(t->s[i]);
+    for (int i = 0; i < t->cap; i++) tr_grad_release(m, t->s[i]);
     free(t->s); free(t->lvl); free(t);
 }

@@ -8,6 +8,9 @@
  * sums its own subtree, and par_sum_f32's butterfly (par.h) adds the shares by the same tree's
  * top log2(N) levels. The single process (N = 1) sums the same tree.
  *
+ * The partial sums live where the gradients do (tr_grad_alloc: a GPU's memory when training
+ * there); ranks meet in host memory.
+ *
  * Cost: a micro-batch's gradient is computed alone (tr_zero_grad before each), then copied or
  * added: one float per trainable parameter for each open level of the tree, at most
  * 1 + log2(2^J / N) of them (none when K = N = 1, the default). */
@@ -23,11 +26,11 @@ typedef struct train_tree train_tree;
 void tt_share(int accum, int ranks, int rank, int *k0, int *k1);
 train_tree *tt_new(const tr_model *m, int accum);
 /* micro-batch k (global index) has just been computed into m's gradients, zeroed before it */
-void tt_leaf(train_tree *t, const tr_model *m, int k);
+void tt_leaf(train_tree *t, tr_model *m, int k);
 /* this rank's subtree summed, the ranks' shares added (p; NULL: one process), and the step's
  * gradient put back into m. Returns par's error. */
 int tt_finish(train_tree *t, tr_model *m, lop_par *p, lop_err *e);
 /* bytes of the tree's buffers (for the memory note) */
 size_t tt_bytes(const train_tree *t);
-void tt_free(train_tree *t);
+void tt_free(train_tree *t, tr_model *m);
 #endif

@@ -1112,6 +1112,7 @@ extern "C" __attribute__((visibility("default"))) int lop_cuda_backend_new(lop_b
     snprintf(c->be.name, sizeof c->be.name, "cuda:%d", dev);
     c->be.host_mem = 0;
     c->be.device = dev;
+    c->be.att_recompute = 1; /* attention_backward recomputes the probabilities (backend_cuda_train.cu) */
     c->st = 0;
     c->hidden = cfg->hidden;
     c->n_slots = cfg->n_layers + 2;
