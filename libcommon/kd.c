@@ -1,5 +1,6 @@
 /* kd.c — distillation divergences and their gradients (see kd.h for the definitions). */
 #include "kd.h"
+#include "backend.h"
 #include <math.h>
 #include <omp.h>
 #include <stdio.h>
@@ -234,9 +235,69 @@ double kd_row(const kd_spec *s, float *zs, int Vs, int V, const kd_trow *t, int 
 /* ---------------------------------------------------------------- the engine's loss */
 
 void kd_ctx_free(kd_ctx *k) {
+    if (k->dev) k->dbe->op->release(k->dbe, k->dev);
+    free(k->pack);
+    k->dev = k->pack = NULL; k->dev_cap = k->pack_cap = 0;
     for (int i = 0; i < k->nwork; i++) kd_work_free(&k->work[i]);
     free(k->work); free(k->rows); free(k->rterm);
     k->work = NULL; k->rows = NULL; k->rterm = NULL; k->nwork = k->nrows = k->nrterm = 0;
+}
+
+typedef int (*kd_cuda_fn)(lop_backend *be, float *zs, int Vs, int V, const float *zt, int ldt,
+                          const int32_t *ids, const float *logp, const float *tail, int tk,
+                          const int32_t *targets, int n, const kd_spec *spec, float gscale,
+                          double *terms, lop_err *e);
+
+/* the loss on the device that holds the student's logits: the teacher's dense rows are there
+ * already; a cache's top-k rows are packed into [n, tk] arrays and uploaded */
+static int kd_device(const tr_loss_chunk *c, kd_ctx *k, int need_t) {
+    static kd_cuda_fn fn;
+    lop_backend *be = c->be;
+    if (!fn) fn = (kd_cuda_fn)lop_backend_cuda_sym("lop_cuda_kd_loss");
+    if (!fn) return lop_fail(&k->err, "the distillation loss on %s needs liblop_cuda.so's lop_cuda_kd_loss", be->name);
+    int n = c->n, tk = 0;
+    const float *zt = NULL;
+    const int32_t *ids = NULL;
+    const float *logp = NULL, *tail = NULL;
+    if (need_t && k->rows[0].logits) {
+        zt = k->rows[0].logits;
+    } else if (need_t) {
+        for (int i = 0; i < n; i++)
+            if (c->targets[i] >= 0 && k->rows[i].k > tk) tk = k->rows[i].k;
+        if (tk < 1) tk = 1;
+        size_t bytes = (size_t)n * tk * 8 + (size_t)n * 4;
+        if (bytes > k->pack_cap) {
+            free(k->pack);
+            if (!(k->pack = malloc(bytes))) { k->pack_cap = 0; return lop_fail(&k->err, "out of memory"); }
+            k->pack_cap = bytes;
+        }
+        if (bytes > k->dev_cap || k->dbe != be) {
+            if (k->dev) k->dbe->op->release(k->dbe, k->dev);
+            k->dbe = be;
+            if (!(k->dev = be->op->alloc(be, bytes))) {
+                k->dev_cap = 0;
+                return lop_fail(&k->err, "out of %s memory for the teacher's rows", be->name);
+            }
+            k->dev_cap = bytes;
+        }
+        int32_t *pi = k->pack;
+        float *pl = (float *)(pi + (size_t)n * tk), *pt = pl + (size_t)n * tk;
+        for (int i = 0; i < n; i++) {
+            const kd_trow *r = &k->rows[i];
+            int m = c->targets[i] >= 0 ? r->k : 0;
+            for (int j = 0; j < tk; j++) {
+                pi[(size_t)i * tk + j] = j < m ? r->ids[j] : -1;   /* -1: dropped */
+                pl[(size_t)i * tk + j] = j < m ? r->logp[j] : 0.0f;
+            }
+            pt[i] = m ? r->logp_tail : 0.0f;
+        }
+        if (be->op->upload(be, k->dev, k->pack, bytes, &k->err)) return -1;
+        ids = k->dev;
+        logp = (const float *)(ids + (size_t)n * tk);
+        tail = logp + (size_t)n * tk;
+    }
+    return fn(be, c->logits, c->V, k->V, zt, k->ldt, ids, logp, tail, tk, c->targets, n, &k->spec,
+              c->gscale, k->rterm, &k->err);
 }
 
 double kd_loss(const tr_loss_chunk *c, void *ctx, int64_t *scored) {
@@ -265,6 +326,10 @@ double kd_loss(const tr_loss_chunk *c, void *ctx, int64_t *scored) {
         }
     }
     int bad = 0;
+    if (c->be && !c->be->host_mem) {
+        if (kd_device(c, k, need_t)) { k->failed = 1; return NAN; }
+        n = 0; /* the rows are done: to the sums */
+    }
     #pragma omp parallel for schedule(dynamic, 1) reduction(|:bad)
     for (int i = 0; i < n; i++) {
         float *z = c->logits + (size_t)i * c->V;
@@ -282,6 +347,7 @@ double kd_loss(const tr_loss_chunk *c, void *ctx, int64_t *scored) {
     if (bad) goto oom;
     double tot = 0;
     int64_t sc = 0;
+    n = c->n;
     for (int i = 0; i < n; i++) { /* serial: sums independent of the thread count */
         double *rt = k->rterm + (size_t)i * (KD_NTERMS + 1);
         if (c->targets[i] < 0) continue;

@@ -88,6 +88,10 @@ typedef struct kd_ctx {
     int (*teacher)(void *user, int64_t row0, int n, const int32_t *targets, kd_trow *t,
                    lop_err *e);
     void *user;
+    /* On a device (tr_loss_chunk.be not host memory) the loss runs there (lop_cuda_kd_loss):
+     * a dense teacher's rows are then device memory, row i at t[0].logits + i * ldt (the
+     * callback fills every row); a sparse one's stay host memory and are uploaded here. */
+    int ldt;
     double sum[KD_NTERMS];  /* running sums of each term over scored rows (caller resets) */
     int64_t scored;
     lop_err err;
@@ -97,6 +101,9 @@ typedef struct kd_ctx {
     kd_trow *rows; int nrows;
     double *rterm;          /* [n * KD_NTERMS] */
     int nrterm;
+    struct lop_backend *dbe; /* the device scratch's backend, and the scratch: sparse rows packed */
+    void *dev; size_t dev_cap;
+    void *pack; size_t pack_cap;
 } kd_ctx;
 double kd_loss(const tr_loss_chunk *c, void *ctx, int64_t *scored);
 void kd_ctx_free(kd_ctx *k);

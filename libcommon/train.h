@@ -122,7 +122,13 @@ int tr_eval_batch(tr_model *m, const tr_batch *b, tr_loss_fn loss, void *ctx, tr
  * A frozen teacher: tr_open with lora_rank 1 and lora_targets 0 (no adapter, nothing trainable,
  * matrices stay memory-mapped) and recompute 1 (one layer's activations at a time). */
 int tr_forward_hidden(tr_model *m, const tr_batch *b, lop_err *e);
+/* out is m's backend memory (tr_mem_alloc; host memory on the cpu); on a device the rows are
+ * complete when it returns (another model's stream may read them) */
 int tr_head_rows(tr_model *m, int64_t row0, int n, float *out, lop_err *e);
+/* bytes of m's backend memory (NULL: out of memory), and its release */
+void *tr_mem_alloc(tr_model *m, size_t bytes);
+void tr_mem_release(tr_model *m, void *p);
+int tr_mem_download(tr_model *m, void *dst, const void *src, size_t bytes, lop_err *e);
 /* Every trainable gradient is one array of tr_grad_floats(m) floats in backend memory (padding
  * between tensors stays 0). Buffers of that size, for summing micro-batches (train_tree.h):
  * tr_grad_get: dst = the gradients (add: dst += them); tr_grad_add: a += b; tr_grad_put: the

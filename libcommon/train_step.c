@@ -327,5 +327,23 @@ int tr_head_rows(tr_model *m, int64_t row0, int n, float *out, lop_err *e) {
     if (!n) return 0;
     OP(head_logits(BE, out, NULL, q->lm->acts.xn_final + (size_t)row0 * C, n, &q->lm->head,
                    (float)m->cfg.final_softcap, lop_model_gemm(q->lm), e));
+    /* a device: wait for the rows (a one-float download is ordered after them on this stream) */
+    float one;
+    if (!BE->host_mem) OP(download(BE, &one, out, sizeof one, e));
     return 0;
+}
+
+void *tr_mem_alloc(tr_model *m, size_t bytes) {
+    tr_priv *q = P(m);
+    return BE->op->alloc(BE, bytes ? bytes : 1);
+}
+
+int tr_mem_download(tr_model *m, void *dst, const void *src, size_t bytes, lop_err *e) {
+    tr_priv *q = P(m);
+    return BE->op->download(BE, dst, src, bytes, e);
+}
+
+void tr_mem_release(tr_model *m, void *p) {
+    tr_priv *q = P(m);
+    if (p) BE->op->release(BE, p);
 }

@@ -295,3 +295,20 @@ assert a and all(a[k] <= b[k] for k in a), "a pruned weight regrew"
 print(sum(len(v) for v in a.values()), "zeros kept")
 PY
 }
+
+@test "cuda: kd-train --gemm f32 on the GPU equals the cpu's: on the fly (every term) and from a top-k cache written on the GPU" {
+  need_shared; need_gpu
+  T=$(scratch)
+  STU=$MODELS/llama-tiny-student TEA=$MODELS/llama-tiny
+  head -c 2500 "$SHARED/data/stories/train.txt" > "$T/d.txt"
+  O=(-q --data "$T/d.txt" --seq-len 48 --batch 2 --grad-accum 2 --steps 3 --temperature 2 --lr 1e-3)
+  kd-train -m "$STU" --teacher "$TEA" "${O[@]}" --loss ce:0.2,fkl:0.2,skl:0.2,jsd:0.2,tvd:0.2 -o "$T/cpu" > "$T/cpu.jsonl"
+  kd-train -m "$STU" --teacher "$TEA" "${O[@]}" --loss ce:0.2,fkl:0.2,skl:0.2,jsd:0.2,tvd:0.2 -o "$T/gpu" --device cuda --gemm f32 > "$T/gpu.jsonl"
+  steps_close "$T/cpu.jsonl" "$T/gpu.jsonl" 1e-4 ce fkl skl jsd tvd
+  # the cache: written by the GPU's teacher, equal to the cpu's top-k; training from it on the GPU
+  kd-train --teacher "$TEA" "${O[@]}" --save-teacher "$T/c-cpu" --top-k 16 -m "$STU" > /dev/null
+  kd-train --teacher "$TEA" "${O[@]}" --save-teacher "$T/c-gpu" --top-k 16 -m "$STU" --device cuda --gemm f32 > /dev/null
+  kd-train -m "$STU" --teacher-cache "$T/c-cpu" "${O[@]}" -o "$T/cc" > "$T/cc.jsonl"
+  kd-train -m "$STU" --teacher-cache "$T/c-gpu" "${O[@]}" -o "$T/cg" --device cuda --gemm f32 > "$T/cg.jsonl"
+  steps_close "$T/cc.jsonl" "$T/cg.jsonl" 1e-4 ce skl
+}

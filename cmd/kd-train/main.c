@@ -1,6 +1,8 @@
-/* kd-train — distill a teacher's next-token distributions into a (pruned) student, on the CPU:
- * heal-sft's training loop (full or LoRA) with a distillation loss (libcommon/kd.h), the teacher
- * run on the fly or read from a top-k cache written once (libcommon/kd_cache.h). */
+/* kd-train — distill a teacher's next-token distributions into a (pruned) student, on the CPU or
+ * a GPU (--device): heal-sft's training loop (full or LoRA) with a distillation loss
+ * (libcommon/kd.h), the teacher run on the fly or read from a top-k cache written once
+ * (libcommon/kd_cache.h). On a GPU teacher and student share it: the teacher's logits stay in
+ * device memory and the loss runs there (lop_cuda_kd_loss, chunked over the vocabulary). */
 #include "outpath.h"
 #include "tool.h"
 #include "blas_tune.h"
@@ -128,7 +130,7 @@ static int check_pair(const char *student, const char *const *ts, int nts, const
 
 typedef struct live {
     tr_model *t;
-    float *buf; int cap;
+    float *buf; int cap;   /* the teacher's logits: its backend's memory (a GPU's, there) */
 } live;
 
 static int live_before(void *u, const tr_batch *b, int64_t g0, lop_err *e) {
@@ -141,8 +143,8 @@ static int live_rows(void *u, int64_t row0, int n, const int32_t *tg, kd_trow *t
     live *L = u;
     int V = L->t->cfg.vocab;
     if (n > L->cap) {
-        free(L->buf);
-        L->buf = malloc(sizeof(float) * (size_t)n * V);
+        tr_mem_release(L->t, L->buf);
+        L->buf = tr_mem_alloc(L->t, sizeof(float) * (size_t)n * V);
         L->cap = L->buf ? n : 0;
         if (!L->buf) return lop_fail(e, "out of memory for the teacher's logits");
     }
@@ -264,10 +266,18 @@ static void piece_recv(kd_piece *p, int from, int k) {
 
 static void piece_free(kd_piece *p) { free(p->ids); free(p->tg); free(p->top); free(p->lp); free(p->tail); }
 
+/* the teacher frozen (nothing trains, one layer's activations at a time), where the student runs */
+static tr_opts teacher_opts(const train_args *a) {
+    tr_opts fo = TR_OPTS_DEFAULT;
+    fo.lora_rank = 1; fo.lora_targets = 0; fo.recompute = 1;
+    fo.device = a->device;
+    fo.gemm = a->gemm_set ? a->gemm : a->device && strcmp(a->device, "cpu") ? LOP_GEMM_BF16 : LOP_GEMM_F32;
+    return fo;
+}
+
 static void save_teacher(train_args *a, kd_args *ka) {
     lop_err e;
-    tr_opts fo = TR_OPTS_DEFAULT;
-    fo.lora_rank = 1; fo.lora_targets = 0; fo.recompute = 1; /* frozen: nothing trains */
+    tr_opts fo = teacher_opts(a);
     tr_model *t;
     if (tr_open(&t, ka->teacher, &fo, 0, &e)) tool_die_err(&e);
     lop_tokenizer *tt = load_tok(t->st, ka->teacher);
@@ -311,6 +321,10 @@ static void save_teacher(train_args *a, kd_args *ka) {
     uint8_t *marks = calloc((size_t)nt * V, 1);
     int32_t *top = NULL; float *lp = NULL, *tail = NULL; size_t tcap = 0;
     if (!lg || !marks) tool_die(1, "out of memory");
+    /* a GPU computes the logits; the top-k is taken from a host copy of each chunk */
+    int dev = !tr_host_mem(t);
+    float *dlg = dev ? tr_mem_alloc(t, sizeof(float) * (size_t)chunk * Vt) : lg;
+    if (!dlg) tool_die(1, "out of %s memory for the teacher's logits", tr_device(t));
     progress pr;
     progress_start(&pr, "kd-train teacher", (double)G, "blocks");
     double t0 = tool_now_seconds();
@@ -334,7 +348,9 @@ static void save_teacher(train_args *a, kd_args *ka) {
         int s = 0;
         for (int r0 = 0; r0 < Tb; r0 += chunk) {
             int n = Tb - r0 < chunk ? Tb - r0 : chunk;
-            if (tr_head_rows(t, r0, n, lg, &e)) tool_die_err(&e);
+            if (tr_head_rows(t, r0, n, dlg, &e) ||
+                (dev && tr_mem_download(t, lg, dlg, sizeof(float) * (size_t)n * Vt, &e)))
+                tool_die_err(&e);
             int si[n];
             for (int i = 0; i < n; i++) si[i] = tg[r0 + i] >= 0 ? s++ : -1;
             #pragma omp parallel for schedule(dynamic, 1)
@@ -359,6 +375,7 @@ static void save_teacher(train_args *a, kd_args *ka) {
         progress_update(&pr, (double)(g0 + job_ranks < G ? g0 + job_ranks : G));
     }
     piece_free(&rp);
+    if (dev) tr_mem_release(t, dlg);
     if (job_rank > 0) {   /* rank 0 writes the cache and the line */
         free(ids); free(tg); free(lg); free(marks); free(top); free(lp); free(tail); free(ts);
         tr_data_free(d); tok_free(tt); tr_free(t);
@@ -500,9 +517,9 @@ int main(int argc, char **argv) {
         const char *const *ts = kdc_tokens(C.c, &nts);
         k.V = check_pair(a.model, ts, nts, ka.cache, kdc_vocab(C.c), "cache");
     } else if (ka.teacher && need_t) {
-        tr_opts fo = TR_OPTS_DEFAULT;
-        fo.lora_rank = 1; fo.lora_targets = 0; fo.recompute = 1; /* frozen: nothing trains */
+        tr_opts fo = teacher_opts(&a);
         if (tr_open(&L.t, ka.teacher, &fo, 0, &e)) tool_die_err(&e);
+        k.ldt = L.t->cfg.vocab;
         snprintf(g_teacher_fp, sizeof g_teacher_fp, "model:%016llx",
                  (unsigned long long)train_cli_model_fingerprint(L.t->st));
         lop_tokenizer *tt = load_tok(L.t->st, ka.teacher);
@@ -541,8 +558,7 @@ int main(int argc, char **argv) {
     train_cli_loop(&a, &r, &h);
     if (k.failed) tool_die_err(&k.err);
     kd_ctx_free(&k);
-    free(L.buf);
-    if (L.t) tr_free(L.t);
+    if (L.t) { tr_mem_release(L.t, L.buf); tr_free(L.t); }
     for (int j = 0; j < C.nblk; j++) kdc_block_free(&C.blk[j]);
     free(C.blk); free(C.sidx);
     if (C.c) kdc_close(C.c);
