@@ -18,6 +18,7 @@
 #   acc        bench/gpu-bf16-accuracy.sh
 #   bench      bench/gpu-forward.sh (ppl, lm-eval against PyTorch + transformers)
 #   trainbench bench/gpu-train.sh (heal-sft, kd-train against PyTorch + transformers + PEFT)
+#   recipe     the S0 recipe on the GPU: make -C examples/gemma3-depth-heal check DEVICE=cuda
 # Env: OUT (default /tmp/lop-out), gpu-forward.sh's LOP_GPU_* and gpu-train.sh's settings.
 set -u
 SRC=$PWD
@@ -89,6 +90,13 @@ if has bench; then
   echo "rc=$?"
   cp /tmp/bench/table.jsonl "$OUT/" 2>/dev/null
   grep -v '^{' "$OUT/bench.log" | tail -20
+fi
+if has recipe; then
+  stage "S0 recipe on the GPU (make -C examples/gemma3-depth-heal check DEVICE=cuda)"
+  export PATH=$W/lop/bin:$PATH
+  timeout 240 make -C examples/gemma3-depth-heal check DEVICE=cuda SHARED=$W/shared > "$OUT/recipe.log" 2>&1
+  echo "rc=$?"; tail -15 "$OUT/recipe.log"
+  grep -h '"tokens_per_s"' examples/gemma3-depth-heal/out-check/heal.jsonl 2>/dev/null | tail -1
 fi
 if has trainbench; then
   stage "bench/gpu-train.sh"

@@ -11,6 +11,10 @@ BIN     ?= $(ROOT)/bin
 SHARED  ?= $(abspath $(ROOT)/../shared)
 THREADS ?= 2
 SEED    ?= 0
+# DEVICE=cuda (or cuda:N): the model-running tools of a recipe (ppl, lm-eval, heal-sft, kd-train)
+# run on a GPU; needs a build made where nvcc is (build/liblop_cuda.so)
+DEVICE  ?= cpu
+DEV     := $(if $(filter cpu,$(DEVICE)),,--device $(DEVICE))
 export PATH := $(BIN):$(PATH)
 export OMP_NUM_THREADS := $(THREADS)
 .DELETE_ON_ERROR:
@@ -25,14 +29,14 @@ EVAL_OPTS ?= --tasks $(TASKS) --data-dir $(EVAL_DIR) --limit $(LIMIT)
 # perplexity and benchmarks of the base model and of every model folder $(OUT)/NAME
 $(OUT)/base.ppl.jsonl:
 	@mkdir -p $(OUT)
-	ppl -m $(MODEL) $(PPL_OPTS) -t $(THREADS) $(TEST) > $@.tmp && mv $@.tmp $@
+	ppl -m $(MODEL) $(PPL_OPTS) $(DEV) -t $(THREADS) $(TEST) > $@.tmp && mv $@.tmp $@
 $(OUT)/%.ppl.jsonl: $(OUT)/%/config.json
-	ppl -m $(OUT)/$* $(PPL_OPTS) -t $(THREADS) $(TEST) > $@.tmp && mv $@.tmp $@
+	ppl -m $(OUT)/$* $(PPL_OPTS) $(DEV) -t $(THREADS) $(TEST) > $@.tmp && mv $@.tmp $@
 $(OUT)/base.eval.jsonl:
 	@mkdir -p $(OUT)
-	lm-eval -m $(MODEL) $(EVAL_OPTS) -t $(THREADS) --output $(OUT)/base.results.json > $@.tmp && mv $@.tmp $@
+	lm-eval -m $(MODEL) $(EVAL_OPTS) $(DEV) -t $(THREADS) --output $(OUT)/base.results.json > $@.tmp && mv $@.tmp $@
 $(OUT)/%.eval.jsonl: $(OUT)/%/config.json $(OUT)/base.eval.jsonl
-	lm-eval -m $(OUT)/$* $(EVAL_OPTS) -t $(THREADS) --output $(OUT)/$*.results.json > $@.tmp && mv $@.tmp $@
+	lm-eval -m $(OUT)/$* $(EVAL_OPTS) $(DEV) -t $(THREADS) --output $(OUT)/$*.results.json > $@.tmp && mv $@.tmp $@
 
 .PHONY: all check check-run clean
 check:

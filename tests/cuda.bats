@@ -223,7 +223,7 @@ PY
   done
 }
 
-@test "cuda: heal-sft LoRA (dropout, merge) on the GPU: losses equal the cpu's within 1e-4; the adapter loads in ppl" {
+@test "cuda: heal-sft LoRA (dropout, merge) on the GPU: losses equal the cpu's within 1e-4; the adapter and the merge load in ppl" {
   need_shared; need_gpu
   T=$(scratch)
   rand_ids 32000 12 65 6 > "$T/d.jsonl"
@@ -235,12 +235,16 @@ PY
     echo "$m: $(steps_close "$T/cpu-$m.jsonl" "$T/gpu-$m.jsonl" 1e-4)"
     [ -f "$T/gpu-$m/adapter_model.safetensors" ]
     heal-sft "${common[@]}" -o "$T/gpm-$m" --device cuda --gemm f32 --merge-lora > /dev/null
-    ppl -q -m "$T/gpu-$m" --ctx 64 --max-tokens 600 "$SHARED/data/prose/test.txt" > "$T/pa"
-    ppl -q -m "$T/gpm-$m" --ctx 64 --max-tokens 600 "$SHARED/data/prose/test.txt" > "$T/pm"
-    python3 - "$T/pa" "$T/pm" <<'PY'
-import json, sys
-a, b = (json.loads(open(p).read().splitlines()[-1])["ppl"] for p in sys.argv[1:])
-print("adapter ppl", a, "merged", b); assert abs(a - b) < 1e-3 * a
+    for o in cpu gpu gpm; do
+      ppl -q -m "$T/$o-$m" --ctx 64 --max-tokens 600 "$SHARED/data/prose/test.txt" | tail -1 > "$T/p-$o"
+    done
+    # the GPU's adapter is the cpu's (1e-4); the merge is stored in the base's dtype, so it is
+    # the adapter's model to that rounding (mean NLL within 0.01 nats)
+    python3 - "$T/p-cpu" "$T/p-gpu" "$T/p-gpm" <<'PY'
+import json, math, sys
+c, g, m = (json.loads(open(p).read())["ppl"] for p in sys.argv[1:])
+print("ppl: cpu adapter", c, "gpu adapter", g, "gpu merged", m)
+assert abs(c - g) <= 1e-4 * c and abs(math.log(m / g)) < 0.01
 PY
   done
 }
