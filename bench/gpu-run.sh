@@ -19,6 +19,8 @@
 #   bench      bench/gpu-forward.sh (ppl, lm-eval against PyTorch + transformers)
 #   trainbench bench/gpu-train.sh (heal-sft, kd-train against PyTorch + transformers + PEFT)
 #   recipe     the S0 recipe on the GPU: make -C examples/gemma3-depth-heal check DEVICE=cuda
+#   profile    heal-sft on random Qwen3-0.6B / gemma-3-270m weights, 8 x 512, 4 steps, with
+#              LOP_CUDA_PROFILE=1 (each op synchronized: where the step's time goes)
 # Env: OUT (default /tmp/lop-out), gpu-forward.sh's LOP_GPU_* and gpu-train.sh's settings.
 set -u
 SRC=$PWD
@@ -97,6 +99,20 @@ if has recipe; then
   timeout 240 make -C examples/gemma3-depth-heal check DEVICE=cuda SHARED=$W/shared > "$OUT/recipe.log" 2>&1
   echo "rc=$?"; tail -15 "$OUT/recipe.log"
   grep -h '"tokens_per_s"' examples/gemma3-depth-heal/out-check/heal.jsonl 2>/dev/null | tail -1
+fi
+if has profile; then
+  stage "profile: LOP_CUDA_PROFILE=1 heal-sft --device cuda (8 x 512, 4 steps)"
+  python3 -c "
+import json, random
+r = random.Random(1)
+for _ in range(32): print(json.dumps({'ids': [r.randrange(2, 151936) for _ in range(513)]}))" > /tmp/prof.jsonl
+  for name in ${PROFILE_MODELS:-qwen3-0.6b}; do
+    [ -f /tmp/prof-$name/model.safetensors ] || LOP_SHARED=$W/shared python3 bench/gen-model.py --torch-device cuda $name /tmp/prof-$name > /dev/null
+    LOP_CUDA_PROFILE=1 bin/heal-sft -q -m /tmp/prof-$name --data /tmp/prof.jsonl -o /tmp/prof-out -f --steps 4 \
+      --seq-len 512 --batch 8 --no-shuffle --device cuda ${PROFILE_ARGS:-} > /tmp/prof.steps 2> /tmp/prof.err
+    echo "rc=$? $name"; grep -o '"step":[0-9]*,"loss":[0-9.]*\|"tokens_per_s":[0-9.]*' /tmp/prof.steps | paste -sd' '
+    sed "s/^/  [$name] /" /tmp/prof.err | tail -32
+  done
 fi
 if has trainbench; then
   stage "bench/gpu-train.sh"
