@@ -11,9 +11,9 @@
 # (bench/gpu_train_ops.c; random values, not a trainer), with LOP_CUDA_PROFILE's breakdown.
 # Figures: tokens/s, TFLOP/s (lop's tr_step_flops: 6 x matrix params + attention; LoRA 4 x) and
 # that as a fraction of the bf16 matmul rate torch measures in the same run (8192^3), peak GPU
-# memory. JSON lines, then a table last. While lop's trainer has no --device (the trainer on the
-# backend seam, issue 20), its rows say so and PyTorch builds the models in memory (cfg:NAME, no
-# files written).
+# memory, for both (lop's TFLOP/s counts the same FLOPs per token as PyTorch's row). JSON lines,
+# then a table last. lop's tokens/s is the mean over the timed steps (after WARM warm-up steps)
+# of heal-sft's / kd-train's own per-step figures, as PyTorch's.
 # Env: LOP_BENCH_OUT (default bench/out/gpu-train), LOP_SHARED, LOP_GPU_TRAIN_STEPS (timed steps,
 #      default 10, after 3 warm-up steps), LOP_GPU_TRAIN_JOBS (default "full lora kd"),
 #      LOP_GPU_TRAIN_TORCH=0 (lop only).
@@ -53,8 +53,10 @@ L = [json.loads(l) for l in open(path)]
 steps = [l for l in L if "grad_norm" in l]
 t = steps[warm:] or steps
 tps = sum(s["tokens"] for s in t) / sum(s["tokens"] / s["tokens_per_s"] for s in t)
+# kd-train: the teacher's device memory beside the student's
+mb = (L[-1].get("gpu_peak_mb") or 0) + (steps[-1].get("teacher_gpu_peak_mb") or 0 if steps else 0)
 print(json.dumps({"bench": "lop_train", "tag": tag, "tokens_per_s": round(tps, 1),
-                  "gpu_peak_mb": L[-1].get("gpu_peak_mb"), "losses": [round(s["loss"], 5) for s in steps]}))
+                  "gpu_peak_mb": mb, "losses": [round(s["loss"], 5) for s in steps]}))
 PY
   else
     echo "{\"bench\":\"lop_train\",\"tag\":\"$tag\",\"error\":$(tail -1 "$OUT/lop-$tag.err" | $PY -c 'import json,sys; print(json.dumps(sys.stdin.read().strip()))')}" | tee -a "$OUT/lop.jsonl"
@@ -115,7 +117,7 @@ def tag(r):
     m = {"gemma-3-4b:0-7,25-33": "gemma-3-4b-17l"}.get(m, m)
     return f"{r['job']}-{m}"
 print(f"\nGPU training, batch 8 x 512 tokens (bf16 matmul peak {peak} TFLOP/s measured by torch)")
-print(f"{'job':28} {'torch tok/s':>12} {'TFLOP/s':>8} {'of peak':>8} {'torch MB':>9} {'lop tok/s':>10} {'x':>6} {'lop MB':>8}")
+print(f"{'job':28} {'torch tok/s':>12} {'TFLOP/s':>8} {'of peak':>8} {'torch MB':>9} {'lop tok/s':>10} {'x':>6} {'TFLOP/s':>8} {'of peak':>8} {'lop MB':>8}")
 for r in hf:
     if "error" in r:
         print(f"{r['job']:28} error: {r['error'][:90]}")
@@ -123,7 +125,8 @@ for r in hf:
     t = tag(r)
     l = lop.get(t, {})
     lt = l.get("tokens_per_s")
-    ls = f"{lt:>10,.0f} {lt / r['tokens_per_s']:>6.2f} {l.get('gpu_peak_mb') or 0:>8}" if lt else \
+    lf = r["tflops"] * lt / r["tokens_per_s"] if lt else 0
+    ls = f"{lt:>10,.0f} {lt / r['tokens_per_s']:>6.2f} {lf:>8.1f} {lf / peak:>8.1%} {l.get('gpu_peak_mb') or 0:>8}" if lt else \
          f"{'(not wired)' if not lop_gpu else 'failed':>10}"
     print(f"{t:28} {r['tokens_per_s']:>12,.0f} {r['tflops']:>8.1f} {r['tflops'] / peak:>8.1%} {r['peak_gpu_mb']:>9} {ls}")
 ops = lines(out + "/ops.jsonl")

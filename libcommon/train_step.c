@@ -187,7 +187,8 @@ static int layer_backward(tr_model *m, int l, lop_err *e) {
         .dq = q->dq, .dk = q->dk, .dv = q->dv, .dout = q->datt, .att = a->att,
         .att_off = lm->acts.att_off, .q = a->q, .k = a->k, .v = a->v, .B = q->B, .len = q->lb.len,
         .off = q->lb.off, .Hq = H, .Hkv = KV, .D = D, .window = sliding ? c->sliding_window : 0,
-        .scale = (float)c->attn_scale, .softcap = (float)c->attn_softcap};
+        .scale = (float)c->attn_scale, .softcap = (float)c->attn_softcap,
+        .gemm = lop_model_gemm(lm)}; /* the forward's precision: bf16 runs on tensor cores */
     OP(attention_backward(BE, &ab, e));
     const float *cs = sliding && gm ? lm->acts.rope_local : lm->acts.rope_full;
     OP(rope_backward(BE, q->dq, cs, N, H, D, e));

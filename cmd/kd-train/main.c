@@ -215,9 +215,13 @@ static int cache_rows(void *u, int64_t row0, int n, const int32_t *tg, kd_trow *
 
 /* ---------------------------------------------------------------- per-step terms */
 
+static tr_model *g_teacher;     /* the live teacher, for its device memory in the step lines */
+
 static void step_terms(void *u, cJSON *o, const tr_stats *st) {
     (void)st;
     kd_ctx *k = u;
+    if (g_teacher && !tr_host_mem(g_teacher))
+        cJSON_AddNumberToObject(o, "teacher_gpu_peak_mb", (double)(tr_device_peak(g_teacher) >> 20));
     for (int t = 0; t < KD_NTERMS; t++)
         if (k->spec.w[t] > 0)
             cJSON_AddNumberToObject(o, kd_term_names[t], k->scored ? k->sum[t] / k->scored : 0);
@@ -520,6 +524,7 @@ int main(int argc, char **argv) {
         tr_opts fo = teacher_opts(&a);
         if (tr_open(&L.t, ka.teacher, &fo, 0, &e)) tool_die_err(&e);
         k.ldt = L.t->cfg.vocab;
+        g_teacher = L.t;
         snprintf(g_teacher_fp, sizeof g_teacher_fp, "model:%016llx",
                  (unsigned long long)train_cli_model_fingerprint(L.t->st));
         lop_tokenizer *tt = load_tok(L.t->st, ka.teacher);
