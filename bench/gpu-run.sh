@@ -107,7 +107,13 @@ import json, random
 r = random.Random(1)
 for _ in range(32): print(json.dumps({'ids': [r.randrange(2, 151936) for _ in range(513)]}))" > /tmp/prof.jsonl
   for name in ${PROFILE_MODELS:-qwen3-0.6b}; do
-    [ -f /tmp/prof-$name/model.safetensors ] || LOP_SHARED=$W/shared python3 bench/gen-model.py --torch-device cuda $name /tmp/prof-$name > /dev/null
+    if [ ! -f /tmp/prof-$name/config.json ]; then
+      case $name in   # gemma-3-4b-17l: the depth card's shape (layers 0-7 and 25-33 of 34)
+        *-17l) LOP_SHARED=$W/shared python3 bench/gen-model.py --torch-device cuda ${name%-17l} /tmp/prof-full > /dev/null &&
+               bin/layer-drop -q -m /tmp/prof-full --keep 0-7,25-33 -o /tmp/prof-$name > /dev/null && rm -rf /tmp/prof-full ;;
+        *) LOP_SHARED=$W/shared python3 bench/gen-model.py --torch-device cuda $name /tmp/prof-$name > /dev/null ;;
+      esac
+    fi
     LOP_CUDA_PROFILE=1 bin/heal-sft -q -m /tmp/prof-$name --data /tmp/prof.jsonl -o /tmp/prof-out -f --steps 4 \
       --seq-len 512 --batch 8 --no-shuffle --device cuda ${PROFILE_ARGS:-} > /tmp/prof.steps 2> /tmp/prof.err
     echo "rc=$? $name"; grep -o '"step":[0-9]*,"loss":[0-9.]*\|"tokens_per_s":[0-9.]*' /tmp/prof.steps | paste -sd' '

@@ -80,13 +80,13 @@ for name in gemma-3-270m qwen3-0.6b; do
   if [ $lop_gpu = 1 ]; then
     dir=$OUT/models/$name
     [ -f "$dir/model.safetensors" ] || LOP_SHARED=$SHARED $PY bench/gen-model.py --torch-device cuda "$name" "$dir" > /dev/null && spec=$dir
-    has full && lop_run "full-$name" heal-sft -m "$dir"
+    has full && lop_run "full-$name" heal-sft -m "$dir" --lr 1e-5 --schedule constant
   fi
   has full && hf_jobs+=("full:$spec")
   [ $name = gemma-3-270m ] && has kd && hf_jobs+=("kd:$spec:10-13")
   if [ $lop_gpu = 1 ] && [ $name = gemma-3-270m ] && has kd; then
     bin/layer-drop -q -m "$dir" --drop 10-13 -o "$OUT/models/$name-14l" -f > /dev/null 2>&1 &&
-      lop_run "kd-$name" kd-train -m "$OUT/models/$name-14l" --teacher "$dir"
+      lop_run "kd-$name" kd-train -m "$OUT/models/$name-14l" --teacher "$dir" --lr 1e-5 --schedule constant
   fi
 done
 if has lora; then
@@ -95,7 +95,7 @@ if has lora; then
     M4=$OUT/models/gemma-3-4b P4=$OUT/models/gemma-3-4b-17l
     [ -f "$P4/config.json" ] || { LOP_SHARED=$SHARED $PY bench/gen-model.py --torch-device cuda gemma-3-4b "$M4" > /dev/null &&
       bin/layer-drop -q -m "$M4" --keep 0-7,25-33 -o "$P4" > /dev/null && rm -rf "$M4"; }
-    [ -f "$P4/config.json" ] && spec=$P4 && lop_run "lora-gemma-3-4b-17l" heal-sft -m "$P4" --lora-rank 16
+    [ -f "$P4/config.json" ] && spec=$P4 && lop_run "lora-gemma-3-4b-17l" heal-sft -m "$P4" --lora-rank 16 --lr 1e-4 --schedule constant
   fi
   hf_jobs+=("lora:$spec:16")
 fi
@@ -115,6 +115,7 @@ hf, lop = lines(out + "/hf.jsonl"), {r["tag"]: r for r in lines(out + "/lop.json
 def tag(r):
     m = r.get("model", "").rstrip("/").split("/")[-1].replace("cfg:", "")
     m = {"gemma-3-4b:0-7,25-33": "gemma-3-4b-17l"}.get(m, m)
+    if r["job"] == "kd": m = m.split(":")[0]   # the teacher's name, as lop's tag has it
     return f"{r['job']}-{m}"
 print(f"\nGPU training, batch 8 x 512 tokens (bf16 matmul peak {peak} TFLOP/s measured by torch)")
 print(f"{'job':28} {'torch tok/s':>12} {'TFLOP/s':>8} {'of peak':>8} {'torch MB':>9} {'lop tok/s':>10} {'x':>6} {'TFLOP/s':>8} {'of peak':>8} {'lop MB':>8}")
@@ -129,6 +130,12 @@ for r in hf:
     ls = f"{lt:>10,.0f} {lt / r['tokens_per_s']:>6.2f} {lf:>8.1f} {lf / peak:>8.1%} {l.get('gpu_peak_mb') or 0:>8}" if lt else \
          f"{'(not wired)' if not lop_gpu else 'failed':>10}"
     print(f"{t:28} {r['tokens_per_s']:>12,.0f} {r['tflops']:>8.1f} {r['tflops'] / peak:>8.1%} {r['peak_gpu_mb']:>9} {ls}")
+    # the same model, data, learning rate and optimizer: the loss curves agree to bf16 noise
+    if l.get("losses") and r.get("losses"):
+        d = [abs(a - b) for a, b in zip(l["losses"], r["losses"])]
+        if d:
+            print(f"{'':28} loss curves ({len(d)} steps): max |lop - torch| {max(d):.2e}, "
+                  f"lop {l['losses'][0]:.4f} -> {l['losses'][len(d) - 1]:.4f}, torch {r['losses'][0]:.4f} -> {r['losses'][len(d) - 1]:.4f}")
 ops = lines(out + "/ops.jsonl")
 hfm = {tag(r): r for r in hf if "error" not in r}
 for o in ops:
