@@ -232,7 +232,7 @@ int cpu_head_backward(lop_backend *be, float *dxn, float *dw, float *dlogits, co
 int cpu_xent(lop_backend *be, float *logits, const int32_t *targets, int n, int V, float gscale,
              double *loss_sum, int64_t *scored, lop_err *e) {
     (void)be; (void)e;
-    tr_loss_chunk lc = {logits, targets, 0, n, V, gscale, be};
+    tr_loss_chunk lc = {logits, targets, 0, n, V, gscale, be, 0};
     *scored = 0;
     *loss_sum = tr_xent_loss(&lc, NULL, scored); /* NaN (the caller's finite check) if no memory */
     return 0;

@@ -67,9 +67,10 @@ typedef struct tr_loss_chunk {
     int64_t row0;             /* first row's index in the batch (b*T + t) */
     int n, V;
     float gscale;
-    struct lop_backend *be;   /* where logits live (backend.h): host memory when be->host_mem,
-                                 else the device's, and the loss must run there (kd.c's does,
-                                 through lop_cuda_kd_loss; tr_xent_loss refuses) */
+    struct lop_backend *be;   /* where logits live (backend.h) */
+    int device;               /* 1: in a device's memory (not be->host_mem): the loss must run
+                                 there (kd.c's does, through lop_cuda_kd_loss; tr_xent_loss
+                                 refuses) */
 } tr_loss_chunk;
 typedef double (*tr_loss_fn)(const tr_loss_chunk *c, void *ctx, int64_t *scored);
 

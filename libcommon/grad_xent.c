@@ -1,6 +1,5 @@
 /* grad_xent.c — masked cross-entropy over a chunk of logits (the default pluggable loss). */
 #include "grad.h"
-#include "backend.h"
 #include "nn.h"
 #include <math.h>
 #include <stdlib.h>
@@ -8,7 +7,7 @@
 
 double tr_xent_loss(const tr_loss_chunk *c, void *ctx, int64_t *scored) {
     (void)ctx;
-    if (c->be && !c->be->host_mem) return NAN; /* device logits: the backend's xent runs those */
+    if (c->device) return NAN; /* device logits: the backend's xent runs those */
     int n = c->n, V = c->V;
     double stack[256], *row_loss = n <= 256 ? stack : malloc(sizeof(double) * n);
     if (!row_loss) return NAN;

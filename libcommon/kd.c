@@ -326,7 +326,7 @@ double kd_loss(const tr_loss_chunk *c, void *ctx, int64_t *scored) {
         }
     }
     int bad = 0;
-    if (c->be && !c->be->host_mem) {
+    if (c->device) {
         if (kd_device(c, k, need_t)) { k->failed = 1; return NAN; }
         n = 0; /* the rows are done: to the sums */
     }

@@ -253,7 +253,7 @@ static int head_pass(tr_model *m, const tr_batch *b, float gscale, tr_loss_fn lo
         if (xent) {
             OP(xent(BE, q->logits, b->targets + r0, n, V, gscale, &ls, &k, e));
         } else {
-            tr_loss_chunk lc = {q->logits, b->targets + r0, r0, n, V, gscale, BE};
+            tr_loss_chunk lc = {q->logits, b->targets + r0, r0, n, V, gscale, BE, !BE->host_mem};
             ls = loss(&lc, ctx, &k);
         }
         if (!isfinite(ls)) {

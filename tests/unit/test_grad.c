@@ -238,7 +238,7 @@ typedef struct { float *x, *buf; int32_t *t; int n, V; } xe_ctx;
 static double xe_loss(void *p) {
     xe_ctx *c = p;
     memcpy(c->buf, c->x, sizeof(float) * c->n * c->V);
-    tr_loss_chunk ch = {c->buf, c->t, 0, c->n, c->V, 1.0f, NULL};
+    tr_loss_chunk ch = {c->buf, c->t, 0, c->n, c->V, 1.0f, NULL, 0};
     return tr_xent_loss(&ch, NULL, NULL);
 }
 static void test_xent(void) {
@@ -255,7 +255,7 @@ static void test_xent(void) {
     float *g = zeros(40);
     memcpy(g, c.x, sizeof(float) * 40);
     int64_t k = 0;
-    tr_loss_chunk ch = {g, t, 0, 4, 10, 1.0f, NULL};
+    tr_loss_chunk ch = {g, t, 0, 4, 10, 1.0f, NULL, 0};
     tr_xent_loss(&ch, NULL, &k);
     if (k != 3) { fails++; printf("xent scored %lld != 3 FAIL\n", (long long)k); }
     check("cross-entropy d_logits (masked)", c.x, 40, g, xe_loss, &c, 1e-2f, 1e-3);
