@@ -157,19 +157,20 @@ static int zero_impl(lop_backend *be, void *p, size_t n, lop_err *e) {
 
 int cu_zero(lop_backend *be, void *p, size_t n, lop_err *e) { PROF(TP_ZERO, zero_impl(be, p, n, e)); }
 
+/* LoRA's rank-r products: float32, or in a bf16 run TF32 tensor cores (their skinny shapes
+ * [N, IC] x [IC, r] are most of a LoRA step in float32: 32% of the 4B card's) */
 static int lora_fwd(lop_backend *be, float *out, float *xa, float *tmp, const float *x,
                     const float *A, const float *B, int N, int IC, int OC, int r, float scale,
-                    float dropout, uint64_t seed, uint64_t key, lop_err *e) {
+                    float dropout, uint64_t seed, uint64_t key, lop_gemm g, lop_err *e) {
     CU(kg_lora_forward(cu_blas_of(be), out, xa, tmp, x, A, B, N, IC, OC, r, scale, dropout, seed,
-                       key, cu_stream_of(be)), "LoRA forward");
+                       key, g == LOP_GEMM_BF16, cu_stream_of(be)), "LoRA forward");
     return 0;
 }
 
 int cu_lora_forward(lop_backend *be, float *out, float *xa, float *tmp, const float *x,
                     const float *A, const float *B, int N, int IC, int OC, int r, float scale,
                     float dropout, uint64_t seed, uint64_t key, lop_gemm g, lop_err *e) {
-    (void)g;
-    PROF(TP_LORA, lora_fwd(be, out, xa, tmp, x, A, B, N, IC, OC, r, scale, dropout, seed, key, e));
+    PROF(TP_LORA, lora_fwd(be, out, xa, tmp, x, A, B, N, IC, OC, r, scale, dropout, seed, key, g, e));
 }
 
 static int matmul_bwd(lop_backend *be, float *din, float *dw, float *dbias, const float *dout,
@@ -191,9 +192,8 @@ int cu_lora_backward(lop_backend *be, float *din, float *dA, float *dB, float *d
                      const float *dout, const float *x, const float *xa, const float *A,
                      const float *B, int N, int IC, int OC, int r, float scale, float dropout,
                      uint64_t seed, uint64_t key, lop_gemm g, lop_err *e) {
-    (void)g;
     PROF(TP_LORA, kg_lora_backward(cu_blas_of(be), din, dA, dB, dxa, tmp, dout, x, xa, A, B, N, IC, OC, r,
-                                   scale, dropout, seed, key, cu_stream_of(be)) != cudaSuccess
+                                   scale, dropout, seed, key, g == LOP_GEMM_BF16, cu_stream_of(be)) != cudaSuccess
                       ? lop_fail(e, "cuda: LoRA backward failed: %s", cudaGetErrorString(cudaGetLastError()))
                       : 0);
 }

@@ -56,13 +56,16 @@ cudaError_t kg_matmul_backward(cublasHandle_t h, float *din, float *dw, float *d
  * B [OC, r]): forward xa[N, r] = drop(x) A^T, out[N, OC] += scale xa B^T (drop(x) into tmp [N, IC]
  * when dropout > 0). Backward: dxa[N, r] = scale dout B (overwritten); dB += scale dout^T xa;
  * dA += dxa^T drop(x); din += drop'(dxa A) (tmp is scratch). */
+/* tf32 1 (a bf16 run): the rank-r products on TF32 tensor cores (10-bit mantissas, float32
+ * accumulation: finer than the bf16 products beside them); 0: float32 */
 cudaError_t kg_lora_forward(cublasHandle_t h, float *out, float *xa, float *tmp, const float *x,
                             const float *A, const float *B, int N, int IC, int OC, int r,
-                            float scale, float dropout, uint64_t seed, uint64_t key, cudaStream_t s);
+                            float scale, float dropout, uint64_t seed, uint64_t key, int tf32,
+                            cudaStream_t s);
 cudaError_t kg_lora_backward(cublasHandle_t h, float *din, float *dA, float *dB, float *dxa,
                              float *tmp, const float *dout, const float *x, const float *xa,
                              const float *A, const float *B, int N, int IC, int OC, int r,
-                             float scale, float dropout, uint64_t seed, uint64_t key,
+                             float scale, float dropout, uint64_t seed, uint64_t key, int tf32,
                              cudaStream_t s);
 
 /* ---- attention (attention_bwd.cu) ----

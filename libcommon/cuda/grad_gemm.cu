@@ -74,12 +74,14 @@ out:
 
 cudaError_t kg_lora_forward(cublasHandle_t h, float *out, float *xa, float *tmp, const float *x,
                             const float *A, const float *B, int N, int IC, int OC, int r,
-                            float scale, float dropout, uint64_t seed, uint64_t key, cudaStream_t s) {
+                            float scale, float dropout, uint64_t seed, uint64_t key, int tf32,
+                            cudaStream_t s) {
     cudaError_t rc = cudaSuccess;
     const float one = 1.0f, zero = 0.0f;
     const float *xd = x;
     if (N <= 0) return cudaSuccess;
     cublasSetStream(h, s);
+    if (tf32) cublasSetMathMode(h, CUBLAS_TF32_TENSOR_OP_MATH);
     if (dropout > 0) {
         CUDA_OK(kg_dropout(tmp, x, (size_t)N * IC, seed, key, dropout, 0, s));
         xd = tmp;
@@ -89,6 +91,7 @@ cudaError_t kg_lora_forward(cublasHandle_t h, float *out, float *xa, float *tmp,
     /* out[N, OC] += scale xa B[OC, r]^T */
     BLAS_OK(cublasSgemm(h, CUBLAS_OP_T, CUBLAS_OP_N, OC, N, r, &scale, B, r, xa, r, &one, out, OC));
 out:
+    if (tf32) cublasSetMathMode(h, CUBLAS_DEFAULT_MATH);
     if (rc == cudaSuccess) rc = cudaGetLastError();
     return rc;
 }
@@ -96,12 +99,13 @@ out:
 cudaError_t kg_lora_backward(cublasHandle_t h, float *din, float *dA, float *dB, float *dxa,
                              float *tmp, const float *dout, const float *x, const float *xa,
                              const float *A, const float *B, int N, int IC, int OC, int r,
-                             float scale, float dropout, uint64_t seed, uint64_t key,
+                             float scale, float dropout, uint64_t seed, uint64_t key, int tf32,
                              cudaStream_t s) {
     cudaError_t rc = cudaSuccess;
     const float one = 1.0f, zero = 0.0f;
     if (N <= 0) return cudaSuccess;
     cublasSetStream(h, s);
+    if (tf32) cublasSetMathMode(h, CUBLAS_TF32_TENSOR_OP_MATH);
     /* dxa[N, r] = s dout[N, OC] B[OC, r] */
     BLAS_OK(cublasSgemm(h, CUBLAS_OP_N, CUBLAS_OP_N, r, N, OC, &scale, B, r, dout, OC, &zero, dxa, r));
     /* dB[OC, r] += s dout^T xa */
@@ -123,6 +127,7 @@ cudaError_t kg_lora_backward(cublasHandle_t h, float *din, float *dA, float *dB,
         CUDA_OK(kg_dropout(din, tmp, (size_t)N * IC, seed, key, dropout, 1, s));
     }
 out:
+    if (tf32) cublasSetMathMode(h, CUBLAS_DEFAULT_MATH);
     if (rc == cudaSuccess) rc = cudaGetLastError();
     return rc;
 }

@@ -441,28 +441,31 @@ static void wtrain(hd w, int rows, int cols, lop_wref *hw, lop_wref *gw) {
     *gw = (lop_wref){w.d, ST_F32, rows, cols, "trainable", 1};
 }
 
-static void t_lora(int N, int IC, int OC, int r, float p) {
+/* g bf16: the GPU's rank-r products on TF32 tensor cores (a bf16 run's), against float32 */
+static void t_lora(int N, int IC, int OC, int r, float p, lop_gemm g) {
+    double tol = g == LOP_GEMM_BF16 ? 5e-3 : 1e-5;
     if (!G->op->lora_forward) { printf("FAIL lora_forward missing\n"); fails++; return; }
     hd x = hd_rnd((size_t)N * IC, 1), A = hd_rnd((size_t)r * IC, 0.1f), B = hd_rnd((size_t)OC * r, 0.1f);
     hd out = hd_rnd((size_t)N * OC, 1), xa = hd_zero((size_t)N * r), tmp = hd_zero((size_t)N * IC);
     uint64_t seed = 1234567, key = 3 * 7 + 2 + 1;
     float sc = 2.0f;
     CK(H->op->lora_forward(H, out.h, xa.h, tmp.h, x.h, A.h, B.h, N, IC, OC, r, sc, p, seed, key, LOP_GEMM_F32, &E));
-    CK(G->op->lora_forward(G, out.d, xa.d, tmp.d, x.d, A.d, B.d, N, IC, OC, r, sc, p, seed, key, LOP_GEMM_F32, &E));
+    CK(G->op->lora_forward(G, out.d, xa.d, tmp.d, x.d, A.d, B.d, N, IC, OC, r, sc, p, seed, key, g, &E));
     char what[128];
-    snprintf(what, sizeof what, "lora forward N=%d IC=%d OC=%d r=%d dropout=%g: out", N, IC, OC, r, p);
-    hd_cmp(what, out, 1e-5);
-    hd_cmp("  xa", xa, 1e-5);
+    snprintf(what, sizeof what, "lora forward N=%d IC=%d OC=%d r=%d dropout=%g %s: out", N, IC, OC, r, p,
+             g == LOP_GEMM_BF16 ? "tf32" : "f32");
+    hd_cmp(what, out, tol);
+    hd_cmp("  xa", xa, tol);
     hd dout = hd_rnd((size_t)N * OC, 1), din = hd_rnd((size_t)N * IC, 1), dA = hd_rnd((size_t)r * IC, 1),
        dB = hd_rnd((size_t)OC * r, 1), dxa = hd_zero((size_t)N * r);
     CK(H->op->lora_backward(H, din.h, dA.h, dB.h, dxa.h, tmp.h, dout.h, x.h, xa.h, A.h, B.h, N, IC, OC, r,
                             sc, p, seed, key, LOP_GEMM_F32, &E));
     CK(G->op->lora_backward(G, din.d, dA.d, dB.d, dxa.d, tmp.d, dout.d, x.d, xa.d, A.d, B.d, N, IC, OC, r,
-                            sc, p, seed, key, LOP_GEMM_F32, &E));
-    hd_cmp("lora backward: din", din, 1e-5);
-    hd_cmp("  dA", dA, 1e-5);
-    hd_cmp("  dB", dB, 1e-5);
-    hd_cmp("  dxa", dxa, 1e-5);
+                            sc, p, seed, key, g, &E));
+    hd_cmp("lora backward: din", din, tol);
+    hd_cmp("  dA", dA, tol);
+    hd_cmp("  dB", dB, tol);
+    hd_cmp("  dxa", dxa, tol);
     hd_free(x); hd_free(A); hd_free(B); hd_free(out); hd_free(xa); hd_free(tmp);
     hd_free(dout); hd_free(din); hd_free(dA); hd_free(dB); hd_free(dxa);
 }
@@ -723,8 +726,10 @@ static void t_kd(const char *loss, double T, int sparse, int n, int Vs, int V, i
 
 static void t_train(void) {
     if (!G->op->matmul_backward) { printf("FAIL the cuda backend has no training ops\n"); fails++; return; }
-    t_lora(300, 640, 1024, 16, 0);
-    t_lora(77, 256, 96, 8, 0.1f);
+    t_lora(300, 640, 1024, 16, 0, LOP_GEMM_F32);
+    t_lora(77, 256, 96, 8, 0.1f, LOP_GEMM_F32);
+    t_lora(300, 640, 1024, 16, 0, LOP_GEMM_BF16);
+    t_lora(77, 256, 96, 8, 0.1f, LOP_GEMM_BF16);
     for (int g = 0; g < 2; g++) {
         lop_gemm gm = g ? LOP_GEMM_BF16 : LOP_GEMM_F32;
         t_matmul_bwd(ST_BF16, 0, 300, 640, 1024, 0, gm);
