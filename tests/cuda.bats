@@ -37,6 +37,12 @@ EOF
     run ppl -m "$MODELS/stories260K" --device cuda /dev/null
     [ "$status" -eq 2 ]
     assert_output --regexp "this build has no CUDA|no CUDA GPU"
+    # the trainers alike, before any step (nothing written)
+    T=$(scratch)
+    run heal-sft -m "$MODELS/stories260K" --data "$SHARED/data/stories/test.txt" -o "$T/o" --device cuda
+    [ "$status" -eq 2 ]
+    assert_output --regexp "this build has no CUDA|no CUDA GPU"
+    [ ! -e "$T/o" ]
   fi
 }
 

@@ -18,7 +18,7 @@ for _ in range($2): print(json.dumps({'ids': [r.randrange($1) for _ in range($3)
   for o in --data --eval-data -o --seq-len --batch --grad-accum --lr --schedule --warmup \
            --epochs --steps --weight-decay --clip --lora-rank --lora-alpha --lora-targets \
            --lora-dropout --merge-lora --save-every --resume --template --recompute \
-           --no-keep-sparsity --threads --seed --quiet --progress --version; do
+           --no-keep-sparsity --device --gemm --threads --seed --quiet --progress --version; do
     [[ "$output" == *"$o"* ]] || { echo "missing $o"; return 1; }
   done
   [[ "$output" == *"16 bytes per"* ]]
@@ -34,6 +34,11 @@ for _ in range($2): print(json.dumps({'ids': [r.randrange($1) for _ in range($3)
   run heal-sft -m "$MODELS/llama-tiny" --data x -o "$T/o" --lora-rank 4 --lora-targets q,zz
   assert_failure 2
   run heal-sft -m "$MODELS/llama-tiny" --data x -o "$T/o" --merge-lora
+  assert_failure 2
+  run heal-sft -m "$MODELS/llama-tiny" --data x -o "$T/o" --device gpu0
+  assert_failure 2
+  assert_output --partial "expected cpu, cuda or cuda:N"
+  run heal-sft -m "$MODELS/llama-tiny" --data x -o "$T/o" --gemm fp8
   assert_failure 2
   : > "$T/empty.txt"
   run heal-sft -m "$MODELS/llama-tiny" --data "$T/empty.txt" -o "$T/o"

@@ -1,4 +1,4 @@
-/* heal-sft — heal a pruned model by supervised fine-tuning (full, or LoRA), on the CPU.
+/* heal-sft — heal a pruned model by supervised fine-tuning (full, or LoRA), on the CPU or a GPU.
  * The options, data, step loop, evaluation and checkpoints are the training tools' shared layer
  * (cmd/common/train_cli.h); heal-sft is that layer with the cross-entropy loss. */
 #include "tool.h"
