@@ -3,11 +3,12 @@
  * chunked head with cross-entropy, train_step.c's layer backwards, the global norm and AdamW over
  * every parameter), at a real model's shapes, on random values, bf16 GEMMs with float32 masters.
  * NOT a trainer (no model file, no data; one activation set reused by every layer): a measure of
- * the kernels and of the seam's per-op costs (the global norm is one host sync per tensor, as the
- * trainer calls it) until the trainer's parameters live in device memory (SEAM-CUDA.md).
+ * the kernels and of the seam's per-op costs, kept beside the trainer's own figures (heal-sft
+ * --device cuda, same script): it still runs the global norm and the zeroing one tensor at a
+ * time, as the trainer did before its arrays became one device allocation.
  *
  *   gpu_train_ops MODEL [CHUNK_MB] [STEPS]   MODEL gemma-3-270m | qwen3-0.6b; batch 8 x 512;
- *   CHUNK_MB: logits per head chunk (train_step.c: 32); prints one JSON line. LOP_CUDA_PROFILE=1
+ *   CHUNK_MB: logits per head chunk (train_step.c: 512 MB on a device); prints one JSON line. LOP_CUDA_PROFILE=1
  *   prints where the time goes. Built by bench/gpu-train.sh against build/libcommon.a. */
 #include <math.h>
 #include <stdio.h>
