@@ -16,6 +16,9 @@
 #      exported for the rest of the run.
 set -u
 cd "$(dirname "$0")/.."
+if ! nvidia-smi -L > /dev/null 2>&1 || [ ! -f build/liblop_cuda.so ]; then
+  echo "skip: $0 needs a GPU and a build with CUDA (build/liblop_cuda.so)"; exit 0
+fi
 OUT=${LOP_BENCH_OUT:-$PWD/bench/out/gpu}
 SHARED=${LOP_SHARED:-$PWD/../shared}
 TEXT=$SHARED/data/wikitext-2-raw/wiki.test.raw

@@ -19,6 +19,9 @@
 #      LOP_GPU_TRAIN_TORCH=0 (lop only).
 set -u
 cd "$(dirname "$0")/.."
+if ! nvidia-smi -L > /dev/null 2>&1 || [ ! -f build/liblop_cuda.so ]; then
+  echo "skip: $0 needs a GPU and a build with CUDA (build/liblop_cuda.so)"; exit 0
+fi
 OUT=${LOP_BENCH_OUT:-$PWD/bench/out/gpu-train}
 SHARED=${LOP_SHARED:-$PWD/../shared}
 STEPS=${LOP_GPU_TRAIN_STEPS:-10}

@@ -19,7 +19,13 @@ echo "{\"bench\":\"disk\",\"write\":\"$w\",\"read\":\"$r\"}" | tee -a bench/out/
 status=0
 for s in bench/*.sh; do
   [ "$s" = bench/run.sh ] && continue
+  [ "$s" = bench/gpu-run.sh ] && continue   # the device machine's driver script, not a bench
   echo "== $s"
+  case $s in bench/gpu-*)
+    if ! nvidia-smi -L > /dev/null 2>&1 || [ ! -f build/liblop_cuda.so ]; then
+      echo "skip: $s needs a GPU and a build with CUDA (build/liblop_cuda.so)"; continue
+    fi ;;
+  esac
   bash "$s" || { echo "bench: $s failed" >&2; status=1; }
 done
 exit $status
