@@ -730,6 +730,10 @@ static void t_train(void) {
     t_lora(77, 256, 96, 8, 0.1f, LOP_GEMM_F32);
     t_lora(300, 640, 1024, 16, 0, LOP_GEMM_BF16);
     t_lora(77, 256, 96, 8, 0.1f, LOP_GEMM_BF16);
+    /* reductions long enough to be split (grad_gemm.cu's lora_gemm), with remainders */
+    t_lora(1100, 2600, 700, 16, 0, LOP_GEMM_F32);
+    t_lora(1100, 700, 2600, 8, 0.1f, LOP_GEMM_F32);
+    t_lora(1100, 2600, 700, 16, 0, LOP_GEMM_BF16);
     for (int g = 0; g < 2; g++) {
         lop_gemm gm = g ? LOP_GEMM_BF16 : LOP_GEMM_F32;
         t_matmul_bwd(ST_BF16, 0, 300, 640, 1024, 0, gm);
