@@ -730,7 +730,7 @@ static void t_train(void) {
     t_lora(77, 256, 96, 8, 0.1f, LOP_GEMM_F32);
     t_lora(300, 640, 1024, 16, 0, LOP_GEMM_BF16);
     t_lora(77, 256, 96, 8, 0.1f, LOP_GEMM_BF16);
-    /* reductions long enough to be split (grad_gemm.cu's lora_gemm), with remainders */
+    /* realistic lengths: reductions of thousands (IC, OC, N), odd sizes */
     t_lora(1100, 2600, 700, 16, 0, LOP_GEMM_F32);
     t_lora(1100, 700, 2600, 8, 0.1f, LOP_GEMM_F32);
     t_lora(1100, 2600, 700, 16, 0, LOP_GEMM_BF16);
