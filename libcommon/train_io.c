@@ -20,10 +20,7 @@ static char *join(const char *a, const char *b) {
 static const float *host_of(const tr_model *m, int i, int which, float **buf, size_t *cap,
                             lop_err *e) {
     const tr_param *p = &m->p[i];
-    if (P(m)->be->host_mem) {
-        const float *a[4] = {p->w, p->g, p->m, p->v};
-        return a[which];
-    }
+    if (P(m)->be->host_mem) return tr_param_array(m, i, which);
     if (p->n > *cap) {
         free(*buf);
         *cap = 0;

@@ -85,17 +85,15 @@ static int sparsity_mask(lop_backend *be, tr_param *p, const float *x, lop_err *
     size_t z = 0, nb = (p->n + 7) / 8;
     for (size_t i = 0; i < p->n; i++) z += x[i] == 0.0f;
     if (!z) return 0;
-    uint8_t *bits = calloc(nb, 1);
+    if (!(p->zero_bits = be->op->alloc(be, nb))) return lop_fail(e, "out of %s memory", be->name);
+    /* built on the host: in place on the cpu, else uploaded */
+    uint8_t *bits = be->host_mem ? p->zero_bits : malloc(nb);
     if (!bits) return lop_fail(e, "out of memory");
+    memset(bits, 0, nb);
     for (size_t i = 0; i < p->n; i++)
         if (x[i] == 0.0f) bits[i >> 3] |= (uint8_t)(1u << (i & 7));
-    if (be->host_mem) {
-        p->zero_bits = bits;
-        return 0;
-    }
-    int rc = 0;
-    if (!(p->zero_bits = be->op->alloc(be, nb))) rc = lop_fail(e, "out of %s memory", be->name);
-    else rc = be->op->upload(be, p->zero_bits, bits, nb, e);
+    if (be->host_mem) return 0;
+    int rc = be->op->upload(be, p->zero_bits, bits, nb, e);
     free(bits);
     return rc;
 }
@@ -326,21 +324,15 @@ void tr_free(tr_model *m) {
     free(m);
 }
 
-static float *param_array(const tr_model *m, int i, int which) {
-    if (i < 0 || i >= m->np) return NULL;
-    const tr_param *p = &m->p[i];
-    return which == TR_W ? p->w : which == TR_G ? p->g : which == TR_M ? p->m : which == TR_V ? p->v : NULL;
-}
-
 int tr_param_read(const tr_model *m, int i, int which, float *dst, lop_err *e) {
-    const float *a = param_array(m, i, which);
+    const float *a = tr_param_array(m, i, which);
     if (!a) return lop_fail(e, "internal: parameter %d has no array %d", i, which);
     lop_backend *be = P(m)->be;
     return be->op->download(be, dst, a, m->p[i].n * sizeof(float), e);
 }
 
 int tr_param_write(tr_model *m, int i, int which, const float *src, lop_err *e) {
-    float *a = param_array(m, i, which);
+    float *a = tr_param_array(m, i, which);
     if (!a) return lop_fail(e, "internal: parameter %d has no array %d", i, which);
     lop_backend *be = P(m)->be;
     return be->op->upload(be, a, src, m->p[i].n * sizeof(float), e);

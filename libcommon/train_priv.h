@@ -37,6 +37,13 @@ typedef struct tr_priv {
 
 #define P(m) ((tr_priv *)(m)->priv)
 
+/* array `which` (TR_W, TR_G, TR_M, TR_V) of parameter i (backend memory), or NULL */
+static inline float *tr_param_array(const tr_model *m, int i, int which) {
+    if (i < 0 || i >= m->np) return NULL;
+    const tr_param *p = &m->p[i];
+    return which == TR_W ? p->w : which == TR_G ? p->g : which == TR_M ? p->m : which == TR_V ? p->v : NULL;
+}
+
 /* gradient of parameter i, NULL when frozen (or i < 0) */
 static inline float *tr_grad_of(tr_model *m, int i) {
     return i >= 0 && m->p[i].trainable ? m->p[i].g : NULL;

@@ -80,6 +80,12 @@ int train_cli_opt(train_args *a, int c, const char *arg) {
     return 1;
 }
 
+lop_gemm train_cli_gemm(const train_args *a) {
+    if (a->gemm_set) return a->gemm;
+    /* a GPU trains in bf16 products over float32 masters unless asked for float32 */
+    return a->device && strcmp(a->device, "cpu") ? LOP_GEMM_BF16 : LOP_GEMM_F32;
+}
+
 void train_cli_check(train_args *a, int need_out) {
     if (!a->model) tool_die_usage("-m/--model is required");
     if (!a->data) tool_die_usage("--data is required");
@@ -88,8 +94,7 @@ void train_cli_check(train_args *a, int need_out) {
         if (!strcmp(a->out, "-")) tool_die_usage("-o: a folder is required (not stdout)");
     }
     if (a->merge && !a->lrank) tool_die_usage("--merge-lora needs --lora-rank");
-    /* a GPU trains in bf16 products over float32 masters unless asked for float32 */
-    if (!a->gemm_set) a->gemm = a->device && strcmp(a->device, "cpu") ? LOP_GEMM_BF16 : LOP_GEMM_F32;
+    a->gemm = train_cli_gemm(a);
     if (a->lr < 0) a->lr = a->lrank ? 2e-4 : 2e-5;
     if (a->lalpha < 0) a->lalpha = 2.0 * a->lrank;
     /* the output guard: every input and output, before anything loads */

@@ -133,6 +133,8 @@ int train_cli_opt(train_args *a, int c, const char *arg);
  * data, eval data, --resume) and outputs (-o, the checkpoint folder) with the output guard and
  * checks them (outpath.h): a tool with more inputs (a teacher) calls out_input() before. */
 void train_cli_check(train_args *a, int need_out);
+/* --gemm as given, else its default for --device (bf16 on a GPU, f32 on the cpu) */
+lop_gemm train_cli_gemm(const train_args *a);
 
 typedef struct train_run {
     tr_model *m;

@@ -275,7 +275,7 @@ static tr_opts teacher_opts(const train_args *a) {
     tr_opts fo = TR_OPTS_DEFAULT;
     fo.lora_rank = 1; fo.lora_targets = 0; fo.recompute = 1;
     fo.device = a->device;
-    fo.gemm = a->gemm_set ? a->gemm : a->device && strcmp(a->device, "cpu") ? LOP_GEMM_BF16 : LOP_GEMM_F32;
+    fo.gemm = train_cli_gemm(a);
     return fo;
 }
 
