@@ -68,7 +68,7 @@ static inline int lop_dropout_keep(uint64_t seed, uint64_t key, size_t i, double
 /* Attention backward over a packed batch without a cache (training): sequence b is rows
  * off[b] .. off[b]+len[b]-1; att holds the probabilities the forward kept (lop_attn_args.att,
  * [Hq, T_b, T_b] at att + att_off[b], masked entries 0). Gradients w.r.t. the post-norm,
- * post-rope q and k and v, accumulated (+=). Scratch is the backend's own. */
+ * post-rope q and k and v, accumulated (+=; .overwrite: stored). Scratch is the backend's own. */
 typedef struct lop_attn_bwd_args {
     float *dq, *dk, *dv;     /* [N, Hq*D], [N, Hkv*D], [N, Hkv*D] (+=; NULL: not wanted) */
     const float *dout;       /* [N, Hq*D] dL/d(attention output) */
@@ -81,6 +81,7 @@ typedef struct lop_attn_bwd_args {
     float scale, softcap;
     lop_gemm gemm;           /* the forward's: bf16 lets a device run the products on bf16 tensor
                                 cores (float32 accumulation); the CPU ignores it */
+    int overwrite;           /* 1: dq, dk, dv are stored (=), their old contents never read */
 } lop_attn_bwd_args;
 
 typedef struct lop_backend_ops {
@@ -153,7 +154,11 @@ typedef struct lop_backend_ops {
      * that cannot train). Gradients, AdamW states, LoRA matrices and trainable weights are
      * float32 backend memory (alloc); a trainable weight reaches the ops as a lop_wref with
      * bemem = 1 (frozen ones stay in their stored dtype). Every backward ACCUMULATES (+=) into
-     * its gradient outputs (the core zeroes them); a NULL gradient is not computed. ---- */
+     * its gradient outputs, except where an op takes `overwrite` (or lop_attn_bwd_args.overwrite):
+     * 1 there makes its activation-gradient outputs (din, dx, dgate/dup, dq/dk/dv) plain stores
+     * whose old contents are never read, so the first writer of a buffer needs no zeroing pass
+     * before it (a zero and a read of the zeros cost two passes over it: 6% of a GPU step).
+     * Weight gradients always accumulate (micro-batches add up). A NULL gradient is not computed. ---- */
 
     /* p[0 .. n bytes) = 0 */
     int (*zero)(lop_backend *be, void *p, size_t n, lop_err *e);
@@ -164,11 +169,13 @@ typedef struct lop_backend_ops {
     int (*lora_forward)(lop_backend *be, float *out, float *xa, float *tmp, const float *x,
                         const float *A, const float *B, int N, int IC, int OC, int r, float scale,
                         float dropout, uint64_t seed, uint64_t key, lop_gemm g, lop_err *e);
-    /* matmul backward (forward: matmul): din[N, IC] += dout[N, OC] @ W; dw[OC, IC] += dout^T @ x;
-     * dbias[OC] += column sums of dout. W = w [OC = w->rows, IC = w->cols] in its stored dtype
-     * (frozen) or float32 (bemem: trainable, then dw is its gradient). */
+    /* matmul backward (forward: matmul): din[N, IC] += dout[N, OC] @ W (overwrite: =);
+     * dw[OC, IC] += dout^T @ x; dbias[OC] += column sums of dout. W = w [OC = w->rows,
+     * IC = w->cols] in its stored dtype (frozen) or float32 (bemem: trainable, then dw is its
+     * gradient). */
     int (*matmul_backward)(lop_backend *be, float *din, float *dw, float *dbias, const float *dout,
-                           const float *x, const lop_wref *w, int N, lop_gemm g, lop_err *e);
+                           const float *x, const lop_wref *w, int N, lop_gemm g, int overwrite,
+                           lop_err *e);
     /* LoRA backward (x, xa as in lora_forward): dxa[N, r] = scale * dout[N, OC] @ B (scratch,
      * overwritten); dB[OC, r] += scale * dout^T @ xa; dA[r, IC] += dxa^T @ drop(x);
      * din[N, IC] += drop'(dxa @ A) (the same mask and 1/(1-p)); tmp [N, IC] scratch. */
@@ -176,21 +183,22 @@ typedef struct lop_backend_ops {
                          const float *dout, const float *x, const float *xa, const float *A,
                          const float *B, int N, int IC, int OC, int r, float scale, float dropout,
                          uint64_t seed, uint64_t key, lop_gemm g, lop_err *e);
-    /* rmsnorm backward (forward: rmsnorm with rstd[N] kept): dx[N, C] += dL/dx, dw[C] += dL/dw
-     * given dout[N, C] and the forward's input x[N, C]; gemma: the weight acts as 1 + w. The q/k
-     * norms are N*heads rows of C = head_dim. */
+    /* rmsnorm backward (forward: rmsnorm with rstd[N] kept): dx[N, C] += dL/dx (overwrite: =),
+     * dw[C] += dL/dw given dout[N, C] and the forward's input x[N, C]; gemma: the weight acts as
+     * 1 + w. The q/k norms are N*heads rows of C = head_dim. */
     int (*rmsnorm_backward)(lop_backend *be, float *dx, float *dw, const float *dout,
                             const float *x, const float *rstd, const lop_wref *w, int N, int C,
-                            int gemma, lop_err *e);
+                            int gemma, int overwrite, lop_err *e);
     /* rope backward: dx[N, H*D] (dL/d rotated) rotated back in place by the table cs[N, D]
      * (rope_table's; the rotation is orthogonal, so its transpose is the inverse) */
     int (*rope_backward)(lop_backend *be, float *dx, const float *cs, int N, int H, int D,
                          lop_err *e);
     int (*attention_backward)(lop_backend *be, const lop_attn_bwd_args *a, lop_err *e);
     /* GLU backward (forward: glu, h = act(gate) * up): dgate[n] += dh * act'(gate) * up,
-     * dup[n] += dh * act(gate) */
+     * dup[n] += dh * act(gate) (overwrite: =) */
     int (*glu_backward)(lop_backend *be, float *dgate, float *dup, const float *dh,
-                        const float *gate, const float *up, size_t n, lop_act act, lop_err *e);
+                        const float *gate, const float *up, size_t n, lop_act act, int overwrite,
+                        lop_err *e);
     /* embedding backward: dtable[ids[n], :] += dout[n, :] * scale; ids host [N]; dtable [V, C];
      * repeated ids add in row order (deterministic) */
     int (*embed_backward)(lop_backend *be, float *dtable, const float *dout, const int32_t *ids,

@@ -33,18 +33,19 @@ int cpu_lora_forward(lop_backend *be, float *out, float *xa, float *tmp, const f
                      const float *A, const float *B, int N, int IC, int OC, int r, float scale,
                      float dropout, uint64_t seed, uint64_t key, lop_gemm g, lop_err *e);
 int cpu_matmul_backward(lop_backend *be, float *din, float *dw, float *dbias, const float *dout,
-                        const float *x, const lop_wref *w, int N, lop_gemm g, lop_err *e);
+                        const float *x, const lop_wref *w, int N, lop_gemm g, int overwrite,
+                        lop_err *e);
 int cpu_lora_backward(lop_backend *be, float *din, float *dA, float *dB, float *dxa, float *tmp,
                       const float *dout, const float *x, const float *xa, const float *A,
                       const float *B, int N, int IC, int OC, int r, float scale, float dropout,
                       uint64_t seed, uint64_t key, lop_gemm g, lop_err *e);
 int cpu_rmsnorm_backward(lop_backend *be, float *dx, float *dw, const float *dout, const float *x,
                          const float *rstd, const lop_wref *w, int N, int C, int gemma,
-                         lop_err *e);
+                         int overwrite, lop_err *e);
 int cpu_rope_backward(lop_backend *be, float *dx, const float *cs, int N, int H, int D, lop_err *e);
 int cpu_attention_backward(lop_backend *be, const lop_attn_bwd_args *a, lop_err *e);
 int cpu_glu_backward(lop_backend *be, float *dgate, float *dup, const float *dh, const float *gate,
-                     const float *up, size_t n, lop_act act, lop_err *e);
+                     const float *up, size_t n, lop_act act, int overwrite, lop_err *e);
 int cpu_embed_backward(lop_backend *be, float *dtable, const float *dout, const int32_t *ids, int N,
                        int C, float scale, lop_err *e);
 int cpu_head_logits(lop_backend *be, float *logits, float *capped, const float *xn, int n,

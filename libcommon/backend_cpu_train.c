@@ -75,12 +75,20 @@ int cpu_lora_forward(lop_backend *be, float *out, float *xa, float *tmp, const f
     return 0;
 }
 
+/* the seam's overwrite on the cpu: the kernels accumulate, so the output starts at 0 (one pass,
+ * small beside the products) */
+static void cpu_clear(float *p, size_t n, int overwrite) {
+    if (p && overwrite) memset(p, 0, sizeof(float) * n);
+}
+
 int cpu_matmul_backward(lop_backend *be, float *din, float *dw, float *dbias, const float *dout,
-                        const float *x, const lop_wref *w, int N, lop_gemm g, lop_err *e) {
+                        const float *x, const lop_wref *w, int N, lop_gemm g, int overwrite,
+                        lop_err *e) {
     (void)g;
     set_blas_wide();
     const float *wf = din ? matf((cpu_be *)be, w, 0, (size_t)w->rows, e) : NULL;
     if (din && !wf) return -1;
+    cpu_clear(din, (size_t)N * w->cols, overwrite);
     tr_matmul_backward(din, dw, dbias, dout, x, wf, N, (int)w->cols, (int)w->rows);
     return 0;
 }
@@ -120,8 +128,9 @@ int cpu_lora_backward(lop_backend *be, float *din, float *dA, float *dB, float *
 
 int cpu_rmsnorm_backward(lop_backend *be, float *dx, float *dw, const float *dout, const float *x,
                          const float *rstd, const lop_wref *w, int N, int C, int gemma,
-                         lop_err *e) {
+                         int overwrite, lop_err *e) {
     (void)e;
+    cpu_clear(dx, (size_t)N * C, overwrite);
     tr_rmsnorm_backward(dx, dw, dout, x, rstd, cpu_vecf((cpu_be *)be, w), N, C, gemma);
     return 0;
 }
@@ -150,6 +159,10 @@ int cpu_attention_backward(lop_backend *be, const lop_attn_bwd_args *a, lop_err 
         if (!c->ascr) return lop_fail(e, "out of memory for the attention backward");
     }
     int qd = a->Hq * a->D, kd = a->Hkv * a->D;
+    size_t N = a->B > 0 ? (size_t)a->off[a->B - 1] + (size_t)a->len[a->B - 1] : 0;
+    cpu_clear(a->dq, N * qd, a->overwrite);
+    cpu_clear(a->dk, N * kd, a->overwrite);
+    cpu_clear(a->dv, N * kd, a->overwrite);
     if (same) { /* equal lengths (the trainer's B x T): one call over the batch */
         tr_attention_backward(a->dq, a->dk, a->dv, c->ascr, a->dout, a->att, a->q, a->k, a->v,
                               a->B, a->len[0], a->Hq, a->Hkv, a->D, a->scale, a->softcap,
@@ -168,8 +181,10 @@ int cpu_attention_backward(lop_backend *be, const lop_attn_bwd_args *a, lop_err 
 }
 
 int cpu_glu_backward(lop_backend *be, float *dgate, float *dup, const float *dh, const float *gate,
-                     const float *up, size_t n, lop_act act, lop_err *e) {
+                     const float *up, size_t n, lop_act act, int overwrite, lop_err *e) {
     (void)be; (void)e;
+    cpu_clear(dgate, n, overwrite);
+    cpu_clear(dup, n, overwrite);
     tr_glu_backward(dgate, dup, dh, gate, up, n, act == ACT_GELU_TANH);
     return 0;
 }

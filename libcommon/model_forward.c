@@ -373,13 +373,14 @@ static int mm(lop_model *m, int l, int pj, lop_layer_acts *s, float *out, const 
 }
 
 /* out = x @ W^T (+ bias) + r for projection pj of layer l, through the backend's fused op where
- * it has one (no bias, no adapter, nothing kept for a backward); else mm into tmp, then the add */
+ * it has one (no bias, no adapter); else mm into tmp, then the add. The product itself is never
+ * kept: only gemma's post-norms read it in a backward, and they do not come here. */
 static int mm_add(lop_model *m, int l, int pj, lop_layer_acts *s, float *out, float *tmp,
                   const float *x, const float *r, int N, int OC, const lop_fwd_opts *o, lop_err *e) {
     engine_priv *p = m->priv;
     const lop_wref *bias = &m->layers[l].vec[arch_proj_bias((lop_proj)pj)];
     const lop_adapter *ad = o->adapters ? &o->adapters[(size_t)l * PROJ_N + pj] : NULL;
-    if (BE->op->matmul_add && !bias->data && !m->acts.keep && !(ad && ad->A)) {
+    if (BE->op->matmul_add && !bias->data && !(ad && ad->A)) {
         int rc = BE->op->matmul_add(BE, out, x, &m->layers[l].proj[pj], r, N, (lop_gemm)p->gemm, e);
         if (rc <= 0) return rc;
     }

@@ -29,9 +29,14 @@ static int grads_layout(tr_model *m, int N, lop_err *e) {
            kd = (size_t)c->n_kv_heads * c->head_dim, FF = c->inter, V = c->vocab,
            r = m->opt.lora_rank, n = N;
     /* head rows per chunk: 32 M logits (128 MB) on the cpu, where a chunk's GEMM is long enough
-     * at that size; a device wants wide GEMMs and few launches (128 M logits, 512 MB: 512 rows
-     * of Gemma's 262,144 words; memory it has) */
-    q->chunk = (int)(((size_t)(BE->host_mem ? 32 : 128) << 20) / V);
+     * at that size; a device wants wide GEMMs and few passes over a trainable head's gradient
+     * ([V, C] float32 read and written once per chunk: 8 passes of 671 MB a step for
+     * gemma-3-270m at 512 MB chunks), so up to 512 M logits (2 GB) there. Rows are spread evenly
+     * over the chunks that takes (two of 2,048 rows, not 3,533 and 563). */
+    size_t cap = (size_t)(BE->host_mem ? 32 : 512) << 20;
+    size_t nch = ((size_t)N * V + cap - 1) / cap;
+    if (nch < 1) nch = 1;
+    q->chunk = (int)(((size_t)N + nch - 1) / nch);
     if (q->chunk < 1) q->chunk = 1;
     if (q->chunk > N) q->chunk = N;
 #define A(x) (((size_t)(x) + 15) & ~(size_t)15)
@@ -114,14 +119,14 @@ static int forward(tr_model *m, const tr_batch *b, int keep, int dropout, uint64
 
 /* ---------------------------------------------------------------- the backward */
 
-/* projection k of layer l: din += dout @ W (+ its LoRA), gradients of W, bias, A, B */
+/* projection k of layer l: din += dout @ W (set: =) (+ its LoRA), gradients of W, bias, A, B */
 static int lin_bwd(tr_model *m, int l, int k, float *din, const float *dout, const float *x,
-                   const lop_layer_acts *a, lop_err *e) {
+                   const lop_layer_acts *a, int set, lop_err *e) {
     tr_priv *q = P(m);
     const lop_wref *w = lop_weight(q->lm, l, (lop_proj)k);
     lop_gemm g = lop_model_gemm(q->lm);
     OP(matmul_backward(BE, din, tr_grad_of(m, q->proj[l][k]),
-                       tr_grad_of(m, q->vec[l][arch_proj_bias((lop_proj)k)]), dout, x, w, q->N, g, e));
+                       tr_grad_of(m, q->vec[l][arch_proj_bias((lop_proj)k)]), dout, x, w, q->N, g, set, e));
     int ai = q->lora[l][k];
     if (ai < 0) return 0;
     const lop_adapter *ad = &q->ad[l * PROJ_N + k];
@@ -131,16 +136,20 @@ static int lin_bwd(tr_model *m, int l, int k, float *din, const float *dout, con
     return 0;
 }
 
+/* set: dx = (else +=) */
 static int norm_bwd(tr_model *m, float *dx, int vi, const lop_wref *w, const float *dout,
-                    const float *x, const float *rstd, int N, int C, int gemma, lop_err *e) {
+                    const float *x, const float *rstd, int N, int C, int gemma, int set,
+                    lop_err *e) {
     tr_priv *q = P(m);
-    OP(rmsnorm_backward(BE, dx, tr_grad_of(m, vi), dout, x, rstd, w, N, C, gemma, e));
+    OP(rmsnorm_backward(BE, dx, tr_grad_of(m, vi), dout, x, rstd, w, N, C, gemma, set, e));
     return 0;
 }
 
 #define ZERO(p, n) OP(zero(BE, p, sizeof(float) * (size_t)(n), e))
 
-/* q->dres holds dL/d(layer output) on entry and dL/d(layer input) on return */
+/* q->dres holds dL/d(layer output) on entry and dL/d(layer input) on return. The first op to
+ * write each scratch gradient stores it (set = 1: no zeroing pass), the rest add; q->dres
+ * itself only ever adds (it is the residual stream's gradient). */
 static int layer_backward(tr_model *m, int l, lop_err *e) {
     tr_priv *q = P(m);
     const lop_config *c = &m->cfg;
@@ -149,38 +158,28 @@ static int layer_backward(tr_model *m, int l, lop_err *e) {
     int N = q->N, C = c->hidden, H = c->n_heads, KV = c->n_kv_heads, D = c->head_dim, FF = c->inter;
     int gm = c->gemma, *vec = q->vec[l];
 #define VW(k) lop_layer_vec(lm, l, k)
-    size_t nc = (size_t)N * C;
     /* MLP branch */
     const float *dm = q->dres;
     if (gm) {
-        ZERO(q->dA, nc);
         if (norm_bwd(m, q->dA, vec[LVEC_POST_MLP_NORM], VW(LVEC_POST_MLP_NORM), q->dres, a->mlp_out,
-                     a->rstd_post_mlp, N, C, 1, e)) return -1;
+                     a->rstd_post_mlp, N, C, 1, 1, e)) return -1;
         dm = q->dA;
     }
-    ZERO(q->dh, (size_t)N * FF);
-    if (lin_bwd(m, l, PROJ_DOWN, q->dh, dm, a->h, a, e)) return -1;
-    ZERO(q->dgate, (size_t)N * FF);
-    ZERO(q->dup, (size_t)N * FF);
-    OP(glu_backward(BE, q->dgate, q->dup, q->dh, a->gate, a->up, (size_t)N * FF, c->act, e));
-    ZERO(q->dxn, nc);
-    if (lin_bwd(m, l, PROJ_GATE, q->dxn, q->dgate, a->xn_mlp, a, e) ||
-        lin_bwd(m, l, PROJ_UP, q->dxn, q->dup, a->xn_mlp, a, e) ||
+    if (lin_bwd(m, l, PROJ_DOWN, q->dh, dm, a->h, a, 1, e)) return -1;
+    OP(glu_backward(BE, q->dgate, q->dup, q->dh, a->gate, a->up, (size_t)N * FF, c->act, 1, e));
+    if (lin_bwd(m, l, PROJ_GATE, q->dxn, q->dgate, a->xn_mlp, a, 1, e) ||
+        lin_bwd(m, l, PROJ_UP, q->dxn, q->dup, a->xn_mlp, a, 0, e) ||
         norm_bwd(m, q->dres, vec[LVEC_MLP_NORM], VW(LVEC_MLP_NORM), q->dxn, a->x_mid, a->rstd_mlp, N,
-                 C, gm, e))
+                 C, gm, 0, e))
         return -1;
     /* attention branch */
     const float *dob = q->dres;
     if (gm) {
-        ZERO(q->dA, nc);
         if (norm_bwd(m, q->dA, vec[LVEC_POST_ATTN_NORM], VW(LVEC_POST_ATTN_NORM), q->dres, a->o,
-                     a->rstd_post_attn, N, C, 1, e)) return -1;
+                     a->rstd_post_attn, N, C, 1, 1, e)) return -1;
         dob = q->dA;
     }
-    size_t nq = (size_t)N * H * D, nk = (size_t)N * KV * D;
-    ZERO(q->datt, nq);
-    if (lin_bwd(m, l, PROJ_O, q->datt, dob, a->att_out, a, e)) return -1;
-    ZERO(q->dq, nq); ZERO(q->dk, nk); ZERO(q->dv, nk);
+    if (lin_bwd(m, l, PROJ_O, q->datt, dob, a->att_out, a, 1, e)) return -1;
     /* the forward's choices (model_forward.c): sliding window, and its rope table */
     int sliding = c->layer_sliding && c->layer_sliding[l] && c->sliding_window > 0;
     lop_attn_bwd_args ab = {
@@ -188,27 +187,26 @@ static int layer_backward(tr_model *m, int l, lop_err *e) {
         .att_off = lm->acts.att_off, .q = a->q, .k = a->k, .v = a->v, .B = q->B, .len = q->lb.len,
         .off = q->lb.off, .Hq = H, .Hkv = KV, .D = D, .window = sliding ? c->sliding_window : 0,
         .scale = (float)c->attn_scale, .softcap = (float)c->attn_softcap,
-        .gemm = lop_model_gemm(lm)}; /* the forward's precision: bf16 runs on tensor cores */
+        .gemm = lop_model_gemm(lm), /* the forward's precision: bf16 runs on tensor cores */
+        .overwrite = 1};
     OP(attention_backward(BE, &ab, e));
     const float *cs = sliding && gm ? lm->acts.rope_local : lm->acts.rope_full;
     OP(rope_backward(BE, q->dq, cs, N, H, D, e));
     OP(rope_backward(BE, q->dk, cs, N, KV, D, e));
     const float *dqr = q->dq, *dkr = q->dk;
     if (c->qk_norm) {
-        ZERO(q->dq_raw, nq); ZERO(q->dk_raw, nk);
         if (norm_bwd(m, q->dq_raw, vec[LVEC_Q_NORM], VW(LVEC_Q_NORM), q->dq, a->q_raw, a->q_rstd,
-                     N * H, D, gm, e) ||
+                     N * H, D, gm, 1, e) ||
             norm_bwd(m, q->dk_raw, vec[LVEC_K_NORM], VW(LVEC_K_NORM), q->dk, a->k_raw, a->k_rstd,
-                     N * KV, D, gm, e))
+                     N * KV, D, gm, 1, e))
             return -1;
         dqr = q->dq_raw; dkr = q->dk_raw;
     }
-    ZERO(q->dxn, nc);
-    if (lin_bwd(m, l, PROJ_Q, q->dxn, dqr, a->xn_attn, a, e) ||
-        lin_bwd(m, l, PROJ_K, q->dxn, dkr, a->xn_attn, a, e) ||
-        lin_bwd(m, l, PROJ_V, q->dxn, q->dv, a->xn_attn, a, e) ||
+    if (lin_bwd(m, l, PROJ_Q, q->dxn, dqr, a->xn_attn, a, 1, e) ||
+        lin_bwd(m, l, PROJ_K, q->dxn, dkr, a->xn_attn, a, 0, e) ||
+        lin_bwd(m, l, PROJ_V, q->dxn, q->dv, a->xn_attn, a, 0, e) ||
         norm_bwd(m, q->dres, vec[LVEC_ATTN_NORM], VW(LVEC_ATTN_NORM), q->dxn, a->x_in, a->rstd_attn,
-                 N, C, gm, e))
+                 N, C, gm, 0, e))
         return -1;
 #undef VW
     return 0;
@@ -267,9 +265,8 @@ static int head_pass(tr_model *m, const tr_batch *b, float gscale, tr_loss_fn lo
                          g, e));
     }
     if (backward) {
-        ZERO(q->dres, (size_t)N * C);
         if (norm_bwd(m, q->dres, q->fnorm, &lm->final_norm, q->dA, lm->acts.x_final,
-                     lm->acts.rstd_final, N, C, c->gemma, e))
+                     lm->acts.rstd_final, N, C, c->gemma, 1, e))
             return -1;
     }
     return 0;

@@ -99,6 +99,34 @@ static cudaError_t launch_dsoftmax(TD *dS, const float *dP, const float *S, cons
     return cudaGetLastError();
 }
 
+/* the batched GEMMs' pointer arrays: array a of G entries at p + a * G; item it of a group is
+ * (r, sequence bb, kv head kh), r-major, so the items of one r write distinct kv rows */
+enum { AK, AQ, AS, AV, AO, AdP, AdS, AdQ, AP, AdV, AdK };
+typedef struct ptr_bases {
+    const char *K, *Q, *V, *O;   /* [N, ld] rows, element size es */
+    char *S, *dP, *dS, *P;       /* [G, T, T]: S, dP float32; dS, P element size es */
+    float *dq, *dk, *dv;         /* or NULL */
+} ptr_bases;
+
+__global__ void fill_ptrs_k(void **p, ptr_bases b, int G, int nb, int b0, int KVH, int rep, int T,
+                            int ldq, int ldk, int D, int es, size_t TT) {
+    int it = blockIdx.x * blockDim.x + threadIdx.x;
+    if (it >= nb * KVH * rep) return;
+    int kh = it % KVH, bb = (it / KVH) % nb, r = it / (KVH * nb), hh = kh * rep + r;
+    size_t row0 = (size_t)(b0 + bb) * T, qo = row0 * ldq + (size_t)hh * D, ko = row0 * ldk + (size_t)kh * D;
+    p[AK * G + it] = (void *)(b.K + ko * es);
+    p[AQ * G + it] = (void *)(b.Q + qo * es);
+    p[AV * G + it] = (void *)(b.V + ko * es);
+    p[AO * G + it] = (void *)(b.O + qo * es);
+    p[AS * G + it] = b.S + (size_t)it * TT * 4;
+    p[AdP * G + it] = b.dP + (size_t)it * TT * 4;
+    p[AdS * G + it] = b.dS + (size_t)it * TT * es;
+    p[AP * G + it] = b.P + (size_t)it * TT * es;
+    p[AdQ * G + it] = b.dq ? (void *)(b.dq + qo) : NULL;
+    p[AdK * G + it] = b.dk ? (void *)(b.dk + ko) : NULL;
+    p[AdV * G + it] = b.dv ? (void *)(b.dv + ko) : NULL;
+}
+
 size_t kg_attention_backward_gemm_pairs(int T) {
     size_t per = (size_t)T * T * 12 + (size_t)T * 4; /* S, dP (f32), P + dS (bf16) or P (f32), lse */
     size_t g = ((size_t)ATTN_SCRATCH_MB << 20) / per;
@@ -111,7 +139,7 @@ size_t kg_attention_backward_gemm_pairs(int T) {
 cudaError_t kg_attention_backward_gemm(cublasHandle_t h, float *dq, float *dk, float *dv,
                                        const float *dout, const float *q, const float *k,
                                        const float *v, int B, int T, int H, int KVH, int D,
-                                       float scale, float softcap, int window, int bf16,
+                                       float scale, float softcap, int window, int bf16, int set,
                                        cudaStream_t s) {
     cudaError_t rc = cudaSuccess;
     if (B <= 0 || T <= 0) return cudaSuccess;
@@ -125,7 +153,6 @@ cudaError_t kg_attention_backward_gemm(cublasHandle_t h, float *dq, float *dk, f
     const size_t es = bf16 ? 2 : 4;
     const cudaDataType_t ty = bf16 ? CUDA_R_16BF : CUDA_R_32F;
     char *buf = NULL;
-    void **hp = NULL;
     /* scratch: S, dP [G, T, T] f32; P [G, T, T] (es); dS bf16 [G, T, T] (bf16 only); lse [G, T];
      * bf16 copies of q, k, v, dout; 11 pointer arrays of G */
     size_t nS = (size_t)G * TT, off = 0;
@@ -141,8 +168,6 @@ cudaError_t kg_attention_backward_gemm(cublasHandle_t h, float *dq, float *dk, f
     off = (off + 255) & ~(size_t)255;
     size_t optr = off; off += sizeof(void *) * 11 * (size_t)G;
     CK(cudaMallocAsync((void **)&buf, off, s));
-    hp = (void **)malloc(sizeof(void *) * 11 * (size_t)G);
-    if (!hp) { rc = cudaErrorMemoryAllocation; goto out; }
     {
         float *S = (float *)(buf + oS), *dP = (float *)(buf + odP), *lse = (float *)(buf + olse);
         void *P = buf + oP, *dS = bf16 ? (void *)(buf + odS) : (void *)dP;
@@ -155,33 +180,19 @@ cudaError_t kg_attention_backward_gemm(cublasHandle_t h, float *dq, float *dk, f
             Q = buf + oqb; K = buf + okb; V = buf + ovb; O = buf + oob;
         }
         void **dptr = (void **)(buf + optr);
-        enum { AK, AQ, AS, AV, AO, AdP, AdS, AdQ, AP, AdV, AdK };
-        const float one = 1.0f, zero = 0.0f;
+        const float one = 1.0f, zero = 0.0f, *beta0 = set ? &zero : &one;
         cublasSetStream(h, s);
-        for (int b0 = 0; b0 < B; b0 += Bg) {
-            int nb = B - b0 < Bg ? B - b0 : Bg, g = nb * H;
-            /* item order: r-major (items of one r write distinct kv rows), then sequence, kv head */
-            for (int r = 0, it = 0; r < rep; r++)
-                for (int bb = 0; bb < nb; bb++)
-                    for (int kh = 0; kh < KVH; kh++, it++) {
-                        size_t row0 = (size_t)(b0 + bb) * T;
-                        int hh = kh * rep + r;
-                        hp[AK * G + it] = (char *)K + (row0 * ldk + (size_t)kh * D) * es;
-                        hp[AQ * G + it] = (char *)Q + (row0 * ldq + (size_t)hh * D) * es;
-                        hp[AV * G + it] = (char *)V + (row0 * ldk + (size_t)kh * D) * es;
-                        hp[AO * G + it] = (char *)O + (row0 * ldq + (size_t)hh * D) * es;
-                        hp[AS * G + it] = S + it * TT;
-                        hp[AdP * G + it] = dP + it * TT;
-                        hp[AdS * G + it] = (char *)dS + it * TT * es;
-                        hp[AP * G + it] = (char *)P + it * TT * es;
-                        hp[AdQ * G + it] = dq ? dq + row0 * ldq + (size_t)hh * D : NULL;
-                        hp[AdK * G + it] = dk ? dk + row0 * ldk + (size_t)kh * D : NULL;
-                        hp[AdV * G + it] = dv ? dv + row0 * ldk + (size_t)kh * D : NULL;
-                    }
-            CK(cudaMemcpyAsync(dptr, hp, sizeof(void *) * 11 * (size_t)G, cudaMemcpyHostToDevice, s));
-            CK(cudaStreamSynchronize(s)); /* hp is rewritten by the next group */
 #define ARR(a) ((void *const *)(dptr + (size_t)(a) * G))
 #define CARR(a) ((const void *const *)(dptr + (size_t)(a) * G))
+        ptr_bases pb = {(const char *)K, (const char *)Q, (const char *)V, (const char *)O, (char *)S,
+                        (char *)dP, (char *)dS, (char *)P, dq, dk, dv};
+        for (int b0 = 0; b0 < B; b0 += Bg) {
+            int nb = B - b0 < Bg ? B - b0 : Bg, g = nb * H;
+            /* the pointer arrays are written on the device, in stream order: no host round trip
+             * (a pageable copy and a sync per call stalled the queue once per layer) */
+            fill_ptrs_k<<<(g + 127) / 128, 128, 0, s>>>(dptr, pb, G, nb, b0, KVH, rep, T, ldq, ldk, D,
+                                                       (int)es, TT);
+            CK(cudaGetLastError());
             /* S[i, j] = q_i . k_j : column-major S^T = K Q^T */
             BL(cublasGemmBatchedEx(h, CUBLAS_OP_T, CUBLAS_OP_N, T, T, D, &one, CARR(AK), ty, ldk, CARR(AQ), ty,
                                    ldq, &zero, ARR(AS), CUDA_R_32F, T, g, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
@@ -196,29 +207,29 @@ cudaError_t kg_attention_backward_gemm(cublasHandle_t h, float *dq, float *dk, f
             /* dQ[i, :] += scale sum_j dS[i, j] k_j */
             if (dq)
                 BL(cublasGemmBatchedEx(h, CUBLAS_OP_N, CUBLAS_OP_N, D, T, T, &scale, CARR(AK), ty, ldk, CARR(AdS),
-                                       ty, T, &one, ARR(AdQ), CUDA_R_32F, ldq, g, CUBLAS_COMPUTE_32F,
+                                       ty, T, beta0, ARR(AdQ), CUDA_R_32F, ldq, g, CUBLAS_COMPUTE_32F,
                                        CUBLAS_GEMM_DEFAULT));
             int per = nb * KVH; /* items of one r */
             for (int r = 0; r < rep; r++) {
                 size_t o = (size_t)r * per;
+                const float *bkv = r ? &one : beta0; /* heads after the first of a kv head add */
                 /* dV[j, :] += sum_i P[i, j] dO_i */
                 if (dv)
                     BL(cublasGemmBatchedEx(h, CUBLAS_OP_N, CUBLAS_OP_T, D, T, T, &one, CARR(AO) + o, ty, ldq,
-                                           CARR(AP) + o, ty, T, &one, ARR(AdV) + o, CUDA_R_32F, ldk, per,
+                                           CARR(AP) + o, ty, T, bkv, ARR(AdV) + o, CUDA_R_32F, ldk, per,
                                            CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
                 /* dK[j, :] += scale sum_i dS[i, j] q_i */
                 if (dk)
                     BL(cublasGemmBatchedEx(h, CUBLAS_OP_N, CUBLAS_OP_T, D, T, T, &scale, CARR(AQ) + o, ty, ldq,
-                                           CARR(AdS) + o, ty, T, &one, ARR(AdK) + o, CUDA_R_32F, ldk, per,
+                                           CARR(AdS) + o, ty, T, bkv, ARR(AdK) + o, CUDA_R_32F, ldk, per,
                                            CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
             }
+        }
 #undef ARR
 #undef CARR
-        }
     }
 out:
     if (buf) cudaFreeAsync(buf, s);
-    free(hp);
     if (rc == cudaSuccess) rc = cudaGetLastError();
     return rc;
 }

@@ -1076,6 +1076,10 @@ const void *cu_weight_of(lop_backend *be, const lop_wref *w, int vec, lop_err *e
     return weight_dev((cu_be *)be, w, vec, e);
 }
 void cu_touch(lop_backend *be) { ((cu_be *)be)->gen++; }
+void cu_xbf_pass(lop_backend *be, const float *x) {
+    cu_be *c = (cu_be *)be;
+    if (c->xbf_src == x && c->xbf_gen + 1 == c->gen) c->xbf_gen = c->gen;
+}
 unsigned long cu_gen(lop_backend *be) { return ((cu_be *)be)->gen; }
 void **cu_train_state(lop_backend *be) { return &((cu_be *)be)->train; }
 void cu_prof_begin(lop_backend *be) { prof_begin((cu_be *)be); }

@@ -40,6 +40,12 @@ typedef struct train_st {
     int pool_set;
     double *sq_part, *sq_host;  /* grad_sumsq: partials (device), the result (pinned host) */
     size_t sq_cap;
+    /* the bf16 copy of the last matmul_backward's input, for the next one of the same input when
+     * nothing but matmul/LoRA backwards ran between (q, k, v read one; gate and up another) */
+    __nv_bfloat16 *ib;
+    size_t ib_cap, ib_n;
+    const float *ib_src;
+    unsigned long ib_gen;
     /* xent's gradient rounded to bf16 in the same pass, for the head_backward that follows */
     __nv_bfloat16 *xl_b;
     size_t xl_cap, xl_n;
@@ -74,6 +80,7 @@ void cu_train_destroy(lop_backend *be) {
     if (t->sq_part) cudaFree(t->sq_part);
     if (t->sq_host) cudaFreeHost(t->sq_host);
     if (t->xl_b) cudaFree(t->xl_b);
+    if (t->ib) cudaFree(t->ib);
     free(t);
     *cu_train_state(be) = NULL;
 }
@@ -162,6 +169,7 @@ int cu_zero(lop_backend *be, void *p, size_t n, lop_err *e) { PROF(TP_ZERO, zero
 static int lora_fwd(lop_backend *be, float *out, float *xa, float *tmp, const float *x,
                     const float *A, const float *B, int N, int IC, int OC, int r, float scale,
                     float dropout, uint64_t seed, uint64_t key, lop_gemm g, lop_err *e) {
+    cu_xbf_pass(be, x);
     CU(kg_lora_forward(cu_blas_of(be), out, xa, tmp, x, A, B, N, IC, OC, r, scale, dropout, seed,
                        key, g == LOP_GEMM_BF16, cu_stream_of(be)), "LoRA forward");
     return 0;
@@ -173,42 +181,84 @@ int cu_lora_forward(lop_backend *be, float *out, float *xa, float *tmp, const fl
     PROF(TP_LORA, lora_fwd(be, out, xa, tmp, x, A, B, N, IC, OC, r, scale, dropout, seed, key, g, e));
 }
 
+/* the bf16 form of a matmul backward's input x[n]: the copy the previous op made of the same x
+ * (a chain of matmul/LoRA backwards, which never write their inputs), or a conversion now into
+ * the state's buffer; NULL with no state or no memory (kg_matmul_backward then converts) */
+static const __nv_bfloat16 *inp_bf16(lop_backend *be, const float *x, size_t n) {
+    train_st *t = st_of(be);
+    if (!t) return NULL;
+    if (t->ib_src == x && t->ib_n == n && t->ib_gen + 1 == cu_gen(be)) {
+        t->ib_gen = cu_gen(be);
+        return t->ib;
+    }
+    t->ib_src = NULL;
+    if (n > t->ib_cap) {
+        if (t->ib) cudaFree(t->ib);
+        t->ib = NULL;
+        t->ib_cap = 0;
+        if (cudaMalloc((void **)&t->ib, n * 2) != cudaSuccess) { cudaGetLastError(); return NULL; }
+        t->ib_cap = n;
+    }
+    if (k_to_bf16(t->ib, x, KDT_F32, n, cu_stream_of(be)) != cudaSuccess) return NULL;
+    t->ib_src = x;
+    t->ib_n = n;
+    t->ib_gen = cu_gen(be);
+    return t->ib;
+}
+
+/* a LoRA backward between matmul backwards of the same input keeps inp_bf16's copy valid */
+static void inp_bf16_pass(lop_backend *be, const float *x) {
+    train_st *t = (train_st *)*cu_train_state(be);
+    if (t && t->ib_src == x && t->ib_gen + 1 == cu_gen(be)) t->ib_gen = cu_gen(be);
+}
+
 static int matmul_bwd(lop_backend *be, float *din, float *dw, float *dbias, const float *dout,
-                      const float *x, const lop_wref *w, int N, lop_gemm g, lop_err *e) {
+                      const float *x, const lop_wref *w, int N, lop_gemm g, int set, lop_err *e) {
     int bf16 = g == LOP_GEMM_BF16, wdt = KDT_F32;
     const void *W = NULL;
     if (din && !(W = gemm_weight(be, w, bf16, &wdt, e))) return -1;
+    const __nv_bfloat16 *xb = bf16 && dw ? inp_bf16(be, x, (size_t)N * w->cols) : NULL;
     CU(kg_matmul_backward(cu_blas_of(be), din, dw, dbias, dout, x, W, wdt, N, (int)w->cols,
-                          (int)w->rows, bf16, NULL, NULL, cu_stream_of(be)), "matmul backward");
+                          (int)w->rows, bf16, NULL, xb, set, cu_stream_of(be)), "matmul backward");
     return 0;
 }
 
 int cu_matmul_backward(lop_backend *be, float *din, float *dw, float *dbias, const float *dout,
-                       const float *x, const lop_wref *w, int N, lop_gemm g, lop_err *e) {
-    PROF(TP_MATMUL, matmul_bwd(be, din, dw, dbias, dout, x, w, N, g, e));
+                       const float *x, const lop_wref *w, int N, lop_gemm g, int overwrite, lop_err *e) {
+    PROF(TP_MATMUL, matmul_bwd(be, din, dw, dbias, dout, x, w, N, g, overwrite, e));
+}
+
+static int lora_bwd(lop_backend *be, float *din, float *dA, float *dB, float *dxa, float *tmp,
+                    const float *dout, const float *x, const float *xa, const float *A,
+                    const float *B, int N, int IC, int OC, int r, float scale, float dropout,
+                    uint64_t seed, uint64_t key, lop_gemm g, lop_err *e) {
+    inp_bf16_pass(be, x);
+    CU(kg_lora_backward(cu_blas_of(be), din, dA, dB, dxa, tmp, dout, x, xa, A, B, N, IC, OC, r, scale,
+                        dropout, seed, key, g == LOP_GEMM_BF16, cu_stream_of(be)), "LoRA backward");
+    return 0;
 }
 
 int cu_lora_backward(lop_backend *be, float *din, float *dA, float *dB, float *dxa, float *tmp,
                      const float *dout, const float *x, const float *xa, const float *A,
                      const float *B, int N, int IC, int OC, int r, float scale, float dropout,
                      uint64_t seed, uint64_t key, lop_gemm g, lop_err *e) {
-    PROF(TP_LORA, kg_lora_backward(cu_blas_of(be), din, dA, dB, dxa, tmp, dout, x, xa, A, B, N, IC, OC, r,
-                                   scale, dropout, seed, key, g == LOP_GEMM_BF16, cu_stream_of(be)) != cudaSuccess
-                      ? lop_fail(e, "cuda: LoRA backward failed: %s", cudaGetErrorString(cudaGetLastError()))
-                      : 0);
+    PROF(TP_LORA, lora_bwd(be, din, dA, dB, dxa, tmp, dout, x, xa, A, B, N, IC, OC, r, scale, dropout,
+                           seed, key, g, e));
 }
 
 static int rmsnorm_bwd(lop_backend *be, float *dx, float *dw, const float *dout, const float *x,
-                       const float *rstd, const lop_wref *w, int N, int C, int gemma, lop_err *e) {
+                       const float *rstd, const lop_wref *w, int N, int C, int gemma, int set,
+                       lop_err *e) {
     const float *wd = (const float *)cu_weight_of(be, w, 1, e);
     if (!wd) return -1;
-    CU(kg_rmsnorm_backward(dx, dw, dout, x, rstd, wd, N, C, gemma, cu_stream_of(be)), "rmsnorm backward");
+    CU(kg_rmsnorm_backward(dx, dw, dout, x, rstd, wd, N, C, gemma, set, cu_stream_of(be)), "rmsnorm backward");
     return 0;
 }
 
 int cu_rmsnorm_backward(lop_backend *be, float *dx, float *dw, const float *dout, const float *x,
-                        const float *rstd, const lop_wref *w, int N, int C, int gemma, lop_err *e) {
-    PROF(TP_NORM, rmsnorm_bwd(be, dx, dw, dout, x, rstd, w, N, C, gemma, e));
+                        const float *rstd, const lop_wref *w, int N, int C, int gemma, int overwrite,
+                        lop_err *e) {
+    PROF(TP_NORM, rmsnorm_bwd(be, dx, dw, dout, x, rstd, w, N, C, gemma, overwrite, e));
 }
 
 static int rope_bwd(lop_backend *be, float *dx, const float *cs, int N, int H, int D, lop_err *e) {
@@ -230,7 +280,16 @@ static cudaError_t attn_bwd_one(lop_backend *be, const lop_attn_bwd_args *a, flo
     if (!flash && kg_attention_backward_gemm_pairs(T) >= (size_t)a->Hq)
         return kg_attention_backward_gemm(cu_blas_of(be), dq, dk, dv, dout, q, k, v, B, T, a->Hq, a->Hkv,
                                           a->D, a->scale, a->softcap, a->window, a->gemm == LOP_GEMM_BF16,
-                                          cu_stream_of(be));
+                                          a->overwrite, cu_stream_of(be));
+    if (a->overwrite) { /* the flash kernel adds: its rows start at 0 */
+        size_t n = (size_t)B * T, qd = (size_t)a->Hq * a->D, kd = (size_t)a->Hkv * a->D;
+        cudaStream_t s = cu_stream_of(be);
+        cudaError_t r = cudaSuccess;
+        if (dq) r = cudaMemsetAsync(dq, 0, sizeof(float) * n * qd, s);
+        if (dk && r == cudaSuccess) r = cudaMemsetAsync(dk, 0, sizeof(float) * n * kd, s);
+        if (dv && r == cudaSuccess) r = cudaMemsetAsync(dv, 0, sizeof(float) * n * kd, s);
+        if (r != cudaSuccess) return r;
+    }
     return kg_attention_backward(dq, dk, dv, dout, q, k, v, NULL, B, T, a->Hq, a->Hkv, a->D, a->scale,
                                  a->softcap, a->window, cu_stream_of(be));
 }
@@ -260,14 +319,15 @@ int cu_attention_backward(lop_backend *be, const lop_attn_bwd_args *a, lop_err *
 }
 
 static int glu_bwd(lop_backend *be, float *dgate, float *dup, const float *dh, const float *gate,
-                   const float *up, size_t n, lop_act act, lop_err *e) {
-    CU(kg_glu_backward(dgate, dup, dh, gate, up, n, act == ACT_GELU_TANH, cu_stream_of(be)), "glu backward");
+                   const float *up, size_t n, lop_act act, int set, lop_err *e) {
+    CU(kg_glu_backward(dgate, dup, dh, gate, up, n, act == ACT_GELU_TANH, set, cu_stream_of(be)),
+       "glu backward");
     return 0;
 }
 
 int cu_glu_backward(lop_backend *be, float *dgate, float *dup, const float *dh, const float *gate,
-                    const float *up, size_t n, lop_act act, lop_err *e) {
-    PROF(TP_GLU, glu_bwd(be, dgate, dup, dh, gate, up, n, act, e));
+                    const float *up, size_t n, lop_act act, int overwrite, lop_err *e) {
+    PROF(TP_GLU, glu_bwd(be, dgate, dup, dh, gate, up, n, act, overwrite, e));
 }
 
 static int embed_bwd(lop_backend *be, float *dtable, const float *dout, const int32_t *ids, int N,
@@ -340,7 +400,7 @@ static int head_bwd(lop_backend *be, float *dxn, float *dw, float *dlogits, cons
     const void *W = NULL;
     if (dxn && !(W = gemm_weight(be, w, bf16, &wdt, e))) return -1;
     CU(kg_matmul_backward(cu_blas_of(be), dxn, dw, NULL, dlogits, xn, W, wdt, n, (int)w->cols, V, bf16, db,
-                          NULL, cu_stream_of(be)), "head backward");
+                          NULL, 0, cu_stream_of(be)), "head backward");
     return 0;
 }
 

@@ -17,6 +17,10 @@ const void *cu_weight_of(lop_backend *be, const lop_wref *w, int vec, lop_err *e
 /* an op is about to write device memory (the bf16 input cache of the GEMMs keys on this) */
 void cu_touch(lop_backend *be);
 unsigned long cu_gen(lop_backend *be); /* the count cu_touch bumps */
+/* called by an op (after its cu_touch) that reads x and writes neither x nor the forward's bf16
+ * scratch (LoRA beside a matmul): the bf16 copy of x the matmul before it made stays valid for the
+ * next matmul of the same input (q, k, v share one conversion) */
+void cu_xbf_pass(lop_backend *be, const float *x);
 /* the training ops' own state (NULL until they make it) */
 void **cu_train_state(lop_backend *be);
 /* LOP_CUDA_PROFILE: time a training op of kind TP_* */
@@ -38,17 +42,18 @@ int cu_lora_forward(lop_backend *be, float *out, float *xa, float *tmp, const fl
                     const float *A, const float *B, int N, int IC, int OC, int r, float scale,
                     float dropout, uint64_t seed, uint64_t key, lop_gemm g, lop_err *e);
 int cu_matmul_backward(lop_backend *be, float *din, float *dw, float *dbias, const float *dout,
-                       const float *x, const lop_wref *w, int N, lop_gemm g, lop_err *e);
+                       const float *x, const lop_wref *w, int N, lop_gemm g, int overwrite, lop_err *e);
 int cu_lora_backward(lop_backend *be, float *din, float *dA, float *dB, float *dxa, float *tmp,
                      const float *dout, const float *x, const float *xa, const float *A,
                      const float *B, int N, int IC, int OC, int r, float scale, float dropout,
                      uint64_t seed, uint64_t key, lop_gemm g, lop_err *e);
 int cu_rmsnorm_backward(lop_backend *be, float *dx, float *dw, const float *dout, const float *x,
-                        const float *rstd, const lop_wref *w, int N, int C, int gemma, lop_err *e);
+                        const float *rstd, const lop_wref *w, int N, int C, int gemma, int overwrite,
+                        lop_err *e);
 int cu_rope_backward(lop_backend *be, float *dx, const float *cs, int N, int H, int D, lop_err *e);
 int cu_attention_backward(lop_backend *be, const lop_attn_bwd_args *a, lop_err *e);
 int cu_glu_backward(lop_backend *be, float *dgate, float *dup, const float *dh, const float *gate,
-                    const float *up, size_t n, lop_act act, lop_err *e);
+                    const float *up, size_t n, lop_act act, int overwrite, lop_err *e);
 int cu_embed_backward(lop_backend *be, float *dtable, const float *dout, const int32_t *ids, int N,
                       int C, float scale, lop_err *e);
 int cu_head_logits(lop_backend *be, float *logits, float *capped, const float *xn, int n,

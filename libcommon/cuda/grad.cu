@@ -18,9 +18,9 @@ static inline unsigned grid_for(size_t n, int bs) {
 
 /* ---------------------------------------------------------------- RMSNorm */
 
-/* one warp per row: dot = sum dy w' x, then dx += r w' dy - x (dot r^3 / C) */
+/* one warp per row: dot = sum dy w' x, then dx += r w' dy - x (dot r^3 / C) (set: dx =) */
 __global__ void rmsnorm_bwd_dx_k(float *dx, const float *dout, const float *x, const float *rstd,
-                                 const float *w, int N, int C, int gemma) {
+                                 const float *w, int N, int C, int gemma, int set) {
     int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x & 31;
     if (row >= N) return;
     const float *xr = x + (size_t)row * C, *g = dout + (size_t)row * C;
@@ -36,7 +36,7 @@ __global__ void rmsnorm_bwd_dx_k(float *dx, const float *dout, const float *x, c
     for (int c = lane; c < C; c += 32) {
         float wc = gemma ? __fadd_rn(1.0f, w[c]) : w[c];
         float t = __fsub_rn(__fmul_rn(__fmul_rn(r, wc), g[c]), __fmul_rn(xr[c], k));
-        d[c] = __fadd_rn(d[c], t);
+        d[c] = set ? t : __fadd_rn(d[c], t);
     }
 }
 
@@ -95,9 +95,9 @@ static cudaError_t colsum(float *dst, const float *a, const float *b, const floa
 
 cudaError_t kg_rmsnorm_backward(float *dx, float *dw, const float *dout, const float *x,
                                 const float *rstd, const float *w, int N, int C, int gemma,
-                                cudaStream_t s) {
+                                int dx_set, cudaStream_t s) {
     if (N <= 0) return cudaSuccess;
-    if (dx) rmsnorm_bwd_dx_k<<<(N + 7) / 8, 256, 0, s>>>(dx, dout, x, rstd, w, N, C, gemma);
+    if (dx) rmsnorm_bwd_dx_k<<<(N + 7) / 8, 256, 0, s>>>(dx, dout, x, rstd, w, N, C, gemma, dx_set);
     if (dw) { /* dw[c] += sum over rows of (dy x) r */
         cudaError_t r = colsum(dw, dout, x, rstd, N, C, s);
         if (r != cudaSuccess) return r;
@@ -131,7 +131,7 @@ cudaError_t kg_rope_backward(float *dx, const float *cs, int N, int H, int D, cu
 /* ---------------------------------------------------------------- GLU */
 
 __global__ void glu_bwd_k(float *dg, float *du, const float *dh, const float *g, const float *u,
-                          size_t n, int act) {
+                          size_t n, int act, int set) {
     const float K = 0.7978845608028654f;
     GRID_STRIDE(i, n) {
         float x = g[i], a, da;
@@ -144,15 +144,15 @@ __global__ void glu_bwd_k(float *dg, float *du, const float *dh, const float *g,
             a = 0.5f * x * (1.0f + t);
             da = 0.5f * (1.0f + t) + 0.5f * x * (1.0f - t * t) * K * (1.0f + 3 * 0.044715f * x * x);
         }
-        if (dg) dg[i] += dh[i] * u[i] * da;
-        if (du) du[i] += dh[i] * a;
+        if (dg) dg[i] = (set ? 0.0f : dg[i]) + dh[i] * u[i] * da;
+        if (du) du[i] = (set ? 0.0f : du[i]) + dh[i] * a;
     }
 }
 
 cudaError_t kg_glu_backward(float *dg, float *du, const float *dh, const float *g, const float *u,
-                            size_t n, int act, cudaStream_t s) {
+                            size_t n, int act, int set, cudaStream_t s) {
     if (!n || (!dg && !du)) return cudaSuccess;
-    glu_bwd_k<<<grid_for(n, 256), 256, 0, s>>>(dg, du, dh, g, u, n, act);
+    glu_bwd_k<<<grid_for(n, 256), 256, 0, s>>>(dg, du, dh, g, u, n, act, set);
     return cudaGetLastError();
 }
 

@@ -2,7 +2,9 @@
  * optimizer, launchers over device pointers on a stream, llm.c style
  * (op_backward(din, dweight, dout, inp, weight, shapes...)). Each follows the CPU kernel of the
  * same subject (grad_*.c, nn_rope.c, kd.c, optim.c) in its math; like them every backward
- * ACCUMULATES (+=) into its gradient outputs and a NULL gradient pointer means "not needed".
+ * ACCUMULATES (+=) into its gradient outputs, except that a `set` flag makes an activation
+ * gradient a plain store (its old contents never read: backend.h's overwrite), and a NULL
+ * gradient pointer means "not needed".
  * Reductions that decide a gradient (weight-vector column sums, embedding rows, the global norm)
  * run in a fixed order: the same bits for the same inputs on every run. Each launcher returns
  * cudaSuccess or the first CUDA error. */
@@ -20,13 +22,14 @@
  * fixed blocks, then the blocks in order). q/k norms: N*heads rows of C = head_dim. */
 cudaError_t kg_rmsnorm_backward(float *dx, float *dw, const float *dout, const float *x,
                                 const float *rstd, const float *w, int N, int C, int gemma,
-                                cudaStream_t s);
+                                int dx_set, cudaStream_t s);
 /* RoPE: x[N, H*D] rotated in place by -angle (the transpose of k_rope_apply; cs from k_rope_table):
  * the gradient w.r.t. the pre-rotation values, the CPU's rope_apply_inverse bit for bit */
 cudaError_t kg_rope_backward(float *dx, const float *cs, int N, int H, int D, cudaStream_t s);
-/* gated MLP (forward h = act(g) * u; act 0 SiLU, 1 GELU-tanh): dg += dh u act'(g); du += dh act(g) */
+/* gated MLP (forward h = act(g) * u; act 0 SiLU, 1 GELU-tanh): dg += dh u act'(g); du += dh act(g)
+ * (set: =) */
 cudaError_t kg_glu_backward(float *dg, float *du, const float *dh, const float *g, const float *u,
-                            size_t n, int act, cudaStream_t s);
+                            size_t n, int act, int set, cudaStream_t s);
 /* embedding (forward out = table[ids[n]] * scale): dtable[ids[n]] += dout[n] * scale. ids_host [N]
  * host memory: rows are grouped by id on the host, then each table row adds its rows in token
  * order — the CPU's sums exactly (no atomics). */
@@ -47,11 +50,12 @@ cudaError_t kg_dropout(float *out, const float *x, size_t n, uint64_t seed, uint
  * dbias[OC] += column sums. w of element type wdt (kernels.cuh's KDT_*) as stored; bf16: dout
  * and inp are rounded to bf16 (into scratch made here), the products accumulate in float32 into
  * the float32 gradients (cublasGemmEx, 32F compute); f32: cublasSgemm (no TF32), the CPU's
- * numbers to rounding. inp_bf16 / dout_bf16 (or NULL): bf16 copies the caller already has. */
+ * numbers to rounding. inp_bf16 / dout_bf16 (or NULL): bf16 copies the caller already has.
+ * din_set: din = (beta 0) instead of +=. */
 cudaError_t kg_matmul_backward(cublasHandle_t h, float *din, float *dw, float *dbias,
                                const float *dout, const float *inp, const void *w, int wdt,
                                int N, int IC, int OC, int bf16, const __nv_bfloat16 *dout_bf16,
-                               const __nv_bfloat16 *inp_bf16, cudaStream_t s);
+                               const __nv_bfloat16 *inp_bf16, int din_set, cudaStream_t s);
 /* LoRA beside a matmul (backend.h's lora_forward / lora_backward; float32 GEMMs, A [r, IC],
  * B [OC, r]): forward xa[N, r] = drop(x) A^T, out[N, OC] += scale xa B^T (drop(x) into tmp [N, IC]
  * when dropout > 0). Backward: dxa[N, r] = scale dout B (overwritten); dB += scale dout^T xa;
@@ -83,11 +87,12 @@ cudaError_t kg_attention_backward(float *dq, float *dk, float *dv, const float *
 /* The same on tensor cores (attention_bwd_gemm.cu): the scores of a group of (sequence, head)
  * pairs recomputed into a scratch of this call (at most ~768 MB), batched cuBLAS GEMMs for
  * S = Q K^T, dP = dO V^T, dV, dQ, dK, row kernels for the softmax and its backward. bf16: operands
- * rounded to bf16 (P and dS too), float32 accumulation; else float32 GEMMs (no TF32). */
+ * rounded to bf16 (P and dS too), float32 accumulation; else float32 GEMMs (no TF32). set: dq,
+ * dk, dv are stored (their first product with beta 0), not added to. */
 cudaError_t kg_attention_backward_gemm(cublasHandle_t h, float *dq, float *dk, float *dv,
                                        const float *dout, const float *q, const float *k,
                                        const float *v, int B, int T, int H, int KVH, int D,
-                                       float scale, float softcap, int window, int bf16,
+                                       float scale, float softcap, int window, int bf16, int set,
                                        cudaStream_t s);
 /* (sequence, head) pairs a group holds at sequence length T (0: not even one: use the flash kernel) */
 size_t kg_attention_backward_gemm_pairs(int T);

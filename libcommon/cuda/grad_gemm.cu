@@ -14,9 +14,9 @@
 cudaError_t kg_matmul_backward(cublasHandle_t h, float *din, float *dw, float *dbias,
                                const float *dout, const float *inp, const void *w, int wdt,
                                int N, int IC, int OC, int bf16, const __nv_bfloat16 *dout_bf16,
-                               const __nv_bfloat16 *inp_bf16, cudaStream_t s) {
+                               const __nv_bfloat16 *inp_bf16, int din_set, cudaStream_t s) {
     cudaError_t rc = cudaSuccess;
-    const float one = 1.0f;
+    const float one = 1.0f, zero = 0.0f, *dbeta = din_set ? &zero : &one;
     __nv_bfloat16 *db = NULL, *ib = NULL, *wb = NULL;
     float *wf = NULL;
     if (N <= 0) return cudaSuccess;
@@ -35,7 +35,7 @@ cudaError_t kg_matmul_backward(cublasHandle_t h, float *din, float *dw, float *d
                 W = wb;
             }
             BLAS_OK(cublasGemmEx(h, CUBLAS_OP_N, CUBLAS_OP_N, IC, N, OC, &one, W, CUDA_R_16BF, IC,
-                                 dout_bf16, CUDA_R_16BF, OC, &one, din, CUDA_R_32F, IC,
+                                 dout_bf16, CUDA_R_16BF, OC, dbeta, din, CUDA_R_32F, IC,
                                  CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
         }
         if (dw) {
@@ -56,7 +56,7 @@ cudaError_t kg_matmul_backward(cublasHandle_t h, float *din, float *dw, float *d
                 CUDA_OK(k_to_f32(wf, w, wdt, (size_t)OC * IC, s));
                 W = wf;
             }
-            BLAS_OK(cublasSgemm(h, CUBLAS_OP_N, CUBLAS_OP_N, IC, N, OC, &one, W, IC, dout, OC, &one,
+            BLAS_OK(cublasSgemm(h, CUBLAS_OP_N, CUBLAS_OP_N, IC, N, OC, &one, W, IC, dout, OC, dbeta,
                                 din, IC));
         }
         if (dw)

@@ -470,7 +470,8 @@ static void t_lora(int N, int IC, int OC, int r, float p, lop_gemm g) {
     hd_free(dout); hd_free(din); hd_free(dA); hd_free(dB); hd_free(dxa);
 }
 
-static void t_matmul_bwd(st_dtype dt, int trainable, int N, int IC, int OC, int bias, lop_gemm g) {
+/* ow: the seam's overwrite (din stored over its random contents) */
+static void t_matmul_bwd(st_dtype dt, int trainable, int N, int IC, int OC, int bias, lop_gemm g, int ow) {
     void *raw = NULL;
     lop_wref hw, gw;
     hd W = {0};
@@ -479,12 +480,12 @@ static void t_matmul_bwd(st_dtype dt, int trainable, int N, int IC, int OC, int 
     hd x = hd_rnd((size_t)N * IC, 1), dout = hd_rnd((size_t)N * OC, 1), din = hd_rnd((size_t)N * IC, 1);
     hd dw = hd_rnd((size_t)OC * IC, 1), db = hd_zero(OC);
     float *hdw = trainable ? dw.h : NULL, *gdw = trainable ? dw.d : NULL;
-    CK(H->op->matmul_backward(H, din.h, hdw, bias ? db.h : NULL, dout.h, x.h, &hw, N, LOP_GEMM_F32, &E));
-    CK(G->op->matmul_backward(G, din.d, gdw, bias ? db.d : NULL, dout.d, x.d, &gw, N, g, &E));
+    CK(H->op->matmul_backward(H, din.h, hdw, bias ? db.h : NULL, dout.h, x.h, &hw, N, LOP_GEMM_F32, ow, &E));
+    CK(G->op->matmul_backward(G, din.d, gdw, bias ? db.d : NULL, dout.d, x.d, &gw, N, g, ow, &E));
     double tol = g == LOP_GEMM_BF16 ? 1e-2 : 1e-5;
     char what[128];
     snprintf(what, sizeof what, "matmul backward %s W %s%s [%d x %d] N=%d: din", g == LOP_GEMM_BF16 ? "bf16" : "f32",
-             trainable ? "f32 trainable" : st_dtype_name(dt), "", OC, IC, N);
+             trainable ? "f32 trainable" : st_dtype_name(dt), ow ? " (overwrite)" : "", OC, IC, N);
     hd_cmp(what, din, tol);
     if (trainable) hd_cmp("  dW", dw, tol);
     if (bias) hd_cmp("  dbias", db, 1e-6);
@@ -493,7 +494,7 @@ static void t_matmul_bwd(st_dtype dt, int trainable, int N, int IC, int OC, int 
     free(raw);
 }
 
-static void t_rmsnorm_bwd(int N, int C, int gemma) {
+static void t_rmsnorm_bwd(int N, int C, int gemma, int ow) {
     void *raw;
     lop_wref w = wmat(ST_BF16, 1, C, 1, &raw);
     hd x = hd_rnd((size_t)N * C, 3), rs = hd_zero(N), dout = hd_rnd((size_t)N * C, 1);
@@ -501,10 +502,11 @@ static void t_rmsnorm_bwd(int N, int C, int gemma) {
     float *y = malloc(sizeof(float) * N * C);
     CK(H->op->rmsnorm(H, y, rs.h, x.h, &w, N, C, 1e-6f, gemma, &E));
     G->op->upload(G, rs.d, rs.h, sizeof(float) * N, &E); /* the same rstd on both sides */
-    CK(H->op->rmsnorm_backward(H, dx.h, dw.h, dout.h, x.h, rs.h, &w, N, C, gemma, &E));
-    CK(G->op->rmsnorm_backward(G, dx.d, dw.d, dout.d, x.d, rs.d, &w, N, C, gemma, &E));
+    CK(H->op->rmsnorm_backward(H, dx.h, dw.h, dout.h, x.h, rs.h, &w, N, C, gemma, ow, &E));
+    CK(G->op->rmsnorm_backward(G, dx.d, dw.d, dout.d, x.d, rs.d, &w, N, C, gemma, ow, &E));
     char what[96];
-    snprintf(what, sizeof what, "rmsnorm backward%s N=%d C=%d: dx", gemma ? " (gemma)" : "", N, C);
+    snprintf(what, sizeof what, "rmsnorm backward%s%s N=%d C=%d: dx", gemma ? " (gemma)" : "",
+             ow ? " (overwrite)" : "", N, C);
     hd_cmp(what, dx, 1e-5);
     hd_cmp("  dw", dw, 1e-5);
     free(y); free(raw); hd_free(x); hd_free(rs); hd_free(dout); hd_free(dx); hd_free(dw);
@@ -526,7 +528,7 @@ static void t_rope_bwd(int N, int H_, int D) {
 }
 
 static void t_attn_bwd_g(int B, const int *len, int Hq, int Hkv, int D, int window, float softcap,
-                         lop_gemm gm, const char *path) {
+                         lop_gemm gm, const char *path, int ow) {
     int off[9] = {0};
     int64_t att_off[8], att_n = 0;
     for (int b = 0; b < B; b++) {
@@ -546,18 +548,20 @@ static void t_attn_bwd_g(int B, const int *len, int Hq, int Hkv, int D, int wind
     CK(H->op->attention(H, &a, &E));
     lop_attn_bwd_args ab = {.dq = dq.h, .dk = dk.h, .dv = dv.h, .dout = dout.h, .att = att, .att_off = att_off,
                             .q = q.h, .k = k.h, .v = v.h, .B = B, .len = len, .off = off, .Hq = Hq,
-                            .Hkv = Hkv, .D = D, .window = window, .scale = scale, .softcap = softcap};
+                            .Hkv = Hkv, .D = D, .window = window, .scale = scale, .softcap = softcap,
+                            .overwrite = ow};
     CK(H->op->attention_backward(H, &ab, &E));
     ab = (lop_attn_bwd_args){.dq = dq.d, .dk = dk.d, .dv = dv.d, .dout = dout.d, .att = NULL, .att_off = NULL,
                              .q = q.d, .k = k.d, .v = v.d, .B = B, .len = len, .off = off, .Hq = Hq,
                              .Hkv = Hkv, .D = D, .window = window, .scale = scale, .softcap = softcap,
-                             .gemm = gm};
+                             .gemm = gm, .overwrite = ow};
     setenv("LOP_CUDA_ATTN_BWD", path, 1);
     CK(G->op->attention_backward(G, &ab, &E));
     unsetenv("LOP_CUDA_ATTN_BWD");
     char what[160];
-    snprintf(what, sizeof what, "attention backward %s%s B=%d T0=%d D=%d Hq=%d Hkv=%d window=%d softcap=%g: dq",
-             path, gm == LOP_GEMM_BF16 ? " bf16" : "", B, len[0], D, Hq, Hkv, window, softcap);
+    snprintf(what, sizeof what, "attention backward %s%s%s B=%d T0=%d D=%d Hq=%d Hkv=%d window=%d softcap=%g: dq",
+             path, gm == LOP_GEMM_BF16 ? " bf16" : "", ow ? " (overwrite)" : "", B, len[0], D, Hq, Hkv,
+             window, softcap);
     double tol = gm == LOP_GEMM_BF16 ? 1e-2 : 1e-4;
     hd_cmp(what, dq, tol);
     hd_cmp("  dk", dk, tol);
@@ -567,19 +571,25 @@ static void t_attn_bwd_g(int B, const int *len, int Hq, int Hkv, int D, int wind
 }
 
 static void t_attn_bwd(int B, const int *len, int Hq, int Hkv, int D, int window, float softcap) {
-    t_attn_bwd_g(B, len, Hq, Hkv, D, window, softcap, LOP_GEMM_F32, "flash");
-    t_attn_bwd_g(B, len, Hq, Hkv, D, window, softcap, LOP_GEMM_F32, "gemm");
-    t_attn_bwd_g(B, len, Hq, Hkv, D, window, softcap, LOP_GEMM_BF16, "gemm");
+    t_attn_bwd_g(B, len, Hq, Hkv, D, window, softcap, LOP_GEMM_F32, "flash", 0);
+    t_attn_bwd_g(B, len, Hq, Hkv, D, window, softcap, LOP_GEMM_F32, "gemm", 0);
+    t_attn_bwd_g(B, len, Hq, Hkv, D, window, softcap, LOP_GEMM_BF16, "gemm", 0);
+    /* the trainer's first writes: stored over random contents */
+    t_attn_bwd_g(B, len, Hq, Hkv, D, window, softcap, LOP_GEMM_F32, "flash", 1);
+    t_attn_bwd_g(B, len, Hq, Hkv, D, window, softcap, LOP_GEMM_BF16, "gemm", 1);
 }
 
 static void t_glu_bwd(void) {
     size_t n = 100003;
     hd g = hd_rnd(n, 6), u = hd_rnd(n, 2), dh = hd_rnd(n, 1);
-    for (int act = 0; act < 2; act++) {
+    for (int t = 0; t < 4; t++) {
+        int act = t & 1, ow = t >> 1;
         hd dg = hd_rnd(n, 1), du = hd_rnd(n, 1);
-        CK(H->op->glu_backward(H, dg.h, du.h, dh.h, g.h, u.h, n, (lop_act)act, &E));
-        CK(G->op->glu_backward(G, dg.d, du.d, dh.d, g.d, u.d, n, (lop_act)act, &E));
-        hd_cmp(act ? "glu backward GELU(tanh): dgate" : "glu backward SiLU: dgate", dg, 1e-6);
+        CK(H->op->glu_backward(H, dg.h, du.h, dh.h, g.h, u.h, n, (lop_act)act, ow, &E));
+        CK(G->op->glu_backward(G, dg.d, du.d, dh.d, g.d, u.d, n, (lop_act)act, ow, &E));
+        char what[80];
+        snprintf(what, sizeof what, "glu backward %s%s: dgate", act ? "GELU(tanh)" : "SiLU", ow ? " (overwrite)" : "");
+        hd_cmp(what, dg, 1e-6);
         hd_cmp("  dup", du, 1e-6);
         hd_free(dg); hd_free(du);
     }
@@ -736,15 +746,19 @@ static void t_train(void) {
     t_lora(1100, 2600, 700, 16, 0, LOP_GEMM_BF16);
     for (int g = 0; g < 2; g++) {
         lop_gemm gm = g ? LOP_GEMM_BF16 : LOP_GEMM_F32;
-        t_matmul_bwd(ST_BF16, 0, 300, 640, 1024, 0, gm);
-        t_matmul_bwd(ST_F32, 1, 513, 1024, 768, 1, gm);
-        t_matmul_bwd(ST_F32, 1, 64, 2048, 640, 0, gm);
+        t_matmul_bwd(ST_BF16, 0, 300, 640, 1024, 0, gm, 0);
+        t_matmul_bwd(ST_F32, 1, 513, 1024, 768, 1, gm, 0);
+        t_matmul_bwd(ST_F32, 1, 64, 2048, 640, 0, gm, 0);
+        t_matmul_bwd(ST_BF16, 0, 300, 640, 1024, 0, gm, 1);
+        t_matmul_bwd(ST_F32, 1, 513, 1024, 768, 1, gm, 1);
     }
-    t_matmul_bwd(ST_F16, 0, 30, 96, 200, 1, LOP_GEMM_F32);
-    t_matmul_bwd(ST_F16, 0, 30, 96, 200, 1, LOP_GEMM_BF16);
-    t_rmsnorm_bwd(513, 640, 1);
-    t_rmsnorm_bwd(1000, 2560, 0);
-    t_rmsnorm_bwd(8192, 128, 1);
+    t_matmul_bwd(ST_F16, 0, 30, 96, 200, 1, LOP_GEMM_F32, 0);
+    t_matmul_bwd(ST_F16, 0, 30, 96, 200, 1, LOP_GEMM_BF16, 0);
+    t_rmsnorm_bwd(513, 640, 1, 0);
+    t_rmsnorm_bwd(1000, 2560, 0, 0);
+    t_rmsnorm_bwd(8192, 128, 1, 0);
+    t_rmsnorm_bwd(513, 640, 1, 1);
+    t_rmsnorm_bwd(8192, 128, 0, 1);
     t_rope_bwd(300, 4, 128);
     t_rope_bwd(70, 2, 8);
     int l1[4] = {128, 128, 128, 128}, l2[3] = {200, 70, 129}, l3[2] = {512, 512};
