@@ -19,7 +19,8 @@
 #   bench      bench/gpu-forward.sh (ppl, lm-eval against PyTorch + transformers)
 #   trainbench bench/gpu-train.sh (heal-sft, kd-train against PyTorch + transformers + PEFT)
 #   recipe     the S0 recipe on the GPU: make -C examples/gemma3-depth-heal check DEVICE=cuda
-#   profile    heal-sft on random Qwen3-0.6B / gemma-3-270m weights, 8 x 512, 4 steps, with
+#   profile    heal-sft on random weights of PROFILE_MODELS (default qwen3-0.6b; gemma-3-4b-17l is
+#              the depth card's shape, trained with LoRA r16), 8 x 512, 4 steps, with
 #              LOP_CUDA_PROFILE=1 (each op synchronized: where the step's time goes)
 # Env: OUT (default /tmp/lop-out), gpu-forward.sh's LOP_GPU_* and gpu-train.sh's settings.
 set -u
@@ -114,8 +115,9 @@ for _ in range(32): print(json.dumps({'ids': [r.randrange(2, 151936) for _ in ra
         *) LOP_SHARED=$W/shared python3 bench/gen-model.py --torch-device cuda $name /tmp/prof-$name > /dev/null ;;
       esac
     fi
+    extra=; case $name in *-17l) extra="--lora-rank 16";; esac   # the card heals with LoRA
     LOP_CUDA_PROFILE=1 bin/heal-sft -q -m /tmp/prof-$name --data /tmp/prof.jsonl -o /tmp/prof-out -f --steps 4 \
-      --seq-len 512 --batch 8 --no-shuffle --device cuda ${PROFILE_ARGS:-} > /tmp/prof.steps 2> /tmp/prof.err
+      --seq-len 512 --batch 8 --no-shuffle --device cuda $extra ${PROFILE_ARGS:-} > /tmp/prof.steps 2> /tmp/prof.err
     echo "rc=$? $name"; grep -o '"step":[0-9]*,"loss":[0-9.]*\|"tokens_per_s":[0-9.]*' /tmp/prof.steps | paste -sd' '
     sed "s/^/  [$name] /" /tmp/prof.err | tail -32
   done

@@ -172,48 +172,38 @@ int main(int argc, char **argv) {
             OK(G->op->head_backward(G, dA + (size_t)r0 * C, emb.g, logits, NULL, xn_f + (size_t)r0 * C, n,
                                     &emb.w, 0, g, &E));
         }
-        Z(dres, (size_t)N * C);
-        OK(G->op->rmsnorm_backward(G, dres, fnorm.g, dA, x_out, rstd_f, &fnorm.w, N, C, s->gemma, &E));
+        OK(G->op->rmsnorm_backward(G, dres, fnorm.g, dA, x_out, rstd_f, &fnorm.w, N, C, s->gemma, 1, &E));
         for (int l = L - 1; l >= 0; l--) {
             int sl = s->sliding_every && (l + 1) % s->sliding_every;
             const float *dm = dres;
             if (s->gemma) {
-                Z(dA, (size_t)N * C);
-                OK(G->op->rmsnorm_backward(G, dA, NV[l][5].g, dres, mlp_out, rstd_pm, &NV[l][5].w, N, C, 1, &E));
+                OK(G->op->rmsnorm_backward(G, dA, NV[l][5].g, dres, mlp_out, rstd_pm, &NV[l][5].w, N, C, 1, 1, &E));
                 dm = dA;
             }
-            Z(dh, (size_t)N * FF);
-            OK(G->op->matmul_backward(G, dh, W[l][DN].g, NULL, dm, h, &W[l][DN].w, N, g, &E));
-            Z(dgate, (size_t)N * FF); Z(dup, (size_t)N * FF);
-            OK(G->op->glu_backward(G, dgate, dup, dh, gate, up, (size_t)N * FF, s->act, &E));
-            Z(dxn, (size_t)N * C);
-            OK(G->op->matmul_backward(G, dxn, W[l][GT].g, NULL, dgate, xn_mlp, &W[l][GT].w, N, g, &E));
-            OK(G->op->matmul_backward(G, dxn, W[l][UP].g, NULL, dup, xn_mlp, &W[l][UP].w, N, g, &E));
-            OK(G->op->rmsnorm_backward(G, dres, NV[l][1].g, dxn, x_mid, rstd_mlp, &NV[l][1].w, N, C, s->gemma, &E));
+            OK(G->op->matmul_backward(G, dh, W[l][DN].g, NULL, dm, h, &W[l][DN].w, N, g, 1, &E));
+            OK(G->op->glu_backward(G, dgate, dup, dh, gate, up, (size_t)N * FF, s->act, 1, &E));
+            OK(G->op->matmul_backward(G, dxn, W[l][GT].g, NULL, dgate, xn_mlp, &W[l][GT].w, N, g, 1, &E));
+            OK(G->op->matmul_backward(G, dxn, W[l][UP].g, NULL, dup, xn_mlp, &W[l][UP].w, N, g, 0, &E));
+            OK(G->op->rmsnorm_backward(G, dres, NV[l][1].g, dxn, x_mid, rstd_mlp, &NV[l][1].w, N, C, s->gemma, 0, &E));
             const float *dob = dres;
             if (s->gemma) {
-                Z(dA, (size_t)N * C);
-                OK(G->op->rmsnorm_backward(G, dA, NV[l][4].g, dres, o, rstd_pa, &NV[l][4].w, N, C, 1, &E));
+                OK(G->op->rmsnorm_backward(G, dA, NV[l][4].g, dres, o, rstd_pa, &NV[l][4].w, N, C, 1, 1, &E));
                 dob = dA;
             }
-            Z(datt, N * qd);
-            OK(G->op->matmul_backward(G, datt, W[l][O].g, NULL, dob, att_out, &W[l][O].w, N, g, &E));
-            Z(dq, N * qd); Z(dk, N * kd); Z(dv, N * kd);
+            OK(G->op->matmul_backward(G, datt, W[l][O].g, NULL, dob, att_out, &W[l][O].w, N, g, 1, &E));
             lop_attn_bwd_args ab = {.dq = dq, .dk = dk, .dv = dv, .dout = datt, .q = q, .k = k, .v = v, .B = B,
                                     .len = len, .off = off, .Hq = H, .Hkv = KV, .D = D,
-                                    .window = sl ? s->window : 0, .scale = scale, .gemm = g};
+                                    .window = sl ? s->window : 0, .scale = scale, .gemm = g, .overwrite = 1};
             OK(G->op->attention_backward(G, &ab, &E));
             const float *cs = sl ? cs_loc : cs_full;
             OK(G->op->rope_backward(G, dq, cs, N, H, D, &E));
             OK(G->op->rope_backward(G, dk, cs, N, KV, D, &E));
-            Z(dq_raw, N * qd); Z(dk_raw, N * kd);
-            OK(G->op->rmsnorm_backward(G, dq_raw, NV[l][2].g, dq, q_raw, q_rstd, &NV[l][2].w, N * H, D, s->gemma, &E));
-            OK(G->op->rmsnorm_backward(G, dk_raw, NV[l][3].g, dk, k_raw, k_rstd, &NV[l][3].w, N * KV, D, s->gemma, &E));
-            Z(dxn, (size_t)N * C);
-            OK(G->op->matmul_backward(G, dxn, W[l][Q].g, NULL, dq_raw, xn_attn, &W[l][Q].w, N, g, &E));
-            OK(G->op->matmul_backward(G, dxn, W[l][K].g, NULL, dk_raw, xn_attn, &W[l][K].w, N, g, &E));
-            OK(G->op->matmul_backward(G, dxn, W[l][Vv].g, NULL, dv, xn_attn, &W[l][Vv].w, N, g, &E));
-            OK(G->op->rmsnorm_backward(G, dres, NV[l][0].g, dxn, x_in, rstd_attn, &NV[l][0].w, N, C, s->gemma, &E));
+            OK(G->op->rmsnorm_backward(G, dq_raw, NV[l][2].g, dq, q_raw, q_rstd, &NV[l][2].w, N * H, D, s->gemma, 1, &E));
+            OK(G->op->rmsnorm_backward(G, dk_raw, NV[l][3].g, dk, k_raw, k_rstd, &NV[l][3].w, N * KV, D, s->gemma, 1, &E));
+            OK(G->op->matmul_backward(G, dxn, W[l][Q].g, NULL, dq_raw, xn_attn, &W[l][Q].w, N, g, 1, &E));
+            OK(G->op->matmul_backward(G, dxn, W[l][K].g, NULL, dk_raw, xn_attn, &W[l][K].w, N, g, 0, &E));
+            OK(G->op->matmul_backward(G, dxn, W[l][Vv].g, NULL, dv, xn_attn, &W[l][Vv].w, N, g, 0, &E));
+            OK(G->op->rmsnorm_backward(G, dres, NV[l][0].g, dxn, x_in, rstd_attn, &NV[l][0].w, N, C, s->gemma, 0, &E));
         }
         OK(G->op->embed_backward(G, emb.g, dres, ids, N, C, s->gemma ? sqrtf((float)C) : 1.0f, &E));
         /* ---- global norm (one op per tensor, as tr_grad_sumsq) and AdamW ---- */
