@@ -181,7 +181,7 @@ int main(int argc, char **argv) {
                 dm = dA;
             }
             OK(G->op->matmul_backward(G, dh, W[l][DN].g, NULL, dm, h, &W[l][DN].w, N, g, 1, &E));
-            OK(G->op->glu_backward(G, dgate, dup, dh, gate, up, (size_t)N * FF, s->act, 1, &E));
+            OK(G->op->glu_backward(G, dgate, dup, dh, gate, up, (size_t)N * FF, s->act, 1, g, &E));
             OK(G->op->matmul_backward(G, dxn, W[l][GT].g, NULL, dgate, xn_mlp, &W[l][GT].w, N, g, 1, &E));
             OK(G->op->matmul_backward(G, dxn, W[l][UP].g, NULL, dup, xn_mlp, &W[l][UP].w, N, g, 0, &E));
             OK(G->op->rmsnorm_backward(G, dres, NV[l][1].g, dxn, x_mid, rstd_mlp, &NV[l][1].w, N, C, s->gemma, 0, &E));

@@ -195,10 +195,11 @@ typedef struct lop_backend_ops {
                          lop_err *e);
     int (*attention_backward)(lop_backend *be, const lop_attn_bwd_args *a, lop_err *e);
     /* GLU backward (forward: glu, h = act(gate) * up): dgate[n] += dh * act'(gate) * up,
-     * dup[n] += dh * act(gate) (overwrite: =) */
+     * dup[n] += dh * act(gate) (overwrite: =); g: the precision of the GEMMs that read dgate and
+     * dup next (bf16: a device may round them for those GEMMs in this same pass) */
     int (*glu_backward)(lop_backend *be, float *dgate, float *dup, const float *dh,
                         const float *gate, const float *up, size_t n, lop_act act, int overwrite,
-                        lop_err *e);
+                        lop_gemm g, lop_err *e);
     /* embedding backward: dtable[ids[n], :] += dout[n, :] * scale; ids host [N]; dtable [V, C];
      * repeated ids add in row order (deterministic) */
     int (*embed_backward)(lop_backend *be, float *dtable, const float *dout, const int32_t *ids,

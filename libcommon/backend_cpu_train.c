@@ -181,8 +181,9 @@ int cpu_attention_backward(lop_backend *be, const lop_attn_bwd_args *a, lop_err 
 }
 
 int cpu_glu_backward(lop_backend *be, float *dgate, float *dup, const float *dh, const float *gate,
-                     const float *up, size_t n, lop_act act, int overwrite, lop_err *e) {
-    (void)be; (void)e;
+                     const float *up, size_t n, lop_act act, int overwrite, lop_gemm g,
+                     lop_err *e) {
+    (void)be; (void)e; (void)g;
     cpu_clear(dgate, n, overwrite);
     cpu_clear(dup, n, overwrite);
     tr_glu_backward(dgate, dup, dh, gate, up, n, act == ACT_GELU_TANH);

@@ -166,7 +166,8 @@ static int layer_backward(tr_model *m, int l, lop_err *e) {
         dm = q->dA;
     }
     if (lin_bwd(m, l, PROJ_DOWN, q->dh, dm, a->h, a, 1, e)) return -1;
-    OP(glu_backward(BE, q->dgate, q->dup, q->dh, a->gate, a->up, (size_t)N * FF, c->act, 1, e));
+    OP(glu_backward(BE, q->dgate, q->dup, q->dh, a->gate, a->up, (size_t)N * FF, c->act, 1,
+                    lop_model_gemm(lm), e));
     if (lin_bwd(m, l, PROJ_GATE, q->dxn, q->dgate, a->xn_mlp, a, 1, e) ||
         lin_bwd(m, l, PROJ_UP, q->dxn, q->dup, a->xn_mlp, a, 0, e) ||
         norm_bwd(m, q->dres, vec[LVEC_MLP_NORM], VW(LVEC_MLP_NORM), q->dxn, a->x_mid, a->rstd_mlp, N,

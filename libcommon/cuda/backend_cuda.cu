@@ -484,6 +484,7 @@ static int cu_matmul_impl(lop_backend *be, float *out, const float *x, const lop
                        out, OC), "f32 GEMM");
     }
     if (out == c->xbf_src) c->xbf_src = NULL, c->xbf_only = 0;
+    cu_train_written(be, out, sizeof(float) * (size_t)N * OC); /* a GEMM bumps no gen: say what it wrote */
     if (bias && bias->data) {
         const float *b = (const float *)weight_dev(c, bias, 1, e);
         if (!b) return -1;
@@ -599,6 +600,7 @@ static int cu_matmul_add_impl(lop_backend *be, float *out, const float *x, const
     if (rc) return rc; /* 1: no algorithm, the core adds */
     c->last_gemm = g;
     if (out == c->xbf_src) c->xbf_src = NULL, c->xbf_only = 0;
+    cu_train_written(be, out, sizeof(float) * (size_t)N * OC); /* a GEMM bumps no gen: say what it wrote */
     return 0;
 }
 

@@ -34,18 +34,28 @@ extern "C" {
 /* ---------------------------------------------------------------- state: bf16 copies */
 
 typedef struct shadow { const float *p; size_t n; __nv_bfloat16 *b; int valid; } shadow;
+
+/* bf16 copies of float32 arrays that the backward's bf16 GEMMs read, each made once and reused
+ * while only matmul and LoRA backwards run (they write neither those arrays nor the copies; any
+ * other op ends every copy's life): the input of q, k and v (one for three), of gate and up; the
+ * GLU backward's two outputs, written by its kernel beside the float32 (the gate and up
+ * backwards' dout, no conversion pass); a frozen matmul's dout, read again by the LoRA products
+ * beside it. */
+#define BFC_SLOTS 4
+typedef struct bfc {
+    const float *src;  /* the float32 array [n] this copies, NULL: free */
+    size_t n, cap;
+    __nv_bfloat16 *b;  /* [cap] */
+    unsigned long gen; /* alive at this cu_gen (kept alive by each chain op) */
+    unsigned long op;  /* the cu_gen of the op that last made or read it (eviction: least recent) */
+} bfc;
 typedef struct train_st {
     shadow *sh;
     int nsh, capsh;
     int pool_set;
     double *sq_part, *sq_host;  /* grad_sumsq: partials (device), the result (pinned host) */
     size_t sq_cap;
-    /* the bf16 copy of the last matmul_backward's input, for the next one of the same input when
-     * nothing but matmul/LoRA backwards ran between (q, k, v read one; gate and up another) */
-    __nv_bfloat16 *ib;
-    size_t ib_cap, ib_n;
-    const float *ib_src;
-    unsigned long ib_gen;
+    bfc bf[BFC_SLOTS];
     /* xent's gradient rounded to bf16 in the same pass, for the head_backward that follows */
     __nv_bfloat16 *xl_b;
     size_t xl_cap, xl_n;
@@ -80,7 +90,7 @@ void cu_train_destroy(lop_backend *be) {
     if (t->sq_part) cudaFree(t->sq_part);
     if (t->sq_host) cudaFreeHost(t->sq_host);
     if (t->xl_b) cudaFree(t->xl_b);
-    if (t->ib) cudaFree(t->ib);
+    for (int i = 0; i < BFC_SLOTS; i++) cudaFree(t->bf[i].b);
     free(t);
     *cu_train_state(be) = NULL;
 }
@@ -130,6 +140,10 @@ void cu_train_written(lop_backend *be, const void *p, size_t n) {
     for (int i = 0; i < t->nsh; i++) {
         const char *x = (const char *)t->sh[i].p, *y = x + t->sh[i].n * 4;
         if (!p || (x < b && a < y)) t->sh[i].valid = 0;
+    }
+    for (int i = 0; i < BFC_SLOTS; i++) {
+        const char *x = (const char *)t->bf[i].src, *y = x + t->bf[i].n * 4;
+        if (x && (!p || (x < b && a < y))) t->bf[i].src = NULL;
     }
 }
 
@@ -181,45 +195,80 @@ int cu_lora_forward(lop_backend *be, float *out, float *xa, float *tmp, const fl
     PROF(TP_LORA, lora_fwd(be, out, xa, tmp, x, A, B, N, IC, OC, r, scale, dropout, seed, key, g, e));
 }
 
-/* the bf16 form of a matmul backward's input x[n]: the copy the previous op made of the same x
- * (a chain of matmul/LoRA backwards, which never write their inputs), or a conversion now into
- * the state's buffer; NULL with no state or no memory (kg_matmul_backward then converts) */
-static const __nv_bfloat16 *inp_bf16(lop_backend *be, const float *x, size_t n) {
-    train_st *t = st_of(be);
-    if (!t) return NULL;
-    if (t->ib_src == x && t->ib_n == n && t->ib_gen + 1 == cu_gen(be)) {
-        t->ib_gen = cu_gen(be);
-        return t->ib;
+/* a chain op (matmul / LoRA backward) begins, after its cu_touch: the copies alive at the op
+ * before live on, except those of the arrays it writes (out[k] of bytes[k]) */
+static void bfc_chain(train_st *t, unsigned long gen, void *const *out, const size_t *bytes, int nout) {
+    for (int i = 0; i < BFC_SLOTS; i++) {
+        bfc *c = &t->bf[i];
+        if (!c->src || c->gen + 1 != gen) { c->src = NULL; continue; }
+        const char *a = (const char *)c->src, *b = a + c->n * 4;
+        int hit = 0;
+        for (int k = 0; k < nout; k++)
+            if (out[k] && (const char *)out[k] < b && a < (const char *)out[k] + bytes[k]) hit = 1;
+        if (hit) c->src = NULL;
+        else c->gen = gen;
     }
-    t->ib_src = NULL;
-    if (n > t->ib_cap) {
-        if (t->ib) cudaFree(t->ib);
-        t->ib = NULL;
-        t->ib_cap = 0;
-        if (cudaMalloc((void **)&t->ib, n * 2) != cudaSuccess) { cudaGetLastError(); return NULL; }
-        t->ib_cap = n;
-    }
-    if (k_to_bf16(t->ib, x, KDT_F32, n, cu_stream_of(be)) != cudaSuccess) return NULL;
-    t->ib_src = x;
-    t->ib_n = n;
-    t->ib_gen = cu_gen(be);
-    return t->ib;
 }
 
-/* a LoRA backward between matmul backwards of the same input keeps inp_bf16's copy valid */
-static void inp_bf16_pass(lop_backend *be, const float *x) {
-    train_st *t = (train_st *)*cu_train_state(be);
-    if (t && t->ib_src == x && t->ib_gen + 1 == cu_gen(be)) t->ib_gen = cu_gen(be);
+/* the live copy of src[n], or NULL */
+static const __nv_bfloat16 *bfc_find(train_st *t, unsigned long gen, const float *src, size_t n) {
+    for (int i = 0; i < BFC_SLOTS; i++)
+        if (t->bf[i].src == src && t->bf[i].n == n && t->bf[i].gen == gen) {
+            t->bf[i].op = gen;
+            return t->bf[i].b;
+        }
+    return NULL;
+}
+
+/* a slot for a copy of src[n] made now (a dead one, else the live one read least recently, never
+ * one this op uses), grown as needed; with convert the copy is made here, else the caller's
+ * kernel writes it. NULL: no slot or no memory (the caller then converts into scratch of its
+ * own) */
+static __nv_bfloat16 *bfc_make(lop_backend *be, train_st *t, const float *src, size_t n, int convert) {
+    unsigned long gen = cu_gen(be);
+    bfc *c = NULL;
+    for (int i = 0; i < BFC_SLOTS && !c; i++)
+        if (!t->bf[i].src || t->bf[i].gen != gen) c = &t->bf[i];
+    if (!c)
+        for (int i = 0; i < BFC_SLOTS; i++)
+            if (t->bf[i].op != gen && (!c || t->bf[i].op < c->op)) c = &t->bf[i];
+    if (!c) return NULL; /* every slot holds a copy this very op reads */
+    c->src = NULL;
+    if (n > c->cap) {
+        cudaFree(c->b);
+        c->b = NULL;
+        c->cap = 0;
+        if (cudaMalloc((void **)&c->b, n * 2) != cudaSuccess) { cudaGetLastError(); return NULL; }
+        c->cap = n;
+    }
+    if (convert && k_to_bf16(c->b, src, KDT_F32, n, cu_stream_of(be)) != cudaSuccess) return NULL;
+    c->src = src;
+    c->n = n;
+    c->gen = c->op = gen;
+    return c->b;
+}
+
+/* the copy of src[n] for a bf16 GEMM: the live one, or one made now */
+static const __nv_bfloat16 *bfc_get(lop_backend *be, train_st *t, const float *src, size_t n) {
+    const __nv_bfloat16 *b = bfc_find(t, cu_gen(be), src, n);
+    return b ? b : bfc_make(be, t, src, n, 1);
 }
 
 static int matmul_bwd(lop_backend *be, float *din, float *dw, float *dbias, const float *dout,
                       const float *x, const lop_wref *w, int N, lop_gemm g, int set, lop_err *e) {
     int bf16 = g == LOP_GEMM_BF16, wdt = KDT_F32;
+    size_t IC = (size_t)w->cols, OC = (size_t)w->rows;
+    train_st *t = st_of(be);
+    if (!t) return lop_fail(e, "out of memory");
+    void *outs[3] = {din, dw, dbias};
+    size_t ob[3] = {4 * N * IC, 4 * OC * IC, 4 * OC};
+    bfc_chain(t, cu_gen(be), outs, ob, 3);
     const void *W = NULL;
     if (din && !(W = gemm_weight(be, w, bf16, &wdt, e))) return -1;
-    const __nv_bfloat16 *xb = bf16 && dw ? inp_bf16(be, x, (size_t)N * w->cols) : NULL;
-    CU(kg_matmul_backward(cu_blas_of(be), din, dw, dbias, dout, x, W, wdt, N, (int)w->cols,
-                          (int)w->rows, bf16, NULL, xb, set, cu_stream_of(be)), "matmul backward");
+    const __nv_bfloat16 *db = bf16 ? bfc_get(be, t, dout, (size_t)N * OC) : NULL;
+    const __nv_bfloat16 *xb = bf16 && dw ? bfc_get(be, t, x, (size_t)N * IC) : NULL;
+    CU(kg_matmul_backward(cu_blas_of(be), din, dw, dbias, dout, x, W, wdt, N, (int)IC, (int)OC, bf16, db,
+                          xb, set, cu_stream_of(be)), "matmul backward");
     return 0;
 }
 
@@ -228,13 +277,27 @@ int cu_matmul_backward(lop_backend *be, float *din, float *dw, float *dbias, con
     PROF(TP_MATMUL, matmul_bwd(be, din, dw, dbias, dout, x, w, N, g, overwrite, e));
 }
 
+/* in a bf16 run the products with dout (dxa and dB) read the bf16 copy of dout the frozen GEMM's
+ * backward just made (the largest operand, read twice), with B's bf16 copy; the others (dA, din)
+ * stay TF32 over float32 x and din */
 static int lora_bwd(lop_backend *be, float *din, float *dA, float *dB, float *dxa, float *tmp,
                     const float *dout, const float *x, const float *xa, const float *A,
                     const float *B, int N, int IC, int OC, int r, float scale, float dropout,
                     uint64_t seed, uint64_t key, lop_gemm g, lop_err *e) {
-    inp_bf16_pass(be, x);
+    train_st *t = st_of(be);
+    if (!t) return lop_fail(e, "out of memory");
+    void *outs[5] = {din, dA, dB, dxa, tmp};
+    size_t ob[5] = {(size_t)4 * N * IC, (size_t)4 * r * IC, (size_t)4 * OC * r, (size_t)4 * N * r,
+                    (size_t)4 * N * IC};
+    bfc_chain(t, cu_gen(be), outs, ob, 5);
+    const __nv_bfloat16 *db = NULL, *Bb = NULL;
+    if (g == LOP_GEMM_BF16 && (db = bfc_find(t, cu_gen(be), dout, (size_t)N * OC))) {
+        lop_wref bw = {B, ST_F32, OC, r, "a LoRA B", 1};
+        if (!(Bb = cu_train_bf16_of(be, &bw, e))) return -1;
+    }
     CU(kg_lora_backward(cu_blas_of(be), din, dA, dB, dxa, tmp, dout, x, xa, A, B, N, IC, OC, r, scale,
-                        dropout, seed, key, g == LOP_GEMM_BF16, cu_stream_of(be)), "LoRA backward");
+                        dropout, seed, key, g == LOP_GEMM_BF16, Bb ? db : NULL, Bb, cu_stream_of(be)),
+       "LoRA backward");
     return 0;
 }
 
@@ -318,16 +381,21 @@ int cu_attention_backward(lop_backend *be, const lop_attn_bwd_args *a, lop_err *
     PROF(TP_ATTN, attn_bwd(be, a, e));
 }
 
+/* in a bf16 run the kernel also writes bf16 copies of dgate and dup for the GEMMs that read them
+ * next (the gate and up backwards): no conversion pass over either */
 static int glu_bwd(lop_backend *be, float *dgate, float *dup, const float *dh, const float *gate,
-                   const float *up, size_t n, lop_act act, int set, lop_err *e) {
-    CU(kg_glu_backward(dgate, dup, dh, gate, up, n, act == ACT_GELU_TANH, set, cu_stream_of(be)),
+                   const float *up, size_t n, lop_act act, int set, lop_gemm g, lop_err *e) {
+    train_st *t = g == LOP_GEMM_BF16 ? st_of(be) : NULL;
+    __nv_bfloat16 *gb = t && dgate ? bfc_make(be, t, dgate, n, 0) : NULL;
+    __nv_bfloat16 *ub = t && dup ? bfc_make(be, t, dup, n, 0) : NULL;
+    CU(kg_glu_backward(dgate, dup, dh, gate, up, n, act == ACT_GELU_TANH, set, gb, ub, cu_stream_of(be)),
        "glu backward");
     return 0;
 }
 
 int cu_glu_backward(lop_backend *be, float *dgate, float *dup, const float *dh, const float *gate,
-                    const float *up, size_t n, lop_act act, int overwrite, lop_err *e) {
-    PROF(TP_GLU, glu_bwd(be, dgate, dup, dh, gate, up, n, act, overwrite, e));
+                    const float *up, size_t n, lop_act act, int overwrite, lop_gemm g, lop_err *e) {
+    PROF(TP_GLU, glu_bwd(be, dgate, dup, dh, gate, up, n, act, overwrite, g, e));
 }
 
 static int embed_bwd(lop_backend *be, float *dtable, const float *dout, const int32_t *ids, int N,

@@ -53,7 +53,7 @@ int cu_rmsnorm_backward(lop_backend *be, float *dx, float *dw, const float *dout
 int cu_rope_backward(lop_backend *be, float *dx, const float *cs, int N, int H, int D, lop_err *e);
 int cu_attention_backward(lop_backend *be, const lop_attn_bwd_args *a, lop_err *e);
 int cu_glu_backward(lop_backend *be, float *dgate, float *dup, const float *dh, const float *gate,
-                    const float *up, size_t n, lop_act act, int overwrite, lop_err *e);
+                    const float *up, size_t n, lop_act act, int overwrite, lop_gemm g, lop_err *e);
 int cu_embed_backward(lop_backend *be, float *dtable, const float *dout, const int32_t *ids, int N,
                       int C, float scale, lop_err *e);
 int cu_head_logits(lop_backend *be, float *logits, float *capped, const float *xn, int n,

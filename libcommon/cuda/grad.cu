@@ -131,7 +131,7 @@ cudaError_t kg_rope_backward(float *dx, const float *cs, int N, int H, int D, cu
 /* ---------------------------------------------------------------- GLU */
 
 __global__ void glu_bwd_k(float *dg, float *du, const float *dh, const float *g, const float *u,
-                          size_t n, int act, int set) {
+                          size_t n, int act, int set, __nv_bfloat16 *dgb, __nv_bfloat16 *dub) {
     const float K = 0.7978845608028654f;
     GRID_STRIDE(i, n) {
         float x = g[i], a, da;
@@ -144,15 +144,24 @@ __global__ void glu_bwd_k(float *dg, float *du, const float *dh, const float *g,
             a = 0.5f * x * (1.0f + t);
             da = 0.5f * (1.0f + t) + 0.5f * x * (1.0f - t * t) * K * (1.0f + 3 * 0.044715f * x * x);
         }
-        if (dg) dg[i] = (set ? 0.0f : dg[i]) + dh[i] * u[i] * da;
-        if (du) du[i] = (set ? 0.0f : du[i]) + dh[i] * a;
+        if (dg) {
+            float y = (set ? 0.0f : dg[i]) + dh[i] * u[i] * da;
+            dg[i] = y;
+            if (dgb) dgb[i] = __float2bfloat16_rn(y);
+        }
+        if (du) {
+            float y = (set ? 0.0f : du[i]) + dh[i] * a;
+            du[i] = y;
+            if (dub) dub[i] = __float2bfloat16_rn(y);
+        }
     }
 }
 
 cudaError_t kg_glu_backward(float *dg, float *du, const float *dh, const float *g, const float *u,
-                            size_t n, int act, int set, cudaStream_t s) {
+                            size_t n, int act, int set, __nv_bfloat16 *dg_bf16, __nv_bfloat16 *du_bf16,
+                            cudaStream_t s) {
     if (!n || (!dg && !du)) return cudaSuccess;
-    glu_bwd_k<<<grid_for(n, 256), 256, 0, s>>>(dg, du, dh, g, u, n, act, set);
+    glu_bwd_k<<<grid_for(n, 256), 256, 0, s>>>(dg, du, dh, g, u, n, act, set, dg_bf16, du_bf16);
     return cudaGetLastError();
 }
 

@@ -27,9 +27,10 @@ cudaError_t kg_rmsnorm_backward(float *dx, float *dw, const float *dout, const f
  * the gradient w.r.t. the pre-rotation values, the CPU's rope_apply_inverse bit for bit */
 cudaError_t kg_rope_backward(float *dx, const float *cs, int N, int H, int D, cudaStream_t s);
 /* gated MLP (forward h = act(g) * u; act 0 SiLU, 1 GELU-tanh): dg += dh u act'(g); du += dh act(g)
- * (set: =) */
+ * (set: =); dg_bf16 / du_bf16 (or NULL): the results rounded to bf16 too (for the GEMMs next) */
 cudaError_t kg_glu_backward(float *dg, float *du, const float *dh, const float *g, const float *u,
-                            size_t n, int act, int set, cudaStream_t s);
+                            size_t n, int act, int set, __nv_bfloat16 *dg_bf16, __nv_bfloat16 *du_bf16,
+                            cudaStream_t s);
 /* embedding (forward out = table[ids[n]] * scale): dtable[ids[n]] += dout[n] * scale. ids_host [N]
  * host memory: rows are grouped by id on the host, then each table row adds its rows in token
  * order — the CPU's sums exactly (no atomics). */
@@ -66,10 +67,13 @@ cudaError_t kg_lora_forward(cublasHandle_t h, float *out, float *xa, float *tmp,
                             const float *A, const float *B, int N, int IC, int OC, int r,
                             float scale, float dropout, uint64_t seed, uint64_t key, int tf32,
                             cudaStream_t s);
+/* dout_bf16 and B_bf16 (or both NULL): bf16 copies of dout and B; then dxa and dB are bf16
+ * products (float32 accumulation), as PEFT's under autocast */
 cudaError_t kg_lora_backward(cublasHandle_t h, float *din, float *dA, float *dB, float *dxa,
                              float *tmp, const float *dout, const float *x, const float *xa,
                              const float *A, const float *B, int N, int IC, int OC, int r,
                              float scale, float dropout, uint64_t seed, uint64_t key, int tf32,
+                             const __nv_bfloat16 *dout_bf16, const __nv_bfloat16 *B_bf16,
                              cudaStream_t s);
 
 /* ---- attention (attention_bwd.cu) ----

@@ -101,16 +101,31 @@ cudaError_t kg_lora_backward(cublasHandle_t h, float *din, float *dA, float *dB,
                              float *tmp, const float *dout, const float *x, const float *xa,
                              const float *A, const float *B, int N, int IC, int OC, int r,
                              float scale, float dropout, uint64_t seed, uint64_t key, int tf32,
+                             const __nv_bfloat16 *dout_bf16, const __nv_bfloat16 *B_bf16,
                              cudaStream_t s) {
     cudaError_t rc = cudaSuccess;
     const float one = 1.0f, zero = 0.0f;
+    __nv_bfloat16 *xab = NULL;
     if (N <= 0) return cudaSuccess;
     cublasSetStream(h, s);
     if (tf32) cublasSetMathMode(h, CUBLAS_TF32_TENSOR_OP_MATH);
-    /* dxa[N, r] = s dout[N, OC] B[OC, r] */
-    BLAS_OK(cublasSgemm(h, CUBLAS_OP_N, CUBLAS_OP_N, r, N, OC, &scale, B, r, dout, OC, &zero, dxa, r));
-    /* dB[OC, r] += s dout^T xa */
-    if (dB) BLAS_OK(cublasSgemm(h, CUBLAS_OP_N, CUBLAS_OP_T, r, OC, N, &scale, xa, r, dout, OC, &one, dB, r));
+    if (dout_bf16 && B_bf16) {
+        /* dxa[N, r] = s dout[N, OC] B[OC, r];  dB[OC, r] += s dout^T xa (xa rounded: [N, r]) */
+        BLAS_OK(cublasGemmEx(h, CUBLAS_OP_N, CUBLAS_OP_N, r, N, OC, &scale, B_bf16, CUDA_R_16BF, r, dout_bf16,
+                             CUDA_R_16BF, OC, &zero, dxa, CUDA_R_32F, r, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+        if (dB) {
+            CUDA_OK(cudaMallocAsync((void **)&xab, sizeof(__nv_bfloat16) * (size_t)N * r, s));
+            CUDA_OK(k_to_bf16(xab, xa, KDT_F32, (size_t)N * r, s));
+            BLAS_OK(cublasGemmEx(h, CUBLAS_OP_N, CUBLAS_OP_T, r, OC, N, &scale, xab, CUDA_R_16BF, r, dout_bf16,
+                                 CUDA_R_16BF, OC, &one, dB, CUDA_R_32F, r, CUBLAS_COMPUTE_32F,
+                                 CUBLAS_GEMM_DEFAULT));
+        }
+    } else {
+        /* dxa[N, r] = s dout[N, OC] B[OC, r] */
+        BLAS_OK(cublasSgemm(h, CUBLAS_OP_N, CUBLAS_OP_N, r, N, OC, &scale, B, r, dout, OC, &zero, dxa, r));
+        /* dB[OC, r] += s dout^T xa */
+        if (dB) BLAS_OK(cublasSgemm(h, CUBLAS_OP_N, CUBLAS_OP_T, r, OC, N, &scale, xa, r, dout, OC, &one, dB, r));
+    }
     /* dA[r, IC] += dxa^T drop(x) */
     if (dA) {
         const float *xd = x;
@@ -128,6 +143,7 @@ cudaError_t kg_lora_backward(cublasHandle_t h, float *din, float *dA, float *dB,
         CUDA_OK(kg_dropout(din, tmp, (size_t)N * IC, seed, key, dropout, 1, s));
     }
 out:
+    if (xab) cudaFreeAsync(xab, s);
     if (tf32) cublasSetMathMode(h, CUBLAS_DEFAULT_MATH);
     if (rc == cudaSuccess) rc = cudaGetLastError();
     return rc;

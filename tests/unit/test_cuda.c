@@ -470,6 +470,77 @@ static void t_lora(int N, int IC, int OC, int r, float p, lop_gemm g) {
     hd_free(dout); hd_free(din); hd_free(dA); hd_free(dB); hd_free(dxa);
 }
 
+/* The backward's chains of ops on the GPU, where bf16 copies made by one op are read by the next
+ * (backend_cuda_train.cu's bfc): a frozen bf16 GEMM's backward then the LoRA beside it (dout's
+ * copy), the GLU backward then gate's and up's (dgate's and dup's copies written by its kernel),
+ * and three products of one input (q, k, v: one copy) whose input is then rewritten by an upload
+ * (the next product must see the new values). Against the cpu's float32, bf16's bound. */
+static void t_chains(int N, int IC, int OC, int r) {
+    double tol = 1e-2;
+    void *raw = NULL;
+    lop_wref w = wmat(ST_BF16, OC, IC, 0.1f, &raw);
+    hd x = hd_rnd((size_t)N * IC, 1), dout = hd_rnd((size_t)N * OC, 1), din = hd_rnd((size_t)N * IC, 1);
+    hd A = hd_rnd((size_t)r * IC, 0.1f), B = hd_rnd((size_t)OC * r, 0.1f), xa = hd_rnd((size_t)N * r, 1);
+    hd dA = hd_rnd((size_t)r * IC, 1), dB = hd_rnd((size_t)OC * r, 1), dxa = hd_zero((size_t)N * r),
+       tmp = hd_zero((size_t)N * IC);
+    for (int side = 0; side < 2; side++) {
+        lop_backend *be = side ? G : H;
+        lop_gemm g = side ? LOP_GEMM_BF16 : LOP_GEMM_F32;
+#define S(v_) (side ? (v_).d : (v_).h)
+        CK(be->op->matmul_backward(be, S(din), NULL, NULL, S(dout), S(x), &w, N, g, 1, &E));
+        CK(be->op->lora_backward(be, S(din), S(dA), S(dB), S(dxa), S(tmp), S(dout), S(x), S(xa), S(A), S(B), N,
+                                 IC, OC, r, 2.0f, 0, 1, 1, g, &E));
+#undef S
+    }
+    hd_cmp("chain: frozen bf16 matmul backward + LoRA backward (dout's copy): din", din, tol);
+    hd_cmp("  dA", dA, tol);
+    hd_cmp("  dB", dB, tol);
+    hd_cmp("  dxa", dxa, tol);
+    /* GLU backward -> gate and up backwards (trainable f32 weights, bf16 products) */
+    int FF = OC;
+    hd gt = hd_rnd((size_t)N * FF, 3), up = hd_rnd((size_t)N * FF, 1), dh = hd_rnd((size_t)N * FF, 1);
+    hd dg = hd_rnd((size_t)N * FF, 1), du = hd_rnd((size_t)N * FF, 1);
+    hd Wg = hd_rnd((size_t)FF * IC, 0.1f), Wu = hd_rnd((size_t)FF * IC, 0.1f);
+    hd dWg = hd_rnd((size_t)FF * IC, 1), dWu = hd_rnd((size_t)FF * IC, 1);
+    lop_wref hg, gg, hu, gu;
+    wtrain(Wg, FF, IC, &hg, &gg);
+    wtrain(Wu, FF, IC, &hu, &gu);
+    for (int side = 0; side < 2; side++) {
+        lop_backend *be = side ? G : H;
+        lop_gemm g = side ? LOP_GEMM_BF16 : LOP_GEMM_F32;
+#define S(v_) (side ? (v_).d : (v_).h)
+        CK(be->op->glu_backward(be, S(dg), S(du), S(dh), S(gt), S(up), (size_t)N * FF, ACT_SILU, 1, g, &E));
+        CK(be->op->matmul_backward(be, S(din), S(dWg), NULL, S(dg), S(x), side ? &gg : &hg, N, g, 1, &E));
+        CK(be->op->matmul_backward(be, S(din), S(dWu), NULL, S(du), S(x), side ? &gu : &hu, N, g, 0, &E));
+#undef S
+    }
+    hd_cmp("chain: GLU backward -> gate and up backwards (dgate's, dup's copies): din", din, tol);
+    hd_cmp("  dW gate", dWg, tol);
+    hd_cmp("  dW up", dWu, tol);
+    /* one input for three products, then an upload rewrites it: the third must read the new x */
+    for (int k = 0; k < 3; k++) {
+        if (k == 2) {
+            for (size_t i = 0; i < x.n; i++) x.h[i] = -0.5f * x.h[i] + 0.25f;
+            CK(G->op->upload(G, x.d, x.h, x.n * 4, &E));
+        }
+        for (int side = 0; side < 2; side++) {
+            lop_backend *be = side ? G : H;
+            lop_gemm g = side ? LOP_GEMM_BF16 : LOP_GEMM_F32;
+#define S(v_) (side ? (v_).d : (v_).h)
+            CK(be->op->matmul_backward(be, S(din), k == 1 ? S(dWu) : S(dWg), NULL, k == 1 ? S(du) : S(dg), S(x),
+                                       side ? (k == 1 ? &gu : &gg) : (k == 1 ? &hu : &hg), N, g, k == 0, &E));
+#undef S
+        }
+    }
+    hd_cmp("chain: three products of one input, rewritten before the third: din", din, tol);
+    hd_cmp("  dW (first and third)", dWg, tol);
+    hd_cmp("  dW (second)", dWu, tol);
+    hd_free(x); hd_free(dout); hd_free(din); hd_free(A); hd_free(B); hd_free(xa); hd_free(dA); hd_free(dB);
+    hd_free(dxa); hd_free(tmp); hd_free(gt); hd_free(up); hd_free(dh); hd_free(dg); hd_free(du);
+    hd_free(Wg); hd_free(Wu); hd_free(dWg); hd_free(dWu);
+    free(raw);
+}
+
 /* ow: the seam's overwrite (din stored over its random contents) */
 static void t_matmul_bwd(st_dtype dt, int trainable, int N, int IC, int OC, int bias, lop_gemm g, int ow) {
     void *raw = NULL;
@@ -585,8 +656,8 @@ static void t_glu_bwd(void) {
     for (int t = 0; t < 4; t++) {
         int act = t & 1, ow = t >> 1;
         hd dg = hd_rnd(n, 1), du = hd_rnd(n, 1);
-        CK(H->op->glu_backward(H, dg.h, du.h, dh.h, g.h, u.h, n, (lop_act)act, ow, &E));
-        CK(G->op->glu_backward(G, dg.d, du.d, dh.d, g.d, u.d, n, (lop_act)act, ow, &E));
+        CK(H->op->glu_backward(H, dg.h, du.h, dh.h, g.h, u.h, n, (lop_act)act, ow, LOP_GEMM_F32, &E));
+        CK(G->op->glu_backward(G, dg.d, du.d, dh.d, g.d, u.d, n, (lop_act)act, ow, ow ? LOP_GEMM_BF16 : LOP_GEMM_F32, &E));
         char what[80];
         snprintf(what, sizeof what, "glu backward %s%s: dgate", act ? "GELU(tanh)" : "SiLU", ow ? " (overwrite)" : "");
         hd_cmp(what, dg, 1e-6);
@@ -757,6 +828,8 @@ static void t_train(void) {
     t_rmsnorm_bwd(513, 640, 1, 0);
     t_rmsnorm_bwd(1000, 2560, 0, 0);
     t_rmsnorm_bwd(8192, 128, 1, 0);
+    t_chains(300, 640, 1024, 16);
+    t_chains(1024, 2560, 2048, 16);
     t_rmsnorm_bwd(513, 640, 1, 1);
     t_rmsnorm_bwd(8192, 128, 0, 1);
     t_rope_bwd(300, 4, 128);
