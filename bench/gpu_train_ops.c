@@ -191,7 +191,7 @@ int main(int argc, char **argv) {
                 dob = dA;
             }
             OK(G->op->matmul_backward(G, datt, W[l][O].g, NULL, dob, att_out, &W[l][O].w, N, g, 1, &E));
-            lop_attn_bwd_args ab = {.dq = dq, .dk = dk, .dv = dv, .dout = datt, .q = q, .k = k, .v = v, .B = B,
+            lop_attn_bwd_args ab = {.dq = dq, .dk = dk, .dv = dv, .dout = datt, .q = q, .k = k, .v = v, .out = att_out, .B = B,
                                     .len = len, .off = off, .Hq = H, .Hkv = KV, .D = D,
                                     .window = sl ? s->window : 0, .scale = scale, .gemm = g, .overwrite = 1};
             OK(G->op->attention_backward(G, &ab, &E));

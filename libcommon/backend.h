@@ -75,6 +75,9 @@ typedef struct lop_attn_bwd_args {
     const float *att;        /* kept probabilities */
     const int64_t *att_off;  /* host [B] */
     const float *q, *k, *v;  /* [N, Hq*D], [N, Hkv*D], [N, Hkv*D] as the forward used them */
+    const float *out;        /* the forward's output [N, Hq*D] (rows as q), or NULL: a device's
+                                fused backward takes delta_i = dO_i . O_i from it (the CPU
+                                ignores it) */
     int B;
     const int *len, *off;    /* host [B], [B+1] */
     int Hq, Hkv, D, window;

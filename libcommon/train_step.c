@@ -185,8 +185,8 @@ static int layer_backward(tr_model *m, int l, lop_err *e) {
     int sliding = c->layer_sliding && c->layer_sliding[l] && c->sliding_window > 0;
     lop_attn_bwd_args ab = {
         .dq = q->dq, .dk = q->dk, .dv = q->dv, .dout = q->datt, .att = a->att,
-        .att_off = lm->acts.att_off, .q = a->q, .k = a->k, .v = a->v, .B = q->B, .len = q->lb.len,
-        .off = q->lb.off, .Hq = H, .Hkv = KV, .D = D, .window = sliding ? c->sliding_window : 0,
+        .att_off = lm->acts.att_off, .q = a->q, .k = a->k, .v = a->v, .out = a->att_out, .B = q->B,
+        .len = q->lb.len, .off = q->lb.off, .Hq = H, .Hkv = KV, .D = D, .window = sliding ? c->sliding_window : 0,
         .scale = (float)c->attn_scale, .softcap = (float)c->attn_softcap,
         .gemm = lop_model_gemm(lm), /* the forward's precision: bf16 runs on tensor cores */
         .overwrite = 1};

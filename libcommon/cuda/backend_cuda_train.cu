@@ -333,13 +333,19 @@ int cu_rope_backward(lop_backend *be, float *dx, const float *cs, int N, int H, 
     PROF(TP_ROPE, rope_bwd(be, dx, cs, N, H, D, e));
 }
 
-/* tensor-core GEMMs over recomputed scores when a group of pairs fits their scratch (and
- * LOP_CUDA_ATTN_BWD is not "flash"), else the flash kernel (attention_bwd.cu) */
+/* bf16 (the forward's output at hand, a supported head dim): the fused tensor-core kernel
+ * (attention_bwd_mma.cu: no [T, T] scratch); else tensor-core GEMMs over recomputed scores when a
+ * group of pairs fits their scratch, else the float32 flash kernel (attention_bwd.cu).
+ * LOP_CUDA_ATTN_BWD = mma (the default) | gemm | flash picks a path (tests, benchmarks). o [N, Hq*D]:
+ * the forward's output rows of these queries, or NULL. */
 static cudaError_t attn_bwd_one(lop_backend *be, const lop_attn_bwd_args *a, float *dq, float *dk,
-                                float *dv, const float *dout, const float *q, const float *k,
-                                const float *v, int B, int T) {
+                                float *dv, const float *dout, const float *o, const float *q,
+                                const float *k, const float *v, int B, int T) {
     const char *ev = getenv("LOP_CUDA_ATTN_BWD");
-    int flash = ev && !strcmp(ev, "flash");
+    int flash = ev && !strcmp(ev, "flash"), mma = !ev || !strcmp(ev, "mma");
+    if (mma && a->gemm == LOP_GEMM_BF16 && o && kg_attention_backward_mma_supports(a->D))
+        return kg_attention_backward_mma(dq, dk, dv, dout, o, q, k, v, B, T, a->Hq, a->Hkv, a->D, a->scale,
+                                         a->softcap, a->window, a->overwrite, cu_stream_of(be));
     if (!flash && kg_attention_backward_gemm_pairs(T) >= (size_t)a->Hq)
         return kg_attention_backward_gemm(cu_blas_of(be), dq, dk, dv, dout, q, k, v, B, T, a->Hq, a->Hkv,
                                           a->D, a->scale, a->softcap, a->window, a->gemm == LOP_GEMM_BF16,
@@ -362,7 +368,7 @@ static int attn_bwd(lop_backend *be, const lop_attn_bwd_args *a, lop_err *e) {
     int same = 1;
     for (int b = 0; b < a->B; b++) same &= a->len[b] == a->len[0] && a->off[b] == b * a->len[0];
     if (same) {
-        CU(attn_bwd_one(be, a, a->dq, a->dk, a->dv, a->dout, a->q, a->k, a->v, a->B, a->len[0]),
+        CU(attn_bwd_one(be, a, a->dq, a->dk, a->dv, a->dout, a->out, a->q, a->k, a->v, a->B, a->len[0]),
            "attention backward");
         return 0;
     }
@@ -370,8 +376,8 @@ static int attn_bwd(lop_backend *be, const lop_attn_bwd_args *a, lop_err *e) {
     for (int b = 0; b < a->B; b++) {
         size_t r0 = (size_t)a->off[b];
         CU(attn_bwd_one(be, a, a->dq ? a->dq + r0 * qd : NULL, a->dk ? a->dk + r0 * kd : NULL,
-                        a->dv ? a->dv + r0 * kd : NULL, a->dout + r0 * qd, a->q + r0 * qd, a->k + r0 * kd,
-                        a->v + r0 * kd, 1, a->len[b]),
+                        a->dv ? a->dv + r0 * kd : NULL, a->dout + r0 * qd, a->out ? a->out + r0 * qd : NULL,
+                        a->q + r0 * qd, a->k + r0 * kd, a->v + r0 * kd, 1, a->len[b]),
            "attention backward");
     }
     return 0;

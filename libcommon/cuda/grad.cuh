@@ -101,6 +101,21 @@ cudaError_t kg_attention_backward_gemm(cublasHandle_t h, float *dq, float *dk, f
 /* (sequence, head) pairs a group holds at sequence length T (0: not even one: use the flash kernel) */
 size_t kg_attention_backward_gemm_pairs(int T);
 
+/* The bf16 backward fused on tensor cores (attention_bwd_mma.cu, FlashAttention-2's deterministic
+ * scheme, mma.sync): nothing of size [T, T] is stored, P and dS are recomputed tile by tile from
+ * q, k and the rows' logsumexp (a first kernel recomputes it; its [B*T, H] scratch and delta's come
+ * from cudaMallocAsync on s). out [N, H*D]: the forward's attention output, for
+ * delta_i = dO_i . O_i. q, k, v, dout (then P, dS) rounded to bf16, float32 accumulation, dQ by
+ * query tiles and dK, dV by key tiles (each block owns its rows: no atomics, the same bits on every
+ * run). set: dq, dk, dv stored (old contents never read), else added; any may be NULL. D in
+ * kg_attention_backward_mma_supports (64, 128, 256). */
+int kg_attention_backward_mma_supports(int D);
+cudaError_t kg_attention_backward_mma(float *dq, float *dk, float *dv, const float *dout,
+                                      const float *out, const float *q, const float *k,
+                                      const float *v, int B, int T, int H, int KVH, int D,
+                                      float scale, float softcap, int window, int set,
+                                      cudaStream_t s);
+
 /* ---- the head's loss (loss.cu) ----
  * Cross-entropy over a chunk of n rows of logits [n, V] (row stride ld): when cap > 0 the logits
  * are raw and capped here (y = cap tanh(x/cap)). Writes dlogits (in place) = gscale * d/dx of the

@@ -622,8 +622,9 @@ static void t_attn_bwd_g(int B, const int *len, int Hq, int Hkv, int D, int wind
                             .Hkv = Hkv, .D = D, .window = window, .scale = scale, .softcap = softcap,
                             .overwrite = ow};
     CK(H->op->attention_backward(H, &ab, &E));
+    float *outd = dev_of(out, sizeof(float) * N * qd); /* the forward's output: the mma path's delta */
     ab = (lop_attn_bwd_args){.dq = dq.d, .dk = dk.d, .dv = dv.d, .dout = dout.d, .att = NULL, .att_off = NULL,
-                             .q = q.d, .k = k.d, .v = v.d, .B = B, .len = len, .off = off, .Hq = Hq,
+                             .q = q.d, .k = k.d, .v = v.d, .out = outd, .B = B, .len = len, .off = off, .Hq = Hq,
                              .Hkv = Hkv, .D = D, .window = window, .scale = scale, .softcap = softcap,
                              .gemm = gm, .overwrite = ow};
     setenv("LOP_CUDA_ATTN_BWD", path, 1);
@@ -637,6 +638,7 @@ static void t_attn_bwd_g(int B, const int *len, int Hq, int Hkv, int D, int wind
     hd_cmp(what, dq, tol);
     hd_cmp("  dk", dk, tol);
     hd_cmp("  dv", dv, tol);
+    G->op->release(G, outd);
     free(out); free(att);
     hd_free(q); hd_free(k); hd_free(v); hd_free(dout); hd_free(dq); hd_free(dk); hd_free(dv);
 }
@@ -648,6 +650,42 @@ static void t_attn_bwd(int B, const int *len, int Hq, int Hkv, int D, int window
     /* the trainer's first writes: stored over random contents */
     t_attn_bwd_g(B, len, Hq, Hkv, D, window, softcap, LOP_GEMM_F32, "flash", 1);
     t_attn_bwd_g(B, len, Hq, Hkv, D, window, softcap, LOP_GEMM_BF16, "gemm", 1);
+    /* the fused bf16 kernel (D it lacks: the gemm path), added and stored */
+    t_attn_bwd_g(B, len, Hq, Hkv, D, window, softcap, LOP_GEMM_BF16, "mma", 0);
+    t_attn_bwd_g(B, len, Hq, Hkv, D, window, softcap, LOP_GEMM_BF16, "mma", 1);
+}
+
+/* the mma path twice over the same inputs (stored): the same bits (no atomics) */
+static void t_attn_bwd_det(int B, const int *len, int Hq, int Hkv, int D, int window, float softcap) {
+    int off[9] = {0};
+    for (int b = 0; b < B; b++) off[b + 1] = off[b] + len[b];
+    int N = off[B], qd = Hq * D, kd = Hkv * D;
+    hd q = hd_rnd((size_t)N * qd, 1), k = hd_rnd((size_t)N * kd, 1), v = hd_rnd((size_t)N * kd, 1);
+    hd dout = hd_rnd((size_t)N * qd, 1), out = hd_rnd((size_t)N * qd, 1);
+    hd dq = hd_zero((size_t)N * qd), dk = hd_zero((size_t)N * kd), dv = hd_zero((size_t)N * kd);
+    float *got[2][3] = {{NULL}};
+    lop_attn_bwd_args ab = {.dq = dq.d, .dk = dk.d, .dv = dv.d, .dout = dout.d, .q = q.d, .k = k.d, .v = v.d,
+                            .out = out.d, .B = B, .len = len, .off = off, .Hq = Hq, .Hkv = Hkv, .D = D,
+                            .window = window, .scale = 1.0f / sqrtf((float)D), .softcap = softcap,
+                            .gemm = LOP_GEMM_BF16, .overwrite = 1};
+    setenv("LOP_CUDA_ATTN_BWD", "mma", 1);
+    int ok = 1;
+    for (int run = 0; run < 2 && ok; run++) {
+        if (G->op->attention_backward(G, &ab, &E)) { printf("FAIL attention backward: %s\n", E.msg); ok = 0; }
+        got[run][0] = host_of(dq.d, dq.n);
+        got[run][1] = host_of(dk.d, dk.n);
+        got[run][2] = host_of(dv.d, dv.n);
+    }
+    unsetenv("LOP_CUDA_ATTN_BWD");
+    int same = ok && !memcmp(got[0][0], got[1][0], sizeof(float) * dq.n) &&
+               !memcmp(got[0][1], got[1][1], sizeof(float) * dk.n) &&
+               !memcmp(got[0][2], got[1][2], sizeof(float) * dv.n);
+    printf("%-4s attention backward mma B=%d T0=%d D=%d Hq=%d Hkv=%d window=%d: two runs, the same bits\n",
+           same ? "ok" : "FAIL", B, len[0], D, Hq, Hkv, window);
+    if (!same) fails++;
+    for (int run = 0; run < 2; run++)
+        for (int t = 0; t < 3; t++) free(got[run][t]);
+    hd_free(q); hd_free(k); hd_free(v); hd_free(dout); hd_free(out); hd_free(dq); hd_free(dk); hd_free(dv);
 }
 
 static void t_glu_bwd(void) {
@@ -841,6 +879,9 @@ static void t_train(void) {
     t_attn_bwd(4, l1, 8, 8, 128, 0, 50.0f);
     t_attn_bwd(3, l2, 4, 4, 100, 33, 0);
     t_attn_bwd(4, l1, 2, 1, 16, 0, 0);
+    t_attn_bwd_det(4, l1, 8, 2, 128, 0, 0);
+    t_attn_bwd_det(3, l2, 4, 2, 64, 33, 30.0f);
+    t_attn_bwd_det(2, l3, 4, 1, 256, 100, 0);
     t_glu_bwd();
     t_embed_bwd();
     t_head_train(100, 64, 40000, 0, 0, LOP_GEMM_F32);
