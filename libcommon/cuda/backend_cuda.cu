@@ -48,8 +48,10 @@ typedef struct dbuf {     /* one device copy of host weight data */
 
 typedef struct wslot { const lop_wref *key; dbuf *buf; } wslot;
 
-/* LOP_CUDA_PROFILE=1: time each kind of op (synchronizing around it, so only for a breakdown) and
- * print the totals to stderr when the backend is destroyed */
+/* LOP_CUDA_PROFILE=1: the GPU time of each kind of op, from CUDA events recorded on the stream
+ * around it (nothing synchronizes: the step runs as it would; gaps between ops are nobody's);
+ * LOP_CUDA_PROFILE=sync: wall time with the device synchronized around each op (launch costs
+ * included). Totals go to stderr when the backend is destroyed. */
 enum { P_EMBED, P_MATMUL, P_MMADD, P_MLP, P_NORM, P_ROPE, P_ATTN, P_GLU, P_ADD, P_HEAD, P_COPY, P_TRAIN0,
        P_N = P_TRAIN0 + TP_N };
 static const char *prof_names[P_N] = {"embed", "matmul", "matmul+add", "gate,up+glu", "rmsnorm", "rope",
@@ -101,9 +103,11 @@ typedef struct cu_be {
     size_t h_meta_n;
     int meta_ntiles;
     size_t mem_base, mem_peak; /* device memory in use when made, and the most since */
-    int prof;
+    int prof;             /* 1 events, 2 sync */
     double prof_s[P_N], prof_t0;
     long prof_n[P_N];
+    cudaEvent_t *prof_ev; /* [PROF_EV] pairs around ops not yet read, kinds in prof_k */
+    int *prof_k, prof_used, prof_open;
     float inv_cache[2][512];
     float *inv_dev[2];
     void *train;          /* the training ops' state (backend_cuda_train.cu) */
@@ -130,15 +134,52 @@ static double now_s(void) {
     clock_gettime(CLOCK_MONOTONIC, &t);
     return t.tv_sec + 1e-9 * t.tv_nsec;
 }
+#define PROF_EV 8192
+/* read the recorded pairs (waits for the last) */
+static void prof_flush(cu_be *c) {
+    if (!c->prof_used) return;
+    cudaEventSynchronize(c->prof_ev[c->prof_used - 1]);
+    for (int i = 0; i + 1 < c->prof_used; i += 2) {
+        float ms = 0;
+        if (cudaEventElapsedTime(&ms, c->prof_ev[i], c->prof_ev[i + 1]) == cudaSuccess)
+            c->prof_s[c->prof_k[i / 2]] += ms * 1e-3;
+    }
+    cudaGetLastError();
+    c->prof_used = 0;
+}
 static void prof_begin(cu_be *c) {
-    if (!c->prof) return;
-    cudaDeviceSynchronize();
-    c->prof_t0 = now_s();
+    if (!c->prof || c->prof_open++) return; /* an op inside a timed op counts as the outer one */
+    if (c->prof == 2) {
+        cudaDeviceSynchronize();
+        c->prof_t0 = now_s();
+        return;
+    }
+    if (!c->prof_ev) {
+        c->prof_ev = (cudaEvent_t *)calloc(PROF_EV, sizeof *c->prof_ev);
+        c->prof_k = (int *)calloc(PROF_EV / 2, sizeof *c->prof_k);
+        for (int i = 0; c->prof_ev && i < PROF_EV; i++)
+            if (cudaEventCreate(&c->prof_ev[i]) != cudaSuccess) { c->prof = 2; break; }
+        if (!c->prof_ev || !c->prof_k) c->prof = 2;
+        cudaGetLastError();
+        if (c->prof == 2) { /* no events: synchronized timing from here on */
+            cudaDeviceSynchronize();
+            c->prof_t0 = now_s();
+            return;
+        }
+    }
+    if (c->prof_used == PROF_EV) prof_flush(c);
+    cudaEventRecord(c->prof_ev[c->prof_used], c->st);
 }
 static void prof_end(cu_be *c, int k) {
-    if (!c->prof) return;
-    cudaDeviceSynchronize();
-    c->prof_s[k] += now_s() - c->prof_t0;
+    if (!c->prof || --c->prof_open) return;
+    if (c->prof == 2) {
+        cudaDeviceSynchronize();
+        c->prof_s[k] += now_s() - c->prof_t0;
+    } else {
+        cudaEventRecord(c->prof_ev[c->prof_used + 1], c->st);
+        c->prof_k[c->prof_used / 2] = k;
+        c->prof_used += 2;
+    }
     c->prof_n[k]++;
 }
 
@@ -172,14 +213,21 @@ static void *scratch(cu_be *c, int s, size_t bytes, lop_err *e) {
 static void cu_destroy(lop_backend *be) {
     cu_be *c = (cu_be *)be;
     if (c->prof) {
+        prof_flush(c);
         double tot = 0;
         for (int k = 0; k < P_N; k++) tot += c->prof_s[k];
-        fprintf(stderr, "lop cuda profile (%s): %.1f ms in ops\n", c->be.name, tot * 1e3);
+        fprintf(stderr, "lop cuda profile (%s, %s): %.1f ms in ops\n", c->be.name,
+                c->prof == 2 ? "each op synchronized" : "GPU time by events", tot * 1e3);
         for (int k = 0; k < P_N; k++)
             if (c->prof_n[k])
                 fprintf(stderr, "  %-10s %9.2f ms %5.1f%%  %ld calls\n", prof_names[k], c->prof_s[k] * 1e3,
                         tot > 0 ? 100 * c->prof_s[k] / tot : 0, c->prof_n[k]);
     }
+    if (c->prof_ev) {
+        for (int i = 0; i < PROF_EV; i++) if (c->prof_ev[i]) cudaEventDestroy(c->prof_ev[i]);
+        free(c->prof_ev);
+    }
+    free(c->prof_k);
     cu_train_destroy(be);
     for (int i = 0; i < c->nplan; i++) {
         cublasLtMatmulDescDestroy(c->plan[i].op);
@@ -1136,7 +1184,7 @@ extern "C" __attribute__((visibility("default"))) int lop_cuda_backend_new(lop_b
     if (!c->ltws || cublasLtCreate(&c->lt) != CUBLAS_STATUS_SUCCESS) c->lt = NULL; /* cuBLAS alone */
     if (c->ltws) cublasSetWorkspace(c->blas, c->ltws, (size_t)LT_WS_MB << 20);
     const char *pe = getenv("LOP_CUDA_PROFILE");
-    c->prof = pe && *pe && strcmp(pe, "0");
+    c->prof = pe && *pe && strcmp(pe, "0") ? (strcmp(pe, "sync") ? 1 : 2) : 0;
     pe = getenv("LOP_CUDA_FUSE"); /* a mask of FUSE_* (for comparisons) */
     c->fuse = pe && *pe ? atoi(pe) : FUSE_DEFAULT;
     c->head_vc = VCHUNK;
