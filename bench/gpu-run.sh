@@ -20,8 +20,9 @@
 #   trainbench bench/gpu-train.sh (heal-sft, kd-train against PyTorch + transformers + PEFT)
 #   recipe     the S0 recipe on the GPU: make -C examples/gemma3-depth-heal check DEVICE=cuda
 #   profile    heal-sft on random weights of PROFILE_MODELS (default qwen3-0.6b; gemma-3-4b-17l is
-#              the depth card's shape, trained with LoRA r16), 8 x 512, 4 steps, with
-#              LOP_CUDA_PROFILE=1 (each op synchronized: where the step's time goes)
+#              the depth card's shape, trained with LoRA r16, then again with LOP_CUDA_LORA=blas),
+#              8 x 512, PROFILE_STEPS steps (default 12: the first step's setup weighs little), with
+#              LOP_CUDA_PROFILE=1 (GPU time of each kind of op, by events)
 # Env: OUT (default /tmp/lop-out), gpu-forward.sh's LOP_GPU_* and gpu-train.sh's settings.
 set -u
 SRC=$PWD
@@ -106,7 +107,7 @@ if has profile; then
   python3 -c "
 import json, random
 r = random.Random(1)
-for _ in range(32): print(json.dumps({'ids': [r.randrange(2, 151936) for _ in range(513)]}))" > /tmp/prof.jsonl
+for _ in range(8 * ${PROFILE_STEPS:-12}): print(json.dumps({'ids': [r.randrange(2, 151936) for _ in range(513)]}))" > /tmp/prof.jsonl
   for name in ${PROFILE_MODELS:-qwen3-0.6b}; do
     if [ ! -f /tmp/prof-$name/config.json ]; then
       case $name in   # gemma-3-4b-17l: the depth card's shape (layers 0-7 and 25-33 of 34)
@@ -116,10 +117,16 @@ for _ in range(32): print(json.dumps({'ids': [r.randrange(2, 151936) for _ in ra
       esac
     fi
     extra=; case $name in *-17l) extra="--lora-rank 16";; esac   # the card heals with LoRA
-    LOP_CUDA_PROFILE=1 bin/heal-sft -q -m /tmp/prof-$name --data /tmp/prof.jsonl -o /tmp/prof-out -f --steps 4 \
+    LOP_CUDA_PROFILE=1 bin/heal-sft -q -m /tmp/prof-$name --data /tmp/prof.jsonl -o /tmp/prof-out -f --steps ${PROFILE_STEPS:-12} \
       --seq-len 512 --batch 8 --no-shuffle --device cuda $extra ${PROFILE_ARGS:-} > /tmp/prof.steps 2> /tmp/prof.err
     echo "rc=$? $name"; grep -o '"step":[0-9]*,"loss":[0-9.]*\|"tokens_per_s":[0-9.]*' /tmp/prof.steps | paste -sd' '
     sed "s/^/  [$name] /" /tmp/prof.err | tail -32
+    case $name in *-17l) # LoRA's skinny products: own kernels (default) against cuBLAS's
+      LOP_CUDA_LORA=blas LOP_CUDA_PROFILE=1 bin/heal-sft -q -m /tmp/prof-$name --data /tmp/prof.jsonl -o /tmp/prof-out -f \
+        --steps ${PROFILE_STEPS:-12} --seq-len 512 --batch 8 --no-shuffle --device cuda $extra > /tmp/prof.steps 2> /tmp/prof.err
+      echo "rc=$? $name LOP_CUDA_LORA=blas"; grep -o '"tokens_per_s":[0-9.]*' /tmp/prof.steps | tail -3 | paste -sd' '
+      grep -E "lora|in ops" /tmp/prof.err | sed "s/^/  [$name blas] /" ;;
+    esac
   done
 fi
 if has trainbench; then

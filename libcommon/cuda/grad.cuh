@@ -76,6 +76,18 @@ cudaError_t kg_lora_backward(cublasHandle_t h, float *din, float *dA, float *dB,
                              const __nv_bfloat16 *dout_bf16, const __nv_bfloat16 *B_bf16,
                              cudaStream_t s);
 
+/* LoRA's skinny products as kernels of their own (lora_skinny.cu; ranks 8 and 16; float32
+ * accumulation in a fixed order). rows: y[N, R] = alpha X[N, K] W^T with W(k, i) at
+ * W[k * sk + i * si] (y stored); columns: out(c, k) += alpha sum_n X[n, c] Y[n, k] for c < C,
+ * k < R, out(c, k) at out[c * oc + k * ok]. X [N, ldx] float32, or its bf16 copy Xb when not NULL.
+ * cudaErrorNotSupported (nothing launched): a rank or layout they do not take (K, C, ldx multiples
+ * of 4, X 16-byte aligned); the caller then uses cuBLAS. */
+int kg_lora_skinny_supports(int r);
+cudaError_t kg_lora_rows(float *y, const float *X, const __nv_bfloat16 *Xb, int ldx, const float *W, int sk,
+                         int si, int N, int K, int R, float alpha, cudaStream_t s);
+cudaError_t kg_lora_cols(float *out, int oc, int ok, const float *X, const __nv_bfloat16 *Xb, int ldx,
+                         const float *Y, int N, int C, int R, float alpha, cudaStream_t s);
+
 /* ---- attention (attention_bwd.cu) ----
  * The backward of causal GQA attention over B sequences of T tokens (rows b*T ..), flash style:
  * the probabilities are recomputed from q, k (scores, softcap, mask) and the per-row logsumexp,

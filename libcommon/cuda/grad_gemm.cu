@@ -8,6 +8,16 @@
 #include "grad.cuh"
 #include "kernels.cuh"
 
+#include <stdlib.h>
+#include <string.h>
+
+/* LoRA's skinny products (xa, dxa, dA, dB) on lora_skinny.cu's kernels, unless
+ * LOP_CUDA_LORA=blas or the rank has none (then cuBLAS, as before) */
+static int lora_own(int r) {
+    const char *e = getenv("LOP_CUDA_LORA");
+    return kg_lora_skinny_supports(r) && !(e && !strcmp(e, "blas"));
+}
+
 #define BLAS_OK(x) do { cublasStatus_t st_ = (x); if (st_ != CUBLAS_STATUS_SUCCESS) { rc = cudaErrorUnknown; goto out; } } while (0)
 #define CUDA_OK(x) do { rc = (x); if (rc != cudaSuccess) goto out; } while (0)
 
@@ -88,7 +98,12 @@ cudaError_t kg_lora_forward(cublasHandle_t h, float *out, float *xa, float *tmp,
         xd = tmp;
     }
     /* xa[N, r] = xd[N, IC] A[r, IC]^T */
-    BLAS_OK(cublasSgemm(h, CUBLAS_OP_T, CUBLAS_OP_N, r, N, IC, &one, A, IC, xd, IC, &zero, xa, r));
+    if (lora_own(r) && (rc = kg_lora_rows(xa, xd, NULL, IC, A, IC, 1, N, IC, r, 1.0f, s)) != cudaErrorNotSupported) {
+        if (rc != cudaSuccess) goto out;
+    } else {
+        rc = cudaSuccess;
+        BLAS_OK(cublasSgemm(h, CUBLAS_OP_T, CUBLAS_OP_N, r, N, IC, &one, A, IC, xd, IC, &zero, xa, r));
+    }
     /* out[N, OC] += scale xa B[OC, r]^T */
     BLAS_OK(cublasSgemm(h, CUBLAS_OP_T, CUBLAS_OP_N, OC, N, r, &scale, B, r, xa, r, &one, out, OC));
 out:
@@ -109,7 +124,15 @@ cudaError_t kg_lora_backward(cublasHandle_t h, float *din, float *dA, float *dB,
     if (N <= 0) return cudaSuccess;
     cublasSetStream(h, s);
     if (tf32) cublasSetMathMode(h, CUBLAS_TF32_TENSOR_OP_MATH);
-    if (dout_bf16 && B_bf16) {
+    int own = lora_own(r);
+    /* dxa[N, r] = s dout[N, OC] B[OC, r] (B(k, o) at B[o * r + k]);  dB[OC, r] += s dout^T xa:
+     * the skinny kernels read dout once each (its bf16 copy when there is one) */
+    if (own && (rc = kg_lora_rows(dxa, dout, dout_bf16, OC, B, 1, r, N, OC, r, scale, s)) != cudaErrorNotSupported) {
+        if (rc != cudaSuccess) goto out;
+        if (dB && (rc = kg_lora_cols(dB, r, 1, dout, dout_bf16, OC, xa, N, OC, r, scale, s)) != cudaSuccess)
+            goto out;
+    } else if (dout_bf16 && B_bf16) {
+        rc = cudaSuccess;
         /* dxa[N, r] = s dout[N, OC] B[OC, r];  dB[OC, r] += s dout^T xa (xa rounded: [N, r]) */
         BLAS_OK(cublasGemmEx(h, CUBLAS_OP_N, CUBLAS_OP_N, r, N, OC, &scale, B_bf16, CUDA_R_16BF, r, dout_bf16,
                              CUDA_R_16BF, OC, &zero, dxa, CUDA_R_32F, r, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
@@ -121,6 +144,7 @@ cudaError_t kg_lora_backward(cublasHandle_t h, float *din, float *dA, float *dB,
                                  CUBLAS_GEMM_DEFAULT));
         }
     } else {
+        rc = cudaSuccess;
         /* dxa[N, r] = s dout[N, OC] B[OC, r] */
         BLAS_OK(cublasSgemm(h, CUBLAS_OP_N, CUBLAS_OP_N, r, N, OC, &scale, B, r, dout, OC, &zero, dxa, r));
         /* dB[OC, r] += s dout^T xa */
@@ -133,7 +157,12 @@ cudaError_t kg_lora_backward(cublasHandle_t h, float *din, float *dA, float *dB,
             CUDA_OK(kg_dropout(tmp, x, (size_t)N * IC, seed, key, dropout, 0, s));
             xd = tmp;
         }
-        BLAS_OK(cublasSgemm(h, CUBLAS_OP_N, CUBLAS_OP_T, IC, r, N, &one, xd, IC, dxa, r, &one, dA, IC));
+        if (own && (rc = kg_lora_cols(dA, 1, IC, xd, NULL, IC, dxa, N, IC, r, 1.0f, s)) != cudaErrorNotSupported) {
+            if (rc != cudaSuccess) goto out;
+        } else {
+            rc = cudaSuccess;
+            BLAS_OK(cublasSgemm(h, CUBLAS_OP_N, CUBLAS_OP_T, IC, r, N, &one, xd, IC, dxa, r, &one, dA, IC));
+        }
     }
     if (!din) goto out;
     if (dropout <= 0) { /* din[N, IC] += dxa A */

@@ -853,6 +853,14 @@ static void t_train(void) {
     t_lora(1100, 2600, 700, 16, 0, LOP_GEMM_F32);
     t_lora(1100, 700, 2600, 8, 0.1f, LOP_GEMM_F32);
     t_lora(1100, 2600, 700, 16, 0, LOP_GEMM_BF16);
+    t_lora(1100, 10240, 2560, 16, 0, LOP_GEMM_F32); /* the 4B card's down projection */
+    t_lora(300, 640, 1024, 32, 0.1f, LOP_GEMM_F32); /* a rank the skinny kernels leave to cuBLAS */
+    t_lora(301, 642, 1026, 16, 0, LOP_GEMM_F32);    /* widths not a multiple of 4: cuBLAS */
+    setenv("LOP_CUDA_LORA", "blas", 1);             /* the cuBLAS products (LOP_CUDA_LORA=blas) */
+    t_lora(300, 640, 1024, 16, 0, LOP_GEMM_F32);
+    t_lora(77, 256, 96, 8, 0.1f, LOP_GEMM_BF16);
+    t_chains(300, 640, 1024, 16);
+    unsetenv("LOP_CUDA_LORA");
     for (int g = 0; g < 2; g++) {
         lop_gemm gm = g ? LOP_GEMM_BF16 : LOP_GEMM_F32;
         t_matmul_bwd(ST_BF16, 0, 300, 640, 1024, 0, gm, 0);
