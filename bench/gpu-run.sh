@@ -121,6 +121,12 @@ for _ in range(8 * ${PROFILE_STEPS:-12}): print(json.dumps({'ids': [r.randrange(
       --seq-len 512 --batch 8 --no-shuffle --device cuda $extra ${PROFILE_ARGS:-} > /tmp/prof.steps 2> /tmp/prof.err
     echo "rc=$? $name"; grep -o '"step":[0-9]*,"loss":[0-9.]*\|"tokens_per_s":[0-9.]*' /tmp/prof.steps | paste -sd' '
     sed "s/^/  [$name] /" /tmp/prof.err | tail -32
+    case $name in qwen3*) # the forward's GEMMs without cuBLASLt (LOP_CUDA_FUSE 13 -> 5)
+      LOP_CUDA_FUSE=5 LOP_CUDA_PROFILE=1 bin/heal-sft -q -m /tmp/prof-$name --data /tmp/prof.jsonl -o /tmp/prof-out -f \
+        --steps ${PROFILE_STEPS:-12} --seq-len 512 --batch 8 --no-shuffle --device cuda $extra > /tmp/prof.steps 2> /tmp/prof.err
+      echo "rc=$? $name LOP_CUDA_FUSE=5"; grep -o '"tokens_per_s":[0-9.]*' /tmp/prof.steps | tail -3 | paste -sd' '
+      grep -E "matmul|in ops" /tmp/prof.err | sed "s/^/  [$name fuse 5] /" ;;
+    esac
     case $name in *-17l) # LoRA's skinny products: own kernels (default) against cuBLAS's
       LOP_CUDA_LORA=blas LOP_CUDA_PROFILE=1 bin/heal-sft -q -m /tmp/prof-$name --data /tmp/prof.jsonl -o /tmp/prof-out -f \
         --steps ${PROFILE_STEPS:-12} --seq-len 512 --batch 8 --no-shuffle --device cuda $extra > /tmp/prof.steps 2> /tmp/prof.err

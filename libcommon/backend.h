@@ -87,6 +87,14 @@ typedef struct lop_attn_bwd_args {
     int overwrite;           /* 1: dq, dk, dv are stored (=), their old contents never read */
 } lop_attn_bwd_args;
 
+/* one tensor of an AdamW step over many (lop_backend_ops.adamw_many) */
+typedef struct lop_adamw_item {
+    float *p, *g, *m, *v;       /* [n] backend memory */
+    const uint8_t *zero_bits;   /* [(n+7)/8] or NULL */
+    size_t n;
+    int decay;                  /* 1: hp->wd applies, 0: no decay (norms, biases) */
+} lop_adamw_item;
+
 typedef struct lop_backend_ops {
     void (*destroy)(lop_backend *be);
     /* memory: n bytes of backend memory (64-byte aligned), NULL when out of memory */
@@ -234,6 +242,10 @@ typedef struct lop_backend_ops {
      * are held at exactly 0 */
     int (*adamw)(lop_backend *be, float *p, float *g, float *m, float *v, const uint8_t *zero_bits,
                  size_t n, float clip, double lr, const adamw_hp *hp, int64_t t, lop_err *e);
+    /* optional: the same step over items[0 .. n) at once, each as adamw would (the same bits);
+     * a device runs it as one launch instead of one per tensor (NULL: the core loops adamw) */
+    int (*adamw_many)(lop_backend *be, const lop_adamw_item *items, int n, float clip, double lr,
+                      const adamw_hp *hp, int64_t t, lop_err *e);
 } lop_backend_ops;
 
 struct lop_backend {

@@ -418,6 +418,19 @@ double tr_grad_sumsq(const tr_model *m) {
 
 void tr_adamw_step(tr_model *m, double lr, const adamw_hp *hp, int64_t t, double clip) {
     lop_backend *be = P(m)->be;
+    if (be->op->adamw_many) { /* one launch on a device (310 tensors for Qwen3-0.6B) */
+        lop_adamw_item *it = malloc(sizeof *it * (size_t)(m->np ? m->np : 1));
+        int k = 0;
+        for (int i = 0; it && i < m->np; i++) {
+            tr_param *p = &m->p[i];
+            if (!p->trainable) continue;
+            it[k++] = (lop_adamw_item){p->w, p->g, p->m, p->v,
+                                       m->opt.keep_sparsity ? p->zero_bits : NULL, p->n, p->decay};
+        }
+        int rc = it ? be->op->adamw_many(be, it, k, (float)clip, lr, hp, t, NULL) : -1;
+        free(it);
+        if (!rc) return;
+    }
     for (int i = 0; i < m->np; i++) {
         tr_param *p = &m->p[i];
         if (!p->trainable) continue;

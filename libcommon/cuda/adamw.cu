@@ -13,29 +13,82 @@ static inline unsigned grid_for(size_t n, int bs) {
 #define GRID_STRIDE(i, n) \
     for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < (n); i += (size_t)gridDim.x * blockDim.x)
 
+/* element i: optim.c's float operations in its order */
+__device__ __forceinline__ void adamw_one(size_t i, float *p, float *g, float *m, float *v, float decay,
+                                          float step, float bc2s, float b1, float b2, float eps, float clip,
+                                          int do_clip, const uint8_t *zb, __nv_bfloat16 *pb, float gi,
+                                          float p0, float m0, float v0) {
+    const float omb1 = __fsub_rn(1.0f, b1), omb2 = __fsub_rn(1.0f, b2);
+    if (do_clip) { gi = __fmul_rn(gi, clip); g[i] = gi; } /* masked elements too, as optim.c */
+    if (zb && (zb[i >> 3] >> (i & 7) & 1)) {
+        p[i] = 0.0f;
+        if (pb) pb[i] = __float2bfloat16_rn(0.0f);
+        return;
+    }
+    float pi = __fmul_rn(p0, decay);
+    float mi = m0, vi = v0;
+    mi = __fadd_rn(mi, __fmul_rn(__fsub_rn(gi, mi), omb1));
+    vi = __fadd_rn(__fmul_rn(vi, b2), __fmul_rn(__fmul_rn(omb2, gi), gi));
+    float denom = __fadd_rn(__fdiv_rn(__fsqrt_rn(vi), bc2s), eps);
+    pi = __fsub_rn(pi, __fmul_rn(step, __fdiv_rn(mi, denom)));
+    p[i] = pi;
+    m[i] = mi;
+    v[i] = vi;
+    if (pb) pb[i] = __float2bfloat16_rn(pi);
+}
+
 __global__ void adamw_k(float *p, float *g, float *m, float *v, size_t n, float decay,
                         float step, float bc2s, float b1, float b2, float eps, float clip, int do_clip,
                         const uint8_t *zb, __nv_bfloat16 *pb) {
-    const float omb1 = __fsub_rn(1.0f, b1), omb2 = __fsub_rn(1.0f, b2);
-    GRID_STRIDE(i, n) {
-        float gi = g[i];
-        if (do_clip) { gi = __fmul_rn(gi, clip); g[i] = gi; } /* masked elements too, as optim.c */
-        if (zb && (zb[i >> 3] >> (i & 7) & 1)) {
-            p[i] = 0.0f;
-            if (pb) pb[i] = __float2bfloat16_rn(0.0f);
-            continue;
-        }
-        float pi = __fmul_rn(p[i], decay);
-        float mi = m[i], vi = v[i];
-        mi = __fadd_rn(mi, __fmul_rn(__fsub_rn(gi, mi), omb1));
-        vi = __fadd_rn(__fmul_rn(vi, b2), __fmul_rn(__fmul_rn(omb2, gi), gi));
-        float denom = __fadd_rn(__fdiv_rn(__fsqrt_rn(vi), bc2s), eps);
-        pi = __fsub_rn(pi, __fmul_rn(step, __fdiv_rn(mi, denom)));
-        p[i] = pi;
-        m[i] = mi;
-        v[i] = vi;
-        if (pb) pb[i] = __float2bfloat16_rn(pi);
+    GRID_STRIDE(i, n)
+        adamw_one(i, p, g, m, v, decay, step, bc2s, b1, b2, eps, clip, do_clip, zb, pb, g[i], p[i], m[i], v[i]);
+}
+
+/* many tensors in one launch: block b takes chunk b - start[t] of tensor t (start[] the chunk
+ * prefix, t found by bisection); its 256 threads take AW_CHUNK elements, four loads of each array
+ * in flight a thread */
+#define AW_T 256
+#define AW_CHUNK (AW_T * 16)
+__global__ void __launch_bounds__(AW_T) adamw_many_k(const kg_adamw_item *it, const long long *start, int nt,
+                                                     float step, float bc2s, float b1, float b2, float eps,
+                                                     float clip, int do_clip) {
+    long long b = blockIdx.x;
+    int lo = 0, hi = nt - 1;
+    while (lo < hi) {
+        int mid = (lo + hi + 1) / 2;
+        if (start[mid] <= b) lo = mid;
+        else hi = mid - 1;
     }
+    const kg_adamw_item T = it[lo];
+    size_t i0 = (size_t)(b - start[lo]) * AW_CHUNK, i1 = i0 + AW_CHUNK < T.n ? i0 + AW_CHUNK : T.n;
+    for (int k0 = 0; k0 < AW_CHUNK / AW_T; k0 += 4) {
+        float gv[4], pv[4], mv[4], vv[4];
+#pragma unroll
+        for (int u = 0; u < 4; u++) {
+            size_t i = i0 + threadIdx.x + (size_t)(k0 + u) * AW_T;
+            if (i < i1) { gv[u] = T.g[i]; pv[u] = T.p[i]; mv[u] = T.m[i]; vv[u] = T.v[i]; }
+        }
+#pragma unroll
+        for (int u = 0; u < 4; u++) {
+            size_t i = i0 + threadIdx.x + (size_t)(k0 + u) * AW_T;
+            if (i < i1)
+                adamw_one(i, T.p, T.g, T.m, T.v, T.decay, step, bc2s, b1, b2, eps, clip, do_clip, T.zb, T.pb,
+                          gv[u], pv[u], mv[u], vv[u]);
+        }
+    }
+}
+
+size_t kg_adamw_many_chunks(size_t n) { return (n + AW_CHUNK - 1) / AW_CHUNK; }
+
+cudaError_t kg_adamw_many(const kg_adamw_item *items, const long long *start, int nt, long long nchunks,
+                          double lr, double beta1, double beta2, double eps, int64_t t, double clip,
+                          cudaStream_t s) {
+    if (nt <= 0 || nchunks <= 0) return cudaSuccess;
+    double bc1 = 1.0 - pow(beta1, (double)t), bc2 = 1.0 - pow(beta2, (double)t);
+    float step = (float)(lr / bc1), bc2s = (float)sqrt(bc2);
+    adamw_many_k<<<(unsigned)nchunks, AW_T, 0, s>>>(items, start, nt, step, bc2s, (float)beta1, (float)beta2,
+                                                    (float)eps, (float)clip, clip != 1.0);
+    return cudaGetLastError();
 }
 
 cudaError_t kg_adamw(float *p, float *g, float *m, float *v, size_t n, double lr,

@@ -1144,7 +1144,7 @@ static const lop_backend_ops cuda_ops = {
     /* training (backend_cuda_train.cu) */
     cu_zero, cu_lora_forward, cu_matmul_backward, cu_lora_backward, cu_rmsnorm_backward,
     cu_rope_backward, cu_attention_backward, cu_glu_backward, cu_embed_backward, cu_head_logits,
-    cu_head_backward, cu_xent, cu_grad_sumsq, cu_adamw,
+    cu_head_backward, cu_xent, cu_grad_sumsq, cu_adamw, cu_adamw_many,
 };
 
 /* The one symbol liblop_cuda.so exports (backend_cuda_load.c finds it with dlsym). */

@@ -66,4 +66,6 @@ int cu_xent(lop_backend *be, float *logits, const int32_t *targets, int n, int V
 int cu_grad_sumsq(lop_backend *be, double *out, const float *g, size_t n, lop_err *e);
 int cu_adamw(lop_backend *be, float *p, float *g, float *m, float *v, const uint8_t *zero_bits,
              size_t n, float clip, double lr, const adamw_hp *hp, int64_t t, lop_err *e);
+int cu_adamw_many(lop_backend *be, const lop_adamw_item *items, int n, float clip, double lr,
+                  const adamw_hp *hp, int64_t t, lop_err *e);
 #endif

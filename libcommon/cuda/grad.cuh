@@ -162,6 +162,20 @@ cudaError_t kg_kd_backward(float *zs, int lds, int Vs, int V, const float *zt, i
 cudaError_t kg_adamw(float *p, float *g, float *m, float *v, size_t n, double lr,
                      double beta1, double beta2, double eps, double wd, int64_t t, double clip,
                      const uint8_t *zero_bits, __nv_bfloat16 *p_bf16, cudaStream_t s);
+/* The same over many tensors in one launch: items [nt] and start [nt + 1] (start[k] = the sum of
+ * kg_adamw_many_chunks(items[j].n) for j < k, nchunks = start[nt]) in device memory; decay
+ * (float)(1 - lr wd) of each tensor's own wd, formed on the host as kg_adamw does */
+typedef struct kg_adamw_item {
+    float *p, *g, *m, *v;
+    const uint8_t *zb;
+    __nv_bfloat16 *pb;
+    size_t n;
+    float decay;
+} kg_adamw_item;
+size_t kg_adamw_many_chunks(size_t n);
+cudaError_t kg_adamw_many(const kg_adamw_item *items, const long long *start, int nt, long long nchunks,
+                          double lr, double beta1, double beta2, double eps, int64_t t, double clip,
+                          cudaStream_t s);
 /* *acc (device double) += sum of g[n]^2: fixed blocks in double, added in order (a global norm
  * over many tensors is a sequence of calls, then one download) */
 cudaError_t kg_sumsq(double *acc, const float *g, size_t n, cudaStream_t s);

@@ -785,6 +785,43 @@ static void t_sumsq_adamw(size_t n, float clip, int t) {
     hd_free(g); hd_free(p); hd_free(m); hd_free(v);
 }
 
+/* adamw_many over tensors of odd sizes (below a chunk, across chunks, with and without decay and
+ * a sparsity mask) against the cpu's adamw tensor by tensor: bit for bit */
+static void t_adamw_many(float clip, int t) {
+    if (!G->op->adamw_many) { printf("FAIL adamw_many missing on the GPU\n"); fails++; return; }
+    enum { NT = 6 };
+    size_t ns[NT] = {1, 1023, 4096, 4097, 300007, 65536 * 3 + 5};
+    hd p[NT], g[NT], m[NT], v[NT];
+    uint8_t *zb[NT], *dzb[NT];
+    lop_adamw_item it[NT];
+    adamw_hp hp = {0.9, 0.999, 1e-8, 0.1}, h0 = hp;
+    h0.wd = 0;
+    for (int k = 0; k < NT; k++) {
+        size_t n = ns[k], nb = (n + 7) / 8;
+        p[k] = hd_rnd(n, 1); g[k] = hd_rnd(n, 0.01f); m[k] = hd_rnd(n, 0.001f); v[k] = hd_zero(n);
+        for (size_t i = 0; i < n; i++) v[k].h[i] = fabsf(m[k].h[i]) * 1e-3f;
+        G->op->upload(G, v[k].d, v[k].h, n * 4, &E);
+        zb[k] = malloc(nb);
+        for (size_t i = 0; i < nb; i++) zb[k][i] = (uint8_t)((frand() + 1) * 127.5f) & (uint8_t)((frand() + 1) * 127.5f);
+        dzb[k] = dev_of(zb[k], nb);
+        int masked = k % 2, decay = k % 3 != 0;
+        it[k] = (lop_adamw_item){p[k].d, g[k].d, m[k].d, v[k].d, masked ? dzb[k] : NULL, n, decay};
+        CK(H->op->adamw(H, p[k].h, g[k].h, m[k].h, v[k].h, masked ? zb[k] : NULL, n, clip, 1e-3,
+                        decay ? &hp : &h0, t, &E));
+    }
+    CK(G->op->adamw_many(G, it, NT, clip, 1e-3, &hp, t, &E));
+    for (int k = 0; k < NT; k++) {
+        char what[96];
+        snprintf(what, sizeof what, "AdamW over %d tensors at once, step %d clip %g: p of n=%zu", NT, t, clip, ns[k]);
+        hd_cmp(what, p[k], 0);
+        hd_cmp("  m", m[k], 0);
+        hd_cmp("  v", v[k], 0);
+        hd_cmp("  g", g[k], 0);
+        hd_free(p[k]); hd_free(g[k]); hd_free(m[k]); hd_free(v[k]);
+        free(zb[k]); G->op->release(G, dzb[k]);
+    }
+}
+
 /* the distillation loss (lop_cuda_kd_loss, beside the seam) against kd.c's kd_row */
 typedef int (*kd_fn)(lop_backend *, float *, int, int, const float *, int, const int32_t *,
                      const float *, const float *, int, const int32_t *, int, const kd_spec *, float,
@@ -898,6 +935,8 @@ static void t_train(void) {
     t_head_train(64, 128, 20000, 0, 0, LOP_GEMM_BF16);
     t_sumsq_adamw(3000007, 0.37f, 3);
     t_sumsq_adamw(65536 * 3, 1.0f, 1);
+    t_adamw_many(0.37f, 3);
+    t_adamw_many(1.0f, 1);
     const char *losses[] = {"ce:0.5,skl:0.5", "fkl", "rkl", "srkl:0.7,ce:0.3", "jsd", "tvd", "ce,fkl,rkl,skl,srkl,jsd,tvd"};
     for (int i = 0; i < 7; i++) t_kd(losses[i], i % 2 ? 2.0 : 1.0, 0, 40, 5003, 5000, 0);
     for (int i = 0; i < 7; i++) t_kd(losses[i], i % 2 ? 1.0 : 2.0, 1, 40, 5003, 5000, 128);
