@@ -20,9 +20,10 @@
 #   trainbench bench/gpu-train.sh (heal-sft, kd-train against PyTorch + transformers + PEFT)
 #   recipe     the S0 recipe on the GPU: make -C examples/gemma3-depth-heal check DEVICE=cuda
 #   profile    heal-sft on random weights of PROFILE_MODELS (default qwen3-0.6b; gemma-3-4b-17l is
-#              the depth card's shape, trained with LoRA r16, then again with LOP_CUDA_LORA=blas),
-#              8 x 512, PROFILE_STEPS steps (default 12: the first step's setup weighs little), with
-#              LOP_CUDA_PROFILE=1 (GPU time of each kind of op, by events)
+#              the depth card's shape, trained with LoRA r16), 8 x 512, PROFILE_STEPS steps (default
+#              12: the first step's setup weighs little), with LOP_CUDA_PROFILE=1 (GPU time of each
+#              kind of op, by events); then once more under each of PROFILE_VARIANTS (';'-separated
+#              environment settings; default LOP_CUDA_ATTN_BWD=mma)
 # Env: OUT (default /tmp/lop-out), gpu-forward.sh's LOP_GPU_* and gpu-train.sh's settings.
 set -u
 SRC=$PWD
@@ -103,7 +104,7 @@ if has recipe; then
   grep -h '"tokens_per_s"' examples/gemma3-depth-heal/out-check/heal.jsonl 2>/dev/null | tail -1
 fi
 if has profile; then
-  stage "profile: LOP_CUDA_PROFILE=1 heal-sft --device cuda (8 x 512, 4 steps)"
+  stage "profile: LOP_CUDA_PROFILE=1 heal-sft --device cuda (8 x 512, ${PROFILE_STEPS:-12} steps)"
   python3 -c "
 import json, random
 r = random.Random(1)
@@ -121,18 +122,16 @@ for _ in range(8 * ${PROFILE_STEPS:-12}): print(json.dumps({'ids': [r.randrange(
       --seq-len 512 --batch 8 --no-shuffle --device cuda $extra ${PROFILE_ARGS:-} > /tmp/prof.steps 2> /tmp/prof.err
     echo "rc=$? $name"; grep -o '"step":[0-9]*,"loss":[0-9.]*\|"tokens_per_s":[0-9.]*' /tmp/prof.steps | paste -sd' '
     sed "s/^/  [$name] /" /tmp/prof.err | tail -32
-    case $name in qwen3*) # the forward's GEMMs without cuBLASLt (LOP_CUDA_FUSE 13 -> 5)
-      LOP_CUDA_FUSE=5 LOP_CUDA_PROFILE=1 bin/heal-sft -q -m /tmp/prof-$name --data /tmp/prof.jsonl -o /tmp/prof-out -f \
-        --steps ${PROFILE_STEPS:-12} --seq-len 512 --batch 8 --no-shuffle --device cuda $extra > /tmp/prof.steps 2> /tmp/prof.err
-      echo "rc=$? $name LOP_CUDA_FUSE=5"; grep -o '"tokens_per_s":[0-9.]*' /tmp/prof.steps | tail -3 | paste -sd' '
-      grep -E "matmul|in ops" /tmp/prof.err | sed "s/^/  [$name fuse 5] /" ;;
-    esac
-    case $name in *-17l) # LoRA's skinny products: own kernels (default) against cuBLAS's
-      LOP_CUDA_LORA=blas LOP_CUDA_PROFILE=1 bin/heal-sft -q -m /tmp/prof-$name --data /tmp/prof.jsonl -o /tmp/prof-out -f \
-        --steps ${PROFILE_STEPS:-12} --seq-len 512 --batch 8 --no-shuffle --device cuda $extra > /tmp/prof.steps 2> /tmp/prof.err
-      echo "rc=$? $name LOP_CUDA_LORA=blas"; grep -o '"tokens_per_s":[0-9.]*' /tmp/prof.steps | tail -3 | paste -sd' '
-      grep -E "lora|in ops" /tmp/prof.err | sed "s/^/  [$name blas] /" ;;
-    esac
+    # variants (PROFILE_VARIANTS, ';'-separated environment settings, default: the fused
+    # attention backward): each a second run of the same steps, its speed and its profile
+    IFS=';' read -ra variants <<< "${PROFILE_VARIANTS-LOP_CUDA_ATTN_BWD=mma}"
+    for var in "${variants[@]}"; do
+      [ -n "$var" ] || continue
+      env $var LOP_CUDA_PROFILE=1 bin/heal-sft -q -m /tmp/prof-$name --data /tmp/prof.jsonl -o /tmp/prof-out -f \
+        --steps ${PROFILE_STEPS:-12} --seq-len 512 --batch 8 --no-shuffle --device cuda $extra ${PROFILE_ARGS:-} > /tmp/prof.steps 2> /tmp/prof.err
+      echo "rc=$? $name $var"; grep -o '"tokens_per_s":[0-9.]*' /tmp/prof.steps | tail -3 | paste -sd' '
+      grep -E "in ops|matmul|attention|lora|rmsnorm|sumsq" /tmp/prof.err | sed "s/^/  [$name $var] /"
+    done
   done
 fi
 if has trainbench; then

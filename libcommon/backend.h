@@ -189,11 +189,12 @@ typedef struct lop_backend_ops {
                            lop_err *e);
     /* LoRA backward (x, xa as in lora_forward): dxa[N, r] = scale * dout[N, OC] @ B (scratch,
      * overwritten); dB[OC, r] += scale * dout^T @ xa; dA[r, IC] += dxa^T @ drop(x);
-     * din[N, IC] += drop'(dxa @ A) (the same mask and 1/(1-p)); tmp [N, IC] scratch. */
+     * din[N, IC] += drop'(dxa @ A) (overwrite: =; the same mask and 1/(1-p)); tmp [N, IC]
+     * scratch. */
     int (*lora_backward)(lop_backend *be, float *din, float *dA, float *dB, float *dxa, float *tmp,
                          const float *dout, const float *x, const float *xa, const float *A,
                          const float *B, int N, int IC, int OC, int r, float scale, float dropout,
-                         uint64_t seed, uint64_t key, lop_gemm g, lop_err *e);
+                         uint64_t seed, uint64_t key, lop_gemm g, int overwrite, lop_err *e);
     /* rmsnorm backward (forward: rmsnorm with rstd[N] kept): dx[N, C] += dL/dx (overwrite: =),
      * dw[C] += dL/dw given dout[N, C] and the forward's input x[N, C]; gemma: the weight acts as
      * 1 + w. The q/k norms are N*heads rows of C = head_dim. */
@@ -246,6 +247,17 @@ typedef struct lop_backend_ops {
      * a device runs it as one launch instead of one per tensor (NULL: the core loops adamw) */
     int (*adamw_many)(lop_backend *be, const lop_adamw_item *items, int n, float clip, double lr,
                       const adamw_hp *hp, int64_t t, lop_err *e);
+    /* optional: a projection and its LoRA adapter in one op (matmul then lora_forward, no bias):
+     * out[N, OC] = x[N, IC] @ W^T + scale * xa @ B^T, xa[N, r] kept as lora_forward keeps it,
+     * tmp its dropout scratch. A device runs the adapter's product first and the projection's
+     * GEMM over it (beta = 1): out is written once and read inside a compute-bound GEMM, where
+     * matmul then lora_forward write it, read it and write it again. NULL or a return of 1: the
+     * core runs matmul and lora_forward. Where it exists the core also runs each adapted
+     * projection's backward LoRA first (lora_backward storing din) and matmul_backward second
+     * (adding into din inside its GEMM), for the same reason. */
+    int (*lora_matmul)(lop_backend *be, float *out, float *xa, float *tmp, const float *x,
+                       const lop_wref *w, const float *A, const float *B, int N, int r, float scale,
+                       float dropout, uint64_t seed, uint64_t key, lop_gemm g, lop_err *e);
 } lop_backend_ops;
 
 struct lop_backend {

@@ -38,7 +38,7 @@ int cpu_matmul_backward(lop_backend *be, float *din, float *dw, float *dbias, co
 int cpu_lora_backward(lop_backend *be, float *din, float *dA, float *dB, float *dxa, float *tmp,
                       const float *dout, const float *x, const float *xa, const float *A,
                       const float *B, int N, int IC, int OC, int r, float scale, float dropout,
-                      uint64_t seed, uint64_t key, lop_gemm g, lop_err *e);
+                      uint64_t seed, uint64_t key, lop_gemm g, int overwrite, lop_err *e);
 int cpu_rmsnorm_backward(lop_backend *be, float *dx, float *dw, const float *dout, const float *x,
                          const float *rstd, const lop_wref *w, int N, int C, int gemma,
                          int overwrite, lop_err *e);

@@ -96,9 +96,10 @@ int cpu_matmul_backward(lop_backend *be, float *din, float *dw, float *dbias, co
 int cpu_lora_backward(lop_backend *be, float *din, float *dA, float *dB, float *dxa, float *tmp,
                       const float *dout, const float *x, const float *xa, const float *A,
                       const float *B, int N, int IC, int OC, int r, float scale, float dropout,
-                      uint64_t seed, uint64_t key, lop_gemm g, lop_err *e) {
+                      uint64_t seed, uint64_t key, lop_gemm g, int overwrite, lop_err *e) {
     (void)be; (void)g; (void)e;
     set_blas_wide();
+    cpu_clear(din, (size_t)N * IC, overwrite);
     /* dxa = s dout B;  dB += s dout^T xa;  dA += dxa^T xd;  din += mask(dxa A) */
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, r, OC, scale, dout, OC, B, r, 0.0f,
                 dxa, r);

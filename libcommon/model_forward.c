@@ -360,10 +360,15 @@ static int mm(lop_model *m, int l, int pj, lop_layer_acts *s, float *out, const 
               const lop_fwd_opts *o, lop_err *e) {
     engine_priv *p = m->priv;
     const lop_wref *w = &m->layers[l].proj[pj];
-    if (BE->op->matmul(BE, out, x, w, &m->layers[l].vec[arch_proj_bias((lop_proj)pj)], N,
-                       (lop_gemm)p->gemm, e))
-        return -1;
+    const lop_wref *bias = &m->layers[l].vec[arch_proj_bias((lop_proj)pj)];
     const lop_adapter *ad = o->adapters ? &o->adapters[(size_t)l * PROJ_N + pj] : NULL;
+    if (ad && ad->A && !bias->data && BE->op->lora_matmul) { /* one op: a device's fusion */
+        int rc = BE->op->lora_matmul(BE, out, s->xa[pj], m->acts.lora_tmp, x, w, ad->A, ad->B, N,
+                                     ad->r, ad->scale, o->dropout, o->dropout_seed,
+                                     (uint64_t)l * PROJ_N + pj + 1, (lop_gemm)p->gemm, e);
+        if (rc <= 0) return rc;
+    }
+    if (BE->op->matmul(BE, out, x, w, bias, N, (lop_gemm)p->gemm, e)) return -1;
     if (!ad || !ad->A) return 0;
     if (!BE->op->lora_forward)
         return lop_failc(e, LOP_EUSAGE, "LoRA is not implemented on %s", BE->name);

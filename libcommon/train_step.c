@@ -125,14 +125,19 @@ static int lin_bwd(tr_model *m, int l, int k, float *din, const float *dout, con
     tr_priv *q = P(m);
     const lop_wref *w = lop_weight(q->lm, l, (lop_proj)k);
     lop_gemm g = lop_model_gemm(q->lm);
-    OP(matmul_backward(BE, din, tr_grad_of(m, q->proj[l][k]),
-                       tr_grad_of(m, q->vec[l][arch_proj_bias((lop_proj)k)]), dout, x, w, q->N, g, set, e));
+    float *dw = tr_grad_of(m, q->proj[l][k]), *db = tr_grad_of(m, q->vec[l][arch_proj_bias((lop_proj)k)]);
     int ai = q->lora[l][k];
-    if (ai < 0) return 0;
-    const lop_adapter *ad = &q->ad[l * PROJ_N + k];
+    const lop_adapter *ad = ai < 0 ? NULL : &q->ad[l * PROJ_N + k];
+    /* a device with lora_matmul: the adapter first (storing din where the projection would),
+     * then the projection's GEMM adding into din in its epilogue; the cpu keeps its order */
+    int lora_first = ad && BE->op->lora_matmul;
+    if (!lora_first) OP(matmul_backward(BE, din, dw, db, dout, x, w, q->N, g, set, e));
+    if (!ad) return 0;
     OP(lora_backward(BE, din, m->p[ai].g, m->p[ai + 1].g, q->dxa, q->lm->acts.lora_tmp, dout, x,
                      a->xa[k], ad->A, ad->B, q->N, (int)w->cols, (int)w->rows, ad->r, ad->scale,
-                     q->fo.dropout, q->fo.dropout_seed, (uint64_t)l * PROJ_N + k + 1, g, e));
+                     q->fo.dropout, q->fo.dropout_seed, (uint64_t)l * PROJ_N + k + 1, g,
+                     lora_first && set, e));
+    if (lora_first) OP(matmul_backward(BE, din, dw, db, dout, x, w, q->N, g, 0, e));
     return 0;
 }
 

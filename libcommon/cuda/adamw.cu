@@ -120,10 +120,22 @@ __global__ void sumsq_part_k(double *part, const float *g, size_t n) {
     if (!threadIdx.x) part[blockIdx.x] = sh[0];
 }
 
+/* the partials' sum by one block in a fixed order (thread t adds a contiguous run of them, then a
+ * fixed tree): the same bits on every run. It was one thread adding them in order (9,100 for
+ * Qwen3-0.6B), and the step's sum of squares took 1.8 ms of GPU time for 2.4 GB of gradients. */
+#define SQ_FOLD 512
 __global__ void sumsq_fold_k(double *acc, const double *part, size_t nb, int add) {
-    double s = add ? *acc : 0.0;
-    for (size_t b = 0; b < nb; b++) s += part[b];
-    *acc = s;
+    __shared__ double sh[SQ_FOLD];
+    size_t per = (nb + SQ_FOLD - 1) / SQ_FOLD, b0 = threadIdx.x * per, b1 = b0 + per < nb ? b0 + per : nb;
+    double s = 0;
+    for (size_t b = b0; b < b1; b++) s += part[b];
+    sh[threadIdx.x] = s;
+    __syncthreads();
+    for (int k = SQ_FOLD / 2; k; k >>= 1) {
+        if ((int)threadIdx.x < k) sh[threadIdx.x] += sh[threadIdx.x + k];
+        __syncthreads();
+    }
+    if (!threadIdx.x) *acc = add ? *acc + sh[0] : sh[0];
 }
 
 size_t kg_sumsq_parts(size_t n) { return (n + SQ_BLK - 1) / SQ_BLK; }
@@ -131,7 +143,7 @@ size_t kg_sumsq_parts(size_t n) { return (n + SQ_BLK - 1) / SQ_BLK; }
 cudaError_t kg_sumsq_set(double *out, double *part, const float *g, size_t n, cudaStream_t s) {
     size_t nb = kg_sumsq_parts(n);
     if (nb) sumsq_part_k<<<(unsigned)nb, 256, 0, s>>>(part, g, n);
-    sumsq_fold_k<<<1, 1, 0, s>>>(out, part, nb, 0);
+    sumsq_fold_k<<<1, SQ_FOLD, 0, s>>>(out, part, nb, 0);
     return cudaGetLastError();
 }
 
@@ -142,7 +154,7 @@ cudaError_t kg_sumsq(double *acc, const float *g, size_t n, cudaStream_t s) {
     cudaError_t r = cudaMallocAsync((void **)&part, sizeof(double) * nb, s);
     if (r != cudaSuccess) return r;
     sumsq_part_k<<<(unsigned)nb, 256, 0, s>>>(part, g, n);
-    sumsq_fold_k<<<1, 1, 0, s>>>(acc, part, nb, 1);
+    sumsq_fold_k<<<1, SQ_FOLD, 0, s>>>(acc, part, nb, 1);
     cudaFreeAsync(part, s);
     return cudaGetLastError();
 }

@@ -32,6 +32,7 @@
  * kernel runs 8 warps, two per 16 keys, each accumulating half of the dims (both warps of a pair
  * compute the same S^T and dP^T: the price of 64 + 64 accumulator floats instead of 128 + 128). */
 #include "grad.cuh"
+#include "kernels.cuh"
 #include <cuda_bf16.h>
 #include <math.h>
 
@@ -84,16 +85,39 @@ static __device__ __forceinline__ int off_bn(int lane, int LD) {
     return ((lane & 7) + ((lane >> 3) & 1) * 8) * LD + (lane >> 4) * 8;
 }
 
-/* rows r < nvalid of a float32 tile (src row 0, row stride ld) -> bf16 [rows][LD]; the rest zeros
- * (never read from global memory) */
+/* rows r < nvalid of a bf16 tile (src row 0, row stride ld, 16-byte aligned rows) -> smem
+ * [rows][LD] by cp.async (16 bytes a copy, nothing through registers); the rest zeros. The caller
+ * commits the group and waits for it before a __syncthreads: the next tile's copies run while the
+ * warps compute on the current one (the float32 loads and conversions staged in the loop, each
+ * waited for, left the tensor cores idle half the time). */
+static __device__ __forceinline__ void cp16(void *dst, const void *src) {
+    uint32_t a = (uint32_t)__cvta_generic_to_shared(dst);
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(a), "l"(src));
+}
+static __device__ __forceinline__ void cp4(void *dst, const void *src) {
+    uint32_t a = (uint32_t)__cvta_generic_to_shared(dst);
+    asm volatile("cp.async.ca.shared.global [%0], [%1], 4;\n" ::"r"(a), "l"(src));
+}
+static __device__ __forceinline__ void cp_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+template <int N>
+static __device__ __forceinline__ void cp_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N)); }
+
 template <int D, int LD, int NT>
-static __device__ __forceinline__ void stage(__nv_bfloat16 *dst, const float *src, size_t ld, int rows,
+static __device__ __forceinline__ void stage(__nv_bfloat16 *dst, const __nv_bfloat16 *src, size_t ld, int rows,
                                              int nvalid, int tid) {
-    for (int i = tid; i < rows * (D / 4); i += NT) {
-        int r = i / (D / 4), d = (i - r * (D / 4)) * 4;
-        float4 x = r < nvalid ? *(const float4 *)(src + (size_t)r * ld + d) : make_float4(0, 0, 0, 0);
-        uint2 p = {bw_pack(x.x, x.y), bw_pack(x.z, x.w)};
-        *(uint2 *)(dst + r * LD + d) = p;
+    for (int i = tid; i < rows * (D / 8); i += NT) {
+        int r = i / (D / 8), d = (i - r * (D / 8)) * 8;
+        if (r < nvalid) cp16(dst + r * LD + d, src + (size_t)r * ld + d);
+        else *(uint4 *)(dst + r * LD + d) = make_uint4(0, 0, 0, 0);
+    }
+}
+
+/* n < nvalid floats of src (the rows' lse2 / delta) -> dst[n] by cp.async, the rest zeros */
+static __device__ __forceinline__ void stage_vec(float *dst, const float *src, size_t stride, int n, int nvalid,
+                                                 int tid) {
+    if (tid < n) {
+        if (tid < nvalid) cp4(dst + tid, src + (size_t)tid * stride);
+        else dst[tid] = 0.0f;
     }
 }
 
@@ -109,16 +133,16 @@ static __device__ __forceinline__ float score2(float dot, float scale, float sof
 }
 
 /* grid (B * ceil(T/64), H), 128 threads. lse2 [B*T, H] = log2 sum_j exp2(x2_ij);
- * delta [B*T, H] = dO_i . O_i */
+ * delta [B*T, H] = dO_i . O_i. q, k: the bf16 copies. Key tiles double-buffered. */
 template <int D>
 __global__ void __launch_bounds__(128) bwd_prep_k(float *__restrict__ lse2, float *__restrict__ delta,
                                                   const float *__restrict__ dout, const float *__restrict__ out,
-                                                  const float *__restrict__ q, const float *__restrict__ k,
-                                                  bwd_args a) {
+                                                  const __nv_bfloat16 *__restrict__ q,
+                                                  const __nv_bfloat16 *__restrict__ k, bwd_args a) {
     constexpr int LD = D + 8, BK = 64;
     extern __shared__ __align__(16) unsigned char smraw[];
     __nv_bfloat16 *Qs = (__nv_bfloat16 *)smraw; /* [TQ][LD] */
-    __nv_bfloat16 *Ks = Qs + TQ * LD;            /* [BK][LD] */
+    __nv_bfloat16 *Ks = Qs + TQ * LD;            /* [2][BK][LD] */
     const int tpb = (a.T + TQ - 1) / TQ, b = blockIdx.x / tpb;
     const int t0 = (tpb - 1 - (int)(blockIdx.x % tpb)) * TQ; /* the longest key walks first */
     const int h = blockIdx.y, kh = h / (a.H / a.KVH);
@@ -126,8 +150,13 @@ __global__ void __launch_bounds__(128) bwd_prep_k(float *__restrict__ lse2, floa
     const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, c = lane & 3;
     const int nq = min(TQ, a.T - t0);
     const size_t row0 = (size_t)b * a.T;
+    const int p_last = t0 + nq - 1;
+    const int kmin = a.window > 0 && t0 - a.window + 1 > 0 ? t0 - a.window + 1 : 0, kmax = p_last;
+    const __nv_bfloat16 *kb = k + row0 * ldk + kh * D;
     stage<D, LD, 128>(Qs, q + (row0 + t0) * ldq + h * D, ldq, TQ, nq, tid);
-    /* delta from the float32 tensors: a warp per row, lanes over d */
+    stage<D, LD, 128>(Ks, kb + (size_t)kmin * ldk, ldk, BK, kmax - kmin + 1, tid);
+    cp_commit();
+    /* delta from the float32 tensors while the copies run: a warp per row, lanes over d */
     for (int rr = 0; rr < 16; rr++) {
         int r = warp * 16 + rr;
         if (r >= nq) break; /* uniform in the warp */
@@ -137,20 +166,25 @@ __global__ void __launch_bounds__(128) bwd_prep_k(float *__restrict__ lse2, floa
         for (int m = 16; m; m >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, m);
         if (!lane) delta[(row0 + t0 + r) * a.H + h] = acc;
     }
-    const int p_last = t0 + nq - 1;
-    const int kmin = a.window > 0 && t0 - a.window + 1 > 0 ? t0 - a.window + 1 : 0, kmax = p_last;
-    const float *kb = k + row0 * ldk + kh * D;
     int pos[2], lo[2];
     float m_i[2] = {-INFINITY, -INFINITY}, l_i[2] = {0.0f, 0.0f};
     for (int s = 0; s < 2; s++) {
         pos[s] = t0 + warp * 16 + g + 8 * s;
         lo[s] = a.window > 0 ? pos[s] - a.window + 1 : 0;
     }
-    const __nv_bfloat16 *qw = Qs + warp * 16 * LD + off_a(lane, LD), *kw = Ks + off_bt(lane, LD);
-    for (int j0 = kmin; j0 <= kmax; j0 += BK) {
+    const __nv_bfloat16 *qw = Qs + warp * 16 * LD + off_a(lane, LD);
+    const int obt = off_bt(lane, LD);
+    for (int j0 = kmin, it = 0; j0 <= kmax; j0 += BK, it++) {
+        const int bf = it & 1;
+        if (j0 + BK <= kmax) {
+            stage<D, LD, 128>(Ks + (bf ^ 1) * BK * LD, kb + (size_t)(j0 + BK) * ldk, ldk, BK, kmax - j0 - BK + 1, tid);
+            cp_commit();
+            cp_wait<1>();
+        } else {
+            cp_wait<0>();
+        }
         __syncthreads();
-        stage<D, LD, 128>(Ks, kb + (size_t)j0 * ldk, ldk, BK, kmax - j0 + 1, tid);
-        __syncthreads();
+        const __nv_bfloat16 *kw = Ks + bf * BK * LD + obt;
         float s[BK / 8][4];
 #pragma unroll
         for (int n = 0; n < BK / 8; n++) s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.0f;
@@ -160,10 +194,10 @@ __global__ void __launch_bounds__(128) bwd_prep_k(float *__restrict__ lse2, floa
             bw_ldsm(af, qw + kc * 16);
 #pragma unroll
             for (int n = 0; n < BK / 8; n += 2) {
-                uint32_t bf[4];
-                bw_ldsm(bf, kw + n * 8 * LD + kc * 16);
-                bw_mma(s[n], af, bf[0], bf[1]);
-                bw_mma(s[n + 1], af, bf[2], bf[3]);
+                uint32_t bfr[4];
+                bw_ldsm(bfr, kw + n * 8 * LD + kc * 16);
+                bw_mma(s[n], af, bfr[0], bfr[1]);
+                bw_mma(s[n + 1], af, bfr[2], bfr[3]);
             }
         }
         float mx[2] = {-INFINITY, -INFINITY};
@@ -200,6 +234,7 @@ __global__ void __launch_bounds__(128) bwd_prep_k(float *__restrict__ lse2, floa
             rsum[rs] += __shfl_xor_sync(0xffffffffu, rsum[rs], 2);
             l_i[rs] = l_i[rs] * alpha[rs] + rsum[rs];
         }
+        __syncthreads(); /* every warp is done with this buffer before the next copy into it */
     }
     /* every row of the sequence sees its own key: l >= 1, m finite */
     if (c == 0)
@@ -209,18 +244,21 @@ __global__ void __launch_bounds__(128) bwd_prep_k(float *__restrict__ lse2, floa
         }
 }
 
-/* grid (B * ceil(T/64), H), 128 threads; BK keys a tile. dq [N, H*D] = (set) or += scale dS K */
-template <int D, int BK>
+/* grid (B * ceil(T/64), H), 128 threads; BK keys a tile, NB buffers of K and V tiles (2: the
+ * next tile's copies overlap this one's products). dq [N, H*D] = (set) or += scale dS K */
+template <int D, int BK, int NB>
 __global__ void __launch_bounds__(128) bwd_dq_k(float *__restrict__ dq, const float *__restrict__ lse2,
-                                                const float *__restrict__ delta, const float *__restrict__ dout,
-                                                const float *__restrict__ q, const float *__restrict__ k,
-                                                const float *__restrict__ v, bwd_args a, int set) {
+                                                const float *__restrict__ delta,
+                                                const __nv_bfloat16 *__restrict__ dout,
+                                                const __nv_bfloat16 *__restrict__ q,
+                                                const __nv_bfloat16 *__restrict__ k,
+                                                const __nv_bfloat16 *__restrict__ v, bwd_args a, int set) {
     constexpr int LD = D + 8;
     extern __shared__ __align__(16) unsigned char smraw[];
     __nv_bfloat16 *Qs = (__nv_bfloat16 *)smraw; /* [TQ][LD] */
     __nv_bfloat16 *dOs = Qs + TQ * LD;           /* [TQ][LD] */
-    __nv_bfloat16 *Ks = dOs + TQ * LD;           /* [BK][LD] */
-    __nv_bfloat16 *Vs = Ks + BK * LD;            /* [BK][LD] */
+    __nv_bfloat16 *Ks = dOs + TQ * LD;           /* [NB][BK][LD] */
+    __nv_bfloat16 *Vs = Ks + NB * BK * LD;       /* [NB][BK][LD] */
     const int tpb = (a.T + TQ - 1) / TQ, b = blockIdx.x / tpb;
     const int t0 = (tpb - 1 - (int)(blockIdx.x % tpb)) * TQ; /* the longest key walks first */
     const int h = blockIdx.y, kh = h / (a.H / a.KVH);
@@ -228,11 +266,14 @@ __global__ void __launch_bounds__(128) bwd_dq_k(float *__restrict__ dq, const fl
     const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, c = lane & 3;
     const int nq = min(TQ, a.T - t0);
     const size_t row0 = (size_t)b * a.T;
-    stage<D, LD, 128>(Qs, q + (row0 + t0) * ldq + h * D, ldq, TQ, nq, tid);
-    stage<D, LD, 128>(dOs, dout + (row0 + t0) * ldq + h * D, ldq, TQ, nq, tid);
     const int p_last = t0 + nq - 1;
     const int kmin = a.window > 0 && t0 - a.window + 1 > 0 ? t0 - a.window + 1 : 0, kmax = p_last;
-    const float *kb = k + row0 * ldk + kh * D, *vb = v + row0 * ldk + kh * D;
+    const __nv_bfloat16 *kb = k + row0 * ldk + kh * D, *vb = v + row0 * ldk + kh * D;
+    stage<D, LD, 128>(Qs, q + (row0 + t0) * ldq + h * D, ldq, TQ, nq, tid);
+    stage<D, LD, 128>(dOs, dout + (row0 + t0) * ldq + h * D, ldq, TQ, nq, tid);
+    stage<D, LD, 128>(Ks, kb + (size_t)kmin * ldk, ldk, BK, kmax - kmin + 1, tid);
+    stage<D, LD, 128>(Vs, vb + (size_t)kmin * ldk, ldk, BK, kmax - kmin + 1, tid);
+    cp_commit();
     /* this thread's two rows (g and g+8 of the warp's 16); rows past the sequence see nothing */
     int pos[2], lo[2];
     bool valid[2];
@@ -250,11 +291,20 @@ __global__ void __launch_bounds__(128) bwd_dq_k(float *__restrict__ dq, const fl
     for (int j = 0; j < D / 8; j++) acc[j][0] = acc[j][1] = acc[j][2] = acc[j][3] = 0.0f;
     const __nv_bfloat16 *qw = Qs + warp * 16 * LD + off_a(lane, LD), *ow = dOs + warp * 16 * LD + off_a(lane, LD);
     const int obt = off_bt(lane, LD), obn = off_bn(lane, LD);
-    for (int j0 = kmin; j0 <= kmax; j0 += BK) {
+    for (int j0 = kmin, it = 0; j0 <= kmax; j0 += BK, it++) {
+        const int bf = NB == 2 ? (it & 1) : 0;
+        const bool more = j0 + BK <= kmax;
+        if (NB == 2 && more) {
+            const size_t o = (size_t)(bf ^ 1) * BK * LD;
+            stage<D, LD, 128>(Ks + o, kb + (size_t)(j0 + BK) * ldk, ldk, BK, kmax - j0 - BK + 1, tid);
+            stage<D, LD, 128>(Vs + o, vb + (size_t)(j0 + BK) * ldk, ldk, BK, kmax - j0 - BK + 1, tid);
+            cp_commit();
+            cp_wait<1>();
+        } else {
+            cp_wait<0>();
+        }
         __syncthreads();
-        stage<D, LD, 128>(Ks, kb + (size_t)j0 * ldk, ldk, BK, kmax - j0 + 1, tid);
-        stage<D, LD, 128>(Vs, vb + (size_t)j0 * ldk, ldk, BK, kmax - j0 + 1, tid);
-        __syncthreads();
+        const __nv_bfloat16 *Kc = Ks + (size_t)bf * BK * LD, *Vc = Vs + (size_t)bf * BK * LD;
         /* S = Q K^T and dP = dO V^T [16 x BK] for this warp's rows */
         float s[BK / 8][4], dp[BK / 8][4];
 #pragma unroll
@@ -268,13 +318,13 @@ __global__ void __launch_bounds__(128) bwd_dq_k(float *__restrict__ dq, const fl
             bw_ldsm(ao, ow + kc * 16);
 #pragma unroll
             for (int n = 0; n < BK / 8; n += 2) {
-                uint32_t bf[4];
-                bw_ldsm(bf, Ks + obt + n * 8 * LD + kc * 16);
-                bw_mma(s[n], aq, bf[0], bf[1]);
-                bw_mma(s[n + 1], aq, bf[2], bf[3]);
-                bw_ldsm(bf, Vs + obt + n * 8 * LD + kc * 16);
-                bw_mma(dp[n], ao, bf[0], bf[1]);
-                bw_mma(dp[n + 1], ao, bf[2], bf[3]);
+                uint32_t bfr[4];
+                bw_ldsm(bfr, Kc + obt + n * 8 * LD + kc * 16);
+                bw_mma(s[n], aq, bfr[0], bfr[1]);
+                bw_mma(s[n + 1], aq, bfr[2], bfr[3]);
+                bw_ldsm(bfr, Vc + obt + n * 8 * LD + kc * 16);
+                bw_mma(dp[n], ao, bfr[0], bfr[1]);
+                bw_mma(dp[n + 1], ao, bfr[2], bfr[3]);
             }
         }
         /* dS = P (dP - delta) cg into s; masked entries exactly 0 */
@@ -296,14 +346,20 @@ __global__ void __launch_bounds__(128) bwd_dq_k(float *__restrict__ dq, const fl
             af[1] = bw_pack(s[2 * kc][2], s[2 * kc][3]);
             af[2] = bw_pack(s[2 * kc + 1][0], s[2 * kc + 1][1]);
             af[3] = bw_pack(s[2 * kc + 1][2], s[2 * kc + 1][3]);
-            const __nv_bfloat16 *kr = Ks + kc * 16 * LD + obn;
+            const __nv_bfloat16 *kr = Kc + kc * 16 * LD + obn;
 #pragma unroll
             for (int j = 0; j < D / 8; j += 2) {
-                uint32_t bf[4];
-                bw_ldsm_t(bf, kr + j * 8);
-                bw_mma(acc[j], af, bf[0], bf[1]);
-                bw_mma(acc[j + 1], af, bf[2], bf[3]);
+                uint32_t bfr[4];
+                bw_ldsm_t(bfr, kr + j * 8);
+                bw_mma(acc[j], af, bfr[0], bfr[1]);
+                bw_mma(acc[j + 1], af, bfr[2], bfr[3]);
             }
+        }
+        __syncthreads(); /* every warp is done with this buffer before the next copy into it */
+        if (NB == 1 && more) {
+            stage<D, LD, 128>(Ks, kb + (size_t)(j0 + BK) * ldk, ldk, BK, kmax - j0 - BK + 1, tid);
+            stage<D, LD, 128>(Vs, vb + (size_t)(j0 + BK) * ldk, ldk, BK, kmax - j0 - BK + 1, tid);
+            cp_commit();
         }
     }
 #pragma unroll
@@ -320,25 +376,28 @@ __global__ void __launch_bounds__(128) bwd_dq_k(float *__restrict__ dq, const fl
     }
 }
 
-/* grid (B * ceil(T/64), KVH), 128 * (D / DW) threads; BQ queries a tile. Warp w owns keys
- * (w % 4) * 16 .. +15 of the block's 64 and dims (w / 4) * DW .. +DW-1 of dK, dV.
+/* grid (B * ceil(T/64), KVH), 128 * (D / DW) threads; BQ queries a tile, NB buffers of the
+ * query tiles (Q, dO, their lse2 and delta). Warp w owns keys (w % 4) * 16 .. +15 of the block's
+ * 64 and dims (w / 4) * DW .. +DW-1 of dK, dV. The tiles walk every query head of the kv head,
+ * then the queries that see the block's keys, as one sequence.
  * dk = (set) or += scale dS^T Q; dv = (set) or += P^T dO (either may be NULL) */
-template <int D, int DW, int BQ>
+template <int D, int DW, int BQ, int NB>
 __global__ void __launch_bounds__(128 * (D / DW)) bwd_dkdv_k(float *__restrict__ dk, float *__restrict__ dv,
                                                              const float *__restrict__ lse2,
                                                              const float *__restrict__ delta,
-                                                             const float *__restrict__ dout,
-                                                             const float *__restrict__ q,
-                                                             const float *__restrict__ k,
-                                                             const float *__restrict__ v, bwd_args a, int set) {
+                                                             const __nv_bfloat16 *__restrict__ dout,
+                                                             const __nv_bfloat16 *__restrict__ q,
+                                                             const __nv_bfloat16 *__restrict__ k,
+                                                             const __nv_bfloat16 *__restrict__ v, bwd_args a,
+                                                             int set) {
     constexpr int LD = D + 8, NT = 128 * (D / DW);
     extern __shared__ __align__(16) unsigned char smraw[];
     __nv_bfloat16 *Ks = (__nv_bfloat16 *)smraw; /* [TQ][LD] */
     __nv_bfloat16 *Vs = Ks + TQ * LD;            /* [TQ][LD] */
-    __nv_bfloat16 *Qs = Vs + TQ * LD;            /* [BQ][LD] */
-    __nv_bfloat16 *dOs = Qs + BQ * LD;           /* [BQ][LD] */
-    float *ls_s = (float *)(dOs + BQ * LD);      /* [BQ] lse2 of the tile's queries */
-    float *dl_s = ls_s + BQ;                     /* [BQ] delta */
+    __nv_bfloat16 *Qs = Vs + TQ * LD;            /* [NB][BQ][LD] */
+    __nv_bfloat16 *dOs = Qs + NB * BQ * LD;      /* [NB][BQ][LD] */
+    float *ls_s = (float *)(dOs + NB * BQ * LD); /* [NB][BQ] lse2 of the tile's queries */
+    float *dl_s = ls_s + NB * BQ;                /* [NB][BQ] delta */
     const int tpb = (a.T + TQ - 1) / TQ, b = blockIdx.x / tpb;
     const int k0 = (int)(blockIdx.x % tpb) * TQ; /* the first key tiles have the longest walks */
     const int kh = blockIdx.y, rep = a.H / a.KVH;
@@ -347,11 +406,24 @@ __global__ void __launch_bounds__(128 * (D / DW)) bwd_dkdv_k(float *__restrict__
     const int kw = (warp & 3) * 16, dh0 = (warp >> 2) * DW;
     const int nk = min(TQ, a.T - k0);
     const size_t row0 = (size_t)b * a.T;
-    stage<D, LD, NT>(Ks, k + (row0 + k0) * ldk + kh * D, ldk, TQ, nk, tid);
-    stage<D, LD, NT>(Vs, v + (row0 + k0) * ldk + kh * D, ldk, TQ, nk, tid);
     /* the queries that see a key of this tile: from its first key to its last + window - 1 */
     const int klast = k0 + nk - 1;
     const int qmax = a.window > 0 && a.window < a.T - klast ? klast + a.window - 1 : a.T - 1;
+    const int nti = (qmax - k0) / BQ + 1, ntiles = rep * nti;
+    stage<D, LD, NT>(Ks, k + (row0 + k0) * ldk + kh * D, ldk, TQ, nk, tid);
+    stage<D, LD, NT>(Vs, v + (row0 + k0) * ldk + kh * D, ldk, TQ, nk, tid);
+    /* query tile t: head kh * rep + t / nti, queries i0 = k0 + (t % nti) * BQ .. */
+#define TILE_ISSUE(t_, buf_)                                                                            \
+    do {                                                                                                \
+        const int h_ = kh * rep + (t_) / nti, i0_ = k0 + ((t_) % nti) * BQ, nv_ = qmax - i0_ + 1;       \
+        const size_t o_ = (size_t)(buf_) * BQ * LD;                                                     \
+        stage<D, LD, NT>(Qs + o_, q + (row0 + i0_) * ldq + h_ * D, ldq, BQ, nv_, tid);                  \
+        stage<D, LD, NT>(dOs + o_, dout + (row0 + i0_) * ldq + h_ * D, ldq, BQ, nv_, tid);              \
+        stage_vec(ls_s + (buf_) * BQ, lse2 + (row0 + i0_) * a.H + h_, a.H, BQ, nv_, tid);               \
+        stage_vec(dl_s + (buf_) * BQ, delta + (row0 + i0_) * a.H + h_, a.H, BQ, nv_, tid);              \
+    } while (0)
+    TILE_ISSUE(0, 0);
+    cp_commit();
     int key[2];
     for (int s = 0; s < 2; s++) key[s] = k0 + kw + g + 8 * s;
     float ak[DW / 8][4], av[DW / 8][4];
@@ -361,79 +433,85 @@ __global__ void __launch_bounds__(128 * (D / DW)) bwd_dkdv_k(float *__restrict__
         for (int e = 0; e < 4; e++) ak[j][e] = av[j][e] = 0.0f;
     const __nv_bfloat16 *kwp = Ks + kw * LD + off_a(lane, LD), *vwp = Vs + kw * LD + off_a(lane, LD);
     const int obt = off_bt(lane, LD), obn = off_bn(lane, LD) + dh0;
-    for (int r = 0; r < rep; r++) {
-        const int h = kh * rep + r;
-        for (int i0 = k0; i0 <= qmax; i0 += BQ) {
-            const int nv = qmax - i0 + 1;
-            __syncthreads(); /* the previous tile's readers are done */
-            stage<D, LD, NT>(Qs, q + (row0 + i0) * ldq + h * D, ldq, BQ, nv, tid);
-            stage<D, LD, NT>(dOs, dout + (row0 + i0) * ldq + h * D, ldq, BQ, nv, tid);
-            if (tid < BQ) {
-                bool ok = tid < nv;
-                ls_s[tid] = ok ? lse2[(row0 + i0 + tid) * a.H + h] : 0.0f;
-                dl_s[tid] = ok ? delta[(row0 + i0 + tid) * a.H + h] : 0.0f;
-            }
-            __syncthreads();
-            /* S^T = K Q^T and dP^T = V dO^T [16 keys x BQ queries] for this warp's keys */
-            float st[BQ / 8][4], dpt[BQ / 8][4];
+    for (int t = 0; t < ntiles; t++) {
+        const int bf = NB == 2 ? (t & 1) : 0;
+        const bool more = t + 1 < ntiles;
+        if (NB == 2 && more) {
+            TILE_ISSUE(t + 1, bf ^ 1);
+            cp_commit();
+            cp_wait<1>();
+        } else {
+            cp_wait<0>();
+        }
+        __syncthreads();
+        const int i0 = k0 + (t % nti) * BQ;
+        const __nv_bfloat16 *Qc = Qs + (size_t)bf * BQ * LD, *dOc = dOs + (size_t)bf * BQ * LD;
+        const float *lsc = ls_s + bf * BQ, *dlc = dl_s + bf * BQ;
+        /* S^T = K Q^T and dP^T = V dO^T [16 keys x BQ queries] for this warp's keys */
+        float st[BQ / 8][4], dpt[BQ / 8][4];
 #pragma unroll
-            for (int n = 0; n < BQ / 8; n++)
+        for (int n = 0; n < BQ / 8; n++)
 #pragma unroll
-                for (int e = 0; e < 4; e++) st[n][e] = dpt[n][e] = 0.0f;
+            for (int e = 0; e < 4; e++) st[n][e] = dpt[n][e] = 0.0f;
 #pragma unroll
-            for (int kc = 0; kc < D / 16; kc++) {
-                uint32_t akf[4], avf[4];
-                bw_ldsm(akf, kwp + kc * 16);
-                bw_ldsm(avf, vwp + kc * 16);
+        for (int kc = 0; kc < D / 16; kc++) {
+            uint32_t akf[4], avf[4];
+            bw_ldsm(akf, kwp + kc * 16);
+            bw_ldsm(avf, vwp + kc * 16);
 #pragma unroll
-                for (int n = 0; n < BQ / 8; n += 2) {
-                    uint32_t bf[4];
-                    bw_ldsm(bf, Qs + obt + n * 8 * LD + kc * 16);
-                    bw_mma(st[n], akf, bf[0], bf[1]);
-                    bw_mma(st[n + 1], akf, bf[2], bf[3]);
-                    bw_ldsm(bf, dOs + obt + n * 8 * LD + kc * 16);
-                    bw_mma(dpt[n], avf, bf[0], bf[1]);
-                    bw_mma(dpt[n + 1], avf, bf[2], bf[3]);
-                }
-            }
-            /* P^T into st, dS^T into dpt; masked entries (and queries past qmax) exactly 0 */
-#pragma unroll
-            for (int n = 0; n < BQ / 8; n++)
-#pragma unroll
-                for (int e = 0; e < 4; e++) {
-                    int rs = e >> 1, col = n * 8 + 2 * c + (e & 1), qi = i0 + col;
-                    float cg, x = score2(st[n][e], a.scale, a.softcap, &cg);
-                    bool ok = qi <= qmax && key[rs] <= qi && (a.window <= 0 || qi - key[rs] < a.window);
-                    float p = ok ? exp2f(x - ls_s[col]) : 0.0f;
-                    st[n][e] = p;
-                    dpt[n][e] = ok ? p * (dpt[n][e] - dl_s[col]) * cg : 0.0f;
-                }
-            /* dV[16 x DW] += P^T[16 x BQ] dO[BQ x DW]; dK[16 x DW] += dS^T[16 x BQ] Q[BQ x DW] */
-#pragma unroll
-            for (int kc = 0; kc < BQ / 16; kc++) {
-                uint32_t ap[4], ad[4];
-                ap[0] = bw_pack(st[2 * kc][0], st[2 * kc][1]);
-                ap[1] = bw_pack(st[2 * kc][2], st[2 * kc][3]);
-                ap[2] = bw_pack(st[2 * kc + 1][0], st[2 * kc + 1][1]);
-                ap[3] = bw_pack(st[2 * kc + 1][2], st[2 * kc + 1][3]);
-                ad[0] = bw_pack(dpt[2 * kc][0], dpt[2 * kc][1]);
-                ad[1] = bw_pack(dpt[2 * kc][2], dpt[2 * kc][3]);
-                ad[2] = bw_pack(dpt[2 * kc + 1][0], dpt[2 * kc + 1][1]);
-                ad[3] = bw_pack(dpt[2 * kc + 1][2], dpt[2 * kc + 1][3]);
-                const int ro = kc * 16 * LD + obn;
-#pragma unroll
-                for (int j = 0; j < DW / 8; j += 2) {
-                    uint32_t bf[4];
-                    bw_ldsm_t(bf, dOs + ro + j * 8);
-                    bw_mma(av[j], ap, bf[0], bf[1]);
-                    bw_mma(av[j + 1], ap, bf[2], bf[3]);
-                    bw_ldsm_t(bf, Qs + ro + j * 8);
-                    bw_mma(ak[j], ad, bf[0], bf[1]);
-                    bw_mma(ak[j + 1], ad, bf[2], bf[3]);
-                }
+            for (int n = 0; n < BQ / 8; n += 2) {
+                uint32_t bfr[4];
+                bw_ldsm(bfr, Qc + obt + n * 8 * LD + kc * 16);
+                bw_mma(st[n], akf, bfr[0], bfr[1]);
+                bw_mma(st[n + 1], akf, bfr[2], bfr[3]);
+                bw_ldsm(bfr, dOc + obt + n * 8 * LD + kc * 16);
+                bw_mma(dpt[n], avf, bfr[0], bfr[1]);
+                bw_mma(dpt[n + 1], avf, bfr[2], bfr[3]);
             }
         }
+        /* P^T into st, dS^T into dpt; masked entries (and queries past qmax) exactly 0 */
+#pragma unroll
+        for (int n = 0; n < BQ / 8; n++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                int rs = e >> 1, col = n * 8 + 2 * c + (e & 1), qi = i0 + col;
+                float cg, x = score2(st[n][e], a.scale, a.softcap, &cg);
+                bool ok = qi <= qmax && key[rs] <= qi && (a.window <= 0 || qi - key[rs] < a.window);
+                float p = ok ? exp2f(x - lsc[col]) : 0.0f;
+                st[n][e] = p;
+                dpt[n][e] = ok ? p * (dpt[n][e] - dlc[col]) * cg : 0.0f;
+            }
+        /* dV[16 x DW] += P^T[16 x BQ] dO[BQ x DW]; dK[16 x DW] += dS^T[16 x BQ] Q[BQ x DW] */
+#pragma unroll
+        for (int kc = 0; kc < BQ / 16; kc++) {
+            uint32_t ap[4], ad[4];
+            ap[0] = bw_pack(st[2 * kc][0], st[2 * kc][1]);
+            ap[1] = bw_pack(st[2 * kc][2], st[2 * kc][3]);
+            ap[2] = bw_pack(st[2 * kc + 1][0], st[2 * kc + 1][1]);
+            ap[3] = bw_pack(st[2 * kc + 1][2], st[2 * kc + 1][3]);
+            ad[0] = bw_pack(dpt[2 * kc][0], dpt[2 * kc][1]);
+            ad[1] = bw_pack(dpt[2 * kc][2], dpt[2 * kc][3]);
+            ad[2] = bw_pack(dpt[2 * kc + 1][0], dpt[2 * kc + 1][1]);
+            ad[3] = bw_pack(dpt[2 * kc + 1][2], dpt[2 * kc + 1][3]);
+            const int ro = kc * 16 * LD + obn;
+#pragma unroll
+            for (int j = 0; j < DW / 8; j += 2) {
+                uint32_t bfr[4];
+                bw_ldsm_t(bfr, dOc + ro + j * 8);
+                bw_mma(av[j], ap, bfr[0], bfr[1]);
+                bw_mma(av[j + 1], ap, bfr[2], bfr[3]);
+                bw_ldsm_t(bfr, Qc + ro + j * 8);
+                bw_mma(ak[j], ad, bfr[0], bfr[1]);
+                bw_mma(ak[j + 1], ad, bfr[2], bfr[3]);
+            }
+        }
+        __syncthreads(); /* every warp is done with this buffer before the next copy into it */
+        if (NB == 1 && more) {
+            TILE_ISSUE(t + 1, 0);
+            cp_commit();
+        }
     }
+#undef TILE_ISSUE
 #pragma unroll
     for (int rs = 0; rs < 2; rs++) {
         if (key[rs] > klast) continue;
@@ -466,31 +544,33 @@ static cudaError_t smem_optin(K kern, size_t smem, int *done) {
 }
 
 /* tiles: dQ's keys a tile (BK) and dK/dV's queries a tile (BQ) and dims a warp (DW) per head dim,
- * chosen so that no accumulator set passes ~160 floats a thread */
-template <int D, int BK, int DW, int BQ>
+ * chosen so that no accumulator set passes ~160 floats a thread; NB 2 (double-buffered tiles)
+ * where the shared memory still leaves two blocks an SM, else 1 */
+template <int D, int BK, int DW, int BQ, int NB>
 static cudaError_t launch_bwd(float *dq, float *dk, float *dv, const float *dout, const float *out,
-                              const float *q, const float *k, const float *v, float *lse2, float *delta,
-                              int B, bwd_args a, int set, cudaStream_t s) {
+                              const __nv_bfloat16 *ob, const __nv_bfloat16 *qb, const __nv_bfloat16 *kb,
+                              const __nv_bfloat16 *vb, float *lse2, float *delta, int B, bwd_args a, int set,
+                              cudaStream_t s) {
     static int d0 = 0, d1 = 0, d2 = 0;
     const size_t es = sizeof(__nv_bfloat16), LD = D + 8;
-    const size_t sm_prep = es * 2 * TQ * LD;
-    const size_t sm_dq = es * (2 * TQ + 2 * BK) * LD;
-    const size_t sm_kv = es * (2 * TQ + 2 * BQ) * LD + sizeof(float) * 2 * BQ;
+    const size_t sm_prep = es * (TQ + 2 * 64) * LD;
+    const size_t sm_dq = es * (2 * TQ + 2 * NB * BK) * LD;
+    const size_t sm_kv = es * (2 * TQ + 2 * NB * BQ) * LD + sizeof(float) * 2 * NB * BQ;
     cudaError_t r;
     const int tpb = (a.T + TQ - 1) / TQ;
     if ((r = smem_optin(bwd_prep_k<D>, sm_prep, &d0)) != cudaSuccess) return r;
-    bwd_prep_k<D><<<dim3((unsigned)(B * tpb), (unsigned)a.H), 128, sm_prep, s>>>(lse2, delta, dout, out, q, k, a);
+    bwd_prep_k<D><<<dim3((unsigned)(B * tpb), (unsigned)a.H), 128, sm_prep, s>>>(lse2, delta, dout, out, qb, kb, a);
     if ((r = cudaGetLastError()) != cudaSuccess) return r;
     if (dq) {
-        if ((r = smem_optin(bwd_dq_k<D, BK>, sm_dq, &d1)) != cudaSuccess) return r;
-        bwd_dq_k<D, BK><<<dim3((unsigned)(B * tpb), (unsigned)a.H), 128, sm_dq, s>>>(dq, lse2, delta, dout, q, k,
-                                                                                     v, a, set);
+        if ((r = smem_optin(bwd_dq_k<D, BK, NB>, sm_dq, &d1)) != cudaSuccess) return r;
+        bwd_dq_k<D, BK, NB><<<dim3((unsigned)(B * tpb), (unsigned)a.H), 128, sm_dq, s>>>(dq, lse2, delta, ob, qb,
+                                                                                         kb, vb, a, set);
         if ((r = cudaGetLastError()) != cudaSuccess) return r;
     }
     if (dk || dv) {
-        if ((r = smem_optin(bwd_dkdv_k<D, DW, BQ>, sm_kv, &d2)) != cudaSuccess) return r;
-        bwd_dkdv_k<D, DW, BQ><<<dim3((unsigned)(B * tpb), (unsigned)a.KVH), 128 * (D / DW), sm_kv, s>>>(
-            dk, dv, lse2, delta, dout, q, k, v, a, set);
+        if ((r = smem_optin(bwd_dkdv_k<D, DW, BQ, NB>, sm_kv, &d2)) != cudaSuccess) return r;
+        bwd_dkdv_k<D, DW, BQ, NB><<<dim3((unsigned)(B * tpb), (unsigned)a.KVH), 128 * (D / DW), sm_kv, s>>>(
+            dk, dv, lse2, delta, ob, qb, kb, vb, a, set);
         if ((r = cudaGetLastError()) != cudaSuccess) return r;
     }
     return cudaSuccess;
@@ -506,13 +586,25 @@ cudaError_t kg_attention_backward_mma(float *dq, float *dk, float *dv, const flo
     if (!kg_attention_backward_mma_supports(D) || KVH <= 0 || H % KVH || !out || !dout || !q || !k || !v)
         return cudaErrorInvalidValue;
     bwd_args a = {T, H, KVH, window, scale, softcap};
-    float *buf = NULL; /* lse2 [B*T, H], then delta [B*T, H] */
-    size_t n = (size_t)B * T * H;
-    cudaError_t r = cudaMallocAsync((void **)&buf, sizeof(float) * 2 * n, s);
+    /* lse2 [B*T, H], delta [B*T, H], then the bf16 copies of q, dout [N, H*D] and k, v [N, KVH*D]
+     * the tiles are copied from (once each, 16 bytes a copy) */
+    char *buf = NULL;
+    size_t n = (size_t)B * T * H, nq = (size_t)B * T * H * D, nk = (size_t)B * T * KVH * D;
+    size_t bytes = sizeof(float) * 2 * n;
+    bytes = (bytes + 255) & ~(size_t)255;
+    size_t oq = bytes, oo = oq + ((2 * nq + 255) & ~(size_t)255), ok = oo + ((2 * nq + 255) & ~(size_t)255),
+           ov = ok + ((2 * nk + 255) & ~(size_t)255), total = ov + 2 * nk;
+    cudaError_t r = cudaMallocAsync((void **)&buf, total, s);
     if (r != cudaSuccess) return r;
-    if (D == 64) r = launch_bwd<64, 64, 64, 64>(dq, dk, dv, dout, out, q, k, v, buf, buf + n, B, a, set, s);
-    else if (D == 128) r = launch_bwd<128, 64, 128, 32>(dq, dk, dv, dout, out, q, k, v, buf, buf + n, B, a, set, s);
-    else r = launch_bwd<256, 32, 128, 32>(dq, dk, dv, dout, out, q, k, v, buf, buf + n, B, a, set, s);
+    float *lse2 = (float *)buf, *delta = lse2 + n;
+    __nv_bfloat16 *qb = (__nv_bfloat16 *)(buf + oq), *ob = (__nv_bfloat16 *)(buf + oo),
+                  *kb = (__nv_bfloat16 *)(buf + ok), *vb = (__nv_bfloat16 *)(buf + ov);
+    if ((r = k_to_bf16(qb, q, KDT_F32, nq, s)) == cudaSuccess && (r = k_to_bf16(ob, dout, KDT_F32, nq, s)) == cudaSuccess &&
+        (r = k_to_bf16(kb, k, KDT_F32, nk, s)) == cudaSuccess && (r = k_to_bf16(vb, v, KDT_F32, nk, s)) == cudaSuccess) {
+        if (D == 64) r = launch_bwd<64, 64, 64, 64, 2>(dq, dk, dv, dout, out, ob, qb, kb, vb, lse2, delta, B, a, set, s);
+        else if (D == 128) r = launch_bwd<128, 64, 128, 32, 2>(dq, dk, dv, dout, out, ob, qb, kb, vb, lse2, delta, B, a, set, s);
+        else r = launch_bwd<256, 32, 128, 32, 1>(dq, dk, dv, dout, out, ob, qb, kb, vb, lse2, delta, B, a, set, s);
+    }
     cudaError_t f = cudaFreeAsync(buf, s);
     return r != cudaSuccess ? r : f;
 }

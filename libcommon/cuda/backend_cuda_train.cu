@@ -292,7 +292,7 @@ int cu_matmul_backward(lop_backend *be, float *din, float *dw, float *dbias, con
 static int lora_bwd(lop_backend *be, float *din, float *dA, float *dB, float *dxa, float *tmp,
                     const float *dout, const float *x, const float *xa, const float *A,
                     const float *B, int N, int IC, int OC, int r, float scale, float dropout,
-                    uint64_t seed, uint64_t key, lop_gemm g, lop_err *e) {
+                    uint64_t seed, uint64_t key, lop_gemm g, int set, lop_err *e) {
     train_st *t = st_of(be);
     if (!t) return lop_fail(e, "out of memory");
     void *outs[5] = {din, dA, dB, dxa, tmp};
@@ -300,12 +300,14 @@ static int lora_bwd(lop_backend *be, float *din, float *dA, float *dB, float *dx
                     (size_t)4 * N * IC};
     bfc_chain(t, cu_gen(be), outs, ob, 5);
     const __nv_bfloat16 *db = NULL, *Bb = NULL;
-    if (g == LOP_GEMM_BF16 && (db = bfc_find(t, cu_gen(be), dout, (size_t)N * OC))) {
+    /* the copy of dout: the frozen GEMM's, or made here for it (with lora_matmul this op runs
+     * first and the projection's backward finds it) */
+    if (g == LOP_GEMM_BF16 && (db = bfc_get(be, t, dout, (size_t)N * OC))) {
         lop_wref bw = {B, ST_F32, OC, r, "a LoRA B", 1};
         if (!(Bb = cu_train_bf16_of(be, &bw, e))) return -1;
     }
     CU(kg_lora_backward(cu_blas_of(be), din, dA, dB, dxa, tmp, dout, x, xa, A, B, N, IC, OC, r, scale,
-                        dropout, seed, key, g == LOP_GEMM_BF16, Bb ? db : NULL, Bb, cu_stream_of(be)),
+                        dropout, seed, key, g == LOP_GEMM_BF16, Bb ? db : NULL, Bb, set, cu_stream_of(be)),
        "LoRA backward");
     return 0;
 }
@@ -313,9 +315,24 @@ static int lora_bwd(lop_backend *be, float *din, float *dA, float *dB, float *dx
 int cu_lora_backward(lop_backend *be, float *din, float *dA, float *dB, float *dxa, float *tmp,
                      const float *dout, const float *x, const float *xa, const float *A,
                      const float *B, int N, int IC, int OC, int r, float scale, float dropout,
-                     uint64_t seed, uint64_t key, lop_gemm g, lop_err *e) {
+                     uint64_t seed, uint64_t key, lop_gemm g, int overwrite, lop_err *e) {
     PROF(TP_LORA, lora_bwd(be, din, dA, dB, dxa, tmp, dout, x, xa, A, B, N, IC, OC, r, scale, dropout,
-                           seed, key, g, e));
+                           seed, key, g, overwrite, e));
+}
+
+/* lora_matmul's adapter half (backend_cuda.cu runs the projection after it): no gen bump, so
+ * the bf16 copy of x it reads stays the one the projection's GEMM reads next */
+int cu_lora_first(lop_backend *be, float *out, float *xa, float *tmp, const float *x,
+                  const __nv_bfloat16 *xb, const float *A, const float *B, int N, int IC, int OC,
+                  int r, float scale, float dropout, uint64_t seed, uint64_t key, lop_err *e) {
+    const __nv_bfloat16 *Ab = NULL;
+    if (dropout <= 0 && xb) {
+        lop_wref aw = {A, ST_F32, (int64_t)r, (int64_t)IC, "a LoRA A", 1};
+        if (!(Ab = cu_train_bf16_of(be, &aw, e))) return -1;
+    }
+    CU(kg_lora_first(cu_blas_of(be), out, xa, tmp, x, xb, Ab, A, B, N, IC, OC, r, scale, dropout, seed,
+                     key, cu_stream_of(be)), "LoRA forward");
+    return 0;
 }
 
 static int rmsnorm_bwd(lop_backend *be, float *dx, float *dw, const float *dout, const float *x,

@@ -46,7 +46,12 @@ int cu_matmul_backward(lop_backend *be, float *din, float *dw, float *dbias, con
 int cu_lora_backward(lop_backend *be, float *din, float *dA, float *dB, float *dxa, float *tmp,
                      const float *dout, const float *x, const float *xa, const float *A,
                      const float *B, int N, int IC, int OC, int r, float scale, float dropout,
-                     uint64_t seed, uint64_t key, lop_gemm g, lop_err *e);
+                     uint64_t seed, uint64_t key, lop_gemm g, int overwrite, lop_err *e);
+/* lora_matmul's adapter half: out = scale drop(x) A^T B^T (stored), xa kept; xb: the bf16 copy of
+ * x the projection's GEMM reads (NULL: float32 x) */
+int cu_lora_first(lop_backend *be, float *out, float *xa, float *tmp, const float *x,
+                  const __nv_bfloat16 *xb, const float *A, const float *B, int N, int IC, int OC,
+                  int r, float scale, float dropout, uint64_t seed, uint64_t key, lop_err *e);
 int cu_rmsnorm_backward(lop_backend *be, float *dx, float *dw, const float *dout, const float *x,
                         const float *rstd, const lop_wref *w, int N, int C, int gemma, int overwrite,
                         lop_err *e);

@@ -74,7 +74,15 @@ cudaError_t kg_lora_backward(cublasHandle_t h, float *din, float *dA, float *dB,
                              const float *A, const float *B, int N, int IC, int OC, int r,
                              float scale, float dropout, uint64_t seed, uint64_t key, int tf32,
                              const __nv_bfloat16 *dout_bf16, const __nv_bfloat16 *B_bf16,
-                             cudaStream_t s);
+                             int din_set, cudaStream_t s);
+/* the adapter's half of a fused projection (backend.h's lora_matmul), before the projection's
+ * GEMM adds x W^T over it: xa[N, r] = drop(x) A^T, out[N, OC] = scale xa B^T (stored). With
+ * xb and Ab (bf16 copies of x and A; no dropout) xa is a bf16 product with float32 accumulation,
+ * as PEFT's lora_A under autocast; else TF32 over float32 (drop(x) into tmp). */
+cudaError_t kg_lora_first(cublasHandle_t h, float *out, float *xa, float *tmp, const float *x,
+                          const __nv_bfloat16 *xb, const __nv_bfloat16 *Ab, const float *A,
+                          const float *B, int N, int IC, int OC, int r, float scale, float dropout,
+                          uint64_t seed, uint64_t key, cudaStream_t s);
 
 /* LoRA's skinny products as kernels of their own (lora_skinny.cu; ranks 8 and 16; float32
  * accumulation in a fixed order). rows: y[N, R] = alpha X[N, K] W^T with W(k, i) at

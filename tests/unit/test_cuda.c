@@ -459,15 +459,62 @@ static void t_lora(int N, int IC, int OC, int r, float p, lop_gemm g) {
     hd dout = hd_rnd((size_t)N * OC, 1), din = hd_rnd((size_t)N * IC, 1), dA = hd_rnd((size_t)r * IC, 1),
        dB = hd_rnd((size_t)OC * r, 1), dxa = hd_zero((size_t)N * r);
     CK(H->op->lora_backward(H, din.h, dA.h, dB.h, dxa.h, tmp.h, dout.h, x.h, xa.h, A.h, B.h, N, IC, OC, r,
-                            sc, p, seed, key, LOP_GEMM_F32, &E));
+                            sc, p, seed, key, LOP_GEMM_F32, 0, &E));
     CK(G->op->lora_backward(G, din.d, dA.d, dB.d, dxa.d, tmp.d, dout.d, x.d, xa.d, A.d, B.d, N, IC, OC, r,
-                            sc, p, seed, key, g, &E));
+                            sc, p, seed, key, g, 0, &E));
     hd_cmp("lora backward: din", din, tol);
     hd_cmp("  dA", dA, tol);
     hd_cmp("  dB", dB, tol);
     hd_cmp("  dxa", dxa, tol);
     hd_free(x); hd_free(A); hd_free(B); hd_free(out); hd_free(xa); hd_free(tmp);
     hd_free(dout); hd_free(din); hd_free(dA); hd_free(dB); hd_free(dxa);
+}
+
+/* lora_matmul (the adapter first, the projection's GEMM adding over it) against the cpu's matmul
+ * then lora_forward; twice on one x (q then k: the bf16 copy of x shared); then the backward in
+ * the order the core runs it with lora_matmul (lora_backward storing din, matmul_backward adding,
+ * with the copy of dout the LoRA backward made) against the cpu's usual order. A frozen bf16
+ * weight, the bf16 run's bound; f32 products must decline (1). */
+static void t_lora_matmul(int N, int IC, int OC, int r, float p) {
+    double tol = 1e-2;
+    if (!G->op->lora_matmul) { printf("FAIL lora_matmul missing\n"); fails++; return; }
+    void *raw[2] = {NULL, NULL};
+    lop_wref w[2] = {wmat(ST_BF16, OC, IC, 0.05f, &raw[0]), wmat(ST_BF16, OC, IC, 0.05f, &raw[1])};
+    lop_wref nob = {0};
+    hd x = hd_rnd((size_t)N * IC, 1), A = hd_rnd((size_t)r * IC, 0.1f), B = hd_rnd((size_t)OC * r, 0.1f);
+    hd out[2] = {hd_rnd((size_t)N * OC, 1), hd_rnd((size_t)N * OC, 1)};
+    hd xa = hd_zero((size_t)N * r), tmp = hd_zero((size_t)N * IC);
+    uint64_t seed = 99, key = 5;
+    float sc = 2.0f;
+    int rc = G->op->lora_matmul(G, out[0].d, xa.d, tmp.d, x.d, &w[0], A.d, B.d, N, r, sc, p, seed, key,
+                                LOP_GEMM_F32, &E);
+    if (rc != 1) { printf("FAIL lora_matmul with f32 products returned %d, not 1\n", rc); fails++; }
+    for (int k = 0; k < 2; k++) {
+        CK(H->op->matmul(H, out[k].h, x.h, &w[k], &nob, N, LOP_GEMM_F32, &E));
+        CK(H->op->lora_forward(H, out[k].h, xa.h, tmp.h, x.h, A.h, B.h, N, IC, OC, r, sc, p, seed, key,
+                               LOP_GEMM_F32, &E));
+        CK(G->op->lora_matmul(G, out[k].d, xa.d, tmp.d, x.d, &w[k], A.d, B.d, N, r, sc, p, seed, key,
+                              LOP_GEMM_BF16, &E));
+    }
+    char what[128];
+    snprintf(what, sizeof what, "lora_matmul N=%d IC=%d OC=%d r=%d dropout=%g: out (first)", N, IC, OC, r, p);
+    hd_cmp(what, out[0], tol);
+    hd_cmp("  out (second, same x)", out[1], tol);
+    hd_cmp("  xa", xa, tol);
+    hd dout = hd_rnd((size_t)N * OC, 1), din = hd_rnd((size_t)N * IC, 1), dA = hd_rnd((size_t)r * IC, 1),
+       dB = hd_rnd((size_t)OC * r, 1), dxa = hd_zero((size_t)N * r);
+    CK(H->op->matmul_backward(H, din.h, NULL, NULL, dout.h, x.h, &w[1], N, LOP_GEMM_F32, 1, &E));
+    CK(H->op->lora_backward(H, din.h, dA.h, dB.h, dxa.h, tmp.h, dout.h, x.h, xa.h, A.h, B.h, N, IC, OC, r, sc,
+                            p, seed, key, LOP_GEMM_F32, 0, &E));
+    CK(G->op->lora_backward(G, din.d, dA.d, dB.d, dxa.d, tmp.d, dout.d, x.d, xa.d, A.d, B.d, N, IC, OC, r, sc,
+                            p, seed, key, LOP_GEMM_BF16, 1, &E));
+    CK(G->op->matmul_backward(G, din.d, NULL, NULL, dout.d, x.d, &w[1], N, LOP_GEMM_BF16, 0, &E));
+    hd_cmp("  backward, LoRA first (din stored) then the projection (added): din", din, tol);
+    hd_cmp("  dA", dA, tol);
+    hd_cmp("  dB", dB, tol);
+    hd_free(x); hd_free(A); hd_free(B); hd_free(out[0]); hd_free(out[1]); hd_free(xa); hd_free(tmp);
+    hd_free(dout); hd_free(din); hd_free(dA); hd_free(dB); hd_free(dxa);
+    free(raw[0]); free(raw[1]);
 }
 
 /* The backward's chains of ops on the GPU, where bf16 copies made by one op are read by the next
@@ -489,7 +536,7 @@ static void t_chains(int N, int IC, int OC, int r) {
 #define S(v_) (side ? (v_).d : (v_).h)
         CK(be->op->matmul_backward(be, S(din), NULL, NULL, S(dout), S(x), &w, N, g, 1, &E));
         CK(be->op->lora_backward(be, S(din), S(dA), S(dB), S(dxa), S(tmp), S(dout), S(x), S(xa), S(A), S(B), N,
-                                 IC, OC, r, 2.0f, 0, 1, 1, g, &E));
+                                 IC, OC, r, 2.0f, 0, 1, 1, g, 0, &E));
 #undef S
     }
     hd_cmp("chain: frozen bf16 matmul backward + LoRA backward (dout's copy): din", din, tol);
@@ -893,9 +940,15 @@ static void t_train(void) {
     t_lora(1100, 10240, 2560, 16, 0, LOP_GEMM_F32); /* the 4B card's down projection */
     t_lora(300, 640, 1024, 32, 0.1f, LOP_GEMM_F32); /* a rank the skinny kernels leave to cuBLAS */
     t_lora(301, 642, 1026, 16, 0, LOP_GEMM_F32);    /* widths not a multiple of 4: cuBLAS */
-    setenv("LOP_CUDA_LORA", "blas", 1);             /* the cuBLAS products (LOP_CUDA_LORA=blas) */
+    t_chains(300, 640, 1024, 16);
+    t_lora_matmul(512, 640, 1024, 16, 0);            /* cuBLASLt's path (rows a multiple of 256) */
+    t_lora_matmul(300, 640, 1024, 16, 0);            /* cublasGemmEx's */
+    t_lora_matmul(300, 256, 96, 8, 0.1f);            /* dropout: float32 x */
+    setenv("LOP_CUDA_LORA", "own", 1);              /* lora_skinny.cu's kernels (LOP_CUDA_LORA=own) */
     t_lora(300, 640, 1024, 16, 0, LOP_GEMM_F32);
     t_lora(77, 256, 96, 8, 0.1f, LOP_GEMM_BF16);
+    t_lora(1100, 2600, 700, 16, 0, LOP_GEMM_BF16);
+    t_lora(1100, 10240, 2560, 16, 0, LOP_GEMM_F32);
     t_chains(300, 640, 1024, 16);
     unsetenv("LOP_CUDA_LORA");
     for (int g = 0; g < 2; g++) {
