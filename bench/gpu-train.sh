@@ -16,7 +16,8 @@
 # of heal-sft's / kd-train's own per-step figures, as PyTorch's.
 # Env: LOP_BENCH_OUT (default bench/out/gpu-train), LOP_SHARED, LOP_GPU_TRAIN_STEPS (timed steps,
 #      default 10, after 3 warm-up steps), LOP_GPU_TRAIN_JOBS (default "full lora kd"),
-#      LOP_GPU_TRAIN_TORCH=0 (lop only).
+#      LOP_GPU_TRAIN_TORCH=0 (lop only), LOP_GPU_TRAIN_OPS=0 (not the kernels alone),
+#      LOP_GPU_TRAIN_VARIANTS (';'-separated environment settings: each lop job again under each).
 set -u
 cd "$(dirname "$0")/.."
 if ! nvidia-smi -L > /dev/null 2>&1 || [ ! -f build/liblop_cuda.so ]; then
@@ -43,11 +44,11 @@ lop_gpu=0
 bin/heal-sft --help 2>/dev/null | grep -q -- '--device' && lop_gpu=1
 echo "{\"bench\":\"gpu_train\",\"lop_trainer_on_gpu\":$lop_gpu}"
 : > "$OUT/lop.jsonl"
-lop_run() { # tag tool args...
-  local tag=$1 tool=$2; shift 2
+lop_run1() { # tag env tool args...
+  local tag=$1 ev=$2 tool=$3; shift 3
   local o=$OUT/lop-$tag
   rm -rf "$o" "$o.ckpt"
-  if bin/$tool -q "$@" --data "$OUT/data.jsonl" -o "$o" --steps $((WARM + STEPS)) --seq-len $T --batch $B \
+  if env $ev bin/$tool -q "$@" --data "$OUT/data.jsonl" -o "$o" --steps $((WARM + STEPS)) --seq-len $T --batch $B \
        --no-shuffle --device cuda --gemm bf16 > "$OUT/lop-$tag.steps" 2> "$OUT/lop-$tag.err"; then
     $PY - "$tag" "$OUT/lop-$tag.steps" "$WARM" <<'PY' | tee -a "$OUT/lop.jsonl"
 import json, sys
@@ -66,10 +67,18 @@ PY
   fi
   rm -rf "$o" "$o.ckpt"
 }
+# each job as it ships, then once under each of LOP_GPU_TRAIN_VARIANTS (';'-separated environment
+# settings, e.g. "LOP_CUDA_ATTN_BWD=mma"), tagged "job [setting]": alternatives timed in one run
+lop_run() { # tag tool args...
+  local tag=$1 var; shift
+  lop_run1 "$tag" "" "$@"
+  IFS=';' read -ra vars <<< "${LOP_GPU_TRAIN_VARIANTS:-}"
+  for var in "${vars[@]}"; do [ -n "$var" ] && lop_run1 "$tag [$var]" "$var" "$@"; done
+}
 # lop's kernels: the ops of one full fine-tuning step at the same shapes, bf16 GEMMs, float32
 # masters (bench/gpu_train_ops.c; head chunks of 32 MB of logits as train_step.c, and 512 MB)
 : > "$OUT/ops.jsonl"
-if has full && [ -f build/libcommon.a ] && [ -f build/liblop_cuda.so ] &&
+if has full && [ "${LOP_GPU_TRAIN_OPS:-1}" = 1 ] && [ -f build/libcommon.a ] && [ -f build/liblop_cuda.so ] &&
    ${CC:-cc} ${CFLAGS:-} -std=c11 -D_GNU_SOURCE -O2 -Ilibcommon bench/gpu_train_ops.c build/libcommon.a ${LDFLAGS:-} \
      -lcjson -lopenblas -lzstd -lpcre2-8 -lutf8proc -lm -lpthread -ldl -fopenmp -o build/gpu_train_ops; then
   for name in gemma-3-270m qwen3-0.6b; do
@@ -133,6 +142,11 @@ for r in hf:
     ls = f"{lt:>10,.0f} {lt / r['tokens_per_s']:>6.2f} {lf:>8.1f} {lf / peak:>8.1%} {l.get('gpu_peak_mb') or 0:>8}" if lt else \
          f"{'(not wired)' if not lop_gpu else 'failed':>10}"
     print(f"{t:28} {r['tokens_per_s']:>12,.0f} {r['tflops']:>8.1f} {r['tflops'] / peak:>8.1%} {r['peak_gpu_mb']:>9} {ls}")
+    for vt, v in lop.items():   # the same job under LOP_GPU_TRAIN_VARIANTS
+        if vt.startswith(t + " [") and v.get("tokens_per_s"):
+            vf = r["tflops"] * v["tokens_per_s"] / r["tokens_per_s"]
+            print(f"{'  ' + vt[len(t) + 1:]:28} {'':>12} {'':>8} {'':>8} {'':>9} {v['tokens_per_s']:>10,.0f} "
+                  f"{v['tokens_per_s'] / r['tokens_per_s']:>6.2f} {vf:>8.1f} {vf / peak:>8.1%} {v.get('gpu_peak_mb') or 0:>8}")
     # the same model, data, learning rate and optimizer: the loss curves agree to bf16 noise
     if l.get("losses") and r.get("losses"):
         d = [abs(a - b) for a, b in zip(l["losses"], r["losses"])]
