@@ -138,8 +138,8 @@ if has trainbench; then
   stage "bench/gpu-train.sh"
   LOP_SHARED=$W/shared LOP_BENCH_OUT=/tmp/bench-train timeout $(( ${GPU_DEADLINE:-575} - SECONDS )) bash bench/gpu-train.sh > "$OUT/trainbench.log" 2>&1
   echo "rc=$?"
-  cp /tmp/bench-train/*.jsonl "$OUT/" 2>/dev/null
-  cp /tmp/bench-train/*.err /tmp/bench-train/*.steps "$OUT/" 2>/dev/null
+  cp /tmp/bench-train/lop.jsonl /tmp/bench-train/hf.jsonl "$OUT/" 2>/dev/null
+  (cd /tmp/bench-train && tar -czf "$OUT/trainbench-runs.tar.gz" *.err *.steps 2>/dev/null)   # one file: the tool returns few
   grep -v '^{' "$OUT/trainbench.log" | tail -30
 fi
 stage done

@@ -46,11 +46,12 @@ echo "{\"bench\":\"gpu_train\",\"lop_trainer_on_gpu\":$lop_gpu}"
 : > "$OUT/lop.jsonl"
 lop_run1() { # tag env tool args...
   local tag=$1 ev=$2 tool=$3; shift 3
-  local o=$OUT/lop-$tag
+  local f; f=$(printf '%s' "$tag" | tr -c 'A-Za-z0-9._-' '_')   # file names without spaces
+  local o=$OUT/lop-$f
   rm -rf "$o" "$o.ckpt"
   if env $ev bin/$tool -q "$@" --data "$OUT/data.jsonl" -o "$o" --steps $((WARM + STEPS)) --seq-len $T --batch $B \
-       --no-shuffle --device cuda --gemm bf16 > "$OUT/lop-$tag.steps" 2> "$OUT/lop-$tag.err"; then
-    $PY - "$tag" "$OUT/lop-$tag.steps" "$WARM" <<'PY' | tee -a "$OUT/lop.jsonl"
+       --no-shuffle --device cuda --gemm bf16 > "$OUT/lop-$f.steps" 2> "$OUT/lop-$f.err"; then
+    $PY - "$tag" "$OUT/lop-$f.steps" "$WARM" <<'PY' | tee -a "$OUT/lop.jsonl"
 import json, sys
 tag, path, warm = sys.argv[1], sys.argv[2], int(sys.argv[3])
 L = [json.loads(l) for l in open(path)]
@@ -63,7 +64,7 @@ print(json.dumps({"bench": "lop_train", "tag": tag, "tokens_per_s": round(tps, 1
                   "gpu_peak_mb": mb, "losses": [round(s["loss"], 5) for s in steps]}))
 PY
   else
-    echo "{\"bench\":\"lop_train\",\"tag\":\"$tag\",\"error\":$(tail -1 "$OUT/lop-$tag.err" | $PY -c 'import json,sys; print(json.dumps(sys.stdin.read().strip()))')}" | tee -a "$OUT/lop.jsonl"
+    echo "{\"bench\":\"lop_train\",\"tag\":\"$tag\",\"error\":$(tail -1 "$OUT/lop-$f.err" | $PY -c 'import json,sys; print(json.dumps(sys.stdin.read().strip()))')}" | tee -a "$OUT/lop.jsonl"
   fi
   rm -rf "$o" "$o.ckpt"
 }
